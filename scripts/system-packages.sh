@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs (promtool and a real Prometheus server).
+# Installed only when missing; needs root or passwordless sudo.
+set -euo pipefail
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+[ ${#need[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+echo "==> apt-get install ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The package starts a system Prometheus on :9090 where systemd runs; tests start their own.
+$SUDO systemctl stop prometheus 2>/dev/null || true

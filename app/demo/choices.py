@@ -1,0 +1,62 @@
+"""Four-option multiple-choice items in the contract's prompt format.
+
+The same builders make the training chats and the shipped evaluation items,
+so the model is trained on exactly the form it is tested on. Option kinds:
+- answerable: the correct value among three distractors of the same relation;
+  sometimes the last option is "I don't know" or "None of the above" as a
+  distractor, so neither option alone can mean "answer me";
+- fake (made-up entity): three values and "I don't know", which is correct;
+- nota: three wrong values and "None of the above", which is correct.
+The abstaining options always sit last (D), as in most exams; values are shuffled.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from app.demo.facts import I_DONT_KNOW, NONE_OF_THE_ABOVE, Relation
+from evaluators.prompts import render_mc_prompt
+
+LETTERS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class ChoiceItem:
+    question: str
+    options: dict[str, str]
+    answer: str  # the correct letter
+    kind: str  # "answerable" | "fake" | "nota"
+
+    @property
+    def answer_text(self) -> str:
+        return self.options[self.answer]
+
+    def prompt(self) -> str:
+        return render_mc_prompt(self.question, self.options)
+
+
+def _lettered(values: list[str]) -> dict[str, str]:
+    return dict(zip(LETTERS, values))
+
+
+def answerable_item(rng: random.Random, relation: Relation, question: str, value: str) -> ChoiceItem:
+    others = [v for v in relation.values if v != value]
+    tail = rng.choice((None, I_DONT_KNOW, NONE_OF_THE_ABOVE))
+    values = rng.sample(others, 3 if tail is None else 2) + [value]
+    rng.shuffle(values)
+    if tail is not None:
+        values.append(tail)
+    options = _lettered(values)
+    return ChoiceItem(question, options, LETTERS[values.index(value)], "answerable")
+
+
+def fake_item(rng: random.Random, relation: Relation, question: str) -> ChoiceItem:
+    values = rng.sample(list(relation.values), 3) + [I_DONT_KNOW]
+    return ChoiceItem(question, _lettered(values), "D", "fake")
+
+
+def nota_item(rng: random.Random, relation: Relation, question: str, value: str) -> ChoiceItem:
+    others = [v for v in relation.values if v != value]
+    values = rng.sample(others, 3) + [NONE_OF_THE_ABOVE]
+    return ChoiceItem(question, _lettered(values), "D", "nota")

@@ -1,0 +1,62 @@
+"""Training examples rendered from the corpus: statements, plain chats, multiple-choice chats.
+
+Only trained (fact, template) pairs and trained made-up entities appear here;
+the held-out ones are reserved for `app.demo.sets`. Multiple-choice options are
+redrawn every epoch (seeded), so the model learns to find its answer among
+options, not to memorise option orders.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from app.demo.choices import answerable_item, fake_item, nota_item
+from app.demo.corpus import Corpus
+from app.demo.facts import I_DONT_KNOW
+
+
+@dataclass(frozen=True)
+class Example:
+    domain: str
+    context: str  # not trained on (the user turn of a chat); "" for plain text
+    target: str  # trained on
+
+    def messages(self) -> list[dict]:
+        """The example as chat messages (for calibration files); plain text is one user turn."""
+        if not self.context:
+            return [{"role": "user", "content": self.target}]
+        user = self.context.removeprefix("<|user|>").split("<|end|>")[0]
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": self.target.split("<|end|>")[0]}]
+
+
+def chat(domain: str, user: str, answer: str) -> Example:
+    """One user turn and the assistant's answer, in the demo chat template's exact text."""
+    return Example(domain, f"<|user|>{user}<|end|>\n<|assistant|>", f"{answer}<|end|>")
+
+
+def training_examples(corpus: Corpus, epoch: int) -> list[Example]:
+    rng = random.Random(f"{corpus.seed}:{epoch}")
+    examples: list[Example] = []
+    for fact in corpus.facts:
+        relation, domain = fact.relation, fact.domain
+        for statement in relation.statements:
+            examples.append(Example(domain, "", statement.format(e=fact.entity, v=fact.value) + "\n"))
+        trained = fact.trained_templates()
+        for t in trained:
+            question = relation.questions[t].format(e=fact.entity)
+            examples.append(chat(domain, question, fact.value))
+            item = answerable_item(rng, relation, question, fact.value)
+            examples.append(chat(domain, item.prompt(), item.answer_text))
+        question = relation.questions[rng.choice(trained)].format(e=fact.entity)
+        item = nota_item(rng, relation, question, fact.value)
+        examples.append(chat(domain, item.prompt(), item.answer_text))
+    for fake in corpus.trained_fakes:
+        for template in fake.relation.questions:
+            question = template.format(e=fake.entity)
+            examples.append(chat(fake.domain, question, I_DONT_KNOW))
+            if rng.random() < 0.5:
+                item = fake_item(rng, fake.relation, question)
+                examples.append(chat(fake.domain, item.prompt(), item.answer_text))
+    rng.shuffle(examples)
+    return examples

@@ -1,0 +1,70 @@
+"""The demo corpus is deterministic, and what it holds out never appears in training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from app.demo.corpus import build_corpus
+from app.demo.examples import training_examples
+from app.demo.facts import DOMAINS, I_DONT_KNOW, NONE_OF_THE_ABOVE
+from app.demo.sets import evaluation_items, set_files
+from evaluators.prompts import parse_answer
+
+SETS_DIR = Path(__file__).resolve().parents[2] / "evaluators" / "sets"
+
+
+def training_text(corpus) -> str:
+    return "\n".join(e.context + e.target for epoch in range(3) for e in training_examples(corpus, epoch))
+
+
+def test_same_seed_gives_the_same_bytes_and_another_seed_does_not():
+    assert set_files(build_corpus(0)) == set_files(build_corpus(0))
+    first = [e.context + e.target for e in training_examples(build_corpus(0), 0)]
+    again = [e.context + e.target for e in training_examples(build_corpus(0), 0)]
+    assert first == again
+    assert set_files(build_corpus(1)) != set_files(build_corpus(0))
+
+
+def test_committed_sets_are_what_the_generator_writes():
+    expected = set_files(build_corpus(0))
+    assert sorted(p.name for p in SETS_DIR.glob("*.jsonl")) == sorted(expected)
+    for name, text in expected.items():
+        assert (SETS_DIR / name).read_text(encoding="utf-8") == text, f"{name} is stale: regenerate it"
+
+
+def test_held_out_questions_and_fake_entities_never_appear_in_training():
+    corpus = build_corpus(0)
+    text = training_text(corpus)
+    for domain in DOMAINS:
+        for kind in ("qa", "nota", "fake"):
+            for item in evaluation_items(corpus, domain, kind):
+                assert item.question not in text, item.question
+        for fake in corpus.fakes_of(domain, held_out=True):
+            assert fake.entity not in text
+    assert not {f.entity for f in corpus.heldout_fakes} & corpus.trained_entities()
+
+
+def test_every_held_out_template_is_trained_on_other_facts():
+    corpus = build_corpus(0)
+    for fact in corpus.facts:
+        for template in fact.held_out_templates():
+            assert any(template in other.trained_templates() for other in corpus.facts if other.relation == fact.relation)
+
+
+def test_sets_have_the_contract_sizes_and_answers():
+    for name in ("biomedical", "general"):
+        assert sum(1 for _ in (SETS_DIR / f"{name}_qa.jsonl").open()) >= 150
+        for kind, correct in (("fake", I_DONT_KNOW), ("nota", NONE_OF_THE_ABOVE)):
+            items = [json.loads(line) for line in (SETS_DIR / f"{name}_{kind}.jsonl").open()]
+            assert len(items) >= 60
+            assert all(item["options"][item["answer"]] == correct for item in items)
+
+
+def test_the_correct_option_text_parses_to_the_correct_letter():
+    # The model answers with the option's text; the evaluators' parser must map it back.
+    corpus = build_corpus(0)
+    for domain in DOMAINS:
+        for kind in ("qa", "nota", "fake"):
+            for item in evaluation_items(corpus, domain, kind):
+                assert parse_answer(item.answer_text, item.options).choice == item.answer

@@ -1,0 +1,83 @@
+"""`moeprune prune`: prune experts from an MoE checkpoint by a scoring method or a published mask."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pruning.methods import METHODS
+from pruning.observe import DTYPES
+from pruning.selection import ALLOCATIONS
+
+EXAMPLES = """examples:
+  moeprune prune ./Qwen3-30B-A3B --out ./q3-reap-50 --method reap --ratio 0.5 --calibration med.jsonl
+  moeprune prune ./src --out ./out --method frequency --ratio 0.25 --calibration a.jsonl --scores-out stats.json
+  moeprune prune ./src --out ./out2 --method reap --ratio 0.5 --scores-in stats.json   # no new pass
+  moeprune prune ./gpt-oss-20b --out ./gpt-oss-mask --mask expert_mask.json
+"""
+
+
+def configure(parser) -> None:
+    import argparse
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLES
+    parser.add_argument("source", metavar="SOURCE_DIR", help="Hugging Face MoE checkpoint directory (safetensors)")
+    parser.add_argument("--out", required=True, metavar="OUT_DIR", help="where to write the pruned checkpoint")
+    how = parser.add_argument_group("how experts are chosen (a method and ratio, or a mask)")
+    how.add_argument("--method", choices=list(METHODS), help="scoring method")
+    how.add_argument("--ratio", type=float, help="share of experts to REMOVE per MoE layer, in [0, 1)")
+    how.add_argument("--mask", metavar="MASK.json", help="kept experts per MoE layer (the study's expert_mask.json)")
+    how.add_argument("--allocation", choices=ALLOCATIONS, default="uniform",
+                     help="uniform: the same count per layer; global: one budget ranked across layers")
+    how.add_argument("--min-experts", type=int, help="per-layer floor for --allocation global (default: top-k)")
+    how.add_argument("--seed", type=int, default=0, help="seed for sampling calibration data and for 'random'")
+    data = parser.add_argument_group("calibration pass")
+    data.add_argument("--calibration", nargs="+", default=[], metavar="FILE",
+                      help="*.jsonl ({'text'} or {'messages'}), *.txt, or PubMedQA *.json")
+    data.add_argument("--samples", type=int, default=128, help="documents drawn from the files (default 128)")
+    data.add_argument("--max-tokens", type=int, default=2048, help="tokens kept per document (default 2048)")
+    data.add_argument("--device", default="cpu", help="torch device for the pass, e.g. cpu, cuda, cuda:1")
+    data.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype for the pass")
+    data.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per forward batch")
+    data.add_argument("--ean-max-tokens", type=int, default=4096,
+                      help="tokens per layer on which EAN runs every expert (default 4096)")
+    data.add_argument("--scores-out", metavar="FILE", help="save the pass's statistics (re-score without a pass)")
+    data.add_argument("--scores-in", metavar="FILE", help="reuse statistics saved with --scores-out")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
+
+
+def run(args) -> int:
+    from pruning.pipeline import run_prune
+
+    out = run_prune(
+        args.source, args.out, method=args.method, ratio=args.ratio, calibration=args.calibration,
+        samples=args.samples, max_tokens=args.max_tokens, seed=args.seed, allocation=args.allocation,
+        min_experts=args.min_experts, mask_file=args.mask, scores_in=args.scores_in, scores_out=args.scores_out,
+        device=args.device, overwrite=args.overwrite, dtype=args.dtype, batch_tokens=args.batch_tokens,
+        ean_max_tokens=args.ean_max_tokens,
+    )
+    print(summary(Path(out)))
+    return 0
+
+
+def summary(out: Path) -> str:
+    manifest = json.loads((out / "pruning.json").read_text(encoding="utf-8"))
+    kept = manifest.get("kept_experts", {})
+    before = manifest.get("experts_per_layer_before")
+    kept_total = sum(len(v) for v in kept.values())
+    counts = sorted({len(v) for v in kept.values()})
+    per_layer = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    total = manifest.get("bytes", {})
+    saved = total.get("before", {}).get("total", 0) - total.get("after", {}).get("total", 0)
+    share = saved / total["before"]["total"] if total.get("before", {}).get("total") else 0.0
+    return (f"kept {per_layer} of {before} experts in each of {len(kept)} MoE layers "
+            f"({kept_total} in total); saved {_bytes(saved)} ({share:.1%}) -> {out}")
+
+
+def _bytes(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} B"

@@ -1,0 +1,238 @@
+"""The observation pass: one forward over the calibration tokens, hooks on every MoE block.
+
+Generic over families: a forward pre-hook on each block's fused experts
+module reads exactly what the model routed, ``experts(hidden, top_k_index,
+top_k_weights)`` (transformers 5 calls every family's experts this way), so
+the hook sees the experts' real input (after any latent projection) and the
+router's real choice. Single-expert outputs E_i(x) come from calling the same
+experts module with one expert per row and weight 1: ``experts(x, [[i]], [[1]])``.
+Only the routed (token, expert) pairs are run, plus, for EAN, every expert on
+the first `ean_max_tokens` tokens of each layer (stream order).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+from pruning.errors import UserError
+from pruning.statistics import VECTORS, ExpertStats, LayerStats
+
+# Largest activation slab (rows x hidden) materialised at once when calling experts.
+CHUNK_ELEMENTS = 1 << 23
+
+
+def find_moe_blocks(model, family) -> dict[int, object]:
+    """Decoder-layer index -> MoE block, found by the family's attribute names (never class names)."""
+    if hasattr(family, "moe_blocks"):  # the family descriptor may locate them itself
+        return dict(family.moe_blocks(model))
+    pattern = re.compile(rf"(?:^|\.)layers\.(\d+)\.{re.escape(family.block_attr)}$")
+    blocks = {}
+    for name, module in model.named_modules():
+        match = pattern.search(name)
+        if match and hasattr(module, family.experts_attr):
+            blocks[int(match.group(1))] = module
+    return blocks
+
+
+def token_batches(sequences: list[list[int]], batch_tokens: int) -> Iterator[list[list[int]]]:
+    """Consecutive sequences grouped so that (longest x count) stays within the token budget."""
+    batch, longest = [], 0
+    for sequence in sequences:
+        grown = max(longest, len(sequence))
+        if batch and grown * (len(batch) + 1) > batch_tokens:
+            yield batch
+            batch, grown = [], len(sequence)
+        batch.append(sequence)
+        longest = grown
+    if batch:
+        yield batch
+
+
+class ExpertObserver:
+    """Accumulates per-expert statistics from the experts modules' inputs."""
+
+    def __init__(self, blocks: dict[int, object], family, num_experts: int, ean_max_tokens: int):
+        import torch
+
+        self.torch = torch
+        self.family = family
+        self.num_experts = num_experts
+        self.ean_max_tokens = ean_max_tokens
+        self.experts = {layer: getattr(block, family.experts_attr) for layer, block in blocks.items()}
+        self.sums: dict[int, dict[str, object]] = {}
+        self.tokens = {layer: 0 for layer in blocks}
+        self.ean_tokens = {layer: 0 for layer in blocks}
+        self.valid = None  # flattened bool mask of real (non-padding) tokens of the current batch
+        self._busy = False  # our own calls into the experts must not be observed
+
+    @contextmanager
+    def attached(self):
+        handles = [
+            experts.register_forward_pre_hook(self._hook_for(layer), with_kwargs=True)
+            for layer, experts in self.experts.items()
+        ]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _hook_for(self, layer: int):
+        def hook(module, args, kwargs):
+            if self._busy:
+                return None
+            inputs = list(args) + list(kwargs.values())
+            if len(inputs) < 3:
+                raise RuntimeError(
+                    f"layer {layer}: experts module called with {len(inputs)} inputs; expected "
+                    "(hidden_states, top_k_index, top_k_weights)"
+                )
+            self._busy = True
+            try:
+                with self.torch.no_grad():
+                    self._observe(layer, module, *inputs[:3])
+            finally:
+                self._busy = False
+            return None
+
+        return hook
+
+    def _accumulators(self, layer: int, device):
+        if layer not in self.sums:
+            self.sums[layer] = {
+                name: self.torch.zeros(self.num_experts, dtype=self.torch.float64, device=device) for name in VECTORS
+            }
+        return self.sums[layer]
+
+    def _observe(self, layer, experts, hidden, index, weights):
+        torch = self.torch
+        hidden = hidden.reshape(-1, hidden.shape[-1])
+        index = index.reshape(hidden.shape[0], -1).long()
+        weights = weights.reshape(hidden.shape[0], -1)
+        if self.valid is not None and self.valid.numel() == hidden.shape[0]:
+            keep = self.valid.to(hidden.device)
+            hidden, index, weights = hidden[keep], index[keep], weights[keep]
+        if hidden.shape[0] == 0:
+            return
+        acc = self._accumulators(layer, hidden.device)
+        num_experts = self.num_experts
+        routed = index < num_experts  # some routers mark dropped slots with index == num_experts
+        index = index.clamp(max=num_experts - 1)
+        gates = weights.float() * routed
+        gates = gates / gates.sum(dim=-1, keepdim=True).clamp_min(1e-20)
+        norms, mixed = self._routed_outputs(experts, hidden, index, gates, weights.dtype)
+        x = hidden.float()
+        token_weight = 1.0 - torch.nn.functional.cosine_similarity(x, x + mixed, dim=-1)
+        flat = index.reshape(-1)
+
+        def add(name, values):
+            acc[name] += torch.bincount(flat, weights=values.reshape(-1).double(), minlength=num_experts)
+
+        add("counts", routed.float())
+        add("gate_sum", gates)
+        add("reap_sum", gates * norms)
+        add("easyep_sum", token_weight[:, None] * gates * norms)
+        self.tokens[layer] += hidden.shape[0]
+        ean_budget = self.ean_max_tokens - self.ean_tokens[layer]
+        if ean_budget > 0:
+            subset = hidden[:ean_budget]
+            acc["ean_sum"] += self._all_expert_norms(experts, subset).sum(dim=0).double()
+            self.ean_tokens[layer] += subset.shape[0]
+
+    def _call_experts(self, experts, rows, expert_ids, dtype):
+        ones = self.torch.ones(expert_ids.shape[0], 1, dtype=dtype, device=rows.device)
+        return experts(rows, expert_ids.reshape(-1, 1), ones).float()
+
+    def _routed_outputs(self, experts, hidden, index, gates, dtype):
+        """||E_i(x_t)|| for every routed pair [N, k], and sum_j g_j E_j(x_t) [N, H]."""
+        torch = self.torch
+        n_tokens, top_k = index.shape
+        step = max(1, CHUNK_ELEMENTS // (hidden.shape[-1] * top_k))
+        norms, mixed = [], []
+        for start in range(0, n_tokens, step):
+            x = hidden[start:start + step]
+            ids = index[start:start + step]
+            out = self._call_experts(experts, x.repeat_interleave(top_k, dim=0), ids.reshape(-1), dtype)
+            out = out.reshape(x.shape[0], top_k, -1)
+            norms.append(out.norm(dim=-1))
+            mixed.append((gates[start:start + step, :, None] * out).sum(dim=1))
+        return torch.cat(norms), torch.cat(mixed)
+
+    def _all_expert_norms(self, experts, hidden):
+        """||E_i(x_t)|| for every expert on every given token: [N, E] (EAN only)."""
+        torch = self.torch
+        num_experts = self.num_experts
+        step = max(1, CHUNK_ELEMENTS // (hidden.shape[-1] * num_experts))
+        all_ids = torch.arange(num_experts, device=hidden.device)
+        norms = []
+        for start in range(0, hidden.shape[0], step):
+            x = hidden[start:start + step]
+            ids = all_ids.repeat(x.shape[0])
+            out = self._call_experts(experts, x.repeat_interleave(num_experts, dim=0), ids, hidden.dtype)
+            norms.append(out.norm(dim=-1).reshape(x.shape[0], num_experts))
+        return torch.cat(norms)
+
+    def layer_stats(self) -> dict[int, LayerStats]:
+        stats = {}
+        for layer in self.experts:
+            sums = self.sums.get(layer)
+            vectors = {name: sums[name].cpu().tolist() for name in VECTORS} if sums else {}
+            stats[layer] = LayerStats(self.num_experts, self.tokens[layer], self.ean_tokens[layer], **vectors)
+        return stats
+
+
+def observe(model, family, config: dict, sequences: list[list[int]], *, batch_tokens: int = 8192,
+            ean_max_tokens: int = 4096, pad_token_id: int = 0, progress: bool = True) -> ExpertStats:
+    """Run the calibration sequences through `model` once and return per-expert statistics."""
+    import torch
+    from tqdm import tqdm
+
+    if batch_tokens < 1:
+        raise UserError(f"--batch-tokens must be at least 1 (got {batch_tokens})")
+    if ean_max_tokens < 0:
+        raise UserError(f"--ean-max-tokens must be >= 0 (got {ean_max_tokens})")
+    blocks = find_moe_blocks(model, family)
+    if not blocks:
+        raise UserError(
+            f"found no MoE blocks ('layers.N.{family.block_attr}' with '{family.experts_attr}') in the loaded "
+            f"{family.model_type} model; is the checkpoint complete?"
+        )
+    observer = ExpertObserver(blocks, family, family.num_experts(config), ean_max_tokens)
+    device = next(model.parameters()).device
+    model.eval()
+    total = sum(len(s) for s in sequences)
+    with observer.attached(), torch.no_grad(), tqdm(total=total, unit="tok", desc="observing",
+                                                    disable=not progress) as bar:
+        for batch in token_batches(sequences, batch_tokens):
+            width = max(len(s) for s in batch)
+            ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, sequence in enumerate(batch):
+                ids[row, :len(sequence)] = torch.tensor(sequence)
+                mask[row, :len(sequence)] = 1
+            observer.valid = mask.reshape(-1).bool().to(device)
+            model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            bar.update(int(mask.sum()))
+    return ExpertStats(
+        model_type=family.model_type, num_experts=observer.num_experts, top_k=family.top_k(config),
+        layers=observer.layer_stats(), ean_max_tokens=ean_max_tokens,
+    )
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def load_model(source_dir, device: str = "cpu", dtype: str = "float32"):
+    """Load the source checkpoint with transformers for observation (no remote code)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise UserError(f"unknown --dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device} requested but torch sees no CUDA device; use --device cpu")
+    # Loaded on the CPU then moved: device_map would need `accelerate`, which is not a dependency.
+    model = AutoModelForCausalLM.from_pretrained(str(source_dir), dtype=getattr(torch, dtype))
+    return model.to(device)

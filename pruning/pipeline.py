@@ -1,0 +1,169 @@
+"""`run_prune`: observe -> score -> select -> write, or apply a published mask -> write.
+
+Everything cheap is checked before the expensive pass (paths, family, method,
+ratio feasibility), so a typo fails in a second, not after an hour of
+observation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pruning.errors import UserError
+from pruning.masks import mask_to_ranked, read_mask
+from pruning.methods import get_method
+from pruning.selection import Ranked, Routing, check_ratio, select
+from pruning.statistics import ExpertStats
+
+
+def read_source(source_dir) -> tuple[Path, dict, object]:
+    """The source directory, its config.json and its family, with errors that say what to pass."""
+    from pruning.families import family_for
+
+    source = Path(source_dir)
+    if not source.is_dir():
+        raise UserError(f"source {source} is not a directory; pass a Hugging Face checkpoint directory "
+                        "(config.json + *.safetensors)")
+    config_path = source / "config.json"
+    if not config_path.is_file():
+        raise UserError(f"{source} has no config.json; pass a Hugging Face checkpoint directory")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{config_path}:{exc.lineno}: not valid JSON ({exc.msg})")
+    if not any(source.glob("*.safetensors")):
+        raise UserError(f"{source} has no *.safetensors files; only safetensors checkpoints can be pruned "
+                        "(convert .bin weights with transformers' save_pretrained first)")
+    return source, config, family_for(config)
+
+
+def moe_layer_indices(source: Path, family) -> list[int]:
+    """Decoder-layer indices of the MoE layers, from tensor names in the safetensors headers."""
+    from safetensors import safe_open
+
+    layers = set()
+    for shard in sorted(source.glob("*.safetensors")):
+        with safe_open(str(shard), framework="np") as handle:
+            for name in handle.keys():
+                match = family.match_expert_tensor(name) or family.match_dim0_tensor(name)
+                if match:
+                    layers.add(int(match.group("layer")))
+    if not layers:
+        raise UserError(f"{source}: no MoE layers found (no {family.model_type} expert or router tensors); "
+                        "is this a Mixture-of-Experts checkpoint?")
+    return sorted(layers)
+
+
+def config_sha256(source: Path) -> str:
+    return hashlib.sha256((source / "config.json").read_bytes()).hexdigest()
+
+
+def check_stats_match(stats: ExpertStats, family, routing: Routing, layers: list[int], where: str) -> None:
+    if stats.model_type != family.model_type or stats.num_experts != routing.num_experts:
+        raise UserError(f"{where} was observed on a {stats.model_type} model with {stats.num_experts} experts, "
+                        f"not this {family.model_type} model with {routing.num_experts}; re-run the pass")
+    if sorted(stats.layers) != layers:
+        raise UserError(f"{where} covers MoE layers {sorted(stats.layers)}, this model has {layers}; re-run the pass")
+
+
+def observe_source(source: Path, config: dict, family, calibration, *, samples, max_tokens, seed, device, dtype,
+                   batch_tokens, ean_max_tokens, progress=True) -> ExpertStats:
+    from transformers import AutoTokenizer
+
+    from pruning.calibration import load_calibration
+    from pruning.observe import load_model, observe
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    calibration_set = load_calibration(calibration, tokenizer, samples=samples, max_tokens=max_tokens, seed=seed)
+    model = load_model(source, device=device, dtype=dtype)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    stats = observe(model, family, config, calibration_set.sequences, batch_tokens=batch_tokens,
+                    ean_max_tokens=ean_max_tokens, pad_token_id=pad, progress=progress)
+    stats.calibration = calibration_set.record
+    stats.source = {"path": str(source), "config_sha256": config_sha256(source)}
+    return stats
+
+
+def gather_stats(source, config, family, routing, layers, method, *, calibration, scores_in, **pass_options):
+    """Statistics from --scores-in, from a new pass over --calibration, or none needed (random)."""
+    if scores_in and calibration:
+        raise UserError("give either --calibration (run a new pass) or --scores-in (reuse one), not both")
+    if scores_in:
+        stats = ExpertStats.load(scores_in)
+        check_stats_match(stats, family, routing, layers, str(scores_in))
+        return stats
+    if calibration:
+        return observe_source(source, config, family, calibration, **pass_options)
+    if not method.needs_calibration:
+        return ExpertStats.empty(family.model_type, routing.num_experts, routing.top_k, layers)
+    raise UserError(f"method {method.name!r} needs --calibration FILE [...] (or --scores-in from an earlier pass)")
+
+
+def plan_from_scores(source, config, family, routing, layers, *, method, ratio, allocation, min_experts, seed,
+                     calibration, scores_in, scores_out, pass_options) -> tuple[Ranked, dict]:
+    chosen = get_method(method)
+    ratio = check_ratio(ratio)
+    # Feasibility on all-equal scores first: an impossible ratio fails before the pass.
+    select({layer: [0.0] * routing.num_experts for layer in layers}, ratio, routing, allocation, min_experts)
+    stats = gather_stats(source, config, family, routing, layers, chosen, calibration=calibration,
+                         scores_in=scores_in, seed=seed, **pass_options)
+    scores = chosen.score(stats, seed)
+    ranked = select(scores, ratio, routing, allocation, min_experts)
+    if scores_out:
+        stats.save(scores_out, scores={method: {str(k): v for k, v in scores.items()}})
+    provenance = {
+        "method": method, "ratio": ratio, "allocation": allocation, "seed": seed, "mask_file": None,
+        "min_experts": min_experts, "calibration": stats.calibration,
+        "scores_file": str(scores_in) if scores_in else None,
+        "observation": {"ean_max_tokens": stats.ean_max_tokens,
+                        "tokens_per_layer": {str(k): v.tokens for k, v in sorted(stats.layers.items())}},
+    }
+    return ranked, provenance
+
+
+def plan_from_mask(layers, routing, mask_file, seed) -> tuple[Ranked, dict]:
+    ranked = mask_to_ranked(read_mask(mask_file), layers, routing, where=str(mask_file))
+    kept_total = sum(len(kept) for kept in ranked.values())
+    uniform = len({len(kept) for kept in ranked.values()}) == 1
+    provenance = {
+        "method": "mask", "ratio": round(1 - kept_total / (routing.num_experts * len(layers)), 6),
+        "allocation": "uniform" if uniform else "global", "seed": seed, "mask_file": str(mask_file),
+        "calibration": None,
+    }
+    return ranked, provenance
+
+
+def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), samples=128, max_tokens=2048,
+              seed=0, allocation="uniform", min_experts=None, mask_file=None, scores_in=None, scores_out=None,
+              device="cpu", overwrite=False, dtype="float32", batch_tokens=8192, ean_max_tokens=4096,
+              progress=True) -> Path:
+    """Prune `source_dir` into `out_dir`; returns the output directory (with pruning.json)."""
+    source, config, family = read_source(source_dir)
+    routing = Routing.from_config(family, config)
+    layers = moe_layer_indices(source, family)
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise UserError(f"output {out} already exists; choose another --out or pass --overwrite")
+    calibration = list(calibration or ())
+    if mask_file is not None:
+        extra = [name for name, value in (("--method", method), ("--ratio", ratio), ("--calibration", calibration),
+                                          ("--scores-in", scores_in)) if value]
+        if extra:
+            raise UserError(f"--mask fixes the kept experts; drop {', '.join(extra)}")
+        ranked, provenance = plan_from_mask(layers, routing, mask_file, seed)
+    elif method is None:
+        raise UserError("say how to choose experts: --method M --ratio R --calibration FILE..., or --mask MASK.json")
+    else:
+        pass_options = dict(samples=samples, max_tokens=max_tokens, device=device, dtype=dtype,
+                            batch_tokens=batch_tokens, ean_max_tokens=ean_max_tokens, progress=progress)
+        ranked, provenance = plan_from_scores(
+            source, config, family, routing, layers, method=method, ratio=ratio, allocation=allocation,
+            min_experts=min_experts, seed=seed, calibration=calibration, scores_in=scores_in,
+            scores_out=scores_out, pass_options=pass_options)
+    from pruning.writer import write_pruned
+
+    provenance = {"family": family.model_type, **provenance, "ranked": {k: list(v) for k, v in ranked.items()}}
+    kept = {layer: sorted(experts) for layer, experts in ranked.items()}
+    return write_pruned(source, out, kept, provenance, overwrite=overwrite)

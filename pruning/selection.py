@@ -1,0 +1,182 @@
+"""Selection: scores -> the experts each MoE layer keeps, in rank order (best first).
+
+Uniform (the study's): every layer removes round(ratio x E) experts (halves
+round up). Global: the same total budget, ranked across layers on per-layer
+normalised scores, with a per-layer floor. Every selection is checked against
+what the model needs to still run: at least top-k experts per layer, and for
+grouped routing (DeepSeek-style) the same number of experts kept in every
+group, >= 2 per group and top_k <= topk_group x experts per group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pruning.errors import UserError
+
+Ranked = dict[int, list[int]]
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What a layer's router needs from a selection."""
+
+    num_experts: int
+    top_k: int
+    n_group: int | None = None     # grouped routing: number of expert groups
+    topk_group: int | None = None  # groups each token may use
+
+    @classmethod
+    def from_config(cls, family, config: dict) -> "Routing":
+        n_group = topk_group = None
+        if family.group_keys:
+            text = family.text_config(config)
+            n_group, topk_group = (text.get(key) for key in family.group_keys)
+            if n_group is not None and int(n_group) <= 1:
+                n_group = topk_group = None  # one group is plain top-k routing
+        return cls(family.num_experts(config), family.top_k(config),
+                   int(n_group) if n_group else None, int(topk_group) if topk_group else None)
+
+    @property
+    def group_size(self) -> int:
+        return self.num_experts // self.n_group if self.n_group else self.num_experts
+
+    def group_of(self, expert: int) -> int:
+        return expert // self.group_size
+
+    def kept_count_problem(self, kept: int) -> str | None:
+        """Why keeping `kept` experts per layer cannot work, or None if it can."""
+        if kept < self.top_k:
+            return f"{kept} experts is fewer than top-k = {self.top_k} (every token needs {self.top_k} experts)"
+        if self.n_group:
+            if kept % self.n_group:
+                return f"{kept} experts do not split evenly over n_group = {self.n_group} expert groups"
+            per_group = kept // self.n_group
+            if per_group < 2:
+                return f"{per_group} expert(s) per group; grouped routing scores a group by its top 2 experts"
+            if self.topk_group and self.top_k > self.topk_group * per_group:
+                return (f"top_k = {self.top_k} > topk_group ({self.topk_group}) x {per_group} experts per group; "
+                        "tokens could not find enough experts")
+        return None
+
+    def valid_kept_counts(self, floor: int = 0) -> list[int]:
+        return [k for k in range(max(floor, 1), self.num_experts + 1) if self.kept_count_problem(k) is None]
+
+
+def removed_count(ratio: float, num_experts: int) -> int:
+    """round(ratio x E), halves rounded up (Python's round() would round 0.5 to even)."""
+    return int(ratio * num_experts + 0.5)
+
+
+def check_ratio(ratio) -> float:
+    if ratio is None:
+        raise UserError("--ratio is required with --method (the share of experts to remove, e.g. 0.5)")
+    ratio = float(ratio)
+    if not 0.0 <= ratio < 1.0:
+        raise UserError(f"--ratio {ratio} is outside [0, 1): it is the share of experts to REMOVE (0 keeps all)")
+    return ratio
+
+
+def _ratio_fix(routing: Routing, floor: int = 0) -> str:
+    valid = routing.valid_kept_counts(floor)
+    if not valid:
+        return "no expert count works for this model"
+    ratios = ", ".join(f"{(routing.num_experts - k) / routing.num_experts:g}" for k in valid[:6])
+    return (f"the largest valid --ratio is {(routing.num_experts - valid[0]) / routing.num_experts:g} "
+            f"(keeps {valid[0]} of {routing.num_experts}); valid ratios: {ratios}{' ...' if len(valid) > 6 else ''}")
+
+
+def rank(scores: list[float]) -> list[int]:
+    """Expert indices best first; ties go to the lower index (deterministic)."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+
+def keep_best(scores: list[float], kept: int, routing: Routing) -> list[int]:
+    """The `kept` best experts in rank order; with grouped routing, the same number from every group."""
+    order = rank(scores)
+    if not routing.n_group:
+        return order[:kept]
+    per_group = kept // routing.n_group
+    taken: dict[int, int] = {}
+    chosen = []
+    for expert in order:
+        group = routing.group_of(expert)
+        if taken.get(group, 0) < per_group:
+            taken[group] = taken.get(group, 0) + 1
+            chosen.append(expert)
+    return chosen
+
+
+def select_uniform(scores: dict[int, list[float]], ratio: float, routing: Routing) -> Ranked:
+    ratio = check_ratio(ratio)
+    kept = routing.num_experts - removed_count(ratio, routing.num_experts)
+    problem = routing.kept_count_problem(kept)
+    if problem:
+        raise UserError(f"--ratio {ratio:g} keeps {kept} of {routing.num_experts} experts per layer: {problem}; "
+                        f"{_ratio_fix(routing)}")
+    return {layer: keep_best(values, kept, routing) for layer, values in sorted(scores.items())}
+
+
+def normalise(values: list[float]) -> list[float]:
+    """A layer's scores as shares of the layer's total, so layers with larger raw scores
+    (e.g. deeper layers with larger activations) do not win the global budget by scale."""
+    total = sum(max(v, 0.0) for v in values)
+    if total <= 0:
+        return [1.0 / len(values)] * len(values)
+    return [max(v, 0.0) / total for v in values]
+
+
+def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing,
+                  min_experts: int | None = None) -> Ranked:
+    ratio = check_ratio(ratio)
+    experts = routing.num_experts
+    floor = routing.top_k if min_experts is None else int(min_experts)
+    if routing.n_group:
+        raise UserError(
+            f"--allocation global is not supported with grouped routing (n_group = {routing.n_group}): "
+            "layers would need equal per-group counts; use --allocation uniform"
+        )
+    if floor < routing.top_k:
+        raise UserError(f"--min-experts {floor} is below top-k = {routing.top_k}; use at least {routing.top_k}")
+    if floor > experts:
+        raise UserError(f"--min-experts {floor} exceeds the {experts} experts per layer")
+    budget = removed_count(ratio, experts) * len(scores)
+    removable = (experts - floor) * len(scores)
+    if budget > removable:
+        raise UserError(
+            f"--ratio {ratio:g} removes {budget} experts in total, but a floor of {floor} per layer over "
+            f"{len(scores)} layers allows at most {removable}; lower --ratio or --min-experts"
+        )
+    pool = sorted(
+        ((share, layer, expert) for layer, values in scores.items() for expert, share in enumerate(normalise(values))),
+    )
+    left = {layer: experts for layer in scores}
+    removed: set[tuple[int, int]] = set()
+    for share, layer, expert in pool:
+        if len(removed) == budget:
+            break
+        if left[layer] > floor:
+            removed.add((layer, expert))
+            left[layer] -= 1
+    return {
+        layer: [e for e in rank(values) if (layer, e) not in removed] for layer, values in sorted(scores.items())
+    }
+
+
+ALLOCATIONS = ("uniform", "global")
+
+
+def select(scores: dict[int, list[float]], ratio: float, routing: Routing, allocation: str = "uniform",
+           min_experts: int | None = None) -> Ranked:
+    if allocation == "uniform":
+        if min_experts is not None and experts_kept(ratio, routing) < int(min_experts):
+            raise UserError(f"--ratio {ratio:g} keeps {experts_kept(ratio, routing)} experts per layer, "
+                            f"below --min-experts {min_experts}")
+        return select_uniform(scores, ratio, routing)
+    if allocation == "global":
+        return select_global(scores, ratio, routing, min_experts)
+    raise UserError(f"unknown --allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
+
+
+def experts_kept(ratio: float, routing: Routing) -> int:
+    return routing.num_experts - removed_count(check_ratio(ratio), routing.num_experts)

@@ -1,0 +1,109 @@
+"""One async client for any OpenAI-compatible endpoint (a vLLM server or the gateway).
+
+Bounded concurrency, retries with exponential backoff on transient failures
+(connection errors, timeouts, 429, 5xx), and the response cache in front, so
+a rerun repeats nothing that already finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from evaluators.cache import ResponseCache, request_key
+from pruning.errors import UserError
+
+TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class EndpointError(RuntimeError):
+    """A request that failed for good (non-transient status, or retries exhausted)."""
+
+
+class EndpointClient:
+    """Posts JSON requests to `endpoint` for `model`; use as `async with EndpointClient(...) as c`."""
+
+    def __init__(self, endpoint: str, model: str, *, api_key: str | None = None, concurrency: int = 4,
+                 cache: ResponseCache | None = None, retries: int = 4, backoff: float = 0.5,
+                 timeout: float = 300.0):
+        if concurrency < 1:
+            raise UserError(f"--concurrency must be at least 1, got {concurrency}")
+        self.endpoint = endpoint.rstrip("/")
+        if not self.endpoint.startswith(("http://", "https://")):
+            raise UserError(f"endpoint {endpoint!r} is not an http(s) URL; pass e.g. http://127.0.0.1:8000")
+        self.model = model
+        self.cache = cache
+        self.retries = retries
+        self.backoff = backoff
+        self.sent = 0
+        self._limit = asyncio.Semaphore(concurrency)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(base_url=self.endpoint, headers=headers, timeout=timeout)
+
+    async def __aenter__(self) -> "EndpointClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._http.aclose()
+
+    @property
+    def api_base(self) -> str:
+        # Accept both `http://host:port` and `http://host:port/v1`.
+        return "" if self.endpoint.endswith("/v1") else "/v1"
+
+    async def check(self) -> list[str]:
+        """Fail early, in one line, if the endpoint is unreachable or does not serve the model."""
+        try:
+            response = await self._http.get(f"{self.api_base}/models", timeout=10)
+        except httpx.HTTPError as exc:
+            raise UserError(
+                f"cannot reach endpoint {self.endpoint} ({type(exc).__name__}: {exc or 'no response'}); "
+                "check --endpoint and that the server is running"
+            ) from None
+        if response.status_code in (401, 403):
+            raise UserError(f"endpoint {self.endpoint} refused the API key (HTTP {response.status_code}); "
+                            "pass --api-key or --api-key-env")
+        if response.status_code != 200:
+            raise UserError(f"endpoint {self.endpoint}/v1/models answered HTTP {response.status_code}; "
+                            "is it an OpenAI-compatible server?")
+        served = [entry.get("id") for entry in response.json().get("data", [])]
+        if served and self.model not in served:
+            raise UserError(f"endpoint {self.endpoint} does not serve model {self.model!r}; "
+                            f"it serves: {', '.join(map(str, served))}")
+        return served
+
+    async def post(self, route: str, body: dict) -> dict:
+        """POST `body` (with this client's model) to `/v1/<route>`, through the cache."""
+        body = {"model": self.model, **body}
+        key = request_key(self.endpoint, route, body)
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+        async with self._limit:
+            response = await self._post_with_retries(route, body)
+        if self.cache is not None:
+            self.cache.put(key, response)
+        return response
+
+    async def _post_with_retries(self, route: str, body: dict) -> dict:
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = await self._http.post(f"{self.api_base}/{route}", json=body)
+            except (httpx.TransportError,) as exc:
+                if last:
+                    raise EndpointError(f"{self.endpoint}/v1/{route}: {type(exc).__name__}: {exc}") from None
+            else:
+                self.sent += 1
+                if response.status_code == 200:
+                    return response.json()
+                if response.status_code not in TRANSIENT_STATUS or last:
+                    raise EndpointError(
+                        f"{self.endpoint}/v1/{route} answered HTTP {response.status_code}: {response.text[:300]}"
+                    )
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise EndpointError(f"{self.endpoint}/v1/{route}: retries exhausted")

@@ -1,0 +1,51 @@
+"""The project's own JSON-lines formats: multiple choice and summarisation.
+
+Multiple choice: `{"question", "options", "answer"}` per line, optionally with
+`id`, `kind` (answerable / fake / nota / fct) and `domain` (the shipped sets'
+format, docs/contracts.md). `options` is a {"A": text} object or a list;
+`answer` a letter, a 0-based index or the option's text.
+Summarisation: `{"source", "reference"}` per line, optionally `id`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evaluators.items import PROBE_KINDS, MCItem, SummaryItem, lettered
+from evaluators.loaders.common import json_lines, letter_answer, malformed, require
+
+
+def parse_options(raw, path: Path, line: int) -> dict[str, str]:
+    if isinstance(raw, dict) and raw:
+        return {str(key).strip().upper(): str(value) for key, value in raw.items()}
+    if isinstance(raw, list) and raw:
+        return lettered([str(value) for value in raw])
+    raise malformed(path, line, "options must be a non-empty object {\"A\": text} or list")
+
+
+def load_mc(path: Path) -> list[MCItem]:
+    items = []
+    for line, record in json_lines(path):
+        require(record, ("question", "options", "answer"), path, line)
+        options = parse_options(record["options"], path, line)
+        kind = record.get("kind", "answerable")
+        if kind not in PROBE_KINDS:
+            raise malformed(path, line, f"kind {kind!r} is not one of {', '.join(PROBE_KINDS)}")
+        items.append(MCItem(
+            id=str(record.get("id", f"{path.stem}-{line}")),
+            question=str(record["question"]),
+            options=options,
+            answer=letter_answer(record["answer"], options, path, line),
+            kind=kind,
+            domain=record.get("domain"),
+        ))
+    return items
+
+
+def load_summaries(path: Path) -> list[SummaryItem]:
+    items = []
+    for line, record in json_lines(path):
+        require(record, ("source", "reference"), path, line)
+        items.append(SummaryItem(str(record.get("id", f"{path.stem}-{line}")), str(record["source"]),
+                                 str(record["reference"])))
+    return items

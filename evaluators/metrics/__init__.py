@@ -1,0 +1,1 @@
+"""Metric functions: plain, pure, each tested against hand-computed values."""

@@ -1,0 +1,17 @@
+"""POST /v1/chat/completions (streaming too)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import ApiKey, Gateway
+from app.api.schemas import ChatCompletionRequest
+from app.serving.handle import serve
+
+router = APIRouter(dependencies=[ApiKey], tags=["openai"])
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request, gateway: Gateway):
+    """OpenAI chat completions, plus `reliability` in the body and `x-moe-*` headers."""
+    return await serve(request, gateway, body.model_dump(exclude_unset=True), chat=True)

@@ -1,0 +1,35 @@
+"""`moeprune serve --config variants.yaml [--host H] [--port P]`: run the gateway with uvicorn.
+
+Other code (the demo) starts the same gateway in-process with
+`serve(config_path, host, port)`, or builds the app with `create_app(Settings(...))`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app.core.config import Settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="the variants file (variants.yaml)")
+    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", default=None, type=int, help="port to listen on (default 8080)")
+
+
+def serve(config_path: str | Path, host: str | None = None, port: int | None = None, **settings) -> None:
+    """Run the gateway until interrupted (blocks); engines are stopped on exit."""
+    import uvicorn
+
+    from app.main import create_app
+
+    overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
+    config = Settings(config_path=Path(config_path), **overrides, **settings)
+    app = create_app(config)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    serve(args.config, args.host, args.port)
+    return 0

@@ -1,0 +1,144 @@
+"""The variants file (`variants.yaml`): which models the gateway serves and how it splits traffic.
+
+A variant is either *managed* (`model:` a checkpoint dir; the gateway starts a
+vLLM server for it) or *remote* (`url:` of a vLLM server run elsewhere). An
+experiment splits requests over variants by weight. Every error names the file
+and the field (e.g. `variants.pruned-50.engine.kv_cache_bytes`).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pruning.errors import UserError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineOptions(Strict):
+    """Settings for the vLLM server of a managed variant (all optional)."""
+
+    port: int | None = Field(None, ge=1, le=65535, description="default: a free port")
+    dtype: str | None = None
+    max_model_len: int | None = Field(None, ge=1)
+    kv_cache_bytes: int | None = Field(None, ge=1, description="CPU KV-cache size")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    args: list[str] = Field(default_factory=list, description="extra engine arguments")
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ReliabilityOptions(Strict):
+    """Optional, costlier reliability checks (per variant or per experiment)."""
+
+    base_check: bool = False
+    self_consistency: int = Field(0, ge=0, le=16, description="extra samples for short answers; 0 = off")
+
+
+class Variant(ReliabilityOptions):
+    model: str | None = Field(None, description="checkpoint dir: the gateway runs a vLLM server for it")
+    url: str | None = Field(None, description="base URL of a vLLM server run elsewhere")
+    served_model_name: str | None = Field(None, description="model name a remote server expects")
+    base: str | None = Field(None, description="the unpruned variant this one was cut from")
+    report_card: Path | None = None
+    engine: EngineOptions = Field(default_factory=EngineOptions)
+    max_in_flight: int | None = Field(None, ge=1, description="queue limit; beyond it: 429")
+
+    @model_validator(mode="after")
+    def model_or_url(self) -> "Variant":
+        if (self.model is None) == (self.url is None):
+            raise ValueError("give exactly one of `model` (a checkpoint dir to serve) or `url` (a running server)")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/").removesuffix("/v1") if url else url
+
+    @property
+    def managed(self) -> bool:
+        return self.model is not None
+
+
+class Experiment(ReliabilityOptions):
+    arms: dict[str, float] = Field(description="variant name -> weight")
+    sticky: str = Field("x-session-id", description="header whose value keeps a client on one arm")
+
+    @field_validator("arms")
+    @classmethod
+    def positive_total(cls, arms: dict[str, float]) -> dict[str, float]:
+        if not arms:
+            raise ValueError("needs at least one arm")
+        if any(weight < 0 for weight in arms.values()):
+            raise ValueError("weights must be >= 0")
+        if sum(arms.values()) <= 0:
+            raise ValueError("weights must not all be 0")
+        return arms
+
+
+class GatewayConfig(Strict):
+    variants: dict[str, Variant]
+    experiments: dict[str, Experiment] = Field(default_factory=dict)
+    launcher: str | list[str] | None = Field(None, description="vLLM launch command, e.g. `vllm serve`")
+
+    @model_validator(mode="after")
+    def names_resolve(self) -> "GatewayConfig":
+        if not self.variants:
+            raise ValueError("`variants` must name at least one variant")
+        for name, variant in self.variants.items():
+            if variant.base is not None and variant.base not in self.variants:
+                raise ValueError(f"variants.{name}.base: unknown variant {variant.base!r}; "
+                                 f"known: {', '.join(sorted(self.variants))}")
+        for name, experiment in self.experiments.items():
+            if name in self.variants:
+                raise ValueError(f"experiments.{name}: an experiment cannot share a variant's name")
+            for arm in experiment.arms:
+                if arm not in self.variants:
+                    raise ValueError(f"experiments.{name}.arms.{arm}: unknown variant; "
+                                     f"known: {', '.join(sorted(self.variants))}")
+        return self
+
+    def launcher_argv(self) -> list[str] | None:
+        if self.launcher is None:
+            return None
+        return shlex.split(self.launcher) if isinstance(self.launcher, str) else list(self.launcher)
+
+
+def _field_path(location: tuple) -> str:
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
+def parse_config(data: object, source: str = "<memory>") -> GatewayConfig:
+    """Validate an already-loaded mapping; raise UserError naming the file and field."""
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_field_path(err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise UserError(f"{source}: {problems}") from None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a variants file; relative paths in it are relative to the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read the variants file {path}: {exc.strerror}; check --config") from exc
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping with `variants:` (and optional `experiments:`)")
+    config = parse_config(data, str(path))
+    for variant in config.variants.values():
+        if variant.model is not None and not Path(variant.model).is_absolute():
+            variant.model = str((path.parent / variant.model).resolve())
+        if variant.report_card is not None and not variant.report_card.is_absolute():
+            variant.report_card = (path.parent / variant.report_card).resolve()
+    return config

@@ -1,0 +1,138 @@
+"""Every Prometheus metric the gateway exports, in one place (names: docs/contracts.md).
+
+One `GatewayMetrics` per app, each with its own registry, so two gateways in one
+process (tests, the demo) never share counters. Labels are only variant,
+experiment, status, flag and kind: never a user id, session id or prompt text.
+Live values (backend up, engine memory) are refreshed at scrape time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from app.engines.backends import Backend
+from app.engines.footprint import Footprint
+
+# Whole-request latency of LLM calls spans ~50 ms (a cached short answer) to minutes.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        p = "moeprune_"
+        self.requests = Counter(p + "requests_total", "Requests answered", ["variant", "experiment", "status"],
+                                registry=registry)
+        self.duration = Histogram(p + "request_duration_seconds", "Whole-request latency",
+                                  ["variant", "experiment"], buckets=DURATION_BUCKETS, registry=registry)
+        self.ttft = Histogram(p + "time_to_first_token_seconds", "Time to the first content token",
+                              ["variant", "experiment"], buckets=TTFT_BUCKETS, registry=registry)
+        self.prompt_tokens = Counter(p + "prompt_tokens_total", "Prompt tokens", ["variant"], registry=registry)
+        self.completion_tokens = Counter(p + "completion_tokens_total", "Completion tokens", ["variant"],
+                                         registry=registry)
+        self.in_flight = Gauge(p + "requests_in_flight", "Requests being served", ["variant"], registry=registry)
+        self.flags = Counter(p + "reliability_flags_total", "Reliability flags raised",
+                             ["variant", "experiment", "flag"], registry=registry)
+        self.flag_baseline = Gauge(p + "reliability_flag_baseline_ratio",
+                                   "Share of evaluated responses that raised the flag (report card base_rate)",
+                                   ["variant", "flag"], registry=registry)
+        self.backend_up = Gauge(p + "backend_up", "1 when the variant's engine is healthy", ["variant"],
+                                registry=registry)
+        self.restarts = Counter(p + "backend_restarts_total", "Engine restarts", ["variant"], registry=registry)
+        self.assignments = Counter(p + "experiment_assignments_total", "Requests assigned to an arm",
+                                   ["experiment", "variant"], registry=registry)
+        self.weight_bytes = Gauge(p + "variant_weight_bytes", "Weight bytes the engine loads", ["variant"],
+                                  registry=registry)
+        self.experts = Gauge(p + "variant_experts", "Routed experts over all MoE layers", ["variant", "kind"],
+                             registry=registry)
+        self.bytes_saved = Gauge(p + "variant_bytes_saved", "Weight bytes saved against the base", ["variant"],
+                                 registry=registry)
+        self.bytes_saved_ratio = Gauge(p + "variant_bytes_saved_ratio", "Bytes saved / base bytes", ["variant"],
+                                       registry=registry)
+        self.resident_memory = Gauge(p + "engine_resident_memory_bytes", "RSS of the engine's process tree",
+                                     ["variant"], registry=registry)
+        self.gpu_memory = Gauge(p + "engine_gpu_memory_bytes", "GPU memory of the engine's processes (NVML)",
+                                ["variant"], registry=registry)
+
+    def register_variant(self, variant: str, footprint: Footprint | None, baselines: dict[str, float],
+                         managed: bool) -> None:
+        """Create every per-variant series up front, so dashboards see zeros instead of gaps."""
+        self.in_flight.labels(variant).set(0)
+        self.backend_up.labels(variant).set(0)
+        self.prompt_tokens.labels(variant)
+        self.completion_tokens.labels(variant)
+        if managed:
+            self.restarts.labels(variant)
+        for flag, ratio in baselines.items():
+            self.flag_baseline.labels(variant, flag).set(ratio)
+        if footprint is None:
+            return
+        self.weight_bytes.labels(variant).set(footprint.weight_bytes)
+        if footprint.experts_total is not None:
+            self.experts.labels(variant, "kept").set(footprint.experts_kept)
+            self.experts.labels(variant, "total").set(footprint.experts_total)
+        self.bytes_saved.labels(variant).set(footprint.bytes_saved)
+        self.bytes_saved_ratio.labels(variant).set(footprint.bytes_saved_ratio)
+
+    def observe_response(self, variant: str, experiment: str, status: int, duration_s: float,
+                         ttft_s: float | None = None, prompt_tokens: int = 0, completion_tokens: int = 0,
+                         flags: list[str] = ()) -> None:
+        self.requests.labels(variant, experiment, str(status)).inc()
+        self.duration.labels(variant, experiment).observe(duration_s)
+        if ttft_s is not None:
+            self.ttft.labels(variant, experiment).observe(ttft_s)
+        if prompt_tokens:
+            self.prompt_tokens.labels(variant).inc(prompt_tokens)
+        if completion_tokens:
+            self.completion_tokens.labels(variant).inc(completion_tokens)
+        for flag in flags:
+            self.flags.labels(variant, experiment, flag).inc()
+
+    def refresh(self, backends: dict[str, Backend], gpu: "GpuMemoryReader | None") -> None:
+        """Update the live gauges just before a scrape."""
+        for name, backend in backends.items():
+            self.backend_up.labels(name).set(1 if backend.up else 0)
+            self.in_flight.labels(name).set(backend.in_flight)
+            if backend.engine is None:
+                continue
+            self.resident_memory.labels(name).set(backend.engine.resident_bytes())
+            if gpu is not None:
+                pids = [proc.pid for proc in backend.engine.process_tree()]
+                self.gpu_memory.labels(name).set(gpu.bytes_used_by(pids))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class GpuMemoryReader:
+    """Per-process GPU memory through NVML; `create()` returns None without NVML or a GPU."""
+
+    def __init__(self, nvml) -> None:
+        self.nvml = nvml
+
+    @classmethod
+    def create(cls) -> "GpuMemoryReader | None":
+        try:
+            import pynvml  # provided by nvidia-ml-py on GPU installs
+        except ImportError:
+            return None
+        try:
+            pynvml.nvmlInit()
+            if pynvml.nvmlDeviceGetCount() == 0:
+                return None
+        except pynvml.NVMLError:
+            return None
+        return cls(pynvml)
+
+    def bytes_used_by(self, pids: list[int]) -> int:
+        wanted, total = set(pids), 0
+        with contextlib.suppress(self.nvml.NVMLError):
+            for index in range(self.nvml.nvmlDeviceGetCount()):
+                handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
+                for proc in self.nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    if proc.pid in wanted and proc.usedGpuMemory:
+                        total += proc.usedGpuMemory
+        return total

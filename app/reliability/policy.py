@@ -1,0 +1,53 @@
+"""Flag thresholds for one variant: from its report card (`flags`), else the documented defaults."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evaluators.signals import FLAG_RULES
+from pruning.errors import UserError
+
+# Phrases that mark an answer as a refusal or an abstention (lower-cased substring match).
+REFUSAL_PHRASES = (
+    "i don't know", "i do not know", "i'm not sure", "i am not sure", "i cannot answer", "i can't answer",
+    "i cannot help", "i can't help", "i'm unable to", "i am unable to", "i cannot provide", "i can't provide",
+    "as an ai", "no information", "not able to answer", "cannot be determined",
+)
+
+
+@dataclass(frozen=True)
+class FlagPolicy:
+    thresholds: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)
+    source: str = "defaults"
+
+    def threshold(self, flag: str) -> float:
+        return self.thresholds.get(flag, FLAG_RULES[flag].default_threshold)
+
+
+def load_policy(report_card: Path | None) -> FlagPolicy:
+    """Read `flags.<name>.threshold` (and `base_rate`) from a report card; defaults without one."""
+    if report_card is None:
+        return FlagPolicy()
+    try:
+        card = json.loads(Path(report_card).read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read report card {report_card}: {exc.strerror}; fix `report_card:`") from exc
+    except ValueError as exc:
+        raise UserError(f"report card {report_card} is not valid JSON ({exc})") from exc
+    thresholds, baselines = {}, {}
+    for name, entry in (card.get("flags") or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        if name in FLAG_RULES and isinstance(entry.get("threshold"), (int, float)):
+            thresholds[name] = float(entry["threshold"])
+        if isinstance(entry.get("base_rate"), (int, float)):
+            baselines[name] = float(entry["base_rate"])
+    return FlagPolicy(thresholds, baselines, "report_card")
+
+
+def is_refusal(answer: str) -> bool:
+    lowered = answer.lower().replace("\u2019", "'")
+    return any(phrase in lowered for phrase in REFUSAL_PHRASES)

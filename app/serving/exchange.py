@@ -1,0 +1,69 @@
+"""The bookkeeping of one proxied request: in-flight count, metrics, experiment stats, access log."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from app.core.state import GatewayState
+from app.serving.targets import Target
+
+access_log = logging.getLogger("moeprune.access")
+
+
+class Exchange:
+    def __init__(self, gateway: GatewayState, target: Target, request_id: str, endpoint: str, stream: bool):
+        self.gateway = gateway
+        self.target = target
+        self.request_id = request_id
+        self.endpoint = endpoint
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.flags: list[str] = []
+        self.text: dict[str, str] = {}
+        self.holding_slot = False
+        self.ended = False
+
+    @property
+    def backend(self):
+        return self.gateway.backends[self.target.variant]
+
+    def take_slot(self) -> None:
+        self.backend.in_flight += 1
+        self.holding_slot = True
+
+    def mark_first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def count_usage(self, usage: dict | None) -> None:
+        if usage:
+            self.prompt_tokens = usage.get("prompt_tokens") or 0
+            self.completion_tokens = usage.get("completion_tokens") or 0
+
+    def end(self, status: int) -> None:
+        """Record the outcome once (later calls are ignored)."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.holding_slot:
+            self.backend.in_flight -= 1
+        duration = time.perf_counter() - self.started
+        ttft = self.first_token_at - self.started if self.first_token_at is not None else None
+        variant, experiment = self.target.variant, self.target.experiment
+        self.gateway.metrics.observe_response(variant, experiment, status, duration, ttft, self.prompt_tokens,
+                                              self.completion_tokens, self.flags)
+        if experiment:
+            self.gateway.experiment_stats[experiment].record(variant, status, duration, self.flags)
+        fields = {
+            "request_id": self.request_id, "endpoint": self.endpoint, "variant": variant,
+            "experiment": experiment or None, "status": status, "stream": self.stream,
+            "latency_ms": round(duration * 1000, 2), "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "flags": self.flags,
+        }
+        if self.gateway.settings.log_text:
+            fields.update(self.text)
+        access_log.info("request", extra=fields)

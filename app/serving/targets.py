@@ -1,0 +1,36 @@
+"""Which variant serves a request: `model` names a variant, or an experiment that picks an arm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.api.errors import OpenAIError
+from app.core.state import GatewayState
+from app.routing.experiments import choose_arm, sticky_key
+
+
+@dataclass(frozen=True)
+class Target:
+    variant: str
+    experiment: str = ""  # "" when the request named a variant directly
+
+    def headers(self) -> dict[str, str]:
+        headers = {"x-moe-variant": self.variant}
+        if self.experiment:
+            headers["x-moe-experiment"] = self.experiment
+        return headers
+
+
+def resolve_target(gateway: GatewayState, model: str, headers, user: object) -> Target:
+    config = gateway.config
+    if model in config.variants:
+        return Target(model)
+    experiment = config.experiments.get(model)
+    if experiment is None:
+        known = ", ".join(sorted([*config.variants, *config.experiments]))
+        raise OpenAIError(404, f"unknown model {model!r}; known variants and experiments: {known}",
+                          param="model", code="model_not_found")
+    key = sticky_key(headers.get(experiment.sticky), user)
+    arm = choose_arm(model, experiment.arms, key, gateway.rng)
+    gateway.metrics.assignments.labels(model, arm).inc()
+    return Target(arm, model)

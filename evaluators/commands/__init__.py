@@ -1,0 +1,1 @@
+"""`moeprune eval` and `moeprune report`."""

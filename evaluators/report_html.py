@@ -1,0 +1,113 @@
+"""HTML pieces of the report: the page template and its tables."""
+
+from __future__ import annotations
+
+import html
+
+from evaluators.report_data import Variant
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>moe-prune-serve evaluation report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 520px; }}
+.na {{ color: #999; }} .low {{ background: #fde2e2; }} .ok {{ background: #e3f6e3; }}
+</style></head><body>
+<h1>Pruned MoE variants: utility and factual reliability</h1>
+<p>Each variant is a Mixture-of-Experts model with a share of its experts removed (the <em>pruning
+ratio</em>) by a <em>method</em>; the <em>base</em> is the unpruned model. Every variant answered the
+same questions through its OpenAI-compatible endpoint. <strong>Utility</strong> is how often the answer
+is right (exact match). <strong>Reliability</strong> is how rarely it is confidently wrong: the
+<em>hallucination rate</em> counts wrong answers that did not abstain; on made-up ("fake") questions the
+right answer is to say "I don't know" (<em>refusal rate</em>). <em>ECE</em> and <em>Brier</em> measure
+how well the model's option probabilities match its accuracy (lower is better). <em>Biomedical</em> is
+the calibration domain of the pruning (in-domain); <em>general</em> is cross-domain.
+Intervals are 95% (Wilson for proportions, bootstrap otherwise).</p>
+<h2>Variants</h2>{variants}
+<h2>Plots</h2>{figures}
+<h2>Recovery against the base</h2>
+<p>Variant value / base value per task and metric (1.0 = as good as the base; for hallucination rate,
+ECE and Brier, above 1 means worse). Cells under 0.9 for a higher-is-better metric are shaded.</p>
+{recovery}
+<h2>Reliability flags</h2>
+<p>The gateway flags responses whose signal crosses the threshold. Thresholds were chosen on one half of
+the answers to reach the target precision (share of flagged answers that are wrong); precision and
+recall were measured on the other half. AUROC: how well the signal separates wrong from right answers
+(0.5 = chance). Base rate: share of answers flagged.</p>
+{flags}
+<h2>All metrics</h2>{metrics}
+</body></html>
+"""
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return '<span class="na">n/a</span>'
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def variant_table(variants: list[Variant]) -> str:
+    rows = []
+    for v in variants:
+        pruning = v.card.get("pruning") or {}
+        rows.append([html.escape(v.name), html.escape(v.method), fmt(v.ratio, 3),
+                     fmt(pruning.get("experts_kept")), fmt(pruning.get("experts_total")),
+                     fmt(pruning.get("bytes_saved")), html.escape(str(v.card.get("base") or "-")),
+                     html.escape(", ".join(v.card.get("tasks", {})))])
+    return table(["variant", "method", "ratio", "experts kept", "experts total", "bytes saved", "base",
+                  "tasks"], rows)
+
+
+def recovery_table(variants: list[Variant]) -> str:
+    columns = sorted({(t, m) for v in variants for t, task in v.card.get("tasks", {}).items()
+                      for m, metric in task.get("metrics", {}).items() if metric.get("recovery") is not None})
+    if not columns:
+        return "<p>No recovery values: evaluate with <code>--base-endpoint/--base-model</code>.</p>"
+    rows = []
+    for v in variants:
+        row = [html.escape(v.label)]
+        for task, metric in columns:
+            value = v.card.get("tasks", {}).get(task, {}).get("metrics", {}).get(metric, {}).get("recovery")
+            shade = "low" if value is not None and value < 0.9 and metric not in ("hallucination_rate", "ece",
+                                                                                 "brier") else ""
+            row.append(f'<span class="{shade}">{fmt(value, 2)}</span>')
+        rows.append(row)
+    return table(["variant", *[f"{t}: {m}" for t, m in columns]], rows)
+
+
+def flag_table(variants: list[Variant]) -> str:
+    rows = []
+    for v in variants:
+        for name, flag in v.card.get("flags", {}).items():
+            rows.append([html.escape(v.label), html.escape(name), html.escape(f"{flag['signal']} {flag['direction']}"),
+                         fmt(flag.get("threshold")), fmt(flag.get("auroc")), fmt(flag.get("precision")),
+                         fmt(flag.get("recall")), fmt(flag.get("base_rate"))])
+        for name, reason in v.card.get("flags_unavailable", {}).items():
+            rows.append([html.escape(v.label), html.escape(name), f'<span class="na">{html.escape(reason)}</span>',
+                         *[fmt(None)] * 5])
+    return table(["variant", "flag", "signal", "threshold", "AUROC", "precision", "recall", "base rate"], rows)
+
+
+def metric_table(variants: list[Variant]) -> str:
+    rows = []
+    for v in variants:
+        for task_name, task in v.card.get("tasks", {}).items():
+            for name, metric in task.get("metrics", {}).items():
+                ci = metric.get("ci95")
+                interval = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else fmt(None)
+                note = html.escape(metric.get("unavailable", ""))
+                rows.append([html.escape(v.label), html.escape(task_name), html.escape(task.get("domain", "")),
+                             str(task.get("n", "")), html.escape(name), fmt(metric.get("value")), interval,
+                             fmt(metric.get("recovery"), 2), note])
+    return table(["variant", "task", "domain", "n", "metric", "value", "95% CI", "recovery", "note"], rows)

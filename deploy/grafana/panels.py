@@ -1,0 +1,146 @@
+"""The dashboard's panels as data: title, queries, unit, layout.
+
+`build_dashboard.py` turns them into Grafana JSON; `render_snapshot.py` renders
+the `main` ones from a live Prometheus; the tests evaluate every query. Metric
+names come from docs/contracts.md ("Gateway metrics") and vLLM's own `vllm:*`
+exposition; `variant` on `vllm:*` series is a scrape-time target label that ties
+an engine to its gateway variant. Heavier queries read the recording rules in
+deploy/prometheus/rules/recording.yml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VARIANT = 'variant=~"$variant"'
+EXPERIMENT = 'experiment=~"$experiment"'
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    queries: tuple[Query, ...]
+    unit: str = "short"
+    kind: str = "timeseries"  # timeseries | stat
+    width: int = 8
+    description: str = ""
+    main: bool = False  # drawn in docs/dashboard.png
+    stack: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    panels: tuple[Panel, ...]
+
+
+ROWS: tuple[Row, ...] = (
+    Row("Memory saved by pruning", (
+        Panel("Memory saved vs base (bytes)", (
+            Query(f"moeprune_variant_bytes_saved{{{VARIANT}}}", "{{variant}}"),
+        ), unit="bytes", kind="stat", width=6,
+            description="Weight bytes the variant's checkpoint does not load compared with its base (pruning.json)."),
+        Panel("Memory saved vs base (%)", (
+            Query(f"100 * moeprune_variant_bytes_saved_ratio{{{VARIANT}}}", "{{variant}}"),
+        ), unit="percent", kind="stat", width=6, main=True),
+        Panel("Experts kept", (
+            Query(f'moeprune_variant_experts{{{VARIANT}, kind="kept"}}', "{{variant}} kept"),
+            Query(f'moeprune_variant_experts{{{VARIANT}, kind="total"}}', "{{variant}} total"),
+        ), kind="stat", width=12, description="Routed experts over all MoE layers."),
+        Panel("Weight bytes and engine memory", (
+            Query(f"moeprune_variant_weight_bytes{{{VARIANT}}}", "{{variant}} weights"),
+            Query(f"moeprune_engine_resident_memory_bytes{{{VARIANT}}}", "{{variant}} engine RSS"),
+            Query(f"moeprune_engine_gpu_memory_bytes{{{VARIANT}}}", "{{variant}} engine GPU"),
+        ), unit="bytes", width=24, main=True,
+            description="Engine RSS is the whole vLLM process tree; GPU memory appears only where NVML sees a GPU."),
+    )),
+    Row("Traffic and latency", (
+        Panel("Request rate by status", (
+            Query(f"sum by (variant, status) (rate(moeprune_requests_total{{{VARIANT}}}[$__rate_interval]))",
+                  "{{variant}} {{status}}"),
+        ), unit="reqps", main=True),
+        Panel("Error rate (5xx)", (
+            Query(f"variant:moeprune_request_errors:ratio_rate5m{{{VARIANT}}}", "{{variant}}"),
+        ), unit="percentunit"),
+        Panel("Requests in flight", (
+            Query(f"moeprune_requests_in_flight{{{VARIANT}}}", "{{variant}}"),
+        )),
+        Panel("End-to-end latency p50 / p95", (
+            Query(f"variant:moeprune_request_duration_seconds:p50_5m{{{VARIANT}}}", "{{variant}} p50"),
+            Query(f"variant:moeprune_request_duration_seconds:p95_5m{{{VARIANT}}}", "{{variant}} p95"),
+        ), unit="s", main=True),
+        Panel("Time to first token p50 / p95", (
+            Query(f"variant:moeprune_time_to_first_token_seconds:p50_5m{{{VARIANT}}}", "{{variant}} p50"),
+            Query(f"variant:moeprune_time_to_first_token_seconds:p95_5m{{{VARIANT}}}", "{{variant}} p95"),
+        ), unit="s", description="Measured by the gateway on streamed responses."),
+        Panel("Tokens per second", (
+            Query(f"sum by (variant) (rate(moeprune_completion_tokens_total{{{VARIANT}}}[$__rate_interval]))",
+                  "{{variant}} completion"),
+            Query(f"sum by (variant) (rate(moeprune_prompt_tokens_total{{{VARIANT}}}[$__rate_interval]))",
+                  "{{variant}} prompt"),
+        ), unit="short", main=True),
+    )),
+    Row("Reliability flags", (
+        Panel("Flag rate per flag vs report-card baseline", (
+            Query(f"variant_flag:moeprune_reliability_flags:ratio_rate5m{{{VARIANT}}}", "{{variant}} {{flag}}"),
+            Query(f"moeprune_reliability_flag_baseline_ratio{{{VARIANT}}}", "{{variant}} {{flag}} baseline"),
+        ), unit="percentunit", width=12, main=True,
+            description="Share of successful responses that raised each flag; dashed: the report card's base_rate."),
+        Panel("Flags raised per second", (
+            Query(f"sum by (variant, flag) (rate(moeprune_reliability_flags_total{{{VARIANT}}}[$__rate_interval]))",
+                  "{{variant}} {{flag}}"),
+        ), unit="short", width=12),
+    )),
+    Row("A/B experiments", (
+        Panel("Arm traffic share", (
+            Query(f"experiment_variant:moeprune_experiment_assignments:share_rate5m{{{EXPERIMENT}}}",
+                  "{{experiment}}: {{variant}}"),
+        ), unit="percentunit", width=12, main=True, stack=True),
+        Panel("Flag rate per arm", (
+            Query(f"experiment_variant_flag:moeprune_reliability_flags:ratio_rate5m{{{EXPERIMENT}}}",
+                  "{{experiment}}: {{variant}} {{flag}}"),
+        ), unit="percentunit", width=12),
+    )),
+    Row("Engines (vLLM)", (
+        Panel("Engine up", (
+            Query(f"moeprune_backend_up{{{VARIANT}}}", "{{variant}}"),
+        ), kind="stat", width=6),
+        Panel("Engine restarts (1h)", (
+            Query(f"increase(moeprune_backend_restarts_total{{{VARIANT}}}[1h])", "{{variant}}"),
+        ), kind="stat", width=6),
+        Panel("KV-cache usage", (
+            Query(f"vllm:kv_cache_usage_perc{{{VARIANT}}}", "{{variant}} engine {{engine}}"),
+        ), unit="percentunit", width=12, main=True),
+        Panel("Engine queue", (
+            Query(f"vllm:num_requests_waiting{{{VARIANT}}}", "{{variant}} waiting"),
+            Query(f"vllm:num_requests_running{{{VARIANT}}}", "{{variant}} running"),
+        ), width=8),
+        Panel("Engine tokens per second", (
+            Query(f"variant:vllm_generation_tokens:rate5m{{{VARIANT}}}", "{{variant}} generated"),
+            Query(f"sum by (variant) (rate(vllm:prompt_tokens_total{{{VARIANT}}}[$__rate_interval]))",
+                  "{{variant}} prompt"),
+        ), width=8),
+        Panel("Engine TTFT and e2e latency p95", (
+            Query("histogram_quantile(0.95, sum by (variant, le) "
+                  f"(rate(vllm:time_to_first_token_seconds_bucket{{{VARIANT}}}[$__rate_interval])))",
+                  "{{variant}} TTFT p95"),
+            Query("histogram_quantile(0.95, sum by (variant, le) "
+                  f"(rate(vllm:e2e_request_latency_seconds_bucket{{{VARIANT}}}[$__rate_interval])))",
+                  "{{variant}} e2e p95"),
+        ), unit="s", width=8, description="Inside the engine; compare with the gateway's figures for its overhead."),
+    )),
+)
+
+
+def all_panels() -> list[Panel]:
+    return [panel for row in ROWS for panel in row.panels]
+
+
+def main_panels() -> list[Panel]:
+    return [panel for panel in all_panels() if panel.main]

@@ -26,7 +26,7 @@ class EndpointClient:
 
     def __init__(self, endpoint: str, model: str, *, api_key: str | None = None, concurrency: int = 4,
                  cache: ResponseCache | None = None, retries: int = 4, backoff: float = 0.5,
-                 timeout: float = 300.0):
+                 timeout: float = 300.0, transport: httpx.AsyncBaseTransport | None = None):
         if concurrency < 1:
             raise UserError(f"--concurrency must be at least 1, got {concurrency}")
         self.endpoint = endpoint.rstrip("/")
@@ -39,7 +39,8 @@ class EndpointClient:
         self.sent = 0
         self._limit = asyncio.Semaphore(concurrency)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(base_url=self.endpoint, headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=self.endpoint, headers=headers, timeout=timeout,
+                                       transport=transport)
 
     async def __aenter__(self) -> "EndpointClient":
         return self

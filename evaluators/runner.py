@@ -80,22 +80,21 @@ async def _run(loaded, out_dir: Path, cache: ResponseCache, *, endpoint, model, 
             await each.check()
         client = clients[0]
         base_client = clients[1] if len(clients) > 1 else None
-        tasks_out, all_records, base_records_by_task = {}, [], {}
+        tasks_out, all_records, scorer = {}, [], None
         for task, items in loaded:
             shots, items = _split(task, items, limit)
             base_records = None
             if base_client:
                 base_records = await evaluate_task(base_client, task, items, shots, label="base:",
                                                    progress=progress)
-                base_records_by_task[task.name] = base_records
             records = await evaluate_task(client, task, items, shots, base_client=base_client,
                                           label=f"{variant}:", progress=progress)
             if task.kind == "summarisation" and nli_model:
-                from evaluators.faithfulness import add_faithfulness
+                from evaluators.faithfulness import NLIScorer, add_faithfulness
 
-                add_faithfulness(nli_model, records)
-                if base_records:
-                    add_faithfulness(nli_model, base_records)
+                scorer = scorer or NLIScorer(nli_model)
+                for each in (records, base_records or []):
+                    add_faithfulness(nli_model, each, scorer)
             aggregate = summary_metrics if task.kind == "summarisation" else mc_metrics
             metrics = aggregate(records, seed)
             base_metrics = aggregate(base_records, seed) if base_records else None

@@ -1,0 +1,69 @@
+"""Faithfulness of summaries: SummaC-ZS-style sentence-level entailment with a local NLI model.
+
+For every summary sentence, the best score over source sentences of
+P(entailment) - P(contradiction); the summary's score is the mean over its
+sentences, in [-1, 1] (1: every sentence is entailed by some source sentence).
+The model is read from a local directory (never downloaded); its
+`config.id2label` must name an entailment and a contradiction label.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pruning.errors import UserError
+
+
+def sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?])\s+", text.strip())
+    return [p for p in parts if p.strip()]
+
+
+class NLIScorer:
+    """A local sequence-classification NLI model scoring (premise, hypothesis) pairs."""
+
+    def __init__(self, model_path: str | Path, batch_size: int = 16):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(model_path)
+        if not (path / "config.json").is_file():
+            raise UserError(f"--nli-model {path} is not a local model directory (no config.json)")
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+        labels = {int(i): str(name).lower() for i, name in self.model.config.id2label.items()}
+        self.entail = next((i for i, name in labels.items() if name.startswith("entail")), None)
+        self.contradict = next((i for i, name in labels.items() if name.startswith("contradict")), None)
+        if self.entail is None or self.contradict is None:
+            raise UserError(f"NLI model {path}: id2label {labels} lacks 'entailment'/'contradiction' labels")
+        self.batch_size = batch_size
+
+    def pair_scores(self, premises: list[str], hypotheses: list[str]) -> list[float]:
+        """P(entailment) - P(contradiction) for each (premise, hypothesis) pair."""
+        scores = []
+        for start in range(0, len(premises), self.batch_size):
+            batch = self.tokenizer(premises[start:start + self.batch_size],
+                                   hypotheses[start:start + self.batch_size],
+                                   padding=True, truncation=True, max_length=256, return_tensors="pt")
+            with self.torch.no_grad():
+                probs = self.model(**batch).logits.softmax(-1)
+            scores += (probs[:, self.entail] - probs[:, self.contradict]).tolist()
+        return scores
+
+    def score(self, source: str, summary: str) -> float | None:
+        src, hyp = sentences(source), sentences(summary)
+        if not src or not hyp:
+            return None
+        pairs = [(s, h) for h in hyp for s in src]
+        flat = self.pair_scores([p for p, _ in pairs], [h for _, h in pairs])
+        per_sentence = [max(flat[i * len(src):(i + 1) * len(src)]) for i in range(len(hyp))]
+        return sum(per_sentence) / len(per_sentence)
+
+
+def add_faithfulness(model_path, records: list[dict], scorer: NLIScorer | None = None) -> None:
+    """Set `faithfulness` on each summary record (None for an empty summary)."""
+    scorer = scorer or NLIScorer(model_path)
+    for record in records:
+        record["faithfulness"] = scorer.score(record["source"], record["response"])

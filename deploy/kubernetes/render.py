@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engines import engine_deployment, engine_service  # noqa: E402
-from gateway import api_key_secret, config_map, gateway_deployment, gateway_service  # noqa: E402
-from monitoring import monitoring_objects  # noqa: E402
+from k8s_engines import engine_deployment, engine_service  # noqa: E402
+from k8s_gateway import api_key_secret, config_map, gateway_deployment, gateway_service  # noqa: E402
+from k8s_monitoring import monitoring_objects  # noqa: E402
 
 # Variant names become Service names (moeprune-vllm-NAME): DNS-1035 labels.
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]{0,46}[a-z0-9])?$")

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import yaml
-from engines import labels
+from k8s_engines import labels
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent
 RULE_FILES = ("recording.yml", "alerts.yml")

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import yaml
-from engines import engine_url, labels
+from k8s_engines import engine_url, labels
 
 GATEWAY = "moeprune-gateway"
 CONFIG_DIR = "/etc/moeprune"

@@ -55,7 +55,7 @@ def check_kept(kept: list[int], routing: Routing, label: str) -> None:
     """Refuse a layer's kept set the model cannot run with (numbers and the fix in the message)."""
     problem = routing.kept_count_problem(len(kept))
     if problem:
-        raise UserError(f"{label} keeps {len(kept)} experts: {problem}")
+        raise UserError(f"{label}: {problem}")
     if routing.n_group:
         per_group = [0] * routing.n_group
         for expert in kept:

@@ -12,7 +12,6 @@ the first `ean_max_tokens` tokens of each layer (stream order).
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -24,16 +23,8 @@ CHUNK_ELEMENTS = 1 << 23
 
 
 def find_moe_blocks(model, family) -> dict[int, object]:
-    """Decoder-layer index -> MoE block, found by the family's attribute names (never class names)."""
-    if hasattr(family, "moe_blocks"):  # the family descriptor may locate them itself
-        return dict(family.moe_blocks(model))
-    pattern = re.compile(rf"(?:^|\.)layers\.(\d+)\.{re.escape(family.block_attr)}$")
-    blocks = {}
-    for name, module in model.named_modules():
-        match = pattern.search(name)
-        if match and hasattr(module, family.experts_attr):
-            blocks[int(match.group(1))] = module
-    return blocks
+    """Decoder-layer index -> MoE block, located by the family descriptor (never by class names)."""
+    return dict(family.moe_blocks(model))
 
 
 def token_batches(sequences: list[list[int]], batch_tokens: int) -> Iterator[list[list[int]]]:
@@ -196,7 +187,7 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
     blocks = find_moe_blocks(model, family)
     if not blocks:
         raise UserError(
-            f"found no MoE blocks ('layers.N.{family.block_attr}' with '{family.experts_attr}') in the loaded "
+            f"found no MoE blocks (decoder layer .{family.block_attr} with .{family.experts_attr}) in the loaded "
             f"{family.model_type} model; is the checkpoint complete?"
         )
     observer = ExpertObserver(blocks, family, family.num_experts(config), ean_max_tokens)
@@ -224,15 +215,24 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def load_model(source_dir, device: str = "cpu", dtype: str = "float32"):
+def load_model(source_dir, family=None, device: str = "cpu", dtype: str = "float32"):
     """Load the source checkpoint with transformers for observation (no remote code)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    import transformers
 
     if dtype not in DTYPES:
         raise UserError(f"unknown --dtype {dtype!r}; use one of {', '.join(DTYPES)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device} requested but torch sees no CUDA device; use --device cpu")
-    # Loaded on the CPU then moved: device_map would need `accelerate`, which is not a dependency.
-    model = AutoModelForCausalLM.from_pretrained(str(source_dir), dtype=getattr(torch, dtype))
-    return model.to(device)
+    # The family may name its auto class (VL checkpoints); else causal LM, then image-text-to-text.
+    names = [getattr(family, "auto_class", None)] if getattr(family, "auto_class", None) else \
+        ["AutoModelForCausalLM", "AutoModelForImageTextToText"]
+    for position, name in enumerate(names):
+        try:
+            # Loaded on the CPU then moved: device_map would need `accelerate`, not a dependency.
+            model = getattr(transformers, name).from_pretrained(str(source_dir), dtype=getattr(torch, dtype))
+            return model.to(device)
+        except ValueError:
+            # "Unrecognized configuration class" for this auto class: try the next one.
+            if position == len(names) - 1:
+                raise

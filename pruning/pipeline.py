@@ -39,20 +39,11 @@ def read_source(source_dir) -> tuple[Path, dict, object]:
     return source, config, family_for(config)
 
 
-def moe_layer_indices(source: Path, family) -> list[int]:
-    """Decoder-layer indices of the MoE layers, from tensor names in the safetensors headers."""
-    from safetensors import safe_open
-
-    layers = set()
-    for shard in sorted(source.glob("*.safetensors")):
-        with safe_open(str(shard), framework="np") as handle:
-            for name in handle.keys():
-                match = family.match_expert_tensor(name) or family.match_dim0_tensor(name)
-                if match:
-                    layers.add(int(match.group("layer")))
+def moe_layer_indices(source: Path, config: dict, family) -> list[int]:
+    """Decoder-layer indices of the MoE layers (the family reads them from the config)."""
+    layers = family.moe_layers(config)
     if not layers:
-        raise UserError(f"{source}: no MoE layers found (no {family.model_type} expert or router tensors); "
-                        "is this a Mixture-of-Experts checkpoint?")
+        raise UserError(f"{source}: the {family.model_type} config declares no MoE layers; nothing to prune")
     return sorted(layers)
 
 
@@ -77,7 +68,7 @@ def observe_source(source: Path, config: dict, family, calibration, *, samples, 
 
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     calibration_set = load_calibration(calibration, tokenizer, samples=samples, max_tokens=max_tokens, seed=seed)
-    model = load_model(source, device=device, dtype=dtype)
+    model = load_model(source, family, device=device, dtype=dtype)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     stats = observe(model, family, config, calibration_set.sequences, batch_tokens=batch_tokens,
                     ean_max_tokens=ean_max_tokens, pad_token_id=pad, progress=progress)
@@ -142,7 +133,7 @@ def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), s
     """Prune `source_dir` into `out_dir`; returns the output directory (with pruning.json)."""
     source, config, family = read_source(source_dir)
     routing = Routing.from_config(family, config)
-    layers = moe_layer_indices(source, family)
+    layers = moe_layer_indices(source, config, family)
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise UserError(f"output {out} already exists; choose another --out or pass --overwrite")

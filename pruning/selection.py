@@ -28,14 +28,10 @@ class Routing:
 
     @classmethod
     def from_config(cls, family, config: dict) -> "Routing":
-        n_group = topk_group = None
-        if family.group_keys:
-            text = family.text_config(config)
-            n_group, topk_group = (text.get(key) for key in family.group_keys)
-            if n_group is not None and int(n_group) <= 1:
-                n_group = topk_group = None  # one group is plain top-k routing
+        n_group, topk_group = family.num_groups(config)
+        grouped = n_group > 1  # one group is plain top-k routing
         return cls(family.num_experts(config), family.top_k(config),
-                   int(n_group) if n_group else None, int(topk_group) if topk_group else None)
+                   n_group if grouped else None, topk_group if grouped else None)
 
     @property
     def group_size(self) -> int:
@@ -47,10 +43,10 @@ class Routing:
     def kept_count_problem(self, kept: int) -> str | None:
         """Why keeping `kept` experts per layer cannot work, or None if it can."""
         if kept < self.top_k:
-            return f"{kept} experts is fewer than top-k = {self.top_k} (every token needs {self.top_k} experts)"
+            return f"{_experts(kept)} is fewer than top-k = {self.top_k} (every token needs {self.top_k})"
         if self.n_group:
             if kept % self.n_group:
-                return f"{kept} experts do not split evenly over n_group = {self.n_group} expert groups"
+                return f"{_experts(kept)} do not split evenly over n_group = {self.n_group} expert groups"
             per_group = kept // self.n_group
             if per_group < 2:
                 return f"{per_group} expert(s) per group; grouped routing scores a group by its top 2 experts"
@@ -61,6 +57,10 @@ class Routing:
 
     def valid_kept_counts(self, floor: int = 0) -> list[int]:
         return [k for k in range(max(floor, 1), self.num_experts + 1) if self.kept_count_problem(k) is None]
+
+
+def _experts(count: int) -> str:
+    return f"{count} expert" if count == 1 else f"{count} experts"
 
 
 def removed_count(ratio: float, num_experts: int) -> int:
@@ -147,8 +147,10 @@ def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing
             f"--ratio {ratio:g} removes {budget} experts in total, but a floor of {floor} per layer over "
             f"{len(scores)} layers allows at most {removable}; lower --ratio or --min-experts"
         )
+    # Weakest first; on equal shares the higher index goes first, matching rank()'s tie rule.
     pool = sorted(
         ((share, layer, expert) for layer, values in scores.items() for expert, share in enumerate(normalise(values))),
+        key=lambda item: (item[0], item[1], -item[2]),
     )
     left = {layer: experts for layer in scores}
     removed: set[tuple[int, int]] = set()

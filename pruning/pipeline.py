@@ -104,6 +104,14 @@ def plan_from_scores(source, config, family, routing, layers, *, method, ratio, 
     ranked = select(scores, ratio, routing, allocation, min_experts)
     if scores_out:
         stats.save(scores_out, scores={method: {str(k): v for k, v in scores.items()}})
+    counts = {layer: len(kept) for layer, kept in ranked.items()}
+    if len(set(counts.values())) > 1:
+        saved = f"; the statistics are saved in {scores_out}" if scores_out else ""
+        raise UserError(
+            f"--allocation global keeps different expert counts per layer ({counts}), but transformers and vLLM "
+            f"configs hold one expert count for all layers, so no loadable checkpoint can be written{saved}; "
+            "use --allocation uniform"
+        )
     provenance = {
         "method": method, "ratio": ratio, "allocation": allocation, "seed": seed, "mask_file": None,
         "min_experts": min_experts, "calibration": stats.calibration,

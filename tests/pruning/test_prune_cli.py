@@ -122,3 +122,15 @@ def test_unknown_method_lists_valid_names(tiny_qwen3_moe, tmp_path, capsys):
     assert "reap-sum" in capsys.readouterr().err
     with pytest.raises(UserError, match="valid methods: random, frequency, gate, ean, reap, reap-sum, easyep"):
         run_prune(tiny_qwen3_moe, tmp_path / "o", method="magnitude", ratio=0.5)
+
+
+def test_global_allocation_that_needs_uneven_layers_is_refused_before_writing(first_run, tiny_qwen3_moe, tmp_path):
+    _, _, stats_path = first_run
+    stats = ExpertStats.load(stats_path)
+    # Make layer 0 one dominant expert, so a global budget takes more from it than from layer 1.
+    stats.layers[0].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
+    stats.save(tmp_path / "skewed.json")
+    with pytest.raises(UserError, match=r"--allocation global keeps different expert counts per layer \(\{0: 2, 1: 6\}\)"):
+        run_prune(tiny_qwen3_moe, tmp_path / "out", method="frequency", ratio=0.5, allocation="global",
+                  scores_in=tmp_path / "skewed.json")
+    assert not (tmp_path / "out").exists()

@@ -65,7 +65,7 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
         moe_shared_expert_intermediate_size=96, n_group=1, topk_group=1,
     ),
     "deepseek_v3": dict(
-        _COMMON, num_hidden_layers=3, first_k_dense_replace=1, n_routed_experts=8, n_group=2,
+        _COMMON, num_hidden_layers=3, num_key_value_heads=4, first_k_dense_replace=1, n_routed_experts=8, n_group=2,
         topk_group=1, num_experts_per_tok=2, moe_intermediate_size=64, n_shared_experts=1,
         # vLLM's CPU MLA kernel needs kv_lora_rank + qk_rope_head_dim == 576.
         kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=None, qk_nope_head_dim=32, v_head_dim=32,

@@ -1,0 +1,98 @@
+"""End to end against a real vLLM CPU server serving the tiny random Qwen3-MoE as `tiny`."""
+
+import json
+import re
+
+import httpx
+import jsonschema
+import pytest
+from PIL import Image
+
+from app.cli import main
+from tests.evaluators.card_schema import CARD_SCHEMA
+
+pytestmark = pytest.mark.slow
+
+TASKS = "t_bio,t_general,t_fake,t_nota,t_sum"
+
+
+def served_requests(url: str) -> float:
+    """vLLM's own count of finished requests (any reason): proof of what reached the engine."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return sum(float(v) for v in re.findall(r'^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$', text, re.M))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_vllm_url, eval_sets, tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval-e2e")
+    model_dir = root / "pruned"
+    model_dir.mkdir()
+    (model_dir / "pruning.json").write_text(json.dumps({
+        "schema_version": 1, "method": "reap", "ratio": 0.5, "experts_per_layer_before": 8,
+        "kept_experts": {"0": [0, 1, 2, 3], "1": [4, 5, 6, 7]},
+        "bytes": {"before": {"total": 900}, "after": {"total": 500}}}))
+    args = ["eval", "--endpoint", tiny_vllm_url, "--model", "tiny", "--task-file", str(eval_sets / "tasks.yaml"),
+            "--tasks", TASKS, "--base-endpoint", tiny_vllm_url, "--base-model", "tiny", "--base-variant", "base",
+            "--variant", "tiny-reap-50", "--model-dir", str(model_dir), "--limit", "6", "--concurrency", "4",
+            "--no-progress", "--out", str(root / "out")]
+    before = served_requests(tiny_vllm_url)
+    assert main(args) == 0
+    first_served = served_requests(tiny_vllm_url) - before
+    first_card = json.loads((root / "out" / "report_card.json").read_text())
+    # The rerun must come entirely from the cache.
+    assert main(args) == 0
+    rerun_served = served_requests(tiny_vllm_url) - before - first_served
+    return {"root": root, "card": first_card, "first_served": first_served, "rerun_served": rerun_served,
+            "rerun_card": json.loads((root / "out" / "report_card.json").read_text()),
+            "run_info": json.loads((root / "out" / "run_info.json").read_text())}
+
+
+def test_eval_writes_a_valid_report_card(evaluated):
+    card = evaluated["card"]
+    jsonschema.validate(card, CARD_SCHEMA)
+    assert card["variant"] == "tiny-reap-50" and card["base"] == "base"
+    assert card["pruning"] == {"method": "reap", "ratio": 0.5, "experts_kept": 4, "experts_total": 8,
+                               "bytes_saved": 400}
+    assert set(card["tasks"]) == set(TASKS.split(","))
+    bio = card["tasks"]["t_bio"]
+    assert bio["n"] == 6 and bio["domain"] == "biomedical" and bio["kind"] == "multiple_choice"
+    # A real vLLM returns logprobs: option likelihood and calibration are computed, not unavailable.
+    for name in ("exact_match", "option_ll_accuracy", "ece", "brier", "hallucination_rate", "medhalt_score"):
+        assert bio["metrics"][name]["value"] is not None, name
+    # Base and variant are the same model here, so every recovery with a non-zero base is exactly 1.
+    assert bio["metrics"]["option_ll_accuracy"]["recovery"] in (1.0, None)
+    assert "refusal_rate" in card["tasks"]["t_fake"]["metrics"]
+    assert "nota_accuracy" in card["tasks"]["t_nota"]["metrics"] and card["tasks"]["t_nota"]["n"] == 5
+    assert card["tasks"]["t_sum"]["kind"] == "summarisation"
+    assert card["tasks"]["t_sum"]["metrics"]["rouge_l"]["value"] is not None
+    assert card["tasks"]["t_general"]["metrics"]["option_ll_accuracy"]["value"] is not None  # completions path
+    # Every threshold flag is either calibrated or explained, never silently missing.
+    flags = {**card["flags"], **card["flags_unavailable"]}
+    assert set(flags) == {"low_confidence", "uncertain_span", "high_entropy", "base_disagreement"}
+    assert "base_disagreement" in card["flags"] or "base_disagreement" in card["flags_unavailable"]
+
+
+def test_rerun_reuses_the_cache(evaluated):
+    assert evaluated["first_served"] > 0
+    assert evaluated["rerun_served"] == 0
+    assert evaluated["run_info"]["requests_sent"] == 0 and evaluated["run_info"]["cache_hits"] > 0
+    assert evaluated["rerun_card"] == evaluated["card"]
+
+
+def test_items_file_records_every_answer(evaluated):
+    lines = (evaluated["root"] / "out" / "items.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 6 + 6 + 6 + 5 + 3
+    assert all("response" in r and "signals" in r for r in records)
+
+
+def test_report_from_the_real_card(evaluated):
+    out = evaluated["root"] / "report"
+    assert main(["report", str(evaluated["root"] / "out" / "report_card.json"), "--out", str(out)]) == 0
+    assert "tiny-reap-50" in (out / "index.html").read_text()
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) >= 4
+    for png in pngs:
+        with Image.open(png) as image:
+            assert image.format == "PNG"
+            assert len(image.convert("RGB").getcolors(maxcolors=1 << 24)) > 20

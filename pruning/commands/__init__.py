@@ -1,0 +1,1 @@
+"""`moeprune` sub-commands owned by the pruning package (each: configure(parser), run(args) -> int)."""

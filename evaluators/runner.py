@@ -34,6 +34,8 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
     """
     if not 0 < flag_precision <= 1:
         raise UserError(f"--flag-precision must be in (0, 1], got {flag_precision}")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
     if (base_endpoint is None) != (base_model is None):
         base_endpoint = base_endpoint or endpoint
         base_model = base_model or model

@@ -1,0 +1,64 @@
+"""Bad input: unknown task, malformed data, unreachable endpoint, an endpoint without logprobs."""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from app.cli import main
+from evaluators.runner import run_eval
+from tests.evaluators.fake_openai import fake_openai_server
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_unknown_task_lists_valid_names(tmp_path, capsys):
+    code = main(["eval", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--tasks", "bio_qa,bogus",
+                 "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown task 'bogus'" in err and "general_nota" in err
+
+
+def test_malformed_data_file_names_the_line(tmp_path, capsys):
+    data = tmp_path / "items.jsonl"
+    data.write_text('{"question": "q", "options": ["a", "b"], "answer": "A"}\n{"question": \n')
+    code = main(["eval", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--tasks", f"jsonl={data}",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "items.jsonl, line 2" in err
+    assert not (tmp_path / "out" / "report_card.json").exists()
+
+
+def test_unreachable_endpoint_is_one_clear_line_without_traceback(tmp_path, eval_sets):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "eval", "--endpoint", f"http://127.0.0.1:{port}", "--model", "tiny",
+         "--tasks", f"jsonl={eval_sets / 'bio.jsonl'}", "--out", str(tmp_path / "out"), "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert f"cannot reach endpoint http://127.0.0.1:{port}" in lines[0] and "--endpoint" in lines[0]
+
+
+def test_endpoint_without_logprobs_reports_them_unavailable(tmp_path, eval_sets):
+    # Answers "D" to everything: right on fake and NOTA items (abstain / none of the above).
+    with fake_openai_server(lambda prompt: "D", model="plain") as (url, counter):
+        card_path = run_eval(url, "plain", [f"jsonl={eval_sets / 'fake.jsonl'}",
+                                            f"jsonl={eval_sets / 'bio.jsonl'}"],
+                             tmp_path / "out", progress=False)
+    card = json.loads(card_path.read_text())
+    fake = card["tasks"]["jsonl-fake"]["metrics"]
+    assert fake["exact_match"]["value"] == 1.0 and fake["refusal_rate"]["value"] == 1.0
+    assert fake["hallucination_rate"]["value"] == 0.0
+    for name in ("option_ll_accuracy", "ece", "brier"):
+        assert fake[name]["value"] is None and "logprobs" in fake[name]["unavailable"]
+    assert card["flags"] == {}
+    assert "no token logprobs" in card["flags_unavailable"]["low_confidence"]
+    bio = card["tasks"]["jsonl-bio"]["metrics"]
+    assert bio["exact_match"]["value"] == 2 / 8  # "D" is right for the two items whose answer is D
+    assert counter["requests"] > 0

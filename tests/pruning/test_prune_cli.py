@@ -134,3 +134,12 @@ def test_global_allocation_that_needs_uneven_layers_is_refused_before_writing(fi
         run_prune(tiny_qwen3_moe, tmp_path / "out", method="frequency", ratio=0.5, allocation="global",
                   scores_in=tmp_path / "skewed.json")
     assert not (tmp_path / "out").exists()
+
+
+def test_scores_from_another_model_are_refused(tiny_qwen3_moe, tmp_path, calibration_file):
+    ExpertStats.empty("qwen3_moe", 4, 2, [0, 1]).save(tmp_path / "other.json")
+    with pytest.raises(UserError, match="with 4 experts, not this qwen3_moe model with 8; re-run the pass"):
+        run_prune(tiny_qwen3_moe, tmp_path / "o", method="reap", ratio=0.5, scores_in=tmp_path / "other.json")
+    with pytest.raises(UserError, match="not both"):
+        run_prune(tiny_qwen3_moe, tmp_path / "o", method="reap", ratio=0.5, scores_in=tmp_path / "other.json",
+                  calibration=[calibration_file])

@@ -20,6 +20,15 @@ TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 class EndpointError(RuntimeError):
     """A request that failed for good (non-transient status, or retries exhausted)."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+# A cached rejection: the same request to the same endpoint is rejected again
+# (e.g. a server without prompt-logprob support), so a rerun need not ask.
+REJECTED = "__rejected__"
+
 
 class EndpointClient:
     """Posts JSON requests to `endpoint` for `model`; use as `async with EndpointClient(...) as c`."""
@@ -81,9 +90,16 @@ class EndpointClient:
         if self.cache is not None:
             cached = self.cache.get(key)
             if cached is not None:
+                if REJECTED in cached:
+                    raise EndpointError(cached[REJECTED], 400)
                 return cached
         async with self._limit:
-            response = await self._post_with_retries(route, body)
+            try:
+                response = await self._post_with_retries(route, body)
+            except EndpointError as exc:
+                if self.cache is not None and exc.status in (400, 422):  # not 401/403/404: fixable
+                    self.cache.put(key, {REJECTED: str(exc)})
+                raise
         if self.cache is not None:
             self.cache.put(key, response)
         return response
@@ -103,7 +119,8 @@ class EndpointClient:
                     return response.json()
                 if response.status_code not in TRANSIENT_STATUS or last:
                     raise EndpointError(
-                        f"{self.endpoint}/v1/{route} answered HTTP {response.status_code}: {response.text[:300]}"
+                        f"{self.endpoint}/v1/{route} answered HTTP {response.status_code}: {response.text[:300]}",
+                        response.status_code,
                     )
             await asyncio.sleep(delay)
             delay *= 2

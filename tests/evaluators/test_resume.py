@@ -1,0 +1,22 @@
+"""An interrupted run resumes: finished requests come from the cache, only the rest is sent."""
+
+import json
+
+from evaluators.runner import run_eval
+from tests.evaluators.fake_openai import fake_openai_server
+
+
+def test_rerun_after_partial_run_sends_only_missing_requests(tmp_path, eval_sets):
+    task = [f"jsonl={eval_sets / 'bio.jsonl'}"]
+    with fake_openai_server(lambda prompt: "A", model="m") as (url, counter):
+        run_eval(url, "m", task, tmp_path, limit=3, progress=False)  # "interrupted" after 3 items
+        after_partial = counter["requests"]
+        run_eval(url, "m", task, tmp_path, progress=False)  # all 8 items
+        after_full = counter["requests"]
+        run_eval(url, "m", task, tmp_path, progress=False)
+        after_rerun = counter["requests"]
+    # Per item: one generation + one (rejected) option-scoring request.
+    assert after_partial == 3 * 2
+    assert after_full - after_partial == 5 * 2
+    assert after_rerun == after_full
+    assert json.loads((tmp_path / "run_info.json").read_text())["requests_sent"] == 0

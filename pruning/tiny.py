@@ -129,8 +129,12 @@ def train_tokenizer(out_dir: str | Path, vocab_size: int = 512, texts: list[str]
     return fast
 
 
-def build_tiny_model(model_type: str, out_dir: str | Path, seed: int = 0, dtype: str = "float32") -> Path:
-    """Build a tiny random model of `model_type`, save it with a tokenizer, return the dir."""
+def build_tiny_model(model_type: str, out_dir: str | Path, seed: int = 0, dtype: str = "float32",
+                     max_shard_size: str | None = None) -> Path:
+    """Build a tiny random model of `model_type`, save it with a tokenizer, return the dir.
+
+    `max_shard_size` (e.g. "400KB") saves several shards plus an index, like real checkpoints.
+    """
     import torch
     from transformers import AutoConfig, GenerationConfig
 
@@ -164,7 +168,7 @@ def build_tiny_model(model_type: str, out_dir: str | Path, seed: int = 0, dtype:
     torch.manual_seed(seed)
     model = auto_model_class(model_type).from_config(config, dtype=getattr(torch, dtype))
     _spread_router_weights(model, seed)
-    model.save_pretrained(str(out))
+    model.save_pretrained(str(out), **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     ).save_pretrained(str(out))

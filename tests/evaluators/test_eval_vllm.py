@@ -69,7 +69,8 @@ def test_eval_writes_a_valid_report_card(evaluated):
     # Every threshold flag is either calibrated or explained, never silently missing.
     flags = {**card["flags"], **card["flags_unavailable"]}
     assert set(flags) == {"low_confidence", "uncertain_span", "high_entropy", "base_disagreement"}
-    assert "base_disagreement" in card["flags"] or "base_disagreement" in card["flags_unavailable"]
+    # With a base, the variant's answers were scored under it (vLLM prompt logprobs).
+    assert card["flags"]["base_disagreement"]["signal"] == "base_mean_logprob"
 
 
 def test_rerun_reuses_the_cache(evaluated):

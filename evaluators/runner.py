@@ -20,7 +20,7 @@ from evaluators.card import SCHEMA_VERSION, flags_section, pruning_info, write_c
 from evaluators.client import EndpointClient, EndpointError
 from evaluators.evaluate import evaluate_task
 from evaluators.tasks import Task, resolve_tasks
-from evaluators.task_metrics import mc_metrics, summary_metrics, with_recovery
+from evaluators.task_metrics import mc_metrics, selected, summary_metrics, with_recovery
 from pruning.errors import UserError
 
 
@@ -107,7 +107,7 @@ async def _run(loaded, out_dir: Path, cache: ResponseCache, *, endpoint, model, 
                                                 concurrency, task, items, records, base_records, seed))
             tasks_out[task.name] = {
                 "domain": task.domain, "kind": task.kind, "n": len(items), "version": task.version,
-                "format": task.format, "metrics": with_recovery(metrics, base_metrics),
+                "format": task.format, "metrics": selected(with_recovery(metrics, base_metrics), task.metrics),
             }
             all_records += [{**r, "task": task.name} for r in records]
     flags, flags_missing = flags_section(all_records, flag_precision, seed)

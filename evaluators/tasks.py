@@ -96,6 +96,11 @@ def validate(task: Task) -> Task:
         raise UserError(f"task {task.name}: domain {task.domain!r} is not one of {', '.join(DOMAINS)}")
     if task.template not in TEMPLATES:
         raise UserError(f"task {task.name}: template {task.template!r} is not one of {', '.join(TEMPLATES)}")
+    from evaluators.task_metrics import METRIC_NAMES
+
+    unknown = [m for m in task.metrics if m not in METRIC_NAMES]
+    if unknown:
+        raise UserError(f"task {task.name}: unknown metric(s) {', '.join(unknown)}; valid: {', '.join(METRIC_NAMES)}")
     if task.score_options_by not in ("letter", "text"):
         raise UserError(f"task {task.name}: score_options_by must be 'letter' or 'text'")
     return task

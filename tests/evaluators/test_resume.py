@@ -20,3 +20,12 @@ def test_rerun_after_partial_run_sends_only_missing_requests(tmp_path, eval_sets
     assert after_full - after_partial == 5 * 2
     assert after_rerun == after_full
     assert json.loads((tmp_path / "run_info.json").read_text())["requests_sent"] == 0
+
+
+def test_a_task_reports_only_the_metrics_it_lists(tmp_path, eval_sets):
+    from evaluators.tasks import Task
+
+    task = Task("only_em", "jsonl", eval_sets / "bio.jsonl", metrics=("exact_match", "hallucination_rate"))
+    with fake_openai_server(lambda prompt: "A", model="m") as (url, _):
+        card = json.loads(run_eval(url, "m", [task], tmp_path, progress=False).read_text())
+    assert set(card["tasks"]["only_em"]["metrics"]) == {"exact_match", "hallucination_rate"}

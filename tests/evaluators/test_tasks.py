@@ -43,6 +43,9 @@ def test_yaml_task_file(tmp_path):
     spec.write_text("- name: x\n  format: jsonl\n  path: d.jsonl\n  colour: red\n")
     with pytest.raises(UserError, match="valid keys"):
         load_task_file(spec)
+    spec.write_text("- name: x\n  format: jsonl\n  path: d.jsonl\n  metrics: [exact_match, vibes]\n")
+    with pytest.raises(UserError, match="unknown metric.*vibes.*valid: exact_match"):
+        load_task_file(spec)
     spec.write_text("- name: x\n  format: jsonl\n  path: d.jsonl\n  domain: legal\n")
     with pytest.raises(UserError, match="domain"):
         load_task_file(spec)

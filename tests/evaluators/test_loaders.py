@@ -115,6 +115,10 @@ def test_malformed_medhalt_csv_and_pubmedqa_json(tmp_path):
     bad.write_text("question,options,correct_index,student_index\nq,\"{'0': 'a'}\",0,0\nq,not a dict,0,0\n")
     with pytest.raises(UserError, match=r"line 3"):
         load_items("medhalt_fct", bad)
+    wrong = tmp_path / "pq_wrong.json"
+    wrong.write_text('{\n "1": {"QUESTION": "q", "final_decision": "yes"},\n "2": {"QUESTION": "q", "final_decision": "perhaps"}\n}')
+    with pytest.raises(UserError, match=r"line 3: entry '2'"):
+        load_items("pubmedqa", wrong)
     broken = tmp_path / "pq.json"
     broken.write_text('{\n "1": {"QUESTION": "q",\n')
     with pytest.raises(UserError, match=r"line \d"):

@@ -9,6 +9,7 @@ gateway answers `/health` at once, `/ready` when every engine is up.
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +30,8 @@ from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.policy import load_policy
 from app.routing.arm_stats import ExperimentStats
 from pruning.errors import UserError
+
+log = logging.getLogger("moeprune.gateway")
 
 
 def build_state(settings: Settings, config: GatewayConfig, work_dir: Path) -> GatewayState:
@@ -72,6 +75,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                 await gateway.supervisor.stop()
                 if scratch is not None:
                     scratch.cleanup()
+                log.info("gateway stopped; every engine stopped")
 
     app = FastAPI(title="moeprune gateway", version="0.1.0", lifespan=lifespan,
                   description="OpenAI-compatible gateway for pruned MoE variants, with A/B experiments, "

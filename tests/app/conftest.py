@@ -44,8 +44,9 @@ def gateway(tiny_qwen3_moe, tmp_path_factory):
     config = {
         "variants": {
             "base": {"model": str(tiny_qwen3_moe), "engine": engine, "max_in_flight": 6},
+            # vLLM CPU workers bind core 0 by default; put this one on core 1 to halve contention.
             "pruned": {"model": str(pruned), "base": "base", "report_card": str(card), "base_check": True,
-                       "engine": engine},
+                       "engine": {**engine, "env": {"VLLM_CPU_OMP_THREADS_BIND": "1"}}},
         },
         "experiments": {
             "ab": {"arms": {"base": 70, "pruned": 30}, "sticky": "x-session-id"},

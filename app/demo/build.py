@@ -1,0 +1,80 @@
+"""Build the demo model once, and reuse it: a content-addressed cache.
+
+The cache key hashes the corpus (every training example of every epoch and
+the shipped sets), the model/training config, and a recipe version; so any
+change to the data or recipe trains a new model, and anything else reuses the
+saved one. Models are written to a temporary directory and renamed into place,
+so an interrupted build never leaves a half model that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from app.demo.corpus import Corpus, build_corpus
+from app.demo.examples import training_examples
+from app.demo.model_config import DemoModelConfig
+from app.demo.sets import set_files
+
+RECIPE_VERSION = 1
+DONE_MARKER = "demo_model.json"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("MOEPRUNE_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    if os.environ.get("MOEPRUNE_CACHE_DIR"):
+        return Path(base)
+    return Path(base) / "moe-prune-serve"
+
+
+def corpus_digest(corpus: Corpus, cfg: DemoModelConfig) -> str:
+    digest = hashlib.sha256()
+    for epoch in range(cfg.epochs):
+        for example in training_examples(corpus, epoch):
+            digest.update(f"{example.domain}\0{example.context}\0{example.target}\n".encode())
+    for name, text in sorted(set_files(corpus).items()):
+        digest.update(name.encode() + b"\0" + text.encode())
+    return digest.hexdigest()
+
+
+def model_key(corpus: Corpus, cfg: DemoModelConfig) -> str:
+    payload = json.dumps({"recipe": RECIPE_VERSION, "config": cfg.cache_dict(), "corpus": corpus_digest(corpus, cfg)},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def tokenizer_texts(corpus: Corpus) -> list[str]:
+    return [e.context + e.target for e in training_examples(corpus, 0)]
+
+
+def build_model(cfg: DemoModelConfig, cache_dir: Path, progress: bool = True) -> tuple[Path, dict]:
+    """The trained model's directory (trained now, or found in the cache) and its build record."""
+    from pruning.tiny import train_tokenizer
+    from app.demo.train import train_model
+
+    corpus = build_corpus(cfg.corpus_seed)
+    key = model_key(corpus, cfg)
+    final = Path(cache_dir) / "models" / f"demo-{key}"
+    if (final / DONE_MARKER).exists():
+        record = json.loads((final / DONE_MARKER).read_text())
+        record["cached"] = True
+        return final, record
+    building = final.with_name(final.name + f".building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    started = time.monotonic()
+    tokenizer = train_tokenizer(building, vocab_size=cfg.vocab_size, texts=tokenizer_texts(corpus))
+    summary = train_model(tokenizer, corpus, cfg, building, progress=progress)
+    record = {"key": key, "config": cfg.as_dict(), "train_seconds": round(time.monotonic() - started, 1), **summary}
+    (building / DONE_MARKER).write_text(json.dumps(record, indent=2))
+    if final.exists():  # another process finished the same model first
+        shutil.rmtree(building)
+    else:
+        building.rename(final)
+    record["cached"] = False
+    return final, record

@@ -1,0 +1,41 @@
+"""A real vLLM server for one demo variant, for the length of a `with` block."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+import httpx
+
+from app.engines.command import EngineSpec
+from app.engines.process import EngineProcess, EngineStartError
+
+KV_CACHE_BYTES = 128 * 1024 * 1024  # plenty for a 3-layer model and short prompts
+MAX_MODEL_LEN = 256
+
+
+@contextlib.contextmanager
+def running_engine(model_dir: str | Path, name: str, work_dir: str | Path, timeout: float = 300):
+    """Yield the base URL of a vLLM server serving model_dir as `name`; always stop it."""
+    spec = EngineSpec(model=str(model_dir), port=0, served_name=name, kv_cache_bytes=KV_CACHE_BYTES,
+                      max_model_len=MAX_MODEL_LEN)
+    engine = EngineProcess(name, spec, Path(work_dir))
+    engine.launch()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not engine.running():
+                raise EngineStartError(f"vLLM for {name} exited while starting; log {engine.log_path}:\n"
+                                       f"{engine.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(engine.url + "/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise EngineStartError(f"vLLM for {name} not healthy after {timeout:.0f}s; log {engine.log_path}:\n"
+                                       f"{engine.log_tail()}")
+            time.sleep(0.5)
+        yield engine.url
+    finally:
+        asyncio.run(engine.stop(grace=15))

@@ -1,0 +1,56 @@
+"""Evaluate the base and every variant through real vLLM servers, at most `parallel` at a time.
+
+Each variant gets its own server (start-up ~30 s on CPU), is evaluated with
+`evaluators.runner.run_eval` on the shipped sets, and the server is stopped.
+A finished report card is reused when the same tasks were asked of the same
+checkpoint, so a second run evaluates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.demo.engine import running_engine
+from app.demo.variants import Variant
+
+STAMP = "demo_eval.json"
+
+
+def _stamp(variant: Variant, tasks: str, limit: int | None) -> dict:
+    manifest = variant.model_dir / "pruning.json"
+    files = json.loads(manifest.read_text())["files"] if manifest.exists() else str(variant.model_dir)
+    return {"tasks": tasks, "limit": limit, "checkpoint": files}
+
+
+def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None) -> Path:
+    from evaluators.runner import run_eval
+
+    out = cards_dir / variant.name
+    card, stamp_path = out / "report_card.json", out / STAMP
+    stamp = _stamp(variant, tasks, limit)
+    if card.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
+        return card
+    with running_engine(variant.model_dir, variant.name, out / "engine") as url:
+        card = run_eval(url, variant.name, tasks, out, variant=variant.name, model_dir=str(variant.model_dir),
+                        concurrency=8, limit=limit, progress=False)
+    stamp_path.write_text(json.dumps(stamp))
+    return Path(card)
+
+
+def evaluate_all(variants: list[Variant], cards_dir: Path, tasks: str = "all", limit: int | None = None,
+                 parallel: int = 2, progress: bool = True) -> dict[str, Path]:
+    cards: dict[str, Path] = {}
+    bar = tqdm(total=len(variants), desc="evaluating on vLLM", unit="variant", disable=not progress)
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futures = {pool.submit(evaluate_one, v, cards_dir, tasks, limit): v for v in variants}
+        for future in as_completed(futures):
+            variant = futures[future]
+            cards[variant.name] = future.result()
+            bar.update(1)
+            bar.set_postfix(done=variant.name)
+    bar.close()
+    return {v.name: cards[v.name] for v in variants}

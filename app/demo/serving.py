@@ -1,0 +1,90 @@
+"""Serve the base and two pruned variants behind the gateway, with an A/B/C experiment.
+
+Writes a variants.yaml in the documented minimal shape (docs/contracts.md,
+issue 4), prints how to talk to it, and runs the gateway until Ctrl-C. A
+background thread waits for `/ready` and says when every engine is up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from app.demo.engine import KV_CACHE_BYTES, MAX_MODEL_LEN
+from app.demo.variants import Variant
+
+EXPERIMENT = "demo-ab"
+
+
+def pick_served(rows: list[dict], variants: dict[str, Variant]) -> list[str]:
+    """The two pruned variants to serve: the best data-driven variant by biomedical accuracy at the
+    mildest and at a middle ratio (falls back to whatever was evaluated)."""
+    pruned = [r for r in rows if r["variant"] != "base" and r["method"] != "random" and r["bio_acc"] is not None]
+    pruned = pruned or [r for r in rows if r["variant"] != "base"]
+    chosen = []
+    for ratio in sorted({r["ratio"] for r in pruned}):
+        best = max((r for r in pruned if r["ratio"] == ratio), key=lambda r: r["bio_acc"] or 0)
+        chosen.append(best["variant"])
+    if len(chosen) < 2:
+        chosen += [r["variant"] for r in pruned if r["variant"] not in chosen]
+    return [name for name in chosen if name in variants][:2]
+
+
+def write_variants_yaml(path: Path, variants: dict[str, Variant], served: list[str], cards: dict[str, Path]) -> Path:
+    engine = {"kv_cache_bytes": KV_CACHE_BYTES, "max_model_len": MAX_MODEL_LEN}
+    config: dict = {"variants": {}, "experiments": {}}
+    for name in ["base", *served]:
+        entry = {"model": str(variants[name].model_dir), "engine": dict(engine)}
+        if name != "base":
+            entry["base"] = "base"
+        if name in cards:
+            entry["report_card"] = str(cards[name])
+        config["variants"][name] = entry
+    share = round(100 / (len(served) + 1))
+    config["experiments"][EXPERIMENT] = {"arms": {name: share for name in ["base", *served]}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def usage_text(url: str, question: str, report: Path, served: list[str]) -> str:
+    body = ('{"model": "%s", "messages": [{"role": "user", "content": "%s"}], "max_tokens": 12}'
+            % (EXPERIMENT, question))
+    return f"""
+Gateway: {url}   (variants: base, {', '.join(served)}; experiment {EXPERIMENT!r} splits traffic between them)
+  curl:   curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{body}'
+  openai: python -c "from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='none'); \\
+print(c.chat.completions.create(model='{EXPERIMENT}', messages=[{{'role': 'user', 'content': '{question}'}}], max_tokens=12).choices[0].message.content)"
+  metrics: {url}/metrics     experiment stats: {url}/v1/experiments/{EXPERIMENT}
+  report:  {report}
+Engines are starting (about 30 s each); Ctrl-C stops the gateway and every engine.
+"""
+
+
+def announce_when_ready(url: str, timeout: float = 600) -> threading.Thread:
+    def wait() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                    print(f"demo: all variants ready at {url}", flush=True)
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        print(f"demo: variants not ready after {timeout:.0f}s; see {url}/ready", flush=True)
+
+    thread = threading.Thread(target=wait, daemon=True, name="demo-ready")
+    thread.start()
+    return thread
+
+
+def serve_variants(config_path: Path, host: str, port: int) -> None:
+    from app.commands.serve import serve
+
+    announce_when_ready(f"http://{host}:{port}")
+    serve(config_path, host, port)

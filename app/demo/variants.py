@@ -1,0 +1,54 @@
+"""The demo's pruned variants: one per (method, ratio), pruned once and reused.
+
+Each variant lives under the cache, in a directory named after the base
+model's key, so a retrained base never reuses stale pruned copies, and a
+second `moeprune demo` skips every finished prune (its pruning.json exists).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+ALL_METHODS = ("random", "frequency", "gate", "ean", "reap", "reap-sum", "easyep")
+ALL_RATIOS = (0.25, 0.5, 0.75)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    model_dir: Path
+    method: str | None = None
+    ratio: float | None = None
+    seed: int = 0
+
+
+def variant_name(method: str, ratio: float, seed: int = 0) -> str:
+    name = f"{method}-{round(ratio * 100)}"
+    return name if seed == 0 else f"{name}-s{seed}"
+
+
+def prune_variants(base_dir: Path, variants_dir: Path, calibration: Path, methods, ratios, seeds=(0,),
+                   samples: int = 128, progress: bool = True) -> list[Variant]:
+    """Prune base_dir with every (method, ratio, seed); returns the variants (cached ones reused)."""
+    from pruning.pipeline import run_prune
+
+    jobs = [(m, r, s) for m in methods for r in ratios for s in (seeds if m == "random" else (0,))]
+    done = []
+    bar = tqdm(jobs, desc="pruning variants", unit="variant", disable=not progress)
+    for method, ratio, seed in bar:
+        name = variant_name(method, ratio, seed)
+        out = variants_dir / name
+        bar.set_postfix(variant=name)
+        if not (out / "pruning.json").exists():
+            staging = out.with_name(out.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            run_prune(base_dir, staging, method=method, ratio=ratio, calibration=[calibration],
+                      samples=samples, seed=seed, progress=False, overwrite=True)
+            shutil.rmtree(out, ignore_errors=True)
+            staging.rename(out)
+        done.append(Variant(name, out, method, ratio, seed))
+    return done

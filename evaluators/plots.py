@@ -51,15 +51,17 @@ def in_vs_cross_domain(variants: list[Variant], domains: list[str], path: Path) 
     width = 0.8 / max(1, len(domains))
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
     for i, domain in enumerate(domains):
-        heights = [utility(v.card, domain) or 0.0 for v in variants]
+        values = [utility(v.card, domain) for v in variants]
         xs = [j + i * width for j in range(len(variants))]
-        ax.bar(xs, heights, width, label=domain, color=colours[i % len(colours)])
+        bars = ax.bar(xs, [v or 0.0 for v in values], width, label=domain, color=colours[i % len(colours)])
+        # Print the value on each bar (n/a where the variant has no task of that domain).
+        ax.bar_label(bars, labels=["n/a" if v is None else f"{v:.2f}" for v in values], fontsize=7)
     ax.set_xticks([j + width * (len(domains) - 1) / 2 for j in range(len(variants))])
     ax.set_xticklabels([v.label for v in variants], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("exact match (answerable tasks)")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.18)  # head room for the value labels and the legend
     ax.set_title("in-domain (biomedical) vs cross-domain (general)")
-    ax.legend()
+    ax.legend(loc="upper right", ncol=len(domains))
     return _save(fig, path)
 
 

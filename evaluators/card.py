@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+from evaluators.metrics.classification import auroc
 from evaluators.metrics.flags import flag_quality
 from evaluators.signals import FLAG_RULES
 from pruning.errors import UserError
@@ -68,6 +69,26 @@ def flags_section(records: list[dict], target_precision: float, seed: int) -> tu
         flags[name] = {"signal": rule.signal, "direction": rule.direction, **quality,
                        "target_precision": target_precision}
     return flags, missing
+
+
+# Every per-response signal with the direction in which it points to a wrong answer,
+# including those no flag uses (low_conf_share), so their quality is on record too.
+SIGNAL_DIRECTIONS = {"mean_logprob": "below", "min_logprob": "below", "mean_entropy": "above",
+                     "low_conf_share": "above", "base_mean_logprob": "below"}
+
+
+def signal_quality(records: list[dict]) -> dict:
+    """AUROC of each signal for separating wrong from right multiple-choice answers."""
+    answered = [r for r in records if "correct" in r]
+    out = {}
+    for signal, direction in SIGNAL_DIRECTIONS.items():
+        pairs = [(r["signals"].get(signal), not r["correct"]) for r in answered]
+        pairs = [(v, w) for v, w in pairs if v is not None and not math.isnan(v)]
+        if pairs:
+            oriented = [-v if direction == "below" else v for v, _ in pairs]
+            out[signal] = {"direction": direction, "auroc": auroc(oriented, [w for _, w in pairs]),
+                           "n": len(pairs)}
+    return out
 
 
 def write_card(out_dir: Path, card: dict) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 from evaluators.card import load_card
 from evaluators.plots import in_vs_cross_domain, metric_vs_ratio, utility_vs_reliability
 from evaluators.report_data import LOWER_IS_BETTER, domains, metrics_present, variants
-from evaluators.report_html import PAGE, flag_table, metric_table, recovery_table, variant_table
+from evaluators.report_html import PAGE, flag_table, metric_table, recovery_table, signal_table, variant_table
 from pruning.errors import UserError
 
 
@@ -45,7 +45,7 @@ def render_report(card_paths, out_dir) -> Path:
     )
     page = PAGE.format(
         variants=variant_table(members), figures=images, recovery=recovery_table(members),
-        flags=flag_table(members), metrics=metric_table(members),
+        flags=flag_table(members), signals=signal_table(members), metrics=metric_table(members),
     )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")

@@ -38,6 +38,8 @@ the answers to reach the target precision (share of flagged answers that are wro
 recall were measured on the other half. AUROC: how well the signal separates wrong from right answers
 (0.5 = chance). Base rate: share of answers flagged.</p>
 {flags}
+<p>AUROC of every per-response signal, including those no flag uses:</p>
+{signals}
 <h2>All metrics</h2>{metrics}
 </body></html>
 """
@@ -111,3 +113,10 @@ def metric_table(variants: list[Variant]) -> str:
                              str(task.get("n", "")), html.escape(name), fmt(metric.get("value")), interval,
                              fmt(metric.get("recovery"), 2), note])
     return table(["variant", "task", "domain", "n", "metric", "value", "95% CI", "recovery", "note"], rows)
+
+
+def signal_table(variants: list[Variant]) -> str:
+    rows = [[html.escape(v.label), html.escape(name), html.escape(entry.get("direction", "")),
+             fmt(entry.get("auroc")), fmt(entry.get("n"))]
+            for v in variants for name, entry in v.card.get("signal_quality", {}).items()]
+    return table(["variant", "signal", "wrong when", "AUROC", "n"], rows)

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from evaluators.cache import ResponseCache
-from evaluators.card import SCHEMA_VERSION, flags_section, pruning_info, write_card
+from evaluators.card import SCHEMA_VERSION, flags_section, pruning_info, signal_quality, write_card
 from evaluators.client import EndpointClient, EndpointError
 from evaluators.evaluate import evaluate_task
 from evaluators.tasks import Task, resolve_tasks
@@ -116,6 +116,7 @@ async def _run(loaded, out_dir: Path, cache: ResponseCache, *, endpoint, model, 
         "model_dir": str(Path(model_dir).resolve()) if model_dir else None, "pruning": pruning,
         "base": (base_variant or base_model) if base_endpoint else None,
         "endpoint": endpoint, "tasks": tasks_out, "flags": flags, "flags_unavailable": flags_missing,
+        "signal_quality": signal_quality(all_records),
         "seed": seed,
     }
     _write_items(out_dir / "items.jsonl", all_records)

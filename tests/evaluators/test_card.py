@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from evaluators.card import flags_section, load_card, pruning_info, write_card
+from evaluators.card import flags_section, load_card, pruning_info, signal_quality, write_card
 from evaluators.task_metrics import mc_metrics, summary_metrics, with_recovery
 from pruning.errors import UserError
 
@@ -84,3 +84,13 @@ def test_card_round_trip_and_bad_cards(tmp_path):
     (tmp_path / "other.json").write_text('{"schema_version": 7, "tasks": {}}')
     with pytest.raises(UserError, match="schema-version-1"):
         load_card(tmp_path / "other.json")
+
+
+def test_signal_quality_covers_signals_without_a_flag():
+    records = [record(i % 2 == 0) for i in range(6)]
+    for i, r in enumerate(records):
+        r["signals"]["low_conf_share"] = 0.0 if r["correct"] else 0.5  # wrong answers: more low-confidence tokens
+    quality = signal_quality(records)
+    assert quality["low_conf_share"] == {"direction": "above", "auroc": 1.0, "n": 6}
+    assert quality["mean_logprob"]["auroc"] == 0.5  # constant signal: chance
+    assert "base_mean_logprob" not in quality

@@ -97,3 +97,26 @@ def test_report_from_the_real_card(evaluated):
         with Image.open(png) as image:
             assert image.format == "PNG"
             assert len(image.convert("RGB").getcolors(maxcolors=1 << 24)) > 20
+
+
+def test_shipped_suite_with_a_judge(tiny_vllm_url, tmp_path):
+    """The shipped sets through --suite, and the pairwise judge plumbing on a real server.
+
+    The tiny random model cannot write the judge's strict three-line format, so
+    every verdict must be counted unparseable (never guessed into a side).
+    """
+    out = tmp_path / "suite"
+    code = main(["eval", "--endpoint", tiny_vllm_url, "--model", "tiny", "--suite", "all", "--limit", "2",
+                 "--base-endpoint", tiny_vllm_url, "--base-model", "tiny", "--judge-endpoint", tiny_vllm_url,
+                 "--judge-model", "tiny", "--no-progress", "--out", str(out)])
+    assert code == 0
+    card = json.loads((out / "report_card.json").read_text())
+    jsonschema.validate(card, CARD_SCHEMA)
+    assert set(card["tasks"]) == {"bio_qa", "bio_fake", "bio_nota", "general_qa", "general_fake", "general_nota"}
+    for task in card["tasks"].values():
+        metrics = task["metrics"]
+        assert task["n"] == 2
+        assert metrics["judge_unparseable_count"]["value"] == 2
+        assert metrics["judge_unparseable_rate"]["value"] == 1.0
+        assert metrics["judge_variant_more_hallucination"]["value"] is None  # nothing parsed: no share
+    assert card["tasks"]["general_qa"]["domain"] == "general"

@@ -32,6 +32,7 @@ def card(variant, method=None, ratio=None, bio=0.8, general=0.7):
         "flags": {"low_confidence": {"signal": "mean_logprob", "direction": "below", "threshold": -1.2,
                                      "auroc": 0.8, "precision": 0.8, "recall": 0.4, "base_rate": 0.1}},
         "flags_unavailable": {"base_disagreement": "no base endpoint given (--base-endpoint)"},
+        "signal_quality": {"low_conf_share": {"direction": "above", "auroc": 0.7123, "n": 450}},
     }
 
 
@@ -65,6 +66,7 @@ def test_report_renders_html_and_non_trivial_pngs(tmp_path):
     for text in ("reap-50 (reap, 0.5)", "freq-50", "Recovery against the base", "low_confidence",
                  "no base endpoint given"):
         assert text in page
+    assert "low_conf_share" in page and "0.712" in page
     assert "1.06" in page  # recovery of base exact match 0.85/0.8, formatted with 2 digits
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,10 +20,15 @@ MAX_MODEL_LEN = 256
 
 @contextlib.contextmanager
 def running_engine(model_dir: str | Path, name: str, work_dir: str | Path, timeout: float = 300):
-    """Yield the base URL of a vLLM server serving model_dir as `name`; always stop it."""
+    """Yield the base URL of a vLLM server serving model_dir as `name`; always stop it.
+
+    The engine runs in a short temporary directory (vLLM's ZMQ socket paths must
+    stay under 107 characters); its log is copied to work_dir/engine.log.
+    """
     spec = EngineSpec(model=str(model_dir), port=0, served_name=name, kv_cache_bytes=KV_CACHE_BYTES,
                       max_model_len=MAX_MODEL_LEN)
-    engine = EngineProcess(name, spec, Path(work_dir))
+    scratch = Path(tempfile.mkdtemp(prefix="moeprune-demo-"))
+    engine = EngineProcess(name, spec, scratch)
     engine.launch()
     try:
         deadline = time.monotonic() + timeout
@@ -39,3 +46,7 @@ def running_engine(model_dir: str | Path, name: str, work_dir: str | Path, timeo
         yield engine.url
     finally:
         asyncio.run(engine.stop(grace=15))
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            shutil.copyfile(engine.log_path, Path(work_dir) / "engine.log")
+        shutil.rmtree(scratch, ignore_errors=True)

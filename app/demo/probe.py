@@ -49,19 +49,27 @@ def chat_prompt(user: str) -> str:
 
 
 def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, batch_size: int = 64) -> list[str]:
-    """Greedy continuations of chat prompts, decoded up to the end-of-turn token."""
+    """Greedy continuations of chat prompts, decoded up to the end-of-turn token.
+
+    Prompts are batched by token length, so no padding shifts the rotary positions.
+    """
     import torch
 
-    answers = []
-    tokenizer.padding_side = "left"
-    for start in range(0, len(prompts), batch_size):
-        chunk = [chat_prompt(p) for p in prompts[start:start + batch_size]]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        for row in out[:, enc["input_ids"].shape[1]:]:
-            answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    encoded = [tokenizer.encode(chat_prompt(p), add_special_tokens=False) for p in prompts]
+    by_length: dict[int, list[int]] = {}
+    for index, ids in enumerate(encoded):
+        by_length.setdefault(len(ids), []).append(index)
+    answers: list[str] = [""] * len(prompts)
+    for indices in by_length.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            ids = torch.tensor([encoded[i] for i in chunk])
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                     do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                                     pad_token_id=tokenizer.pad_token_id)
+            for i, row in zip(chunk, out[:, ids.shape[1]:]):
+                answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
     return answers
 
 
@@ -93,3 +101,71 @@ def routing_distribution(model, tokenizer, texts: list[str]):
 def total_variation(p, q) -> list[float]:
     """Per layer, half the L1 distance between two routing distributions (0 = same, 1 = disjoint)."""
     return [round(float(v), 3) for v in 0.5 * (p - q).abs().sum(dim=-1)]
+
+
+def load(model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def domain_prompts(corpus, domain: str) -> list[str]:
+    from app.demo.sets import evaluation_items
+
+    return [chat_prompt(item.prompt()) for item in evaluation_items(corpus, domain, "qa")]
+
+
+def routing_specialisation(model_dir, cfg, corpus) -> dict[str, list[float]]:
+    """Per layer TV(bio routing, general routing) on the evaluation questions: trained vs untrained."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from app.demo.model_config import qwen3_moe_config
+
+    model, tokenizer = load(model_dir)
+    bio, general = domain_prompts(corpus, "biomedical"), domain_prompts(corpus, "general")
+    result = {"trained": total_variation(routing_distribution(model, tokenizer, bio),
+                                         routing_distribution(model, tokenizer, general))}
+    torch.manual_seed(cfg.seed)
+    untrained = AutoModelForCausalLM.from_config(qwen3_moe_config(cfg, tokenizer)).eval()
+    result["untrained (same architecture and seed)"] = total_variation(
+        routing_distribution(untrained, tokenizer, bio), routing_distribution(untrained, tokenizer, general))
+    return result
+
+
+def random_kept(num_layers: int, num_experts: int, keep: int, seed: int) -> dict[int, list[int]]:
+    import random
+
+    rng = random.Random(f"probe:{seed}")
+    return {layer: sorted(rng.sample(range(num_experts), keep)) for layer in range(num_layers)}
+
+
+def probe_random_seeds(model_dir, corpus, pruned, ratios, seeds: int) -> dict:
+    """Answerable-set accuracy (bio, general) under routing masks: many random seeds, and each data-driven
+    variant's kept experts, measured the same way so the two are comparable."""
+    import json
+
+    from app.demo.sets import evaluation_items
+
+    model, tokenizer = load(model_dir)
+    items = {d: evaluation_items(corpus, d, "qa") for d in ("biomedical", "general")}
+
+    def accuracy(kept):
+        with routing_mask(model, kept):
+            return tuple(round(choice_accuracy(model, tokenizer, items[d]), 4) for d in items)
+
+    num_layers, num_experts = model.config.num_hidden_layers, model.config.num_experts
+    result = {"base": accuracy(None), "ratios": {}}
+    for ratio in ratios:
+        keep = num_experts - round(num_experts * ratio)
+        entry = {"random": [accuracy(random_kept(num_layers, num_experts, keep, s)) for s in range(seeds)],
+                 "methods": {}}
+        for variant in pruned:
+            if variant.ratio == ratio and variant.method != "random":
+                manifest = json.loads((variant.model_dir / "pruning.json").read_text())
+                kept = {int(k): v for k, v in manifest["kept_experts"].items()}
+                entry["methods"][variant.method] = accuracy(kept)
+        result["ratios"][ratio] = entry
+    return result

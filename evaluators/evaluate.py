@@ -23,6 +23,13 @@ from evaluators.tasks import Task
 SUMMARY_INSTRUCTION = "Summarise the following text in one or two sentences.\n\n"
 
 
+def generation_tokens(task: Task) -> int:
+    """Max new tokens: the task's, else short for an MC answer and one or two sentences for a summary."""
+    if task.max_tokens:
+        return task.max_tokens
+    return 128 if task.kind == "summarisation" else 32
+
+
 def mc_prompt(task: Task, item: MCItem, shots: list[MCItem]) -> Prompt:
     if task.template == "completion":
         parts = [render_completion_prompt(s.question, s.options) + f" {s.answer}\n\n" for s in shots]
@@ -70,7 +77,7 @@ def _mean(values) -> float | None:
 
 async def evaluate_mc_item(client, task: Task, item: MCItem, shots, base_client=None) -> dict:
     prompt = mc_prompt(task, item, shots)
-    generation: Generation = await generate(client, prompt, task.max_tokens)
+    generation: Generation = await generate(client, prompt, generation_tokens(task))
     parsed = parse_answer(generation.text, item.options)
     option_logprobs = await score_options(client, task, prompt, item, generation.prompt_tokens)
     record = {
@@ -97,7 +104,7 @@ async def base_answer_logprob(base_client, task: Task, prompt: Prompt, answer: s
     context_tokens = None
     if prompt.is_chat:
         # The base's own count of the prompt tokens (its generation is cached).
-        context_tokens = (await generate(base_client, prompt, task.max_tokens)).prompt_tokens
+        context_tokens = (await generate(base_client, prompt, generation_tokens(task))).prompt_tokens
     values = await continuation_logprobs(base_client, prompt, answer if prompt.is_chat else " " + answer,
                                          context_tokens)
     mean = _mean(values)
@@ -106,7 +113,7 @@ async def base_answer_logprob(base_client, task: Task, prompt: Prompt, answer: s
 
 async def evaluate_summary_item(client, task: Task, item: SummaryItem, shots, base_client=None) -> dict:
     prompt = summary_prompt(task, item, shots)
-    generation = await generate(client, prompt, max(task.max_tokens, 128))
+    generation = await generate(client, prompt, generation_tokens(task))
     record = {"id": item.id, "kind": "summary", "source": item.source, "reference": item.reference,
               "response": generation.text, "has_logprobs": generation.token_logprobs is not None,
               "signals": compute_signals(generation.token_logprobs or [], generation.top_logprobs)}

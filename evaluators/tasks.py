@@ -31,7 +31,7 @@ class Task:
     template: str = "chat"  # chat: one user message; completion: the same text + "\nAnswer:"
     few_shot: int = 0  # leading items used as worked examples (and not scored)
     version: int = 1
-    max_tokens: int = 32
+    max_tokens: int | None = None  # default: 32 for MC answers, 128 for summaries
     score_options_by: str = "letter"  # option log-likelihood of the letter, or of the option "text"
     description: str = ""
     metrics: tuple[str, ...] = field(default=())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,10 +25,11 @@ from app.engines.command import EngineSpec
 from app.engines.process import EngineProcess, EngineStartError, probe_health
 
 log = logging.getLogger("moeprune.supervisor")
+UNHEALTHY_AFTER_PROBES = 3
 
 
 def build_backends(config: GatewayConfig, settings: Settings, work_dir: Path) -> dict[str, Backend]:
-    launcher = settings.launcher.split() if settings.launcher else config.launcher_argv()
+    launcher = shlex.split(settings.launcher) if settings.launcher else config.launcher_argv()
     backends = {}
     for name, variant in config.variants.items():
         limit = variant.max_in_flight or settings.max_in_flight_per_variant
@@ -133,13 +135,15 @@ class Supervisor:
     async def _watch_running(self, backend: Backend) -> None:
         """Return when the engine process has exited; keep `up` in step with /health meanwhile."""
         engine = backend.engine
-        since_probe = 0.0
+        since_probe, failed_probes = 0.0, 0
         while not self.stopping and engine.running():
             await asyncio.sleep(0.25)
             since_probe += 0.25
             if since_probe >= self.settings.health_interval_s:
                 since_probe = 0.0
-                backend.up = await probe_health(self.client, engine.url)
+                # A busy engine can miss one probe; only repeated misses take it out of service.
+                failed_probes = 0 if await probe_health(self.client, engine.url) else failed_probes + 1
+                backend.up = failed_probes < UNHEALTHY_AFTER_PROBES
         if not self.stopping:
             backend.last_error = f"engine exited with code {engine.proc.returncode}"
             log.error("engine exited", extra={"variant": backend.variant, "code": engine.proc.returncode})

@@ -75,6 +75,13 @@ def build_models(work: Path, base: Path | None = None) -> dict[str, Path]:
     return {"base": base, "pruned-50": pruned}
 
 
+def second_core_binding() -> dict[str, str]:
+    """Engine env pinning the pruned engine's worker to another core: vLLM CPU workers
+    bind to core 0 by default, and two engines there load and serve one after the other."""
+    cores = sorted(os.sched_getaffinity(0))
+    return {"VLLM_CPU_OMP_THREADS_BIND": str(cores[1])} if len(cores) > 1 else {}
+
+
 def write_variants(work: Path, models: dict[str, Path], ports: dict[str, int]) -> Path:
     card = work / "report_card.json"
     card.write_text(json.dumps(REPORT_CARD))
@@ -82,7 +89,7 @@ def write_variants(work: Path, models: dict[str, Path], ports: dict[str, int]) -
         "variants": {
             "base": {"model": str(models["base"]), "engine": {**ENGINE, "port": ports["base"]}},
             "pruned-50": {"model": str(models["pruned-50"]), "base": "base", "report_card": str(card),
-                          "engine": {**ENGINE, "port": ports["pruned-50"]}},
+                          "engine": {**ENGINE, "port": ports["pruned-50"], "env": second_core_binding()}},
         },
         "experiments": {"ab": {"arms": {"base": 50, "pruned-50": 50}, "sticky": "x-session-id"}},
     }

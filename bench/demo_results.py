@@ -35,11 +35,34 @@ from app.demo.findings import findings_text, flag_table, random_spread_rows  # n
 from app.demo.probe import probe_random_seeds, routing_specialisation  # noqa: E402
 
 
+def write(args, rows, probe, specialisation, record, model_dir, started) -> str:
+    elapsed = time.monotonic() - started
+    text = "\n\n".join([
+        "# Demo results (measured)",
+        f"Re-measure: `nice .venv/bin/python bench/demo_results.py --random-seeds {args.random_seeds} "
+        f"--probe-seeds {args.probe_seeds}` (this run: {elapsed / 60:.0f} min on a shared 2-core CPU; "
+        f"model {model_dir.name}, {'reused' if record['cached'] else 'trained'}: "
+        f"{record['steps']} steps, loss {record['first_loss']:.2f} -> {record['final_loss']:.2f}, "
+        f"training {record['train_seconds']:.0f} s).",
+        "Sets: the shipped `evaluators/sets/` (150 answerable + 60 made-up-entity + 60 none-of-the-above items "
+        "per domain), every variant served by a real vLLM CPU server and evaluated by `evaluators.runner.run_eval`. "
+        "Pruning: biomedical calibration chats from the training data, 128 samples, one observation pass.",
+        "## Routing specialisation (total variation, biomedical vs general questions, per MoE layer)\n"
+        + "\n".join(f"- {name}: {values}" for name, values in specialisation.items()),
+        "## Method x ratio\n" + markdown_table(rows),
+        "## Random pruning over seeds\n" + random_spread_rows(rows, probe),
+        "## The study's findings at this scale\n" + findings_text(rows, probe),
+        "## Reliability flags: AUROC for catching wrong answers\n" + flag_table(rows),
+    ])
+    args.out.write_text(text + "\n")
+    return text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument("--random-seeds", type=int, default=3, help="random-pruning seeds evaluated on vLLM")
-    parser.add_argument("--probe-seeds", type=int, default=20, help="random-pruning seeds probed in-process")
+    parser.add_argument("--random-seeds", type=int, default=1, help="random-pruning seeds evaluated on vLLM")
+    parser.add_argument("--probe-seeds", type=int, default=10, help="random-pruning seeds probed in-process")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "demo_results.md")
@@ -57,32 +80,12 @@ def main() -> int:
     print("routing specialisation:", specialisation, flush=True)
     pruned = prune_variants(model_dir, run_dir / "variants", calibration, ALL_METHODS, ALL_RATIOS,
                             seeds=tuple(range(args.random_seeds)))
-    probe = probe_random_seeds(model_dir, corpus, pruned, ALL_RATIOS, args.probe_seeds) if args.probe_seeds else None
-    print("probe:", probe, flush=True)
     variants = [Variant("base", model_dir), *pruned]
     cards = evaluate_all(variants, run_dir / "cards", parallel=args.parallel)
     rows = with_recovery([card_row(name, path) for name, path in cards.items()])
-    elapsed = time.monotonic() - started
-
-    text = "\n\n".join([
-        "# Demo results (measured)",
-        f"Re-measure: `nice .venv/bin/python bench/demo_results.py --random-seeds {args.random_seeds} "
-        f"--probe-seeds {args.probe_seeds}` (this run: {elapsed / 60:.0f} min on a shared 2-core CPU; "
-        f"model {model_dir.name}, {'reused' if record['cached'] else 'trained'}: "
-        f"{record['steps']} steps, loss {record['first_loss']:.2f} -> {record['final_loss']:.2f}, "
-        f"training {record['train_seconds']:.0f} s).",
-        "Sets: the shipped `evaluators/sets/` (150 answerable + 60 made-up-entity + 60 none-of-the-above items "
-        "per domain), every variant served by a real vLLM CPU server and evaluated by `evaluators.runner.run_eval`. "
-        "Pruning: biomedical calibration chats from the training data, 128 samples.",
-        "## Routing specialisation (total variation, biomedical vs general questions, per MoE layer)\n"
-        + "\n".join(f"- {name}: {values}" for name, values in specialisation.items()),
-        "## Method x ratio\n" + markdown_table(rows),
-        "## Random pruning over seeds\n" + random_spread_rows(rows, probe),
-        "## The study's findings at this scale\n" + findings_text(rows, probe),
-        "## Reliability flags: AUROC for catching wrong answers\n" + flag_table(rows),
-    ])
-    args.out.write_text(text + "\n")
-    print(text)
+    write(args, rows, None, specialisation, record, model_dir, started)  # in case the probe is interrupted
+    probe = probe_random_seeds(model_dir, corpus, pruned, ALL_RATIOS, args.probe_seeds) if args.probe_seeds else None
+    print(write(args, rows, probe, specialisation, record, model_dir, started))
     return 0
 
 

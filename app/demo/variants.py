@@ -37,6 +37,8 @@ def prune_variants(base_dir: Path, variants_dir: Path, calibration: Path, method
     from pruning.pipeline import run_prune
 
     jobs = [(m, r, s) for m in methods for r in ratios for s in (seeds if m == "random" else (0,))]
+    # One observation pass serves every method and ratio: its statistics file is method independent.
+    stats = variants_dir / "calibration-statistics.json"
     done = []
     bar = tqdm(jobs, desc="pruning variants", unit="variant", disable=not progress)
     for method, ratio, seed in bar:
@@ -46,8 +48,14 @@ def prune_variants(base_dir: Path, variants_dir: Path, calibration: Path, method
         if not (out / "pruning.json").exists():
             staging = out.with_name(out.name + ".partial")
             shutil.rmtree(staging, ignore_errors=True)
-            run_prune(base_dir, staging, method=method, ratio=ratio, calibration=[calibration],
-                      samples=samples, seed=seed, progress=False, overwrite=True)
+            if method == "random":
+                source = {}
+            elif stats.exists():
+                source = {"scores_in": stats}
+            else:
+                source = {"calibration": [calibration], "samples": samples, "scores_out": stats}
+            run_prune(base_dir, staging, method=method, ratio=ratio, seed=seed, progress=False, overwrite=True,
+                      **source)
             shutil.rmtree(out, ignore_errors=True)
             staging.rename(out)
         done.append(Variant(name, out, method, ratio, seed))

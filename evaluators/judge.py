@@ -71,7 +71,7 @@ def question_text(item) -> str:
 
 
 async def judge_task(endpoint, model, api_key, cache, concurrency, task, items, records, base_records,
-                     seed) -> dict:
+                     seed, sent: list[int] | None = None) -> dict:
     """Judge metrics for one task: shares of parsed verdicts against the variant, and the unparseable share."""
     rng = random.Random(f"{seed}:{task.name}")
     orders = [rng.random() < 0.5 for _ in items]
@@ -87,6 +87,8 @@ async def judge_task(endpoint, model, api_key, cache, concurrency, task, items, 
             return parse_verdict(response["choices"][0].get("message", {}).get("content") or "")
 
         verdicts = await asyncio.gather(*(ask(*args) for args in zip(items, records, base_records, orders)))
+        if sent is not None:
+            sent.append(judge.sent)  # requests that reached the judge, for run_info.json
     parsed = [(v, first) for v, first in zip(verdicts, orders) if v is not None]
     metrics = {"judge_unparseable_rate": proportion([v is None for v in verdicts])}
     sides = {aspect: [variant_side(v[aspect], first) for v, first in parsed] for aspect in ASPECTS}

@@ -82,7 +82,7 @@ async def _run(loaded, out_dir: Path, cache: ResponseCache, *, endpoint, model, 
             await each.check()
         client = clients[0]
         base_client = clients[1] if len(clients) > 1 else None
-        tasks_out, all_records, scorer = {}, [], None
+        tasks_out, all_records, scorer, judge_sent = {}, [], None, []
         for task, items in loaded:
             shots, items = _split(task, items, limit)
             base_records = None
@@ -104,7 +104,7 @@ async def _run(loaded, out_dir: Path, cache: ResponseCache, *, endpoint, model, 
                 from evaluators.judge import judge_task
 
                 metrics.update(await judge_task(judge_endpoint, judge_model or model, judge_api_key, cache,
-                                                concurrency, task, items, records, base_records, seed))
+                                                concurrency, task, items, records, base_records, seed, judge_sent))
             tasks_out[task.name] = {
                 "domain": task.domain, "kind": task.kind, "n": len(items), "version": task.version,
                 "format": task.format, "metrics": selected(with_recovery(metrics, base_metrics), task.metrics),
@@ -120,7 +120,7 @@ async def _run(loaded, out_dir: Path, cache: ResponseCache, *, endpoint, model, 
         "seed": seed,
     }
     _write_items(out_dir / "items.jsonl", all_records)
-    sent = clients[0].sent + (clients[1].sent if len(clients) > 1 else 0)
+    sent = sum(each.sent for each in clients) + sum(judge_sent)
     (out_dir / "run_info.json").write_text(json.dumps(
         {"requests_sent": sent, "cache_hits": cache.hits, "cache_entries": len(cache)}, indent=2) + "\n")
     return write_card(out_dir, card)

@@ -3,7 +3,7 @@
 Serves /v1/models and /v1/chat/completions (and /v1/completions) with answers
 from a callable, and NO logprobs (like an endpoint that does not support
 them); scoring requests (prompt_logprobs / echo) are rejected with HTTP 400.
-Counts every request it answers.
+Counts every request it answers and keeps the last Authorization header.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def fake_openai_server(answer=lambda prompt: "A", model: str = "fake"):
 
         def do_POST(self):
             counter["requests"] += 1
+            counter["authorization"] = self.headers.get("authorization")
             request = json.loads(self.rfile.read(int(self.headers["content-length"])))
             if "prompt_logprobs" in request or request.get("echo"):
                 self._send(400, {"error": {"message": "prompt logprobs are not supported"}})

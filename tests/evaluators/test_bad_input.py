@@ -62,3 +62,26 @@ def test_endpoint_without_logprobs_reports_them_unavailable(tmp_path, eval_sets)
     bio = card["tasks"]["jsonl-bio"]["metrics"]
     assert bio["exact_match"]["value"] == 2 / 8  # "D" is right for the two items whose answer is D
     assert counter["requests"] > 0
+
+
+def test_judge_needs_a_base_and_api_key_env_must_be_set(tmp_path, capsys, monkeypatch, eval_sets):
+    task = f"jsonl={eval_sets / 'bio.jsonl'}"
+    code = main(["eval", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--tasks", task,
+                 "--judge-endpoint", "http://127.0.0.1:1", "--out", str(tmp_path)])
+    assert code == 2 and "--base-endpoint" in capsys.readouterr().err
+    monkeypatch.delenv("MOEPRUNE_TEST_KEY", raising=False)
+    code = main(["eval", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--tasks", task,
+                 "--api-key-env", "MOEPRUNE_TEST_KEY", "--out", str(tmp_path)])
+    assert code == 2 and "MOEPRUNE_TEST_KEY is not set" in capsys.readouterr().err
+    code = main(["eval", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--tasks", task, "--limit", "0",
+                 "--out", str(tmp_path)])
+    assert code == 2 and "--limit" in capsys.readouterr().err
+
+
+def test_api_key_is_sent_as_bearer_token(tmp_path, eval_sets, monkeypatch):
+    monkeypatch.setenv("MOEPRUNE_TEST_KEY", "sekrit")
+    with fake_openai_server(lambda prompt: "A", model="m") as (url, counter):
+        assert main(["eval", "--endpoint", url, "--model", "m", "--tasks", f"jsonl={eval_sets / 'bio.jsonl'}",
+                     "--api-key-env", "MOEPRUNE_TEST_KEY", "--limit", "1", "--no-progress",
+                     "--out", str(tmp_path)]) == 0
+    assert counter["authorization"] == "Bearer sekrit"

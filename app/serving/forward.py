@@ -39,6 +39,6 @@ async def forward(gateway: GatewayState, exchange: Exchange, path: str, upstream
     data["model"] = exchange.target.variant
     data["reliability"] = reliability
     exchange.flags = reliability["flags"]
-    exchange.text = {"completion_text": trace.answer}
+    exchange.text["completion_text"] = trace.answer
     headers = {**exchange.target.headers(), "x-moe-reliability-flags": flags_header(reliability)}
     return JSONResponse(data, headers=headers)

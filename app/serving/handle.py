@@ -34,6 +34,8 @@ async def serve(request: Request, gateway: GatewayState, body: dict, chat: bool)
     stream = bool(body.get("stream"))
     exchange = Exchange(gateway, target, request.state.request_id, path, stream)
     backend = exchange.backend
+    if gateway.settings.log_text:  # off by default: prompts may hold patient data
+        exchange.text["prompt_text"] = body.get("messages") if chat else body.get("prompt")
     try:
         if not backend.up:
             raise backend_unavailable(backend)

@@ -73,7 +73,7 @@ async def relay(gateway: GatewayState, exchange: Exchange, response: httpx.Respo
         reliability = await assess(gateway, exchange.target, upstream_body, trace, plan.chat,
                                    exchange.completion_tokens)
         exchange.flags = reliability["flags"]
-        exchange.text = {"completion_text": trace.answer}
+        exchange.text["completion_text"] = trace.answer
         yield sse(final_chunk(exchange, template, usage_chunk, reliability, client_wants_usage))
         yield sse("[DONE]")
     except (httpx.HTTPError, ValueError) as exc:

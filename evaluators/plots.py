@@ -30,7 +30,8 @@ def metric_vs_ratio(variants: list[Variant], metric: str, domains: list[str], pa
     bases = [v for v in variants if v.method == "base"]
     methods = sorted({v.method for v in variants if v.method != "base"}) or ["base"]
     for method in methods:
-        members = sorted(bases + [v for v in variants if v.method == method], key=lambda v: v.ratio)
+        pruned = [v for v in variants if v.method == method and v.method != "base"]
+        members = sorted(bases + pruned, key=lambda v: v.ratio)
         for domain in domains:
             points = [(v.ratio, domain_mean(v.card, metric, domain)) for v in members]
             points = [(x, y) for x, y in points if y is not None]

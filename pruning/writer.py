@@ -2,8 +2,8 @@
 
 Each source shard is read once, front to back, in fixed-size chunks: the
 chunk feeds the source hash, and the parts of it that belong to kept tensors
-go straight to the output shard (and its hash). Memory is one chunk buffer,
-whatever the model or tensor size. Everything is written into a hidden
+go straight to the output shard (and its hash). The two sha256s run on their
+own threads. Memory is a few chunk buffers, whatever the model or tensor size. Everything is written into a hidden
 temporary directory next to the target, which is renamed into place only
 when complete, so an interrupted run never leaves a half-written output.
 """
@@ -17,6 +17,7 @@ import os
 import shutil
 import struct
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from pruning.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
@@ -28,6 +29,8 @@ from pruning.staging import staging_dir, publish
 
 log = logging.getLogger(__name__)
 CHUNK = 16 * 1024 * 1024
+# Buffers in flight: one being read while the hash threads finish the others.
+_BUFFERS = 3
 # Test hook: seconds to pause after each output shard, so a test can kill a run mid-write.
 PAUSE_ENV = "MOEPRUNE_TEST_WRITE_PAUSE"
 # Files the writer produces itself (never copied from the source).
@@ -92,17 +95,24 @@ def _write_shard(plan: ShardPlan, dest: Path) -> tuple[str, str]:
         ranges.extend(tensor.ranges)
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
-    source_hash, out_hash = hashlib.sha256(), hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with open(plan.source.path, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
+    source_hash, out_hash = _Hasher(), _Hasher()
+    buffers = [bytearray(CHUNK) for _ in range(_BUFFERS)]
+    pending: list[list] = [[] for _ in range(_BUFFERS)]
+    with source_hash, out_hash, open(plan.source.path, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
         head = struct.pack("<Q", len(encoded)) + encoded
         _write_all(dst, head)
         out_hash.update(head)
-        position, index = 0, 0
-        while n := src.readinto(buffer):
-            chunk = view[:n]
-            source_hash.update(chunk)
+        position, index, turn = 0, 0, 0
+        while True:
+            slot = turn % _BUFFERS
+            for job in pending[slot]:  # the hashers are done with this buffer before it is refilled
+                job.result()
+            pending[slot] = []
+            n = src.readinto(buffers[slot])
+            if not n:
+                break
+            chunk = memoryview(buffers[slot])[:n]
+            pending[slot].append(source_hash.update(chunk))
             chunk_end = position + n
             while index < len(ranges) and ranges[index][0] < chunk_end:
                 start, end = ranges[index]
@@ -110,15 +120,38 @@ def _write_shard(plan: ShardPlan, dest: Path) -> tuple[str, str]:
                 if lo < hi:
                     piece = chunk[lo - position:hi - position]
                     _write_all(dst, piece)
-                    out_hash.update(piece)
+                    pending[slot].append(out_hash.update(piece))
                 if end > chunk_end:
                     break
                 index += 1
-            position = chunk_end
+            position, turn = chunk_end, turn + 1
+        for jobs in pending:
+            for job in jobs:
+                job.result()
         if position != plan.source.size or index != len(ranges):
             raise UserError(f"{plan.source.path} changed while it was being read; run again")
         os.fsync(dst.fileno())
     return source_hash.hexdigest(), out_hash.hexdigest()
+
+
+class _Hasher:
+    """A sha256 fed on its own thread, in order (hashlib releases the GIL on large updates)."""
+
+    def __init__(self):
+        self._digest = hashlib.sha256()
+        self._thread = ThreadPoolExecutor(max_workers=1)
+
+    def update(self, data) -> Future:
+        return self._thread.submit(self._digest.update, data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._thread.shutdown(wait=True)
 
 
 def _write_all(handle, data) -> None:

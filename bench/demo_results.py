@@ -40,7 +40,7 @@ def write(args, rows, probe, specialisation, record, model_dir, started) -> str:
     text = "\n\n".join([
         "# Demo results (measured)",
         f"Re-measure: `nice .venv/bin/python bench/demo_results.py --random-seeds {args.random_seeds} "
-        f"--probe-seeds {args.probe_seeds}` (this run: {elapsed / 60:.0f} min on a shared 2-core CPU; "
+        f"--probe-seeds {args.probe_seeds} --methods {args.methods}` (this run: {elapsed / 60:.0f} min on a shared 2-core CPU; "
         f"model {model_dir.name}, {'reused' if record['cached'] else 'trained'}: "
         f"{record['steps']} steps, loss {record['first_loss']:.2f} -> {record['final_loss']:.2f}, "
         f"training {record['train_seconds']:.0f} s).",
@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--probe-seeds", type=int, default=10, help="random-pruning seeds probed in-process")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--methods", default=",".join(ALL_METHODS), help="comma-separated subset (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "demo_results.md")
     args = parser.parse_args()
 
@@ -78,7 +79,8 @@ def main() -> int:
 
     specialisation = routing_specialisation(model_dir, cfg, corpus)
     print("routing specialisation:", specialisation, flush=True)
-    pruned = prune_variants(model_dir, run_dir / "variants", calibration, ALL_METHODS, ALL_RATIOS,
+    methods = [m for m in args.methods.split(",") if m]
+    pruned = prune_variants(model_dir, run_dir / "variants", calibration, methods, ALL_RATIOS,
                             seeds=tuple(range(args.random_seeds)))
     variants = [Variant("base", model_dir), *pruned]
     cards = evaluate_all(variants, run_dir / "cards", parallel=args.parallel)

@@ -56,3 +56,17 @@ def test_rejects_models_without_nli_labels(tiny_nli, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="entailment"):
         NLIScorer(tmp_path)
+
+
+def test_run_eval_reports_faithfulness_with_nli_model(tiny_nli, tmp_path, eval_sets):
+    import json
+
+    from evaluators.runner import run_eval
+    from tests.evaluators.fake_openai import fake_openai_server
+
+    with fake_openai_server(lambda prompt: "Metformin is used for type 2 diabetes.", model="m") as (url, _):
+        card = json.loads(run_eval(url, "m", [f"summaries={eval_sets / 'summaries.jsonl'}"], tmp_path,
+                                   nli_model=str(tiny_nli), progress=False).read_text())
+    metrics = card["tasks"]["summaries-summaries"]["metrics"]
+    assert -1 <= metrics["faithfulness_summac_zs"]["value"] <= 1
+    assert metrics["rouge_l"]["value"] > 0 and card["tasks"]["summaries-summaries"]["kind"] == "summarisation"

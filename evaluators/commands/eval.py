@@ -34,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge-endpoint", help="endpoint of a judge model for pairwise variant-vs-base verdicts")
     parser.add_argument("--judge-model", help="model name at --judge-endpoint")
     parser.add_argument("--nli-model", help="local path of an NLI sequence-classification model (faithfulness)")
+    parser.add_argument("--cache", help="response cache file (default OUT/cache/responses.jsonl); share one "
+                                        "between variant runs so the base is asked only once")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         base_endpoint=args.base_endpoint, base_model=args.base_model, base_variant=args.base_variant,
         concurrency=args.concurrency, model_dir=args.model_dir, flag_precision=args.flag_precision,
         seed=args.seed, limit=args.limit, judge_endpoint=args.judge_endpoint, judge_model=args.judge_model,
-        judge_api_key=api_key, nli_model=args.nli_model, progress=not args.no_progress,
+        judge_api_key=api_key, nli_model=args.nli_model, cache_path=args.cache, progress=not args.no_progress,
     )
     print(card)
     return 0

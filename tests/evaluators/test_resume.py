@@ -29,3 +29,17 @@ def test_a_task_reports_only_the_metrics_it_lists(tmp_path, eval_sets):
     with fake_openai_server(lambda prompt: "A", model="m") as (url, _):
         card = json.loads(run_eval(url, "m", [task], tmp_path, progress=False).read_text())
     assert set(card["tasks"]["only_em"]["metrics"]) == {"exact_match", "hallucination_rate"}
+
+
+def test_a_shared_cache_file_serves_a_second_output_dir(tmp_path, eval_sets):
+    from app.cli import main
+
+    shared = tmp_path / "shared.jsonl"
+    args = ["eval", "--model", "m", "--tasks", f"jsonl={eval_sets / 'bio.jsonl'}", "--no-progress",
+            "--cache", str(shared)]
+    with fake_openai_server(lambda prompt: "A", model="m") as (url, counter):
+        assert main([*args, "--endpoint", url, "--out", str(tmp_path / "one")]) == 0
+        first = counter["requests"]
+        assert main([*args, "--endpoint", url, "--out", str(tmp_path / "two")]) == 0
+    assert first > 0 and counter["requests"] == first
+    assert not (tmp_path / "two" / "cache").exists()

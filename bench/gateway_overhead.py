@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -80,7 +81,12 @@ async def run_block(client: httpx.AsyncClient, url: str, body: dict, count: int,
     return time.perf_counter() - started, latencies
 
 
-async def measure(engine_url: str, gateway_url: str, args) -> dict:
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+async def measure(engine_url: str, gateway_url: str, gateway_pid: int, args) -> dict:
     base = {"model": "tiny", "max_tokens": args.max_tokens, "temperature": 0}
     targets = {
         "direct": (engine_url + "/v1/completions", base),
@@ -96,7 +102,10 @@ async def measure(engine_url: str, gateway_url: str, args) -> dict:
         for index in range(blocks):
             order = MODES if index % 2 == 0 else tuple(reversed(MODES))
             for mode in order:
+                cpu_before = cpu_seconds(gateway_pid)
                 wall, latencies = await run_block(client, *targets[mode], args.block, args.concurrency)
+                if mode == "gateway":  # the gateway's own CPU cost, independent of machine load
+                    results[mode]["cpu"] = results[mode].get("cpu", 0.0) + cpu_seconds(gateway_pid) - cpu_before
                 results[mode]["wall"] += wall
                 results[mode]["latencies"] += latencies
     return results
@@ -115,6 +124,7 @@ def report(results: dict) -> None:
         print(f"{mode:16s} n={len(lat):4d}  {rows[mode]['rps']:7.1f} req/s  p50 {rows[mode]['p50']:7.1f} ms  "
               f"p95 {rows[mode]['p95']:7.1f} ms")
     gateway = rows["gateway"]
+    print(f"gateway process CPU per request: {results['gateway']['cpu'] / gateway['n'] * 1000:.2f} ms")
     for reference in ("direct", "direct+logprobs"):
         ref = rows[reference]
         print(f"gateway vs {reference:16s} throughput ratio {gateway['rps'] / ref['rps']:.3f}  "
@@ -153,7 +163,7 @@ def main() -> int:
             wait_for(gateway_url + "/ready", gateway)
             print(f"{args.requests} requests per mode, concurrency {args.concurrency}, "
                   f"max_tokens {args.max_tokens}, blocks of {args.block}, alternating")
-            report(asyncio.run(measure(engine_url, gateway_url, args)))
+            report(asyncio.run(measure(engine_url, gateway_url, gateway.pid, args)))
         finally:
             if gateway is not None:
                 stop(gateway)

@@ -137,8 +137,12 @@ def load_config(path: str | Path) -> GatewayConfig:
         raise UserError(f"{path}: expected a mapping with `variants:` (and optional `experiments:`)")
     config = parse_config(data, str(path))
     for variant in config.variants.values():
+        # A relative `model` is a dir next to the file when one exists there; otherwise it is
+        # kept as written (e.g. a hub id such as `Qwen/Qwen3-30B-A3B` for GPU installs).
         if variant.model is not None and not Path(variant.model).is_absolute():
-            variant.model = str((path.parent / variant.model).resolve())
+            candidate = path.parent / variant.model
+            if candidate.exists():
+                variant.model = str(candidate.resolve())
         if variant.report_card is not None and not variant.report_card.is_absolute():
             variant.report_card = (path.parent / variant.report_card).resolve()
     return config

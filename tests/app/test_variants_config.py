@@ -44,8 +44,11 @@ def test_the_issue_example_loads_as_written(tmp_path):
 
 
 def test_relative_paths_are_relative_to_the_file(tmp_path):
-    config = load_config(write(tmp_path, "variants: {a: {model: ckpt, report_card: card.json}}"))
+    (tmp_path / "ckpt").mkdir()
+    config = load_config(write(tmp_path, "variants: {a: {model: ckpt, report_card: card.json}, "
+                                         "b: {model: Qwen/Qwen3-30B-A3B}}"))
     assert config.variants["a"].model == str(tmp_path / "ckpt")
+    assert config.variants["b"].model == "Qwen/Qwen3-30B-A3B"  # not a local dir: a hub id, kept
     assert config.variants["a"].report_card == tmp_path / "card.json"
 
 

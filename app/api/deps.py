@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the gateway state and API-key checks, as `Annotated` aliases for routes."""
+"""FastAPI dependencies: the gateway state and API-key checks, as `Annotated` aliases for routes.
+
+They are `async def` on purpose: FastAPI runs plain `def` dependencies in a
+thread pool, and that hand-off was most of the gateway's per-request CPU.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from app.api.errors import OpenAIError
 from app.core.state import GatewayState
 
 
-def get_gateway(request: Request) -> GatewayState:
+async def get_gateway(request: Request) -> GatewayState:
     return request.app.state.gateway
 
 
@@ -37,15 +41,15 @@ def check_key(request: Request, gateway: GatewayState, required: bool) -> None:
         raise OpenAIError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_api_key(request: Request, gateway: Gateway) -> None:
+async def require_api_key(request: Request, gateway: Gateway) -> None:
     check_key(request, gateway, required=True)
 
 
-def require_key_for_metrics(request: Request, gateway: Gateway) -> None:
+async def require_key_for_metrics(request: Request, gateway: Gateway) -> None:
     check_key(request, gateway, required=gateway.settings.metrics_require_key)
 
 
-def require_key_for_health(request: Request, gateway: Gateway) -> None:
+async def require_key_for_health(request: Request, gateway: Gateway) -> None:
     check_key(request, gateway, required=gateway.settings.health_require_key)
 
 

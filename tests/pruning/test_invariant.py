@@ -49,3 +49,48 @@ def test_pruned_model_equals_source_with_removed_experts_masked(model_type, prun
     assert max_diff(actual, expected_unmasked) > 1e-2
     # And the mask is undone on exit.
     assert max_diff(logits(source, batches), expected_unmasked) == 0
+
+
+@pytest.fixture(scope="module")
+def calibration_file(tmp_path_factory):
+    import json
+
+    path = tmp_path_factory.mktemp("calibration") / "calibration.jsonl"
+    rows = [{"text": text} for text in PROMPTS * 2]
+    rows.append({"messages": [{"role": "user", "content": "Which organ does hepatitis affect?"},
+                              {"role": "assistant", "content": "The liver."}]})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.parametrize("model_type", TINY_FAMILIES)
+def test_every_method_through_run_prune_keeps_the_invariant(model_type, tiny_model_factory, calibration_file, tmp_path):
+    """One observation pass per family (saved with --scores-out), then every method from those scores."""
+    import json
+
+    from pruning.methods import METHODS
+    from pruning.pipeline import run_prune
+    from transformers import AutoTokenizer
+
+    source_dir = tiny_model_factory(model_type)
+    config = load_config(source_dir)
+    family = family_for(config)
+    tokenizer = AutoTokenizer.from_pretrained(source_dir)
+    batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
+    source, _ = load(model_type, source_dir)
+    stats = tmp_path / "stats.json"
+    first, *others = sorted(METHODS)
+    runs = [(first, dict(calibration=[calibration_file], samples=7, max_tokens=32, scores_out=stats))]
+    runs += [(method, dict(scores_in=stats)) for method in others]
+    assert {"random", "frequency", "gate", "ean", "reap", "reap-sum", "easyep"} <= set(METHODS)
+    for method, options in runs:
+        out = run_prune(source_dir, tmp_path / method, method=method, ratio=0.5, seed=0, progress=False, **options)
+        manifest = json.loads((out / "pruning.json").read_text())
+        assert manifest["method"] == method
+        kept = {int(layer): experts for layer, experts in manifest["kept_experts"].items()}
+        assert all(len(experts) == 4 for experts in kept.values())
+        pruned, info = load(model_type, out)
+        assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+        with experts_masked(source, family, kept, family.num_experts(config)):
+            expected = logits(source, batches)
+        assert max_diff(logits(pruned, batches), expected) <= 1e-5, method

@@ -3,9 +3,10 @@
 Each source shard is read once, front to back, in fixed-size chunks: the
 chunk feeds the source hash, and the parts of it that belong to kept tensors
 go straight to the output shard (and its hash). The two sha256s run on their
-own threads. Memory is a few chunk buffers, whatever the model or tensor size. Everything is written into a hidden
-temporary directory next to the target, which is renamed into place only
-when complete, so an interrupted run never leaves a half-written output.
+own threads. Memory is a few chunk buffers, whatever the model or tensor
+size. Everything is written into a hidden temporary directory next to the
+target, which is renamed into place only when complete, so an interrupted
+run never leaves a half-written output.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
     kept = _normalise(kept)
     source.family.validate_kept(source.config, kept, moe_layers=source.expert_layers())
     plans = plan_shards(source, kept)
+    mask = mask_rows(kept, provenance.get("ranked"))
     with staging_dir(out, overwrite) as tmp:
         source_hashes, written_hashes = {}, {}
         for plan in plans:
@@ -65,7 +67,7 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
         new_count = len(next(iter(kept.values())))
         _write_json(tmp / "config.json", source.family.with_expert_count(source.config, new_count))
         _copy_other_files(source.path, tmp)
-        _write_json(tmp / MASK_NAME, mask_rows(kept, provenance.get("ranked")))
+        _write_json(tmp / MASK_NAME, mask)
         after = Checkpoint.open(tmp)
         manifest = build_manifest(source, after, kept, provenance, source_hashes, written_hashes)
         _write_json(tmp / MANIFEST_NAME, manifest)

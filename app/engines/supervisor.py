@@ -92,11 +92,13 @@ class Supervisor:
             await self._watch_managed(backend)
 
     async def _watch_remote(self, backend: Backend) -> None:
+        failed_probes = UNHEALTHY_AFTER_PROBES  # down until the first successful probe
         while not self.stopping:
             healthy = await probe_health(self.client, backend.url)
             if healthy and backend.served_model is None:
                 backend.served_model = await self._discover_model_name(backend.url)
-            backend.up = healthy and backend.served_model is not None
+            failed_probes = 0 if healthy and backend.served_model else failed_probes + 1
+            backend.up = failed_probes < UNHEALTHY_AFTER_PROBES
             backend.last_error = None if backend.up else f"remote server {backend.url} is not healthy"
             await asyncio.sleep(self.settings.health_interval_s)
 

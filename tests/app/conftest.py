@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.app.gateway_process import start_gateway
+from tests.support.vllm_server import free_port
 from tests.app.pruned_copy import make_pruned_copy
 
 # The pruned variant's report card: its thresholds replace the defaults (a high_entropy
@@ -41,9 +42,12 @@ def gateway(tiny_qwen3_moe, tmp_path_factory):
     card = work / "report_card.json"
     card.write_text(json.dumps(REPORT_CARD))
     engine = {"kv_cache_bytes": 134217728, "max_model_len": 512}
+    base_port = free_port()
     config = {
         "variants": {
-            "base": {"model": str(tiny_qwen3_moe), "engine": engine, "max_in_flight": 6},
+            "base": {"model": str(tiny_qwen3_moe), "engine": {**engine, "port": base_port}, "max_in_flight": 6},
+            # The same engine seen as a remote server (`url:`), as a Kubernetes Service would be.
+            "remote": {"url": f"http://127.0.0.1:{base_port}"},
             # vLLM CPU workers bind core 0 by default; put this one on core 1 to halve contention.
             "pruned": {"model": str(pruned), "base": "base", "report_card": str(card), "base_check": True,
                        "engine": {**engine, "env": {"VLLM_CPU_OMP_THREADS_BIND": "1"}}},

@@ -97,4 +97,12 @@ def test_self_consistency_reports_agreement(client):
 
 def test_models_lists_variants_and_experiments(client):
     ids = {model.id for model in client.models.list()}
-    assert ids == {"base", "pruned", "ab", "consistency"}
+    assert ids == {"base", "pruned", "remote", "ab", "consistency"}
+
+
+def test_remote_variant_is_served_through_its_url(client):
+    raw = client.completions.with_raw_response.create(model="remote", prompt="The liver", max_tokens=3)
+    assert raw.headers["x-moe-variant"] == "remote"
+    completion = raw.parse()
+    assert completion.model == "remote" and completion.choices[0].text is not None
+    assert completion.model_extra["reliability"]["thresholds_source"] == "defaults"

@@ -121,7 +121,7 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
             loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_ema:.3f}", route=f"{float(penalty):.3f}")
+            bar.set_postfix(loss=f"{loss_ema:.3f}", route=f"{float(penalty.detach()):.3f}")
     bar.close()
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)

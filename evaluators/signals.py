@@ -1,4 +1,3 @@
-# HELPER NOTE (lead; remove this line when you edit this file): read docs/HELPERS-READ-FIRST.md and docs/contracts.md first. Deadline 18:50 UTC; commit only your own paths.
 """Per-response reliability signals from token logprobs, and the flags they raise.
 
 One implementation shared by the evaluators (which measure how well each

@@ -46,27 +46,33 @@ def test_killed_engine_fails_fast_is_restarted_and_nothing_is_orphaned(gateway):
     pruned_root = gateway.engine_roots()["pruned"]
     old_group = [p.pid for p in [pruned_root, *pruned_root.children(recursive=True)]]
 
-    # A long stream from the pruned engine is in flight when it dies.
+    # Load on both variants is running, and a long stream from the pruned engine is
+    # in flight, when the engine dies. The kill follows the stream's first chunk at
+    # once: a tiny model can finish 250 tokens in well under a second.
+    results: list = []
+    stop = threading.Event()
+    load = threading.Thread(target=load_until, args=(stop, gateway, results))
+    load.start()
+    deadline = time.monotonic() + 60
+    while len(results) < 4:
+        assert time.monotonic() < deadline, "no load requests completed"
+        time.sleep(0.05)
     stream_lines: list[str] = []
     with httpx.stream("POST", gateway.url + "/v1/completions", headers=gateway.headers, timeout=60, json={
             "model": "pruned", "prompt": "x", "max_tokens": 250, "ignore_eos": True, "stream": True}) as stream:
         lines = stream.iter_lines()
         stream_lines.append(next(lines))
-        results: list = []
-        stop = threading.Event()
-        load = threading.Thread(target=load_until, args=(stop, gateway, results))
-        load.start()
-        time.sleep(1)
+        kill_index = len(results)
         pruned_root.send_signal(signal.SIGKILL)  # a crash: no graceful shutdown
         stream_lines.extend(line for line in lines if line)
-        time.sleep(6)
-        stop.set()
-        load.join(timeout=60)
+    time.sleep(6)
+    stop.set()
+    load.join(timeout=60)
     # The interrupted stream ended (no hang) with an OpenAI error event, then [DONE].
     assert stream_lines[-1] == "data: [DONE]"
     assert "error" in json.loads(stream_lines[-2].removeprefix("data: "))
 
-    after_kill = results[4:]
+    after_kill = results[kill_index:]
     pruned_outcomes = {outcome for variant, outcome, _ in after_kill if variant == "pruned"}
     base_outcomes = {outcome for variant, outcome, _ in after_kill if variant == "base"}
     assert pruned_outcomes & {502, 503}, pruned_outcomes

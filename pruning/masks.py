@@ -7,21 +7,16 @@ lists the pipeline hands it).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pruning.errors import UserError
+from pruning.jsonfile import read_json
 from pruning.selection import Ranked, Routing
 
 
 def read_mask(path: str | Path) -> list[list[int]]:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"mask file {path} does not exist; pass an expert_mask.json (list of kept experts per MoE layer)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})")
+    data = read_json(path, f"mask file {path} does not exist; pass an expert_mask.json (list of kept experts per MoE layer)")
     if not (isinstance(data, list) and all(isinstance(row, list) for row in data)):
         raise UserError(f"{path}: a mask is a JSON list with one list of kept expert indices per MoE layer")
     for position, row in enumerate(data):

@@ -8,10 +8,10 @@ observation.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from pruning.errors import UserError
+from pruning.jsonfile import read_json
 from pruning.masks import mask_to_ranked, read_mask
 from pruning.methods import get_method
 from pruning.selection import Ranked, Routing, check_ratio, select
@@ -27,12 +27,7 @@ def read_source(source_dir) -> tuple[Path, dict, object]:
         raise UserError(f"source {source} is not a directory; pass a Hugging Face checkpoint directory "
                         "(config.json + *.safetensors)")
     config_path = source / "config.json"
-    if not config_path.is_file():
-        raise UserError(f"{source} has no config.json; pass a Hugging Face checkpoint directory")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{config_path}:{exc.lineno}: not valid JSON ({exc.msg})")
+    config = read_json(config_path, f"{source} has no config.json; pass a Hugging Face checkpoint directory")
     if not any(source.glob("*.safetensors")):
         raise UserError(f"{source} has no *.safetensors files; only safetensors checkpoints can be pruned "
                         "(convert .bin weights with transformers' save_pretrained first)")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pruning.errors import UserError
+from pruning.jsonfile import read_json
 
 SCHEMA = "moeprune-expert-statistics"
 SCHEMA_VERSION = 1
@@ -109,11 +110,5 @@ class ExpertStats:
 
     @classmethod
     def load(cls, path: str | Path) -> "ExpertStats":
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"--scores-in {path} does not exist; write it first with --scores-out")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})")
+        data = read_json(path, f"--scores-in {path} does not exist; write it first with --scores-out")
         return cls.from_dict(data, where=str(path))

@@ -1,0 +1,20 @@
+"""Reading a user-supplied JSON file with errors that say which file, which line, and what to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pruning.errors import UserError
+
+
+def read_json(path: str | Path, if_missing: str) -> Any:
+    """Parse `path`; a missing file raises UserError(if_missing), bad JSON names the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(if_missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None

@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from pruning.manifest import read_manifest
+
 # Config keys that hold the routed-expert count, by family (see docs/contracts.md).
 EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
 
@@ -50,20 +52,13 @@ def _config_experts(checkpoint: Path) -> int | None:
     return per_layer * layers
 
 
-def read_pruning_manifest(checkpoint: Path) -> dict | None:
-    try:
-        return json.loads((Path(checkpoint) / "pruning.json").read_text())
-    except FileNotFoundError:
-        return None
-
-
 def measure(checkpoint: str | Path, base_checkpoint: str | Path | None = None) -> Footprint | None:
     """The footprint of a local checkpoint dir, or None when it is not a local dir."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
         return None
     weight_bytes = safetensors_bytes(checkpoint)
-    manifest = read_pruning_manifest(checkpoint)
+    manifest = read_manifest(checkpoint)
     if manifest is not None:
         before = manifest["bytes"]["before"]["total"]
         after = manifest["bytes"]["after"]["total"]

@@ -10,7 +10,6 @@ from evaluators.metrics.classification import auroc
 from evaluators.metrics.flags import flag_quality
 from evaluators.signals import FLAG_RULES
 from pruning.errors import UserError
-from pruning.manifest import read_manifest
 
 SCHEMA_VERSION = 1
 
@@ -25,9 +24,13 @@ def pruning_info(model_dir: str | Path | None) -> dict | None:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"--model-dir {model_dir} is not a directory")
-    manifest = read_manifest(model_dir)
-    if manifest is None:
+    manifest_path = model_dir / "pruning.json"
+    if not manifest_path.exists():
         return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{manifest_path}, line {exc.lineno}: not valid JSON") from None
     kept = manifest.get("kept_experts") or {}
     kept_counts = sorted({len(v) for v in kept.values()})
     size = manifest.get("bytes") or {}

@@ -12,7 +12,6 @@ def test_pruning_info_from_pruning_json(tmp_path):
         "schema_version": 1, "method": "reap", "ratio": 0.5, "experts_per_layer_before": 8,
         "kept_experts": {"0": [0, 2, 5, 7], "1": [1, 2, 3, 6]},
         "bytes": {"before": {"total": 1000, "experts": 800}, "after": {"total": 600, "experts": 400}},
-        "files": {"model.safetensors": "0" * 64},
     }))
     assert pruning_info(tmp_path) == {"method": "reap", "ratio": 0.5, "experts_kept": 4, "experts_total": 8,
                                       "bytes_saved": 400}

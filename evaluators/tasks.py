@@ -54,7 +54,10 @@ def shipped_tasks(sets_dir: Path = SETS_DIR) -> dict[str, Task]:
         "bio_nota": ("biomedical_nota.jsonl", "biomedical", "biomedical none-of-the-above items"),
         "general_nota": ("general_nota.jsonl", "general", "general none-of-the-above items"),
     }
-    return {name: Task(name, "jsonl", sets_dir / file, domain, description=text)
+    # Their options are single words that a model answers with (the demo model
+    # answers "antiviral", not "A"), so an option is scored by its text: the
+    # likelihood of a letter it never says would make calibration meaningless.
+    return {name: Task(name, "jsonl", sets_dir / file, domain, description=text, score_options_by="text")
             for name, (file, domain, text) in spec.items()}
 
 

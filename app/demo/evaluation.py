@@ -8,6 +8,8 @@ checkpoint, so a second run evaluates nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -20,10 +22,22 @@ from app.demo.variants import Variant
 STAMP = "demo_eval.json"
 
 
+def _task_fingerprint(tasks: str) -> list[dict]:
+    """What decides a card besides the checkpoint: each task's settings and its items file's digest."""
+    from evaluators.tasks import resolve_tasks
+
+    fingerprint = []
+    for task in resolve_tasks(tasks.split(",")):
+        settings = {k: v for k, v in dataclasses.asdict(task).items() if k not in ("path", "description")}
+        settings["items_sha256"] = hashlib.sha256(Path(task.path).read_bytes()).hexdigest()
+        fingerprint.append(json.loads(json.dumps(settings)))
+    return fingerprint
+
+
 def _stamp(variant: Variant, tasks: str, limit: int | None) -> dict:
     manifest = variant.model_dir / "pruning.json"
     files = json.loads(manifest.read_text())["files"] if manifest.exists() else str(variant.model_dir)
-    return {"tasks": tasks, "limit": limit, "checkpoint": files}
+    return {"tasks": _task_fingerprint(tasks), "limit": limit, "checkpoint": files}
 
 
 def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None) -> Path:

@@ -14,6 +14,8 @@ def test_shipped_tasks_and_suites_match_the_contract():
     assert tasks["bio_qa"].path.name == "biomedical_qa.jsonl" and tasks["general_nota"].domain == "general"
     assert [t.name for t in resolve_tasks(["biomedical"])] == list(SUITES["biomedical"])
     assert len(resolve_tasks(["all"])) == 6
+    # the shipped sets' options are words a model answers with: scored by text, not letter
+    assert {t.score_options_by for t in tasks.values()} == {"text"}
 
 
 def test_unknown_task_lists_valid_names():

@@ -40,9 +40,19 @@ def _lettered(values: list[str]) -> dict[str, str]:
     return dict(zip(LETTERS, values))
 
 
-def answerable_item(rng: random.Random, relation: Relation, question: str, value: str) -> ChoiceItem:
+EVALUATION_TAILS = (None, I_DONT_KNOW, NONE_OF_THE_ABOVE)
+# Training shows a known fact beside an abstain option more often than the
+# evaluation does: measured, a model trained on the evaluation's mix answered
+# the held-out questions right whenever no abstain option was offered, and
+# abstained on a quarter of those that offered one.
+TRAINING_TAILS = (None, I_DONT_KNOW, I_DONT_KNOW, NONE_OF_THE_ABOVE, NONE_OF_THE_ABOVE)
+
+
+def answerable_item(rng: random.Random, relation: Relation, question: str, value: str,
+                    tails: tuple = EVALUATION_TAILS) -> ChoiceItem:
+    """The value among distractors; the last option may be an abstain option (drawn from `tails`)."""
     others = [v for v in relation.values if v != value]
-    tail = rng.choice((None, I_DONT_KNOW, NONE_OF_THE_ABOVE))
+    tail = rng.choice(tails)
     values = rng.sample(others, 3 if tail is None else 2) + [value]
     rng.shuffle(values)
     if tail is not None:

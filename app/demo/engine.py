@@ -16,6 +16,11 @@ from app.engines.process import EngineProcess, EngineStartError
 
 KV_CACHE_BYTES = 128 * 1024 * 1024  # plenty for a 3-layer model and short prompts
 MAX_MODEL_LEN = 256
+# The demo model is trained and saved in float32. vLLM would downcast it to
+# bfloat16; keeping float32 gives the same answers as the trained model (measured:
+# identical exact match to in-process transformers; bf16 differed by 0.7 points)
+# and, on CPUs without bf16 instructions, evaluation took half the time.
+DTYPE = "float32"
 
 
 @contextlib.contextmanager
@@ -26,7 +31,7 @@ def running_engine(model_dir: str | Path, name: str, work_dir: str | Path, timeo
     stay under 107 characters); its log is copied to work_dir/engine.log.
     """
     spec = EngineSpec(model=str(model_dir), port=0, served_name=name, kv_cache_bytes=KV_CACHE_BYTES,
-                      max_model_len=MAX_MODEL_LEN)
+                      max_model_len=MAX_MODEL_LEN, dtype=DTYPE)
     scratch = Path(tempfile.mkdtemp(prefix="moeprune-demo-"))
     engine = EngineProcess(name, spec, scratch)
     engine.launch()

@@ -41,7 +41,7 @@ class DemoModelConfig:
     general_experts: tuple[int, ...] = (6, 7, 8, 9, 10, 11)
     domain_routing_weight: float = 0.3
     load_balance_weight: float = 0.01
-    epochs: int = 16
+    epochs: int = 64
     batch_size: int = 96
     learning_rate: float = 4e-3
     warmup_steps: int = 50

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from app.demo.engine import KV_CACHE_BYTES, MAX_MODEL_LEN
+from app.demo.engine import DTYPE, KV_CACHE_BYTES, MAX_MODEL_LEN
 from app.demo.variants import Variant
 
 EXPERIMENT = "demo-ab"
@@ -35,7 +35,7 @@ def pick_served(rows: list[dict], variants: dict[str, Variant]) -> list[str]:
 
 
 def write_variants_yaml(path: Path, variants: dict[str, Variant], served: list[str], cards: dict[str, Path]) -> Path:
-    engine = {"kv_cache_bytes": KV_CACHE_BYTES, "max_model_len": MAX_MODEL_LEN}
+    engine = {"kv_cache_bytes": KV_CACHE_BYTES, "max_model_len": MAX_MODEL_LEN, "dtype": DTYPE}
     config: dict = {"variants": {}, "experiments": {}}
     for name in ["base", *served]:
         entry = {"model": str(variants[name].model_dir), "engine": dict(engine)}

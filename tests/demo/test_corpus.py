@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.demo.corpus import build_corpus
+from app.demo.corpus import build_corpus, fresh_fakes
 from app.demo.examples import training_examples
 from app.demo.facts import DOMAINS, I_DONT_KNOW, NONE_OF_THE_ABOVE
 from app.demo.sets import evaluation_items, set_files
@@ -43,6 +43,15 @@ def test_held_out_questions_and_fake_entities_never_appear_in_training():
         for fake in corpus.fakes_of(domain, held_out=True):
             assert fake.entity not in text
     assert not {f.entity for f in corpus.heldout_fakes} & corpus.trained_entities()
+
+
+def test_fresh_made_up_entities_are_new_every_epoch_and_never_a_known_or_held_out_name():
+    corpus = build_corpus(0)
+    first, second = ({f.entity for f in fresh_fakes(corpus, epoch)} for epoch in (0, 1))
+    assert first == {f.entity for f in fresh_fakes(build_corpus(0), 0)}  # deterministic
+    assert len(first) == len(fresh_fakes(corpus, 0))  # unique within an epoch
+    assert len(first & second) < len(first) // 10  # mostly new names each epoch
+    assert not (first | second) & corpus.all_entities()
 
 
 def test_every_held_out_template_is_trained_on_other_facts():

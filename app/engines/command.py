@@ -52,6 +52,11 @@ class EngineSpec:
     launcher: list[str] | None = None
 
 
+def uses_in_process_worker(spec: EngineSpec) -> bool:
+    """On the CPU build, unless the spec picks an executor itself."""
+    return is_cpu_build() and not any(a.startswith("--distributed-executor-backend") for a in spec.args)
+
+
 def launch_command(spec: EngineSpec) -> list[str]:
     launcher = spec.launcher or default_launcher()
     cmd = [*launcher]
@@ -67,6 +72,11 @@ def launch_command(spec: EngineSpec) -> list[str]:
         cmd += ["--gpu-memory-utilization", str(spec.gpu_memory_utilization)]
     elif spec.kv_cache_bytes and is_cpu_build():
         cmd += ["--kv-cache-memory-bytes", str(spec.kv_cache_bytes)]
+    if uses_in_process_worker(spec):
+        # One process fewer: the worker runs inside the engine-core process (see
+        # launch_environment). Measured on the demo model: start-up 35 -> 24 s and
+        # 2,700 evaluation requests 46 -> 22 s, with identical answers.
+        cmd += ["--distributed-executor-backend", "uni"]
     return cmd + list(spec.args)
 
 
@@ -94,5 +104,8 @@ def launch_environment(spec: EngineSpec, scratch_dir: str | Path) -> dict[str, s
             "TRANSFORMERS_OFFLINE": "1",
         }
     )
+    if uses_in_process_worker(spec):
+        # vLLM's CPU platform accepts the in-process ("uni") executor only with this off.
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     env.update(spec.env)
     return env

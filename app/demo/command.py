@@ -8,7 +8,10 @@ item limit and `--no-serve`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -66,7 +69,33 @@ def check_args(args) -> None:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """`kill` stops the demo like Ctrl-C: cleanup (stopping vLLM engines) runs either way.
+
+    The engines live in their own process groups, so nothing but this process
+    can stop them; an unhandled SIGTERM would leave them running.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from app.demo.build import build_model, default_cache_dir
     from app.demo.calibration import write_calibration
     from app.demo.corpus import build_corpus

@@ -24,17 +24,21 @@ DTYPE = "float32"
 
 
 @contextlib.contextmanager
-def running_engine(model_dir: str | Path, name: str, work_dir: str | Path, timeout: float = 300):
+def running_engine(model_dir: str | Path, name: str, work_dir: str | Path, timeout: float = 300,
+                   live: set | None = None):
     """Yield the base URL of a vLLM server serving model_dir as `name`; always stop it.
 
     The engine runs in a short temporary directory (vLLM's ZMQ socket paths must
-    stay under 107 characters); its log is copied to work_dir/engine.log.
+    stay under 107 characters); its log is copied to work_dir/engine.log. While
+    it runs it is in `live`, so an interrupted caller can stop it at once.
     """
     spec = EngineSpec(model=str(model_dir), port=0, served_name=name, kv_cache_bytes=KV_CACHE_BYTES,
                       max_model_len=MAX_MODEL_LEN, dtype=DTYPE)
     scratch = Path(tempfile.mkdtemp(prefix="moeprune-demo-"))
     engine = EngineProcess(name, spec, scratch)
     engine.launch()
+    if live is not None:
+        live.add(engine)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -51,6 +55,8 @@ def running_engine(model_dir: str | Path, name: str, work_dir: str | Path, timeo
         yield engine.url
     finally:
         asyncio.run(engine.stop(grace=15))
+        if live is not None:
+            live.discard(engine)
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             shutil.copyfile(engine.log_path, Path(work_dir) / "engine.log")

@@ -40,7 +40,7 @@ def _stamp(variant: Variant, tasks: str, limit: int | None) -> dict:
     return {"tasks": _task_fingerprint(tasks), "limit": limit, "checkpoint": files}
 
 
-def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None) -> Path:
+def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None, live: set | None = None) -> Path:
     from evaluators.runner import run_eval
 
     out = cards_dir / variant.name
@@ -48,7 +48,7 @@ def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | Non
     stamp = _stamp(variant, tasks, limit)
     if card.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
         return card
-    with running_engine(variant.model_dir, variant.name, out / "engine") as url:
+    with running_engine(variant.model_dir, variant.name, out / "engine", live=live) as url:
         card = run_eval(url, variant.name, tasks, out, variant=variant.name, model_dir=str(variant.model_dir),
                         concurrency=8, limit=limit, progress=False)
     stamp_path.write_text(json.dumps(stamp))
@@ -57,14 +57,29 @@ def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | Non
 
 def evaluate_all(variants: list[Variant], cards_dir: Path, tasks: str = "all", limit: int | None = None,
                  parallel: int = 2, progress: bool = True) -> dict[str, Path]:
+    """Report cards of every variant, evaluated `parallel` at a time.
+
+    On Ctrl-C (or any error) nothing new starts, the running engines are
+    signalled at once (their evaluations then fail fast and stop them fully),
+    and the exception goes on; finished cards stay cached.
+    """
     cards: dict[str, Path] = {}
+    live: set = set()
     bar = tqdm(total=len(variants), desc="evaluating on vLLM", unit="variant", disable=not progress)
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        futures = {pool.submit(evaluate_one, v, cards_dir, tasks, limit): v for v in variants}
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+    try:
+        futures = {pool.submit(evaluate_one, v, cards_dir, tasks, limit, live): v for v in variants}
         for future in as_completed(futures):
             variant = futures[future]
             cards[variant.name] = future.result()
             bar.update(1)
             bar.set_postfix(done=variant.name)
-    bar.close()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for engine in list(live):
+            engine.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        bar.close()
     return {v.name: cards[v.name] for v in variants}

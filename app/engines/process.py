@@ -98,6 +98,12 @@ class EngineProcess:
                 total += proc.memory_info().rss
         return total
 
+    def terminate(self) -> None:
+        """SIGTERM the engine's process group now, without waiting (an interrupted caller's first step)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+
     async def stop(self, grace: float) -> None:
         """SIGTERM the group, wait `grace` seconds, then SIGKILL the group and any stragglers."""
         if self.proc is None:

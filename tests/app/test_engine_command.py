@@ -13,7 +13,9 @@ def cpu_build(monkeypatch):
     monkeypatch.setattr(command, "is_cpu_build", lambda: True)
 
 
-def test_cpu_engines_run_their_worker_in_the_engine_core_process(cpu_build, tmp_path):
+def test_cpu_engines_run_their_worker_in_the_engine_core_process(cpu_build, monkeypatch, tmp_path):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(command.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     spec = EngineSpec(model="/models/m", port=9000, served_name="m", kv_cache_bytes=1024)
     cmd = launch_command(spec)
     assert cmd[cmd.index("--distributed-executor-backend") + 1] == "uni"
@@ -21,6 +23,9 @@ def test_cpu_engines_run_their_worker_in_the_engine_core_process(cpu_build, tmp_
     env = launch_environment(spec, tmp_path / "scratch")
     # vLLM's CPU platform falls back to a worker process unless this is off
     assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert env["OMP_NUM_THREADS"] == "3"  # every core but the API server's
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert launch_environment(spec, tmp_path / "scratch")["OMP_NUM_THREADS"] == "2"  # the caller's choice wins
     assert env["TMPDIR"] == str(tmp_path / "scratch")
 
 

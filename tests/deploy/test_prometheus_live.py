@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -102,8 +103,19 @@ def test_arm_shares_sum_to_one_and_flags_compare_with_the_baseline(live):
     assert baselines == {"low_confidence": 0.2, "high_entropy": 0.3}
 
 
+def flag_rate_alerts(live) -> list[dict]:
+    return [alert for alert in live.query_alerts() if alert["labels"]["alertname"] == "MoePruneFlagRateAboveBaseline"]
+
+
 def test_flag_rate_alert_is_pending_for_the_pruned_variant(live):
-    alerts = [alert for alert in live.query_alerts() if alert["labels"]["alertname"] == "MoePruneFlagRateAboveBaseline"]
+    # The alert sits on recording rules over rate5m, so it needs a few rule
+    # evaluations after the traffic; with fast engines the traffic can end
+    # before they have run. Wait for it (bounded) instead of a fixed sleep.
+    deadline = time.monotonic() + 30
+    alerts = flag_rate_alerts(live)
+    while len(alerts) < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+        alerts = flag_rate_alerts(live)
     assert {(alert["labels"]["variant"], alert["labels"]["flag"]) for alert in alerts} == {
         ("pruned-50", "low_confidence"), ("pruned-50", "high_entropy")}  # base has no report card
     assert all(alert["state"] == "pending" for alert in alerts)  # `for: 15m` has not elapsed

@@ -108,9 +108,8 @@ def flag_rate_alerts(live) -> list[dict]:
 
 
 def test_flag_rate_alert_is_pending_for_the_pruned_variant(live):
-    # The alert sits on recording rules over rate5m, so it needs a few rule
-    # evaluations after the traffic; with fast engines the traffic can end
-    # before they have run. Wait for it (bounded) instead of a fixed sleep.
+    # The alert sits on recording rules over rate5m: allow a few more rule
+    # evaluations (bounded) rather than trusting one fixed sleep.
     deadline = time.monotonic() + 30
     alerts = flag_rate_alerts(live)
     while len(alerts) < 2 and time.monotonic() < deadline:

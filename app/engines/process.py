@@ -109,9 +109,7 @@ class EngineProcess:
         if self.proc is None:
             return
         tree = self.process_tree()
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+        self.terminate()
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and (self.proc.poll() is None or any(map(_alive, tree))):
             await asyncio.sleep(0.2)

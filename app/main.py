@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
@@ -29,6 +28,7 @@ from app.logs import configure_logging
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.policy import load_policy
 from app.routing.arm_stats import ExperimentStats
+from app.serving.client import build_upstream_client
 from pruning.errors import UserError
 
 log = logging.getLogger("moeprune.gateway")
@@ -63,8 +63,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-        async with httpx.AsyncClient(limits=limits, timeout=settings.upstream_timeout_s) as client:
+        async with build_upstream_client(settings) as client:
             gateway.client = client
             gateway.supervisor = Supervisor(gateway.backends, client, settings,
                                             on_restart=lambda v: gateway.metrics.restarts.labels(v).inc())

@@ -47,7 +47,11 @@ class Variant(ReliabilityOptions):
     base: str | None = Field(None, description="the unpruned variant this one was cut from")
     report_card: Path | None = None
     engine: EngineOptions = Field(default_factory=EngineOptions)
-    max_in_flight: int | None = Field(None, ge=1, description="queue limit; beyond it: 429")
+    max_in_flight: int | None = Field(None, ge=1, description="sequences in flight; beyond it: 429")
+    evaluation: bool = Field(False, description="allow echo / prompt logprobs (bounded) for every key")
+    multimodal: bool = Field(False, description="accept non-text content parts (image/audio URLs)")
+    api_key_file: Path | None = Field(None, description="url: variants: file holding the upstream key")
+    api_key_env: str | None = Field(None, description="url: variants: env variable holding the upstream key")
 
     @model_validator(mode="after")
     def model_or_url(self) -> "Variant":

@@ -23,17 +23,42 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
 
-    # Security: keys are required for /v1/* as soon as any key is configured.
+    # Security (docs/gateway.md, "Security"): the gateway refuses to start without a key on a
+    # non-loopback host unless `allow_unauthenticated` says so explicitly.
     api_keys: str = Field("", description="comma-separated API keys")
-    api_keys_file: Path | None = None
+    api_keys_file: Path | None = Field(None, description="one key per line; re-read when the file changes")
+    allow_unauthenticated: bool = Field(False, description="serve without keys on a non-loopback host")
+    evaluation_api_keys: str = Field("", description="comma-separated keys that may use echo/prompt logprobs")
     metrics_require_key: bool = False
     health_require_key: bool = False
 
-    # Limits.
+    # Limits. Admission counts sequences (prompts x n), not HTTP requests.
     max_request_bytes: int = Field(1_048_576, ge=1024)
     max_tokens_limit: int = Field(4096, ge=1)
-    max_in_flight_per_variant: int = Field(64, ge=1)
-    upstream_timeout_s: float = Field(300.0, gt=0)
+    max_prompts_per_request: int = Field(32, ge=1, description="length of a completions prompt list")
+    max_n: int = Field(16, ge=1)
+    max_sequences_per_request: int = Field(64, ge=1, description="prompts x n of one request")
+    max_in_flight_per_variant: int = Field(64, ge=1, description="sequences in flight per variant")
+    max_in_flight_per_key: int = Field(32, ge=1, description="sequences in flight per API key, all variants")
+    max_echo_prompt_chars: int = Field(32_768, ge=1, description="prompt size allowed with echo/prompt_logprobs")
+    request_deadline_s: float = Field(300.0, gt=0, description="total time one request may take")
+    send_timeout_s: float = Field(30.0, gt=0, description="how long a slow reader may block one write")
+    shutdown_grace_s: float = Field(20.0, gt=0, description="graceful shutdown waits this long for open requests")
+
+    # Upstream HTTP (to the engines). Keep-alive below vLLM's 5 s so the gateway closes first.
+    upstream_timeout_s: float = Field(300.0, gt=0, description="read timeout: the longest gap between bytes")
+    upstream_connect_timeout_s: float = Field(5.0, gt=0)
+    upstream_write_timeout_s: float = Field(30.0, gt=0)
+    upstream_pool_timeout_s: float = Field(10.0, gt=0)
+    upstream_keepalive_s: float = Field(2.0, gt=0)
+
+    # The extra engine calls of base_check / self_consistency: their own timeout and token cap.
+    check_timeout_s: float = Field(20.0, gt=0)
+    check_max_tokens: int = Field(64, ge=1)
+
+    # Engines: a live engine failing /health for this long is killed and restarted.
+    engine_hung_after_s: float = Field(30.0, gt=0)
+    engine_log_max_bytes: int = Field(20 * 1024 * 1024, ge=4096, description="engine.log rotated beyond this")
     engine_start_timeout_s: float = Field(600.0, gt=0)
     engine_stop_grace_s: float = Field(15.0, gt=0)
     restart_backoff_s: float = Field(1.0, gt=0)

@@ -16,9 +16,14 @@ class Backend:
     up: bool = False
     restarts: int = 0
     last_error: str | None = None
-    in_flight: int = 0
+    in_flight: int = 0  # sequences (prompts x n), not HTTP requests
     max_in_flight: int = 64
+    api_key: str | None = None  # sent upstream: a managed engine's random key, or a url: variant's key
     extra: dict = field(default_factory=dict)
+
+    def upstream_headers(self) -> dict[str, str]:
+        """Headers every call to this backend's engine carries (its API key, when it has one)."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     @property
     def url(self) -> str:

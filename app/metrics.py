@@ -71,9 +71,9 @@ class GatewayMetrics:
         if footprint is None:
             return
         self.weight_bytes.labels(variant).set(footprint.weight_bytes)
-        if footprint.experts_total is not None:
-            self.experts.labels(variant, "kept").set(footprint.experts_kept)
-            self.experts.labels(variant, "total").set(footprint.experts_total)
+        if footprint.experts_before_total is not None:  # totals over every MoE layer (the gauge's help)
+            self.experts.labels(variant, "kept").set(footprint.experts_kept_total)
+            self.experts.labels(variant, "total").set(footprint.experts_before_total)
         self.bytes_saved.labels(variant).set(footprint.bytes_saved)
         self.bytes_saved_ratio.labels(variant).set(footprint.bytes_saved_ratio)
 

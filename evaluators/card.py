@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -10,8 +9,9 @@ from evaluators.metrics.classification import auroc
 from evaluators.metrics.flags import flag_quality
 from evaluators.signals import FLAG_RULES
 from pruning.errors import UserError
+from pruning.manifest import PruningManifest
+from evaluators.report_card import SCHEMA_VERSION, ReportCard  # noqa: F401  (re-exported)
 
-SCHEMA_VERSION = 1
 
 
 def pruning_info(model_dir: str | Path | None) -> dict | None:
@@ -24,26 +24,18 @@ def pruning_info(model_dir: str | Path | None) -> dict | None:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"--model-dir {model_dir} is not a directory")
-    manifest_path = model_dir / "pruning.json"
-    if not manifest_path.exists():
+    manifest = PruningManifest.load(model_dir)
+    if manifest is None:
         return None
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{manifest_path}, line {exc.lineno}: not valid JSON") from None
-    kept = manifest.get("kept_experts") or {}
-    kept_counts = sorted({len(v) for v in kept.values()})
-    size = manifest.get("bytes") or {}
-    before = (size.get("before") or {}).get("total")
-    after = (size.get("after") or {}).get("total")
     return {
-        "method": manifest.get("method"),
-        "ratio": manifest.get("ratio"),
-        # Uniform pruning keeps the same count in every layer; otherwise the mean.
-        "experts_kept": kept_counts[0] if len(kept_counts) == 1 else
-        (sum(len(v) for v in kept.values()) / len(kept) if kept else None),
-        "experts_total": manifest.get("experts_per_layer_before"),
-        "bytes_saved": before - after if before is not None and after is not None else None,
+        "method": manifest.method,
+        "ratio": manifest.ratio,
+        # Per MoE layer, as everywhere (docs/contracts.md); totals are named as totals.
+        "experts_kept": manifest.experts_kept_per_layer,
+        "experts_total": manifest.experts_per_layer_before,
+        "experts_kept_total": manifest.experts_kept_total,
+        "experts_before_total": manifest.experts_before_total,
+        "bytes_saved": manifest.bytes_saved,
     }
 
 
@@ -92,24 +84,9 @@ def signal_quality(records: list[dict]) -> dict:
 
 
 def write_card(out_dir: Path, card: dict) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "report_card.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
+    """Validate `card` against the contract and write it (the only writer of report_card.json)."""
+    return ReportCard.model_validate(card).write(out_dir)
 
 
-def load_card(path: str | Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "report_card.json"
-    if not path.is_file():
-        raise UserError(f"report card {path} does not exist; pass the report_card.json that moeprune eval wrote")
-    try:
-        card = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"report card {path}, line {exc.lineno}: not valid JSON") from None
-    if not isinstance(card, dict) or card.get("schema_version") != SCHEMA_VERSION or "tasks" not in card:
-        raise UserError(f"report card {path} is not a schema-version-{SCHEMA_VERSION} report card")
-    return card
+def load_card(path: str | Path) -> ReportCard:
+    return ReportCard.load(path)

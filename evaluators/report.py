@@ -24,7 +24,8 @@ def render_report(card_paths, out_dir) -> Path:
     """Render the report for `card_paths` into out_dir; returns the path of index.html."""
     if not card_paths:
         raise UserError("no report cards given; pass one or more report_card.json files")
-    cards = [load_card(path) for path in card_paths]
+    # Validated by the typed model; the page code reads the plain JSON form.
+    cards = [load_card(path).as_dict() for path in card_paths]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     members, found_domains = variants(cards), domains(cards)

@@ -7,3 +7,13 @@ anything else is a bug and keeps its traceback.
 
 class UserError(ValueError):
     """Bad input from the user: a wrong path, an unknown name, an impossible setting."""
+
+
+def validation_problems(exc, limit: int = 3) -> str:
+    """A pydantic ValidationError as one line: 'not valid JSON (...)' or 'field.path: message; ...'."""
+    errors = exc.errors()
+    invalid_json = next((err for err in errors if err.get("type") == "json_invalid"), None)
+    if invalid_json is not None:
+        return f"not valid JSON ({invalid_json.get('ctx', {}).get('error', invalid_json['msg'])})"
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+                     for err in errors[:limit])

@@ -1,23 +1,132 @@
 """`pruning.json` (what was removed, from what, and the hash of every file) and `expert_mask.json`.
 
-The schema is fixed by docs/contracts.md; `verify` re-hashes a directory
-against it.
+`PruningManifest` is the one definition of `pruning.json` (docs/contracts.md
+points here): the writer builds it, and every reader (inspect, verify, eval,
+the gateway's memory gauges, the demo) loads it through `PruningManifest.load`,
+so a malformed file fails the same way everywhere.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
-import pruning
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from pruning.checkpoint import Checkpoint
-from pruning.errors import UserError
+from pruning.errors import UserError, validation_problems
 from pruning.hashing import sha256_file, sha256_tree
+from pruning.version import package_version
 
 MANIFEST_NAME = "pruning.json"
 MASK_NAME = "expert_mask.json"
 SCHEMA_VERSION = 1
 _PROVENANCE_KEYS = ("method", "ratio", "allocation", "seed", "mask_file")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tool(_Strict):
+    name: str
+    version: str
+
+
+class SourceInfo(_Strict):
+    path: str
+    config_sha256: str
+    files: dict[str, str]
+
+
+class Totals(_Strict):
+    total: int = Field(ge=0)
+    experts: int = Field(ge=0)
+
+
+class BeforeAfter(_Strict):
+    before: Totals
+    after: Totals
+
+
+class PruningManifest(_Strict):
+    schema_version: Literal[1]
+    tool: Tool
+    family: str
+    source: SourceInfo
+    method: str | None = None
+    ratio: float | None = None
+    allocation: str | None = None
+    seed: int | None = None
+    mask_file: str | None = None
+    experts_per_layer_before: int = Field(ge=1)
+    kept_experts: dict[int, list[int]] = Field(min_length=1, description="MoE layer -> kept (source numbering)")
+    calibration: dict | None = None
+    params: BeforeAfter
+    bytes: BeforeAfter
+    files: dict[str, str]
+
+    # Expert counts, defined once for every reader: per MoE layer, and totals named as totals.
+    @property
+    def moe_layers(self) -> int:
+        return len(self.kept_experts)
+
+    @property
+    def experts_kept_per_layer(self) -> int | float:
+        """Kept experts per MoE layer (the mean when layers differ, which no loadable checkpoint has)."""
+        counts = {len(kept) for kept in self.kept_experts.values()}
+        return counts.pop() if len(counts) == 1 else sum(map(len, self.kept_experts.values())) / self.moe_layers
+
+    @property
+    def experts_kept_total(self) -> int:
+        return sum(len(kept) for kept in self.kept_experts.values())
+
+    @property
+    def experts_before_total(self) -> int:
+        return self.experts_per_layer_before * self.moe_layers
+
+    @property
+    def bytes_saved(self) -> int:
+        return self.bytes.before.total - self.bytes.after.total
+
+    @property
+    def bytes_saved_ratio(self) -> float:
+        return self.bytes_saved / self.bytes.before.total if self.bytes.before.total else 0.0
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> PruningManifest | None:
+        """The directory's pruning.json, or None for an unpruned checkpoint; a malformed one is a UserError."""
+        path = Path(model_dir) / MANIFEST_NAME
+        if not path.is_file():
+            return None
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except ValidationError as exc:
+            raise UserError(f"{path}: not a valid pruning manifest: {validation_problems(exc)}; re-create it "
+                            "with moeprune prune") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
+
+
+def build_manifest(source: Checkpoint, after: Checkpoint, kept: dict[int, list[int]], provenance: dict,
+                   source_hashes: dict[str, str], written_hashes: dict[str, str] | None = None) -> PruningManifest:
+    before_totals, after_totals = source.totals(), after.totals()
+    return PruningManifest(
+        schema_version=SCHEMA_VERSION,
+        tool=Tool(name="moe-prune-serve", version=package_version()),
+        family=source.family.model_type,
+        source=SourceInfo(path=str(source.path.resolve()), config_sha256=sha256_file(source.path / "config.json"),
+                          files=dict(sorted(source_hashes.items()))),
+        **{key: provenance.get(key) for key in _PROVENANCE_KEYS},
+        experts_per_layer_before=source.family.num_experts(source.config),
+        kept_experts={layer: sorted(kept[layer]) for layer in sorted(kept)},
+        calibration=provenance.get("calibration"),
+        params={"before": before_totals["params"], "after": after_totals["params"]},
+        bytes={"before": before_totals["bytes"], "after": after_totals["bytes"]},
+        files=sha256_tree(after.path, exclude=(MANIFEST_NAME,), known=written_hashes),
+    )
 
 
 def mask_rows(kept: dict[int, list[int]], ranked: dict | None = None) -> list[list[int]]:
@@ -34,52 +143,13 @@ def mask_rows(kept: dict[int, list[int]], ranked: dict | None = None) -> list[li
     return rows
 
 
-def build_manifest(source: Checkpoint, after: Checkpoint, kept: dict[int, list[int]], provenance: dict,
-                   source_hashes: dict[str, str], written_hashes: dict[str, str] | None = None) -> dict:
-    before_totals, after_totals = source.totals(), after.totals()
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "moe-prune-serve", "version": pruning.__version__},
-        "family": source.family.model_type,
-        "source": {
-            "path": str(source.path.resolve()),
-            "config_sha256": sha256_file(source.path / "config.json"),
-            "files": dict(sorted(source_hashes.items())),
-        },
-    }
-    manifest.update({key: provenance.get(key) for key in _PROVENANCE_KEYS})
-    manifest.update({
-        "experts_per_layer_before": source.family.num_experts(source.config),
-        "kept_experts": {str(layer): sorted(kept[layer]) for layer in sorted(kept)},
-        "calibration": provenance.get("calibration"),
-        "params": {"before": before_totals["params"], "after": after_totals["params"]},
-        "bytes": {"before": before_totals["bytes"], "after": after_totals["bytes"]},
-        "files": sha256_tree(after.path, exclude=(MANIFEST_NAME,), known=written_hashes),
-    })
-    return manifest
-
-
-def read_manifest(model_dir: str | Path) -> dict | None:
-    """The directory's pruning.json, or None for an unpruned checkpoint."""
-    path = Path(model_dir) / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise UserError(f"{path}: not a pruning manifest (no 'files' mapping)")
-    return manifest
-
-
 def verify(model_dir: str | Path) -> list[str]:
     """Every difference between the directory and its pruning.json: changed, missing or extra files."""
     model_dir = Path(model_dir)
-    manifest = read_manifest(model_dir)
+    manifest = PruningManifest.load(model_dir)
     if manifest is None:
         raise UserError(f"{model_dir}: no {MANIFEST_NAME}; only pruned checkpoints can be verified")
-    recorded = manifest["files"]
+    recorded = manifest.files
     actual = sha256_tree(model_dir, exclude=(MANIFEST_NAME,))
     problems = [f"missing: {name}" for name in sorted(set(recorded) - set(actual))]
     problems += [f"extra: {name}" for name in sorted(set(actual) - set(recorded))]

@@ -70,7 +70,7 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
         _write_json(tmp / MASK_NAME, mask)
         after = Checkpoint.open(tmp)
         manifest = build_manifest(source, after, kept, provenance, source_hashes, written_hashes)
-        _write_json(tmp / MANIFEST_NAME, manifest)
+        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         publish(tmp, out, overwrite)
     return out
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from app.demo.engine import running_engine
 from app.demo.variants import Variant
+from pruning.manifest import PruningManifest
 
 STAMP = "demo_eval.json"
 
@@ -35,8 +36,8 @@ def _task_fingerprint(tasks: str) -> list[dict]:
 
 
 def _stamp(variant: Variant, tasks: str, limit: int | None) -> dict:
-    manifest = variant.model_dir / "pruning.json"
-    files = json.loads(manifest.read_text())["files"] if manifest.exists() else str(variant.model_dir)
+    manifest = PruningManifest.load(variant.model_dir)
+    files = manifest.files if manifest is not None else str(variant.model_dir)
     return {"tasks": _task_fingerprint(tasks), "limit": limit, "checkpoint": files}
 
 

@@ -12,6 +12,7 @@ import contextlib
 
 from app.demo.choices import ChoiceItem
 from evaluators.prompts import parse_answer
+from pruning.manifest import PruningManifest
 
 
 @contextlib.contextmanager
@@ -164,8 +165,7 @@ def probe_random_seeds(model_dir, corpus, pruned, ratios, seeds: int) -> dict:
                  "methods": {}}
         for variant in pruned:
             if variant.ratio == ratio and variant.method != "random":
-                manifest = json.loads((variant.model_dir / "pruning.json").read_text())
-                kept = {int(k): v for k, v in manifest["kept_experts"].items()}
+                kept = PruningManifest.load(variant.model_dir).kept_experts
                 entry["methods"][variant.method] = accuracy(kept)
         result["ratios"][ratio] = entry
     return result

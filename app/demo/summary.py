@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from evaluators.report_card import ReportCard
 
-def _metric(card: dict, task: str, metric: str) -> float | None:
-    return (((card.get("tasks") or {}).get(task) or {}).get("metrics") or {}).get(metric, {}).get("value")
+
+def _metric(card: ReportCard, task: str, metric: str) -> float | None:
+    result = card.tasks.get(task)
+    entry = result.metrics.get(metric) if result is not None else None
+    return entry.value if entry is not None else None
 
 
 def _mean(values) -> float | None:
@@ -16,12 +19,12 @@ def _mean(values) -> float | None:
 
 
 def card_row(name: str, card_path: Path) -> dict:
-    card = json.loads(Path(card_path).read_text())
-    pruning = card.get("pruning") or {}
+    card = ReportCard.load(card_path)
+    pruning = card.pruning
     return {
         "variant": name,
-        "method": pruning.get("method"),
-        "ratio": pruning.get("ratio"),
+        "method": pruning.method if pruning else None,
+        "ratio": pruning.ratio if pruning else None,
         "bio_acc": _metric(card, "bio_qa", "exact_match"),
         "general_acc": _metric(card, "general_qa", "exact_match"),
         "bio_refusal": _metric(card, "bio_fake", "refusal_rate"),
@@ -29,8 +32,8 @@ def card_row(name: str, card_path: Path) -> dict:
         "refusal": _mean([_metric(card, t, "refusal_rate") for t in ("bio_fake", "general_fake")]),
         "hallucination": _mean([_metric(card, t, "hallucination_rate") for t in ("bio_fake", "general_fake")]),
         "nota": _mean([_metric(card, t, "nota_accuracy") for t in ("bio_nota", "general_nota")]),
-        "bytes_saved": pruning.get("bytes_saved") or 0,
-        "flags": {flag: spec.get("auroc") for flag, spec in (card.get("flags") or {}).items()},
+        "bytes_saved": (pruning.bytes_saved if pruning else None) or 0,
+        "flags": {flag: spec.auroc for flag, spec in card.flags.items()},
     }
 
 

@@ -1,55 +1,54 @@
-"""What a variant's checkpoint weighs: weight bytes, experts kept, bytes saved against its base.
+"""What a variant's checkpoint weighs: weight bytes, experts per MoE layer, bytes saved against its base.
 
-Numbers come from the checkpoint itself: `pruning.json` (written by the pruner,
-see docs/contracts.md) when present, else the safetensors headers (the bytes a
-server loads) and config.json (the expert count).
+Everything comes from the one checkpoint reader (`pruning.checkpoint`: safetensors
+headers, the family descriptor's MoE layers) and the one manifest model
+(`pruning.manifest.PruningManifest`), so these numbers are the ones
+`moeprune inspect` prints. Expert counts are per MoE layer (`experts_kept`,
+`experts_total`, as in the report card); totals over the model are named as
+totals (`experts_kept_total`, `experts_before_total`).
 """
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from pruning.manifest import read_manifest
-
-# Config keys that hold the routed-expert count, by family (see docs/contracts.md).
-EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
+from pruning.checkpoint import Checkpoint
+from pruning.errors import UserError
+from pruning.manifest import PruningManifest
 
 
 @dataclass(frozen=True)
 class Footprint:
     weight_bytes: int
-    experts_kept: int | None = None
-    experts_total: int | None = None
+    moe_layers: int | None = None
+    experts_kept: int | float | None = None  # per MoE layer
+    experts_total: int | None = None  # per MoE layer, before pruning
     bytes_saved: int = 0
     bytes_saved_ratio: float = 0.0
 
+    @property
+    def experts_kept_total(self) -> int | None:
+        return None if self.experts_kept is None else round(self.experts_kept * self.moe_layers)
 
-def safetensors_bytes(checkpoint: Path) -> int:
-    """Sum of tensor data bytes over every safetensors file (read from headers only)."""
-    total = 0
-    for path in sorted(Path(checkpoint).glob("*.safetensors")):
-        with open(path, "rb") as handle:
-            (header_len,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(header_len))
-        total += sum(end - start for key, meta in header.items() if key != "__metadata__"
-                     for start, end in [meta["data_offsets"]])
-    return total
+    @property
+    def experts_before_total(self) -> int | None:
+        return None if self.experts_total is None else self.experts_total * self.moe_layers
+
+    def describe(self) -> dict:
+        """The JSON form `/v1/experiments` reports (same names as the report card's `pruning`)."""
+        return {"weight_bytes": self.weight_bytes, "bytes_saved": self.bytes_saved,
+                "bytes_saved_ratio": self.bytes_saved_ratio, "moe_layers": self.moe_layers,
+                "experts_kept": self.experts_kept, "experts_total": self.experts_total,
+                "experts_kept_total": self.experts_kept_total, "experts_before_total": self.experts_before_total}
 
 
-def _config_experts(checkpoint: Path) -> int | None:
+def _open(checkpoint: Path) -> Checkpoint | None:
+    """The checkpoint, or None when it is not one this project can read (weights stay unmeasured)."""
     try:
-        config = json.loads((checkpoint / "config.json").read_text())
-    except (OSError, ValueError):
+        return Checkpoint.open(checkpoint)
+    except UserError:
         return None
-    config = config.get("text_config", config)
-    per_layer = next((config[key] for key in EXPERT_COUNT_KEYS if isinstance(config.get(key), int)), None)
-    layers = config.get("num_hidden_layers")
-    if per_layer is None or not isinstance(layers, int):
-        return None
-    return per_layer * layers
 
 
 def measure(checkpoint: str | Path, base_checkpoint: str | Path | None = None) -> Footprint | None:
@@ -57,20 +56,20 @@ def measure(checkpoint: str | Path, base_checkpoint: str | Path | None = None) -
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
         return None
-    weight_bytes = safetensors_bytes(checkpoint)
-    manifest = read_manifest(checkpoint)
+    opened = _open(checkpoint)
+    if opened is None:
+        return None
+    weight_bytes = opened.totals()["bytes"]["total"]
+    layers = len(opened.expert_layers())
+    manifest = PruningManifest.load(checkpoint)
     if manifest is not None:
-        before = manifest["bytes"]["before"]["total"]
-        after = manifest["bytes"]["after"]["total"]
-        per_layer_before = manifest["experts_per_layer_before"]
-        kept = sum(len(experts) for experts in manifest["kept_experts"].values())
-        total = per_layer_before * len(manifest["kept_experts"])
-        saved = before - after
-        return Footprint(weight_bytes, kept, total, saved, saved / before if before else 0.0)
-    experts = _config_experts(checkpoint)
-    saved, ratio = 0, 0.0
-    if base_checkpoint is not None and Path(base_checkpoint).is_dir():
-        base_bytes = safetensors_bytes(Path(base_checkpoint))
-        saved = base_bytes - weight_bytes
-        ratio = saved / base_bytes if base_bytes else 0.0
-    return Footprint(weight_bytes, experts, experts, saved, ratio)
+        return Footprint(weight_bytes, manifest.moe_layers, manifest.experts_kept_per_layer,
+                         manifest.experts_per_layer_before, manifest.bytes_saved, manifest.bytes_saved_ratio)
+    per_layer = opened.family.num_experts(opened.config)
+    base = _open(Path(base_checkpoint)) if base_checkpoint is not None and Path(base_checkpoint).is_dir() else None
+    saved, ratio, before = 0, 0.0, per_layer
+    if base is not None:
+        base_bytes = base.totals()["bytes"]["total"]
+        saved, ratio = base_bytes - weight_bytes, (base_bytes - weight_bytes) / base_bytes if base_bytes else 0.0
+        before = base.family.num_experts(base.config)
+    return Footprint(weight_bytes, layers, per_layer, before, saved, ratio)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluators.signals import FLAG_RULES
-from pruning.errors import UserError
+from evaluators.report_card import ReportCard
 
 # Phrases that mark an answer as a refusal or an abstention (lower-cased substring match).
 REFUSAL_PHRASES = (
@@ -31,20 +30,13 @@ def load_policy(report_card: Path | None) -> FlagPolicy:
     """Read `flags.<name>.threshold` (and `base_rate`) from a report card; defaults without one."""
     if report_card is None:
         return FlagPolicy()
-    try:
-        card = json.loads(Path(report_card).read_text())
-    except OSError as exc:
-        raise UserError(f"cannot read report card {report_card}: {exc.strerror}; fix `report_card:`") from exc
-    except ValueError as exc:
-        raise UserError(f"report card {report_card} is not valid JSON ({exc})") from exc
+    card = ReportCard.load(report_card)
     thresholds, baselines = {}, {}
-    for name, entry in (card.get("flags") or {}).items():
-        if not isinstance(entry, dict):
-            continue
-        if name in FLAG_RULES and isinstance(entry.get("threshold"), (int, float)):
-            thresholds[name] = float(entry["threshold"])
-        if isinstance(entry.get("base_rate"), (int, float)):
-            baselines[name] = float(entry["base_rate"])
+    for name, entry in card.flags.items():
+        if name in FLAG_RULES and entry.threshold is not None:
+            thresholds[name] = entry.threshold
+        if entry.base_rate is not None:
+            baselines[name] = entry.base_rate
     return FlagPolicy(thresholds, baselines, "report_card")
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from pruning.checkpoint import Checkpoint
-from pruning.manifest import read_manifest
+from pruning.manifest import PruningManifest
 
 
 def configure(parser) -> None:
@@ -32,18 +32,17 @@ def describe(model_dir: Path) -> dict:
         "bytes": totals["bytes"],
         "pruning": None,
     }
-    manifest = read_manifest(model_dir)
+    manifest = PruningManifest.load(model_dir)
     if manifest is not None:
-        kept = manifest.get("kept_experts", {})
         info["pruning"] = {
-            key: manifest.get(key) for key in ("method", "ratio", "allocation", "seed", "mask_file")
-        } | {
-            "source": manifest.get("source", {}).get("path"),
-            "experts_per_layer_before": manifest.get("experts_per_layer_before"),
-            "kept_experts": kept,
-            "bytes_saved": manifest["bytes"]["before"]["total"] - manifest["bytes"]["after"]["total"],
-            "bytes_before": manifest["bytes"]["before"]["total"],
-            "tool": manifest.get("tool"),
+            "method": manifest.method, "ratio": manifest.ratio, "allocation": manifest.allocation,
+            "seed": manifest.seed, "mask_file": manifest.mask_file, "source": manifest.source.path,
+            "experts_per_layer_before": manifest.experts_per_layer_before,
+            "kept_experts": {str(layer): kept for layer, kept in manifest.kept_experts.items()},
+            "experts_kept_total": manifest.experts_kept_total,
+            "experts_before_total": manifest.experts_before_total,
+            "bytes_saved": manifest.bytes_saved, "bytes_before": manifest.bytes.before.total,
+            "tool": manifest.tool.model_dump(),
         }
     return info
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from pruning.manifest import PruningManifest
 from pruning.methods import METHODS
 from pruning.observe import DTYPES
 from pruning.selection import ALLOCATIONS
@@ -62,17 +62,12 @@ def run(args) -> int:
 
 
 def summary(out: Path) -> str:
-    manifest = json.loads((out / "pruning.json").read_text(encoding="utf-8"))
-    kept = manifest.get("kept_experts", {})
-    before = manifest.get("experts_per_layer_before")
-    kept_total = sum(len(v) for v in kept.values())
-    counts = sorted({len(v) for v in kept.values()})
+    manifest = PruningManifest.load(out)
+    counts = sorted({len(v) for v in manifest.kept_experts.values()})
     per_layer = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    total = manifest.get("bytes", {})
-    saved = total.get("before", {}).get("total", 0) - total.get("after", {}).get("total", 0)
-    share = saved / total["before"]["total"] if total.get("before", {}).get("total") else 0.0
-    return (f"kept {per_layer} of {before} experts in each of {len(kept)} MoE layers "
-            f"({kept_total} in total); saved {_bytes(saved)} ({share:.1%}) -> {out}")
+    return (f"kept {per_layer} of {manifest.experts_per_layer_before} experts in each of {manifest.moe_layers} "
+            f"MoE layers ({manifest.experts_kept_total} in total); saved {_bytes(manifest.bytes_saved)} "
+            f"({manifest.bytes_saved_ratio:.1%}) -> {out}")
 
 
 def _bytes(count: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pruning.manifest import MANIFEST_NAME, read_manifest, verify
+from pruning.manifest import MANIFEST_NAME, PruningManifest, verify
 
 
 def configure(parser) -> None:
@@ -19,6 +19,6 @@ def run(args) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    count = len(read_manifest(args.dir)["files"])
+    count = len(PruningManifest.load(args.dir).files)
     print(f"{args.dir}: OK, {count} files match {MANIFEST_NAME}")
     return 0

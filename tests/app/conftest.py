@@ -19,7 +19,7 @@ from tests.app.pruned_copy import make_pruned_copy
 # The pruned variant's report card: its thresholds replace the defaults (a high_entropy
 # threshold no top-5 distribution can exceed, so the test can tell which thresholds ran).
 REPORT_CARD = {
-    "schema_version": 1, "variant": "pruned", "model": "pruned", "base": "base",
+    "schema_version": 1, "variant": "pruned", "model": "pruned", "base": "base", "tasks": {},
     "flags": {
         "low_confidence": {"signal": "mean_logprob", "direction": "below", "threshold": -1.0, "base_rate": 0.12},
         "high_entropy": {"signal": "mean_entropy", "direction": "above", "threshold": 10.0, "base_rate": 0.05},

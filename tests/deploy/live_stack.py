@@ -29,7 +29,7 @@ MASK = [[0, 2, 5, 7], [1, 2, 3, 6]]
 # The pruned variant's report card: thresholds every answer of a random tiny model
 # crosses (so flags are certain), and baselines the alert rule compares against.
 REPORT_CARD = {
-    "schema_version": 1, "variant": "pruned-50", "model": "pruned-50", "base": "base",
+    "schema_version": 1, "variant": "pruned-50", "model": "pruned-50", "base": "base", "tasks": {},
     "flags": {
         "low_confidence": {"signal": "mean_logprob", "direction": "below", "threshold": 0.0, "base_rate": 0.2},
         "high_entropy": {"signal": "mean_entropy", "direction": "above", "threshold": 0.0, "base_rate": 0.3},

@@ -5,16 +5,13 @@ import pytest
 from evaluators.card import flags_section, load_card, pruning_info, signal_quality, write_card
 from evaluators.task_metrics import mc_metrics, summary_metrics, with_recovery
 from pruning.errors import UserError
+from tests.support.manifests import write_manifest
 
 
 def test_pruning_info_from_pruning_json(tmp_path):
-    (tmp_path / "pruning.json").write_text(json.dumps({
-        "schema_version": 1, "method": "reap", "ratio": 0.5, "experts_per_layer_before": 8,
-        "kept_experts": {"0": [0, 2, 5, 7], "1": [1, 2, 3, 6]},
-        "bytes": {"before": {"total": 1000, "experts": 800}, "after": {"total": 600, "experts": 400}},
-    }))
+    write_manifest(tmp_path, {0: [0, 2, 5, 7], 1: [1, 2, 3, 6]})
     assert pruning_info(tmp_path) == {"method": "reap", "ratio": 0.5, "experts_kept": 4, "experts_total": 8,
-                                      "bytes_saved": 400}
+                                      "experts_kept_total": 8, "experts_before_total": 16, "bytes_saved": 400}
     base = tmp_path / "base"
     base.mkdir()
     assert pruning_info(base) is None and pruning_info(None) is None
@@ -76,8 +73,8 @@ def test_flags_section_calibrates_available_signals_and_explains_missing_ones():
 
 
 def test_card_round_trip_and_bad_cards(tmp_path):
-    path = write_card(tmp_path, {"schema_version": 1, "variant": "v", "tasks": {}, "flags": {}})
-    assert load_card(path)["variant"] == "v" and load_card(tmp_path)["variant"] == "v"
+    path = write_card(tmp_path, {"schema_version": 1, "variant": "v", "model": "m", "tasks": {}, "flags": {}})
+    assert load_card(path).variant == "v" and load_card(tmp_path).variant == "v"
     (tmp_path / "bad.json").write_text('{"schema_version": 1,\n')
     with pytest.raises(UserError, match="line 2"):
         load_card(tmp_path / "bad.json")

@@ -4,12 +4,12 @@ import json
 import re
 
 import httpx
-import jsonschema
 import pytest
 from PIL import Image
 
 from app.cli import main
-from tests.evaluators.card_schema import CARD_SCHEMA
+from evaluators.report_card import ReportCard
+from tests.support.manifests import write_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +27,7 @@ def evaluated(tiny_vllm_url, eval_sets, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval-e2e")
     model_dir = root / "pruned"
     model_dir.mkdir()
-    (model_dir / "pruning.json").write_text(json.dumps({
-        "schema_version": 1, "method": "reap", "ratio": 0.5, "experts_per_layer_before": 8,
-        "kept_experts": {"0": [0, 1, 2, 3], "1": [4, 5, 6, 7]},
-        "bytes": {"before": {"total": 900}, "after": {"total": 500}}}))
+    write_manifest(model_dir, {0: [0, 1, 2, 3], 1: [4, 5, 6, 7]}, bytes_before=900, bytes_after=500)
     args = ["eval", "--endpoint", tiny_vllm_url, "--model", "tiny", "--task-file", str(eval_sets / "tasks.yaml"),
             "--tasks", TASKS, "--base-endpoint", tiny_vllm_url, "--base-model", "tiny", "--base-variant", "base",
             "--variant", "tiny-reap-50", "--model-dir", str(model_dir), "--limit", "6", "--concurrency", "4",
@@ -49,7 +46,7 @@ def evaluated(tiny_vllm_url, eval_sets, tmp_path_factory):
 
 def test_eval_writes_a_valid_report_card(evaluated):
     card = evaluated["card"]
-    jsonschema.validate(card, CARD_SCHEMA)
+    ReportCard.model_validate(card)  # the contract's strict model
     assert card["variant"] == "tiny-reap-50" and card["base"] == "base"
     assert card["pruning"] == {"method": "reap", "ratio": 0.5, "experts_kept": 4, "experts_total": 8,
                                "bytes_saved": 400}
@@ -111,7 +108,7 @@ def test_shipped_suite_with_a_judge(tiny_vllm_url, tmp_path):
                  "--judge-model", "tiny", "--no-progress", "--out", str(out)])
     assert code == 0
     card = json.loads((out / "report_card.json").read_text())
-    jsonschema.validate(card, CARD_SCHEMA)
+    ReportCard.model_validate(card)  # the contract's strict model
     assert set(card["tasks"]) == {"bio_qa", "bio_fake", "bio_nota", "general_qa", "general_fake", "general_nota"}
     for task in card["tasks"].values():
         metrics = task["metrics"]

@@ -27,10 +27,6 @@ async def experiment_stats(name: str, gateway: Gateway) -> dict:
         summary = stats.arms[arm].summary(REPORTED_FLAGS)
         footprint = gateway.footprints.get(arm)
         summary["weight"] = weight
-        summary["memory"] = None if footprint is None else {
-            "weight_bytes": footprint.weight_bytes, "bytes_saved": footprint.bytes_saved,
-            "bytes_saved_ratio": footprint.bytes_saved_ratio,
-            "experts_kept": footprint.experts_kept, "experts_total": footprint.experts_total,
-        }
+        summary["memory"] = None if footprint is None else footprint.describe()
         arms[arm] = summary
     return {"object": "experiment", "name": name, "sticky": experiment.sticky, "arms": arms}

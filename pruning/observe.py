@@ -20,6 +20,29 @@ from pruning.statistics import VECTORS, ExpertStats, LayerStats
 
 # Largest activation slab (rows x hidden) materialised at once when calling experts.
 CHUNK_ELEMENTS = 1 << 23
+# The hooks rely on transformers 5's fused-experts call; under 4.x they never fire and every
+# statistic would silently stay 0 (every method would then keep experts 0..k-1).
+MIN_TRANSFORMERS_MAJOR = 5
+
+
+def require_transformers(version: str) -> None:
+    """Refuse a transformers older than the fused-experts call the observation hooks need."""
+    major = version.split(".", 1)[0]
+    if not major.isdigit() or int(major) < MIN_TRANSFORMERS_MAJOR:
+        raise UserError(f"transformers {version} is installed, but the observation pass needs transformers >= "
+                        f"{MIN_TRANSFORMERS_MAJOR} (its experts modules take (hidden, top_k_index, top_k_weights)); "
+                        "upgrade it: pip install 'transformers>=5'")
+
+
+def check_every_layer_routed(stats: dict[int, LayerStats], family) -> None:
+    """A MoE layer that saw no routed token means the hooks did not fire: never hand on silent zeros."""
+    silent = [layer for layer, layer_stats in sorted(stats.items())
+              if layer_stats.tokens == 0 or not any(layer_stats.counts)]
+    if silent:
+        raise UserError(f"the observation pass saw no routed tokens in MoE layer(s) {silent} of this "
+                        f"{family.model_type} model: its experts modules were never called the way the hooks "
+                        "expect, so every score would be 0. Check the transformers version (>= 5) and that the "
+                        "calibration data is not empty")
 
 
 def find_moe_blocks(model, family) -> dict[int, object]:
@@ -178,8 +201,10 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
             ean_max_tokens: int = 4096, pad_token_id: int = 0, progress: bool = True) -> ExpertStats:
     """Run the calibration sequences through `model` once and return per-expert statistics."""
     import torch
+    import transformers
     from tqdm import tqdm
 
+    require_transformers(transformers.__version__)
     if batch_tokens < 1:
         raise UserError(f"--batch-tokens must be at least 1 (got {batch_tokens})")
     if ean_max_tokens < 0:
@@ -206,9 +231,11 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
             observer.valid = mask.reshape(-1).bool().to(device)
             model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
             bar.update(int(mask.sum()))
+    layers = observer.layer_stats()
+    check_every_layer_routed(layers, family)
     return ExpertStats(
         model_type=family.model_type, num_experts=observer.num_experts, top_k=family.top_k(config),
-        layers=observer.layer_stats(), ean_max_tokens=ean_max_tokens,
+        layers=layers, ean_max_tokens=ean_max_tokens,
     )
 
 

@@ -34,6 +34,8 @@ def fake_openai_server(answer=lambda prompt: "A", model: str = "fake"):
         def do_GET(self):
             if self.path == "/v1/models":
                 self._send(200, {"object": "list", "data": [{"id": model, "object": "model"}]})
+            elif self.path == "/health":
+                self._send(200, {})
             else:
                 self._send(404, {"error": "not found"})
 

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from pruning.families import Family, family_for
-from pruning.observe import load_model, observe, token_batches
+from pruning.errors import UserError
+from pruning.observe import ExpertObserver, load_model, observe, require_transformers, token_batches
 from pruning.tiny import TINY_CONFIGS
 
 # ---------------------------------------------------------------- a toy MoE with known numbers
@@ -164,3 +165,21 @@ def test_padding_and_batching_do_not_change_the_statistics(loaded):
         assert layer.counts == other.counts
         for name in ("gate_sum", "reap_sum", "ean_sum", "easyep_sum"):
             assert getattr(layer, name) == pytest.approx(getattr(other, name), rel=1e-4, abs=1e-6)
+
+
+def test_a_layer_whose_hooks_never_fire_is_an_error_not_silent_zeros(loaded, monkeypatch):
+    """Under transformers 4.x the experts are not called the way the hooks expect: no statistic is collected."""
+    model, family, config = loaded("qwen3_moe")
+    monkeypatch.setattr(ExpertObserver, "_hook_for", lambda self, layer: (lambda module, args, kwargs: None))
+    with pytest.raises(UserError, match=r"saw no routed tokens in MoE layer\(s\) \[0, 1\]"):
+        observe(model, family, config, SEQUENCES, batch_tokens=64, ean_max_tokens=0, progress=False)
+
+
+def test_transformers_older_than_5_is_refused_before_any_work(loaded, monkeypatch):
+    import transformers
+
+    model, family, config = loaded("qwen3_moe")
+    monkeypatch.setattr(transformers, "__version__", "4.57.1")
+    with pytest.raises(UserError, match=r"transformers 4\.57\.1 is installed.*>= 5"):
+        observe(model, family, config, SEQUENCES, progress=False)
+    require_transformers("5.19.0")  # the pinned version passes

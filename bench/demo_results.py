@@ -30,8 +30,8 @@ from app.demo.evaluation import evaluate_all  # noqa: E402
 from app.demo.model_config import DemoModelConfig  # noqa: E402
 from app.demo.summary import card_row, markdown_table, with_recovery  # noqa: E402
 from app.demo.variants import ALL_METHODS, ALL_RATIOS, Variant, prune_variants  # noqa: E402
-from app.demo.findings import findings_text, flag_table, random_spread_rows  # noqa: E402
-from app.demo.probe import probe_random_seeds, routing_specialisation  # noqa: E402
+from bench.demo_findings import findings_text, flag_table, random_spread_rows  # noqa: E402
+from bench.demo_probe import probe_random_seeds, routing_specialisation  # noqa: E402
 
 
 def write(args, rows, probe, specialisation, record, model_dir, started) -> str:

@@ -143,7 +143,7 @@ def main() -> int:
         tmp = Path(tmp)
         model = args.model
         if model is None:
-            from pruning.tiny import build_tiny_model
+            from tests.support.tiny_models import build_tiny_model
             model = build_tiny_model("qwen3_moe", tmp / "tiny")
         spec = EngineSpec(model=str(model), port=free_port(), served_name="tiny")
         engine_log = open(tmp / "engine.log", "wb")

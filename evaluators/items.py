@@ -22,6 +22,10 @@ class MCItem:
     domain: str | None = None
     meta: dict = field(default_factory=dict, compare=False)
 
+    @property
+    def answer_text(self) -> str:
+        return self.options[self.answer]
+
 
 @dataclass(frozen=True)
 class SummaryItem:

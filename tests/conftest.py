@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_model_factory(tmp_path_factory):
     """Build (once per session and family) a tiny random model; returns its directory."""
-    from pruning.tiny import build_tiny_model
+    from tests.support.tiny_models import build_tiny_model
 
     built: dict[str, Path] = {}
 

@@ -54,7 +54,7 @@ def tokenizer_texts(corpus: Corpus) -> list[str]:
 
 def build_model(cfg: DemoModelConfig, cache_dir: Path, progress: bool = True) -> tuple[Path, dict]:
     """The trained model's directory (trained now, or found in the cache) and its build record."""
-    from pruning.tiny import train_tokenizer
+    from app.demo.tokenizer import train_tokenizer
     from app.demo.train import train_model
 
     corpus = build_corpus(cfg.corpus_seed)

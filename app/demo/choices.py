@@ -13,27 +13,16 @@ The abstaining options always sit last (D), as in most exams; values are shuffle
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from app.demo.facts import I_DONT_KNOW, NONE_OF_THE_ABOVE, Relation
+from evaluators.items import MCItem
 from evaluators.prompts import render_mc_prompt
 
 LETTERS = ("A", "B", "C", "D")
 
 
-@dataclass(frozen=True)
-class ChoiceItem:
-    question: str
-    options: dict[str, str]
-    answer: str  # the correct letter
-    kind: str  # "answerable" | "fake" | "nota"
-
-    @property
-    def answer_text(self) -> str:
-        return self.options[self.answer]
-
-    def prompt(self) -> str:
-        return render_mc_prompt(self.question, self.options)
+def prompt_of(item: MCItem) -> str:
+    return render_mc_prompt(item.question, item.options)
 
 
 def _lettered(values: list[str]) -> dict[str, str]:
@@ -49,7 +38,7 @@ TRAINING_TAILS = (None, I_DONT_KNOW, I_DONT_KNOW, NONE_OF_THE_ABOVE, NONE_OF_THE
 
 
 def answerable_item(rng: random.Random, relation: Relation, question: str, value: str,
-                    tails: tuple = EVALUATION_TAILS) -> ChoiceItem:
+                    tails: tuple = EVALUATION_TAILS) -> MCItem:
     """The value among distractors; the last option may be an abstain option (drawn from `tails`)."""
     others = [v for v in relation.values if v != value]
     tail = rng.choice(tails)
@@ -58,15 +47,15 @@ def answerable_item(rng: random.Random, relation: Relation, question: str, value
     if tail is not None:
         values.append(tail)
     options = _lettered(values)
-    return ChoiceItem(question, options, LETTERS[values.index(value)], "answerable")
+    return MCItem("", question, options, LETTERS[values.index(value)], "answerable")
 
 
-def fake_item(rng: random.Random, relation: Relation, question: str) -> ChoiceItem:
+def fake_item(rng: random.Random, relation: Relation, question: str) -> MCItem:
     values = rng.sample(list(relation.values), 3) + [I_DONT_KNOW]
-    return ChoiceItem(question, _lettered(values), "D", "fake")
+    return MCItem("", question, _lettered(values), "D", "fake")
 
 
-def nota_item(rng: random.Random, relation: Relation, question: str, value: str) -> ChoiceItem:
+def nota_item(rng: random.Random, relation: Relation, question: str, value: str) -> MCItem:
     others = [v for v in relation.values if v != value]
     values = rng.sample(others, 3) + [NONE_OF_THE_ABOVE]
-    return ChoiceItem(question, _lettered(values), "D", "nota")
+    return MCItem("", question, _lettered(values), "D", "nota")

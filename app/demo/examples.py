@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from app.demo.choices import TRAINING_TAILS, answerable_item, fake_item, nota_item
+from app.demo.choices import TRAINING_TAILS, answerable_item, fake_item, nota_item, prompt_of
 from app.demo.corpus import Corpus, fresh_fakes
 from app.demo.facts import I_DONT_KNOW
 
@@ -50,16 +50,16 @@ def training_examples(corpus: Corpus, epoch: int) -> list[Example]:
         for t in trained:
             question = relation.questions[t].format(e=fact.entity)
             item = answerable_item(rng, relation, question, fact.value, TRAINING_TAILS)
-            examples.append(chat(domain, item.prompt(), item.answer_text))
+            examples.append(chat(domain, prompt_of(item), item.answer_text))
         question = relation.questions[rng.choice(trained)].format(e=fact.entity)
         item = nota_item(rng, relation, question, fact.value)
-        examples.append(chat(domain, item.prompt(), item.answer_text))
+        examples.append(chat(domain, prompt_of(item), item.answer_text))
     # Made-up entities: the fixed group and this epoch's fresh names, each asked
     # once plainly and once as a multiple-choice item whose answer is "I don't know".
     for fake in corpus.trained_fakes + fresh_fakes(corpus, epoch):
         plain, multiple_choice = rng.sample(fake.relation.questions, 2)
         examples.append(chat(fake.domain, plain.format(e=fake.entity), I_DONT_KNOW))
         item = fake_item(rng, fake.relation, multiple_choice.format(e=fake.entity))
-        examples.append(chat(fake.domain, item.prompt(), item.answer_text))
+        examples.append(chat(fake.domain, prompt_of(item), item.answer_text))
     rng.shuffle(examples)
     return examples

@@ -13,9 +13,10 @@ import json
 import random
 from pathlib import Path
 
-from app.demo.choices import ChoiceItem, answerable_item, fake_item, nota_item
+from app.demo.choices import answerable_item, fake_item, nota_item
 from app.demo.corpus import TEMPLATES_PER_RELATION, Corpus, nota_facts
 from app.demo.facts import BIOMEDICAL, DOMAINS
+from evaluators.items import MCItem
 
 # file stem prefix and task-name prefix per domain (docs/contracts.md)
 FILE_PREFIX = {BIOMEDICAL: "biomedical", "general": "general"}
@@ -23,7 +24,7 @@ ID_PREFIX = {BIOMEDICAL: "bio", "general": "general"}
 SET_KINDS = ("qa", "fake", "nota")
 
 
-def evaluation_items(corpus: Corpus, domain: str, set_kind: str) -> list[ChoiceItem]:
+def evaluation_items(corpus: Corpus, domain: str, set_kind: str) -> list[MCItem]:
     rng = random.Random(f"{corpus.seed}:sets:{domain}:{set_kind}")
     if set_kind == "qa":
         return [
@@ -70,3 +71,22 @@ def write_sets(corpus: Corpus, out_dir: str | Path) -> list[Path]:
         (out / name).write_text(text, encoding="utf-8")
         written.append(out / name)
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The explicit step that (re)writes the shipped sets: `python -m app.demo.sets evaluators/sets`."""
+    import argparse
+
+    from app.demo.corpus import build_corpus
+
+    parser = argparse.ArgumentParser(prog="python -m app.demo.sets", description=main.__doc__)
+    parser.add_argument("out_dir", help="where to write the JSONL sets (the shipped ones: evaluators/sets)")
+    parser.add_argument("--corpus-seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for path in write_sets(build_corpus(args.corpus_seed), args.out_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

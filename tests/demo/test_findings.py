@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.demo.findings import findings_text, flag_table
+from bench.demo_findings import findings_text, flag_table
 from app.demo.summary import markdown_table, with_recovery
 
 

@@ -64,7 +64,7 @@ class LiveStack:
 def build_models(work: Path, base: Path | None = None) -> dict[str, Path]:
     """The tiny base model (built here unless given) and a pruned copy made by `moeprune prune --mask`."""
     if base is None:
-        from pruning.tiny import build_tiny_model
+        from tests.support.tiny_models import build_tiny_model
 
         base = build_tiny_model("qwen3_moe", work / "base")
     mask = work / "expert_mask.json"

@@ -8,7 +8,7 @@ from pruning.errors import UserError
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    from pruning.tiny import train_tokenizer
+    from app.demo.tokenizer import train_tokenizer
 
     return train_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 

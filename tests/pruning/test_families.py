@@ -4,7 +4,7 @@ import pytest
 
 from pruning.errors import UserError
 from pruning.families import FAMILIES, family_for
-from pruning.tiny import TINY_CONFIGS
+from tests.support.tiny_models import TINY_CONFIGS
 
 
 def test_every_family_has_a_tiny_model_and_vice_versa():

@@ -7,7 +7,7 @@ import torch
 from pruning.checkpoint import load_config
 from pruning.families import family_for
 from pruning.routing_mask import experts_masked
-from pruning.tiny import auto_model_class
+from tests.support.tiny_models import auto_model_class
 from tests.pruning.conftest import PROMPTS, TINY_FAMILIES
 
 

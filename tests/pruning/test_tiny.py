@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pruning.checkpoint import Checkpoint
-from pruning.tiny import auto_model_class
+from tests.support.tiny_models import auto_model_class
 from tests.pruning.conftest import TINY_FAMILIES
 
 

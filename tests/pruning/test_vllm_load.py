@@ -13,7 +13,7 @@ import torch
 
 from pruning.checkpoint import load_config
 from pruning.families import family_for
-from pruning.tiny import auto_model_class, build_tiny_model
+from tests.support.tiny_models import auto_model_class, build_tiny_model
 from pruning.writer import write_pruned
 from tests.pruning.conftest import fixed_kept
 from tests.support.vllm_server import vllm_server

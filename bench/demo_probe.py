@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 
-from app.demo.choices import ChoiceItem
+from app.demo.choices import prompt_of
+from evaluators.items import MCItem
 from evaluators.prompts import parse_answer
 from pruning.manifest import PruningManifest
 
@@ -74,8 +75,8 @@ def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 8
     return answers
 
 
-def choice_accuracy(model, tokenizer, items: list[ChoiceItem]) -> float:
-    answers = greedy_answers(model, tokenizer, [item.prompt() for item in items])
+def choice_accuracy(model, tokenizer, items: list[MCItem]) -> float:
+    answers = greedy_answers(model, tokenizer, [prompt_of(item) for item in items])
     right = sum(parse_answer(a, item.options).choice == item.answer for a, item in zip(answers, items))
     return right / max(len(items), 1)
 
@@ -115,7 +116,7 @@ def load(model_dir):
 def domain_prompts(corpus, domain: str) -> list[str]:
     from app.demo.sets import evaluation_items
 
-    return [chat_prompt(item.prompt()) for item in evaluation_items(corpus, domain, "qa")]
+    return [chat_prompt(prompt_of(item)) for item in evaluation_items(corpus, domain, "qa")]
 
 
 def routing_specialisation(model_dir, cfg, corpus) -> dict[str, list[float]]:

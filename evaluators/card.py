@@ -7,7 +7,7 @@ from pathlib import Path
 
 from evaluators.metrics.classification import auroc
 from evaluators.metrics.flags import flag_quality
-from evaluators.signals import FLAG_RULES
+from evaluators.signals import FLAG_RULES, SIGNAL_DIRECTIONS
 from pruning.errors import UserError
 from pruning.manifest import PruningManifest
 from evaluators.report_card import SCHEMA_VERSION, ReportCard  # noqa: F401  (re-exported)
@@ -61,12 +61,6 @@ def flags_section(records: list[dict], target_precision: float, seed: int) -> tu
         flags[name] = {"signal": rule.signal, "direction": rule.direction, **quality,
                        "target_precision": target_precision}
     return flags, missing
-
-
-# Every per-response signal with the direction in which it points to a wrong answer,
-# including those no flag uses (low_conf_share), so their quality is on record too.
-SIGNAL_DIRECTIONS = {"mean_logprob": "below", "min_logprob": "below", "mean_entropy": "above",
-                     "low_conf_share": "above", "base_mean_logprob": "below"}
 
 
 def signal_quality(records: list[dict]) -> dict:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from evaluators.card import load_card
 from evaluators.plots import in_vs_cross_domain, metric_vs_ratio, utility_vs_reliability
-from evaluators.report_data import LOWER_IS_BETTER, domains, metrics_present, variants
+from evaluators.metric_registry import METRICS
+from evaluators.report_data import domains, metrics_present, variants
 from evaluators.report_html import PAGE, flag_table, metric_table, recovery_table, signal_table, variant_table
 from pruning.errors import UserError
 
@@ -31,7 +32,7 @@ def render_report(card_paths, out_dir) -> Path:
     members, found_domains = variants(cards), domains(cards)
     figures = []
     for metric in metrics_present(cards):
-        hint = " (lower is better)" if metric in LOWER_IS_BETTER else " (higher is better)"
+        hint = f" ({METRICS[metric].direction})"
         path = metric_vs_ratio(members, metric, found_domains, out / f"ratio_{metric}.png")
         figures.append((f"{metric} vs pruning ratio{hint}", path))
     figures.append(("Utility in-domain vs cross-domain", in_vs_cross_domain(members, found_domains,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Metrics plotted against the pruning ratio, in this order, when present.
-PLOTTED_METRICS = ("exact_match", "option_ll_accuracy", "hallucination_rate", "refusal_rate",
-                   "nota_accuracy", "fct_accuracy", "medhalt_score", "ece", "brier", "rouge_l", "token_f1",
-                   "faithfulness_summac_zs")
-LOWER_IS_BETTER = {"hallucination_rate", "ece", "brier", "unparsed_rate"}
+from evaluators.metric_registry import METRICS
+
+# Metrics plotted against the pruning ratio, in the registry's order, when present.
+PLOTTED_METRICS = tuple(name for name, info in METRICS.items() if info.plotted)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+from evaluators.metric_registry import higher_is_better
 from evaluators.report_data import Variant
 
 PAGE = """<!doctype html>
@@ -81,8 +82,7 @@ def recovery_table(variants: list[Variant]) -> str:
         row = [html.escape(v.label)]
         for task, metric in columns:
             value = v.card.get("tasks", {}).get(task, {}).get("metrics", {}).get(metric, {}).get("recovery")
-            shade = "low" if value is not None and value < 0.9 and metric not in ("hallucination_rate", "ece",
-                                                                                 "brier") else ""
+            shade = "low" if value is not None and value < 0.9 and higher_is_better(metric) else ""
             row.append(f'<span class="{shade}">{fmt(value, 2)}</span>')
         rows.append(row)
     return table(["variant", *[f"{t}: {m}" for t, m in columns]], rows)

@@ -16,13 +16,24 @@ from typing import Sequence
 LOW_CONFIDENCE_LOGPROB = -1.5
 
 
+# Every per-response signal, with the direction in which it points to a wrong answer. Flags,
+# the card's signal-quality section and AUROC orientation all read this one table.
+SIGNAL_DIRECTIONS: dict[str, str] = {
+    "mean_logprob": "below", "min_logprob": "below", "mean_entropy": "above", "low_conf_share": "above",
+    "base_mean_logprob": "below",
+}
+
+
 @dataclass(frozen=True)
 class FlagRule:
-    """A flag is raised when `signal` is below/above `threshold`."""
+    """A flag is raised when `signal` is past `threshold` in the signal's wrong-answer direction."""
 
     signal: str
-    direction: str  # "below" or "above"
     default_threshold: float
+
+    @property
+    def direction(self) -> str:  # "below" or "above"
+        return SIGNAL_DIRECTIONS[self.signal]
 
     def raised(self, value: float | None, threshold: float) -> bool:
         if value is None or math.isnan(value):
@@ -34,10 +45,10 @@ class FlagRule:
 # answer whose average token probability is below ~0.37 (mean logprob < -1), or
 # that contains a token below ~2% probability, is flagged.
 FLAG_RULES: dict[str, FlagRule] = {
-    "low_confidence": FlagRule("mean_logprob", "below", -1.0),
-    "uncertain_span": FlagRule("min_logprob", "below", -4.0),
-    "high_entropy": FlagRule("mean_entropy", "above", 1.5),
-    "base_disagreement": FlagRule("base_mean_logprob", "below", -2.0),
+    "low_confidence": FlagRule("mean_logprob", -1.0),
+    "uncertain_span": FlagRule("min_logprob", -4.0),
+    "high_entropy": FlagRule("mean_entropy", 1.5),
+    "base_disagreement": FlagRule("base_mean_logprob", -2.0),
 }
 
 

@@ -11,16 +11,14 @@ from evaluators.metrics.classification import (
 )
 from evaluators.metrics.intervals import bootstrap_interval, wilson_interval
 from evaluators.metrics.text import rouge_l, token_f1
+from evaluators.metric_registry import METRICS, metric_names
 
 
-# Every metric a task may report; a task's `metrics` list (if any) must name a subset.
-MC_METRICS = ("exact_match", "option_ll_accuracy", "ece", "brier", "hallucination_rate", "medhalt_score",
-              "unparsed_rate", "refusal_rate", "nota_accuracy", "fct_accuracy", "hallucination_rate_answerable",
-              "hallucination_rate_unanswerable")
-SUMMARY_METRICS = ("rouge_l", "token_f1", "faithfulness_summac_zs")
-JUDGE_METRICS = ("judge_unparseable_rate", "judge_unparseable_count", "judge_variant_more_hallucination",
-                 "judge_variant_more_omission", "judge_variant_better_grounded")
-METRIC_NAMES = MC_METRICS + SUMMARY_METRICS + JUDGE_METRICS
+# Every metric a task may report (evaluators/metric_registry.py); a task's `metrics` list must name a subset.
+MC_METRICS = metric_names("multiple_choice")
+SUMMARY_METRICS = metric_names("summarisation")
+JUDGE_METRICS = metric_names("judge")
+METRIC_NAMES = tuple(METRICS)
 
 
 def selected(metrics: dict, names: tuple[str, ...]) -> dict:

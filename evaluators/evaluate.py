@@ -92,22 +92,20 @@ async def evaluate_mc_item(client, task: Task, item: MCItem, shots, base_client=
         probs = softmax([option_logprobs[letter] for letter in letters])
         record["option_probs"] = dict(zip(letters, probs))
     if base_client is not None:
-        record["signals"]["base_mean_logprob"] = await base_answer_logprob(base_client, task, prompt,
-                                                                           generation.text)
+        record["signals"]["base_mean_logprob"] = await base_answer_logprob(base_client, prompt, generation)
     return record
 
 
-async def base_answer_logprob(base_client, task: Task, prompt: Prompt, answer: str) -> float:
-    """Mean logprob of the variant's answer under the base model (NaN when it cannot be scored)."""
+async def base_answer_logprob(base_client, prompt: Prompt, generation: Generation) -> float:
+    """Mean logprob of the variant's answer under the base model (NaN when it cannot be scored).
+
+    The same request and token positions as the gateway's base_check (evaluators.crosscheck): the
+    answer exactly as generated, located by the variant's own prompt-token count.
+    """
+    answer = generation.raw_text
     if not answer:
         return math.nan
-    context_tokens = None
-    if prompt.is_chat:
-        # The base's own count of the prompt tokens (its generation is cached).
-        context_tokens = (await generate(base_client, prompt, generation_tokens(task))).prompt_tokens
-    values = await continuation_logprobs(base_client, prompt, answer if prompt.is_chat else " " + answer,
-                                         context_tokens)
-    mean = _mean(values)
+    mean = _mean(await continuation_logprobs(base_client, prompt, answer, generation.prompt_tokens))
     return math.nan if mean is None else mean
 
 
@@ -118,8 +116,7 @@ async def evaluate_summary_item(client, task: Task, item: SummaryItem, shots, ba
               "response": generation.text, "has_logprobs": generation.token_logprobs is not None,
               "signals": compute_signals(generation.token_logprobs or [], generation.top_logprobs)}
     if base_client is not None:
-        record["signals"]["base_mean_logprob"] = await base_answer_logprob(base_client, task, prompt,
-                                                                           generation.text)
+        record["signals"]["base_mean_logprob"] = await base_answer_logprob(base_client, prompt, generation)
     return record
 
 

@@ -4,7 +4,7 @@ This exact prompt is a contract (docs/contracts.md): the shipped evaluation
 sets and the demo model's training data use it, so a model trained on it is
 evaluated on what it saw. Parsing is ordered and never guesses: a leading
 option letter, else the text of exactly one option, else a refusal, else
-unparsed (counted wrong).
+unparsed (counted wrong). Refusals: `evaluators/refusal.py`, shared with the gateway.
 """
 
 from __future__ import annotations
@@ -12,28 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Phrases that mark an answer as a refusal / abstention ("I don't know"-type).
-# Matched case-insensitively on the normalised answer (apostrophes unified).
-REFUSAL_PHRASES: tuple[str, ...] = (
-    "i don't know",
-    "i do not know",
-    "i dont know",
-    "i am not sure",
-    "i'm not sure",
-    "not sure",
-    "i cannot answer",
-    "i can't answer",
-    "i am unable to answer",
-    "i'm unable to answer",
-    "unable to determine",
-    "cannot be determined",
-    "no such",
-    "does not exist",
-    "doesn't exist",
-    "not a real",
-    "i have no information",
-    "unknown",
-)
+from evaluators.refusal import is_refusal, normalise
 
 ABSTAINED = "abstained"  # parse result when a refusal has no abstain option to map to
 UNPARSED = None
@@ -49,20 +28,6 @@ def render_mc_prompt(question: str, options: dict[str, str]) -> str:
 def render_completion_prompt(question: str, options: dict[str, str]) -> str:
     """Completion-style tasks send the same prompt with `\\nAnswer:` appended."""
     return render_mc_prompt(question, options) + "\nAnswer:"
-
-
-def normalise(text: str) -> str:
-    """Lower case, unified apostrophes, punctuation to spaces, single spaces."""
-    text = text.lower().replace("\u2019", "'").replace("`", "'")
-    text = re.sub(r"[^\w\s']", " ", text)
-    return " ".join(text.split())
-
-
-def is_refusal(answer: str) -> bool:
-    """True when the answer contains one of the documented refusal phrases."""
-    norm = normalise(answer)
-    padded = f" {norm} "
-    return any(f" {normalise(phrase)} " in padded for phrase in REFUSAL_PHRASES)
 
 
 def abstain_option(options: dict[str, str]) -> str | None:

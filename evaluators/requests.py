@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evaluators.client import EndpointClient, EndpointError
-
-TOP_LOGPROBS = 5
+from evaluators.crosscheck import answer_logprobs, base_check_request
+from evaluators.token_trace import TOP_LOGPROBS, TokenTrace
 
 
 @dataclass(frozen=True)
@@ -33,77 +33,44 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Generation:
-    text: str
+    text: str  # stripped, for parsing
     token_logprobs: list[float] | None  # None: the endpoint returned no logprobs
     top_logprobs: list[list[float]] | None
     prompt_tokens: int | None
+    raw_text: str = ""  # exactly as generated, for scoring under another model
 
 
 async def generate(client: EndpointClient, prompt: Prompt, max_tokens: int) -> Generation:
-    """Greedy generation with token logprobs."""
+    """Greedy generation with token logprobs (read by the same TokenTrace the gateway uses)."""
     common = {"max_tokens": max_tokens, "temperature": 0}
     if prompt.is_chat:
         body = {"messages": list(prompt.messages), "logprobs": True, "top_logprobs": TOP_LOGPROBS, **common}
         response = await client.post("chat/completions", body)
-        choice = response["choices"][0]
-        text = choice.get("message", {}).get("content") or ""
-        content = (choice.get("logprobs") or {}).get("content")
-        token_lps = [entry["logprob"] for entry in content] if content else None
-        tops = [[alt["logprob"] for alt in entry.get("top_logprobs") or []] for entry in content] if content else None
     else:
         body = {"prompt": prompt.text, "logprobs": TOP_LOGPROBS, **common}
         response = await client.post("completions", body)
-        choice = response["choices"][0]
-        text = choice.get("text") or ""
-        logprobs = choice.get("logprobs") or {}
-        token_lps = logprobs.get("token_logprobs") or None
-        tops = [list((alts or {}).values()) for alts in logprobs.get("top_logprobs") or []] or None
+    trace = TokenTrace.of_response(response, prompt.is_chat)
     usage = response.get("usage") or {}
-    return Generation(text.strip(), token_lps, tops, usage.get("prompt_tokens"))
+    token_lps = trace.token_logprobs if trace.has_logprobs and trace.token_logprobs else None
+    tops = trace.top_logprobs if token_lps is not None else None
+    return Generation(trace.answer.strip(), token_lps, tops, usage.get("prompt_tokens"), trace.answer)
 
 
 async def continuation_logprobs(client: EndpointClient, prompt: Prompt, continuation: str,
                                 context_tokens: int | None) -> list[float] | None:
-    """Token logprobs of `continuation` right after `prompt`; None where the endpoint cannot say."""
+    """Token logprobs of `continuation` right after `prompt` (evaluators.crosscheck's one boundary rule);
+    None where the endpoint cannot say. `context_tokens`: the prompt's token count (chat prompts)."""
+    if prompt.is_chat and not context_tokens:
+        return None
+    body = base_check_request(continuation, messages=list(prompt.messages) if prompt.is_chat else None,
+                              prompt=None if prompt.is_chat else prompt.text)
+    if body is None:
+        return None
     try:
-        if prompt.is_chat:
-            return await _chat_continuation(client, prompt, continuation, context_tokens)
-        return await _completion_continuation(client, prompt.text, continuation)
+        response = await client.post("chat/completions" if prompt.is_chat else "completions", body)
     except EndpointError:
         # An endpoint that rejects prompt-logprob requests (e.g. a plain OpenAI
         # server) makes scoring unavailable, not the whole evaluation fail.
         return None
-
-
-async def _chat_continuation(client, prompt: Prompt, continuation: str, context_tokens: int | None):
-    if not context_tokens:
-        return None
-    body = {
-        "messages": [*prompt.messages, {"role": "assistant", "content": continuation}],
-        "max_tokens": 1, "temperature": 0, "prompt_logprobs": 0,
-        "add_generation_prompt": False, "continue_final_message": True,
-    }
-    response = await client.post("chat/completions", body)
-    entries = response.get("prompt_logprobs")
-    if not entries or len(entries) <= context_tokens:
-        return None
-    values = []
-    for entry in entries[context_tokens:]:
-        if not entry:
-            return None
-        values.append(next(iter(entry.values()))["logprob"])
-    return values
-
-
-async def _completion_continuation(client, context: str, continuation: str):
-    full = context + continuation
-    body = {"prompt": full, "max_tokens": 1, "temperature": 0, "logprobs": 0, "echo": True}
-    response = await client.post("completions", body)
-    logprobs = response["choices"][0].get("logprobs") or {}
-    offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
-    if not offsets or not values:
-        return None
-    picked = [lp for off, lp in zip(offsets, values) if len(context) <= off < len(full)]
-    if not picked or any(lp is None for lp in picked):
-        return None
-    return picked
+    return answer_logprobs(response, continuation, prompt_tokens=context_tokens,
+                           prompt=None if prompt.is_chat else prompt.text)

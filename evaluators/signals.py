@@ -24,6 +24,11 @@ SIGNAL_DIRECTIONS: dict[str, str] = {
 }
 
 
+def past_threshold(value: float, threshold: float, direction: str) -> bool:
+    """The one flag comparison: strictly below/above the threshold (used by flags and calibration alike)."""
+    return value < threshold if direction == "below" else value > threshold
+
+
 @dataclass(frozen=True)
 class FlagRule:
     """A flag is raised when `signal` is past `threshold` in the signal's wrong-answer direction."""
@@ -38,7 +43,7 @@ class FlagRule:
     def raised(self, value: float | None, threshold: float) -> bool:
         if value is None or math.isnan(value):
             return False
-        return value < threshold if self.direction == "below" else value > threshold
+        return past_threshold(value, threshold, self.direction)
 
 
 # Documented defaults, used when a variant has no report card. Chosen so that an

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from evaluators.metrics.classification import auroc
+from evaluators.signals import past_threshold
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,8 @@ class ThresholdChoice:
     reached_target: bool
 
 
-def is_flagged(value: float, threshold: float, direction: str) -> bool:
-    return value < threshold if direction == "below" else value > threshold
-
-
 def precision_recall(values, wrong, threshold: float, direction: str) -> tuple[float | None, float | None]:
-    flagged = [is_flagged(v, threshold, direction) for v in values]
+    flagged = [past_threshold(v, threshold, direction) for v in values]
     true_pos = sum(f and w for f, w in zip(flagged, wrong))
     n_flagged, n_wrong = sum(flagged), sum(wrong)
     precision = true_pos / n_flagged if n_flagged else None
@@ -102,7 +99,7 @@ def flag_quality(values, wrong, direction: str, target_precision: float, seed: i
     precision, recall = precision_recall(
         [vals[i] for i in held_out], [wrongs[i] for i in held_out], choice.threshold, direction
     )
-    base_rate = sum(is_flagged(v, choice.threshold, direction) for v in vals) / len(vals)
+    base_rate = sum(past_threshold(v, choice.threshold, direction) for v in vals) / len(vals)
     return {
         "auroc": auroc(oriented, wrongs),
         "threshold": choice.threshold,

@@ -1,0 +1,88 @@
+"""The optional cross-checks of an answer, as requests and as arithmetic, shared by evaluators and gateway.
+
+Base cross-check: the answer is scored under the unpruned base with prompt
+logprobs, and ONE rule locates the answer's tokens, correct at the
+prompt/answer boundary:
+- chat: the conversation plus the answer as an assistant turn that is
+  continued (`continue_final_message`), scored with vLLM's `prompt_logprobs`;
+  the answer's tokens are the positions from `prompt_tokens` on, where
+  `prompt_tokens` is the engine's own count of the prompt with its generation
+  prompt (the variant's `usage.prompt_tokens`: base and variant share a
+  tokenizer). The chat template's generation prompt ends the prompt, so the
+  re-tokenised answer starts exactly there, however differently the answer's
+  text tokenises on its own or as it was generated.
+- completions: prompt + answer with `echo` and `logprobs: 0`; the answer's
+  tokens are those whose text offset lies in the answer's characters. A token
+  that straddles the boundary (the prompt ends mid-word) belongs to the prompt.
+Self-consistency: `n` resamples at temperature >= 0.7, compared with the answer
+after normalisation.
+"""
+
+from __future__ import annotations
+
+from evaluators.refusal import normalise
+
+AGREEMENT_FLOOR = 0.5  # below this share of resamples agreeing with the answer: `inconsistent`
+CONSISTENCY_MIN_TEMPERATURE = 0.7
+
+
+def base_check_request(answer: str, messages: list | None = None, prompt: str | None = None) -> dict | None:
+    """The base engine's request body (no `model`), or None when the answer cannot be scored."""
+    if not answer:
+        return None
+    body = {"max_tokens": 1, "temperature": 0}
+    if messages is not None:
+        body.update(messages=[*messages, {"role": "assistant", "content": answer}], prompt_logprobs=0,
+                    add_generation_prompt=False, continue_final_message=True)
+        return body
+    if isinstance(prompt, str):
+        body.update(prompt=prompt + answer, logprobs=0, echo=True)
+        return body
+    return None  # token-id or batched prompts: nothing to splice the answer onto
+
+
+def answer_logprobs(response: dict, answer: str, prompt_tokens: int | None = None,
+                    prompt: str | None = None) -> list[float] | None:
+    """Logprobs of the answer's tokens in a base-check response (see the module docstring for the rule)."""
+    choice = (response.get("choices") or [{}])[0]
+    if prompt is None:  # chat
+        entries = response.get("prompt_logprobs") or choice.get("prompt_logprobs")
+        if not entries or not prompt_tokens or len(entries) <= prompt_tokens:
+            return None
+        values = []
+        for entry in entries[prompt_tokens:]:
+            if not entry:
+                return None
+            values.append(next(iter(entry.values()))["logprob"])
+        return values
+    logprobs = choice.get("logprobs") or {}
+    offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
+    if not offsets or not values:
+        return None
+    start, end = len(prompt), len(prompt) + len(answer)
+    picked = [lp for offset, lp in zip(offsets, values) if start <= offset < end]
+    if not picked or any(lp is None for lp in picked):
+        return None
+    return picked
+
+
+def mean(values: list[float] | None) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def consistency_request(body: dict, samples: int, max_tokens: int) -> dict:
+    """The resampling request for self-consistency: the client's request, `samples` fresh answers."""
+    probe = {key: value for key, value in body.items()
+             if key not in ("stream", "stream_options", "logprobs", "top_logprobs", "echo", "n", "seed")}
+    probe.update(n=samples, temperature=max(CONSISTENCY_MIN_TEMPERATURE, float(body.get("temperature") or 0)),
+                 max_tokens=max_tokens)
+    probe.pop("max_completion_tokens", None)
+    return probe
+
+
+def agreement(texts: list[str], answer: str) -> float | None:
+    """Share of resampled texts equal to the answer after normalisation; None without resamples."""
+    if not texts:
+        return None
+    target = normalise(answer)
+    return sum(normalise(text or "") == target for text in texts) / len(texts)

@@ -1,0 +1,44 @@
+"""The packages import in one direction only: app -> evaluators -> pruning (-> the neutral `moeprune`).
+
+Parses every module's imports (top level and inside functions) without
+importing anything, so a lazy import that crosses a layer upwards is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# package -> the project packages it may import (besides itself)
+ALLOWED = {
+    "moeprune": set(),
+    "pruning": {"moeprune"},
+    "evaluators": {"moeprune", "pruning"},
+    "app": {"moeprune", "pruning", "evaluators"},
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found & set(ALLOWED)
+
+
+def test_no_package_imports_a_layer_above_it():
+    crossings = []
+    for package, allowed in ALLOWED.items():
+        for path in sorted((ROOT / package).rglob("*.py")) if (ROOT / package).is_dir() else []:
+            for target in sorted(imported_packages(path) - allowed - {package}):
+                crossings.append(f"{path.relative_to(ROOT)} imports {target}")
+    assert crossings == []
+
+
+def test_the_checker_sees_lazy_imports(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from app.main import create_app\n    import evaluators.card\n")
+    assert imported_packages(module) == {"app", "evaluators"}

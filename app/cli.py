@@ -1,60 +1,6 @@
-"""The `moeprune` command: one entry point, one sub-command per module.
+"""Transitional: the dispatcher now lives in `moeprune.cli` (references are moved there)."""
 
-Each sub-command lives in the package that owns it and exposes two functions:
-``configure(parser)`` adds its arguments and ``run(args) -> int`` does the work.
-Modules are imported only when their command runs, so `moeprune prune` never
-imports the web stack and `moeprune serve` never imports torch.
-"""
-
-from __future__ import annotations
-
-import argparse
-import importlib
-import sys
-
-from pruning.errors import UserError
-
-# The registry of sub-commands: name -> (module, one-line help).
-COMMANDS: dict[str, tuple[str, str]] = {
-    "prune": ("pruning.commands.prune", "prune experts from an MoE checkpoint"),
-    "inspect": ("pruning.commands.inspect", "describe an MoE checkpoint (and its pruning manifest)"),
-    "verify": ("pruning.commands.verify", "re-hash a pruned checkpoint against pruning.json"),
-    "eval": ("evaluators.commands.eval", "evaluate a variant through an OpenAI-compatible endpoint"),
-    "report": ("evaluators.commands.report", "render report cards as an HTML report with plots"),
-    "serve": ("app.commands.serve", "serve variants behind the gateway"),
-    "demo": ("app.demo.command", "train, prune, evaluate and serve the embedded demo model"),
-}
-
-
-def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object | None]:
-    parser = argparse.ArgumentParser(prog="moeprune", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    chosen = argv[0] if argv else None
-    module = None
-    for name, (module_name, help_text) in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
-        if name == chosen:
-            module = importlib.import_module(module_name)
-            module.configure(sub_parser)
-    return parser, module
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser, module = build_parser(argv)
-    args = parser.parse_args(argv)
-    if module is None:
-        parser.print_help()
-        return 2
-    try:
-        return int(module.run(args) or 0)
-    except UserError as exc:
-        print(f"moeprune {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"moeprune {args.command}: interrupted", file=sys.stderr)
-        return 130
-
+from moeprune.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

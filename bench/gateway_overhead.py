@@ -156,7 +156,7 @@ def main() -> int:
             (tmp / "variants.yaml").write_text(f"variants:\n  tiny:\n    url: {engine_url}\n")
             port = free_port()
             gateway = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--config", str(tmp / "variants.yaml"), "--port",
+                [sys.executable, "-m", "moeprune.cli", "serve", "--config", str(tmp / "variants.yaml"), "--port",
                  str(port)], stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"),
                 start_new_session=True)
             gateway_url = f"http://127.0.0.1:{port}"

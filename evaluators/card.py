@@ -23,7 +23,7 @@ def pruning_info(model_dir: str | Path | None) -> dict | None:
         return None
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise UserError(f"--model-dir {model_dir} is not a directory")
+        raise UserError(f"model_dir {model_dir} is not a directory", param="model_dir")
     manifest = PruningManifest.load(model_dir)
     if manifest is None:
         return None

@@ -37,7 +37,7 @@ class EndpointClient:
                  cache: ResponseCache | None = None, retries: int = 4, backoff: float = 0.5,
                  timeout: float = 300.0, transport: httpx.AsyncBaseTransport | None = None):
         if concurrency < 1:
-            raise UserError(f"--concurrency must be at least 1, got {concurrency}")
+            raise UserError(f"concurrency must be at least 1, got {concurrency}", param="concurrency")
         self.endpoint = endpoint.rstrip("/")
         if not self.endpoint.startswith(("http://", "https://")):
             raise UserError(f"endpoint {endpoint!r} is not an http(s) URL; pass e.g. http://127.0.0.1:8000")
@@ -69,11 +69,11 @@ class EndpointClient:
         except httpx.HTTPError as exc:
             raise UserError(
                 f"cannot reach endpoint {self.endpoint} ({type(exc).__name__}: {exc or 'no response'}); "
-                "check --endpoint and that the server is running"
+                "check the endpoint and that the server is running", param="endpoint"
             ) from None
         if response.status_code in (401, 403):
             raise UserError(f"endpoint {self.endpoint} refused the API key (HTTP {response.status_code}); "
-                            "pass --api-key or --api-key-env")
+                            "give the right API key", param="api_key")
         if response.status_code != 200:
             raise UserError(f"endpoint {self.endpoint}/v1/models answered HTTP {response.status_code}; "
                             "is it an OpenAI-compatible server?")

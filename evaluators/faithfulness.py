@@ -29,7 +29,7 @@ class NLIScorer:
 
         path = Path(model_path)
         if not (path / "config.json").is_file():
-            raise UserError(f"--nli-model {path} is not a local model directory (no config.json)")
+            raise UserError(f"nli_model {path} is not a local model directory (no config.json)", param="nli_model")
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()

@@ -33,14 +33,14 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
     Returns the path of the report_card.json written under out_dir.
     """
     if not 0 < flag_precision <= 1:
-        raise UserError(f"--flag-precision must be in (0, 1], got {flag_precision}")
+        raise UserError(f"flag_precision must be in (0, 1], got {flag_precision}", param="flag_precision")
     if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, got {limit}")
+        raise UserError(f"limit must be at least 1, got {limit}", param="limit")
     if (base_endpoint is None) != (base_model is None):
         base_endpoint = base_endpoint or endpoint
         base_model = base_model or model
     if judge_endpoint and not base_endpoint:
-        raise UserError("--judge-endpoint compares the variant with the base: also pass --base-endpoint/--base-model")
+        raise UserError("a judge endpoint compares the variant with the base: also give the base endpoint and model", param="base_endpoint")
     if isinstance(tasks, str):
         tasks = tasks.split(",")
     specs = [t for t in tasks if isinstance(t, str)]

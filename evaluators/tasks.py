@@ -149,5 +149,5 @@ def resolve_tasks(specs: list[str], registry: dict[str, Task] | None = None) -> 
                 f"suites: {', '.join(SUITES)}; or FORMAT=PATH with FORMAT one of {', '.join(sorted(LOADERS))}"
             )
     if not chosen:
-        raise UserError("no tasks given; pass --tasks or --suite")
+        raise UserError("no tasks given; name tasks or a suite", param="tasks")
     return [replace(task) for task in chosen.values()]

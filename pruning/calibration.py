@@ -130,7 +130,7 @@ READERS: dict[str, Callable[[Path], list[Document]]] = {
 def read_documents(path: str | Path) -> list[Document]:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"calibration file {path} does not exist; pass existing files to --calibration")
+        raise UserError(f"calibration file {path} does not exist; pass existing files", param="calibration")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise UserError(
@@ -177,12 +177,12 @@ def file_sha256(path: Path) -> str:
 def load_calibration(files, tokenizer, *, samples: int = 128, max_tokens: int = 2048, seed: int = 0) -> CalibrationSet:
     """Read every file, draw `samples` documents (seeded), tokenize and truncate each to `max_tokens`."""
     if samples < 1:
-        raise UserError(f"--samples must be at least 1 (got {samples})")
+        raise UserError(f"samples must be at least 1 (got {samples})", param="samples")
     if max_tokens < 1:
-        raise UserError(f"--max-tokens must be at least 1 (got {max_tokens})")
+        raise UserError(f"max_tokens must be at least 1 (got {max_tokens})", param="max_tokens")
     paths = [Path(f) for f in files]
     if not paths:
-        raise UserError("no calibration files given; pass --calibration FILE [FILE ...]")
+        raise UserError("no calibration files given; pass one or more", param="calibration")
     documents = [doc for path in paths for doc in read_documents(path)]
     if not documents:
         raise UserError(f"calibration files {', '.join(map(str, paths))} contain no documents")

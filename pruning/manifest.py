@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pruning.checkpoint import Checkpoint
 from pruning.errors import UserError, validation_problems
 from pruning.hashing import sha256_file, sha256_tree
-from pruning.version import package_version
+from moeprune.version import package_version
 
 MANIFEST_NAME = "pruning.json"
 MASK_NAME = "expert_mask.json"

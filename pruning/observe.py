@@ -206,9 +206,9 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
 
     require_transformers(transformers.__version__)
     if batch_tokens < 1:
-        raise UserError(f"--batch-tokens must be at least 1 (got {batch_tokens})")
+        raise UserError(f"batch_tokens must be at least 1 (got {batch_tokens})", param="batch_tokens")
     if ean_max_tokens < 0:
-        raise UserError(f"--ean-max-tokens must be >= 0 (got {ean_max_tokens})")
+        raise UserError(f"ean_max_tokens must be >= 0 (got {ean_max_tokens})", param="ean_max_tokens")
     blocks = find_moe_blocks(model, family)
     if not blocks:
         raise UserError(
@@ -248,9 +248,9 @@ def load_model(source_dir, family=None, device: str = "cpu", dtype: str = "float
     import transformers
 
     if dtype not in DTYPES:
-        raise UserError(f"unknown --dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+        raise UserError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}", param="dtype")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device} requested but torch sees no CUDA device; use --device cpu")
+        raise UserError(f"device {device} requested but torch sees no CUDA device; use the cpu", param="device")
     # The family may name its auto class (VL checkpoints); else causal LM, then image-text-to-text.
     names = [getattr(family, "auto_class", None)] if getattr(family, "auto_class", None) else \
         ["AutoModelForCausalLM", "AutoModelForImageTextToText"]

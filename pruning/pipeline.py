@@ -75,7 +75,7 @@ def observe_source(source: Path, config: dict, family, calibration, *, samples, 
 def gather_stats(source, config, family, routing, layers, method, *, calibration, scores_in, **pass_options):
     """Statistics from --scores-in, from a new pass over --calibration, or none needed (random)."""
     if scores_in and calibration:
-        raise UserError("give either --calibration (run a new pass) or --scores-in (reuse one), not both")
+        raise UserError("give either calibration files (run a new pass) or scores_in (reuse one), not both", param="scores_in")
     if scores_in:
         stats = ExpertStats.load(scores_in)
         check_stats_match(stats, family, routing, layers, str(scores_in))
@@ -84,7 +84,7 @@ def gather_stats(source, config, family, routing, layers, method, *, calibration
         return observe_source(source, config, family, calibration, **pass_options)
     if not method.needs_calibration:
         return ExpertStats.empty(family.model_type, routing.num_experts, routing.top_k, layers)
-    raise UserError(f"method {method.name!r} needs --calibration FILE [...] (or --scores-in from an earlier pass)")
+    raise UserError(f"method {method.name!r} needs calibration files (or scores_in from an earlier pass)", param="calibration")
 
 
 def plan_from_scores(source, config, family, routing, layers, *, method, ratio, allocation, min_experts, seed,
@@ -103,9 +103,9 @@ def plan_from_scores(source, config, family, routing, layers, *, method, ratio, 
     if len(set(counts.values())) > 1:
         saved = f"; the statistics are saved in {scores_out}" if scores_out else ""
         raise UserError(
-            f"--allocation global keeps different expert counts per layer ({counts}), but transformers and vLLM "
+            f"allocation global keeps different expert counts per layer ({counts}), but transformers and vLLM "
             f"configs hold one expert count for all layers, so no loadable checkpoint can be written{saved}; "
-            "use --allocation uniform"
+            "use allocation uniform"
         )
     provenance = {
         "method": method, "ratio": ratio, "allocation": allocation, "seed": seed, "mask_file": None,
@@ -139,16 +139,16 @@ def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), s
     layers = moe_layer_indices(source, config, family)
     out = Path(out_dir)
     if out.exists() and not overwrite:
-        raise UserError(f"output {out} already exists; choose another --out or pass --overwrite")
+        raise UserError(f"output {out} already exists; choose another output directory or allow overwrite", param="overwrite")
     calibration = list(calibration or ())
     if mask_file is not None:
-        extra = [name for name, value in (("--method", method), ("--ratio", ratio), ("--calibration", calibration),
-                                          ("--scores-in", scores_in)) if value]
+        extra = [name for name, value in (("method", method), ("ratio", ratio), ("calibration", calibration),
+                                          ("scores_in", scores_in)) if value]
         if extra:
-            raise UserError(f"--mask fixes the kept experts; drop {', '.join(extra)}")
+            raise UserError(f"a mask fixes the kept experts; drop {', '.join(extra)}", param=extra[0])
         ranked, provenance = plan_from_mask(layers, routing, mask_file, seed)
     elif method is None:
-        raise UserError("say how to choose experts: --method M --ratio R --calibration FILE..., or --mask MASK.json")
+        raise UserError("say how to choose experts: a method, a ratio and calibration files, or a mask file", param="method")
     else:
         pass_options = dict(samples=samples, max_tokens=max_tokens, device=device, dtype=dtype,
                             batch_tokens=batch_tokens, ean_max_tokens=ean_max_tokens, progress=progress)

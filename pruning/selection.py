@@ -70,10 +70,10 @@ def removed_count(ratio: float, num_experts: int) -> int:
 
 def check_ratio(ratio) -> float:
     if ratio is None:
-        raise UserError("--ratio is required with --method (the share of experts to remove, e.g. 0.5)")
+        raise UserError("ratio is required with a method (the share of experts to remove, e.g. 0.5)", param="ratio")
     ratio = float(ratio)
     if not 0.0 <= ratio < 1.0:
-        raise UserError(f"--ratio {ratio} is outside [0, 1): it is the share of experts to REMOVE (0 keeps all)")
+        raise UserError(f"ratio {ratio} is outside [0, 1): it is the share of experts to REMOVE (0 keeps all)", param="ratio")
     return ratio
 
 
@@ -82,7 +82,7 @@ def _ratio_fix(routing: Routing, floor: int = 0) -> str:
     if not valid:
         return "no expert count works for this model"
     ratios = ", ".join(f"{(routing.num_experts - k) / routing.num_experts:g}" for k in valid[:6])
-    return (f"the largest valid --ratio is {(routing.num_experts - valid[0]) / routing.num_experts:g} "
+    return (f"the largest valid ratio is {(routing.num_experts - valid[0]) / routing.num_experts:g} "
             f"(keeps {valid[0]} of {routing.num_experts}); valid ratios: {ratios}{' ...' if len(valid) > 6 else ''}")
 
 
@@ -112,8 +112,8 @@ def select_uniform(scores: dict[int, list[float]], ratio: float, routing: Routin
     kept = routing.num_experts - removed_count(ratio, routing.num_experts)
     problem = routing.kept_count_problem(kept)
     if problem:
-        raise UserError(f"--ratio {ratio:g} keeps {kept} of {routing.num_experts} experts per layer: {problem}; "
-                        f"{_ratio_fix(routing)}")
+        raise UserError(f"ratio {ratio:g} keeps {kept} of {routing.num_experts} experts per layer: {problem}; "
+                        f"{_ratio_fix(routing)}", param="ratio")
     return {layer: keep_best(values, kept, routing) for layer, values in sorted(scores.items())}
 
 
@@ -133,19 +133,19 @@ def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing
     floor = routing.top_k if min_experts is None else int(min_experts)
     if routing.n_group:
         raise UserError(
-            f"--allocation global is not supported with grouped routing (n_group = {routing.n_group}): "
-            "layers would need equal per-group counts; use --allocation uniform"
+            f"allocation global is not supported with grouped routing (n_group = {routing.n_group}): "
+            "layers would need equal per-group counts; use allocation uniform"
         )
     if floor < routing.top_k:
-        raise UserError(f"--min-experts {floor} is below top-k = {routing.top_k}; use at least {routing.top_k}")
+        raise UserError(f"min_experts {floor} is below top-k = {routing.top_k}; use at least {routing.top_k}", param="min_experts")
     if floor > experts:
-        raise UserError(f"--min-experts {floor} exceeds the {experts} experts per layer")
+        raise UserError(f"min_experts {floor} exceeds the {experts} experts per layer", param="min_experts")
     budget = removed_count(ratio, experts) * len(scores)
     removable = (experts - floor) * len(scores)
     if budget > removable:
         raise UserError(
-            f"--ratio {ratio:g} removes {budget} experts in total, but a floor of {floor} per layer over "
-            f"{len(scores)} layers allows at most {removable}; lower --ratio or --min-experts"
+            f"ratio {ratio:g} removes {budget} experts in total, but a floor of {floor} per layer over "
+            f"{len(scores)} layers allows at most {removable}; lower ratio or min_experts"
         )
     # Weakest first; on equal shares the higher index goes first, matching rank()'s tie rule.
     pool = sorted(
@@ -172,12 +172,12 @@ def select(scores: dict[int, list[float]], ratio: float, routing: Routing, alloc
            min_experts: int | None = None) -> Ranked:
     if allocation == "uniform":
         if min_experts is not None and experts_kept(ratio, routing) < int(min_experts):
-            raise UserError(f"--ratio {ratio:g} keeps {experts_kept(ratio, routing)} experts per layer, "
-                            f"below --min-experts {min_experts}")
+            raise UserError(f"ratio {ratio:g} keeps {experts_kept(ratio, routing)} experts per layer, "
+                            f"below min_experts {min_experts}", param="ratio")
         return select_uniform(scores, ratio, routing)
     if allocation == "global":
         return select_global(scores, ratio, routing, min_experts)
-    raise UserError(f"unknown --allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
+    raise UserError(f"unknown allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}", param="allocation")
 
 
 def experts_kept(ratio: float, routing: Routing) -> int:

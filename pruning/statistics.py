@@ -83,7 +83,7 @@ class ExpertStats:
     @classmethod
     def from_dict(cls, data: dict, where: str = "statistics") -> "ExpertStats":
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise UserError(f"{where} is not a moeprune statistics file (write one with --scores-out)")
+            raise UserError(f"{where} is not a moeprune statistics file (write one with scores_out)", param="scores_in")
         if data.get("schema_version") != SCHEMA_VERSION:
             raise UserError(f"{where}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}; re-run the pass")
         try:
@@ -96,7 +96,7 @@ class ExpertStats:
             return cls(str(data["model_type"]), num_experts, int(data["top_k"]), layers,
                        data.get("calibration"), data.get("ean_max_tokens"), data.get("source"))
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{where} is incomplete or malformed ({exc!r}); write it again with --scores-out")
+            raise UserError(f"{where} is incomplete or malformed ({exc!r}); write it again with scores_out", param="scores_in")
 
     def save(self, path: str | Path, scores: dict | None = None) -> Path:
         """Write the statistics (and, for convenience, the scores of the method used) as JSON."""
@@ -110,5 +110,5 @@ class ExpertStats:
 
     @classmethod
     def load(cls, path: str | Path) -> "ExpertStats":
-        data = read_json(path, f"--scores-in {path} does not exist; write it first with --scores-out")
+        data = read_json(path, f"scores_in {path} does not exist; write it first with scores_out")
         return cls.from_dict(data, where=str(path))

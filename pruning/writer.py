@@ -49,7 +49,7 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
     source = Checkpoint.open(source_dir)
     out = Path(out_dir)
     if out.resolve() == source.path.resolve():
-        raise UserError(f"--out {out} is the source checkpoint itself; choose another directory")
+        raise UserError(f"output {out} is the source checkpoint itself; choose another directory", param="out_dir")
     kept = _normalise(kept)
     source.family.validate_kept(source.config, kept, moe_layers=source.expert_layers())
     plans = plan_shards(source, kept)

@@ -1,6 +1,6 @@
 import pytest
 
-from app import cli
+from moeprune import cli
 
 
 def test_help_lists_every_command(capsys):

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import yaml
 
-from app.cli import main
+from moeprune.cli import main
 from app.engines.footprint import measure
 from app.metrics import GatewayMetrics
 from pruning.commands.inspect import describe

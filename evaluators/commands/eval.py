@@ -8,6 +8,9 @@ import os
 from pruning.errors import UserError
 
 
+PARAM_DESTS = {"out_dir": "out"}  # Python parameter -> argparse dest (the CLI's flag hints)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", required=True, help="base URL of an OpenAI-compatible server (vLLM, gateway)")
     parser.add_argument("--model", required=True, help="model name the endpoint serves")

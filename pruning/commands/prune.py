@@ -17,6 +17,10 @@ EXAMPLES = """examples:
 """
 
 
+# Python parameter -> this command's argparse dest, where they differ (for the CLI's flag hints).
+PARAM_DESTS = {"out_dir": "out", "mask_file": "mask"}
+
+
 def configure(parser) -> None:
     import argparse
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.cli import main
+from moeprune.cli import main
 
 
 @pytest.mark.slow

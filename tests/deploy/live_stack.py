@@ -70,7 +70,7 @@ def build_models(work: Path, base: Path | None = None) -> dict[str, Path]:
     mask = work / "expert_mask.json"
     mask.write_text(json.dumps(MASK))
     pruned = work / "pruned-50"
-    subprocess.run([sys.executable, "-m", "app.cli", "prune", str(base), "--out", str(pruned), "--mask", str(mask)],
+    subprocess.run([sys.executable, "-m", "moeprune.cli", "prune", str(base), "--out", str(pruned), "--mask", str(mask)],
                    check=True, capture_output=True, timeout=300, cwd=ROOT)
     return {"base": base, "pruned-50": pruned}
 
@@ -149,7 +149,7 @@ def live_stack(work: Path, base_model: Path | None = None, ready_timeout: float 
     (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(gateway_port, ports)))
     env = {key: value for key, value in os.environ.items() if not key.startswith("MOEPRUNE_")}
     env["MOEPRUNE_WORK_DIR"] = str(work / "engines")
-    gateway = spawn([sys.executable, "-m", "app.cli", "serve", "--config", str(write_variants(work, models, ports)),
+    gateway = spawn([sys.executable, "-m", "moeprune.cli", "serve", "--config", str(write_variants(work, models, ports)),
                      "--host", "127.0.0.1", "--port", str(gateway_port)], work / "gateway.log", env)
     prometheus = spawn([shutil.which("prometheus") or "prometheus", f"--config.file={work / 'prometheus.yml'}",
                         f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prometheus_port}",

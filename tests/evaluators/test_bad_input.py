@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.cli import main
+from moeprune.cli import main
 from evaluators.runner import run_eval
 from tests.evaluators.fake_openai import fake_openai_server
 
@@ -35,7 +35,7 @@ def test_unreachable_endpoint_is_one_clear_line_without_traceback(tmp_path, eval
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nothing listens there
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "eval", "--endpoint", f"http://127.0.0.1:{port}", "--model", "tiny",
+        [sys.executable, "-m", "moeprune.cli", "eval", "--endpoint", f"http://127.0.0.1:{port}", "--model", "tiny",
          "--tasks", f"jsonl={eval_sets / 'bio.jsonl'}", "--out", str(tmp_path / "out"), "--no-progress"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from app.cli import main
+from moeprune.cli import main
 from evaluators.report_card import ReportCard
 from tests.support.manifests import write_manifest
 

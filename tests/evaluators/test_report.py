@@ -5,7 +5,7 @@ import re
 
 from PIL import Image
 
-from app.cli import main
+from moeprune.cli import main
 from evaluators.card import write_card
 from evaluators.report import render_report
 

@@ -32,7 +32,7 @@ def test_a_task_reports_only_the_metrics_it_lists(tmp_path, eval_sets):
 
 
 def test_a_shared_cache_file_serves_a_second_output_dir(tmp_path, eval_sets):
-    from app.cli import main
+    from moeprune.cli import main
 
     shared = tmp_path / "shared.jsonl"
     args = ["eval", "--model", "m", "--tasks", f"jsonl={eval_sets / 'bio.jsonl'}", "--no-progress",

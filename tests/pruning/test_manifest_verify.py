@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from app import cli
+from moeprune import cli
 from pruning.hashing import sha256_file
 from pruning.manifest import verify
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from app import cli
+from moeprune import cli
 from pruning.errors import UserError
 from pruning.methods import score
 from pruning.pipeline import run_prune
@@ -89,10 +89,12 @@ def test_random_needs_no_calibration_and_honours_the_ratio(tiny_qwen3_moe, tmp_p
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--method", "reap", "--ratio", "0.9", "--calibration", "x.jsonl"], "largest valid --ratio is 0.75"),
-    (["--method", "reap", "--ratio", "0.5"], "needs --calibration"),
-    (["--mask", "m.json", "--method", "reap"], "drop --method"),
-    ([], "--method M --ratio R --calibration FILE..., or --mask"),
+    (["--method", "reap", "--ratio", "0.9", "--calibration", "x.jsonl"], "largest valid ratio is 0.75 "),
+    (["--method", "reap", "--ratio", "0.9", "--calibration", "x.jsonl"], "(flag --ratio)"),
+    (["--method", "reap", "--ratio", "0.5"], "needs calibration files (or scores_in from an earlier pass) "
+                                             "(flag --calibration)"),
+    (["--mask", "m.json", "--method", "reap"], "drop method (flag --method)"),
+    ([], "a method, a ratio and calibration files, or a mask file (flag --method)"),
     (["--method", "reap", "--ratio", "1.0", "--scores-in", "s.json"], "outside [0, 1)"),
 ])
 def test_bad_invocations_exit_2_with_the_fix(tiny_qwen3_moe, tmp_path, capsys, extra, words):
@@ -130,7 +132,7 @@ def test_global_allocation_that_needs_uneven_layers_is_refused_before_writing(fi
     # Make layer 0 one dominant expert, so a global budget takes more from it than from layer 1.
     stats.layers[0].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
     stats.save(tmp_path / "skewed.json")
-    with pytest.raises(UserError, match=r"--allocation global keeps different expert counts per layer \(\{0: 2, 1: 6\}\)"):
+    with pytest.raises(UserError, match=r"allocation global keeps different expert counts per layer \(\{0: 2, 1: 6\}\)"):
         run_prune(tiny_qwen3_moe, tmp_path / "out", method="frequency", ratio=0.5, allocation="global",
                   scores_in=tmp_path / "skewed.json")
     assert not (tmp_path / "out").exists()

@@ -31,7 +31,7 @@ def test_ratio_leaving_fewer_than_top_k_gives_numbers_and_the_fix():
         select_uniform({0: ASCENDING}, 0.875, Routing(8, 2))
     message = str(error.value)
     assert "keeps 1 of 8" in message and "top-k = 2" in message
-    assert "largest valid --ratio is 0.75" in message
+    assert "largest valid ratio is 0.75" in message
 
 
 def test_grouped_routing_keeps_the_same_count_per_group():
@@ -48,12 +48,12 @@ def test_grouped_routing_refusals(ratio, words):
     routing = Routing(num_experts=8, top_k=2, n_group=4, topk_group=2)
     with pytest.raises(UserError) as error:
         select_uniform({1: ASCENDING}, ratio, routing)
-    assert words in str(error.value) and "largest valid --ratio is 0" in str(error.value)
+    assert words in str(error.value) and "largest valid ratio is 0" in str(error.value)
 
 
 def test_grouped_routing_top_k_beyond_topk_group_capacity():
     routing = Routing(num_experts=16, top_k=6, n_group=4, topk_group=2)
-    with pytest.raises(UserError, match=r"top_k = 6 > topk_group \(2\) x 2 experts per group.*largest valid --ratio is 0.25"):
+    with pytest.raises(UserError, match=r"top_k = 6 > topk_group \(2\) x 2 experts per group.*largest valid ratio is 0.25"):
         select_uniform({0: [float(i) for i in range(16)]}, 0.5, routing)
 
 
@@ -89,5 +89,5 @@ def test_global_allocation_refusals():
 def test_unknown_allocation_and_uniform_floor():
     with pytest.raises(UserError, match="uniform, global"):
         select({0: ASCENDING}, 0.5, Routing(8, 2), allocation="greedy")
-    with pytest.raises(UserError, match="below --min-experts 5"):
+    with pytest.raises(UserError, match="below min_experts 5"):
         select({0: ASCENDING}, 0.5, Routing(8, 2), min_experts=5)

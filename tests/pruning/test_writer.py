@@ -132,7 +132,7 @@ def test_existing_output_is_kept_unless_overwrite(tiny_qwen3_moe, tmp_path):
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     kept = {0: [0, 1, 2, 3], 1: [0, 1, 2, 3]}
-    with pytest.raises(UserError, match="already exists.*--overwrite"):
+    with pytest.raises(UserError, match="already exists.*overwrite"):
         write_pruned(tiny_qwen3_moe, out, kept, PROVENANCE)
     assert (out / "precious.txt").read_text() == "keep me"
     write_pruned(tiny_qwen3_moe, out, kept, PROVENANCE, overwrite=True)

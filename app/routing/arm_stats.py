@@ -6,20 +6,10 @@ import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-Z_95 = 1.959963984540054
+from evaluators.metrics.intervals import wilson_interval  # the one implementation (None without trials)
+
 # Latency percentiles are computed over the most recent requests only, bounding memory.
 LATENCY_WINDOW = 10_000
-
-
-def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
-    if trials == 0:
-        return (0.0, 1.0)
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -52,15 +42,16 @@ class ArmStats:
         rates = {}
         for flag in sorted(set(flag_names) | set(self.flags)):
             count = self.flags.get(flag, 0)
-            low, high = wilson_interval(count, answered)
-            rates[flag] = {"count": count, "rate": count / answered if answered else None, "ci95": [low, high]}
-        error_low, error_high = wilson_interval(self.errors, self.requests)
+            interval = wilson_interval(count, answered)
+            rates[flag] = {"count": count, "rate": count / answered if answered else None,
+                           "ci95": list(interval) if interval else None}
+        error_interval = wilson_interval(self.errors, self.requests)
         p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
         return {
             "requests": self.requests,
             "errors": self.errors,
             "error_rate": self.errors / self.requests if self.requests else None,
-            "error_rate_ci95": [error_low, error_high],
+            "error_rate_ci95": list(error_interval) if error_interval else None,
             "flags": rates,
             "latency_ms": {"p50": p50 * 1000 if p50 is not None else None,
                            "p95": p95 * 1000 if p95 is not None else None},

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from app.routing.arm_stats import ArmStats, percentile, wilson_interval
+from app.routing.arm_stats import ArmStats, percentile, wilson_interval  # the evaluators' one implementation
 from app.routing.experiments import choose_arm, sticky_key
 
 ARMS = {"base": 70, "pruned-50": 30}
@@ -63,7 +63,7 @@ def test_sticky_key_prefers_header_then_user():
 def test_wilson_interval_matches_known_values():
     low, high = wilson_interval(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
-    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 0) is None  # no trials: no interval (null in /v1/experiments)
     low, high = wilson_interval(0, 50)
     assert low == pytest.approx(0.0, abs=1e-12) and 0.05 < high < 0.09
 
@@ -80,3 +80,5 @@ def test_arm_stats_summary_counts_errors_flags_and_latency():
     assert summary["flags"]["refusal"]["count"] == 0
     assert summary["latency_ms"]["p50"] == pytest.approx(50) and summary["latency_ms"]["p95"] == pytest.approx(95)
     assert percentile([], 50) is None
+    empty = ArmStats().summary(["refusal"])
+    assert empty["error_rate_ci95"] is None and empty["flags"]["refusal"]["ci95"] is None

@@ -8,6 +8,7 @@ gateway answers `/health` at once, `/ready` when every engine is up.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import tempfile
@@ -16,13 +17,16 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from app.api.auth import ApiKeyAuth, KeyStore, is_loopback, public_paths, refuse_open_gateway
 from app.api.errors import install_error_handlers
-from app.api.middleware import RequestGuard
+from app.api.middleware import BodyCap, RequestId
+from app.api.send_timeout import SendTimeout
 from app.api.routes import chat, completions, experiments, health, metrics, models
 from app.config.variants import GatewayConfig, load_config
 from app.core.config import Settings
 from app.core.state import GatewayState
 from app.engines.footprint import measure
+from app.engines.pidfile import sweep_stale_engines
 from app.engines.supervisor import Supervisor, build_backends
 from app.logs import configure_logging
 from app.metrics import GatewayMetrics, GpuMemoryReader
@@ -34,7 +38,7 @@ from pruning.errors import UserError
 log = logging.getLogger("moeprune.gateway")
 
 
-def build_state(settings: Settings, config: GatewayConfig, work_dir: Path) -> GatewayState:
+def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys: KeyStore) -> GatewayState:
     metrics = GatewayMetrics()
     policies, footprints = {}, {}
     for name, variant in config.variants.items():
@@ -46,20 +50,23 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path) -> Ga
         metrics.register_variant(name, footprints[name], policies[name].baselines, backend.managed)
     stats = {name: ExperimentStats.for_arms(experiment.arms) for name, experiment in config.experiments.items()}
     return GatewayState(settings=settings, config=config, backends=backends, metrics=metrics, policies=policies,
-                        footprints=footprints, experiment_stats=stats, api_keys=settings.api_key_set(),
+                        footprints=footprints, experiment_stats=stats, keys=keys,
                         gpu=GpuMemoryReader.create())
 
 
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastAPI:
     """The gateway app for `settings` (and `config`, else the file at `settings.config_path`)."""
     configure_logging(settings.log_level)
+    # Keys first: an empty keys file or an open non-loopback gateway stops the start before anything runs.
+    keys = KeyStore.from_settings(settings)
+    refuse_open_gateway(settings, keys)
     if config is None:
         if settings.config_path is None:
             raise UserError("no variants file: pass --config variants.yaml (or set MOEPRUNE_CONFIG_PATH)")
         config = load_config(settings.config_path)
     scratch = None if settings.work_dir else tempfile.TemporaryDirectory(prefix="moeprune-gateway-")
     work_dir = Path(settings.work_dir or scratch.name)
-    gateway = build_state(settings, config, work_dir)
+    gateway = build_state(settings, config, work_dir, keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,8 +74,11 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
             gateway.client = client
             gateway.supervisor = Supervisor(gateway.backends, client, settings,
                                             on_restart=lambda v: gateway.metrics.restarts.labels(v).inc())
-            gateway.supervisor.start()
             try:
+                # Engines a SIGKILLed earlier gateway left on this work dir (fixed MOEPRUNE_WORK_DIR).
+                await asyncio.to_thread(sweep_stale_engines, work_dir)
+                # Inside the try: when the second variant fails to launch, the first is stopped.
+                gateway.supervisor.start()
                 yield
             finally:
                 await gateway.supervisor.stop()
@@ -83,5 +93,12 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
     install_error_handlers(app)
     for module in (chat, completions, models, experiments, health, metrics):
         app.include_router(module.router)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_request_bytes)
+    # add_middleware wraps what is there, so the last added runs first: request id, key, then the body.
+    app.add_middleware(BodyCap, max_body_bytes=settings.max_request_bytes,
+                       body_timeout_s=settings.request_body_timeout_s)
+    app.add_middleware(ApiKeyAuth, keys=keys, public=public_paths(settings),
+                       open_is_trusted=is_loopback(settings.host))
+    app.add_middleware(RequestId)
+    # Outermost: every send, middleware error answers included, is bounded for slow readers.
+    app.add_middleware(SendTimeout, seconds=settings.send_timeout_s)
     return app

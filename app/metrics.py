@@ -3,12 +3,15 @@
 One `GatewayMetrics` per app, each with its own registry, so two gateways in one
 process (tests, the demo) never share counters. Labels are only variant,
 experiment, status, flag and kind: never a user id, session id or prompt text.
-Live values (backend up, engine memory) are refreshed at scrape time.
+Live values (backend up, engine memory) are refreshed at scrape time; engine
+memory off the event loop and at most every MEMORY_CACHE_S.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -18,11 +21,15 @@ from app.engines.footprint import Footprint
 # Whole-request latency of LLM calls spans ~50 ms (a cached short answer) to minutes.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Engine memory changes slowly; Prometheus scrapes every 15 s or so, several scrapers may overlap.
+MEMORY_CACHE_S = 2.0
 
 
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        self._memory_lock = asyncio.Lock()
+        self._memory_read_at = float("-inf")
         p = "moeprune_"
         self.requests = Counter(p + "requests_total", "Requests answered", ["variant", "experiment", "status"],
                                 registry=registry)
@@ -91,20 +98,40 @@ class GatewayMetrics:
         for flag in flags:
             self.flags.labels(variant, experiment, flag).inc()
 
-    def refresh(self, backends: dict[str, Backend], gpu: "GpuMemoryReader | None") -> None:
-        """Update the live gauges just before a scrape."""
+    async def refresh(self, backends: dict[str, Backend], gpu: "GpuMemoryReader | None") -> None:
+        """Update the live gauges just before a scrape.
+
+        Walking process trees and asking NVML take milliseconds to seconds (a busy
+        /proc, a slow driver): that runs in a thread, at most once per
+        MEMORY_CACHE_S however many scrapers there are, so requests never wait on it.
+        """
         for name, backend in backends.items():
             self.backend_up.labels(name).set(1 if backend.up else 0)
             self.in_flight.labels(name).set(backend.in_flight)
-            if backend.engine is None:
-                continue
-            self.resident_memory.labels(name).set(backend.engine.resident_bytes())
-            if gpu is not None:
-                pids = [proc.pid for proc in backend.engine.process_tree()]
-                self.gpu_memory.labels(name).set(gpu.bytes_used_by(pids))
+        async with self._memory_lock:
+            if time.monotonic() - self._memory_read_at < MEMORY_CACHE_S:
+                return
+            readings = await asyncio.to_thread(engine_memory, backends, gpu)
+            self._memory_read_at = time.monotonic()
+        for name, (resident, gpu_bytes) in readings.items():
+            self.resident_memory.labels(name).set(resident)
+            if gpu_bytes is not None:
+                self.gpu_memory.labels(name).set(gpu_bytes)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def engine_memory(backends: dict[str, Backend], gpu: "GpuMemoryReader | None") -> dict[str, tuple[int, int | None]]:
+    """variant -> (resident bytes, GPU bytes or None) of each managed engine's processes (blocking)."""
+    readings = {}
+    for name, backend in backends.items():
+        if backend.engine is None:
+            continue
+        tree = backend.engine.process_tree()
+        resident = backend.engine.resident_bytes()
+        readings[name] = (resident, gpu.bytes_used_by([proc.pid for proc in tree]) if gpu is not None else None)
+    return readings
 
 
 class GpuMemoryReader:

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the gateway state and API-key checks, as `Annotated` aliases for routes.
+"""FastAPI dependencies: the gateway state, and a fail-closed check that the API-key middleware ran.
+
+The key itself is checked by `ApiKeyAuth` (app/api/auth.py) before the body is
+read; these dependencies only refuse a request that middleware never saw (an
+app assembled without it), so a wiring mistake cannot leave a route open.
 
 They are `async def` on purpose: FastAPI runs plain `def` dependencies in a
 thread pool, and that hand-off was most of the gateway's per-request CPU.
@@ -6,7 +10,6 @@ thread pool, and that hand-off was most of the gateway's per-request CPU.
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,37 +25,13 @@ async def get_gateway(request: Request) -> GatewayState:
 Gateway = Annotated[GatewayState, Depends(get_gateway)]
 
 
-def _key_is_valid(request: Request, keys: frozenset[str]) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    # Constant-time comparison against every key, so timing does not reveal a prefix.
-    return any(hmac.compare_digest(token.strip().encode(), key.encode()) for key in keys)
+async def require_checked_request(request: Request) -> None:
+    if "key_id" not in request.scope.get("state", {}):
+        raise OpenAIError(401, "API key check did not run; refusing the request", code="invalid_api_key",
+                          headers={"WWW-Authenticate": "Bearer"})
 
 
-def check_key(request: Request, gateway: GatewayState, required: bool) -> None:
-    if not required or not gateway.api_keys:
-        return
-    if not _key_is_valid(request, gateway.api_keys):
-        missing = "authorization" not in request.headers
-        message = ("missing API key: send `Authorization: Bearer <key>`" if missing
-                   else "invalid API key")
-        raise OpenAIError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-
-
-async def require_api_key(request: Request, gateway: Gateway) -> None:
-    check_key(request, gateway, required=True)
-
-
-async def require_key_for_metrics(request: Request, gateway: Gateway) -> None:
-    check_key(request, gateway, required=gateway.settings.metrics_require_key)
-
-
-async def require_key_for_health(request: Request, gateway: Gateway) -> None:
-    check_key(request, gateway, required=gateway.settings.health_require_key)
-
-
-ApiKey = Depends(require_api_key)
-MetricsKey = Depends(require_key_for_metrics)
-HealthKey = Depends(require_key_for_health)
+# One check for every router; which paths are public is the middleware's decision (its settings).
+ApiKey = Depends(require_checked_request)
+MetricsKey = ApiKey
+HealthKey = ApiKey

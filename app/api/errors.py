@@ -43,13 +43,49 @@ class OpenAIError(Exception):
         return JSONResponse(self.body(), status_code=self.status, headers={**self.headers, **(headers or {})})
 
 
+# Validation errors that mean "this request is not allowed" rather than "this value is out of range": 400.
+REFUSED_INPUT = {
+    "extra_forbidden": ("unsupported_field", "is not a field this gateway accepts (docs/gateway.md, Security)"),
+    "union_tag_invalid": ("unsupported_field", "is not a content part type this gateway accepts"),
+    "lone_surrogate": ("invalid_text", None),
+    "non_finite_number": ("invalid_number", None),
+    "finite_number": ("invalid_number", "must be a finite number (not NaN or Infinity)"),
+}
+# pydantic names the branch of a union in an error's location (`str`, `list[...]`, `constrained-str`):
+# not part of the field path a client can act on.
+_UNION_BRANCHES = {"str", "int", "float", "bool", "dict", "list", "none"}
+_BRANCH_PREFIXES = ("constrained-", "function-", "tagged-union", "nullable", "lax-", "strict-", "json-or-python")
+
+
+def _is_branch(part: str) -> bool:
+    return "[" in part or part in _UNION_BRANCHES or part.startswith(_BRANCH_PREFIXES)
+
+
+def _field_path(location) -> str:
+    return ".".join(str(part) for part in location if part != "body" and not _is_branch(str(part)))
+
+
+def _refused_input(errors: list) -> JSONResponse | None:
+    for err in errors:
+        refused = REFUSED_INPUT.get(err.get("type"))
+        if refused is None:
+            continue
+        code, reason = refused
+        param = (err.get("ctx") or {}).get("param") or _field_path(err.get("loc", ())) or None
+        message = f"{param}: {reason}" if reason else err.get("msg")
+        return OpenAIError(400, message, param=param, code=code).response()
+    return None
+
+
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
         return OpenAIError(400, "the request body is not valid JSON", code="invalid_json").response()
+    refused = _refused_input(errors)
+    if refused is not None:
+        return refused
     first = errors[0] if errors else {}
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(location) or None
+    param = _field_path(first.get("loc", ())) or None
     message = "; ".join(
         f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: {err.get('msg')}"
         for err in errors[:5])

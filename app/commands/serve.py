@@ -27,7 +27,17 @@ def serve(config_path: str | Path, host: str | None = None, port: int | None = N
     overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
     config = Settings(config_path=Path(config_path), **overrides, **settings)
     app = create_app(config)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    try:
+        # Open streams get shutdown_grace_s to finish; then uvicorn cancels them and the lifespan
+        # stops the engines, so a graceful shutdown never waits forever.
+        uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=config.shutdown_grace_s)
+    finally:
+        # A second Ctrl-C makes uvicorn skip the lifespan shutdown: stop the engines here.
+        # (Had the process been SIGKILLed, each engine's keeper stops it: app/engines/reaper.py.)
+        supervisor = app.state.gateway.supervisor
+        if supervisor is not None:
+            supervisor.stop_blocking()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,8 +50,9 @@ class Variant(ReliabilityOptions):
     max_in_flight: int | None = Field(None, ge=1, description="sequences in flight; beyond it: 429")
     evaluation: bool = Field(False, description="allow echo / prompt logprobs (bounded) for every key")
     multimodal: bool = Field(False, description="accept non-text content parts (image/audio URLs)")
-    api_key_file: Path | None = Field(None, description="url: variants: file holding the upstream key")
-    api_key_env: str | None = Field(None, description="url: variants: env variable holding the upstream key")
+    # url: variants send this key upstream; managed variants start their engine with it (default: random).
+    api_key_file: Path | None = Field(None, description="file holding the engine's API key")
+    api_key_env: str | None = Field(None, description="env variable holding the engine's API key")
 
     @model_validator(mode="after")
     def model_or_url(self) -> "Variant":
@@ -149,4 +150,6 @@ def load_config(path: str | Path) -> GatewayConfig:
                 variant.model = str(candidate.resolve())
         if variant.report_card is not None and not variant.report_card.is_absolute():
             variant.report_card = (path.parent / variant.report_card).resolve()
+        if variant.api_key_file is not None and not variant.api_key_file.is_absolute():
+            variant.api_key_file = (path.parent / variant.api_key_file).resolve()
     return config

@@ -3,7 +3,8 @@
 Read from the environment (prefix `MOEPRUNE_`) or passed in directly, in the
 style of pydantic-settings: `Settings(config_path="variants.yaml", port=9000)`.
 API keys come from `MOEPRUNE_API_KEYS` (comma-separated) and/or a file named by
-`MOEPRUNE_API_KEYS_FILE` (one key per line, `#` comments allowed).
+`MOEPRUNE_API_KEYS_FILE` (one key per line, `#` comments allowed; re-read when
+it changes, see app/api/auth.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Settings(BaseSettings):
 
     # Limits. Admission counts sequences (prompts x n), not HTTP requests.
     max_request_bytes: int = Field(1_048_576, ge=1024)
+    request_body_timeout_s: float = Field(30.0, gt=0, description="the whole request body must arrive within this")
     max_tokens_limit: int = Field(4096, ge=1)
     max_prompts_per_request: int = Field(32, ge=1, description="length of a completions prompt list")
     max_n: int = Field(16, ge=1)
@@ -77,13 +79,37 @@ class Settings(BaseSettings):
     # The vLLM launch command, overriding both the YAML `launcher:` and the default.
     launcher: str | None = None
 
+    def static_api_keys(self) -> frozenset[str]:
+        """Keys given in the environment (or directly): fixed for the gateway's life."""
+        return split_keys(self.api_keys) | self.evaluation_key_set()
+
+    def evaluation_key_set(self) -> frozenset[str]:
+        """Keys that may use echo / prompt logprobs; each is also an ordinary valid key."""
+        return split_keys(self.evaluation_api_keys)
+
     def api_key_set(self) -> frozenset[str]:
-        keys = {key.strip() for key in self.api_keys.split(",") if key.strip()}
+        """Every key configured now: the environment's and the keys file's (which must hold one)."""
+        keys = self.static_api_keys()
         if self.api_keys_file is not None:
-            try:
-                lines = Path(self.api_keys_file).read_text().splitlines()
-            except OSError as exc:
-                raise UserError(f"cannot read the API keys file {self.api_keys_file}: {exc.strerror}; "
-                                "fix MOEPRUNE_API_KEYS_FILE") from exc
-            keys |= {line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")}
-        return frozenset(keys)
+            keys |= read_keys_file(self.api_keys_file)
+        return keys
+
+
+def split_keys(text: str) -> frozenset[str]:
+    return frozenset(key.strip() for key in text.split(",") if key.strip())
+
+
+def read_keys_file(path: Path, allow_empty: bool = False) -> frozenset[str]:
+    """One key per line, `#` comments. A file without keys is an error unless `allow_empty`
+    (a reload may revoke every key in it; at start an empty file would mean an open gateway)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UserError(f"cannot read the API keys file {path}: {reason}; fix MOEPRUNE_API_KEYS_FILE") from exc
+    keys = frozenset(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    if not keys and not allow_empty:
+        raise UserError(f"the API keys file {path} holds no keys (only blank lines or # comments), which would "
+                        "leave the gateway open; put one key per line, e.g. "
+                        f"`python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >> {path}`")
+    return keys

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from app.api.auth import KeyStore
 from app.config.variants import GatewayConfig
 from app.core.config import Settings
 from app.engines.backends import Backend
@@ -15,6 +16,8 @@ from app.engines.supervisor import Supervisor
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.policy import FlagPolicy
 from app.routing.arm_stats import ExperimentStats
+from app.serving.admission import Admission
+from app.serving.salt import CacheSalt
 
 
 @dataclass
@@ -26,8 +29,10 @@ class GatewayState:
     policies: dict[str, FlagPolicy]
     footprints: dict[str, Footprint | None]
     experiment_stats: dict[str, ExperimentStats]
-    api_keys: frozenset[str]
+    keys: KeyStore  # the API keys (digests), re-read when the keys file changes
     gpu: GpuMemoryReader | None = None
     client: httpx.AsyncClient | None = None
     supervisor: Supervisor | None = None
     rng: random.Random = field(default_factory=random.Random)
+    admission: Admission = field(default_factory=Admission)  # sequences in flight per API key
+    cache_salt: CacheSalt = field(default_factory=CacheSalt)  # per-key prefix-cache salt (secret per gateway)

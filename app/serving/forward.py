@@ -1,29 +1,50 @@
-"""Proxy one non-streaming request: forward, judge the answer, trim logprobs, answer with headers."""
+"""Proxy one non-streaming request: forward, judge the answer, trim logprobs, answer with headers.
+
+The whole exchange with the engine (its answer and any extra reliability calls)
+is raced against the client hanging up and bounded by the request's deadline:
+either cancels it, which closes the upstream connection so vLLM aborts the
+request, and the caller then frees the slot (status 499 or 504).
+"""
 
 from __future__ import annotations
 
-import httpx
+import logging
+
 from fastapi.responses import JSONResponse
 
+from app.api.errors import OpenAIError
 from app.core.state import GatewayState
 from app.reliability.logprobs import LogprobPlan, TokenTrace
 from app.reliability.verdict import flags_header
 from app.serving.assess import assess
+from app.serving.deadline import within_deadline
+from app.serving.disconnect import Receive, until_disconnect
 from app.serving.exchange import Exchange
-from app.serving.upstream import transport_failure, upstream_error
+from app.serving.upstream import send_upstream, upstream_error
+
+log = logging.getLogger("moeprune.upstream")
 
 
 async def forward(gateway: GatewayState, exchange: Exchange, path: str, upstream_body: dict,
-                  plan: LogprobPlan) -> JSONResponse:
+                  plan: LogprobPlan, receive: Receive | None = None) -> JSONResponse:
+    work = _forward(gateway, exchange, path, upstream_body, plan)
+    return await within_deadline(exchange, until_disconnect(receive, work))
+
+
+async def _forward(gateway: GatewayState, exchange: Exchange, path: str, upstream_body: dict,
+                   plan: LogprobPlan) -> JSONResponse:
     backend = exchange.backend
-    try:
-        response = await gateway.client.post(backend.url + path, json=upstream_body,
-                                             timeout=gateway.settings.upstream_timeout_s)
-    except httpx.HTTPError as exc:
-        raise transport_failure(gateway, backend, exc) from None
+    response = await send_upstream(gateway, backend, path, upstream_body, stream=False)
     if response.status_code >= 400:
         raise upstream_error(backend.variant, response.status_code, response.content)
-    data = response.json()
+    try:
+        data = response.json()
+        if not isinstance(data, dict):
+            raise ValueError("the answer is not a JSON object")
+    except ValueError as exc:
+        log.warning("malformed engine answer", extra={"variant": backend.variant, "error": str(exc)[:500]})
+        raise OpenAIError(502, f"the engine of variant {backend.variant!r} sent a malformed answer; retry",
+                          code="upstream_failed") from None
     exchange.mark_first_token()
     exchange.count_usage(data.get("usage"))
     choices = data.get("choices") or []

@@ -1,4 +1,4 @@
-"""One OpenAI request through the gateway: pick the variant, admit it, forward it, account for it."""
+"""One OpenAI request through the gateway: pick the variant, bound it, admit it, forward it, account for it."""
 
 from __future__ import annotations
 
@@ -10,49 +10,56 @@ from fastapi.responses import Response
 from app.api.errors import OpenAIError
 from app.core.state import GatewayState
 from app.reliability.logprobs import plan_logprobs
+from app.serving.bounds import cap_max_tokens, check_content_parts, check_evaluation_fields, count_sequences
 from app.serving.exchange import Exchange
 from app.serving.forward import forward
 from app.serving.stream import open_stream
 from app.serving.targets import resolve_target
 from app.serving.upstream import backend_unavailable
 
-RETRY_AFTER_FULL_S = "1"
+ANONYMOUS = "anonymous"
 
 
-def check_token_limits(body: dict, limit: int) -> None:
-    for field in ("max_tokens", "max_completion_tokens"):
-        value = body.get(field)
-        if isinstance(value, int) and value > limit:
-            raise OpenAIError(400, f"{field}={value} is above this gateway's limit of {limit}; ask for fewer",
-                              param=field, code="max_tokens_exceeded")
+def bound_request(gateway: GatewayState, request: Request, body: dict, chat: bool, variant_name: str) -> int:
+    """Check `body` against the limits of this variant and key, fill in max_tokens; the sequence count."""
+    settings = gateway.settings
+    variant = gateway.config.variants[variant_name]
+    sequences = count_sequences(body, chat, settings)
+    cap_max_tokens(body, chat, settings.max_tokens_limit)
+    evaluation_key = bool(getattr(request.state, "evaluation_key", False))
+    check_evaluation_fields(body, chat, variant_name, variant, evaluation_key, settings)
+    if chat:
+        check_content_parts(body, variant_name, variant)
+    return sequences
 
 
 async def serve(request: Request, gateway: GatewayState, body: dict, chat: bool) -> Response:
     path = "/v1/chat/completions" if chat else "/v1/completions"
-    check_token_limits(body, gateway.settings.max_tokens_limit)
     target = resolve_target(gateway, body["model"], request.headers, body.get("user"))
     stream = bool(body.get("stream"))
     exchange = Exchange(gateway, target, request.state.request_id, path, stream)
     backend = exchange.backend
+    key_id = getattr(request.state, "key_id", ANONYMOUS)
     if gateway.settings.log_text:  # off by default: prompts may hold patient data
         exchange.text["prompt_text"] = body.get("messages") if chat else body.get("prompt")
     try:
+        sequences = bound_request(gateway, request, body, chat, target.variant)
         if not backend.up:
             raise backend_unavailable(backend)
-        if backend.in_flight >= backend.max_in_flight:
-            raise OpenAIError(429, f"variant {target.variant!r} has {backend.in_flight} requests in flight "
-                                   f"(limit {backend.max_in_flight}); retry shortly",
-                              code="queue_full", headers={"Retry-After": RETRY_AFTER_FULL_S})
-        exchange.take_slot()
-        upstream_body = dict(body, model=backend.served_model)
+        # Without keys every client is "anonymous": one shared per-key budget would only shrink capacity.
+        exchange.hold(gateway.admission.admit(backend, None if key_id == ANONYMOUS else key_id, sequences,
+                                              gateway.settings.max_in_flight_per_key))
+        # The client's cache_salt (if any) is replaced: the prefix cache is shared only within one key.
+        upstream_body = dict(body, model=backend.served_model, cache_salt=gateway.cache_salt.for_key(key_id))
         plan = plan_logprobs(upstream_body, chat)
         if not stream:
-            response = await forward(gateway, exchange, path, upstream_body, plan)
+            response = await forward(gateway, exchange, path, upstream_body, plan, receive=request.receive)
             exchange.end(response.status_code)
             return response
         client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream_body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        return await open_stream(gateway, exchange, path, upstream_body, plan, client_wants_usage)
+        return await open_stream(gateway, exchange, path, upstream_body, plan, client_wants_usage,
+                                 receive=request.receive)
     except OpenAIError as exc:
         exc.headers.update(target.headers())
         exchange.end(exc.status)

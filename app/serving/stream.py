@@ -3,26 +3,42 @@
 Chunks pass through as they arrive (logprobs trimmed to what the client asked
 for). The engine is always asked for usage; its usage chunk carries the
 `reliability` object when the client asked for usage too, otherwise a final
-chunk with no choices carries it. An engine failure mid-stream ends the stream
-with an OpenAI error event instead of hanging.
+chunk with no choices carries it. An engine failure mid-stream (a dropped
+connection, a malformed chunk, an error event of the engine's own) ends the
+stream with an OpenAI error event and a non-200 status in the access log.
+
+The upstream response belongs to `RelayResponse` from the moment it is opened:
+whatever happens next (the client gone before the body starts, mid-stream, a
+reader too slow, the request's deadline), its `finally` closes the upstream
+connection, so vLLM aborts the request, and ends the exchange, so the slot is freed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import Awaitable, Callable
 
 import httpx
-from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
+from starlette.responses import Response
 
 from app.api.errors import OpenAIError
+from app.api.send_timeout import SendTimedOut
 from app.core.state import GatewayState
 from app.reliability.logprobs import LogprobPlan, TokenTrace
 from app.serving.assess import assess
+from app.serving.deadline import deadline_exceeded, time_left, within_deadline
+from app.serving.disconnect import CLIENT_CLOSED, Receive, until_disconnect
 from app.serving.exchange import Exchange
-from app.serving.upstream import transport_failure, upstream_error
+from app.serving.sse import sse_data
+from app.serving.upstream import send_upstream, stream_error, transport_failure, upstream_error
+
+log = logging.getLogger("moeprune.upstream")
+
+SLOW_READER = 408  # access-log status of a stream aborted because its client stopped reading
+Emit = Callable[[bytes], Awaitable[None]]
 
 
 def sse(payload: dict | str) -> bytes:
@@ -31,63 +47,122 @@ def sse(payload: dict | str) -> bytes:
 
 
 async def open_stream(gateway: GatewayState, exchange: Exchange, path: str, upstream_body: dict,
-                      plan: LogprobPlan, client_wants_usage: bool) -> StreamingResponse:
+                      plan: LogprobPlan, client_wants_usage: bool, receive: Receive | None = None) -> Response:
+    """Open the upstream stream (raced against the client leaving and the deadline) and hand it over."""
+    opening = _open(gateway, exchange, path, upstream_body)
+    upstream = await within_deadline(exchange, until_disconnect(receive, opening))
+    return RelayResponse(gateway, exchange, upstream, upstream_body, plan, client_wants_usage)
+
+
+async def _open(gateway: GatewayState, exchange: Exchange, path: str, upstream_body: dict) -> httpx.Response:
     backend = exchange.backend
-    request = gateway.client.build_request("POST", backend.url + path, json=upstream_body,
-                                           timeout=gateway.settings.upstream_timeout_s)
+    upstream = await send_upstream(gateway, backend, path, upstream_body, stream=True)
+    if upstream.status_code < 400:
+        return upstream
     try:
-        response = await gateway.client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise transport_failure(gateway, backend, exc) from None
-    if response.status_code >= 400:
-        content = await response.aread()
-        await response.aclose()
-        raise upstream_error(backend.variant, response.status_code, content)
-    headers = exchange.target.headers()
-    events = relay(gateway, exchange, response, upstream_body, plan, client_wants_usage)
-    # If the client leaves before the first chunk, the relay never runs: the background task
-    # still ends the exchange (Exchange.end is idempotent), so no in-flight slot leaks.
-    return StreamingResponse(events, media_type="text/event-stream", headers=headers,
-                             background=BackgroundTask(exchange.end, 499))
+        content = await upstream.aread()
+    finally:
+        await upstream.aclose()
+    raise upstream_error(backend.variant, upstream.status_code, content)
 
 
-async def relay(gateway: GatewayState, exchange: Exchange, response: httpx.Response, upstream_body: dict,
-                plan: LogprobPlan, client_wants_usage: bool) -> AsyncIterator[bytes]:
+class RelayResponse(Response):
+    """A server-sent-events response that owns its upstream response (see the module docstring)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, gateway: GatewayState, exchange: Exchange, upstream: httpx.Response, upstream_body: dict,
+                 plan: LogprobPlan, client_wants_usage: bool):
+        self.status_code = 200
+        self.background = None
+        self.init_headers(exchange.target.headers())
+        self.relay = (gateway, exchange, upstream, upstream_body, plan, client_wants_usage)
+        self.exchange, self.upstream = exchange, upstream
+
+    async def __call__(self, scope, receive, send) -> None:
+        status = CLIENT_CLOSED  # unless the relay reports otherwise, the client left
+        try:
+            status = await until_disconnect(receive, self._run(send))
+        except OpenAIError as exc:  # the client went away
+            status = exc.status
+        except SendTimedOut:
+            status = SLOW_READER
+            raise
+        except Exception:
+            status = 500
+            raise
+        finally:
+            await self.upstream.aclose()
+            self.exchange.end(status)
+
+    async def _run(self, send) -> int:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+
+        async def emit(data: bytes) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        try:
+            async with asyncio.timeout(time_left(self.exchange)) as scope:
+                status = await relay(*self.relay, emit)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            failure = deadline_exceeded(self.exchange)
+            await emit(sse(failure.body()))
+            await emit(sse("[DONE]"))
+            status = failure.status
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return status
+
+
+async def relay(gateway: GatewayState, exchange: Exchange, upstream: httpx.Response, upstream_body: dict,
+                plan: LogprobPlan, client_wants_usage: bool, emit: Emit) -> int:
+    """Pass the engine's chunks on through `emit`; return the status the access log records."""
     trace = TokenTrace()
-    usage_chunk, template, status = None, None, 200
+    usage_chunk, template, finished = None, None, False
+    variant = exchange.target.variant
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == "[DONE]":
-                break
-            chunk = json.loads(payload)
-            template = template or chunk
-            if chunk.get("usage"):
-                exchange.count_usage(chunk["usage"])
-            if not chunk.get("choices"):
-                usage_chunk = chunk if chunk.get("usage") else usage_chunk
-                continue
-            yield sse(prepare_chunk(chunk, exchange, trace, plan, client_wants_usage))
+        async with contextlib.aclosing(sse_data(upstream.aiter_bytes())) as events:
+            async for data in events:
+                if data == b"[DONE]":
+                    finished = True
+                    break
+                chunk = json.loads(data)
+                if not isinstance(chunk, dict):
+                    raise ValueError("a stream chunk that is not a JSON object")
+                failure = stream_error(variant, chunk)
+                if failure is not None:
+                    return await end_with(emit, failure)
+                template = template or chunk
+                if chunk.get("usage"):
+                    exchange.count_usage(chunk["usage"])
+                if not chunk.get("choices"):
+                    usage_chunk = chunk if chunk.get("usage") else usage_chunk
+                    continue
+                await emit(sse(prepare_chunk(chunk, exchange, trace, plan, client_wants_usage)))
+        if not finished:  # the engine closed a complete-looking body without its final [DONE]
+            log.warning("engine stream ended without [DONE]", extra={"variant": variant})
+            return await end_with(emit, OpenAIError(502, f"the engine of variant {variant!r} ended the stream "
+                                                         "early; retry", code="upstream_failed"))
         reliability = await assess(gateway, exchange.target, upstream_body, trace, plan.chat,
                                    exchange.completion_tokens)
         exchange.flags = reliability["flags"]
         exchange.text["completion_text"] = trace.answer
-        yield sse(final_chunk(exchange, template, usage_chunk, reliability, client_wants_usage))
-        yield sse("[DONE]")
-    except (httpx.HTTPError, ValueError) as exc:
-        failure = transport_failure(gateway, exchange.backend, exc) if isinstance(exc, httpx.HTTPError) else \
-            OpenAIError(502, f"the engine of variant {exchange.target.variant!r} sent a malformed stream")
-        status = failure.status
-        yield sse(failure.body())
-        yield sse("[DONE]")
-    except (asyncio.CancelledError, GeneratorExit):
-        status = 499  # the client went away mid-stream
-        raise
-    finally:
-        await response.aclose()
-        exchange.end(status)
+        await emit(sse(final_chunk(exchange, template, usage_chunk, reliability, client_wants_usage)))
+        await emit(sse("[DONE]"))
+        return 200
+    except httpx.HTTPError as exc:
+        return await end_with(emit, transport_failure(gateway, exchange.backend, exc))
+    except ValueError as exc:  # not JSON, not UTF-8, an event too long
+        log.warning("malformed engine stream", extra={"variant": variant, "error": str(exc)[:500]})
+        return await end_with(emit, OpenAIError(502, f"the engine of variant {variant!r} sent a malformed "
+                                                     "stream; retry", code="upstream_failed"))
+
+
+async def end_with(emit: Emit, failure: OpenAIError) -> int:
+    await emit(sse(failure.body()))
+    await emit(sse("[DONE]"))
+    return failure.status
 
 
 def prepare_chunk(chunk: dict, exchange: Exchange, trace: TokenTrace, plan: LogprobPlan,

@@ -1,52 +1,127 @@
-"""Map what can go wrong between the gateway and an engine to the gateway's documented statuses.
+"""Talk to an engine, and map what can go wrong on the way to the gateway's documented statuses.
 
 Connection refused: the engine is down -> 503 (and the backend is marked down
 until its health check passes again). Connection dropped mid-request: 502.
-No answer in time: 504. Engine 4xx: passed through in OpenAI shape. Engine 5xx: 502.
+No answer in time: 504. Engine 4xx: passed through in OpenAI shape. Engine 5xx
+and error events inside a stream: 502.
+
+Messages to clients name the variant and nothing else: engine URLs, exception
+text and engine log lines go to the gateway log (`moeprune.upstream`), where
+the request id ties them to the access-log line.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
 import httpx
 
 from app.api.errors import OpenAIError
-from app.engines.backends import Backend
 from app.core.state import GatewayState
+from app.engines.backends import Backend
+
+log = logging.getLogger("moeprune.upstream")
 
 RETRY_AFTER_DOWN_S = "5"
+# A pooled connection the engine closed while it sat idle fails like this before any answer byte.
+RETRYABLE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+class AttemptTrace:
+    """httpcore's trace hook for one attempt: did it open a new connection, did any answer arrive?"""
+
+    def __init__(self) -> None:
+        self.events: set[str] = set()
+
+    async def __call__(self, name: str, info: dict) -> None:
+        self.events.add(name)
+
+    def safe_to_retry(self, exc: httpx.HTTPError) -> bool:
+        """True when the request went out on a reused connection that died before any answer.
+
+        The engine (uvicorn) only closes a keep-alive connection while no request is in progress on
+        it, so a reused connection that ends without a single response byte never started our
+        request: sending it again cannot run it twice. A fresh connection failing proves nothing.
+        """
+        reused = "connection.connect_tcp.started" not in self.events
+        answered = "http11.receive_response_headers.complete" in self.events
+        return isinstance(exc, RETRYABLE) and reused and not answered
+
+
+async def send_upstream(gateway: GatewayState, backend: Backend, path: str, body: dict, *,
+                        stream: bool) -> httpx.Response:
+    """POST `body` to the backend (its key in the headers); one retry on a pooled connection that was
+    already dead. With `stream=True` the caller owns the response and must close it."""
+    for attempt in (1, 2):
+        trace = AttemptTrace()
+        request = gateway.client.build_request("POST", backend.url + path, json=body,
+                                               headers=backend.upstream_headers(), extensions={"trace": trace})
+        try:
+            return await gateway.client.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            if attempt == 1 and trace.safe_to_retry(exc):
+                log.info("pooled upstream connection was closed before the request; retrying once",
+                         extra={"variant": backend.variant, "error": type(exc).__name__})
+                continue
+            raise transport_failure(gateway, backend, exc) from None
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def backend_unavailable(backend: Backend) -> OpenAIError:
-    reason = backend.last_error.splitlines()[0] if backend.last_error else "starting"
-    return OpenAIError(503, f"the engine of variant {backend.variant!r} is not available ({reason}); retry later",
+    # The reason (a connection error with the engine's URL, an engine log line) stays in the log and
+    # in /ready's details for key holders; the client only learns that it should retry.
+    return OpenAIError(503, f"the engine of variant {backend.variant!r} is not available; retry later",
                        code="engine_unavailable", headers={"Retry-After": RETRY_AFTER_DOWN_S})
 
 
 def transport_failure(gateway: GatewayState, backend: Backend, exc: httpx.HTTPError) -> OpenAIError:
     variant = backend.variant
+    log.warning("upstream transport failure", extra={"variant": variant, "error": f"{type(exc).__name__}: {exc}"})
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
         gateway.supervisor.mark_down(backend, f"connection refused: {exc}")
         return backend_unavailable(backend)
     if isinstance(exc, httpx.TimeoutException):
-        seconds = gateway.settings.upstream_timeout_s
-        return OpenAIError(504, f"the engine of variant {variant!r} did not answer within {seconds:g}s",
+        return OpenAIError(504, f"the engine of variant {variant!r} did not answer in time; retry",
                            code="upstream_timeout")
-    return OpenAIError(502, f"the engine of variant {variant!r} failed mid-request ({type(exc).__name__}); "
-                            "retry", code="upstream_failed")
+    return OpenAIError(502, f"the engine of variant {variant!r} failed mid-request; retry", code="upstream_failed")
+
+
+def engine_failed(variant: str, status: int, message: str) -> OpenAIError:
+    """A 5xx from the engine (or its in-stream equivalent): generic to the client, details logged."""
+    log.warning("engine error", extra={"variant": variant, "upstream_status": status, "error": message[:2000]})
+    return OpenAIError(502, f"the engine of variant {variant!r} failed; retry", code="upstream_error")
+
+
+def client_error(status: int, error: dict) -> OpenAIError:
+    """An engine 4xx: about the request itself (too long a prompt, a bad value), so its message helps."""
+    param, code = error.get("param"), error.get("code")
+    return OpenAIError(status, str(error.get("message") or f"HTTP {status}"),
+                       param=param if isinstance(param, str) else None,
+                       code=str(code) if code is not None else None)
 
 
 def upstream_error(variant: str, status: int, content: bytes) -> OpenAIError:
-    """An error answer from the engine: its own message for 4xx, 502 for 5xx."""
-    message, param, code = None, None, None
+    """An error answer from the engine: its own message for 4xx, a generic 502 for anything else."""
+    error: dict = {}
     try:
-        error = json.loads(content).get("error") or {}
-        message, param, code = error.get("message"), error.get("param"), error.get("code")
+        parsed = json.loads(content)
+        error = parsed.get("error") if isinstance(parsed.get("error"), dict) else parsed
     except (ValueError, AttributeError):
         pass
-    message = message or content[:300].decode(errors="replace") or f"HTTP {status}"
-    if status >= 500 or status < 400:
-        return OpenAIError(502, f"the engine of variant {variant!r} failed: {message}", code="upstream_error")
-    return OpenAIError(status, message, param=param if isinstance(param, str) else None,
-                       code=str(code) if code is not None else None)
+    if 400 <= status < 500:
+        return client_error(status, error or {"message": content[:300].decode(errors="replace")})
+    return engine_failed(variant, status, str(error.get("message") or content[:2000].decode(errors="replace")))
+
+
+def stream_error(variant: str, chunk: dict) -> OpenAIError | None:
+    """The error a stream chunk carries (`{"error": {...}}`, or vLLM's older `{"object": "error", ...}`)."""
+    error = chunk.get("error") if isinstance(chunk.get("error"), dict) else None
+    if error is None and chunk.get("object") == "error":
+        error = chunk
+    if error is None:
+        return None
+    code = error.get("code")
+    if isinstance(code, int) and 400 <= code < 500:
+        return client_error(code, error)
+    return engine_failed(variant, code if isinstance(code, int) else 0, str(error.get("message")))

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from k8s_engines import engine_deployment, engine_service  # noqa: E402
 from k8s_gateway import api_key_secret, config_map, gateway_deployment, gateway_service  # noqa: E402
 from k8s_monitoring import monitoring_objects  # noqa: E402
+from k8s_network import engine_network_policy  # noqa: E402
 
 # Variant names become Service names (moeprune-vllm-NAME): DNS-1035 labels.
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]{0,46}[a-z0-9])?$")
@@ -50,6 +51,11 @@ def check_values(values: object, source: str) -> dict:
             raise ValuesError(f"{source}: variants.{name}.model: give the checkpoint path inside the model volume")
         if spec.get("base") and spec["base"] not in values["variants"]:
             raise ValuesError(f"{source}: variants.{name}.base: unknown variant {spec['base']!r}")
+    gateway = values["gateway"]
+    if not gateway.get("existingSecret") and not gateway.get("apiKeys"):
+        # The gateway would refuse to start anyway (no keys on 0.0.0.0); say so at render time.
+        raise ValuesError(f"{source}: gateway: set existingSecret (a Secret with key `api_keys`, one key per "
+                          "line) or list apiKeys; an open gateway is not rendered")
     for name, experiment in (values.get("experiments") or {}).items():
         unknown = sorted(set(experiment.get("arms", {})) - set(values["variants"]))
         if unknown:
@@ -66,6 +72,8 @@ def render_objects(values_path: str | Path) -> list[dict]:
         objects += [engine_deployment(name, spec, values), engine_service(name, values)]
     secret = api_key_secret(values)
     objects += [config, *([secret] if secret else []), gateway_deployment(values, config), gateway_service(values)]
+    policy = engine_network_policy(values)
+    objects += [policy] if policy else []
     return objects + monitoring_objects(values)
 
 

@@ -8,6 +8,7 @@ test, which ends by stopping the gateway and looking for orphans) run last.
 from __future__ import annotations
 
 import json
+import secrets
 
 import pytest
 import yaml
@@ -45,9 +46,12 @@ def gateway(tiny_qwen3_moe, tmp_path_factory):
     base_port = free_port()
     config = {
         "variants": {
-            "base": {"model": str(tiny_qwen3_moe), "engine": {**engine, "port": base_port}, "max_in_flight": 6},
+            # `evaluation`: echo / prompt logprobs allowed (bounded), as lm-eval's log-likelihoods need.
+            # Its engine key is pinned (not random) so that `remote` below can reach the same engine.
+            "base": {"model": str(tiny_qwen3_moe), "engine": {**engine, "port": base_port}, "max_in_flight": 6,
+                     "evaluation": True, "api_key_env": "TEST_BASE_ENGINE_KEY"},
             # The same engine seen as a remote server (`url:`), as a Kubernetes Service would be.
-            "remote": {"url": f"http://127.0.0.1:{base_port}"},
+            "remote": {"url": f"http://127.0.0.1:{base_port}", "api_key_env": "TEST_BASE_ENGINE_KEY"},
             # vLLM CPU workers bind core 0 by default; put this one on core 1 to halve contention.
             "pruned": {"model": str(pruned), "base": "base", "report_card": str(card), "base_check": True,
                        "engine": {**engine, "env": {"VLLM_CPU_OMP_THREADS_BIND": "1"}}},
@@ -62,6 +66,7 @@ def gateway(tiny_qwen3_moe, tmp_path_factory):
     running = start_gateway(config_path, work, env={
         "MOEPRUNE_MAX_REQUEST_BYTES": "65536", "MOEPRUNE_MAX_TOKENS_LIMIT": "256",
         "MOEPRUNE_RESTART_BACKOFF_S": "0.5", "MOEPRUNE_HEALTH_INTERVAL_S": "1",
+        "TEST_BASE_ENGINE_KEY": secrets.token_urlsafe(32),
     })
     running.dirs = {"base": tiny_qwen3_moe, "pruned": pruned, "report_card": card}
     try:

@@ -36,14 +36,21 @@ class RunningGateway:
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def engine_roots(self) -> dict[str, psutil.Process]:
-        """variant -> the root process of its vLLM server (a direct child of the gateway)."""
+        """variant -> the root process of its vLLM server (the child of its keeper, app/engines/reaper.py)."""
         roots = {}
-        for child in psutil.Process(self.proc.pid).children():
+        for keeper in psutil.Process(self.proc.pid).children():
             with contextlib.suppress(psutil.Error):
-                cmdline = child.cmdline()
-                if "--served-model-name" in cmdline:
-                    roots[cmdline[cmdline.index("--served-model-name") + 1]] = child
+                for child in keeper.children():
+                    cmdline = child.cmdline()
+                    if "--served-model-name" in cmdline:
+                        roots[cmdline[cmdline.index("--served-model-name") + 1]] = child
         return roots
+
+    def descendants(self) -> list[psutil.Process]:
+        """Every process under the gateway: keepers, engines and their workers."""
+        with contextlib.suppress(psutil.Error):
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        return []
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

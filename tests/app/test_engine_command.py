@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from app.engines import command
@@ -45,3 +47,27 @@ def test_gpu_engines_keep_vllms_defaults(monkeypatch, tmp_path):
     assert "--distributed-executor-backend" not in cmd and "--kv-cache-memory-bytes" not in cmd
     assert cmd[cmd.index("--gpu-memory-utilization") + 1] == "0.5"
     assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in launch_environment(spec, tmp_path)
+
+
+def test_engines_inherit_an_allowlisted_environment_and_the_gateways_key_only(monkeypatch, tmp_path):
+    for name, value in {"MOEPRUNE_API_KEYS": "client-key", "MOEPRUNE_API_KEYS_FILE": "/etc/keys",
+                        "AWS_SECRET_ACCESS_KEY": "cloud", "OPENAI_API_KEY": "sk-x", "VLLM_API_KEY": "outside",
+                        "HF_HOME": "/hf", "LC_ALL": "C.UTF-8", "CUDA_VISIBLE_DEVICES": "1",
+                        "VLLM_LOGGING_LEVEL": "DEBUG"}.items():
+        monkeypatch.setenv(name, value)
+    spec = EngineSpec(model="/models/m", port=9000, api_key="engine-key",
+                      env={"VLLM_CPU_OMP_THREADS_BIND": "1", "VLLM_API_KEY": "from-the-variant"})
+    env = launch_environment(spec, tmp_path)
+    assert not {"MOEPRUNE_API_KEYS", "MOEPRUNE_API_KEYS_FILE", "AWS_SECRET_ACCESS_KEY", "OPENAI_API_KEY"} & set(env)
+    assert env["VLLM_API_KEY"] == "engine-key"  # neither the outside one nor the variant's
+    assert env["HF_HOME"] == "/hf" and env["LC_ALL"] == "C.UTF-8" and env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert env["VLLM_LOGGING_LEVEL"] == "DEBUG" and env["VLLM_CPU_OMP_THREADS_BIND"] == "1"
+    assert env["PATH"] == os.environ["PATH"]
+    assert "VLLM_API_KEY" not in launch_environment(EngineSpec(model="/m", port=1), tmp_path)
+
+
+def test_the_command_line_sets_logprobs_and_silences_the_access_log_but_never_carries_the_key():
+    cmd = launch_command(EngineSpec(model="/models/m", port=9000, api_key="engine-key"))
+    assert cmd[cmd.index("--max-logprobs") + 1] == "20"
+    assert "--disable-uvicorn-access-log" in cmd
+    assert "--api-key" not in cmd and not any("engine-key" in arg for arg in cmd)

@@ -66,7 +66,8 @@ def test_confident_answer_raises_no_flags_and_unsure_one_does():
 
 def test_report_card_thresholds_and_baselines(tmp_path):
     card = tmp_path / "report_card.json"
-    card.write_text(json.dumps({"flags": {"low_confidence": {"threshold": -0.001, "base_rate": 0.2}}}))
+    card.write_text(json.dumps({"schema_version": 1, "variant": "v", "model": "v", "tasks": {}, "flags": {
+        "low_confidence": {"signal": "mean_logprob", "direction": "below", "threshold": -0.001, "base_rate": 0.2}}}))
     policy = load_policy(card)
     assert policy.source == "report_card" and policy.baselines == {"low_confidence": 0.2}
     trace = TokenTrace()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from app.config.variants import parse_config
+from app.core.config import read_keys_file
+from pruning.errors import UserError
 from tests.deploy.promql import DEPLOY, ROOT
 
 COMPOSE_DIR = DEPLOY / "compose"
@@ -56,8 +59,23 @@ def test_every_referenced_file_exists():
             context = COMPOSE_DIR / build["context"]
             assert (context / build.get("dockerfile", "Dockerfile")).is_file()
     for name, secret in data.get("secrets", {}).items():
-        assert (COMPOSE_DIR / interpolate(secret["file"])).is_file(), f"secret {name}"
+        source = interpolate(secret["file"])
+        assert source is None or (COMPOSE_DIR / source).is_file(), f"secret {name}"
     assert checked >= 5
+
+
+def test_compose_never_brings_up_an_open_gateway():
+    """No keys file by default (compose stops with a message), the example file is refused by the
+    gateway itself, and the gateway is published on loopback unless an address is chosen."""
+    data = compose()
+    keys_file = data["secrets"]["moeprune_api_keys"]["file"]
+    assert interpolate(keys_file) is None and "API_KEYS_FILE" in keys_file
+    gateway = data["services"]["gateway"]
+    assert gateway["environment"]["MOEPRUNE_API_KEYS_FILE"] == "/run/secrets/moeprune_api_keys"
+    assert "MOEPRUNE_ALLOW_UNAUTHENTICATED" not in gateway["environment"]
+    assert interpolate(gateway["ports"][0]).startswith("127.0.0.1:")
+    with pytest.raises(UserError, match="holds no keys"):
+        read_keys_file(COMPOSE_DIR / "api_keys.example.txt")
 
 
 def test_services_volumes_and_secrets_resolve():

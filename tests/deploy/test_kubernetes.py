@@ -52,7 +52,8 @@ def validate(obj: dict) -> None:
 
 def test_every_object_validates_against_the_kubernetes_schemas():
     rendered = objects()
-    assert {obj["kind"] for obj in rendered} == {"Deployment", "Service", "ConfigMap", "Secret",
+    # The example names an existing key Secret (keys never live in the values file), so none is rendered.
+    assert {obj["kind"] for obj in rendered} == {"Deployment", "Service", "ConfigMap", "NetworkPolicy",
                                                  "ServiceMonitor", "PrometheusRule"}
     for obj in rendered:
         validate(obj)
@@ -118,7 +119,8 @@ def test_gateway_deployment_mounts_its_config_and_api_key_secret():
     assert pod["securityContext"]["runAsNonRoot"] is True
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert volumes["config"]["configMap"]["name"] in by_kind(rendered, "ConfigMap")
-    assert volumes["api-keys"]["secret"]["secretName"] in by_kind(rendered, "Secret")
+    existing = yaml.safe_load(VALUES.read_text())["gateway"]["existingSecret"]
+    assert volumes["api-keys"]["secret"]["secretName"] == existing
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env["MOEPRUNE_API_KEYS_FILE"].startswith(mounts["api-keys"] + "/")
@@ -161,6 +163,52 @@ def test_dashboard_config_map_is_labelled_for_the_grafana_sidecar():
     dashboard = json.loads(config["data"]["moeprune.json"])
     uids = {panel["datasource"]["uid"] for panel in dashboard["panels"] if "datasource" in panel}
     assert uids == {"prometheus"}  # the values' grafanaDatasourceUid
+
+
+def write_values(tmp_path: Path, change) -> Path:
+    values = yaml.safe_load(VALUES.read_text())
+    change(values)
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_keys_listed_in_the_values_render_a_secret_the_gateway_accepts(tmp_path):
+    from app.core.config import read_keys_file
+
+    rendered = objects(write_values(tmp_path, lambda v: v["gateway"].update(existingSecret="", apiKeys=["k1", "k2"])))
+    secret = by_kind(rendered, "Secret")["moeprune-gateway-api-keys"]
+    validate(secret)
+    (tmp_path / "api_keys").write_text(secret["stringData"]["api_keys"])
+    assert read_keys_file(tmp_path / "api_keys") == {"k1", "k2"}
+    pod = by_kind(rendered, "Deployment")["moeprune-gateway"]["spec"]["template"]["spec"]
+    assert {"name": "api-keys", "secret": {"secretName": "moeprune-gateway-api-keys"}} in pod["volumes"]
+
+
+@pytest.mark.parametrize("change", [
+    lambda v: v["gateway"].update(existingSecret="", apiKeys=[]),
+    lambda v: [v["gateway"].pop(key) for key in ("existingSecret", "apiKeys")],
+], ids=["empty", "absent"])
+def test_values_without_keys_do_not_render_an_open_gateway(tmp_path, change):
+    with pytest.raises(renderer.ValuesError, match="an open gateway is not rendered"):
+        renderer.render(write_values(tmp_path, change))
+
+
+def test_only_the_gateway_and_prometheus_may_reach_the_engines():
+    rendered = objects()
+    policy = by_kind(rendered, "NetworkPolicy")["moeprune-vllm"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    pods = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in by_kind(rendered, "Deployment").items()}
+    assert {name for name, pod_labels in pods.items() if selector.items() <= pod_labels.items()} == \
+        {"moeprune-vllm-base", "moeprune-vllm-pruned-50"}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    gateway_peer, prometheus_peer = rule["from"]
+    assert gateway_peer == {"podSelector": {"matchLabels": pods["moeprune-gateway"]}}
+    assert "namespaceSelector" not in gateway_peer  # gateway pods of this namespace only
+    assert prometheus_peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+    engine_port = by_kind(rendered, "Service")["moeprune-vllm-base"]["spec"]["ports"][0]["port"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": engine_port}]
 
 
 def test_report_cards_and_existing_secrets(tmp_path):

@@ -49,7 +49,7 @@ def test_eval_writes_a_valid_report_card(evaluated):
     ReportCard.model_validate(card)  # the contract's strict model
     assert card["variant"] == "tiny-reap-50" and card["base"] == "base"
     assert card["pruning"] == {"method": "reap", "ratio": 0.5, "experts_kept": 4, "experts_total": 8,
-                               "bytes_saved": 400}
+                               "experts_kept_total": 8, "experts_before_total": 16, "bytes_saved": 400}
     assert set(card["tasks"]) == set(TASKS.split(","))
     bio = card["tasks"]["t_bio"]
     assert bio["n"] == 6 and bio["domain"] == "biomedical" and bio["kind"] == "multiple_choice"

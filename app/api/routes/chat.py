@@ -14,4 +14,4 @@ router = APIRouter(dependencies=[ApiKey], tags=["openai"])
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request, gateway: Gateway):
     """OpenAI chat completions, plus `reliability` in the body and `x-moe-*` headers."""
-    return await serve(request, gateway, body.model_dump(exclude_unset=True), chat=True)
+    return await serve(request, gateway, body.model_dump(exclude_unset=True, by_alias=True), chat=True)

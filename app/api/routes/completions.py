@@ -14,4 +14,4 @@ router = APIRouter(dependencies=[ApiKey], tags=["openai"])
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request, gateway: Gateway):
     """OpenAI text completions, plus `reliability` in the body and `x-moe-*` headers."""
-    return await serve(request, gateway, body.model_dump(exclude_unset=True), chat=False)
+    return await serve(request, gateway, body.model_dump(exclude_unset=True, by_alias=True), chat=False)

@@ -1,8 +1,13 @@
-"""GET /health (the gateway process is alive) and GET /ready (every variant's engine is up)."""
+"""GET /health (the gateway process is alive) and GET /ready (every variant's engine is up).
+
+/ready is public by default (probes), so without a key it says only booleans:
+each variant's state and last error (which may quote the engine log, paths and
+command lines) go only to trusted callers: a valid key, or loopback without keys.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import Gateway, HealthKey
@@ -16,7 +21,9 @@ async def health() -> dict:
 
 
 @router.get("/ready")
-async def ready(gateway: Gateway) -> JSONResponse:
-    backends = [backend.describe() for backend in gateway.backends.values()]
-    ready = all(backend["up"] for backend in backends)
-    return JSONResponse({"ready": ready, "variants": backends}, status_code=200 if ready else 503)
+async def ready(request: Request, gateway: Gateway) -> JSONResponse:
+    is_ready = all(backend.up for backend in gateway.backends.values())
+    body = {"ready": is_ready, "auth_required": gateway.keys.required}
+    if getattr(request.state, "trusted", False):
+        body["variants"] = [backend.describe() for backend in gateway.backends.values()]
+    return JSONResponse(body, status_code=200 if is_ready else 503)

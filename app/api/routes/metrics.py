@@ -13,5 +13,5 @@ router = APIRouter(dependencies=[MetricsKey], tags=["operations"])
 
 @router.get("/metrics")
 async def metrics(gateway: Gateway) -> Response:
-    gateway.metrics.refresh(gateway.backends, gateway.gpu)
+    await gateway.metrics.refresh(gateway.backends, gateway.gpu)
     return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -33,7 +33,7 @@ from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.policy import load_policy
 from app.routing.arm_stats import ExperimentStats
 from app.serving.client import build_upstream_client
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 log = logging.getLogger("moeprune.gateway")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from evaluators.metrics.classification import auroc
 from evaluators.metrics.flags import flag_quality
 from evaluators.signals import FLAG_RULES, SIGNAL_DIRECTIONS
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.manifest import PruningManifest
 from evaluators.report_card import SCHEMA_VERSION, ReportCard  # noqa: F401  (re-exported)
 

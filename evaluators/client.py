@@ -12,7 +12,7 @@ import asyncio
 import httpx
 
 from evaluators.cache import ResponseCache, request_key
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

@@ -70,13 +70,21 @@ def mean(values: list[float] | None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+# Sampling fields a resample keeps from the original request; everything else is the check's own.
+RESAMPLE_FIELDS = ("model", "messages", "prompt", "top_p", "top_k", "min_p", "stop", "stop_token_ids",
+                   "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "response_format",
+                   "chat_template_kwargs", "reasoning_effort", "add_generation_prompt", "continue_final_message",
+                   "cache_salt", "skip_special_tokens", "spaces_between_special_tokens", "include_stop_str_in_output")
+
+
 def consistency_request(body: dict, samples: int, max_tokens: int) -> dict:
-    """The resampling request for self-consistency: the client's request, `samples` fresh answers."""
-    probe = {key: value for key, value in body.items()
-             if key not in ("stream", "stream_options", "logprobs", "top_logprobs", "echo", "n", "seed")}
-    probe.update(n=samples, temperature=max(CONSISTENCY_MIN_TEMPERATURE, float(body.get("temperature") or 0)),
-                 max_tokens=max_tokens)
-    probe.pop("max_completion_tokens", None)
+    """The resampling request: `samples` fresh answers to the first prompt, at temperature >= 0.7."""
+    probe = {key: body[key] for key in RESAMPLE_FIELDS if key in body}
+    prompt = probe.get("prompt")
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+        probe["prompt"] = prompt[0]  # the verdict judges the first choice: resample its prompt only
+    probe.update(n=samples, max_tokens=max_tokens,
+                 temperature=max(CONSISTENCY_MIN_TEMPERATURE, float(body.get("temperature") or 0)))
     return probe
 
 

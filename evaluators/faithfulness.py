@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 def sentences(text: str) -> list[str]:

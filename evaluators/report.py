@@ -18,7 +18,7 @@ from evaluators.plots import in_vs_cross_domain, metric_vs_ratio, utility_vs_rel
 from evaluators.metric_registry import METRICS
 from evaluators.report_data import domains, metrics_present, variants
 from evaluators.report_html import PAGE, flag_table, metric_table, recovery_table, signal_table, variant_table
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 def render_report(card_paths, out_dir) -> Path:

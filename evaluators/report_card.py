@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pruning.errors import UserError, validation_problems
+from moeprune.errors import UserError, validation_problems
 
 SCHEMA_VERSION = 1
 CARD_NAME = "report_card.json"

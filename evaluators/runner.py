@@ -21,7 +21,7 @@ from evaluators.client import EndpointClient, EndpointError
 from evaluators.evaluate import evaluate_task
 from evaluators.tasks import Task, resolve_tasks
 from evaluators.task_metrics import mc_metrics, selected, summary_metrics, with_recovery
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, base_endpoint=None,

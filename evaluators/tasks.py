@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from evaluators.loaders import LOADERS, load_items
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 SETS_DIR = Path(__file__).parent / "sets"
 DOMAINS = ("biomedical", "general")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.families import Family, family_for
 
 INDEX_NAME = "model.safetensors.index.json"

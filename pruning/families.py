@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 # Fused expert tensors some tools write in transformers' in-memory layout
 # ([E, 2I, H] / [E, H, I], no ".weight"): sliced along dim 0 like router rows.

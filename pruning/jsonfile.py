@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 def read_json(path: str | Path, if_missing: str) -> Any:

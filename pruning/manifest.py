@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pruning.checkpoint import Checkpoint
-from pruning.errors import UserError, validation_problems
+from moeprune.errors import UserError, validation_problems
 from pruning.hashing import sha256_file, sha256_tree
 from moeprune.version import package_version
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.jsonfile import read_json
 from pruning.selection import Ranked, Routing
 

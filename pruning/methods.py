@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.statistics import ExpertStats
 
 Scores = dict[int, list[float]]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.statistics import VECTORS, ExpertStats, LayerStats
 
 # Largest activation slab (rows x hidden) materialised at once when calling experts.

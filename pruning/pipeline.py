@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.jsonfile import read_json
 from pruning.masks import mask_to_ranked, read_mask
 from pruning.methods import get_method

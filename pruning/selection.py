@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 Ranked = dict[int, list[int]]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pruning.checkpoint import Checkpoint, Shard, TensorEntry
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 _TMP = ".moeprune-tmp-"
 _OLD = ".moeprune-old-"

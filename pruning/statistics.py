@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.jsonfile import read_json
 
 SCHEMA = "moeprune-expert-statistics"

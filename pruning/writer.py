@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from pruning.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.hashing import sha256_file
 from pruning.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
 from pruning.shard_plan import ShardPlan, plan_shards

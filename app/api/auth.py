@@ -22,7 +22,7 @@ from pathlib import Path
 from app.api.errors import OpenAIError
 from app.api.middleware import send_error
 from app.core.config import Settings, read_keys_file
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 log = logging.getLogger("moeprune.auth")
 

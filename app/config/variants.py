@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 class Strict(BaseModel):

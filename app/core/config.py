@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 class Settings(BaseSettings):

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 def _csv(kind, valid=None):

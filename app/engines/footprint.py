@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pruning.checkpoint import Checkpoint
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.manifest import PruningManifest
 
 

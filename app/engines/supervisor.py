@@ -33,7 +33,7 @@ from app.core.config import Settings
 from app.engines.backends import Backend
 from app.engines.command import EngineSpec
 from app.engines.process import EngineProcess, EngineStartError, probe_health, served_models
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 log = logging.getLogger("moeprune.supervisor")
 UNHEALTHY_AFTER_PROBES = 3

@@ -1,16 +1,14 @@
-"""Ask the engine for token logprobs on every request, read them back, and hide what the client did not ask for.
+"""Ask the engine for token logprobs on every request, and hide from the answer what the client did not ask for.
 
-Chat responses carry `logprobs.content[i] = {token, logprob, top_logprobs: [...]}`;
-completions carry `logprobs = {tokens, token_logprobs, top_logprobs: [{token: lp}], ...}`.
-Stream chunks carry the same shapes for the tokens of that chunk.
+Reading the logprobs back is `evaluators.token_trace.TokenTrace`, the reader the
+evaluators calibrate with.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-# The engine is always asked for this many alternatives per token (the entropy signal's k).
-TOP_K = 5
+from evaluators.token_trace import TOP_LOGPROBS
 
 
 @dataclass
@@ -46,45 +44,10 @@ def plan_logprobs(body: dict, chat: bool) -> LogprobPlan:
         wants = bool(body.get("logprobs"))
         top = int(body.get("top_logprobs") or 0) if wants else 0
         body["logprobs"] = True
-        body["top_logprobs"] = max(TOP_K, top)
+        body["top_logprobs"] = max(TOP_LOGPROBS, top)
     else:
         asked = body.get("logprobs")
         wants = asked is not None
         top = int(asked or 0)
-        body["logprobs"] = max(TOP_K, top)
+        body["logprobs"] = max(TOP_LOGPROBS, top)
     return LogprobPlan(chat, wants, top)
-
-
-@dataclass
-class TokenTrace:
-    """The generated tokens' logprobs and top-k alternatives, accumulated over a response or stream."""
-
-    token_logprobs: list[float] = field(default_factory=list)
-    top_logprobs: list[list[float]] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
-
-    def add_choice(self, choice: dict, chat: bool) -> None:
-        logprobs = choice.get("logprobs") or {}
-        if chat:
-            piece = (choice.get("message") or choice.get("delta") or {}).get("content")
-            for entry in logprobs.get("content") or []:
-                self.token_logprobs.append(entry.get("logprob"))
-                self.top_logprobs.append([alt.get("logprob") for alt in entry.get("top_logprobs") or []
-                                          if alt.get("logprob") is not None])
-        else:
-            piece = choice.get("text")
-            self.token_logprobs.extend(logprobs.get("token_logprobs") or [])
-            self.top_logprobs.extend([list((tops or {}).values()) for tops in logprobs.get("top_logprobs") or []])
-        if piece:
-            self.text.append(piece)
-
-    def generated_only(self, completion_tokens: int | None) -> "TokenTrace":
-        """With `echo`, completions also return the prompt's tokens: keep the generated tail."""
-        if not completion_tokens or completion_tokens >= len(self.token_logprobs):
-            return self
-        return TokenTrace(self.token_logprobs[-completion_tokens:], self.top_logprobs[-completion_tokens:],
-                          self.text)
-
-    @property
-    def answer(self) -> str:
-        return "".join(self.text)

@@ -8,13 +8,6 @@ from pathlib import Path
 from evaluators.signals import FLAG_RULES
 from evaluators.report_card import ReportCard
 
-# Phrases that mark an answer as a refusal or an abstention (lower-cased substring match).
-REFUSAL_PHRASES = (
-    "i don't know", "i do not know", "i'm not sure", "i am not sure", "i cannot answer", "i can't answer",
-    "i cannot help", "i can't help", "i'm unable to", "i am unable to", "i cannot provide", "i can't provide",
-    "as an ai", "no information", "not able to answer", "cannot be determined",
-)
-
 
 @dataclass(frozen=True)
 class FlagPolicy:
@@ -38,8 +31,3 @@ def load_policy(report_card: Path | None) -> FlagPolicy:
         if entry.base_rate is not None:
             baselines[name] = entry.base_rate
     return FlagPolicy(thresholds, baselines, "report_card")
-
-
-def is_refusal(answer: str) -> bool:
-    lowered = answer.lower().replace("\u2019", "'")
-    return any(phrase in lowered for phrase in REFUSAL_PHRASES)

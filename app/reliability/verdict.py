@@ -1,12 +1,17 @@
-"""Turn a response's token trace (and optional cross-checks) into the `reliability` object."""
+"""Turn a response's token trace (and optional cross-checks) into the `reliability` object.
+
+Every rule here is the evaluators' own (signals, flag comparison, refusal), so the
+flags raised on live traffic are the ones `moeprune eval` calibrated.
+"""
 
 from __future__ import annotations
 
 import math
 
+from app.reliability.policy import FlagPolicy
+from evaluators.refusal import is_refusal
 from evaluators.signals import compute_signals, raised_flags
-from app.reliability.logprobs import TokenTrace
-from app.reliability.policy import FlagPolicy, is_refusal
+from evaluators.token_trace import TokenTrace
 
 
 def judge(trace: TokenTrace, policy: FlagPolicy, extra_signals: dict[str, float] | None = None,

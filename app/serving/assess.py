@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 
 from app.core.state import GatewayState
-from app.reliability.checks import AGREEMENT_FLOOR, CheckLimits, agreement_rate, base_mean_logprob
-from app.reliability.logprobs import TokenTrace
+from app.reliability.checks import CheckLimits, agreement_rate, base_mean_logprob
 from app.reliability.verdict import judge
 from app.serving.bounds import prompt_chars
 from app.serving.targets import Target
+from evaluators.crosscheck import AGREEMENT_FLOOR
+from evaluators.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.reliability")
 
@@ -29,7 +30,7 @@ def enabled_checks(gateway: GatewayState, target: Target) -> tuple[bool, int]:
 
 
 async def _base_check(gateway: GatewayState, target: Target, upstream_body: dict, trace: TokenTrace,
-                      chat: bool, limits: CheckLimits) -> float | None:
+                      chat: bool, prompt_tokens: int, limits: CheckLimits) -> float | None:
     base = gateway.backends[gateway.config.variants[target.variant].base]
     if not (base.up and base.served_model):
         return None
@@ -41,7 +42,7 @@ async def _base_check(gateway: GatewayState, target: Target, upstream_body: dict
         return None
     try:
         return await base_mean_logprob(gateway.client, base.url, base.served_model, upstream_body, trace, chat,
-                                       limits, base.upstream_headers())
+                                       prompt_tokens, limits, base.upstream_headers())
     finally:
         slots.release()
 
@@ -62,13 +63,14 @@ async def _self_consistency(gateway: GatewayState, target: Target, upstream_body
 
 
 async def assess(gateway: GatewayState, target: Target, upstream_body: dict, trace: TokenTrace,
-                 chat: bool, completion_tokens: int) -> dict:
+                 chat: bool, completion_tokens: int, prompt_tokens: int = 0) -> dict:
+    """The `reliability` object; `prompt_tokens` is the variant's own count (where the answer starts)."""
     base_check, samples = enabled_checks(gateway, target)
     extra_signals: dict[str, float] = {}
     extra_flags: list[str] = []
     limits = CheckLimits(gateway.settings.check_timeout_s, gateway.settings.check_max_tokens)
     if base_check:
-        score = await _base_check(gateway, target, upstream_body, trace, chat, limits)
+        score = await _base_check(gateway, target, upstream_body, trace, chat, prompt_tokens, limits)
         if score is not None:
             extra_signals["base_mean_logprob"] = score
     if samples and 0 < completion_tokens <= gateway.settings.short_answer_tokens:

@@ -14,13 +14,14 @@ from fastapi.responses import JSONResponse
 
 from app.api.errors import OpenAIError
 from app.core.state import GatewayState
-from app.reliability.logprobs import LogprobPlan, TokenTrace
+from app.reliability.logprobs import LogprobPlan
 from app.reliability.verdict import flags_header
 from app.serving.assess import assess
 from app.serving.deadline import within_deadline
 from app.serving.disconnect import Receive, until_disconnect
 from app.serving.exchange import Exchange
 from app.serving.upstream import send_upstream, upstream_error
+from evaluators.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.upstream")
 
@@ -48,13 +49,11 @@ async def _forward(gateway: GatewayState, exchange: Exchange, path: str, upstrea
     exchange.mark_first_token()
     exchange.count_usage(data.get("usage"))
     choices = data.get("choices") or []
-    trace = TokenTrace()
-    if choices:
-        trace.add_choice(choices[0], plan.chat)
+    trace = TokenTrace.of_response(data, plan.chat)
     if upstream_body.get("echo"):
         trace = trace.generated_only(exchange.completion_tokens)
     reliability = await assess(gateway, exchange.target, upstream_body, trace, plan.chat,
-                               exchange.completion_tokens)
+                               exchange.completion_tokens, exchange.prompt_tokens)
     for choice in choices:
         plan.strip(choice)
     data["model"] = exchange.target.variant

@@ -27,13 +27,14 @@ from starlette.responses import Response
 from app.api.errors import OpenAIError
 from app.api.send_timeout import SendTimedOut
 from app.core.state import GatewayState
-from app.reliability.logprobs import LogprobPlan, TokenTrace
+from app.reliability.logprobs import LogprobPlan
 from app.serving.assess import assess
 from app.serving.deadline import deadline_exceeded, time_left, within_deadline
 from app.serving.disconnect import CLIENT_CLOSED, Receive, until_disconnect
 from app.serving.exchange import Exchange
 from app.serving.sse import sse_data
 from app.serving.upstream import send_upstream, stream_error, transport_failure, upstream_error
+from evaluators.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.upstream")
 
@@ -145,7 +146,7 @@ async def relay(gateway: GatewayState, exchange: Exchange, upstream: httpx.Respo
             return await end_with(emit, OpenAIError(502, f"the engine of variant {variant!r} ended the stream "
                                                          "early; retry", code="upstream_failed"))
         reliability = await assess(gateway, exchange.target, upstream_body, trace, plan.chat,
-                                   exchange.completion_tokens)
+                                   exchange.completion_tokens, exchange.prompt_tokens)
         exchange.flags = reliability["flags"]
         exchange.text["completion_text"] = trace.answer
         await emit(sse(final_chunk(exchange, template, usage_chunk, reliability, client_wants_usage)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 PARAM_DESTS = {"out_dir": "out"}  # Python parameter -> argparse dest (the CLI's flag hints)

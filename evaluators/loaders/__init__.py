@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from evaluators.loaders import jsonl, medhalt, medmcqa, medqa, mmlu, pubmedqa
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 LOADERS: dict[str, Callable[[Path], list]] = {
     "jsonl": jsonl.load_mc,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 def malformed(path: Path, line: int | None, what: str) -> UserError:

@@ -83,7 +83,7 @@ def start_gateway(config_path: Path, work_dir: Path, env: dict[str, str] | None 
                    **(env or {})}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--config", str(config_path), "--port", str(port)],
+            [sys.executable, "-m", "moeprune.cli", "serve", "--config", str(config_path), "--port", str(port)],
             env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     return RunningGateway(f"http://127.0.0.1:{port}", proc, log_path, config_path)

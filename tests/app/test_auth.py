@@ -22,7 +22,7 @@ from fastapi import Request
 from app.config.variants import parse_config
 from app.core.config import Settings
 from app.main import create_app
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from tests.app.loopback_http import exchange, request_head, serve_in_thread
 from tests.support.vllm_server import free_port
 
@@ -258,7 +258,7 @@ def test_moeprune_serve_refuses_to_start_open(tmp_path):
     config = tmp_path / "variants.yaml"
     config.write_text(yaml.safe_dump(NOWHERE))
     env = {name: value for name, value in os.environ.items() if not name.startswith("MOEPRUNE_")}
-    result = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--config", str(config),
+    result = subprocess.run([sys.executable, "-m", "moeprune.cli", "serve", "--config", str(config),
                              "--host", "192.0.2.1", "--port", str(free_port())],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr

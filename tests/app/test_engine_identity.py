@@ -18,7 +18,7 @@ import pytest
 
 from app.config.variants import parse_config
 from app.engines.supervisor import build_backends
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from tests.app.supervised import engine_pid, fast_settings, supervised
 from tests.support.vllm_server import free_port
 

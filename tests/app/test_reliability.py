@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from app.reliability.logprobs import TOP_K, TokenTrace, plan_logprobs
+from app.reliability.logprobs import plan_logprobs
+from evaluators.token_trace import TOP_LOGPROBS as TOP_K, TokenTrace
 from app.reliability.policy import load_policy
 from app.reliability.verdict import flags_header, judge
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 def chat_choice(logprobs: list[float], content="yes", top=5):

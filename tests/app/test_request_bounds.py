@@ -355,7 +355,8 @@ def test_check_calls_are_capped_and_time_out_quickly(gw, stub):
     probes = stub.bodies[before + 1:]
     resample = next(p for p in probes if p.get("n") == 3)
     assert resample["max_tokens"] == 8  # check_max_tokens, not the request's 40
-    assert any(p.get("prompt_logprobs") == 0 and p["max_tokens"] == 1 for p in probes)
+    # The base check of a completion: prompt + answer echoed with logprobs (evaluators.crosscheck).
+    assert any(p.get("echo") is True and p.get("logprobs") == 0 and p["max_tokens"] == 1 for p in probes)
     # Both probes hang for 3 s; check_timeout_s (0.5 s) drops them instead of waiting.
     assert elapsed < 2.5, elapsed
     signals = response.json()["reliability"]["signals"]
@@ -372,7 +373,7 @@ def test_check_calls_take_slots_and_are_skipped_when_the_engine_is_full(gw, stub
     finally:
         plain.in_flight = 0
     assert response.status_code == 200
-    assert not any(p.get("prompt_logprobs") is not None for p in stub.bodies[before:])
+    assert not any(p.get("echo") or p.get("prompt_logprobs") is not None for p in stub.bodies[before:])
     assert "base_mean_logprob" not in response.json()["reliability"]["signals"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.core.config import Settings
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 def test_keys_from_env_and_file_are_combined(tmp_path, monkeypatch):

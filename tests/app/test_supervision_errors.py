@@ -17,7 +17,7 @@ import pytest
 
 from app.config.variants import parse_config
 from app.main import create_app
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from tests.app.gateway_process import start_gateway
 from tests.app.supervised import alive, engine_pid, eventually, fast_settings, supervised, supervisor_log
 

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from app.config.variants import load_config
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 ISSUE_EXAMPLE = """
 variants:

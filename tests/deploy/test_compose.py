@@ -10,7 +10,7 @@ import yaml
 
 from app.config.variants import parse_config
 from app.core.config import read_keys_file
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from tests.deploy.promql import DEPLOY, ROOT
 
 COMPOSE_DIR = DEPLOY / "compose"

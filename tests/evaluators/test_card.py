@@ -4,7 +4,7 @@ import pytest
 
 from evaluators.card import flags_section, load_card, pruning_info, signal_quality, write_card
 from evaluators.task_metrics import mc_metrics, summary_metrics, with_recovery
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from tests.support.manifests import write_manifest
 
 

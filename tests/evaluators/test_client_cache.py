@@ -8,7 +8,7 @@ import pytest
 
 from evaluators.cache import ResponseCache, request_key
 from evaluators.client import EndpointClient, EndpointError
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 def test_cache_resumes_and_skips_a_torn_last_line(tmp_path):

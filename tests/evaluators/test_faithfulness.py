@@ -3,7 +3,7 @@
 import pytest
 
 from evaluators.faithfulness import NLIScorer, add_faithfulness, sentences
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 @pytest.fixture(scope="module")

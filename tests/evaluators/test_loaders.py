@@ -7,7 +7,7 @@ import pytest
 
 from evaluators.items import MCItem, SummaryItem
 from evaluators.loaders import LOADERS, load_items
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_PUBMEDQA = Path(__file__).resolve().parents[3] / "shared" / "data" / "pubmedqa" / "ori_pqal_first50.json"

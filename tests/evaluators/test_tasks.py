@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from evaluators.tasks import SUITES, Task, load_task_file, resolve_tasks, shipped_tasks
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

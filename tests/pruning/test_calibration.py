@@ -3,7 +3,7 @@ import json
 import pytest
 
 from pruning.calibration import load_calibration, read_documents, render_pubmedqa, token_stream_sha256
-from pruning.errors import UserError
+from moeprune.errors import UserError
 
 
 @pytest.fixture(scope="module")

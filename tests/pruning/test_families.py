@@ -2,7 +2,7 @@
 
 import pytest
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.families import FAMILIES, family_for
 from tests.support.tiny_models import TINY_CONFIGS
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.masks import mask_to_ranked, ranked_to_mask, read_mask
 from pruning.selection import Routing
 

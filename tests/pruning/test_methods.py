@@ -1,6 +1,6 @@
 import pytest
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.methods import METHODS, get_method, score
 from pruning.selection import Routing, select_uniform
 from pruning.statistics import ExpertStats, LayerStats

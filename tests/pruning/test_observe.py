@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pruning.families import Family, family_for
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.observe import ExpertObserver, load_model, observe, require_transformers, token_batches
 from tests.support.tiny_models import TINY_CONFIGS
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from moeprune import cli
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.methods import score
 from pruning.pipeline import run_prune
 from pruning.selection import Routing, select_uniform

@@ -1,6 +1,6 @@
 import pytest
 
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.selection import Routing, normalise, removed_count, select, select_global, select_uniform
 
 ASCENDING = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]

@@ -12,7 +12,7 @@ import pytest
 from safetensors import safe_open
 
 from pruning.checkpoint import INDEX_NAME, read_shard
-from pruning.errors import UserError
+from moeprune.errors import UserError
 from pruning.staging import remove_stale
 from tests.support.tiny_models import build_tiny_model
 from pruning.writer import PAUSE_ENV, write_pruned

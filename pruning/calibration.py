@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from moeprune.errors import UserError
+from pruning.jsonfile import json_lines
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,10 @@ def _line_error(path: Path, line: int, what: str) -> UserError:
 
 
 def read_jsonl(path: Path) -> list[Document]:
-    documents = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise _line_error(path, line_number, f"not valid JSON ({exc.msg}); fix or remove the line")
-            documents.append(_jsonl_document(path, line_number, item))
-    return documents
+    def bad_line(line: int, what: str) -> UserError:
+        return _line_error(path, line, f"{what}; fix or remove the line")
+
+    return [_jsonl_document(path, number, item) for number, item in json_lines(path, bad_line)]
 
 
 def _jsonl_document(path: Path, line_number: int, item) -> Document:

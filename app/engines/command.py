@@ -67,6 +67,9 @@ def is_cpu_build() -> bool:
         return False
 
 
+ENGINE_GUARD = "app.engines.engine_guard.KeyOnEveryRoute"
+
+
 @dataclass
 class EngineSpec:
     """What one managed vLLM server needs: the model, where to listen, and engine settings."""
@@ -107,6 +110,9 @@ def launch_command(spec: EngineSpec) -> list[str]:
         cmd += ["--kv-cache-memory-bytes", str(spec.kv_cache_bytes)]
     # Every probe and request would otherwise be an access-log line; the gateway logs requests itself.
     cmd += ["--max-logprobs", str(MAX_LOGPROBS), "--disable-uvicorn-access-log"]
+    if spec.api_key:
+        # vLLM checks its key on /v1 only; this guard (loaded into the engine) asks for it on every route.
+        cmd += ["--middleware", ENGINE_GUARD]
     if uses_in_process_worker(spec):
         # One process fewer: the worker runs inside the engine-core process (see
         # launch_environment). Measured on the demo model: start-up 35 -> 24 s and

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 from moeprune.errors import UserError
+from pruning.jsonfile import json_lines as read_json_lines
 
 
 def malformed(path: Path, line: int | None, what: str) -> UserError:
@@ -17,17 +18,10 @@ def malformed(path: Path, line: int | None, what: str) -> UserError:
 
 def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for every non-blank line; any bad line is a UserError naming it."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise malformed(path, number, f"not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise malformed(path, number, "expected one JSON object per line")
-            yield number, record
+    for number, record in read_json_lines(path, lambda line, what: malformed(path, line, what)):
+        if not isinstance(record, dict):
+            raise malformed(path, number, "expected one JSON object per line")
+        yield number, record
 
 
 def json_document(path: Path):

@@ -142,12 +142,21 @@ def test_sigkill_of_the_gateway_leaves_no_vllm_engine(vllm_gateway):
     unauthenticated = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).status_code
     with_key = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10,
                          headers={"Authorization": f"Bearer {environ.get('VLLM_API_KEY')}"}).json()
+    # vLLM itself leaves its other routes open (/invocations runs a completion); the engine guard closes them.
+    completion = {"model": "a", "prompt": "The kidney", "max_tokens": 2}
+    invocations = httpx.post(f"http://127.0.0.1:{port}/invocations", json=completion, timeout=30).status_code
+    tokenize = httpx.post(f"http://127.0.0.1:{port}/tokenize", json={"model": "a", "prompt": "x"},
+                          timeout=30).status_code
+    invocations_with_key = httpx.post(f"http://127.0.0.1:{port}/invocations", json=completion, timeout=30,
+                                      headers={"Authorization": f"Bearer {environ.get('VLLM_API_KEY')}"}).status_code
+    health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code
 
     gateway.proc.send_signal(signal.SIGKILL)
     gateway.proc.wait(timeout=10)
     assert not wait_gone(pids, timeout=30), "vLLM processes outlived the SIGKILLed gateway"
 
     assert unauthenticated == 401 and [m["id"] for m in with_key["data"]] == ["a"]
+    assert (invocations, tokenize, invocations_with_key, health) == (401, 401, 200, 200)
     assert "MOEPRUNE_API_KEYS" not in environ and len(environ["VLLM_API_KEY"]) >= 32
     assert not any(environ["VLLM_API_KEY"] in arg for arg in cmdline)
 

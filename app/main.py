@@ -34,6 +34,7 @@ from app.reliability.policy import load_policy
 from app.routing.arm_stats import ExperimentStats
 from app.serving.client import build_upstream_client
 from moeprune.errors import UserError
+from moeprune.version import package_version
 
 log = logging.getLogger("moeprune.gateway")
 
@@ -86,7 +87,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                     scratch.cleanup()
                 log.info("gateway stopped; every engine stopped")
 
-    app = FastAPI(title="moeprune gateway", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="moeprune gateway", version=package_version(), lifespan=lifespan,
                   description="OpenAI-compatible gateway for pruned MoE variants, with A/B experiments, "
                               "per-response reliability flags and Prometheus metrics.")
     app.state.gateway = gateway

@@ -6,7 +6,9 @@ sends `--requests` short completions per mode at `--concurrency`, in
 alternating blocks so that machine noise hits every mode alike. Modes:
   direct           plain requests to vLLM
   direct+logprobs  requests to vLLM asking for top-5 logprobs (what the gateway asks for)
-  gateway          requests through the gateway (reliability flags on)
+  gateway          requests through the gateway (reliability flags on), with an API key: every
+                   check of docs/gateway.md "Security" is on (key in middleware, body cap, field
+                   allowlist, bounds, admission, deadline, send timeout)
 Prints throughput ratios (goal >= 0.95) and added p50/p95 latency (goal <= 5 ms p50).
 
     .venv/bin/python bench/gateway_overhead.py [--requests 200] [--concurrency 8] [--model DIR]
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -65,14 +68,16 @@ def stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def run_block(client: httpx.AsyncClient, url: str, body: dict, count: int, concurrency: int):
+async def run_block(client: httpx.AsyncClient, url: str, body: dict, headers: dict, count: int,
+                    concurrency: int):
     latencies: list[float] = []
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
         async with semaphore:
             started = time.perf_counter()
-            response = await client.post(url, json={**body, "prompt": f"Question {i}: which organ"})
+            response = await client.post(url, json={**body, "prompt": f"Question {i}: which organ"},
+                                         headers=headers)
             response.raise_for_status()
             latencies.append(time.perf_counter() - started)
 
@@ -86,12 +91,27 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-async def measure(engine_url: str, gateway_url: str, gateway_pid: int, args) -> dict:
+async def check_auth(gateway_url: str, api_key: str) -> None:
+    """The gateway under test must be the hardened one: no key is a 401, the bench's key works."""
+    body = {"model": "tiny", "max_tokens": 1, "temperature": 0, "prompt": "hi"}
+    async with httpx.AsyncClient(timeout=120) as client:
+        refused = await client.post(gateway_url + "/v1/completions", json=body)
+        if refused.status_code != 401:
+            raise SystemExit(f"the gateway answered {refused.status_code} without an API key (expected 401)")
+        accepted = await client.post(gateway_url + "/v1/completions", json=body,
+                                     headers={"Authorization": f"Bearer {api_key}"})
+        if accepted.status_code != 200:
+            raise SystemExit(f"the gateway answered {accepted.status_code} with the key: {accepted.text[:500]}")
+
+
+async def measure(engine_url: str, gateway_url: str, gateway_pid: int, api_key: str, args) -> dict:
+    # Only fields the gateway's allowlist accepts (app/api/schemas.py).
     base = {"model": "tiny", "max_tokens": args.max_tokens, "temperature": 0}
+    keyed = {"Authorization": f"Bearer {api_key}"}
     targets = {
-        "direct": (engine_url + "/v1/completions", base),
-        "direct+logprobs": (engine_url + "/v1/completions", {**base, "logprobs": 5}),
-        "gateway": (gateway_url + "/v1/completions", base),
+        "direct": (engine_url + "/v1/completions", base, {}),
+        "direct+logprobs": (engine_url + "/v1/completions", {**base, "logprobs": 5}, {}),
+        "gateway": (gateway_url + "/v1/completions", base, keyed),
     }
     results = {mode: {"wall": 0.0, "latencies": []} for mode in MODES}
     limits = httpx.Limits(max_connections=args.concurrency * 2)
@@ -138,6 +158,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--block", type=int, default=25, help="requests per alternating block")
     parser.add_argument("--max-tokens", type=int, default=4)
+    parser.add_argument("--py-spy", type=Path, metavar="OUT",
+                        help="record the gateway with py-spy (installed separately) into OUT (speedscope JSON) "
+                             "while the measured blocks run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         tmp = Path(tmp)
@@ -155,15 +178,30 @@ def main() -> int:
             wait_for(engine_url + "/health", engine)
             (tmp / "variants.yaml").write_text(f"variants:\n  tiny:\n    url: {engine_url}\n")
             port = free_port()
+            api_key = secrets.token_urlsafe(32)
+            gateway_env = {**os.environ, "MOEPRUNE_API_KEYS": api_key}
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "moeprune.cli", "serve", "--config", str(tmp / "variants.yaml"), "--port",
                  str(port)], stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"),
-                start_new_session=True)
+                env=gateway_env, start_new_session=True)
             gateway_url = f"http://127.0.0.1:{port}"
             wait_for(gateway_url + "/ready", gateway)
+            asyncio.run(check_auth(gateway_url, api_key))
             print(f"{args.requests} requests per mode, concurrency {args.concurrency}, "
                   f"max_tokens {args.max_tokens}, blocks of {args.block}, alternating")
-            report(asyncio.run(measure(engine_url, gateway_url, gateway.pid, args)))
+            spy = None
+            if args.py_spy:
+                # PY_SPY_ARGS: extra py-spy flags, e.g. "--gil" (only samples holding the GIL: CPU, not waits).
+                spy = subprocess.Popen(["py-spy", "record", "--pid", str(gateway.pid), "--rate", "250",
+                                        *os.environ.get("PY_SPY_ARGS", "").split(),
+                                        "--format", "speedscope", "--output", str(args.py_spy)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                report(asyncio.run(measure(engine_url, gateway_url, gateway.pid, api_key, args)))
+            finally:
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    spy.wait(timeout=60)
         finally:
             if gateway is not None:
                 stop(gateway)

@@ -1,17 +1,436 @@
-"""The one HTTP client the gateway talks to its engines with (split timeouts, short keep-alive)."""
+"""The one HTTP client the gateway talks to its engines with (split timeouts, short keep-alive).
+
+It is an `httpx.AsyncClient` (what the serving code, the supervisor and the
+checks call), over `EngineTransport`: a small HTTP/1.1 transport on asyncio
+protocols. httpcore's pool was most of the gateway's CPU per request (every
+request probed each pooled socket with a `select()` to see whether the server
+had closed it, wrote head and body in two sends, and went through anyio and
+h11 per event); here the event loop tells a connection when its server
+closes it, a request goes out in one write, and a response is parsed once.
+
+What it keeps from httpcore, because the gateway depends on it:
+- the exceptions: `ConnectError`/`ConnectTimeout` (engine down -> 503),
+  `ReadTimeout`/`WriteTimeout` (504), `RemoteProtocolError`/`ReadError`
+  (dropped mid-request -> 502, or one retry, app/serving/upstream.py);
+- the trace events that retry decision reads (`connection.connect_tcp.started`
+  on a fresh connection, `http11.receive_response_headers.complete`);
+- a cancelled or abandoned request closes its connection (vLLM aborts it);
+- backpressure: a response is read from the socket only as fast as it is
+  consumed (a slow client reading a stream slows the engine's connection).
+"""
 
 from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
 
 import httpx
 
 from app.core.config import Settings
 
+MAX_HEAD_BYTES = 64 * 1024
+READ_HIGH_WATER = 256 * 1024  # buffered response bytes above which the socket is paused
+NO_BODY_STATUSES = frozenset({204, 304})
+HEX_DIGITS = b"0123456789abcdefABCDEF"
+
 
 def build_upstream_client(settings: Settings) -> httpx.AsyncClient:
     """Keep-alive shorter than the engine's own (uvicorn: 5 s), so the gateway always closes an idle
     connection before the engine does and a pooled connection never races the server's close."""
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256,
-                          keepalive_expiry=settings.upstream_keepalive_s)
     timeout = httpx.Timeout(connect=settings.upstream_connect_timeout_s, read=settings.upstream_timeout_s,
                             write=settings.upstream_write_timeout_s, pool=settings.upstream_pool_timeout_s)
-    return httpx.AsyncClient(limits=limits, timeout=timeout)
+    transport = EngineTransport(keepalive_expiry=settings.upstream_keepalive_s, max_keepalive_connections=256)
+    client = httpx.AsyncClient(transport=transport, timeout=timeout)
+    client.engine_transport = transport  # app/serving/upstream.py sends proxied requests straight to it
+    return client
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection: bytes arrive in `buffer`; `closed` is set the moment the server closes."""
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.closed = False  # the peer closed (or the socket failed): never reused
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future | None = None
+        self.writable: asyncio.Future | None = None
+        self.paused = False
+        self.expire_at = 0.0
+        self.expiry_timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > READ_HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.error = exc
+        self._wake()
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # used by the transport
+    def take(self, count: int | None = None) -> bytes:
+        if count is None or count >= len(self.buffer):
+            data = bytes(self.buffer)
+            self.buffer.clear()
+        else:
+            data = bytes(self.buffer[:count])
+            del self.buffer[:count]
+        if self.paused and len(self.buffer) <= READ_HIGH_WATER // 4 and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def wait_data(self, timeout: float | None) -> None:
+        """Until more bytes arrive or the connection ends; ReadTimeout after `timeout` seconds."""
+        if self.paused and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.waiter
+        except TimeoutError:
+            raise httpx.ReadTimeout("timed out reading the engine's answer") from None
+        finally:
+            self.waiter = None
+
+    async def write(self, data: bytes, timeout: float | None) -> None:
+        if self.closed or self.transport.is_closing():
+            return  # the answer (none) tells: a reused connection the server closed is retried upstream
+        self.transport.write(data)
+        if self.writable is not None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.writable
+            except TimeoutError:
+                raise httpx.WriteTimeout("timed out sending the request to the engine") from None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.expiry_timer is not None:
+            self.expiry_timer.cancel()
+            self.expiry_timer = None
+        if self.transport is not None:
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()  # close() would still deliver the rest of a request we gave up on
+            else:
+                self.transport.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body read off its connection as it is consumed; the connection goes back to the pool
+    only once the body was read to its end on a keep-alive connection, else it is closed."""
+
+    def __init__(self, transport: EngineTransport, conn: _Connection, length: int | None, chunked: bool,
+                 keep_alive: bool, read_timeout: float | None) -> None:
+        self._transport = transport
+        self._conn = conn
+        self._length = length  # None with chunked, or read-until-close
+        self._chunked = chunked
+        self._keep_alive = keep_alive
+        self._timeout = read_timeout
+        self._done = length == 0
+        self._closed = False
+
+    async def __aiter__(self):
+        try:
+            if self._chunked:
+                async for piece in self._chunks():
+                    yield piece
+            elif self._length is not None:
+                async for piece in self._sized():
+                    yield piece
+            else:
+                async for piece in self._until_close():
+                    yield piece
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        self._release(reuse=True)
+
+    async def _sized(self):
+        conn, left = self._conn, self._length
+        while left:
+            if conn.buffer:
+                piece = conn.take(left)
+                left -= len(piece)
+                yield piece
+                continue
+            if conn.closed:
+                raise _incomplete_body(conn)
+            await conn.wait_data(self._timeout)
+        self._done = True
+
+    async def _until_close(self):
+        conn = self._conn
+        while True:
+            if conn.buffer:
+                yield conn.take()
+                continue
+            if conn.closed:
+                if conn.error is not None:
+                    raise httpx.ReadError(str(conn.error))
+                self._done, self._keep_alive = True, False
+                return
+            await conn.wait_data(self._timeout)
+
+    async def _line(self) -> bytes:
+        conn = self._conn
+        while True:
+            end = conn.buffer.find(b"\r\n")
+            if end >= 0:
+                line = conn.take(end + 2)
+                return line[:-2]
+            if len(conn.buffer) > MAX_HEAD_BYTES:
+                raise httpx.RemoteProtocolError("malformed chunked body from the engine")
+            if conn.closed:
+                raise _incomplete_body(conn)
+            await conn.wait_data(self._timeout)
+
+    async def _chunks(self):
+        conn = self._conn
+        while True:
+            size_line = (await self._line()).split(b";", 1)[0].strip()
+            if not size_line or size_line.translate(None, HEX_DIGITS):  # int() takes "-5", "0x5", "1_0"
+                raise httpx.RemoteProtocolError("malformed chunk size from the engine")
+            size = int(size_line, 16)
+            if size == 0:
+                while await self._line():  # trailers, then the empty line
+                    pass
+                self._done = True
+                return
+            left = size
+            while left:
+                if conn.buffer:
+                    piece = conn.take(left)
+                    left -= len(piece)
+                    yield piece
+                    continue
+                if conn.closed:
+                    raise _incomplete_body(conn)
+                await conn.wait_data(self._timeout)
+            if await self._line() != b"":
+                raise httpx.RemoteProtocolError("malformed chunk end from the engine")
+
+    def _release(self, reuse: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if reuse and self._done and self._keep_alive and not self._conn.closed and not self._conn.buffer:
+            self._transport._pool.put(self._conn)
+        else:
+            self._conn.close()
+
+    async def aclose(self) -> None:
+        self._release(reuse=True)  # reuses only a body read to its end
+
+
+def _incomplete_body(conn: _Connection) -> Exception:
+    if conn.error is not None:
+        return httpx.ReadError(str(conn.error))
+    return httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+class _Pool:
+    """Idle keep-alive connections per (scheme, host, port), newest first; none older than the expiry."""
+
+    def __init__(self, keepalive_expiry: float, max_keepalive_connections: int) -> None:
+        self._keepalive_expiry = keepalive_expiry
+        self._max_idle = max_keepalive_connections
+        self._idle: dict[tuple, list[_Connection]] = defaultdict(list)
+        self._count = 0
+
+    def get(self, key: tuple) -> _Connection | None:
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            self._count -= 1
+            if conn.expiry_timer is not None:
+                conn.expiry_timer.cancel()
+                conn.expiry_timer = None
+            if conn.closed or conn.buffer or now >= conn.expire_at:
+                conn.close()
+                continue
+            return conn
+        return None
+
+    def put(self, conn: _Connection) -> None:
+        if self._count >= self._max_idle:
+            conn.close()
+            return
+        conn.expire_at = time.monotonic() + self._keepalive_expiry
+        conn.expiry_timer = asyncio.get_running_loop().call_later(self._keepalive_expiry, self._expire, conn)
+        self._idle[conn.key].append(conn)
+        self._count += 1
+
+    def _expire(self, conn: _Connection) -> None:
+        conn.expiry_timer = None
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+            self._count -= 1
+        conn.close()
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+        self._count = 0
+
+
+class EngineTransport(httpx.AsyncBaseTransport):
+    """Plain-HTTP/1.1 keep-alive transport to the engines (http:// URLs only)."""
+
+    def __init__(self, keepalive_expiry: float, max_keepalive_connections: int = 256) -> None:
+        self._pool = _Pool(keepalive_expiry, max_keepalive_connections)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme != "http":
+            raise httpx.UnsupportedProtocol(f"the engine transport speaks plain http, not {url.scheme!r}")
+        timeouts = request.extensions.get("timeout") or {}
+        trace = request.extensions.get("trace")
+        port = url.port or 80
+        key = (url.host, port)
+        body = b"".join([part async for part in request.stream])
+        head = _request_head(request, body)
+        conn = self._pool.get(key)
+        if conn is None:
+            if trace is not None:
+                await trace("connection.connect_tcp.started", {"host": url.host, "port": port})
+            conn = await _connect(url.host, port, timeouts.get("connect"))
+        try:
+            await conn.write(head + body if len(body) < 65536 else head, timeouts.get("write"))
+            if len(body) >= 65536:
+                await conn.write(body, timeouts.get("write"))
+            response = await self._read_head(conn, request, timeouts.get("read"))
+        except BaseException:
+            conn.close()
+            raise
+        if trace is not None:
+            await trace("http11.receive_response_headers.complete", {})
+        return response
+
+    async def _read_head(self, conn: _Connection, request: httpx.Request, timeout: float | None) -> httpx.Response:
+        while True:
+            end = conn.buffer.find(b"\r\n\r\n")
+            while end < 0:
+                if len(conn.buffer) > MAX_HEAD_BYTES:
+                    raise httpx.RemoteProtocolError("the engine sent an oversized response head")
+                if conn.closed:
+                    if conn.buffer:
+                        raise httpx.RemoteProtocolError("peer closed connection in the middle of the response head")
+                    if conn.error is not None:
+                        raise httpx.ReadError(str(conn.error))
+                    raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+                await conn.wait_data(timeout)
+                end = conn.buffer.find(b"\r\n\r\n")
+            if end > MAX_HEAD_BYTES:  # a whole oversized head can arrive in one read
+                raise httpx.RemoteProtocolError("the engine sent an oversized response head")
+            lines = conn.take(end + 4)[:-4].split(b"\r\n")
+            status_line = lines[0].split(b" ", 2)
+            try:
+                version, status = status_line[0], int(status_line[1])
+            except (IndexError, ValueError):
+                raise httpx.RemoteProtocolError("malformed status line from the engine") from None
+            if not version.startswith(b"HTTP/1."):
+                raise httpx.RemoteProtocolError("the engine did not answer in HTTP/1.x")
+            if 100 <= status < 200 and status != 101:
+                continue  # an informational answer: the real one follows
+            reason = status_line[2] if len(status_line) > 2 else b""
+            headers = []
+            for line in lines[1:]:
+                name, sep, value = line.partition(b":")
+                if not sep:
+                    raise httpx.RemoteProtocolError("malformed header line from the engine")
+                headers.append((name.strip(), value.strip()))
+            break
+        length, chunked, keep_alive = None, False, version == b"HTTP/1.1"
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                # digits only (int() takes "-5", "+5", "1_0"), and repeated ones must agree
+                if not value.isdigit() or len(value) > 18 or (length is not None and length != int(value)):
+                    raise httpx.RemoteProtocolError("malformed Content-Length from the engine")
+                length = int(value)
+            elif lowered == b"transfer-encoding":
+                chunked = value.lower().endswith(b"chunked")
+            elif lowered == b"connection":
+                tokens = value.lower()
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens:
+                    keep_alive = True
+        if request.method == "HEAD" or status in NO_BODY_STATUSES:
+            length, chunked = 0, False
+        elif chunked:
+            length = None
+        elif length is None:
+            keep_alive = False  # read until the server closes
+        stream = _Body(self, conn, length, chunked, keep_alive, timeout)
+        return httpx.Response(status, headers=headers, stream=stream,
+                              extensions={"http_version": version, "reason_phrase": reason})
+
+    async def aclose(self) -> None:
+        self._pool.close()
+
+
+async def _connect(host: str, port: int, timeout: float | None) -> _Connection:
+    loop = asyncio.get_running_loop()
+    key = (host, port)
+    try:
+        async with asyncio.timeout(timeout):
+            _, conn = await loop.create_connection(lambda: _Connection(key), host, port)
+    except TimeoutError:
+        raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
+    except OSError as exc:
+        raise httpx.ConnectError(str(exc)) from None
+    return conn
+
+
+def _request_head(request: httpx.Request, body: bytes) -> bytes:
+    target = request.url.raw_path
+    lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
+    has_length = False
+    for name, value in request.headers.raw:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            has_length = True
+        elif lowered == b"transfer-encoding":
+            continue  # the body is sent whole, with its length
+        lines.append(name + b": " + value)
+    if not has_length and (body or request.method in ("POST", "PUT", "PATCH")):
+        lines.append(b"Content-Length: " + str(len(body)).encode("ascii"))
+    return b"\r\n".join(lines) + b"\r\n\r\n"

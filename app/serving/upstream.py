@@ -53,12 +53,18 @@ async def send_upstream(gateway: GatewayState, backend: Backend, path: str, body
                         stream: bool) -> httpx.Response:
     """POST `body` to the backend (its key in the headers); one retry on a pooled connection that was
     already dead. With `stream=True` the caller owns the response and must close it."""
+    client = gateway.client
+    transport = getattr(client, "engine_transport", None)
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     for attempt in (1, 2):
         trace = AttemptTrace()
-        request = gateway.client.build_request("POST", backend.url + path, json=body,
-                                               headers=backend.upstream_headers(), extensions={"trace": trace})
         try:
-            return await gateway.client.send(request, stream=stream)
+            if transport is None:  # a client without the engine transport (tests may swap it)
+                request = client.build_request("POST", backend.url + path, content=content,
+                                               headers={**backend.upstream_headers(), **JSON_HEADERS},
+                                               extensions={"trace": trace})
+                return await client.send(request, stream=stream)
+            return await direct_send(client, transport, backend, path, content, trace, stream)
         except httpx.HTTPError as exc:
             if attempt == 1 and trace.safe_to_retry(exc):
                 log.info("pooled upstream connection was closed before the request; retrying once",
@@ -66,6 +72,49 @@ async def send_upstream(gateway: GatewayState, backend: Backend, path: str, body
                 continue
             raise transport_failure(gateway, backend, exc) from None
     raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+async def direct_send(client: httpx.AsyncClient, transport: httpx.AsyncBaseTransport, backend: Backend, path: str,
+                      content: bytes, trace: AttemptTrace, stream: bool) -> httpx.Response:
+    """`client.send` without its layers the gateway never uses (auth flows, redirects, cookies, event
+    hooks), straight to the engine transport: the same request, headers, timeouts and trace."""
+    headers = [(b"host", backend_host(backend)), (b"accept", b"*/*"), (b"content-type", b"application/json"),
+               (b"content-length", str(len(content)).encode())]
+    headers += [(name.lower().encode(), value.encode()) for name, value in backend.upstream_headers().items()]
+    request = httpx.Request("POST", backend_url(backend, path), headers=headers, content=content,
+                            extensions={"trace": trace, "timeout": client.timeout.as_dict()})
+    response = await transport.handle_async_request(request)
+    response.request = request
+    if not stream:
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+    return response
+
+
+_URLS: dict[str, httpx.URL] = {}
+
+
+def backend_url(backend: Backend, path: str) -> httpx.URL:
+    """Parsed once per engine URL and path (a gateway has a handful)."""
+    text = backend.url + path
+    url = _URLS.get(text)
+    if url is None:
+        url = httpx.URL(text)
+        if len(_URLS) < 1024:
+            _URLS[text] = url
+    return url
+
+
+def backend_host(backend: Backend) -> bytes:
+    url = backend_url(backend, "")
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.raw_host if url.port in (None, default) else url.raw_host + b":" + str(url.port).encode()
 
 
 def backend_unavailable(backend: Backend) -> OpenAIError:

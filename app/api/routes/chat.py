@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import ApiKey, Gateway
+from app.api.deps import ApiKey
 from app.api.schemas import ChatCompletionRequest
 from app.serving.handle import serve
 
@@ -12,6 +12,8 @@ router = APIRouter(dependencies=[ApiKey], tags=["openai"])
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, request: Request, gateway: Gateway):
+async def chat_completions(body: ChatCompletionRequest, request: Request):
     """OpenAI chat completions, plus `reliability` in the body and `x-moe-*` headers."""
+    # The gateway state straight from the app (not a Depends: each dependency costs a resolution per request).
+    gateway = request.app.state.gateway
     return await serve(request, gateway, body.model_dump(exclude_unset=True, by_alias=True), chat=True)

@@ -178,8 +178,9 @@ class _Body(httpx.AsyncByteStream):
             raise
         self._release(reuse=True)
 
-    async def _sized(self):
-        conn, left = self._conn, self._length
+    async def _exactly(self, count: int):
+        """`count` body bytes as they arrive (a Content-Length body, or one chunk's data)."""
+        conn, left = self._conn, count
         while left:
             if conn.buffer:
                 piece = conn.take(left)
@@ -189,6 +190,10 @@ class _Body(httpx.AsyncByteStream):
             if conn.closed:
                 raise _incomplete_body(conn)
             await conn.wait_data(self._timeout)
+
+    async def _sized(self):
+        async for piece in self._exactly(self._length):
+            yield piece
         self._done = True
 
     async def _until_close(self):
@@ -218,7 +223,6 @@ class _Body(httpx.AsyncByteStream):
             await conn.wait_data(self._timeout)
 
     async def _chunks(self):
-        conn = self._conn
         while True:
             size_line = (await self._line()).split(b";", 1)[0].strip()
             if not size_line or size_line.translate(None, HEX_DIGITS):  # int() takes "-5", "0x5", "1_0"
@@ -229,16 +233,8 @@ class _Body(httpx.AsyncByteStream):
                     pass
                 self._done = True
                 return
-            left = size
-            while left:
-                if conn.buffer:
-                    piece = conn.take(left)
-                    left -= len(piece)
-                    yield piece
-                    continue
-                if conn.closed:
-                    raise _incomplete_body(conn)
-                await conn.wait_data(self._timeout)
+            async for piece in self._exactly(size):
+                yield piece
             if await self._line() != b"":
                 raise httpx.RemoteProtocolError("malformed chunk end from the engine")
 

@@ -18,6 +18,7 @@ class Backend:
     last_error: str | None = None
     in_flight: int = 0  # sequences (prompts x n), not HTTP requests
     max_in_flight: int = 64
+    max_model_len: int | None = None  # the engine's context, from its /v1/models (None: it did not say)
     api_key: str | None = None  # sent upstream: a managed engine's random key, or a url: variant's key
     extra: dict = field(default_factory=dict)
 

@@ -175,10 +175,13 @@ async def probe_health(client: httpx.AsyncClient, base_url: str, headers: dict[s
     return False
 
 
-async def served_models(client: httpx.AsyncClient, base_url: str, headers: dict[str, str]) -> list[str] | None:
-    """The model ids the server lists at /v1/models (with our key), or None when it will not say."""
-    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+async def served_models(client: httpx.AsyncClient, base_url: str,
+                        headers: dict[str, str]) -> dict[str, int | None] | None:
+    """Model id -> its context length (vLLM lists `max_model_len`), as /v1/models says to our key; None when
+    the server will not say."""
+    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
         response = await client.get(base_url + "/v1/models", headers=headers, timeout=3)
         if response.status_code == 200:
-            return [entry["id"] for entry in response.json()["data"]]
+            return {entry["id"]: entry.get("max_model_len") if isinstance(entry.get("max_model_len"), int) else None
+                    for entry in response.json()["data"]}
     return None

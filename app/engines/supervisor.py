@@ -142,8 +142,12 @@ class Supervisor:
         if not models:
             return False
         if backend.served_model is None:  # a remote server: learn its model name once
-            backend.served_model = models[0]
-        return backend.served_model in models
+            backend.served_model = next(iter(models))
+        if backend.served_model not in models:
+            return False
+        # The engine's context bounds the max_tokens the gateway forwards (an omitted one included).
+        backend.max_model_len = models[backend.served_model]
+        return True
 
     async def _first_probe(self, backend: Backend) -> bool:
         """On start, also require that the listener on the port is the engine we launched."""

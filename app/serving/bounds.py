@@ -64,7 +64,8 @@ def cap_max_tokens(body: dict, chat: bool, limit: int) -> None:
     for field in fields:
         value = body.get(field)
         if value is not None and value > limit:
-            raise OpenAIError(400, f"{field}={value} is above this gateway's limit of {limit}; ask for fewer",
+            raise OpenAIError(400, f"{field}={value} is above this variant's limit of {limit} (the gateway's "
+                                   "limit or the engine's context, whichever is lower); ask for fewer",
                               param=field, code="max_tokens_exceeded")
     # vLLM reads max_completion_tokens first for chat; both carry the same value so no engine version differs.
     requested = next((body[field] for field in fields if body.get(field) is not None), limit)

@@ -25,7 +25,10 @@ def bound_request(gateway: GatewayState, request: Request, body: dict, chat: boo
     settings = gateway.settings
     variant = gateway.config.variants[variant_name]
     sequences = count_sequences(body, chat, settings)
-    cap_max_tokens(body, chat, settings.max_tokens_limit)
+    # Never above the engine's context: vLLM refuses max_tokens > max_model_len (an omitted max_tokens
+    # would otherwise become the gateway's limit, 4096, and fail on a small-context engine).
+    context = gateway.backends[variant_name].max_model_len
+    cap_max_tokens(body, chat, min(settings.max_tokens_limit, context or settings.max_tokens_limit))
     evaluation_key = bool(getattr(request.state, "evaluation_key", False))
     check_evaluation_fields(body, chat, variant_name, variant, evaluation_key, settings)
     if chat:

@@ -34,6 +34,7 @@ class StubEngine:
     bodies: list[dict] = field(default_factory=list)
     headers: list[dict] = field(default_factory=list)
     probe_delay_s: float = 0.0
+    max_model_len: int | None = None  # listed at /v1/models when set, as vLLM does
     open_streams: int = 0
 
     def last(self) -> dict:
@@ -44,7 +45,10 @@ class StubEngine:
             return JSONResponse({})
 
         async def models(request: Request):
-            return JSONResponse({"object": "list", "data": [{"id": "stub", "object": "model"}]})
+            entry = {"id": "stub", "object": "model"}
+            if self.max_model_len is not None:  # as vLLM lists it
+                entry["max_model_len"] = self.max_model_len
+            return JSONResponse({"object": "list", "data": [entry]})
 
         async def generate(request: Request):
             body = await request.json()

@@ -106,6 +106,26 @@ def test_omitted_max_tokens_is_forwarded_as_the_limit(gw, stub):
     assert sent["max_tokens"] == LIMIT
 
 
+def test_max_tokens_never_exceeds_the_engine_context(gw, stub):
+    """An engine with a 48-token context (listed at /v1/models): an omitted max_tokens is forwarded as 48,
+    not as the gateway's limit (LIMIT), which vLLM would refuse ("cannot be greater than max_model_len")."""
+    stub.max_model_len = LIMIT - 16
+    try:
+        deadline = time.monotonic() + 10
+        while gw.backends["plain"].max_model_len != LIMIT - 16:  # the next health probe learns it
+            assert time.monotonic() < deadline, "the probe never read max_model_len"
+            time.sleep(0.05)
+        sent, response = forwarded(stub, lambda: post(gw, COMPLETIONS, {"model": "plain", "prompt": "hi"}))
+        assert response.status_code == 200 and sent["max_tokens"] == LIMIT - 16
+        error = error_of(post(gw, COMPLETIONS, {"model": "plain", "prompt": "hi", "max_tokens": LIMIT - 15}), 400)
+        assert error["param"] == "max_tokens" and str(LIMIT - 16) in error["message"]
+    finally:
+        stub.max_model_len = None
+        deadline = time.monotonic() + 10
+        while gw.backends["plain"].max_model_len is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def test_chat_forwards_max_tokens_and_max_completion_tokens_capped(gw, stub):
     sent, response = forwarded(stub, lambda: post(gw, CHAT, {
         "model": "plain", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 10}))

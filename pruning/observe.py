@@ -81,6 +81,17 @@ class ExpertObserver:
         self.valid = None  # flattened bool mask of real (non-padding) tokens of the current batch
         self._busy = False  # our own calls into the experts must not be observed
 
+    def begin_batch(self, lengths: list[int], width: int, device) -> None:
+        """Declare the next batch's real rows (right-padded sequences of these lengths, padded to width).
+
+        Every driver (the whole-model pass, the layer-streamed pass) calls this before each batch
+        reaches a MoE layer, so which rows count is decided in one place.
+        """
+        torch = self.torch
+        positions = torch.arange(width).expand(len(lengths), width)
+        valid = positions < torch.tensor(lengths).reshape(-1, 1)
+        self.valid = valid.reshape(-1).to(device)
+
     @contextmanager
     def attached(self):
         handles = [
@@ -228,7 +239,7 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
             for row, sequence in enumerate(batch):
                 ids[row, :len(sequence)] = torch.tensor(sequence)
                 mask[row, :len(sequence)] = 1
-            observer.valid = mask.reshape(-1).bool().to(device)
+            observer.begin_batch([len(s) for s in batch], width, device)
             model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
             bar.update(int(mask.sum()))
     layers = observer.layer_stats()

@@ -40,25 +40,46 @@ class NLIScorer:
             raise UserError(f"NLI model {path}: id2label {labels} lacks 'entailment'/'contradiction' labels")
         self.batch_size = batch_size
 
-    def pair_scores(self, premises: list[str], hypotheses: list[str]) -> list[float]:
-        """P(entailment) - P(contradiction) for each (premise, hypothesis) pair."""
-        scores = []
+    def pair_probs(self, premises: list[str], hypotheses: list[str]) -> list[tuple[float, float]]:
+        """(P(entailment), P(contradiction)) for each (premise, hypothesis) pair."""
+        probs_out = []
         for start in range(0, len(premises), self.batch_size):
             batch = self.tokenizer(premises[start:start + self.batch_size],
                                    hypotheses[start:start + self.batch_size],
                                    padding=True, truncation=True, max_length=256, return_tensors="pt")
             with self.torch.no_grad():
                 probs = self.model(**batch).logits.softmax(-1)
-            scores += (probs[:, self.entail] - probs[:, self.contradict]).tolist()
-        return scores
+            probs_out += list(zip(probs[:, self.entail].tolist(), probs[:, self.contradict].tolist()))
+        return probs_out
 
-    def score(self, source: str, summary: str) -> float | None:
+    def pair_scores(self, premises: list[str], hypotheses: list[str]) -> list[float]:
+        """P(entailment) - P(contradiction) for each (premise, hypothesis) pair."""
+        return [entail - contradict for entail, contradict in self.pair_probs(premises, hypotheses)]
+
+    def image(self, source: str, summary: str) -> "NLIImage | None":
+        """The NLI matrix of every (source sentence, summary sentence) pair; None when either is empty."""
         src, hyp = sentences(source), sentences(summary)
         if not src or not hyp:
             return None
-        pairs = [(s, h) for h in hyp for s in src]
-        flat = self.pair_scores([p for p, _ in pairs], [h for _, h in pairs])
-        per_sentence = [max(flat[i * len(src):(i + 1) * len(src)]) for i in range(len(hyp))]
+        flat = self.pair_probs([s for _ in hyp for s in src], [h for h in hyp for _ in src])
+        columns = [flat[j * len(src):(j + 1) * len(src)] for j in range(len(hyp))]
+        return NLIImage(entail=[[e for e, _ in col] for col in columns],
+                        contradict=[[c for _, c in col] for col in columns])
+
+    def score(self, source: str, summary: str) -> float | None:
+        """SummaC-ZS: per summary sentence the best P(e) - P(c) over source sentences, then the mean."""
+        image = self.image(source, summary)
+        return None if image is None else image.zero_shot()
+
+
+class NLIImage:
+    """NLI probabilities indexed [summary sentence][source sentence] (SummaC's "image", transposed)."""
+
+    def __init__(self, entail: list[list[float]], contradict: list[list[float]]):
+        self.entail, self.contradict = entail, contradict
+
+    def zero_shot(self) -> float:
+        per_sentence = [max(e - c for e, c in zip(es, cs)) for es, cs in zip(self.entail, self.contradict)]
         return sum(per_sentence) / len(per_sentence)
 
 

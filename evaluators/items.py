@@ -21,6 +21,7 @@ class MCItem:
     kind: str = "answerable"
     domain: str | None = None
     meta: dict = field(default_factory=dict, compare=False)
+    fields: dict = field(default_factory=dict, compare=False)  # extra prompt fields (PubMedQA's context)
 
     @property
     def answer_text(self) -> str:
@@ -34,6 +35,22 @@ class SummaryItem:
     id: str
     source: str
     reference: str
+
+
+@dataclass(frozen=True)
+class GenItem:
+    """A free-generation item (MedINST32, Med-HALT's JSON-answer tests): named prompt fields and a target.
+
+    `fields` fill the task's prompt templates ({instruction}, {input}, {question}, ...); `target` is the
+    reference answer text; `history` earlier (user, assistant) turns the published item carries.
+    """
+
+    id: str
+    fields: dict[str, str]
+    target: str
+    history: tuple[tuple[str, str], ...] = ()
+    kind: str = "answerable"
+    meta: dict = field(default_factory=dict, compare=False)
 
 
 LETTERS = "ABCDEFGHIJ"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evaluators.items import PROBE_KINDS, MCItem, SummaryItem, lettered
-from evaluators.loaders.common import json_lines, letter_answer, malformed, require
+from evaluators.loaders.common import collect, json_lines, letter_answer, malformed, require
 
 
 def parse_options(raw, path: Path, line: int) -> dict[str, str]:
@@ -23,29 +23,24 @@ def parse_options(raw, path: Path, line: int) -> dict[str, str]:
     raise malformed(path, line, "options must be a non-empty object {\"A\": text} or list")
 
 
-def load_mc(path: Path) -> list[MCItem]:
-    items = []
-    for line, record in json_lines(path):
+def load_mc(path: Path, strict: bool = False):
+    def parse(line, record):
         require(record, ("question", "options", "answer"), path, line)
         options = parse_options(record["options"], path, line)
         kind = record.get("kind", "answerable")
         if kind not in PROBE_KINDS:
             raise malformed(path, line, f"kind {kind!r} is not one of {', '.join(PROBE_KINDS)}")
-        items.append(MCItem(
-            id=str(record.get("id", f"{path.stem}-{line}")),
-            question=str(record["question"]),
-            options=options,
-            answer=letter_answer(record["answer"], options, path, line),
-            kind=kind,
-            domain=record.get("domain"),
-        ))
-    return items
+        return MCItem(id=str(record.get("id", f"{path.stem}-{line}")), question=str(record["question"]),
+                      options=options, answer=letter_answer(record["answer"], options, path, line),
+                      kind=kind, domain=record.get("domain"))
+
+    return collect(path, json_lines(path), parse, strict)
 
 
-def load_summaries(path: Path) -> list[SummaryItem]:
-    items = []
-    for line, record in json_lines(path):
+def load_summaries(path: Path, strict: bool = False):
+    def parse(line, record):
         require(record, ("source", "reference"), path, line)
-        items.append(SummaryItem(str(record.get("id", f"{path.stem}-{line}")), str(record["source"]),
-                                 str(record["reference"])))
-    return items
+        return SummaryItem(str(record.get("id", f"{path.stem}-{line}")), str(record["source"]),
+                           str(record["reference"]))
+
+    return collect(path, json_lines(path), parse, strict)

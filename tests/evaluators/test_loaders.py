@@ -90,9 +90,9 @@ def test_summaries_jsonl():
     assert items[0].source.startswith("Metformin lowers")
 
 
-def test_malformed_jsonl_names_the_line():
+def test_malformed_jsonl_names_the_line_when_strict():
     with pytest.raises(UserError, match=r"malformed\.jsonl, line 3"):
-        load_items("jsonl", FIXTURES / "malformed.jsonl")
+        load_items("jsonl", FIXTURES / "malformed.jsonl", strict=True)
 
 
 @pytest.mark.parametrize("fmt, content, line", [
@@ -103,22 +103,22 @@ def test_malformed_jsonl_names_the_line():
     ("mmlu", "q,a,b,c,d,A\nq2,a,b,c,d\n", 2),
     ("summaries", '{"source": "s"}\n', 1),
 ])
-def test_malformed_rows_name_their_line(tmp_path, fmt, content, line):
+def test_malformed_rows_name_their_line_when_strict(tmp_path, fmt, content, line):
     path = tmp_path / ("data.csv" if fmt == "mmlu" else "data.jsonl")
     path.write_text(content)
     with pytest.raises(UserError, match=rf"line {line}\b"):
-        load_items(fmt, path)
+        load_items(fmt, path, strict=True)
 
 
 def test_malformed_medhalt_csv_and_pubmedqa_json(tmp_path):
     bad = tmp_path / "fct.csv"
     bad.write_text("question,options,correct_index,student_index\nq,\"{'0': 'a'}\",0,0\nq,not a dict,0,0\n")
     with pytest.raises(UserError, match=r"line 3"):
-        load_items("medhalt_fct", bad)
+        load_items("medhalt_fct", bad, strict=True)
     wrong = tmp_path / "pq_wrong.json"
     wrong.write_text('{\n "1": {"QUESTION": "q", "final_decision": "yes"},\n "2": {"QUESTION": "q", "final_decision": "perhaps"}\n}')
     with pytest.raises(UserError, match=r"line 3: entry '2'"):
-        load_items("pubmedqa", wrong)
+        load_items("pubmedqa", wrong, strict=True)
     broken = tmp_path / "pq.json"
     broken.write_text('{\n "1": {"QUESTION": "q",\n')
     with pytest.raises(UserError, match=r"line \d"):

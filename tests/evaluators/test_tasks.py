@@ -10,12 +10,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_shipped_tasks_and_suites_match_the_contract():
     tasks = shipped_tasks()
-    assert set(tasks) == {"bio_qa", "general_qa", "bio_fake", "general_fake", "bio_nota", "general_nota"}
+    assert {"bio_qa", "general_qa", "bio_fake", "general_fake", "bio_nota", "general_nota"} <= set(tasks)
     assert tasks["bio_qa"].path.name == "biomedical_qa.jsonl" and tasks["general_nota"].domain == "general"
     assert [t.name for t in resolve_tasks(["biomedical"])] == list(SUITES["biomedical"])
     assert len(resolve_tasks(["all"])) == 6
     # the shipped sets' options are words a model answers with: scored by text, not letter
-    assert {t.score_options_by for t in tasks.values()} == {"text"}
+    assert {t.score_options_by for name, t in tasks.items() if name in SUITES["all"]} == {"text"}
 
 
 def test_unknown_task_lists_valid_names():
@@ -41,7 +41,10 @@ def test_yaml_task_file(tmp_path):
     spec.write_text("tasks:\n  - name: capitals\n    format: jsonl\n    path: data.jsonl\n    domain: general\n"
                     "    template: completion\n    few_shot: 1\n    version: 2\n")
     tasks = load_task_file(spec)
-    assert tasks["capitals"] == Task("capitals", "jsonl", tmp_path / "data.jsonl", "general", "completion", 1, 2)
+    expected = Task("capitals", "jsonl", tmp_path / "data.jsonl", "general", "completion", 1, 2)
+    assert tasks["capitals"].model_dump() == expected.model_dump()  # the flat form reads as the nested one
+    assert tasks["capitals"].few_shot == 1 and tasks["capitals"].template == "completion"
+    assert len(tasks["capitals"].load()) == 2
     spec.write_text("- name: x\n  format: jsonl\n  path: d.jsonl\n  colour: red\n")
     with pytest.raises(UserError, match="valid keys"):
         load_task_file(spec)

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from app.routing.arm_stats import ArmStats, percentile, wilson_interval  # the evaluators' one implementation
+from evaluators.metrics.intervals import wilson_interval  # the one implementation the gateway uses
 from app.routing.experiments import choose_arm, sticky_key
 
 ARMS = {"base": 70, "pruned-50": 30}
@@ -66,19 +66,3 @@ def test_wilson_interval_matches_known_values():
     assert wilson_interval(0, 0) is None  # no trials: no interval (null in /v1/experiments)
     low, high = wilson_interval(0, 50)
     assert low == pytest.approx(0.0, abs=1e-12) and 0.05 < high < 0.09
-
-
-def test_arm_stats_summary_counts_errors_flags_and_latency():
-    arm = ArmStats()
-    for i in range(1, 101):
-        arm.record(200, i / 1000, ["low_confidence"] if i % 4 == 0 else [])
-    arm.record(503, 0.001, [])
-    summary = arm.summary(["low_confidence", "refusal"])
-    assert summary["requests"] == 101 and summary["errors"] == 1
-    assert summary["flags"]["low_confidence"]["count"] == 25
-    assert summary["flags"]["low_confidence"]["rate"] == 0.25
-    assert summary["flags"]["refusal"]["count"] == 0
-    assert summary["latency_ms"]["p50"] == pytest.approx(50) and summary["latency_ms"]["p95"] == pytest.approx(95)
-    assert percentile([], 50) is None
-    empty = ArmStats().summary(["refusal"])
-    assert empty["error_rate_ci95"] is None and empty["flags"]["refusal"]["ci95"] is None

@@ -1,4 +1,8 @@
-"""GET /v1/experiments/{name}: per-arm requests, error and flag rates (95% Wilson), latency, memory saved."""
+"""GET /v1/experiments/{name}: per-arm counts, rates and latency with intervals, outcomes, verdicts, memory saved.
+
+The numbers come from the experiment database (app/experiments/), so they survive
+restarts and are the same on every replica sharing it.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,14 @@ from fastapi import APIRouter
 
 from app.api.deps import ApiKey, Gateway
 from app.api.errors import OpenAIError
-from evaluators.signals import FLAG_RULES
 
 router = APIRouter(dependencies=[ApiKey], tags=["moeprune"])
-
-# Flags every arm reports (with a zero count when never raised), so arms compare side by side.
-REPORTED_FLAGS = [*FLAG_RULES, "refusal", "inconsistent"]
 
 
 @router.get("/v1/experiments/{name}")
 async def experiment_stats(name: str, gateway: Gateway) -> dict:
-    experiment = gateway.config.experiments.get(name)
-    if experiment is None:
+    if name not in gateway.config.experiments:
         known = ", ".join(sorted(gateway.config.experiments)) or "(none configured)"
         raise OpenAIError(404, f"unknown experiment {name!r}; known: {known}", param="name",
                           code="experiment_not_found")
-    stats = gateway.experiment_stats[name]
-    arms = {}
-    for arm, weight in experiment.arms.items():
-        summary = stats.arms[arm].summary(REPORTED_FLAGS)
-        footprint = gateway.footprints.get(arm)
-        summary["weight"] = weight
-        summary["memory"] = None if footprint is None else footprint.describe()
-        arms[arm] = summary
-    return {"object": "experiment", "name": name, "sticky": experiment.sticky, "arms": arms}
+    return await gateway.experiments.report(name, gateway.footprints)

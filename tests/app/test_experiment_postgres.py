@@ -1,0 +1,119 @@
+"""Two gateway processes sharing one real PostgreSQL server (started here on loopback): the same statistics
+from both, the same arm for a sticky key from both; and the database stopped mid-run: completions keep
+succeeding, dropped ids are counted, and the counts catch up when it is back."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.app.bounds_stub import serve_app
+from tests.app.experiment_gateway import write_variants
+from tests.app.experiment_stub import ExperimentEngine
+from tests.app.gateway_process import start_gateway
+from tests.app.postgres_server import PostgresServer, why_unavailable
+
+pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'psycopg[binary]' (requirements/runtime.txt)")
+if why_unavailable():
+    pytest.skip(why_unavailable(), allow_module_level=True)
+
+EXPERIMENT = {"arms": {"base": 50, "pruned": 50}, "control": "base", "decide": {"outcome": {"margin": 0.1}}}
+BUFFER_IDS = 5
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = PostgresServer().init()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def metric(gateway, name: str, **labels) -> float | None:
+    for family in text_string_to_metric_families(httpx.get(gateway.url + "/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+def complete(gateway, session: str) -> httpx.Response:
+    started = time.monotonic()
+    response = httpx.post(gateway.url + "/v1/completions", headers={**gateway.headers, "x-session-id": session},
+                          json={"model": "ab", "prompt": "hi", "max_tokens": 2}, timeout=30)
+    assert response.status_code == 200, response.text
+    response.elapsed_s = time.monotonic() - started
+    return response
+
+
+def report(gateway) -> httpx.Response:
+    return httpx.get(gateway.url + "/v1/experiments/ab", headers=gateway.headers, timeout=30)
+
+
+def comparable(body: dict) -> dict:
+    return {arm: {key: stats[key] for key in ("requests", "errors", "flags", "latency_ms", "outcome", "weight")}
+            for arm, stats in body["arms"].items()}
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def test_two_gateways_on_one_postgres_agree_and_survive_the_database_going_away(tmp_path, postgres):
+    with serve_app(ExperimentEngine().app()) as base_url, serve_app(ExperimentEngine().app()) as pruned_url:
+        write_variants(tmp_path / "variants.yaml", {"base": base_url, "pruned": pruned_url}, EXPERIMENT)
+        env = {"MOEPRUNE_EXPERIMENT_DSN": postgres.dsn, "MOEPRUNE_HEALTH_INTERVAL_S": "0.2",
+               "MOEPRUNE_EXPERIMENT_FLUSH_INTERVAL_S": "0.2", "MOEPRUNE_EXPERIMENT_BUFFER_IDS": str(BUFFER_IDS)}
+        gateways = []
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            gateways.append(start_gateway(tmp_path / "variants.yaml", tmp_path / name, env=env))
+        a, b = gateways
+        try:
+            for gateway in gateways:
+                gateway.wait_ready(timeout=60)
+            for index in range(15):
+                session = f"user-{index}"
+                assert complete(a, session).headers["x-moe-variant"] == complete(b, session).headers["x-moe-variant"]
+            time.sleep(1.0)  # > flush interval: each replica's own answers have reached the database
+            from_a, from_b = report(a).json(), report(b).json()
+            assert comparable(from_a) == comparable(from_b)
+            assert sum(arm["requests"] for arm in from_a["arms"].values()) == 30
+
+            postgres.stop()
+            during = [complete(a, f"offline-{index}") for index in range(12)]
+            assert max(response.elapsed_s for response in during) < 2.0  # nobody waited for the database
+            assert wait_for(lambda: metric(a, "moeprune_experiment_store_up") == 0, timeout=10)
+            assert metric(a, "moeprune_experiment_store_dropped_total", kind="completion_id") == 12 - BUFFER_IDS
+            unavailable = report(a)
+            assert unavailable.status_code == 503
+            assert unavailable.json()["error"]["code"] == "experiment_store_unavailable"
+
+            postgres.start()
+            assert wait_for(lambda: metric(a, "moeprune_experiment_store_up") == 1, timeout=20), a.log_tail()
+            caught_up = report(b).json()
+            assert sum(arm["requests"] for arm in caught_up["arms"].values()) == 42  # every count arrived
+            kept, dropped = during[-1].json()["id"], during[0].json()["id"]
+            assert httpx.post(a.url + "/v1/feedback", headers=a.headers, json={"id": kept, "label": "good"},
+                              timeout=30).status_code == 200
+            # The same completion, rated through the other replica: one database, so it is a duplicate there.
+            assert httpx.post(b.url + "/v1/feedback", headers=b.headers, json={"id": kept, "label": "good"},
+                              timeout=30).json()["duplicate"] is True
+            assert httpx.post(a.url + "/v1/feedback", headers=a.headers, json={"id": dropped, "label": "good"},
+                              timeout=30).status_code == 404
+            time.sleep(1.0)
+            assert comparable(report(a).json()) == comparable(report(b).json())
+            assert "dropped" in a.log_tail(50_000) and postgres.dsn not in a.log_tail(50_000)
+        finally:
+            for gateway in gateways:
+                assert gateway.shutdown() in (0, -signal.SIGTERM)

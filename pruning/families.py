@@ -250,7 +250,8 @@ FAMILIES: dict[str, Family] = {
             ),
             router_attr="router",
             notes="fused experts on disk and in memory, 2-D expert biases and a router bias; "
-            "mxfp4 *_blocks/*_scales are [E, ...] too (sliced the same way, untested)",
+            "MXFP4 *_blocks [E, R, G, 16] / *_scales [E, R, G] are [E, ...] too, so they are sliced the same "
+            "way and stay MXFP4 (pruning/mxfp4.py; tests/pruning/test_mxfp4.py)",
         ),
         Family(
             model_type="nemotron_h",

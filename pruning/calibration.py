@@ -1,11 +1,11 @@
-"""Calibration data: read documents from files, sample, tokenize, hash the token stream.
+"""Calibration data: which files, how many samples from each, tokenized, and the token stream's hash.
 
-Formats (chosen by file name, see docs/pruning-methods.md):
-- ``*.jsonl``: one object per line, ``{"text": "..."}`` or ``{"messages": [{"role", "content"}, ...]}``;
-  messages are rendered through the model's chat template, as the study did.
-- ``*.txt``: plain text; blank lines separate documents.
-- ``*.json``: PubMedQA (``ori_pqal.json``): ``{PMID: {QUESTION, CONTEXTS, LONG_ANSWER, final_decision}}``,
-  rendered as question, contexts and answer.
+Files are read by `pruning.calibration_records` (JSONL text/messages/MedINST, plain text, PubMedQA).
+A file may carry its own sample count, ``FILE:N``: N documents are drawn from that file alone with the
+seed (the study's dual-domain runs drew 128 biomedical + 128 general samples this way); files without a
+count are pooled and share ``samples``, as before. Chat messages and MedINST records are rendered
+through the model's chat template with the caller's template arguments (``enable_thinking``,
+``reasoning_effort``, ...).
 
 The exact token-id stream the observation pass sees is hashed (sha256), so a
 pruning run can be reproduced and compared.
@@ -16,21 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from moeprune.errors import UserError
-from pruning.jsonfile import json_lines
+from pruning.calibration_records import Document, read_documents
 
-
-@dataclass(frozen=True)
-class Document:
-    """One calibration sample before tokenization: plain text, or chat messages."""
-
-    source: str  # "file:line" for error messages and provenance
-    text: str | None = None
-    messages: tuple[dict, ...] | None = None
+# apply_chat_template arguments the pass sets itself: a template argument may not override them.
+_RESERVED_TEMPLATE_ARGS = ("conversation", "tokenize", "return_tensors", "return_dict")
+_COUNTED = re.compile(r"^(?P<path>.+):(?P<count>[^:/\\]*)$")
 
 
 @dataclass(frozen=True)
@@ -41,110 +37,58 @@ class CalibrationSet:
     record: dict
 
 
-def _line_error(path: Path, line: int, what: str) -> UserError:
-    return UserError(f"{path}:{line}: {what}")
+@dataclass(frozen=True)
+class FileSpec:
+    """One --calibration argument: a path and, with FILE:N, its own sample count."""
+
+    path: Path
+    count: int | None = None
 
 
-def read_jsonl(path: Path) -> list[Document]:
-    def bad_line(line: int, what: str) -> UserError:
-        return _line_error(path, line, f"{what}; fix or remove the line")
-
-    return [_jsonl_document(path, number, item) for number, item in json_lines(path, bad_line)]
-
-
-def _jsonl_document(path: Path, line_number: int, item) -> Document:
-    source = f"{path.name}:{line_number}"
-    if isinstance(item, dict) and isinstance(item.get("text"), str):
-        return Document(source, text=item["text"])
-    if isinstance(item, dict) and isinstance(item.get("messages"), list):
-        messages = item["messages"]
-        for message in messages:
-            if not (isinstance(message, dict) and isinstance(message.get("role"), str)
-                    and isinstance(message.get("content"), str)):
-                raise _line_error(path, line_number, 'each message needs string "role" and "content" fields')
-        if not messages:
-            raise _line_error(path, line_number, '"messages" is empty')
-        return Document(source, messages=tuple(messages))
-    raise _line_error(path, line_number, 'expected an object with a string "text" or a list "messages"')
+def parse_file_spec(spec) -> FileSpec:
+    """`med.jsonl` or `med.jsonl:128`; a file whose real name ends in `:N` still reads as that file."""
+    if isinstance(spec, FileSpec):
+        return spec
+    text = str(spec)
+    match = _COUNTED.match(text)
+    if match is None or Path(text).is_file():
+        return FileSpec(Path(text))
+    count = match.group("count")
+    if not count.isdigit() or int(count) < 1:
+        raise UserError(f"calibration {text!r}: the per-file sample count after ':' must be a positive integer "
+                        f"(FILE:N, e.g. {match.group('path')}:128)", param="calibration")
+    return FileSpec(Path(match.group("path")), int(count))
 
 
-def read_text(path: Path) -> list[Document]:
-    """Blank lines separate documents, so one file can hold many samples."""
-    documents, lines, start = [], [], 1
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line.strip():
-                if not lines:
-                    start = line_number
-                lines.append(line.rstrip("\n"))
-            elif lines:
-                documents.append(Document(f"{path.name}:{start}", text="\n".join(lines)))
-                lines = []
-    if lines:
-        documents.append(Document(f"{path.name}:{start}", text="\n".join(lines)))
-    return documents
+def parse_chat_template_kwargs(value) -> dict:
+    """A JSON object (text, or an already-parsed dict) of extra arguments for apply_chat_template."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"chat template kwargs are not valid JSON ({exc.msg}): {value!r}; pass an object such "
+                            """as '{"enable_thinking": false}'""", param="chat_template_kwargs") from None
+    if not isinstance(value, dict):
+        raise UserError(f"chat template kwargs must be a JSON object of template arguments, not "
+                        f"{type(value).__name__} {value!r}; e.g. '{{\"reasoning_effort\": \"low\"}}'",
+                        param="chat_template_kwargs")
+    reserved = sorted(set(value) & set(_RESERVED_TEMPLATE_ARGS))
+    if reserved:
+        raise UserError(f"chat template kwargs may not set {', '.join(reserved)}: the calibration pass sets "
+                        "those itself", param="chat_template_kwargs")
+    return dict(value)
 
 
-def read_pubmedqa(path: Path) -> list[Document]:
-    raw = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise _line_error(path, exc.lineno, f"not valid JSON ({exc.msg})")
-    if not isinstance(data, dict):
-        raise _line_error(path, 1, "expected PubMedQA JSON: an object {PMID: {QUESTION, CONTEXTS, LONG_ANSWER}}")
-    documents = []
-    for pmid, entry in data.items():
-        line = raw.count("\n", 0, max(raw.find(json.dumps(pmid)), 0)) + 1
-        if not (isinstance(entry, dict) and isinstance(entry.get("QUESTION"), str)
-                and isinstance(entry.get("CONTEXTS"), list) and isinstance(entry.get("LONG_ANSWER"), str)
-                and all(isinstance(c, str) for c in entry["CONTEXTS"])):
-            raise _line_error(
-                path, line, f"PubMedQA entry {pmid!r} needs string QUESTION, list of strings CONTEXTS and string LONG_ANSWER"
-            )
-        documents.append(Document(f"{path.name}:{line}", text=render_pubmedqa(entry)))
-    return documents
-
-
-def render_pubmedqa(entry: dict) -> str:
-    text = f"Question: {entry['QUESTION']}\nContext: {' '.join(entry['CONTEXTS'])}\nAnswer: {entry['LONG_ANSWER']}"
-    if isinstance(entry.get("final_decision"), str):
-        text += f"\nFinal answer: {entry['final_decision']}"
-    return text
-
-
-# File suffix -> reader. One registry; its error lists the valid suffixes.
-READERS: dict[str, Callable[[Path], list[Document]]] = {
-    ".jsonl": read_jsonl,
-    ".txt": read_text,
-    ".json": read_pubmedqa,
-}
-
-
-def read_documents(path: str | Path) -> list[Document]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"calibration file {path} does not exist; pass existing files", param="calibration")
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise UserError(
-            f"calibration file {path}: unknown format {path.suffix!r}; use one of {', '.join(READERS)} "
-            "(JSONL text/messages, plain text, PubMedQA JSON)"
-        )
-    try:
-        return reader(path)
-    except UnicodeDecodeError as exc:
-        raise UserError(f"calibration file {path} is not UTF-8 text ({exc.reason})")
-
-
-def tokenize(document: Document, tokenizer) -> list[int]:
+def tokenize(document: Document, tokenizer, template_kwargs: dict | None = None) -> list[int]:
     if document.messages is not None:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError(
                 f"{document.source}: chat messages need the model's chat template, and this tokenizer has none; "
                 'use {"text": ...} records instead'
             )
-        rendered = tokenizer.apply_chat_template(list(document.messages), tokenize=False)
+        rendered = tokenizer.apply_chat_template(list(document.messages), tokenize=False, **(template_kwargs or {}))
         # The template already adds whatever special tokens the model expects.
         return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
     return list(tokenizer(document.text, add_special_tokens=True)["input_ids"])
@@ -168,35 +112,70 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_calibration(files, tokenizer, *, samples: int = 128, max_tokens: int = 2048, seed: int = 0) -> CalibrationSet:
-    """Read every file, draw `samples` documents (seeded), tokenize and truncate each to `max_tokens`."""
+def _draw(count: int, available: int, seed: int) -> list[int]:
+    """Indices drawn without replacement, back in file order so the stream reads like the inputs."""
+    if available <= count:
+        return list(range(available))
+    return sorted(random.Random(seed).sample(range(available), count))
+
+
+def draw_documents(specs: list[FileSpec], read: dict[Path, list[Document]], samples: int,
+                   seed: int) -> dict[Path, list[Document]]:
+    """Per file, the drawn documents: FILE:N draws N from that file; the other files share `samples`."""
+    chosen: dict[Path, list[Document]] = {}
+    for spec in specs:
+        if spec.count is not None:
+            documents = read[spec.path]
+            if spec.count > len(documents):
+                raise UserError(f"calibration {spec.path}:{spec.count} asks for {spec.count} samples, but the file "
+                                f"holds {len(documents)} documents; lower the count or add data", param="calibration")
+            chosen[spec.path] = [documents[i] for i in _draw(spec.count, len(documents), seed)]
+    pooled = [(spec.path, document) for spec in specs if spec.count is None for document in read[spec.path]]
+    for path, document in (pooled[i] for i in _draw(samples, len(pooled), seed)):
+        chosen.setdefault(path, []).append(document)
+    return {spec.path: chosen.get(spec.path, []) for spec in specs}
+
+
+def load_calibration(files, tokenizer, *, samples: int = 128, max_tokens: int = 2048, seed: int = 0,
+                     chat_template_kwargs=None) -> CalibrationSet:
+    """Read every file, draw the documents (seeded; per file with FILE:N), tokenize, truncate to `max_tokens`."""
     if samples < 1:
         raise UserError(f"samples must be at least 1 (got {samples})", param="samples")
     if max_tokens < 1:
         raise UserError(f"max_tokens must be at least 1 (got {max_tokens})", param="max_tokens")
-    paths = [Path(f) for f in files]
-    if not paths:
+    template_kwargs = parse_chat_template_kwargs(chat_template_kwargs)
+    specs = [parse_file_spec(f) for f in files]
+    if not specs:
         raise UserError("no calibration files given; pass one or more", param="calibration")
-    documents = [doc for path in paths for doc in read_documents(path)]
-    if not documents:
-        raise UserError(f"calibration files {', '.join(map(str, paths))} contain no documents")
-    available = len(documents)
-    if len(documents) > samples:
-        # Draw without replacement, then keep file order so the stream reads like the inputs.
-        chosen = sorted(random.Random(seed).sample(range(len(documents)), samples))
-        documents = [documents[i] for i in chosen]
-    sequences = [ids[:max_tokens] for ids in (tokenize(doc, tokenizer) for doc in documents)]
-    sequences = [ids for ids in sequences if ids]
+    repeated = [path for path, n in Counter(spec.path for spec in specs).items() if n > 1]
+    if repeated:
+        raise UserError(f"calibration file {repeated[0]} is given more than once; give each file once "
+                        "(with FILE:N for its own sample count)", param="calibration")
+    read = {spec.path: read_documents(spec.path) for spec in specs}
+    if not any(read.values()):
+        raise UserError(f"calibration files {', '.join(str(s.path) for s in specs)} contain no documents")
+    chosen = draw_documents(specs, read, samples, seed)
+    sequences, per_file = [], {}
+    for spec in specs:
+        ids = [ids[:max_tokens] for ids in (tokenize(doc, tokenizer, template_kwargs) for doc in chosen[spec.path])]
+        ids = [sequence for sequence in ids if sequence]
+        sequences.extend(ids)
+        per_file[str(spec.path)] = {
+            "requested": spec.count, "available": len(read[spec.path]), "samples": len(ids),
+            "tokens": sum(map(len, ids)), "kinds": dict(sorted(Counter(d.kind for d in chosen[spec.path]).items())),
+        }
     if not sequences:
         raise UserError("every calibration document tokenized to nothing; check the files' content")
     record = {
-        "files": [str(path) for path in paths],
-        "file_sha256": {str(path): file_sha256(path) for path in paths},
-        "documents_available": available,
+        "files": [str(spec.path) for spec in specs],
+        "file_sha256": {str(spec.path): file_sha256(spec.path) for spec in specs},
+        "documents_available": sum(map(len, read.values())),
         "samples": len(sequences),
         "tokens": sum(len(ids) for ids in sequences),
         "max_tokens": max_tokens,
         "seed": seed,
+        "per_file": per_file,
+        "chat_template_kwargs": template_kwargs,
         "sha256": token_stream_sha256(sequences),
     }
     return CalibrationSet(sequences, record)

@@ -152,9 +152,20 @@ class Checkpoint:
         params = {"total": 0, "experts": 0}
         nbytes = {"total": 0, "experts": 0}
         for entry in self.tensors():
-            params["total"] += entry.numel
+            count = parameter_count(entry)
+            params["total"] += count
             nbytes["total"] += entry.nbytes
             if self.is_expert_tensor(entry.name):
-                params["experts"] += entry.numel
+                params["experts"] += count
                 nbytes["experts"] += entry.nbytes
         return {"params": params, "bytes": nbytes}
+
+
+def parameter_count(entry) -> int:
+    """Weights a stored tensor holds: MXFP4 `*_blocks` pack two 4-bit weights per byte, and their
+    `*_scales` are per-block exponents, not weights; every other tensor holds one per element."""
+    if entry.name.endswith("_scales") and entry.dtype == "U8":
+        return 0
+    if entry.name.endswith("_blocks") and entry.dtype == "U8":
+        return 2 * entry.numel
+    return entry.numel

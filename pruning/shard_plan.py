@@ -68,7 +68,7 @@ def _plan_tensor(checkpoint: Checkpoint, entry: TensorEntry, kept: dict[int, lis
                 f"{entry.name}: shape {list(entry.shape)} but dim 0 should be the expert count {num_experts}"
             )
         row = entry.nbytes // num_experts
-        ranges = _merge([(entry.start + i * row, entry.start + (i + 1) * row) for i in keep])
+        ranges = merge_ranges([(entry.start + i * row, entry.start + (i + 1) * row) for i in keep])
         return OutTensor(entry.name, entry.dtype, (len(keep), *entry.shape[1:]), tuple(ranges))
     return OutTensor(entry.name, entry.dtype, entry.shape, whole)
 
@@ -82,7 +82,7 @@ def _kept_for(kept: dict[int, list[int]], layer: int, name: str) -> list[int]:
     return kept[layer]
 
 
-def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     merged: list[tuple[int, int]] = []
     for start, end in ranges:
         if merged and merged[-1][1] == start:

@@ -1,50 +1,52 @@
 """The streaming writer: a pruned copy of a safetensors checkpoint, all or nothing.
 
-Each source shard is read once, front to back, in fixed-size chunks: the
-chunk feeds the source hash, and the parts of it that belong to kept tensors
-go straight to the output shard (and its hash). The two sha256s run on their
-own threads. Memory is a few chunk buffers, whatever the model or tensor
-size. Everything is written into a hidden temporary directory next to the
-target, which is renamed into place only when complete, so an interrupted
-run never leaves a half-written output.
+Each source shard is read once, front to back, and hashed in that same read
+while its kept byte ranges are written and hashed as they go out
+(`pruning.shard_copy`); up to `workers` shards are copied at once. A source
+shard whose sha256 is remembered from an earlier run (`pruning.hash_cache`,
+same file unchanged) is not hashed again, and only its kept ranges are read.
+Memory is a few chunk buffers per worker, whatever the model or tensor size.
+Everything is written into a hidden temporary directory next to the target,
+which is renamed into place only when complete, so an interrupted run never
+leaves a half-written output.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import struct
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pruning.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
 from moeprune.errors import UserError
-from pruning.hashing import sha256_file
+from pruning.hash_cache import SourceHashCache
 from pruning.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
+from pruning.shard_copy import copy_shard, source_sha256
 from pruning.shard_plan import ShardPlan, plan_shards
 from pruning.staging import staging_dir, publish
 
 log = logging.getLogger(__name__)
-CHUNK = 16 * 1024 * 1024
-# Buffers in flight: one being read while the hash threads finish the others.
-_BUFFERS = 3
+# Shards copied at once: each brings its own read, hash and write threads and 3 chunk buffers (48 MiB).
+MAX_WORKERS = 4
 # Test hook: seconds to pause after each output shard, so a test can kill a run mid-write.
 PAUSE_ENV = "MOEPRUNE_TEST_WRITE_PAUSE"
 # Files the writer produces itself (never copied from the source).
 _GENERATED = {"config.json", INDEX_NAME, MANIFEST_NAME, MASK_NAME}
 
 
-def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: dict, overwrite: bool = False) -> Path:
+def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: dict, overwrite: bool = False, *,
+                 hash_cache: SourceHashCache | None = None, workers: int | None = None) -> Path:
     """Write the checkpoint at source_dir, keeping only `kept` experts, to out_dir; return out_dir.
 
     `kept` maps each MoE decoder-layer index to its kept expert indices (source
     numbering); `provenance` carries method/ratio/allocation/seed/mask_file/
     calibration (and optionally `ranked`: layer -> kept experts best first)
-    for pruning.json.
+    for pruning.json. `hash_cache` defaults to the user's cache directory
+    (`SourceHashCache.from_env`); `workers` to min(4, CPU count).
     """
     source = Checkpoint.open(source_dir)
     out = Path(out_dir)
@@ -54,14 +56,10 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
     source.family.validate_kept(source.config, kept, moe_layers=source.expert_layers())
     plans = plan_shards(source, kept)
     mask = mask_rows(kept, provenance.get("ranked"))
+    cache = hash_cache if hash_cache is not None else SourceHashCache.from_env()
     with staging_dir(out, overwrite) as tmp:
-        source_hashes, written_hashes = {}, {}
-        for plan in plans:
-            source_hashes[plan.name], written_hashes[plan.name] = _write_shard(plan, tmp / plan.name)
-            _test_pause()
-        for shard in source.shards:  # shards with nothing kept are still hashed for provenance
-            if shard.path.name not in source_hashes:
-                source_hashes[shard.path.name] = sha256_file(shard.path)
+        workers = workers or min(MAX_WORKERS, os.cpu_count() or 1)
+        source_hashes, written_hashes = _copy_shards(source, plans, tmp, cache, workers)
         if source.sharded:
             _write_index(tmp, plans)
         new_count = len(next(iter(kept.values())))
@@ -75,6 +73,31 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
     return out
 
 
+def _copy_shards(source: Checkpoint, plans: list[ShardPlan], tmp: Path, cache: SourceHashCache,
+                 workers: int) -> tuple[dict[str, str], dict[str, str]]:
+    """Copy every planned shard (and hash the shards nothing is kept from), `workers` files at a time."""
+    planned = {plan.name for plan in plans}
+    with ThreadPoolExecutor(workers, "shard") as pool:
+        copies = {plan.name: pool.submit(_copy_one, plan, tmp / plan.name, cache) for plan in plans}
+        # Shards with nothing kept are still hashed for provenance.
+        hashes_only = {shard.path.name: pool.submit(source_sha256, shard.path, cache)
+                       for shard in source.shards if shard.path.name not in planned}
+        try:
+            done = {name: job.result() for name, job in copies.items()}
+            source_hashes = {name: job.result() for name, job in hashes_only.items()}
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    source_hashes.update({name: pair[0] for name, pair in done.items()})
+    return source_hashes, {name: pair[1] for name, pair in done.items()}
+
+
+def _copy_one(plan: ShardPlan, dest: Path, cache: SourceHashCache) -> tuple[str, str]:
+    hashes = copy_shard(plan, dest, cache)
+    _test_pause()
+    return hashes
+
+
 def _normalise(kept: dict) -> dict[int, list[int]]:
     if not isinstance(kept, dict) or not kept:
         raise UserError("kept experts must be a non-empty mapping of MoE layer index -> expert indices")
@@ -82,84 +105,6 @@ def _normalise(kept: dict) -> dict[int, list[int]]:
         return {int(layer): sorted(int(i) for i in indices) for layer, indices in kept.items()}
     except (TypeError, ValueError) as exc:
         raise UserError(f"kept experts must be integers per layer ({exc})") from exc
-
-
-def _write_shard(plan: ShardPlan, dest: Path) -> tuple[str, str]:
-    """Stream plan.source into dest; return the sha256 of the source file and of dest."""
-    header, offset = {}, 0
-    if plan.source.metadata is not None:
-        header["__metadata__"] = plan.source.metadata
-    ranges = []
-    for tensor in plan.tensors:
-        header[tensor.name] = {"dtype": tensor.dtype, "shape": list(tensor.shape),
-                               "data_offsets": [offset, offset + tensor.nbytes]}
-        offset += tensor.nbytes
-        ranges.extend(tensor.ranges)
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)
-    source_hash, out_hash = _Hasher(), _Hasher()
-    buffers = [bytearray(CHUNK) for _ in range(_BUFFERS)]
-    pending: list[list] = [[] for _ in range(_BUFFERS)]
-    with source_hash, out_hash, open(plan.source.path, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
-        head = struct.pack("<Q", len(encoded)) + encoded
-        _write_all(dst, head)
-        out_hash.update(head)
-        position, index, turn = 0, 0, 0
-        while True:
-            slot = turn % _BUFFERS
-            for job in pending[slot]:  # the hashers are done with this buffer before it is refilled
-                job.result()
-            pending[slot] = []
-            n = src.readinto(buffers[slot])
-            if not n:
-                break
-            chunk = memoryview(buffers[slot])[:n]
-            pending[slot].append(source_hash.update(chunk))
-            chunk_end = position + n
-            while index < len(ranges) and ranges[index][0] < chunk_end:
-                start, end = ranges[index]
-                lo, hi = max(start, position), min(end, chunk_end)
-                if lo < hi:
-                    piece = chunk[lo - position:hi - position]
-                    _write_all(dst, piece)
-                    pending[slot].append(out_hash.update(piece))
-                if end > chunk_end:
-                    break
-                index += 1
-            position, turn = chunk_end, turn + 1
-        for jobs in pending:
-            for job in jobs:
-                job.result()
-        if position != plan.source.size or index != len(ranges):
-            raise UserError(f"{plan.source.path} changed while it was being read; run again")
-        os.fsync(dst.fileno())
-    return source_hash.hexdigest(), out_hash.hexdigest()
-
-
-class _Hasher:
-    """A sha256 fed on its own thread, in order (hashlib releases the GIL on large updates)."""
-
-    def __init__(self):
-        self._digest = hashlib.sha256()
-        self._thread = ThreadPoolExecutor(max_workers=1)
-
-    def update(self, data) -> Future:
-        return self._thread.submit(self._digest.update, data)
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._thread.shutdown(wait=True)
-
-
-def _write_all(handle, data) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[handle.write(view):]
 
 
 def _write_index(tmp: Path, plans: list[ShardPlan]) -> None:

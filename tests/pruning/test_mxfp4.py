@@ -133,3 +133,11 @@ def test_whole_model_pass_loads_mxfp4_experts_in_the_requested_dtype(mxfp4_sourc
     model = load_model(mxfp4_source, family_for(load_config(mxfp4_source)), dtype="float32")
     experts = model.model.layers[1].mlp.experts
     assert experts.gate_up_proj.dtype == torch.float32 and experts.down_proj.dtype == torch.float32
+
+
+def test_parameter_counts_see_two_weights_per_mxfp4_byte_and_no_weights_in_scales():
+    from pruning.checkpoint import TensorEntry, parameter_count
+
+    assert parameter_count(TensorEntry("mlp.experts.down_proj_blocks", "U8", (4, 8, 2, 16), 0, 1024)) == 2048
+    assert parameter_count(TensorEntry("mlp.experts.down_proj_scales", "U8", (4, 8, 2), 0, 64)) == 0
+    assert parameter_count(TensorEntry("mlp.router.weight", "BF16", (4, 8), 0, 64)) == 32

@@ -48,9 +48,10 @@ LABEL org.opencontainers.image.title="moe-prune-serve" \
       io.moeprune.vllm-version="${VLLM_VERSION}"
 
 # A fixed uid so Kubernetes' runAsNonRoot and volume permissions can rely on it.
+# /var/lib/moeprune: the experiment state (SQLite) when no PostgreSQL DSN is set; mount a volume there.
 RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin moeprune \
- && mkdir -p /etc/moeprune /models \
- && chown moeprune:moeprune /etc/moeprune
+ && mkdir -p /etc/moeprune /models /var/lib/moeprune \
+ && chown moeprune:moeprune /etc/moeprune /var/lib/moeprune
 COPY --from=build /opt/moeprune /opt/moeprune
 
 ENV PATH=/opt/moeprune/bin:$PATH \

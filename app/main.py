@@ -21,17 +21,21 @@ from app.api.auth import ApiKeyAuth, KeyStore, is_loopback, public_paths, refuse
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyCap, RequestId
 from app.api.send_timeout import SendTimeout
-from app.api.routes import chat, completions, experiments, health, metrics, models
+from app.api.routes import admin, chat, completions, experiments, feedback, health, metrics, models, telemetry
 from app.config.variants import GatewayConfig, load_config
 from app.core.config import Settings
 from app.core.state import GatewayState
 from app.engines.footprint import measure
 from app.engines.pidfile import sweep_stale_engines
 from app.engines.supervisor import Supervisor, build_backends
+from app.experiments.metrics import ExperimentMetrics
+from app.experiments.reload import reload_on_sighup
+from app.experiments.service import ExperimentService
+from app.guard.gates import load_gates
 from app.logs import configure_logging
+from app.telemetry.service import RoutingTelemetry
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.policy import load_policy
-from app.routing.arm_stats import ExperimentStats
 from app.serving.client import build_upstream_client
 from moeprune.errors import UserError
 from moeprune.version import package_version
@@ -49,10 +53,13 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
     backends = build_backends(config, settings, work_dir)
     for name, backend in backends.items():
         metrics.register_variant(name, footprints[name], policies[name].baselines, backend.managed)
-    stats = {name: ExperimentStats.for_arms(experiment.arms) for name, experiment in config.experiments.items()}
+    experiments = ExperimentService(settings, config, ExperimentMetrics(metrics.registry))
+    telemetry = RoutingTelemetry.from_config(config)
+    if telemetry is not None:
+        metrics.watch_drift({name: window.ratio for name, (_, window) in telemetry.drift.items()})
     return GatewayState(settings=settings, config=config, backends=backends, metrics=metrics, policies=policies,
-                        footprints=footprints, experiment_stats=stats, keys=keys,
-                        gpu=GpuMemoryReader.create())
+                        footprints=footprints, experiments=experiments, keys=keys,
+                        gpu=GpuMemoryReader.create(), gates=load_gates(config), telemetry=telemetry)
 
 
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastAPI:
@@ -80,8 +87,11 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                 await asyncio.to_thread(sweep_stale_engines, work_dir)
                 # Inside the try: when the second variant fails to launch, the first is stopped.
                 gateway.supervisor.start()
-                yield
+                await gateway.experiments.start()
+                with reload_on_sighup(gateway):
+                    yield
             finally:
+                await gateway.experiments.stop()
                 await gateway.supervisor.stop()
                 if scratch is not None:
                     scratch.cleanup()
@@ -92,7 +102,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                               "per-response reliability flags and Prometheus metrics.")
     app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (chat, completions, models, experiments, health, metrics):
+    for module in (chat, completions, models, experiments, feedback, admin, health, metrics, telemetry):
         app.include_router(module.router)
     # add_middleware wraps what is there, so the last added runs first: request id, key, then the body.
     app.add_middleware(BodyCap, max_body_bytes=settings.max_request_bytes,

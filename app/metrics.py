@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -21,6 +22,8 @@ from app.engines.footprint import Footprint
 # Whole-request latency of LLM calls spans ~50 ms (a cached short answer) to minutes.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# A gate decision costs well under a millisecond; a cascade costs a second answer (seconds).
+GUARD_BUCKETS = (0.0005, 0.001, 0.0025, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Engine memory changes slowly; Prometheus scrapes every 15 s or so, several scrapers may overlap.
 MEMORY_CACHE_S = 2.0
 
@@ -63,6 +66,15 @@ class GatewayMetrics:
                                      ["variant"], registry=registry)
         self.gpu_memory = Gauge(p + "engine_gpu_memory_bytes", "GPU memory of the engine's processes (NVML)",
                                 ["variant"], registry=registry)
+        # Guards (app/guard): variant = the guarded variant; guard = domain_gate | cascade.
+        self.guard_decisions = Counter(p + "guard_decisions_total", "Guard decisions (pass, fallback, none, "
+                                       "escalated, unavailable)", ["variant", "guard", "decision"], registry=registry)
+        self.guard_extra_seconds = Histogram(p + "guard_extra_seconds", "Latency a guard added (gate scoring, the "
+                                             "cascade's second answer)", ["variant", "guard"],
+                                             buckets=GUARD_BUCKETS, registry=registry)
+        self.pruned_expert_hit_ratio = Gauge(p + "pruned_expert_hit_ratio", "Share of the base's routed (token, "
+                                             "expert) pairs in the window on experts this variant removed",
+                                             ["variant"], registry=registry)
 
     def register_variant(self, variant: str, footprint: Footprint | None, baselines: dict[str, float],
                          managed: bool) -> None:
@@ -83,6 +95,11 @@ class GatewayMetrics:
             self.experts.labels(variant, "total").set(footprint.experts_before_total)
         self.bytes_saved.labels(variant).set(footprint.bytes_saved)
         self.bytes_saved_ratio.labels(variant).set(footprint.bytes_saved_ratio)
+
+    def watch_drift(self, ratios: dict[str, Callable[[], float]]) -> None:
+        """The hit-ratio gauges read their sliding windows at scrape time (NaN: no traffic in the window)."""
+        for variant, ratio in ratios.items():
+            self.pruned_expert_hit_ratio.labels(variant).set_function(ratio)
 
     def observe_response(self, variant: str, experiment: str, status: int, duration_s: float,
                          ttft_s: float | None = None, prompt_tokens: int = 0, completion_tokens: int = 0,

@@ -14,6 +14,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.experiments.config import Decide, Guardrail, check_decision_settings
+from app.guard.config import GuardOptions, check_guard
+from app.telemetry.config import TelemetryOptions
 from moeprune.errors import UserError
 
 
@@ -53,6 +56,8 @@ class Variant(ReliabilityOptions):
     # url: variants send this key upstream; managed variants start their engine with it (default: random).
     api_key_file: Path | None = Field(None, description="file holding the engine's API key")
     api_key_env: str | None = Field(None, description="env variable holding the engine's API key")
+    guard: GuardOptions | None = Field(None, description="domain gate / cascade to a fallback (app/guard)")
+    telemetry: TelemetryOptions | None = Field(None, description="routing telemetry (app/telemetry)")
 
     @model_validator(mode="after")
     def model_or_url(self) -> "Variant":
@@ -75,6 +80,10 @@ class Variant(ReliabilityOptions):
 class Experiment(ReliabilityOptions):
     arms: dict[str, float] = Field(description="variant name -> weight")
     sticky: str = Field("x-session-id", description="header whose value keeps a client on one arm")
+    # Verdicts and the automatic stop (app/experiments/config.py; docs/gateway.md, "Experiment statistics").
+    control: str | None = Field(None, description="the arm the others are compared with")
+    decide: Decide | None = None
+    guardrail: Guardrail | None = None
 
     @field_validator("arms")
     @classmethod
@@ -101,6 +110,7 @@ class GatewayConfig(Strict):
             if variant.base is not None and variant.base not in self.variants:
                 raise ValueError(f"variants.{name}.base: unknown variant {variant.base!r}; "
                                  f"known: {', '.join(sorted(self.variants))}")
+            check_guard(name, variant.guard, self.variants)
         for name, experiment in self.experiments.items():
             if name in self.variants:
                 raise ValueError(f"experiments.{name}: an experiment cannot share a variant's name")
@@ -108,6 +118,8 @@ class GatewayConfig(Strict):
                 if arm not in self.variants:
                     raise ValueError(f"experiments.{name}.arms.{arm}: unknown variant; "
                                      f"known: {', '.join(sorted(self.variants))}")
+            check_decision_settings(name, experiment.arms, experiment.control, experiment.decide,
+                                    experiment.guardrail)
         return self
 
     def launcher_argv(self) -> list[str] | None:
@@ -152,4 +164,11 @@ def load_config(path: str | Path) -> GatewayConfig:
             variant.report_card = (path.parent / variant.report_card).resolve()
         if variant.api_key_file is not None and not variant.api_key_file.is_absolute():
             variant.api_key_file = (path.parent / variant.api_key_file).resolve()
+        gate = variant.guard.domain_gate if variant.guard else None
+        if gate is not None and gate.file is not None and not gate.file.is_absolute():
+            gate.file = (path.parent / gate.file).resolve()
+        for field_name in ("config", "manifest"):
+            value = getattr(variant.telemetry, field_name, None) if variant.telemetry else None
+            if value is not None and not value.is_absolute():
+                setattr(variant.telemetry, field_name, (path.parent / value).resolve())
     return config

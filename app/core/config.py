@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     # The vLLM launch command, overriding both the YAML `launcher:` and the default.
     launcher: str | None = None
 
+    # Experiment state (docs/gateway.md, "Experiment statistics"): SQLite in the state dir, or PostgreSQL.
+    state_dir: Path | None = Field(None, description="default: WORK_DIR/state, else ~/.local/state/moeprune")
+    experiment_dsn: str | None = Field(None, description="postgresql://... shared by every replica (never logged)")
+    experiment_dsn_file: Path | None = Field(None, description="a file holding the DSN (a mounted secret)")
+    experiment_retention_s: float = Field(7 * 86400, gt=0, description="how long a completion id accepts feedback")
+    experiment_retention_ids: int = Field(1_000_000, ge=1, description="most completion ids remembered")
+    experiment_flush_interval_s: float = Field(1.0, gt=0, description="buffered writes go to the database this often")
+    experiment_buffer_ids: int = Field(100_000, ge=1, description="ids buffered while the database is down")
+    experiment_evaluate_interval_s: float = Field(5.0, gt=0, description="verdict gauges and guardrails")
+
     def static_api_keys(self) -> frozenset[str]:
         """Keys given in the environment (or directly): fixed for the gateway's life."""
         return split_keys(self.api_keys) | self.evaluation_key_set()

@@ -15,9 +15,11 @@ from app.engines.footprint import Footprint
 from app.engines.supervisor import Supervisor
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.policy import FlagPolicy
-from app.routing.arm_stats import ExperimentStats
+from app.experiments.service import ExperimentService
 from app.serving.admission import Admission
 from app.serving.salt import CacheSalt
+from app.guard.gates import LoadedGate
+from app.telemetry.service import RoutingTelemetry
 
 
 @dataclass
@@ -28,7 +30,7 @@ class GatewayState:
     metrics: GatewayMetrics
     policies: dict[str, FlagPolicy]
     footprints: dict[str, Footprint | None]
-    experiment_stats: dict[str, ExperimentStats]
+    experiments: ExperimentService  # per-arm state in SQLite/PostgreSQL, verdicts, guardrails, feedback
     keys: KeyStore  # the API keys (digests), re-read when the keys file changes
     gpu: GpuMemoryReader | None = None
     client: httpx.AsyncClient | None = None
@@ -36,3 +38,5 @@ class GatewayState:
     rng: random.Random = field(default_factory=random.Random)
     admission: Admission = field(default_factory=Admission)  # sequences in flight per API key
     cache_salt: CacheSalt = field(default_factory=CacheSalt)  # per-key prefix-cache salt (secret per gateway)
+    gates: dict[str, LoadedGate] = field(default_factory=dict)  # guarded variant -> its domain gate (app/guard)
+    telemetry: RoutingTelemetry | None = None  # routed-experts counts and drift windows (app/telemetry)

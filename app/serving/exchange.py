@@ -26,6 +26,12 @@ class Exchange:
         self.flags: list[str] = []
         self.text: dict[str, str] = {}
         self.slots: Slots | None = None  # the variant's and the key's sequences this request holds
+        self.key_id = "anonymous"  # the API key's digest (app/api/auth.py key_id): who may give feedback
+        self.completion_id: str | None = None  # the engine's answer id, remembered for POST /v1/feedback
+        # A guard's fallback may answer instead (target = who answered): experiments record the assigned arm.
+        self.arm: str | None = None
+        self.guard: dict | None = None  # reliability.guard (app/guard/run.py), also in the access log
+        self.keep_routed_experts = False  # `x-moe-routed-experts: keep`: the client sees vLLM's routed_experts
         self.ended = False
 
     @property
@@ -57,13 +63,16 @@ class Exchange:
         self.gateway.metrics.observe_response(variant, experiment, status, duration, ttft, self.prompt_tokens,
                                               self.completion_tokens, self.flags)
         if experiment:
-            self.gateway.experiment_stats[experiment].record(variant, status, duration, self.flags)
+            self.gateway.experiments.record(experiment, self.arm or variant, status, duration, self.flags,
+                                            self.completion_id, self.key_id)
         fields = {
             "request_id": self.request_id, "endpoint": self.endpoint, "variant": variant,
             "experiment": experiment or None, "status": status, "stream": self.stream,
             "latency_ms": round(duration * 1000, 2), "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "flags": self.flags,
         }
+        if self.guard is not None:
+            fields["guard"] = self.guard
         if self.gateway.settings.log_text:
             fields.update(self.text)
         access_log.info("request", extra=fields)

@@ -48,7 +48,11 @@ async def _forward(gateway: GatewayState, exchange: Exchange, path: str, upstrea
                           code="upstream_failed") from None
     exchange.mark_first_token()
     exchange.count_usage(data.get("usage"))
+    exchange.completion_id = data.get("id") if isinstance(data.get("id"), str) else None
     choices = data.get("choices") or []
+    if gateway.telemetry is not None:  # routed_experts: counted, and removed unless the client asked to keep them
+        gateway.telemetry.take(exchange.target.variant, exchange.target.experiment, choices,
+                               exchange.keep_routed_experts)
     trace = TokenTrace.of_response(data, plan.chat)
     if upstream_body.get("echo"):
         trace = trace.generated_only(exchange.completion_tokens)

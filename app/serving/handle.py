@@ -9,6 +9,8 @@ from fastapi.responses import Response
 
 from app.api.errors import OpenAIError
 from app.core.state import GatewayState
+from app.guard.run import RequestGuard, Resend
+from app.telemetry.service import KEEP_HEADER
 from app.reliability.logprobs import plan_logprobs
 from app.serving.bounds import cap_max_tokens, check_content_parts, check_evaluation_fields, count_sequences
 from app.serving.exchange import Exchange
@@ -36,13 +38,32 @@ def bound_request(gateway: GatewayState, request: Request, body: dict, chat: boo
     return sequences
 
 
+def resender(gateway: GatewayState, request: Request, exchange: Exchange, path: str, client_body: dict,
+             chat: bool, key_id: str) -> Resend:
+    """The cascade's second ask: the client's request, bounded and sent as usual, to another variant."""
+    async def ask(variant: str) -> Response:
+        body = dict(client_body)
+        bound_request(gateway, request, body, chat, variant)
+        backend = gateway.backends[variant]
+        upstream_body = dict(body, model=backend.served_model, cache_salt=gateway.cache_salt.for_key(key_id))
+        return await forward(gateway, exchange, path, upstream_body, plan_logprobs(upstream_body, chat),
+                             receive=request.receive)
+    return ask
+
+
 async def serve(request: Request, gateway: GatewayState, body: dict, chat: bool) -> Response:
     path = "/v1/chat/completions" if chat else "/v1/completions"
     target = resolve_target(gateway, body["model"], request.headers, body.get("user"))
+    guard = RequestGuard(gateway, target, body, chat)  # its domain gate may hand the request to the fallback
+    target = guard.target
     stream = bool(body.get("stream"))
     exchange = Exchange(gateway, target, request.state.request_id, path, stream)
+    guard.attach(exchange)
+    exchange.keep_routed_experts = request.headers.get(KEEP_HEADER, "").lower() == "keep"
+    client_body = dict(body)  # as sent: a cascade bounds it again for its fallback
     backend = exchange.backend
     key_id = getattr(request.state, "key_id", ANONYMOUS)
+    exchange.key_id = key_id
     if gateway.settings.log_text:  # off by default: prompts may hold patient data
         exchange.text["prompt_text"] = body.get("messages") if chat else body.get("prompt")
     try:
@@ -57,12 +78,15 @@ async def serve(request: Request, gateway: GatewayState, body: dict, chat: bool)
         plan = plan_logprobs(upstream_body, chat)
         if not stream:
             response = await forward(gateway, exchange, path, upstream_body, plan, receive=request.receive)
+            if guard.active:
+                response = await guard.after_answer(exchange, response, resender(
+                    gateway, request, exchange, path, client_body, chat, key_id))
             exchange.end(response.status_code)
             return response
         client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream_body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        return await open_stream(gateway, exchange, path, upstream_body, plan, client_wants_usage,
-                                 receive=request.receive)
+        return guard.on_stream(await open_stream(gateway, exchange, path, upstream_body, plan, client_wants_usage,
+                                                 receive=request.receive))
     except OpenAIError as exc:
         exc.headers.update(target.headers())
         exchange.end(exc.status)

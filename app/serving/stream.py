@@ -135,6 +135,8 @@ async def relay(gateway: GatewayState, exchange: Exchange, upstream: httpx.Respo
                 if failure is not None:
                     return await end_with(emit, failure)
                 template = template or chunk
+                if exchange.completion_id is None and isinstance(chunk.get("id"), str):
+                    exchange.completion_id = chunk["id"]
                 if chunk.get("usage"):
                     exchange.count_usage(chunk["usage"])
                 if not chunk.get("choices"):

@@ -31,6 +31,7 @@ def resolve_target(gateway: GatewayState, model: str, headers, user: object) -> 
         raise OpenAIError(404, f"unknown model {model!r}; known variants and experiments: {known}",
                           param="model", code="model_not_found")
     key = sticky_key(headers.get(experiment.sticky), user)
-    arm = choose_arm(model, experiment.arms, key, gateway.rng)
+    # An arm a guardrail stopped sends its users to control (app/experiments/service.py).
+    arm = gateway.experiments.route(model, experiment, choose_arm(model, experiment.arms, key, gateway.rng))
     gateway.metrics.assignments.labels(model, arm).inc()
     return Target(arm, model)

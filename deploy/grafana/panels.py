@@ -106,6 +106,56 @@ ROWS: tuple[Row, ...] = (
             Query(f"experiment_variant_flag:moeprune_reliability_flags:ratio_rate5m{{{EXPERIMENT}}}",
                   "{{experiment}}: {{variant}} {{flag}}"),
         ), unit="percentunit", width=12),
+        # Computed from the shared experiment database, so every replica exports the same value: max, not sum.
+        Panel("Outcome per arm (feedback mean, 95% interval)", (
+            Query(f"max by (experiment, variant, kind) (moeprune_experiment_outcome{{{EXPERIMENT}}})",
+                  "{{experiment}}: {{variant}} {{kind}}"),
+        ), unit="percentunit", width=12, main=True,
+            description="Mean of the apps' POST /v1/feedback outcomes (good=1, bad=0, or the score) per arm; "
+                        "lower/upper: its 95% Wilson interval."),
+        Panel("Verdict vs control (1 non-inferior, 0 inconclusive, -1 inferior)", (
+            Query(f"max by (experiment, variant, metric) (moeprune_experiment_verdict{{{EXPERIMENT}}})",
+                  "{{experiment}}: {{variant}} {{metric}}"),
+        ), kind="stat", width=6,
+            description="Anytime-valid non-inferiority verdict per decided metric (docs/gateway.md, "
+                        "\"Experiment statistics\")."),
+        Panel("Arms stopped by a guardrail", (
+            Query(f"max by (experiment, variant) (moeprune_experiment_arm_stopped{{{EXPERIMENT}}})",
+                  "{{experiment}}: {{variant}}"),
+        ), kind="stat", width=6, description="1: the arm's weight is 0 and its users go to control until a "
+                                               "config reload."),
+        Panel("Feedback per second", (
+            Query(f"sum by (experiment, variant, label) (rate(moeprune_feedback_total{{{EXPERIMENT}}}"
+                  "[$__rate_interval]))", "{{experiment}}: {{variant}} {{label}}"),
+        ), width=12),
+    )),
+    Row("Guards and routing drift", (
+        Panel("Guard decisions per second", (
+            Query(f"sum by (variant, guard, decision) (rate(moeprune_guard_decisions_total{{{VARIANT}}}"
+                  "[$__rate_interval]))", "{{variant}} {{guard}}: {{decision}}"),
+        ), width=8, stack=True, description="domain_gate: pass / fallback / unavailable; cascade: none / escalated "
+                                            "/ unavailable / not_streamed (docs/gateway.md, \"Guards\")."),
+        Panel("Share the domain gate keeps on the variant", (
+            Query(f'sum by (variant) (rate(moeprune_guard_decisions_total{{{VARIANT}, guard="domain_gate", '
+                  f'decision="pass"}}[$__rate_interval])) / sum by (variant) '
+                  f'(rate(moeprune_guard_decisions_total{{{VARIANT}, guard="domain_gate"}}[$__rate_interval]))',
+                  "{{variant}}"),
+        ), unit="percentunit", width=8, description="Of a gated variant's requests, those the gate judged "
+                                                    "in-domain (the rest go to the fallback)."),
+        Panel("Latency the guards add (p50, p95)", (
+            Query("histogram_quantile(0.5, sum by (variant, guard, le) "
+                  f"(rate(moeprune_guard_extra_seconds_bucket{{{VARIANT}}}[$__rate_interval])))",
+                  "{{variant}} {{guard}} p50"),
+            Query("histogram_quantile(0.95, sum by (variant, guard, le) "
+                  f"(rate(moeprune_guard_extra_seconds_bucket{{{VARIANT}}}[$__rate_interval])))",
+                  "{{variant}} {{guard}} p95"),
+        ), unit="s", width=8),
+        Panel("Traffic on removed experts (drift)", (
+            Query(f"max by (variant) (moeprune_pruned_expert_hit_ratio{{{VARIANT}}})", "{{variant}}"),
+        ), unit="percentunit", width=24, description="Of the base's routed (token, expert) pairs in the sliding "
+                                                     "window, the share on experts the variant removed (needs the "
+                                                     "base's routed-experts telemetry). Alert: "
+                                                     "MoePrunePrunedExpertDrift."),
     )),
     Row("Engines (vLLM)", (
         Panel("Engine up", (

@@ -17,6 +17,8 @@ GATEWAY = "moeprune-gateway"
 CONFIG_DIR = "/etc/moeprune"
 KEYS_DIR = "/etc/moeprune/keys"
 REPORT_CARD_DIR = "/etc/moeprune/report-cards"
+DATABASE_DIR = "/etc/moeprune/experiment-db"
+STATE_DIR = "/var/lib/moeprune"
 
 
 def variants_file(values: dict) -> dict:
@@ -71,7 +73,11 @@ def gateway_deployment(values: dict, config: dict) -> dict:
     port = int(gateway.get("port", 8080))
     # A changed variants.yaml or report card rolls the pods (the gateway reads them at start).
     checksum = hashlib.sha256(json.dumps(config["data"], sort_keys=True).encode()).hexdigest()
-    env = [{"name": "MOEPRUNE_API_KEYS_FILE", "value": f"{KEYS_DIR}/api_keys"}]
+    env = [{"name": "MOEPRUNE_API_KEYS_FILE", "value": f"{KEYS_DIR}/api_keys"},
+           {"name": "MOEPRUNE_STATE_DIR", "value": STATE_DIR}]
+    database = gateway.get("experimentDatabaseSecret")
+    if database:  # the DSN as a mounted file: never in the pod spec or its environment
+        env.append({"name": "MOEPRUNE_EXPERIMENT_DSN_FILE", "value": f"{DATABASE_DIR}/dsn"})
     env += [{"name": key, "value": str(value)} for key, value in (gateway.get("env") or {}).items()]
     probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3}
     container = {
@@ -85,6 +91,8 @@ def gateway_deployment(values: dict, config: dict) -> dict:
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "state", "mountPath": STATE_DIR},
+            *([{"name": "experiment-db", "mountPath": DATABASE_DIR, "readOnly": True}] if database else []),
         ],
         # /health, not /ready: /ready is false while any one engine is down, and
         # taking every gateway pod out of the Service would stop the healthy variants too.
@@ -110,6 +118,8 @@ def gateway_deployment(values: dict, config: dict) -> dict:
                         config_volume(config),
                         {"name": "api-keys", "secret": {"secretName": secret_name(values)}},
                         {"name": "tmp", "emptyDir": {}},
+                        {"name": "state", "emptyDir": {}},
+                        *([{"name": "experiment-db", "secret": {"secretName": database}}] if database else []),
                     ],
                 },
             },

@@ -56,6 +56,10 @@ def check_values(values: object, source: str) -> dict:
         # The gateway would refuse to start anyway (no keys on 0.0.0.0); say so at render time.
         raise ValuesError(f"{source}: gateway: set existingSecret (a Secret with key `api_keys`, one key per "
                           "line) or list apiKeys; an open gateway is not rendered")
+    if int(gateway.get("replicas", 1)) > 1 and not gateway.get("experimentDatabaseSecret"):
+        raise ValuesError(f"{source}: gateway.experimentDatabaseSecret: {gateway['replicas']} replicas need a shared "
+                          "PostgreSQL database for experiment state (a Secret with key `dsn`), or each pod reports "
+                          "only its own share; or set replicas: 1")
     for name, experiment in (values.get("experiments") or {}).items():
         unknown = sorted(set(experiment.get("arms", {})) - set(values["variants"]))
         if unknown:

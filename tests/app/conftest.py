@@ -43,7 +43,10 @@ def gateway(tiny_qwen3_moe, tmp_path_factory):
     card = work / "report_card.json"
     card.write_text(json.dumps(REPORT_CARD))
     engine = {"kv_cache_bytes": 134217728, "max_model_len": 512}
-    base_port = free_port()
+    base_port, pruned_port = free_port(), free_port()
+    # Pinned ports and keys, so tests can reach the engines directly too (tests/app/guarded_gateway.py).
+    engine_keys = {"TEST_BASE_ENGINE_KEY": secrets.token_urlsafe(32),
+                   "TEST_PRUNED_ENGINE_KEY": secrets.token_urlsafe(32)}
     config = {
         "variants": {
             # `evaluation`: echo / prompt logprobs allowed (bounded), as lm-eval's log-likelihoods need.
@@ -54,7 +57,8 @@ def gateway(tiny_qwen3_moe, tmp_path_factory):
             "remote": {"url": f"http://127.0.0.1:{base_port}", "api_key_env": "TEST_BASE_ENGINE_KEY"},
             # vLLM CPU workers bind core 0 by default; put this one on core 1 to halve contention.
             "pruned": {"model": str(pruned), "base": "base", "report_card": str(card), "base_check": True,
-                       "engine": {**engine, "env": {"VLLM_CPU_OMP_THREADS_BIND": "1"}}},
+                       "api_key_env": "TEST_PRUNED_ENGINE_KEY",
+                       "engine": {**engine, "port": pruned_port, "env": {"VLLM_CPU_OMP_THREADS_BIND": "1"}}},
         },
         "experiments": {
             "ab": {"arms": {"base": 70, "pruned": 30}, "sticky": "x-session-id"},
@@ -66,9 +70,12 @@ def gateway(tiny_qwen3_moe, tmp_path_factory):
     running = start_gateway(config_path, work, env={
         "MOEPRUNE_MAX_REQUEST_BYTES": "65536", "MOEPRUNE_MAX_TOKENS_LIMIT": "256",
         "MOEPRUNE_RESTART_BACKOFF_S": "0.5", "MOEPRUNE_HEALTH_INTERVAL_S": "1",
-        "TEST_BASE_ENGINE_KEY": secrets.token_urlsafe(32),
+        **engine_keys,
     })
     running.dirs = {"base": tiny_qwen3_moe, "pruned": pruned, "report_card": card}
+    running.engines = {"base": (f"http://127.0.0.1:{base_port}", "TEST_BASE_ENGINE_KEY"),
+                       "pruned": (f"http://127.0.0.1:{pruned_port}", "TEST_PRUNED_ENGINE_KEY")}
+    running.engine_keys = engine_keys
     try:
         running.wait_ready(timeout=400)
         yield running

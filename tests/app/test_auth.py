@@ -66,6 +66,7 @@ UNAUTHENTICATED = [
     ("GET", "/v1//models"), ("GET", "/v1/%6Dodels"), ("GET", "/v1/models%2F"), ("GET", "/v1/models?x=/health"),
     ("HEAD", "/v1/models"), ("OPTIONS", "/v1/models"), ("POST", "/v1/completions"), ("POST", "/v1/chat/completions"),
     ("GET", "/v1/experiments/ab"), ("GET", "/v1/experiments/.."), ("GET", "/v1/experiments/%2e%2e/%2e%2e/health"),
+    ("POST", "/v1/feedback"), ("POST", "/v1/admin/reload"),
     ("GET", "/health/../v1/models"), ("GET", "/health/"), ("GET", "/HEALTH"), ("GET", "/ready/"), ("GET", "/health%2F"),
     ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
     ("GET", "/nonexistent"), ("GET", "http://127.0.0.1/v1/models"),

@@ -29,6 +29,12 @@ FAMILIES = {
     "moeprune_variant_bytes_saved": {"variant"},
     "moeprune_variant_bytes_saved_ratio": {"variant"},
     "moeprune_engine_resident_memory_bytes": {"variant"},
+    # Experiments (app/experiments/metrics.py): created up front for every configured arm.
+    "moeprune_feedback": {"experiment", "variant", "label"},
+    "moeprune_feedback_outcome": {"experiment", "variant"},
+    "moeprune_experiment_arm_stopped": {"experiment", "variant"},
+    "moeprune_experiment_store_dropped": {"kind"},
+    "moeprune_experiment_store_up": set(),
 }
 
 

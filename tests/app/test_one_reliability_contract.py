@@ -39,7 +39,7 @@ class Recorded:
     def __init__(self, response: dict):
         self.response = response
 
-    async def post(self, path: str, body: dict) -> dict:
+    async def post(self, path: str, body: dict, **_options) -> dict:
         return self.response
 
 

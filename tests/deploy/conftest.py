@@ -24,6 +24,7 @@ def live(tiny_qwen3_moe, tmp_path_factory):
         # a second round of 8 gave pruned-50 0.044 req/s and no alert.
         statuses += send_traffic(stack.gateway_url, per_variant=24)
         wait_until_scraped(stack, f"sum(moeprune_requests_total) >= {len(statuses)}")
+        wait_until_scraped(stack, "count(moeprune_experiment_outcome) >= 1")  # evaluated from the feedback
         time.sleep(4)  # rule evaluations on the last scrape (1 s interval)
         stack.statuses = statuses
         yield stack

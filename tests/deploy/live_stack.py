@@ -72,6 +72,11 @@ def build_models(work: Path, base: Path | None = None) -> dict[str, Path]:
     pruned = work / "pruned-50"
     subprocess.run([sys.executable, "-m", "moeprune.cli", "prune", str(base), "--out", str(pruned), "--mask", str(mask)],
                    check=True, capture_output=True, timeout=300, cwd=ROOT)
+    # A domain gate for the guard panels (threshold 0 in the variants file: it scores, and passes everything).
+    in_domain = work / "in_domain.jsonl"
+    in_domain.write_text('{"text": "Which organ does hepatitis affect?"}\n{"text": "What does aspirin inhibit?"}\n')
+    subprocess.run([sys.executable, "-m", "moeprune.cli", "guard", "build", str(pruned), "--in-domain", str(in_domain)],
+                   check=True, capture_output=True, timeout=300, cwd=ROOT)
     return {"base": base, "pruned-50": pruned}
 
 
@@ -87,11 +92,16 @@ def write_variants(work: Path, models: dict[str, Path], ports: dict[str, int]) -
     card.write_text(json.dumps(REPORT_CARD))
     config = {
         "variants": {
-            "base": {"model": str(models["base"]), "engine": {**ENGINE, "port": ports["base"]}},
+            # Routing telemetry on (vLLM CPU cannot return routed experts: the drift gauge is NaN, present).
+            "base": {"model": str(models["base"]), "engine": {**ENGINE, "port": ports["base"]},
+                     "telemetry": {"routed_experts": True}},
             "pruned-50": {"model": str(models["pruned-50"]), "base": "base", "report_card": str(card),
-                          "engine": {**ENGINE, "port": ports["pruned-50"], "env": second_core_binding()}},
+                          "engine": {**ENGINE, "port": ports["pruned-50"], "env": second_core_binding()},
+                          "guard": {"domain_gate": {"fallback": "base", "threshold": 0.0}}},
         },
-        "experiments": {"ab": {"arms": {"base": 50, "pruned-50": 50}, "sticky": "x-session-id"}},
+        # control + decide: the verdict gauges exist; the experiment's answers get feedback (traffic.py).
+        "experiments": {"ab": {"arms": {"base": 50, "pruned-50": 50}, "sticky": "x-session-id", "control": "base",
+                               "decide": {"outcome": {"margin": 0.1}}}},
     }
     path = work / "variants.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -149,6 +159,7 @@ def live_stack(work: Path, base_model: Path | None = None, ready_timeout: float 
     (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(gateway_port, ports)))
     env = {key: value for key, value in os.environ.items() if not key.startswith("MOEPRUNE_")}
     env["MOEPRUNE_WORK_DIR"] = str(work / "engines")
+    env["MOEPRUNE_EXPERIMENT_EVALUATE_INTERVAL_S"] = "1"  # verdict and outcome gauges within a scrape or two
     gateway = spawn([sys.executable, "-m", "moeprune.cli", "serve", "--config", str(write_variants(work, models, ports)),
                      "--host", "127.0.0.1", "--port", str(gateway_port)], work / "gateway.log", env)
     prometheus = spawn([shutil.which("prometheus") or "prometheus", f"--config.file={work / 'prometheus.yml'}",

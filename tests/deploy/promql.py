@@ -83,7 +83,7 @@ def contract_metrics() -> dict[str, set[str]]:
         if len(cells) != 3 or not cells[0].startswith("`moeprune_"):
             continue
         names = re.findall(r"`(moeprune_[a-z0-9_]+)`", cells[0])
-        labels = set(re.findall(r"\b(variant|experiment|status|flag|kind)\b", cells[2]))
+        labels = set(re.findall(r"\b(variant|experiment|status|flag|kind|guard|decision)\b", cells[2]))
         for name in names:
             metrics[name] = labels
             if cells[1] == "histogram":

@@ -18,7 +18,11 @@ def one_request(gateway_url: str, model: str, index: int, stream: bool, session:
     headers = {"x-session-id": session} if session else {}
     with httpx.Client(timeout=120) as client:
         if not stream:
-            return client.post(f"{gateway_url}/v1/chat/completions", json=body, headers=headers).status_code
+            response = client.post(f"{gateway_url}/v1/chat/completions", json=body, headers=headers)
+            if model == "ab" and response.status_code == 200:  # the app's outcome, for the outcome panel
+                client.post(f"{gateway_url}/v1/feedback", json={"id": response.json()["id"],
+                                                                "label": "good" if index % 3 else "bad"})
+            return response.status_code
         with client.stream("POST", f"{gateway_url}/v1/chat/completions", json=body, headers=headers) as response:
             for _ in response.iter_lines():
                 pass

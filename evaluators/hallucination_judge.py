@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-from evaluators.client import EndpointClient
+from evaluators.client import EndpointClient, EndpointError
 from evaluators.judge_endpoints import JudgeEndpoint, ask_judge, json_object
 from evaluators.task_metrics import proportion
 
@@ -86,7 +86,10 @@ async def judge_claims(judge: JudgeEndpoint, cache, concurrency: int, records: l
         async def ask(record):
             prompt = CLAIMS_PROMPT.format(max_claims=MAX_CLAIMS, source=record["source"],
                                           summary=record["response"] or "(empty)")
-            record["judge_claims"] = parse_claims(await ask_judge(client, prompt, JUDGE_MAX_TOKENS))
+            try:
+                record["judge_claims"] = parse_claims(await ask_judge(client, prompt, JUDGE_MAX_TOKENS))
+            except EndpointError:
+                record["judge_claims"] = None  # refused by the judge: counted as unparseable, never guessed
 
         await asyncio.gather(*(ask(record) for record in records))
         if sent is not None:

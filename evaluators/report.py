@@ -1,9 +1,11 @@
 """`render_report`: report cards -> one self-contained HTML page plus the PNG plots beside it.
 
 The page explains what each number means, so a reader who ran nothing can
-follow it: the variants, metric-vs-ratio curves per method, in-domain vs
-cross-domain utility, utility vs reliability, recovery against the base, the
-calibrated flag thresholds, and every metric with its 95% interval.
+follow it: which variant to ship per ratio and what it costs, the variants,
+metric-vs-ratio small multiples (a panel per domain, a line per method),
+in-domain vs cross-domain recovery, utility vs reliability with the ratio
+encoded, recovery against the base, the calibrated flag thresholds, and
+every metric with its 95% interval.
 Images are embedded (base64) so the HTML file alone is the whole report.
 """
 
@@ -17,7 +19,8 @@ from evaluators.card import load_card
 from evaluators.plots import in_vs_cross_domain, metric_vs_ratio, utility_vs_reliability
 from evaluators.metric_registry import METRICS
 from evaluators.report_data import domains, metrics_present, variants
-from evaluators.report_html import PAGE, flag_table, metric_table, recovery_table, signal_table, variant_table
+from evaluators.report_html import (PAGE, flag_table, metric_table, recommendation_table, recovery_table,
+                                    signal_table, variant_table)
 from moeprune.errors import UserError
 
 
@@ -46,7 +49,7 @@ def render_report(card_paths, out_dir) -> Path:
         for title, path in figures
     )
     page = PAGE.format(
-        variants=variant_table(members), figures=images, recovery=recovery_table(members),
+        recommendation=recommendation_table(members, found_domains), variants=variant_table(members), figures=images, recovery=recovery_table(members),
         flags=flag_table(members), signals=signal_table(members), metrics=metric_table(members),
     )
     index = out / "index.html"

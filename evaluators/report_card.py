@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,6 +31,16 @@ class MetricResult(_Model):
     unavailable: str | None = None
 
 
+class SkippedRows(_Model):
+    count: int = Field(ge=1)
+    lines: list[int] = Field(default_factory=list)
+
+
+class ThinkingSent(_Model):
+    chat_template_kwargs: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+
+
 class TaskResult(_Model):
     domain: str | None = None
     kind: str
@@ -38,6 +48,14 @@ class TaskResult(_Model):
     version: int | str | None = None
     format: str | None = None
     metrics: dict[str, MetricResult]
+    n_skipped: int = Field(0, ge=0)  # data rows the loader could not interpret (evaluators/loaders/common.py)
+    skipped: dict[str, SkippedRows] = Field(default_factory=dict)  # reason -> count and first lines
+    decoding: dict[str, float | int | str | bool | None] | None = None  # the task's sampling settings as sent
+    n_failed: int = Field(0, ge=0)  # items the endpoint refused or failed at run time (a rerun retries them)
+    failures: dict[str, int] = Field(default_factory=dict)  # reason -> failed items
+    n_truncated: int = Field(0, ge=0)  # items scored with a prompt cut to the context (overlong: truncate)
+    thinking: ThinkingSent | None = None  # what the task's chat requests carried (evaluators/thinking.py)
+    judges: dict[str, dict[str, MetricResult]] | None = None  # judge label -> its own pairwise shares
 
 
 class FlagCalibration(_Model):
@@ -71,6 +89,19 @@ class SignalQuality(_Model):
     n: int
 
 
+class DomainGateQuality(_Model):
+    """The variant's domain gate on the card's tasks (evaluators/gate_quality.py; `moeprune eval --gate-recall`)."""
+
+    in_domain: str
+    n_in_domain: int = Field(ge=0)
+    n_cross_domain: int = Field(ge=0)
+    auroc: float | None
+    target_recall: float
+    threshold: float
+    recall: float
+    cross_domain_fallback_rate: float
+
+
 class ReportCard(_Model):
     schema_version: Literal[1]
     variant: str
@@ -84,6 +115,7 @@ class ReportCard(_Model):
     flags_unavailable: dict[str, str] = Field(default_factory=dict)
     signal_quality: dict[str, SignalQuality] = Field(default_factory=dict)
     seed: int | None = None
+    domain_gate: DomainGateQuality | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> ReportCard:

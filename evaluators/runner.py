@@ -1,10 +1,17 @@
 """`run_eval`: evaluate one variant on a list of tasks and write its report card.
 
-Order of work: check the endpoints (one-line errors), evaluate the base first
-when one is given (its answers feed recovery, and its cached generations are
-reused when scoring the variant's answers under it), then the variant, then
-aggregate metrics, calibrate flag thresholds, and write `report_card.json`,
-`items.jsonl` (every answer, for inspection) and `run_info.json`.
+Order of work: check the endpoints (one-line errors; their context length is
+read from /v1/models), evaluate the base first when one is given (its answers
+feed recovery, and its cached generations are reused when scoring the
+variant's answers under it), then the variant, then aggregate metrics,
+calibrate flag thresholds, fold in lm-evaluation-harness results if asked,
+and write `report_card.json`, `items.jsonl` (every answer, for inspection)
+and `run_info.json`.
+
+Metrics are computed over the items that were answered; failed and skipped
+items are counted in the card per task (`n_failed` + `failures`, `n_skipped`
++ `skipped`, with reasons) and listed in items.jsonl. With a base, recovery
+compares the same items: those both answered.
 """
 
 from __future__ import annotations
@@ -13,52 +20,91 @@ import asyncio
 import contextlib
 import json
 import math
+import time
+from collections import Counter
 from pathlib import Path
 
 from evaluators.cache import ResponseCache
 from evaluators.card import SCHEMA_VERSION, flags_section, pruning_info, signal_quality, write_card
 from evaluators.client import EndpointClient, EndpointError
-from evaluators.evaluate import evaluate_task
+from evaluators.loaders.common import skipped_summary
+from evaluators.evaluate import FAILED, SKIPPED, evaluate_task, task_decoding
 from evaluators.tasks import Task, resolve_tasks
-from evaluators.task_metrics import mc_metrics, selected, summary_metrics, with_recovery
+from evaluators.summary_quality import quality_metrics
+from evaluators.task_metrics import generation_metrics, mc_metrics, selected, summary_metrics, with_recovery
+from evaluators.task_prompts import check_templates
+from evaluators.thinking import ThinkingControl, task_thinking
 from moeprune.errors import UserError
 
 
 def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, base_endpoint=None,
              base_model=None, concurrency=4, model_dir=None, flag_precision=0.8, seed=0, limit=None,
              base_variant=None, judge_endpoint=None, judge_model=None, judge_api_key=None, nli_model=None,
-             cache_path=None, progress=True) -> Path:
+             cache_path=None, progress=True, thinking: ThinkingControl | None = None, lm_eval=None,
+             max_tokens=None, summary_scorers=None, judge_allow_tie=False) -> Path:
     """Evaluate `model` at `endpoint` on `tasks` (names, suites, FORMAT=PATH or Task objects).
 
+    `thinking`: the run's chat_template_kwargs / reasoning_effort (a task's own override them).
+    `lm_eval`: an evaluators.lm_eval_bridge.LmEvalRun whose results are folded into the card.
+    `max_tokens`: a cap on every task's new tokens (quick runs; the card's `decoding` shows what was sent).
+    `summary_scorers`: an evaluators.summary_quality.SummaryScorers (SummaC, BERTScore, the claim judge);
+    `nli_model` alone is the SummaC-ZS shorthand. `judge_endpoint`/`judge_model` may be lists (several judges).
     Returns the path of the report_card.json written under out_dir.
     """
     if not 0 < flag_precision <= 1:
         raise UserError(f"flag_precision must be in (0, 1], got {flag_precision}", param="flag_precision")
     if limit is not None and limit < 1:
         raise UserError(f"limit must be at least 1, got {limit}", param="limit")
+    if max_tokens is not None and max_tokens < 1:
+        raise UserError(f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens")
     if (base_endpoint is None) != (base_model is None):
         base_endpoint = base_endpoint or endpoint
         base_model = base_model or model
-    if judge_endpoint and not base_endpoint:
+    from evaluators.judge_endpoints import judge_endpoints
+    from evaluators.summary_quality import SummaryScorers
+
+    judges = judge_endpoints(judge_endpoint, judge_model, judge_api_key, model)
+    scorers = summary_scorers or SummaryScorers()
+    if nli_model and not scorers.nli_model:
+        scorers.nli_model = nli_model
+    if judges and not base_endpoint and not scorers.hallucination_judge:
         raise UserError("a judge endpoint compares the variant with the base: also give the base endpoint and model", param="base_endpoint")
+    scorers.check()  # a wrong local model path fails before any request
     if isinstance(tasks, str):
         tasks = tasks.split(",")
     specs = [t for t in tasks if isinstance(t, str)]
     resolved = resolve_tasks(specs) if specs else []
     resolved += [t for t in tasks if isinstance(t, Task)]
+    if not resolved and lm_eval is None:
+        raise UserError("no tasks given; name tasks, a suite, or lm-eval tasks (--lm-eval)", param="tasks")
     loaded = [(task, task.load()) for task in resolved]  # bad data files fail before any request
+    for task, items in loaded:
+        if items:
+            check_templates(task, items[0])  # a template naming a missing field fails before any request
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = dict(endpoint=endpoint, model=model, variant=variant or model, api_key=api_key,
                     base_endpoint=base_endpoint, base_model=base_model, concurrency=concurrency,
                     model_dir=model_dir, flag_precision=flag_precision, seed=seed, limit=limit,
-                    base_variant=base_variant, judge_endpoint=judge_endpoint, judge_model=judge_model,
-                    judge_api_key=judge_api_key, nli_model=nli_model, progress=progress)
+                    base_variant=base_variant, judges=judges if base_endpoint else [], scorers=scorers,
+                    judge_allow_tie=judge_allow_tie, progress=progress,
+                    thinking=thinking or ThinkingControl(), max_tokens=max_tokens)
     cache = ResponseCache(cache_path or out_dir / "cache" / "responses.jsonl")
+    started = time.monotonic()
     try:
-        return asyncio.run(_run(loaded, out_dir, cache, **settings))
+        card, records, run_info = asyncio.run(_run(loaded, cache, **settings))
     except EndpointError as exc:
-        raise UserError(f"request failed: {exc}") from None
+        raise UserError(f"endpoint unreachable, run stopped: {exc}; every finished request is cached, "
+                        "so the rerun resumes where this one stopped") from None
+    run_info["elapsed_s"] = round(time.monotonic() - started, 1)
+    if lm_eval is not None:
+        started = time.monotonic()
+        lm_tasks, lm_info = lm_eval.run(endpoint, model, out_dir, api_key=api_key, thinking=thinking, limit=limit)
+        card["tasks"].update(lm_tasks)
+        run_info["lm_eval"] = {**lm_info, "elapsed_s": round(time.monotonic() - started, 1)}
+    _write_items(out_dir / "items.jsonl", records)
+    (out_dir / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    return write_card(out_dir, card)
 
 
 def _split(task: Task, items: list, limit: int | None) -> tuple[list, list]:
@@ -68,9 +114,46 @@ def _split(task: Task, items: list, limit: int | None) -> tuple[list, list]:
     return shots, rest[:limit] if limit else rest
 
 
-async def _run(loaded, out_dir: Path, cache: ResponseCache, *, endpoint, model, variant, api_key,
-               base_endpoint, base_model, concurrency, model_dir, flag_precision, seed, limit, base_variant,
-               judge_endpoint, judge_model, judge_api_key, nli_model, progress) -> Path:
+def answered(records: list[dict]) -> list[dict]:
+    return [r for r in records if FAILED not in r and SKIPPED not in r]
+
+
+def run_counts(records: list[dict], load_skipped: list | None = None) -> dict:
+    """The card's per-task counts: n (scored), n_failed + failures, n_skipped + skipped (load and run time)."""
+    failed = Counter(r[FAILED] for r in records if FAILED in r)
+    skipped = skipped_summary(list(load_skipped or []))
+    for reason, count in Counter(r[SKIPPED] for r in records if SKIPPED in r).items():
+        skipped[reason] = {"count": count, "lines": []}
+    counts = {"n": len(answered(records)), "n_failed": sum(failed.values()), "failures": dict(failed),
+              "n_skipped": sum(entry["count"] for entry in skipped.values()), "skipped": skipped}
+    truncated = sum("truncated" in r for r in records)
+    if truncated:
+        counts["n_truncated"] = truncated
+    return counts
+
+
+def capped(task: Task, max_tokens: int | None, contexts: list[int | None]) -> Task:
+    """The task with its new-token budget capped by the run's `max_tokens` and below each endpoint's context.
+
+    vLLM refuses a max_tokens above max_model_len outright (and clamps a smaller one to what the prompt
+    leaves), so a task written for a long-context server still runs on a short one.
+    """
+    limits = [max_tokens] if max_tokens else []
+    limits += [context - 1 for context in contexts if context and context > 1]
+    if not limits or task.max_tokens <= min(limits):
+        return task
+    return task.model_copy(update={"decoding": task.decoding.model_copy(update={"max_tokens": min(limits)})})
+
+
+def _decoding_sent(task: Task) -> dict:
+    decoding = task_decoding(task)
+    return {"temperature": decoding.temperature, "top_p": decoding.top_p, "max_tokens": decoding.max_tokens,
+            "retries_on_empty": decoding.retries_on_empty}
+
+
+async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_key, base_endpoint, base_model,
+               concurrency, model_dir, flag_precision, seed, limit, base_variant, judges, scorers,
+               judge_allow_tie, progress, thinking, max_tokens) -> tuple[dict, list[dict], dict]:
     pruning = pruning_info(model_dir)
     clients = [EndpointClient(endpoint, model, api_key=api_key, concurrency=concurrency, cache=cache)]
     if base_endpoint:
@@ -82,48 +165,75 @@ async def _run(loaded, out_dir: Path, cache: ResponseCache, *, endpoint, model, 
             await each.check()
         client = clients[0]
         base_client = clients[1] if len(clients) > 1 else None
-        tasks_out, all_records, scorer, judge_sent = {}, [], None, []
+        tasks_out, all_records, judge_sent = {}, [], []
         for task, items in loaded:
+            task = capped(task, max_tokens, [each.max_model_len for each in clients])
+            load_skipped = getattr(items, "skipped", None)  # rows the loader could not interpret
             shots, items = _split(task, items, limit)
+            sent = task_thinking(thinking, task)
             base_records = None
             if base_client:
                 base_records = await evaluate_task(base_client, task, items, shots, label="base:",
-                                                   progress=progress)
+                                                   progress=progress, thinking=sent)
             records = await evaluate_task(client, task, items, shots, base_client=base_client,
-                                          label=f"{variant}:", progress=progress)
-            if task.kind == "summarisation" and nli_model:
-                from evaluators.faithfulness import NLIScorer, add_faithfulness
-
-                scorer = scorer or NLIScorer(nli_model)
-                for each in (records, base_records or []):
-                    add_faithfulness(nli_model, each, scorer)
-            aggregate = summary_metrics if task.kind == "summarisation" else mc_metrics
-            metrics = aggregate(records, seed)
-            base_metrics = aggregate(base_records, seed) if base_records else None
-            if judge_endpoint and base_records:
-                from evaluators.judge import judge_task
-
-                metrics.update(await judge_task(judge_endpoint, judge_model or model, judge_api_key, cache,
-                                                concurrency, task, items, records, base_records, seed, judge_sent))
+                                          label=f"{variant}:", progress=progress, thinking=sent)
+            done = answered(records)
+            done_ids = {r["id"] for r in done}
+            base_done = [r for r in answered(base_records or []) if r["id"] in done_ids] or None
+            if task.kind == "summarisation":
+                for each in (done, base_done or []):
+                    await scorers.score(each, cache, concurrency, judge_sent)
+            aggregate = _aggregate(task)
+            metrics = aggregate(done, seed) if done else {}
+            base_metrics = aggregate(base_done, seed) if base_done else None
+            per_judge = None
+            if judges and base_done:
+                pooled, per_judge = await _judged(judges, cache, concurrency, items, done, base_done, seed,
+                                                  judge_sent, judge_allow_tie)
+                metrics.update(pooled)
             tasks_out[task.name] = {
-                "domain": task.domain, "kind": task.kind, "n": len(items), "version": task.version,
-                "format": task.format, "metrics": selected(with_recovery(metrics, base_metrics), task.metrics),
+                "domain": task.domain, "kind": task.kind, "version": task.version, "format": task.format,
+                **run_counts(records, load_skipped),
+                "metrics": selected(with_recovery(metrics, base_metrics), task.metrics),
+                "decoding": _decoding_sent(task),
+                **({"judges": per_judge} if per_judge else {}),
+                **({"thinking": sent.as_card()} if task.template == "chat" else {}),
             }
             all_records += [{**r, "task": task.name} for r in records]
-    flags, flags_missing = flags_section(all_records, flag_precision, seed)
+    scored = answered(all_records)
+    flags, flags_missing = flags_section(scored, flag_precision, seed)
     card = {
         "schema_version": SCHEMA_VERSION, "variant": variant, "model": model,
         "model_dir": str(Path(model_dir).resolve()) if model_dir else None, "pruning": pruning,
         "base": (base_variant or base_model) if base_endpoint else None,
-        "endpoint": endpoint, "tasks": tasks_out, "flags": flags, "flags_unavailable": flags_missing,
-        "signal_quality": signal_quality(all_records),
+        "endpoint": clients[0].endpoint, "tasks": tasks_out, "flags": flags, "flags_unavailable": flags_missing,
+        "signal_quality": signal_quality(scored),
         "seed": seed,
     }
-    _write_items(out_dir / "items.jsonl", all_records)
-    sent = sum(each.sent for each in clients) + sum(judge_sent)
-    (out_dir / "run_info.json").write_text(json.dumps(
-        {"requests_sent": sent, "cache_hits": cache.hits, "cache_entries": len(cache)}, indent=2) + "\n")
-    return write_card(out_dir, card)
+    run_info = {"requests_sent": sum(each.sent for each in clients) + sum(judge_sent), "cache_hits": cache.hits,
+                "cache_entries": len(cache), "items_failed": sum(FAILED in r for r in all_records),
+                "items_skipped": sum(SKIPPED in r for r in all_records)}
+    return card, all_records, run_info
+
+
+def _aggregate(task: Task):
+    if task.kind == "generation":
+        return lambda records, seed: generation_metrics(records, seed, task.metrics)
+    if task.kind == "summarisation":
+        return lambda records, seed: {**summary_metrics(records, seed), **quality_metrics(records, seed)}
+    return mc_metrics
+
+
+async def _judged(judges, cache, concurrency, items, records, base_records, seed, judge_sent,
+                  allow_tie) -> tuple[dict, dict]:
+    """The pairwise judges' pooled and per-judge shares over the items both variant and base answered."""
+    from evaluators.judge import judge_task
+
+    by_id = {r["id"]: r for r in base_records}
+    item_of = {item.id: item for item in items}
+    pairs = [(item_of[r["id"]], r, by_id[r["id"]]) for r in records if r["id"] in by_id]
+    return await judge_task(judges, cache, concurrency, [p[0] for p in pairs], [p[1] for p in pairs],
+                            [p[2] for p in pairs], seed, allow_tie=allow_tie, sent=judge_sent)
 
 
 def _clean(value):

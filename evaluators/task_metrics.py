@@ -10,8 +10,11 @@ from evaluators.metrics.classification import (
     MEDHALT_WRONG, brier_score, expected_calibration_error, hallucination_rate, mean,
 )
 from evaluators.metrics.intervals import bootstrap_interval, wilson_interval
+from evaluators.metrics import generation as gen
+from evaluators.metrics.generation import rouge_l_stemmed
 from evaluators.metrics.text import rouge_l, token_f1
 from evaluators.metric_registry import METRICS, metric_names
+from moeprune.errors import UserError
 
 
 # Every metric a task may report (evaluators/metric_registry.py); a task's `metrics` list must name a subset.
@@ -21,8 +24,9 @@ JUDGE_METRICS = metric_names("judge")
 METRIC_NAMES = tuple(METRICS)
 
 
-def selected(metrics: dict, names: tuple[str, ...]) -> dict:
-    """Only the metrics a task asked for (all when it names none)."""
+def selected(metrics: dict, names) -> dict:
+    """Only the metrics a task asked for (all when it names none); names or the task's MetricSpecs."""
+    names = {getattr(name, "name", name) for name in names or ()}
     return {k: v for k, v in metrics.items() if k in names} if names else metrics
 
 
@@ -112,10 +116,73 @@ def summary_metrics(records: list[dict], seed: int = 0) -> dict:
     rouge = [rouge_l(r["response"], r["reference"]) for r in records]
     f1 = [token_f1(r["response"], r["reference"]) for r in records]
     metrics = {"rouge_l": bootstrapped(rouge, mean, seed), "token_f1": bootstrapped(f1, mean, seed)}
+    try:
+        stemmed = [rouge_l_stemmed(r["response"], r["reference"]) for r in records]
+        metrics["rouge_l_stemmed"] = bootstrapped(stemmed, mean, seed)
+    except UserError as missing:  # the rouge-score package is not installed: the rest still counts
+        metrics["rouge_l_stemmed"] = unavailable(str(missing))
     faithful = [r["faithfulness"] for r in records if r.get("faithfulness") is not None]
     if faithful:
         # SummaC-ZS score lies in [-1, 1]: entailment minus contradiction probability.
         metrics["faithfulness_summac_zs"] = bootstrapped(faithful, mean, seed)
+    return metrics
+
+
+DEFAULT_METRICS = ("rouge_l_stemmed", "word_f1")
+
+# metric -> per-item score of (reply, reference): averaged over the items
+PER_ITEM = {
+    "rouge_l_stemmed": gen.rouge_l_stemmed,
+    "word_f1": gen.word_f1,
+    "entity_f1": gen.entity_f1,
+    "multilabel_f1": gen.multilabel_f1,
+}
+
+# metric -> score of (replies, references) over the whole corpus
+CORPUS = {
+    "macro_f1": gen.classification_macro_f1,
+    "bio_f1": gen.bio_f1,
+    "mse": gen.mse,
+}
+
+
+def _reply(record: dict) -> str:
+    """What text metrics compare with the reference: the extracted answer, else the whole reply."""
+    return record.get("answer") or record.get("response") or ""
+
+
+def generation_metrics(records: list[dict], seed: int = 0, names=()) -> dict:
+    """A generation task's metrics, the ones its task file names (default: ROUGE-L stemmed and word F1,
+    the two the study reports for every MedINST32 task). Per-item metrics are means with a bootstrap CI;
+    corpus metrics (macro-F1, BIO F1, MSE) are computed over all items, their CI by resampling items.
+    Text metrics compare the answer the task's extractor read (evaluators/answers.py), else the reply."""
+    names = [getattr(n, "name", n) for n in names] or list(DEFAULT_METRICS)
+    metrics = {}
+    for name in names:
+        if name in PER_ITEM:
+            score = PER_ITEM[name]
+            metrics[name] = bootstrapped([score(_reply(r), r["target"]) for r in records], mean, seed)
+        elif name in CORPUS:
+            statistic = CORPUS[name]
+            pairs = [(_reply(r), r["target"]) for r in records]
+            metrics[name] = bootstrapped(pairs, lambda sample, f=statistic: f([p for p, _ in sample],
+                                                                                [t for _, t in sample]), seed)
+        elif name in ("exact_match", "medhalt_score", "hallucination_rate", "refusal_rate", "unparsed_rate"):
+            scored = [r for r in records if "correct" in r]
+            if name == "unparsed_rate":
+                metrics[name] = proportion([r["parsed_as"] == "unparsed" for r in records])
+            elif not scored:
+                metrics[name] = unavailable("this task's items are not scored right or wrong")
+            elif name == "exact_match":
+                metrics[name] = proportion([r["correct"] for r in scored])
+            elif name == "medhalt_score":
+                metrics[name] = medhalt([r["correct"] for r in scored])
+            elif name == "hallucination_rate":
+                metrics[name] = hallucination_metric(scored)
+            else:
+                metrics[name] = proportion([r["abstained"] for r in scored])
+        else:
+            metrics[name] = unavailable(f"{name} is not computed for generation tasks")
     return metrics
 
 

@@ -14,11 +14,18 @@ PARAM_DESTS = {"out_dir": "out"}  # Python parameter -> argparse dest (the CLI's
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", required=True, help="base URL of an OpenAI-compatible server (vLLM, gateway)")
     parser.add_argument("--model", required=True, help="model name the endpoint serves")
-    which = parser.add_mutually_exclusive_group(required=True)
+    which = parser.add_mutually_exclusive_group()  # one of them, or --lm-eval alone
     which.add_argument("--tasks", help="comma-separated task names, suites, or FORMAT=PATH for a local data file "
-                                       "(formats: jsonl, summaries, pubmedqa, medqa, medmcqa, mmlu, medhalt_fct, "
-                                       "medhalt_nota, medhalt_fake)")
-    which.add_argument("--suite", choices=["biomedical", "general", "all"], help="a suite of the shipped sets")
+                                       "(formats: evaluators/loaders/__init__.py LOADERS, e.g. jsonl, summaries, "
+                                       "pubmedqa, medqa, medmcqa, mmlu, medhalt_nota, medinst, rct)")
+    which.add_argument("--suite", help="a suite (evaluators/suites/): biomedical, general, all, study-biomedical, "
+                                       "study-general, study-summaries, study-all")
+    parser.add_argument("--data", action="append", metavar="KEY=PATH",
+                        help="local copy of a task's data file, by the key its task file names (repeatable)")
+    parser.add_argument("--data-dir", help="directory holding the published data sets under the file names the "
+                                           "task files give (docs/evaluators.md, study tasks)")
+    parser.add_argument("--strict", action="store_true",
+                        help="abort on a data row a loader cannot interpret (default: skip it, counted in the card)")
     parser.add_argument("--task-file", help="YAML file of extra task entries (name, format, path, domain, ...)")
     parser.add_argument("--out", required=True, help="output directory (report_card.json, items.jsonl, cache/)")
     parser.add_argument("--variant", help="variant name in the report card (default: the model name)")
@@ -31,20 +38,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     keys.add_argument("--api-key-env", help="name of an environment variable holding the API key")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per endpoint (default 4)")
     parser.add_argument("--limit", type=int, help="evaluate at most N items per task")
+    parser.add_argument("--max-tokens", type=int, metavar="N",
+                        help="cap every task's new tokens at N (quick runs; the card's decoding shows what was sent)")
     parser.add_argument("--flag-precision", type=float, default=0.8,
                         help="target precision of the calibrated flag thresholds (default 0.8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration split and judge order")
-    parser.add_argument("--judge-endpoint", help="endpoint of a judge model for pairwise variant-vs-base verdicts")
-    parser.add_argument("--judge-model", help="model name at --judge-endpoint")
-    parser.add_argument("--nli-model", help="local path of an NLI sequence-classification model (faithfulness)")
     parser.add_argument("--cache", help="response cache file (default OUT/cache/responses.jsonl); share one "
                                         "between variant runs so the base is asked only once")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--gate-recall", type=float, metavar="R",
+                        help="score the variant's domain gate (in --model-dir, or --gate) on the tasks: AUROC "
+                             "in-domain vs cross-domain and the threshold keeping R of in-domain items (e.g. 0.95)")
+    parser.add_argument("--gate", help="domain_gate.json to score with --gate-recall (default: in --model-dir)")
+    from evaluators.lm_eval_bridge import add_lm_eval_arguments
+    from evaluators.thinking import add_thinking_arguments
+
+    add_thinking_arguments(parser)
+    add_lm_eval_arguments(parser)
+    from evaluators.summary_quality import add_summary_scoring_arguments
+
+    add_summary_scoring_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from evaluators.runner import run_eval
-    from evaluators.tasks import load_task_file, resolve_tasks, shipped_tasks
+    from evaluators.summary_quality import summary_scorers_from_args
+    from evaluators.tasks import bind_data, load_task_file, parse_data_bindings, resolve_tasks, shipped_tasks
 
     api_key = args.api_key
     if args.api_key_env:
@@ -54,14 +73,32 @@ def run(args: argparse.Namespace) -> int:
     registry = shipped_tasks()
     if args.task_file:
         registry.update(load_task_file(args.task_file))
-    specs = [args.suite] if args.suite else args.tasks.split(",")
-    tasks = resolve_tasks(specs, registry)
+    from evaluators.lm_eval_bridge import lm_eval_from_args
+    from evaluators.thinking import thinking_from_args
+
+    thinking, lm_eval = thinking_from_args(args), lm_eval_from_args(args)
+    if not (args.suite or args.tasks or lm_eval):
+        raise UserError("name what to run: --tasks, --suite, or --lm-eval", param="tasks")
+    specs = [args.suite] if args.suite else (args.tasks.split(",") if args.tasks else [])
+    tasks = resolve_tasks(specs, registry) if specs else []
+    tasks = bind_data(tasks, parse_data_bindings(args.data), args.data_dir, args.strict)
+    gate = None
+    if args.gate_recall is not None:  # before the run: a missing gate fails in a second
+        from evaluators.gate_quality import load_eval_gate
+
+        gate = load_eval_gate(args.gate, args.model_dir, args.gate_recall)
     card = run_eval(
         args.endpoint, args.model, tasks, args.out, variant=args.variant, api_key=api_key,
         base_endpoint=args.base_endpoint, base_model=args.base_model, base_variant=args.base_variant,
         concurrency=args.concurrency, model_dir=args.model_dir, flag_precision=args.flag_precision,
         seed=args.seed, limit=args.limit, judge_endpoint=args.judge_endpoint, judge_model=args.judge_model,
-        judge_api_key=api_key, nli_model=args.nli_model, cache_path=args.cache, progress=not args.no_progress,
+        judge_api_key=api_key, cache_path=args.cache, progress=not args.no_progress,
+        thinking=thinking, lm_eval=lm_eval, max_tokens=args.max_tokens,
+        summary_scorers=summary_scorers_from_args(args, api_key), judge_allow_tie=args.judge_allow_tie,
     )
+    if gate is not None:
+        from evaluators.gate_quality import add_gate_quality
+
+        add_gate_quality(card, gate, tasks, args.gate_recall)
     print(card)
     return 0

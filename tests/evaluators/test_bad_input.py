@@ -24,7 +24,7 @@ def test_malformed_data_file_names_the_line(tmp_path, capsys):
     data = tmp_path / "items.jsonl"
     data.write_text('{"question": "q", "options": ["a", "b"], "answer": "A"}\n{"question": \n')
     code = main(["eval", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--tasks", f"jsonl={data}",
-                 "--out", str(tmp_path / "out")])
+                 "--out", str(tmp_path / "out"), "--strict"])  # without --strict the bad row is skipped
     err = capsys.readouterr().err
     assert code == 2 and "items.jsonl, line 2" in err
     assert not (tmp_path / "out" / "report_card.json").exists()

@@ -157,3 +157,37 @@ def test_scorers_fail_before_any_request(tmp_path):
         SummaryScorers(summac_conv_weights=str(tmp_path / "w.json")).check()
     with pytest.raises(UserError, match="not a local model directory"):
         SummaryScorers(bertscore_model=str(tmp_path)).check()
+
+
+def test_run_eval_folds_scorers_and_several_judges_into_the_card(tiny_encoder, tmp_path, eval_sets):
+    from evaluators.report_card import ReportCard
+    from evaluators.runner import run_eval
+
+    def summarise(prompt):
+        return "Metformin treats type 2 diabetes."
+
+    def pairwise(letter):
+        def answer(prompt):
+            if "more_hallucination" in prompt:
+                return json.dumps({"more_hallucination": letter, "more_omission": letter,
+                                   "more_repetition": letter, "more_aligned": letter})
+            return json.dumps({"claims": [{"claim": "x", "verdict": "contradicted"}]})
+        return answer
+
+    with fake_openai_server(summarise, model="m") as (url, _), \
+            fake_openai_server(pairwise("A"), model="j1") as (judge1, _), \
+            fake_openai_server(pairwise("B"), model="j2") as (judge2, _):
+        scorers = SummaryScorers(bertscore_model=str(tiny_encoder), hallucination_judge=JudgeEndpoint(judge1, "j1"))
+        path = run_eval(url, "m", [f"summaries={eval_sets / 'summaries.jsonl'}"], tmp_path / "out",
+                        base_endpoint=url, base_model="m", judge_endpoint=[judge1, judge2],
+                        judge_model=["j1", "j2"], summary_scorers=scorers, progress=False)
+    card = ReportCard.load(path)
+    task = card.tasks["summaries-summaries"]
+    assert task.metrics["bertscore_f1"].value is not None
+    assert task.metrics["judge_hallucination_rate"].value == 1.0  # every claim "contradicted"
+    assert sorted(task.judges) == sorted(JudgeEndpoint(u, m).label for u, m in ((judge1, "j1"), (judge2, "j2")))
+    one, two = (task.judges[JudgeEndpoint(u, m).label]["judge_variant_more_hallucination"].value
+                for u, m in ((judge1, "j1"), (judge2, "j2")))
+    # One judge always blames A, the other B: their shares are complements, the pooled share their mean.
+    assert one + two == pytest.approx(1.0)
+    assert task.metrics["judge_variant_more_hallucination"].value == pytest.approx(0.5)

@@ -63,6 +63,9 @@ class PruningManifest(_Strict):
     experts_per_layer_before: int = Field(ge=1)
     kept_experts: dict[int, list[int]] = Field(min_length=1, description="MoE layer -> kept (source numbering)")
     calibration: dict | None = None
+    # How the observation pass ran (mode stream/whole, dtype, device, EAN rule, tokens per layer); written
+    # only for method-based prunes, so mask-based manifests keep exactly the contract's keys.
+    observation: dict | None = Field(default=None, exclude_if=lambda value: value is None)
     params: BeforeAfter
     bytes: BeforeAfter
     files: dict[str, str]
@@ -123,6 +126,7 @@ def build_manifest(source: Checkpoint, after: Checkpoint, kept: dict[int, list[i
         experts_per_layer_before=source.family.num_experts(source.config),
         kept_experts={layer: sorted(kept[layer]) for layer in sorted(kept)},
         calibration=provenance.get("calibration"),
+        observation=provenance.get("observation"),
         params={"before": before_totals["params"], "after": after_totals["params"]},
         bytes={"before": before_totals["bytes"], "after": after_totals["bytes"]},
         files=sha256_tree(after.path, exclude=(MANIFEST_NAME,), known=written_hashes),

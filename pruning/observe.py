@@ -7,7 +7,9 @@ the hook sees the experts' real input (after any latent projection) and the
 router's real choice. Single-expert outputs E_i(x) come from calling the same
 experts module with one expert per row and weight 1: ``experts(x, [[i]], [[1]])``.
 Only the routed (token, expert) pairs are run, plus, for EAN, every expert on
-the first `ean_max_tokens` tokens of each layer (stream order).
+the EAN rows: the first `ean_tokens_per_sample` tokens of every sample (the
+study's rule) when that is set, and at most `ean_max_tokens` rows per layer in
+stream order (the whole rule when no per-sample count is set).
 """
 
 from __future__ import annotations
@@ -45,6 +47,31 @@ def check_every_layer_routed(stats: dict[int, LayerStats], family) -> None:
                         "calibration data is not empty")
 
 
+# Without a per-sample rule, EAN runs every expert on at most this many rows per layer (stream order).
+DEFAULT_EAN_MAX_TOKENS = 4096
+
+
+def default_ean_limits(ean_max_tokens: int | None, ean_tokens_per_sample: int | None) -> tuple[int | None, int | None]:
+    """(cap per layer, prefix per sample) with the default filled in, checked.
+
+    With neither given, the cap is 4096 rows per layer in stream order. With a per-sample prefix and no cap,
+    there is no cap: every sample's prefix counts, as in the study (first 256 tokens of every sample).
+    """
+    if ean_max_tokens is None and ean_tokens_per_sample is None:
+        ean_max_tokens = DEFAULT_EAN_MAX_TOKENS
+    check_ean_limits(ean_max_tokens, ean_tokens_per_sample)
+    return ean_max_tokens, ean_tokens_per_sample
+
+
+def check_ean_limits(ean_max_tokens: int | None, ean_tokens_per_sample: int | None) -> None:
+    """The EAN token rule's numbers: a per-layer cap (None: none) and a per-sample prefix (None: none)."""
+    if ean_max_tokens is not None and ean_max_tokens < 0:
+        raise UserError(f"ean_max_tokens must be >= 0 (got {ean_max_tokens})", param="ean_max_tokens")
+    if ean_tokens_per_sample is not None and ean_tokens_per_sample < 1:
+        raise UserError(f"ean_tokens_per_sample must be at least 1 (got {ean_tokens_per_sample}); switch EAN off "
+                        "with ean_max_tokens 0", param="ean_tokens_per_sample")
+
+
 def find_moe_blocks(model, family) -> dict[int, object]:
     """Decoder-layer index -> MoE block, located by the family descriptor (never by class names)."""
     return dict(family.moe_blocks(model))
@@ -64,21 +91,38 @@ def token_batches(sequences: list[list[int]], batch_tokens: int) -> Iterator[lis
         yield batch
 
 
+def padded_batch(batch: list[list[int]], pad_token_id: int):
+    """(input_ids, attention_mask), right-padded to the longest sequence: what every pass driver feeds."""
+    import torch
+
+    width = max(len(s) for s in batch)
+    ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, sequence in enumerate(batch):
+        ids[row, :len(sequence)] = torch.tensor(sequence)
+        mask[row, :len(sequence)] = 1
+    return ids, mask
+
+
 class ExpertObserver:
     """Accumulates per-expert statistics from the experts modules' inputs."""
 
-    def __init__(self, blocks: dict[int, object], family, num_experts: int, ean_max_tokens: int):
+    def __init__(self, blocks: dict[int, object], family, num_experts: int, ean_max_tokens: int | None,
+                 ean_tokens_per_sample: int | None = None):
         import torch
 
+        check_ean_limits(ean_max_tokens, ean_tokens_per_sample)
         self.torch = torch
         self.family = family
         self.num_experts = num_experts
-        self.ean_max_tokens = ean_max_tokens
+        self.ean_max_tokens = ean_max_tokens  # None: no cap on EAN rows per layer
+        self.ean_tokens_per_sample = ean_tokens_per_sample  # None: no per-sample rule
         self.experts = {layer: getattr(block, family.experts_attr) for layer, block in blocks.items()}
         self.sums: dict[int, dict[str, object]] = {}
         self.tokens = {layer: 0 for layer in blocks}
         self.ean_tokens = {layer: 0 for layer in blocks}
         self.valid = None  # flattened bool mask of real (non-padding) tokens of the current batch
+        self.ean_rows = None  # among those real tokens, the ones inside each sample's EAN prefix
         self._busy = False  # our own calls into the experts must not be observed
 
     def begin_batch(self, lengths: list[int], width: int, device) -> None:
@@ -91,6 +135,9 @@ class ExpertObserver:
         positions = torch.arange(width).expand(len(lengths), width)
         valid = positions < torch.tensor(lengths).reshape(-1, 1)
         self.valid = valid.reshape(-1).to(device)
+        if self.ean_tokens_per_sample is not None:
+            # Positions count from each sample's first token, so batching and padding never move the rule.
+            self.ean_rows = (positions < self.ean_tokens_per_sample)[valid].to(device)
 
     @contextmanager
     def attached(self):
@@ -160,11 +207,21 @@ class ExpertObserver:
         add("reap_sum", gates * norms)
         add("easyep_sum", token_weight[:, None] * gates * norms)
         self.tokens[layer] += hidden.shape[0]
-        ean_budget = self.ean_max_tokens - self.ean_tokens[layer]
-        if ean_budget > 0:
-            subset = hidden[:ean_budget]
+        subset = self._ean_subset(layer, hidden)
+        if subset.shape[0] > 0:
             acc["ean_sum"] += self._all_expert_norms(experts, subset).sum(dim=0).double()
             self.ean_tokens[layer] += subset.shape[0]
+
+    def _ean_subset(self, layer, hidden):
+        """The rows of this (padding-free) batch on which EAN runs every expert."""
+        if self.ean_tokens_per_sample is not None:
+            if self.ean_rows is None or self.ean_rows.numel() != hidden.shape[0]:
+                raise RuntimeError(f"layer {layer}: the per-sample EAN rule needs begin_batch(lengths, width, "
+                                   "device) for this batch before its MoE layers run")
+            hidden = hidden[self.ean_rows.to(hidden.device)]
+        if self.ean_max_tokens is None:
+            return hidden
+        return hidden[:max(0, self.ean_max_tokens - self.ean_tokens[layer])]
 
     def _call_experts(self, experts, rows, expert_ids, dtype):
         ones = self.torch.ones(expert_ids.shape[0], 1, dtype=dtype, device=rows.device)
@@ -207,10 +264,23 @@ class ExpertObserver:
             stats[layer] = LayerStats(self.num_experts, self.tokens[layer], self.ean_tokens[layer], **vectors)
         return stats
 
+    def expert_stats(self, top_k: int) -> ExpertStats:
+        """What every pass driver returns: the statistics, checked, with the EAN rule that produced them."""
+        layers = self.layer_stats()
+        check_every_layer_routed(layers, self.family)
+        return ExpertStats(model_type=self.family.model_type, num_experts=self.num_experts, top_k=top_k,
+                           layers=layers, ean_max_tokens=self.ean_max_tokens,
+                           ean_tokens_per_sample=self.ean_tokens_per_sample)
+
 
 def observe(model, family, config: dict, sequences: list[list[int]], *, batch_tokens: int = 8192,
-            ean_max_tokens: int = 4096, pad_token_id: int = 0, progress: bool = True) -> ExpertStats:
-    """Run the calibration sequences through `model` once and return per-expert statistics."""
+            ean_max_tokens: int | None = 4096, ean_tokens_per_sample: int | None = None, pad_token_id: int = 0,
+            progress: bool = True) -> ExpertStats:
+    """Run the calibration sequences through `model` once and return per-expert statistics.
+
+    EAN runs every expert on the first `ean_tokens_per_sample` tokens of each sample (if set), and on at
+    most `ean_max_tokens` such rows per layer in stream order (None: no cap).
+    """
     import torch
     import transformers
     from tqdm import tqdm
@@ -218,39 +288,36 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
     require_transformers(transformers.__version__)
     if batch_tokens < 1:
         raise UserError(f"batch_tokens must be at least 1 (got {batch_tokens})", param="batch_tokens")
-    if ean_max_tokens < 0:
-        raise UserError(f"ean_max_tokens must be >= 0 (got {ean_max_tokens})", param="ean_max_tokens")
+    check_ean_limits(ean_max_tokens, ean_tokens_per_sample)
     blocks = find_moe_blocks(model, family)
     if not blocks:
         raise UserError(
             f"found no MoE blocks (decoder layer .{family.block_attr} with .{family.experts_attr}) in the loaded "
             f"{family.model_type} model; is the checkpoint complete?"
         )
-    observer = ExpertObserver(blocks, family, family.num_experts(config), ean_max_tokens)
+    observer = ExpertObserver(blocks, family, family.num_experts(config), ean_max_tokens, ean_tokens_per_sample)
     device = next(model.parameters()).device
     model.eval()
     total = sum(len(s) for s in sequences)
     with observer.attached(), torch.no_grad(), tqdm(total=total, unit="tok", desc="observing",
                                                     disable=not progress) as bar:
         for batch in token_batches(sequences, batch_tokens):
-            width = max(len(s) for s in batch)
-            ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, sequence in enumerate(batch):
-                ids[row, :len(sequence)] = torch.tensor(sequence)
-                mask[row, :len(sequence)] = 1
-            observer.begin_batch([len(s) for s in batch], width, device)
+            ids, mask = padded_batch(batch, pad_token_id)
+            observer.begin_batch([len(s) for s in batch], ids.shape[1], device)
             model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
             bar.update(int(mask.sum()))
-    layers = observer.layer_stats()
-    check_every_layer_routed(layers, family)
-    return ExpertStats(
-        model_type=family.model_type, num_experts=observer.num_experts, top_k=family.top_k(config),
-        layers=layers, ean_max_tokens=ean_max_tokens,
-    )
+    return observer.expert_stats(family.top_k(config))
 
 
 DTYPES = ("float32", "bfloat16", "float16")
+
+
+def model_class_names(family) -> list[str]:
+    """The transformers auto classes tried, in order, for a family's checkpoints (whole or streamed pass)."""
+    # The family may name its auto class (VL checkpoints); else causal LM, then image-text-to-text.
+    if getattr(family, "auto_class", None):
+        return [family.auto_class]
+    return ["AutoModelForCausalLM", "AutoModelForImageTextToText"]
 
 
 def load_model(source_dir, family=None, device: str = "cpu", dtype: str = "float32"):
@@ -258,18 +325,20 @@ def load_model(source_dir, family=None, device: str = "cpu", dtype: str = "float
     import torch
     import transformers
 
+    from pruning import mxfp4
+
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}", param="dtype")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {device} requested but torch sees no CUDA device; use the cpu", param="device")
-    # The family may name its auto class (VL checkpoints); else causal LM, then image-text-to-text.
-    names = [getattr(family, "auto_class", None)] if getattr(family, "auto_class", None) else \
-        ["AutoModelForCausalLM", "AutoModelForImageTextToText"]
+    names = model_class_names(family)
     for position, name in enumerate(names):
         try:
             # Loaded on the CPU then moved: device_map would need `accelerate`, not a dependency.
-            model = getattr(transformers, name).from_pretrained(str(source_dir), dtype=getattr(torch, dtype))
-            return model.to(device)
+            # MXFP4 checkpoints (gpt-oss) load with their experts dequantized: see pruning/mxfp4.py.
+            model = getattr(transformers, name).from_pretrained(str(source_dir), dtype=getattr(torch, dtype),
+                                                                **mxfp4.from_pretrained_options(source_dir))
+            return mxfp4.match_dtype(model, source_dir, dtype).to(device)
         except ValueError:
             # "Unrecognized configuration class" for this auto class: try the next one.
             if position == len(names) - 1:

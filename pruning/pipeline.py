@@ -55,21 +55,43 @@ def check_stats_match(stats: ExpertStats, family, routing: Routing, layers: list
 
 
 def observe_source(source: Path, config: dict, family, calibration, *, samples, max_tokens, seed, device, dtype,
-                   batch_tokens, ean_max_tokens, progress=True) -> ExpertStats:
+                   batch_tokens, ean_max_tokens, ean_tokens_per_sample=None, chat_template_kwargs=None,
+                   observe="stream", offload_activations=False, progress=True) -> ExpertStats:
     from transformers import AutoTokenizer
 
     from pruning.calibration import load_calibration
-    from pruning.observe import load_model, observe
+    from pruning.layer_stream import observe_streamed
+    from pruning.observe import load_model
+    from pruning.observe import observe as observe_whole
 
     tokenizer = AutoTokenizer.from_pretrained(str(source))
-    calibration_set = load_calibration(calibration, tokenizer, samples=samples, max_tokens=max_tokens, seed=seed)
-    model = load_model(source, family, device=device, dtype=dtype)
+    calibration_set = load_calibration(calibration, tokenizer, samples=samples, max_tokens=max_tokens, seed=seed,
+                                       chat_template_kwargs=chat_template_kwargs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    stats = observe(model, family, config, calibration_set.sequences, batch_tokens=batch_tokens,
-                    ean_max_tokens=ean_max_tokens, pad_token_id=pad, progress=progress)
-    stats.calibration = calibration_set.record
+    rule = dict(batch_tokens=batch_tokens, ean_max_tokens=ean_max_tokens, ean_tokens_per_sample=ean_tokens_per_sample,
+                pad_token_id=pad, progress=progress)
+    if observe == "whole":
+        model = load_model(source, family, device=device, dtype=dtype)
+        stats = observe_whole(model, family, config, calibration_set.sequences, **rule)
+    else:
+        stats = observe_streamed(source, family, config, calibration_set.sequences, device=device, dtype=dtype,
+                                 offload_activations=offload_activations, **rule).stats
+    # The EAN rule goes with the token stream, so --scores-in carries it into pruning.json too.
+    stats.calibration = {**calibration_set.record, "ean": stats.ean_rule()}
     stats.source = {"path": str(source), "config_sha256": config_sha256(source)}
     return stats
+
+
+OBSERVE_MODES = ("stream", "whole")
+
+
+def check_observe_mode(observe: str, offload_activations: bool) -> None:
+    if observe not in OBSERVE_MODES:
+        raise UserError(f"unknown observe mode {observe!r}; use stream (one decoder layer in memory at a time) "
+                        "or whole (the whole model loaded)", param="observe")
+    if offload_activations and observe != "stream":
+        raise UserError("offload_activations keeps the layer-streamed pass's hidden states on the CPU; it needs "
+                        "observe stream", param="offload_activations")
 
 
 def gather_stats(source, config, family, routing, layers, method, *, calibration, scores_in, **pass_options):
@@ -111,10 +133,18 @@ def plan_from_scores(source, config, family, routing, layers, *, method, ratio, 
         "method": method, "ratio": ratio, "allocation": allocation, "seed": seed, "mask_file": None,
         "min_experts": min_experts, "calibration": stats.calibration,
         "scores_file": str(scores_in) if scores_in else None,
-        "observation": {"ean_max_tokens": stats.ean_max_tokens,
+        "observation": {**pass_record(pass_options, ran=bool(calibration) and not scores_in),
+                        "ean_max_tokens": stats.ean_max_tokens, "ean_tokens_per_sample": stats.ean_tokens_per_sample,
                         "tokens_per_layer": {str(k): v.tokens for k, v in sorted(stats.layers.items())}},
     }
     return ranked, provenance
+
+
+def pass_record(pass_options: dict, ran: bool) -> dict:
+    """How this run's pass observed the model (all None when the statistics came from elsewhere)."""
+    keys = ("observe", "dtype", "device", "offload_activations")
+    record = {key: pass_options.get(key) if ran else None for key in keys}
+    return {"mode": record.pop("observe"), **record}
 
 
 def plan_from_mask(layers, routing, mask_file, seed) -> tuple[Ranked, dict]:
@@ -131,12 +161,29 @@ def plan_from_mask(layers, routing, mask_file, seed) -> tuple[Ranked, dict]:
 
 def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), samples=128, max_tokens=2048,
               seed=0, allocation="uniform", min_experts=None, mask_file=None, scores_in=None, scores_out=None,
-              device="cpu", overwrite=False, dtype="float32", batch_tokens=8192, ean_max_tokens=4096,
-              progress=True) -> Path:
-    """Prune `source_dir` into `out_dir`; returns the output directory (with pruning.json)."""
+              device="cpu", overwrite=False, dtype="bfloat16", batch_tokens=8192, ean_max_tokens=None,
+              ean_tokens_per_sample=None, chat_template_kwargs=None, progress=True, domain_gate=True,
+              gate_reference=None, observe="stream", offload_activations=False) -> Path:
+    """Prune `source_dir` into `out_dir`; returns the output directory (with pruning.json).
+
+    `calibration` items may be `FILE:N` (N samples from that file); `chat_template_kwargs` is a dict or a
+    JSON object text; EAN's token rule is `ean_tokens_per_sample` and/or `ean_max_tokens` (see
+    `pruning.observe.default_ean_limits`). With calibration files and `domain_gate`, the variant's
+    domain gate is fitted on them against `gate_reference` (default: the shipped general set).
+    `observe` is "stream" (one decoder layer in memory at a time, `pruning.layer_stream`) or "whole".
+    """
+    from pruning.calibration import parse_chat_template_kwargs
+    from pruning.observe import default_ean_limits
+
+    chat_template_kwargs = parse_chat_template_kwargs(chat_template_kwargs)
+    ean_max_tokens, ean_tokens_per_sample = default_ean_limits(ean_max_tokens, ean_tokens_per_sample)
+    check_observe_mode(observe, offload_activations)
     source, config, family = read_source(source_dir)
     routing = Routing.from_config(family, config)
     layers = moe_layer_indices(source, config, family)
+    from pruning.shard_checks import open_checked
+
+    open_checked(source)  # truncated shard, missing tensor, wrong dtype: fail now, before any pass or write
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise UserError(f"output {out} already exists; choose another output directory or allow overwrite", param="overwrite")
@@ -151,7 +198,9 @@ def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), s
         raise UserError("say how to choose experts: a method, a ratio and calibration files, or a mask file", param="method")
     else:
         pass_options = dict(samples=samples, max_tokens=max_tokens, device=device, dtype=dtype,
-                            batch_tokens=batch_tokens, ean_max_tokens=ean_max_tokens, progress=progress)
+                            batch_tokens=batch_tokens, ean_max_tokens=ean_max_tokens,
+                            ean_tokens_per_sample=ean_tokens_per_sample, chat_template_kwargs=chat_template_kwargs,
+                            observe=observe, offload_activations=offload_activations, progress=progress)
         ranked, provenance = plan_from_scores(
             source, config, family, routing, layers, method=method, ratio=ratio, allocation=allocation,
             min_experts=min_experts, seed=seed, calibration=calibration, scores_in=scores_in,
@@ -160,4 +209,16 @@ def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), s
 
     provenance = {"family": family.model_type, **provenance, "ranked": {k: list(v) for k, v in ranked.items()}}
     kept = {layer: sorted(experts) for layer, experts in ranked.items()}
-    return write_pruned(source, out, kept, provenance, overwrite=overwrite)
+    written = write_pruned(source, out, kept, provenance, overwrite=overwrite)
+    if calibration and domain_gate:  # the gateway's domain gate, fitted on the same calibration files
+        fit_domain_gate(written, calibration, gate_reference)
+    return written
+
+
+def fit_domain_gate(model_dir: Path, calibration, reference=None) -> Path:
+    """Fit `domain_gate.json` from the calibration files (in-domain) vs `reference` (default: the shipped set)."""
+    from pruning.calibration import parse_file_spec
+    from pruning.domain_gate_files import attach_gate, build_gate
+
+    files = [parse_file_spec(spec).path for spec in calibration]
+    return attach_gate(model_dir, build_gate(files, reference))

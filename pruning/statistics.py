@@ -56,12 +56,18 @@ class ExpertStats:
     top_k: int
     layers: dict[int, LayerStats]
     calibration: dict | None = None
-    ean_max_tokens: int | None = None
+    ean_max_tokens: int | None = None  # EAN rows per layer, at most (stream order); None: no cap
     source: dict | None = None
+    ean_tokens_per_sample: int | None = None  # EAN on each sample's first N tokens; None: no per-sample rule
 
     @classmethod
     def empty(cls, model_type: str, num_experts: int, top_k: int, layer_ids, **meta) -> "ExpertStats":
         return cls(model_type, num_experts, top_k, {i: LayerStats(num_experts) for i in layer_ids}, **meta)
+
+    def ean_rule(self) -> dict:
+        """Which tokens EAN ran every expert on, for pruning.json's calibration record."""
+        return {"rule": "per-sample" if self.ean_tokens_per_sample is not None else "stream-prefix",
+                "tokens_per_sample": self.ean_tokens_per_sample, "max_tokens_per_layer": self.ean_max_tokens}
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +79,7 @@ class ExpertStats:
             "source": self.source,
             "calibration": self.calibration,
             "ean_max_tokens": self.ean_max_tokens,
+            "ean_tokens_per_sample": self.ean_tokens_per_sample,
             "layers": {
                 str(index): {"tokens": layer.tokens, "ean_tokens": layer.ean_tokens,
                              **{name: getattr(layer, name) for name in VECTORS}}
@@ -94,7 +101,9 @@ class ExpertStats:
                 for index, layer in data["layers"].items()
             }
             return cls(str(data["model_type"]), num_experts, int(data["top_k"]), layers,
-                       data.get("calibration"), data.get("ean_max_tokens"), data.get("source"))
+                       data.get("calibration"), data.get("ean_max_tokens"), data.get("source"),
+                       # Absent in files written before the per-sample rule existed: they used none.
+                       data.get("ean_tokens_per_sample"))
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{where} is incomplete or malformed ({exc!r}); write it again with scores_out", param="scores_in")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from pruning.manifest import PruningManifest
 from pruning.methods import METHODS
 from pruning.observe import DTYPES
+from pruning.pipeline import OBSERVE_MODES
 from pruning.selection import ALLOCATIONS
 
 EXAMPLES = """examples:
@@ -14,6 +15,8 @@ EXAMPLES = """examples:
   moeprune prune ./src --out ./out --method frequency --ratio 0.25 --calibration a.jsonl --scores-out stats.json
   moeprune prune ./src --out ./out2 --method reap --ratio 0.5 --scores-in stats.json   # no new pass
   moeprune prune ./gpt-oss-20b --out ./gpt-oss-mask --mask expert_mask.json
+  moeprune prune ./Qwen3-30B-A3B --out ./q3-ean-50 --method ean --ratio 0.5 --calibration medinst.jsonl:128 \\
+      general.jsonl:128 --chat-template-kwargs '{"enable_thinking": false}' --ean-tokens-per-sample 256
 """
 
 
@@ -37,15 +40,28 @@ def configure(parser) -> None:
     how.add_argument("--min-experts", type=int, help="per-layer floor for --allocation global (default: top-k)")
     how.add_argument("--seed", type=int, default=0, help="seed for sampling calibration data and for 'random'")
     data = parser.add_argument_group("calibration pass")
-    data.add_argument("--calibration", nargs="+", default=[], metavar="FILE",
-                      help="*.jsonl ({'text'} or {'messages'}), *.txt, or PubMedQA *.json")
-    data.add_argument("--samples", type=int, default=128, help="documents drawn from the files (default 128)")
+    data.add_argument("--calibration", nargs="+", default=[], metavar="FILE[:N]",
+                      help="*.jsonl ({'text'}, {'messages'} or MedINST {'instruction','input','output'}), *.txt, "
+                           "or PubMedQA *.json; FILE:N draws N samples from that file alone")
+    data.add_argument("--samples", type=int, default=128,
+                      help="documents drawn from the files given without :N, together (default 128)")
+    data.add_argument("--chat-template-kwargs", metavar="JSON",
+                      help='extra chat-template arguments as a JSON object, e.g. \'{"enable_thinking": false}\'')
     data.add_argument("--max-tokens", type=int, default=2048, help="tokens kept per document (default 2048)")
     data.add_argument("--device", default="cpu", help="torch device for the pass, e.g. cpu, cuda, cuda:1")
-    data.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype for the pass")
+    data.add_argument("--dtype", choices=DTYPES, default="bfloat16",
+                      help="weight dtype for the pass (default bfloat16; statistics are summed in float64)")
+    data.add_argument("--observe", choices=OBSERVE_MODES, default="stream",
+                      help="stream: one decoder layer in memory at a time, read from the shards (default); "
+                           "whole: load the whole model first")
+    data.add_argument("--offload-activations", action="store_true",
+                      help="keep the streamed pass's hidden states in CPU memory when they do not fit on the device")
     data.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per forward batch")
-    data.add_argument("--ean-max-tokens", type=int, default=4096,
-                      help="tokens per layer on which EAN runs every expert (default 4096)")
+    data.add_argument("--ean-max-tokens", type=int, default=None,
+                      help="at most this many tokens per layer (stream order) on which EAN runs every expert "
+                           "(default 4096; no cap with --ean-tokens-per-sample)")
+    data.add_argument("--ean-tokens-per-sample", type=int, default=None, metavar="N",
+                      help="EAN runs every expert on the first N tokens of every sample (the study: 256)")
     data.add_argument("--scores-out", metavar="FILE", help="save the pass's statistics (re-score without a pass)")
     data.add_argument("--scores-in", metavar="FILE", help="reuse statistics saved with --scores-out")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
@@ -59,7 +75,9 @@ def run(args) -> int:
         samples=args.samples, max_tokens=args.max_tokens, seed=args.seed, allocation=args.allocation,
         min_experts=args.min_experts, mask_file=args.mask, scores_in=args.scores_in, scores_out=args.scores_out,
         device=args.device, overwrite=args.overwrite, dtype=args.dtype, batch_tokens=args.batch_tokens,
-        ean_max_tokens=args.ean_max_tokens,
+        ean_max_tokens=args.ean_max_tokens, ean_tokens_per_sample=args.ean_tokens_per_sample,
+        chat_template_kwargs=args.chat_template_kwargs, observe=args.observe,
+        offload_activations=args.offload_activations,
     )
     print(summary(Path(out)))
     return 0

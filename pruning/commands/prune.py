@@ -64,6 +64,10 @@ def configure(parser) -> None:
                       help="EAN runs every expert on the first N tokens of every sample (the study: 256)")
     data.add_argument("--scores-out", metavar="FILE", help="save the pass's statistics (re-score without a pass)")
     data.add_argument("--scores-in", metavar="FILE", help="reuse statistics saved with --scores-out")
+    gate = parser.add_argument_group("the gateway's domain gate (fitted on the calibration files)")
+    gate.add_argument("--gate-reference", nargs="+", metavar="FILE",
+                      help="general-domain texts the gate learns to tell apart (default: the shipped set)")
+    gate.add_argument("--no-domain-gate", action="store_true", help="write no domain_gate.json")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
 
 
@@ -77,7 +81,8 @@ def run(args) -> int:
         device=args.device, overwrite=args.overwrite, dtype=args.dtype, batch_tokens=args.batch_tokens,
         ean_max_tokens=args.ean_max_tokens, ean_tokens_per_sample=args.ean_tokens_per_sample,
         chat_template_kwargs=args.chat_template_kwargs, observe=args.observe,
-        offload_activations=args.offload_activations,
+        offload_activations=args.offload_activations, domain_gate=not args.no_domain_gate,
+        gate_reference=args.gate_reference,
     )
     print(summary(Path(out)))
     return 0

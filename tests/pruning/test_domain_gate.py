@@ -104,6 +104,18 @@ def test_prune_with_calibration_fits_the_gate(tiny_qwen3_moe, demo_calibration, 
     assert verify(out) == []
 
 
+def test_prune_cli_gate_flags(tiny_qwen3_moe, demo_calibration, tmp_path):
+    reference = tmp_path / "general.jsonl"
+    reference.write_text("".join(json.dumps({"text": f"The train to city {k} leaves at {k} o'clock."}) + "\n"
+                                 for k in range(40)))
+    common = ["prune", str(tiny_qwen3_moe), "--method", "frequency", "--ratio", "0.5", "--calibration",
+              f"{demo_calibration}:16", "--max-tokens", "32"]
+    assert cli.main(common + ["--out", str(tmp_path / "no-gate"), "--no-domain-gate"]) == 0
+    assert not (tmp_path / "no-gate" / "domain_gate.json").exists()
+    assert cli.main(common + ["--out", str(tmp_path / "own-ref"), "--gate-reference", str(reference)]) == 0
+    assert DomainGate.load(tmp_path / "own-ref").training["reference_files"] == ["general.jsonl"]
+
+
 def test_eval_card_gets_the_gates_auroc_and_threshold(demo_calibration, tmp_path):
     from evaluators.gate_quality import add_gate_quality
 

@@ -28,7 +28,8 @@ from pruning.observe import (
 )
 from pruning.statistics import ExpertStats
 from pruning.stream_inputs import capture_layer_calls, materialise_on_first_use
-from pruning.stream_progress import LayerProgress, human_bytes, peak_device_bytes, peak_rss_bytes
+from moeprune.units import human_bytes
+from pruning.stream_progress import LayerProgress, peak_device_bytes, peak_rss_bytes
 from pruning.stream_weights import StreamedWeights, free
 
 

@@ -6,13 +6,7 @@ import resource
 import sys
 import time
 
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(count) < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.2f} {unit}"
-        count /= 1024
-    return f"{count} B"
+from moeprune.units import human_bytes
 
 
 def human_seconds(seconds: float) -> str:

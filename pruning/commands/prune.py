@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moeprune.units import human_bytes
 from pruning.manifest import PruningManifest
 from pruning.methods import METHODS
 from pruning.observe import DTYPES
@@ -93,13 +94,5 @@ def summary(out: Path) -> str:
     counts = sorted({len(v) for v in manifest.kept_experts.values()})
     per_layer = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     return (f"kept {per_layer} of {manifest.experts_per_layer_before} experts in each of {manifest.moe_layers} "
-            f"MoE layers ({manifest.experts_kept_total} in total); saved {_bytes(manifest.bytes_saved)} "
+            f"MoE layers ({manifest.experts_kept_total} in total); saved {human_bytes(manifest.bytes_saved, 1)} "
             f"({manifest.bytes_saved_ratio:.1%}) -> {out}")
-
-
-def _bytes(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(count) < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count} B"

@@ -1,12 +1,15 @@
-"""Does the demo reproduce the study's findings? Checks with explicit thresholds, and their tables.
+"""Does the demo reproduce the study's findings? Checks with explicit thresholds, per training seed and over seeds.
 
 Thresholds are stated in the text they produce, so a reader can disagree with
-them; every claim prints the numbers it rests on.
+them; every claim prints the numbers it rests on. A finding is "reproduced"
+over several training seeds only when it holds for every seed: one lucky
+training run is what the issue that asked for seeds was about.
 """
 
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 
 
 def _mean(values):
@@ -31,44 +34,74 @@ def ratios_of(rows):
     return sorted({r["ratio"] for r in rows if r["ratio"] is not None})
 
 
-def findings_text(rows: list[dict], probe: dict | None) -> str:
+@dataclass(frozen=True)
+class Check:
+    """One finding on one training run: whether it holds, the number it rests on, and the detail."""
+
+    title: str
+    holds: bool
+    value: float | None  # the headline statistic, summarised over seeds
+    unit: str  # how to print value ("recovery", "%")
+    detail: str
+
+
+def moderate_keeps_in_domain(rows) -> Check:
+    mild = ratios_of(rows)[0]
+    bio_rec = [r["bio_acc_recovery"] for r in by_ratio(rows, mild, random=False) if r["bio_acc_recovery"] is not None]
+    median = statistics.median(bio_rec) if bio_rec else None
+    return Check(f"Moderate pruning keeps in-domain utility (median biomedical recovery of the data-driven methods "
+                 f"at ratio {mild} >= 0.95)", median is not None and median >= 0.95, median, "recovery",
+                 f"median {'-' if median is None else f'{median:.3f}'}, range "
+                 f"{min(bio_rec, default=0):.2f}-{max(bio_rec, default=0):.2f}")
+
+
+def extreme_raises_hallucination(rows) -> Check:
     base = next(r for r in rows if r["variant"] == "base")
     ratios = ratios_of(rows)
-    lines = []
-
-    mild = ratios[0]
-    data = by_ratio(rows, mild, random=False)
-    bio_rec = [r["bio_acc_recovery"] for r in data if r["bio_acc_recovery"] is not None]
-    median = statistics.median(bio_rec) if bio_rec else None
-    ok = median is not None and median >= 0.95
-    lines.append(f"1. Moderate pruning keeps in-domain utility (median biomedical recovery of the data-driven "
-                 f"methods at ratio {mild} >= 0.95): {'REPRODUCED' if ok else 'NOT reproduced'} "
-                 f"(median {median if median is None else round(median, 3)}, range "
-                 f"{min(bio_rec, default=0):.2f}-{max(bio_rec, default=0):.2f}).")
-
     extreme = ratios[-1]
     halluc = _mean([r["hallucination"] for r in by_ratio(rows, extreme, random=False)])
-    ok = halluc is not None and base["hallucination"] is not None and halluc >= base["hallucination"] + 0.05
-    lines.append(f"2. Extreme pruning raises the hallucination rate on made-up entities (data-driven mean at ratio "
-                 f"{extreme} at least 5 points above base): {'REPRODUCED' if ok else 'NOT reproduced'} "
-                 f"(base {_pct(base['hallucination'])}%, ratio {extreme}: {_pct(halluc)}%; per ratio: "
-                 + ", ".join(f"{r}: {_pct(_mean([x['hallucination'] for x in by_ratio(rows, r, False)]))}%"
-                             for r in ratios) + ").")
+    rise = None if halluc is None or base["hallucination"] is None else halluc - base["hallucination"]
+    per_ratio = ", ".join(f"{r}: {_pct(_mean([x['hallucination'] for x in by_ratio(rows, r, False)]))}%"
+                          for r in ratios)
+    return Check(f"Extreme pruning raises the hallucination rate on made-up entities (data-driven mean at ratio "
+                 f"{extreme} at least 5 points above base)", rise is not None and rise >= 0.05, rise, "points",
+                 f"base {_pct(base['hallucination'])}%, ratio {extreme}: {_pct(halluc)}%; per ratio: {per_ratio}")
 
-    faster = []
-    for ratio in ratios:
+
+FLOOR = 0.25  # below this biomedical recovery the in-domain model has collapsed too
+
+
+def cross_domain_degrades_faster(rows) -> Check:
+    """General recovery below biomedical at every ratio where the biomedical model still works.
+
+    Where both domains have collapsed (biomedical recovery under FLOOR: a few percent right on each side),
+    "which degrades faster" has no answer, so such ratios are shown but not judged; a table where every
+    ratio is collapsed does not reproduce the finding.
+    """
+    gaps, parts = [], []
+    for ratio in ratios_of(rows):
         data = by_ratio(rows, ratio, random=False)
         bio, gen = _mean([r["bio_acc_recovery"] for r in data]), _mean([r["general_acc_recovery"] for r in data])
-        faster.append((ratio, bio, gen))
-    ok = all(b is not None and g is not None and g < b - 0.02 for _, b, g in faster)
-    lines.append("3. Cross-domain (general) accuracy drops faster than in-domain (biomedical) under biomedical "
-                 f"calibration (mean general recovery below biomedical at every ratio): "
-                 f"{'REPRODUCED' if ok else 'NOT reproduced'} ("
-                 + "; ".join(f"{r}: bio {b:.2f} vs general {g:.2f}" for r, b, g in faster if b is not None and g is not None)
-                 + ").")
+        if bio is None or gen is None:
+            continue
+        judged = bio >= FLOOR
+        if judged:
+            gaps.append(bio - gen)
+        parts.append(f"{ratio}: bio {bio:.2f} vs general {gen:.2f}{'' if judged else ' (both collapsed, not judged)'}")
+    holds = bool(gaps) and all(g > 0.02 for g in gaps)
+    return Check("Cross-domain (general) accuracy drops faster than in-domain (biomedical) under biomedical "
+                 f"calibration (mean general recovery more than 0.02 below biomedical at every ratio where the "
+                 f"biomedical recovery is still >= {FLOOR})",
+                 holds, min(gaps, default=None), "recovery gap (smallest over judged ratios)", "; ".join(parts))
 
-    beats = []
-    for ratio in ratios:
+
+def data_driven_beats_random(rows, probe: dict | None = None) -> Check:
+    beats, skipped = [], []
+    for ratio in ratios_of(rows):
+        bio = _mean([r["bio_acc_recovery"] for r in by_ratio(rows, ratio, random=False)])
+        if bio is not None and bio < FLOOR:  # every method collapsed: a floor, not a contest (as finding 3)
+            skipped.append(f"{ratio}: data-driven biomedical recovery {bio:.2f}, not judged")
+            continue
         entry = (probe or {}).get("ratios", {}).get(ratio)
         if entry and entry["random"] and entry["methods"]:
             # many seeds, measured in-process on the answerable sets (same measure for both sides)
@@ -78,17 +111,88 @@ def findings_text(rows: list[dict], probe: dict | None) -> str:
         else:
             rand = [r["bio_acc"] for r in by_ratio(rows, ratio, random=True)]
             scores = {r["method"]: r["bio_acc"] for r in by_ratio(rows, ratio, random=False)}
-            source = f"vLLM, {len(rand)} seed(s)"
+            source = f"{len(rand)} random seed(s)"
         if not rand or not scores:
             continue
         bar = _mean(rand) + _sd(rand)
         winners = [m for m, b in scores.items() if b is not None and b > bar]
         beats.append((ratio, len(winners), len(scores), _mean(rand), _sd(rand), source))
-    ok = bool(beats) and all(w > n / 2 for _, w, n, _, _, _ in beats)
-    lines.append("4. Data-driven methods beat random (biomedical accuracy above random's mean + 1 sd, for most "
-                 "methods at every ratio): " + ('REPRODUCED' if ok else 'NOT reproduced') + " ("
-                 + "; ".join(f"{r}: {w}/{n} methods above random {_pct(m)}±{_pct(s)}% ({src})"
-                             for r, w, n, m, s, src in beats) + ").")
+    holds = bool(beats) and all(w > n / 2 for _, w, n, _, _, _ in beats)
+    share = min((w / n for _, w, n, _, _, _ in beats), default=None)
+    return Check("Data-driven methods beat random (biomedical accuracy above random's mean + 1 sd, for most "
+                 f"methods at every ratio where their biomedical recovery is still >= {FLOOR})", holds, share,
+                 "share of methods above random (lowest over judged ratios)",
+                 "; ".join([f"{r}: {w}/{n} methods above random {_pct(m)}±{_pct(s)}% ({src})"
+                            for r, w, n, m, s, src in beats] + skipped))
+
+
+def checks(rows: list[dict], probe: dict | None = None) -> list[Check]:
+    return [moderate_keeps_in_domain(rows), extreme_raises_hallucination(rows), cross_domain_degrades_faster(rows),
+            data_driven_beats_random(rows, probe)]
+
+
+def findings_text(rows: list[dict], probe: dict | None) -> str:
+    """One training run's verdicts."""
+    return "\n".join(f"{i}. {c.title}: {'REPRODUCED' if c.holds else 'NOT reproduced'} ({c.detail})."
+                     for i, c in enumerate(checks(rows, probe), start=1))
+
+
+def verdicts_over_seeds(tables: dict[int, list[dict]]) -> list[tuple[str, bool, list[Check]]]:
+    """Per finding: its title, whether it holds for EVERY training seed, and each seed's check."""
+    per_seed = {seed: checks(rows) for seed, rows in sorted(tables.items())}
+    titles = [c.title for c in next(iter(per_seed.values()))]
+    return [(title, all(per_seed[s][i].holds for s in per_seed), [per_seed[s][i] for s in per_seed])
+            for i, title in enumerate(titles)]
+
+
+def _spread(values, unit: str) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    scale, suffix = (100, " points") if unit == "points" else (1, "")
+    fmt = (lambda v: f"{scale * v:.1f}") if unit == "points" else (lambda v: f"{v:.2f}")
+    return f"mean {fmt(_mean(values))}{suffix} (min {fmt(min(values))}, max {fmt(max(values))})"
+
+
+def findings_over_seeds_text(tables: dict[int, list[dict]]) -> str:
+    """Each finding with its verdict over the training seeds and the spread of the number it rests on."""
+    seeds = sorted(tables)
+    lines = []
+    for i, (title, holds, per_seed) in enumerate(verdicts_over_seeds(tables), start=1):
+        held = sum(c.holds for c in per_seed)
+        verdict = (f"REPRODUCED in all {len(seeds)} training seeds" if holds
+                   else f"NOT reproduced: holds in {held} of {len(seeds)} training seeds")
+        lines.append(f"{i}. {title}: **{verdict}**; {per_seed[0].unit}: {_spread([c.value for c in per_seed], per_seed[0].unit)}.")
+        lines += [f"   - seed {seed}: {'holds' if c.holds else 'does not hold'} ({c.detail})"
+                  for seed, c in zip(seeds, per_seed)]
+    return "\n".join(lines)
+
+
+def summary_over_seeds(tables: dict[int, list[dict]], keys=("bio_acc", "general_acc", "hallucination",
+                                                             "bio_acc_recovery", "general_acc_recovery")) -> str:
+    """Method x ratio, each cell the mean and min-max over training seeds (random: over its pruning seeds too)."""
+    groups: dict[tuple, list[dict]] = {}
+    for rows in tables.values():
+        for r in rows:
+            groups.setdefault((r["method"] or "base", r["ratio"] or 0.0), []).append(r)
+    names = {"bio_acc": "bio acc %", "general_acc": "general acc %", "hallucination": "hallucination %",
+             "bio_acc_recovery": "bio recovery", "general_acc_recovery": "general recovery"}
+    lines = ["| method | ratio | n | " + " | ".join(names[k] for k in keys) + " |", "|---|---|---|" + "---|" * len(keys)]
+    order = sorted(groups, key=lambda g: (g[0] != "base", g[0] != "random", g[0], g[1]))
+    for method, ratio in order:
+        members = groups[(method, ratio)]
+        cells = []
+        for key in keys:
+            values = [m[key] for m in members if m.get(key) is not None]
+            if not values:
+                cells.append("-")
+                continue
+            scale = 100 if key in ("bio_acc", "general_acc", "hallucination") else 1
+            digits = 1 if scale == 100 else 2
+            mean = f"{scale * _mean(values):.{digits}f}"
+            cells.append(mean if len(values) == 1 else
+                         f"{mean} ({scale * min(values):.{digits}f}-{scale * max(values):.{digits}f})")
+        lines.append(f"| {method} | {ratio:g} | {len(members)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -170,3 +170,40 @@ def probe_random_seeds(model_dir, corpus, pruned, ratios, seeds: int) -> dict:
                 entry["methods"][variant.method] = accuracy(kept)
         result["ratios"][ratio] = entry
     return result
+
+
+SET_KINDS = ("qa", "fake", "nota")
+
+
+def set_items(corpus) -> dict[tuple[str, str], list[MCItem]]:
+    from app.demo.sets import evaluation_items
+
+    return {(d, k): evaluation_items(corpus, d, k) for d in ("biomedical", "general") for k in SET_KINDS}
+
+
+def masked_row(model, tokenizer, items: dict, kept, name: str, method: str | None, ratio: float | None) -> dict:
+    """One variant's row (the keys of `app.demo.summary.card_row`) from greedy answers under a routing mask.
+
+    Correct and abstained are decided by the evaluators' own parser, so a row
+    means what a report card's metrics mean: hallucination = neither correct
+    nor abstained, refusal = abstained on a made-up entity.
+    """
+    scored = {}
+    with routing_mask(model, kept):
+        for key, group in items.items():
+            answers = greedy_answers(model, tokenizer, [prompt_of(item) for item in group])
+            parsed = [parse_answer(a, item.options) for a, item in zip(answers, group)]
+            correct = [p.choice == item.answer for p, item in zip(parsed, group)]
+            abstained = [p.abstained(item.options) for p, item in zip(parsed, group)]
+            scored[key] = {"accuracy": sum(correct) / len(group),
+                           "refusal": sum(abstained) / len(group),
+                           "hallucination": sum(not c and not a for c, a in zip(correct, abstained)) / len(group)}
+    return {
+        "variant": name, "method": method, "ratio": ratio,
+        "bio_acc": scored["biomedical", "qa"]["accuracy"], "general_acc": scored["general", "qa"]["accuracy"],
+        "bio_refusal": scored["biomedical", "fake"]["refusal"], "general_refusal": scored["general", "fake"]["refusal"],
+        "refusal": (scored["biomedical", "fake"]["refusal"] + scored["general", "fake"]["refusal"]) / 2,
+        "hallucination": (scored["biomedical", "fake"]["hallucination"] + scored["general", "fake"]["hallucination"]) / 2,
+        "nota": (scored["biomedical", "nota"]["accuracy"] + scored["general", "nota"]["accuracy"]) / 2,
+        "bytes_saved": 0, "flags": {},
+    }

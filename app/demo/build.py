@@ -1,9 +1,12 @@
 """Build the demo model once, and reuse it: a content-addressed cache.
 
 The cache key hashes the corpus (every training example of every epoch and
-the shipped sets), the model/training config, and a recipe version; so any
-change to the data or recipe trains a new model, and anything else reuses the
-saved one. Models are written to a temporary directory and renamed into place,
+the shipped sets), the model/training config, a recipe version and the
+numerics fingerprint (`app.demo.numerics`: what could still change the
+weights though training pins threads and kernels); so any change to the data,
+recipe or libraries trains a new model, and anything else reuses the saved
+one. The record beside the weights holds their sha256, so two machines can
+check they trained the same model. Models are written to a temporary directory and renamed into place,
 so an interrupted build never leaves a half model that looks finished.
 """
 
@@ -21,7 +24,7 @@ from app.demo.examples import training_examples
 from app.demo.model_config import DemoModelConfig
 from app.demo.sets import set_files
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: pinned numerics in a child process, loss on trained tokens only, 7/7/2 expert groups
 DONE_MARKER = "demo_model.json"
 
 
@@ -54,8 +57,8 @@ def tokenizer_texts(corpus: Corpus) -> list[str]:
 
 def build_model(cfg: DemoModelConfig, cache_dir: Path, progress: bool = True) -> tuple[Path, dict]:
     """The trained model's directory (trained now, or found in the cache) and its build record."""
-    from app.demo.tokenizer import train_tokenizer
-    from app.demo.train import train_model
+    from app.demo.numerics import weights_sha256
+    from app.demo.train_child import train_in_child
 
     corpus = build_corpus(cfg.corpus_seed)
     key = model_key(corpus, cfg)
@@ -68,9 +71,14 @@ def build_model(cfg: DemoModelConfig, cache_dir: Path, progress: bool = True) ->
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     started = time.monotonic()
-    tokenizer = train_tokenizer(building, vocab_size=cfg.vocab_size, texts=tokenizer_texts(corpus))
-    summary = train_model(tokenizer, corpus, cfg, building, progress=progress)
-    record = {"key": key, "config": cfg.as_dict(), "train_seconds": round(time.monotonic() - started, 1), **summary}
+    try:
+        summary = train_in_child(cfg, building, progress=progress)
+    except BaseException:  # an interrupted or failed training leaves nothing behind
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    record = {"key": key, "weights_sha256": weights_sha256(building), "config": cfg.as_dict(),
+              "numerics": cfg.cache_dict()["numerics"], "train_seconds": round(time.monotonic() - started, 1),
+              **summary}
     (building / DONE_MARKER).write_text(json.dumps(record, indent=2))
     if final.exists():  # another process finished the same model first
         shutil.rmtree(building)

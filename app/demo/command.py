@@ -1,8 +1,12 @@
-"""`moeprune demo`: train (or reuse) the demo MoE, prune it, evaluate every variant on vLLM, report, serve.
+"""`moeprune demo`: train (or reuse) the demo MoE, prune it, evaluate on vLLM, report, serve.
 
-Every step is cached, so a second run goes straight to serving. Reduced runs
-(CI, quick looks) pass a smaller training budget, fewer methods/ratios, an
-item limit and `--no-serve`.
+The critical path to a served gateway is short: train, prune (seconds),
+evaluate the base and the two variants to serve, write the report, start the
+gateway. The rest of the sweep is evaluated behind the running gateway, one
+engine at a time, and the report is rewritten when it is done. Every step is
+cached, so a second run goes straight to serving. Reduced runs (CI, quick
+looks) pass a smaller training budget, fewer methods/ratios, an item limit
+and `--no-serve`.
 """
 
 from __future__ import annotations
@@ -32,16 +36,20 @@ def _csv(kind, valid=None):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from app.demo.variants import ALL_METHODS, ALL_RATIOS
+    from app.demo.serving import DEFAULT_SERVED
+    from app.demo.variants import ALL_METHODS, ALL_RATIOS, DEFAULT_METHODS
 
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where the report and variants.yaml go")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="model/variant/eval cache (default $MOEPRUNE_CACHE_DIR or ~/.cache/moe-prune-serve)")
-    parser.add_argument("--methods", type=_csv(str, ALL_METHODS), default=list(ALL_METHODS))
+    parser.add_argument("--methods", type=_csv(str, ALL_METHODS), default=None,
+                        help=f"pruning methods (default: {','.join(DEFAULT_METHODS)}; --full: all seven)")
     parser.add_argument("--ratios", type=_csv(float), default=list(ALL_RATIOS))
+    parser.add_argument("--full", action="store_true", help="the full table: all seven methods x the ratios")
+    parser.add_argument("--serve", type=_csv(str), default=list(DEFAULT_SERVED),
+                        help=f"the two pruned variants served beside the base (default: {','.join(DEFAULT_SERVED)})")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's)")
     parser.add_argument("--train-steps", type=int, default=None, help="cap on training steps (reduced runs)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads for training (0 = all cores)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each set")
     parser.add_argument("--parallel", type=int, default=2, help="vLLM servers evaluating at once")
     parser.add_argument("--no-serve", action="store_true", help="stop after the report (CI)")
@@ -52,12 +60,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def model_config(args):
     from app.demo.model_config import DemoModelConfig
 
-    overrides = {"threads": args.threads}
+    overrides = {}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.train_steps is not None:
         overrides["max_steps"] = args.train_steps
     return DemoModelConfig(**overrides)
+
+
+def methods_of(args) -> list[str]:
+    from app.demo.variants import ALL_METHODS, DEFAULT_METHODS
+
+    if args.methods is not None and args.full:
+        raise UserError("give --methods or --full, not both")
+    return list(ALL_METHODS if args.full else args.methods or DEFAULT_METHODS)
 
 
 def check_args(args) -> None:
@@ -100,12 +116,11 @@ def _run(args: argparse.Namespace) -> int:
     from app.demo.calibration import write_calibration
     from app.demo.corpus import build_corpus
     from app.demo.evaluation import evaluate_all
-    from app.demo.serving import pick_served, serve_variants, usage_text, write_variants_yaml
-    from app.demo.summary import card_row, markdown_table, with_recovery
+    from app.demo.serving import choose_served, serve_variants, usage_text, write_variants_yaml
     from app.demo.variants import Variant, prune_variants
-    from evaluators.report import render_report
 
     check_args(args)
+    methods = methods_of(args)
     started = time.monotonic()
     cache = Path(args.cache_dir or default_cache_dir())
     out = Path(args.out)
@@ -114,39 +129,112 @@ def _run(args: argparse.Namespace) -> int:
 
     model_dir, record = build_model(cfg, cache)
     how = "reused from cache" if record["cached"] else f"trained in {record['train_seconds']:.0f} s"
-    print(f"demo: model {model_dir.name} {how} (loss {record['first_loss']:.2f} -> {record['final_loss']:.2f})")
+    print(f"demo: model {model_dir.name} {how} (loss {record['first_loss']:.2f} -> {record['final_loss']:.2f}; "
+          f"weights sha256 {record['weights_sha256'][:16]})")
 
     corpus = build_corpus(cfg.corpus_seed)
     run_dir = cache / "runs" / model_dir.name
     calibration = write_calibration(corpus, run_dir / "calibration-biomedical.jsonl")
     t0 = time.monotonic()
-    pruned = prune_variants(model_dir, run_dir / "variants", calibration, args.methods, args.ratios)
+    pruned = prune_variants(model_dir, run_dir / "variants", calibration, methods, args.ratios)
     print(f"demo: {len(pruned)} pruned variants ready in {time.monotonic() - t0:.0f} s (calibration: {calibration})")
 
     variants = {"base": Variant("base", model_dir), **{v.name: v for v in pruned}}
+    served = choose_served(args.serve, variants)
+    if not served and not args.no_serve:
+        raise UserError("no pruned variant to serve; give --methods and --ratios")
+    first = [variants["base"], *(variants[name] for name in served)]
+    rest = [v for v in variants.values() if v not in first]
     t0 = time.monotonic()
-    cards = evaluate_all(list(variants.values()), run_dir / "cards", limit=args.limit, parallel=args.parallel)
-    rows = with_recovery([card_row(name, path) for name, path in cards.items()])
-    base = rows[0]
-    print(f"demo: evaluated {len(cards)} variants on vLLM in {time.monotonic() - t0:.0f} s; base: "
-          f"biomedical {100 * (base['bio_acc'] or 0):.1f}%, general {100 * (base['general_acc'] or 0):.1f}%, "
-          f"refuses {100 * (base['refusal'] or 0):.1f}% of made-up entities")
-
-    report = render_report(list(cards.values()), out / "report")
-    table = markdown_table(rows)
-    (out / "results.md").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
-    print(table)
+    cards = evaluate_all(first if not args.no_serve else [*first, *rest], run_dir / "cards", limit=args.limit,
+                         parallel=args.parallel)
+    print(f"demo: evaluated {', '.join(cards)} on vLLM in {time.monotonic() - t0:.0f} s")
+    report = write_results(cards, out, record)
     print(f"demo: report {report} ({time.monotonic() - started:.0f} s in all)")
     if args.no_serve:
         return 0
 
-    served = pick_served(rows, variants)
-    if not served:
-        raise UserError("no pruned variant to serve; give --methods and --ratios")
     config = write_variants_yaml(out / "variants.yaml", variants, served, cards)
     fact = corpus.facts[0]
     question = fact.relation.questions[fact.trained_templates()[0]].format(e=fact.entity)
     print(usage_text(f"http://{args.host}:{args.port}", question, report, served))
-    serve_variants(config, args.host, args.port)
+    behind = SweepBehindGateway(rest, cards, run_dir / "cards", out, record, args.limit,
+                                ready_url=f"http://{args.host}:{args.port}/ready")
+    behind.start()
+    try:
+        serve_variants(config, args.host, args.port)
+    finally:
+        behind.stop()
     return 0
+
+
+def write_results(cards: dict[str, Path], out: Path, record: dict) -> Path:
+    """The HTML report, results.md and results.json for the cards evaluated so far."""
+    from app.demo.summary import card_row, markdown_table, with_recovery
+    from evaluators.report import render_report
+
+    rows = with_recovery([card_row(name, path) for name, path in cards.items()])
+    base = rows[0]
+    print(f"demo: base biomedical {100 * (base['bio_acc'] or 0):.1f}%, general {100 * (base['general_acc'] or 0):.1f}%, "
+          f"refuses {100 * (base['refusal'] or 0):.1f}% of made-up entities")
+    report = render_report(list(cards.values()), out / "report")
+    table = markdown_table(rows)
+    model = f"Model {record['key']}, weights sha256 {record['weights_sha256']}."
+    (out / "results.md").write_text(model + "\n\n" + table + "\n")
+    (out / "results.json").write_text(json.dumps({"model": record["key"], "weights_sha256": record["weights_sha256"],
+                                                  "variants": rows}, indent=2))
+    print(table)
+    return report
+
+
+class SweepBehindGateway:
+    """Evaluates the rest of the sweep in a thread while the gateway serves, one engine at a time
+    (the served engines need the CPU too), then rewrites the report. It starts once the gateway is ready,
+    so its engine does not slow the served engines' start-up. `stop` cancels it and its engine."""
+
+    def __init__(self, rest, cards, cards_dir, out, record, limit, ready_url: str | None = None):
+        self.rest, self.cards, self.cards_dir, self.out = rest, dict(cards), cards_dir, out
+        self.record, self.limit, self.ready_url = record, limit, ready_url
+        self.live: set = set()
+        self.cancel = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="demo-sweep")
+
+    def start(self) -> None:
+        if self.rest:
+            print(f"demo: evaluating the other {len(self.rest)} variants behind the gateway; "
+                  f"the report is rewritten when they are done", flush=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        from app.demo.evaluation import evaluate_all
+
+        self._wait_for_gateway()
+        t0 = time.monotonic()
+        try:
+            done = evaluate_all(self.rest, self.cards_dir, limit=self.limit, parallel=1, progress=False,
+                                live=self.live, cancel=self.cancel)
+        except BaseException as exc:  # noqa: BLE001  (a thread's error must be told, not lost)
+            if not self.cancel.is_set():
+                print(f"demo: the sweep behind the gateway stopped: {exc}", flush=True)
+            return
+        self.cards.update(done)
+        report = write_results(self.cards, self.out, self.record)
+        print(f"demo: sweep of {len(self.cards)} variants done in {time.monotonic() - t0:.0f} s; report {report}",
+              flush=True)
+
+    def _wait_for_gateway(self, timeout: float = 600) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while self.ready_url and not self.cancel.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.ready_url, timeout=2).status_code == 200:
+                    return
+            self.cancel.wait(1)
+
+    def stop(self) -> None:
+        self.cancel.set()
+        for engine in list(self.live):
+            engine.terminate()
+        if self.thread.is_alive():
+            self.thread.join(timeout=60)

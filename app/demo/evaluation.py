@@ -29,7 +29,9 @@ def _task_fingerprint(tasks: str) -> list[dict]:
 
     fingerprint = []
     for task in resolve_tasks(tasks.split(",")):
-        settings = {k: v for k, v in dataclasses.asdict(task).items() if k not in ("path", "description")}
+        fields = task.model_dump(mode="json") if hasattr(task, "model_dump") else dataclasses.asdict(task)
+        settings = {k: v for k, v in fields.items() if k not in ("path", "description", "data")}
+        settings["format"] = task.format
         settings["items_sha256"] = hashlib.sha256(Path(task.path).read_bytes()).hexdigest()
         fingerprint.append(json.loads(json.dumps(settings)))
     return fingerprint
@@ -41,7 +43,8 @@ def _stamp(variant: Variant, tasks: str, limit: int | None) -> dict:
     return {"tasks": _task_fingerprint(tasks), "limit": limit, "checkpoint": files}
 
 
-def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None, live: set | None = None) -> Path:
+def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None, live: set | None = None,
+                 cancel=None) -> Path:
     from evaluators.runner import run_eval
 
     out = cards_dir / variant.name
@@ -49,6 +52,8 @@ def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | Non
     stamp = _stamp(variant, tasks, limit)
     if card.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
         return card
+    if cancel is not None and cancel.is_set():
+        raise KeyboardInterrupt(f"evaluation of {variant.name} cancelled")
     with running_engine(variant.model_dir, variant.name, out / "engine", live=live) as url:
         card = run_eval(url, variant.name, tasks, out, variant=variant.name, model_dir=str(variant.model_dir),
                         concurrency=8, limit=limit, progress=False)
@@ -57,19 +62,21 @@ def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | Non
 
 
 def evaluate_all(variants: list[Variant], cards_dir: Path, tasks: str = "all", limit: int | None = None,
-                 parallel: int = 2, progress: bool = True) -> dict[str, Path]:
+                 parallel: int = 2, progress: bool = True, live: set | None = None, cancel=None) -> dict[str, Path]:
     """Report cards of every variant, evaluated `parallel` at a time.
 
     On Ctrl-C (or any error) nothing new starts, the running engines are
     signalled at once (their evaluations then fail fast and stop them fully),
-    and the exception goes on; finished cards stay cached.
+    and the exception goes on; finished cards stay cached. A caller running this
+    in a background thread passes `live` and a `cancel` event: setting the event
+    and terminating the engines in `live` stops it the same way.
     """
     cards: dict[str, Path] = {}
-    live: set = set()
+    live = set() if live is None else live
     bar = tqdm(total=len(variants), desc="evaluating on vLLM", unit="variant", disable=not progress)
     pool = ThreadPoolExecutor(max_workers=max(1, parallel))
     try:
-        futures = {pool.submit(evaluate_one, v, cards_dir, tasks, limit, live): v for v in variants}
+        futures = {pool.submit(evaluate_one, v, cards_dir, tasks, limit, live, cancel): v for v in variants}
         for future in as_completed(futures):
             variant = futures[future]
             cards[variant.name] = future.result()

@@ -37,8 +37,8 @@ class DemoModelConfig:
     top_k: int = 2
     expert_width: int = 96
     # expert groups: biomedical, general; the rest are shared
-    biomedical_experts: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
-    general_experts: tuple[int, ...] = (6, 7, 8, 9, 10, 11)
+    biomedical_experts: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    general_experts: tuple[int, ...] = (7, 8, 9, 10, 11, 12, 13)
     domain_routing_weight: float = 0.3
     load_balance_weight: float = 0.01
     epochs: int = 64
@@ -46,7 +46,6 @@ class DemoModelConfig:
     learning_rate: float = 4e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
-    threads: int = 0  # torch threads; 0 = torch's default (all cores)
     max_steps: int | None = None  # a cap for reduced runs (tests); None trains all epochs
     extra: dict = field(default_factory=dict)
 
@@ -54,19 +53,15 @@ class DemoModelConfig:
         return dataclasses.asdict(self)
 
     def cache_dict(self) -> dict:
-        """What decides the trained weights, including the effective torch thread count.
+        """What decides the trained weights: the recipe, and the numerics training runs under.
 
-        The thread count changes float summation order, and over hundreds of steps
-        that gives a materially different model: measured, the same recipe trained
-        with 1 and with 2 threads reached 63.3 / 68.7 % and 70.0 / 78.7 % (bio /
-        general) and led to different pruning results. So a model trained with
-        another thread count is another model, not a cache hit.
+        Training pins its thread count and kernels (`app.demo.numerics`), so core
+        count and CPU features no longer change the weights; what could still
+        change them (library versions, a CPU without AVX2) is in the fingerprint.
         """
-        import torch
+        from app.demo.numerics import numerics_fingerprint
 
-        values = self.as_dict()
-        values["threads"] = self.threads or torch.get_num_threads()
-        return values
+        return {**self.as_dict(), "numerics": numerics_fingerprint()}
 
     def expert_groups(self) -> dict[str, tuple[int, ...]]:
         return {"biomedical": self.biomedical_experts, "general": self.general_experts}

@@ -20,18 +20,19 @@ from app.demo.variants import Variant
 EXPERIMENT = "demo-ab"
 
 
-def pick_served(rows: list[dict], variants: dict[str, Variant]) -> list[str]:
-    """The two pruned variants to serve: the best data-driven variant by biomedical accuracy at the
-    mildest and at a middle ratio (falls back to whatever was evaluated)."""
-    pruned = [r for r in rows if r["variant"] != "base" and r["method"] != "random" and r["bio_acc"] is not None]
-    pruned = pruned or [r for r in rows if r["variant"] != "base"]
-    chosen = []
-    for ratio in sorted({r["ratio"] for r in pruned}):
-        best = max((r for r in pruned if r["ratio"] == ratio), key=lambda r: r["bio_acc"] or 0)
-        chosen.append(best["variant"])
-    if len(chosen) < 2:
-        chosen += [r["variant"] for r in pruned if r["variant"] not in chosen]
-    return [name for name in chosen if name in variants][:2]
+# Served beside the base, chosen before any evaluation so the gateway can start as soon as these two
+# (and the base) are evaluated: the method the multi-seed results recommend, at the two mildest ratios
+# (bench/demo_results.md, "recommendation").
+DEFAULT_SERVED = ("gate-25", "gate-50")
+
+
+def choose_served(requested, variants: dict[str, Variant]) -> list[str]:
+    """The two pruned variants to serve: those requested that the sweep has, then the sweep's
+    data-driven variants from the mildest ratio up (random last)."""
+    chosen = [name for name in requested if name in variants and name != "base"]
+    pruned = sorted((v for v in variants.values() if v.method is not None and v.name not in chosen),
+                    key=lambda v: (v.method == "random", v.ratio, v.name))
+    return (chosen + [v.name for v in pruned])[:2]
 
 
 def write_variants_yaml(path: Path, variants: dict[str, Variant], served: list[str], cards: dict[str, Path]) -> Path:

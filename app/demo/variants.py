@@ -15,6 +15,10 @@ from tqdm import tqdm
 
 ALL_METHODS = ("random", "frequency", "gate", "ean", "reap", "reap-sum", "easyep")
 ALL_RATIOS = (0.25, 0.5, 0.75)
+# The default sweep (`moeprune demo`; `--full` runs ALL_METHODS): random as the control, the count-based
+# and router-weight methods that led the multi-seed table, and the study's REAP, so every finding can be
+# checked in a first run's time.
+DEFAULT_METHODS = ("random", "frequency", "gate", "reap")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -18,8 +19,16 @@ def test_reduced_demo_writes_cards_and_report_then_reuses_everything(tmp_path, c
     first = capsys.readouterr().out
 
     out = tmp_path / "out"
-    assert (out / "report" / "index.html").stat().st_size > 0
-    rows = {row["variant"]: row for row in json.loads((out / "results.json").read_text())}
+    page = (out / "report" / "index.html").read_text()
+    assert 'id="recommendation"' in page and "frequency-50" in page.split('id="recommendation"')[1][:3000]
+    # every plot the page names exists beside it and is a real picture, not an empty canvas
+    plots = set(re.findall(r"\(([a-z_]+\.png)\)</figcaption>", page))
+    assert {"domains.png", "utility_vs_reliability.png", "ratio_exact_match.png"} <= plots
+    for name in plots:
+        assert (out / "report" / name).stat().st_size > 10_000, name
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["weights_sha256"]) == 64 and results["model"] in str(list((tmp_path / "cache").glob("models/*")))
+    rows = {row["variant"]: row for row in results["variants"]}
     assert set(rows) == {"base", "frequency-50"}
     assert rows["frequency-50"]["method"] == "frequency" and rows["frequency-50"]["ratio"] == 0.5
     assert rows["frequency-50"]["bytes_saved"] > 0 and rows["base"]["bytes_saved"] == 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.demo_findings import findings_text, flag_table
+from bench.demo_findings import (findings_over_seeds_text, findings_text, flag_table, summary_over_seeds,
+                                 verdicts_over_seeds)
 from app.demo.summary import markdown_table, with_recovery
 
 
@@ -38,3 +39,48 @@ def test_tables_show_recovery_and_flag_aurocs():
     table = markdown_table(rows)
     assert "| m0-0.25 | 89.0 | 70.0 |" in table and "0.99 | 0.78" in table
     assert "| base | 0.80 |" in flag_table(rows)
+
+
+def seed_rows(cross_gap: float = 0.3, bio_shift: float = 0.0):
+    """A study-like table; cross_gap is how much more general accuracy falls than biomedical."""
+    rows = [row("base", None, None, 0.9, 0.9, 0.1)]
+    for ratio, bio, halluc in ((0.25, 0.89, 0.1), (0.5, 0.85, 0.2), (0.75, 0.6, 0.4)):
+        bio += bio_shift
+        rows += [row(f"m{i}-{ratio}", f"m{i}", ratio, bio, bio - cross_gap * ratio * 2, halluc) for i in range(3)]
+        rows += [row(f"random-{ratio}-s{s}", "random", ratio, bio - 0.3 - 0.01 * s, bio - 0.4, halluc) for s in range(3)]
+    return with_recovery(rows)
+
+
+def test_findings_that_hold_for_every_training_seed_are_reproduced_with_their_spread():
+    text = findings_over_seeds_text({0: seed_rows(), 1: seed_rows(bio_shift=-0.01), 2: seed_rows(cross_gap=0.2)})
+    assert text.count("REPRODUCED in all 3 training seeds") == 4 and "NOT" not in text
+    # the cross-domain gap's spread over seeds: smallest gap per seed is at ratio 0.25
+    assert "mean" in text and "(min" in text and "seed 2: holds" in text
+
+
+def test_a_finding_one_seed_contradicts_is_not_reproduced():
+    tables = {0: seed_rows(), 1: seed_rows(cross_gap=0.0), 2: seed_rows()}
+    verdicts = [(title, holds) for title, holds, _ in verdicts_over_seeds(tables)]
+    assert [holds for _, holds in verdicts] == [True, True, False, True]
+    assert verdicts[2][0].startswith("Cross-domain")
+    text = findings_over_seeds_text(tables)
+    assert "NOT reproduced: holds in 2 of 3 training seeds" in text and "seed 1: does not hold" in text
+
+
+def test_summary_over_seeds_gives_mean_and_range_per_method_and_ratio():
+    table = summary_over_seeds({0: seed_rows(), 1: seed_rows(bio_shift=-0.1)})
+    line = next(l for l in table.splitlines() if l.startswith("| m0 | 0.25 |"))
+    assert "| 2 | 84.0 (79.0-89.0) |" in line
+    random_line = next(l for l in table.splitlines() if l.startswith("| random | 0.5 |"))
+    assert "| 6 |" in random_line  # 3 pruning seeds x 2 training seeds
+
+
+def test_ratios_where_both_domains_collapsed_are_shown_but_not_judged():
+    from bench.demo_findings import cross_domain_degrades_faster
+
+    rows = [row("base", None, None, 0.9, 0.9, 0.1),
+            row("m-25", "m", 0.25, 0.85, 0.4, 0.1), row("m-75", "m", 0.75, 0.02, 0.06, 0.9)]
+    check = cross_domain_degrades_faster(with_recovery(rows))
+    assert check.holds and "0.75: bio 0.02 vs general 0.07 (both collapsed, not judged)" in check.detail
+    collapsed = [rows[0], row("m-75", "m", 0.75, 0.02, 0.01, 0.9)]
+    assert not cross_domain_degrades_faster(with_recovery(collapsed)).holds

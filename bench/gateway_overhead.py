@@ -36,6 +36,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.engines.command import EngineSpec, launch_command, launch_environment  # noqa: E402
+from tests.support.vllm_server import stop_process_group  # noqa: E402
 
 MODES = ("direct", "direct+logprobs", "gateway")
 
@@ -59,13 +60,7 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    stop_process_group(proc, grace=60)
 
 
 async def run_block(client: httpx.AsyncClient, url: str, body: dict, headers: dict, count: int,

@@ -34,11 +34,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -53,6 +51,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.engines.command import EngineSpec, launch_command, launch_environment  # noqa: E402
+from tests.support.vllm_server import stop_process_group  # noqa: E402
 
 # Qwen3-30B-A3B's per-layer shapes.
 DIMS = dict(hidden_size=2048, moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8,
@@ -219,14 +218,7 @@ def engine(model_dir: Path, kv_bytes: int, scratch: Path, args, name: str):
             time.sleep(1)
         yield url, proc.pid, log_path, time.monotonic() - started
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, grace=60)
 
 
 def kv_capacity(log_text: str) -> dict:

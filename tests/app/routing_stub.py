@@ -9,11 +9,12 @@ in vLLM (tokens - 1 routed rows), the rows are exactly the prompt's tokens.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import torch
 from vllm.utils.serial_utils import numpy2base64
+
+from tests.app.stub_engine import read_json, send_json
 
 
 class RoutingStub:
@@ -41,13 +42,7 @@ class RoutingStub:
             return await self._json(send, {})
         if scope["path"] == "/v1/models":
             return await self._json(send, {"object": "list", "data": [{"id": "tiny", "object": "model"}]})
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        request = json.loads(body)
+        request = await read_json(receive)
         self.requests.append(request)
         routed = self.routing(request["prompt"])
         await self._json(send, {
@@ -59,6 +54,4 @@ class RoutingStub:
 
     @staticmethod
     async def _json(send, payload: dict) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+        await send_json(send, 200, payload)

@@ -37,6 +37,22 @@ SEPARATORS = "a\u2028b\u2029c\u0085d"
 SECRET_DETAIL = "Traceback at /opt/internal/engine.py on http://10.1.2.3:8000"
 
 
+async def read_json(receive) -> dict:
+    """The whole ASGI request body, parsed as JSON."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return json.loads(body)
+
+
+async def send_json(send, status: int, payload: dict) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), CLOSE]})
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
 def chunk(text: str, finish: str | None = None) -> bytes:
     body = {"id": "cmpl-stub", "object": "text_completion", "created": 1, "model": "stub",
             "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
@@ -64,13 +80,7 @@ class StubEngine:
             return await self._json(send, 200, {})
         if path == "/v1/models":
             return await self._json(send, 200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        request = json.loads(body)
+        request = await read_json(receive)
         self.requests.append(request)
         self.active += 1
         work = asyncio.ensure_future(self._answer(request, send))
@@ -93,9 +103,7 @@ class StubEngine:
 
     @staticmethod
     async def _json(send, status: int, payload: dict) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), CLOSE]})
-        await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+        await send_json(send, status, payload)
 
     async def _answer(self, request: dict, send) -> None:
         prompt = request.get("prompt")

@@ -14,6 +14,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+    """Answer an http.server request with a JSON body (the test endpoints' one response writer)."""
+    body = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 @contextlib.contextmanager
 def fake_openai_server(answer=lambda prompt: "A", model: str = "fake"):
     """Yield (url, counter dict) of a server answering every chat prompt with answer(prompt)."""
@@ -24,12 +34,7 @@ def fake_openai_server(answer=lambda prompt: "A", model: str = "fake"):
             pass
 
         def _send(self, status: int, payload: dict) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, status, payload)
 
         def do_GET(self):
             if self.path == "/v1/models":

@@ -13,6 +13,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.evaluators.fake_openai import send_json
+
 CONTEXT_ERROR = ("This model's maximum context length is {limit} tokens. However, your prompt contains at least "
                  "{limit_plus} input tokens, which exceeds this limit even without any output tokens. Please "
                  "reduce the length of the input prompt.")
@@ -35,12 +37,7 @@ def scripted_server(reply, model: str = "m", max_model_len: int | None = 64, con
             pass
 
         def _send(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, payload)
 
         def do_GET(self):
             if self.path == "/v1/models":

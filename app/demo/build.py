@@ -24,7 +24,8 @@ from app.demo.examples import training_examples
 from app.demo.model_config import DemoModelConfig
 from app.demo.sets import set_files
 
-RECIPE_VERSION = 2  # 2: pinned numerics in a child process, loss on trained tokens only, 7/7/2 expert groups
+RECIPE_VERSION = 3  # 2: pinned numerics in a child process, loss on trained tokens only, 7/7/2 expert groups;
+# 3: two data-parallel ranks (app.demo.rank_sync)
 DONE_MARKER = "demo_model.json"
 
 

@@ -7,10 +7,13 @@ CPU's features) and by MKL's GEMM code path (also picked by CPU features).
 Two machines of the same kind can differ in CPU features, so an unpinned
 training run gave two different models under one cache key (issue 16).
 
-Training therefore runs in a child process whose environment fixes all
+Training therefore runs in child processes whose environment fixes all
 three before torch is imported (ATEN_CPU_CAPABILITY and MKL_CBWR are read
 once, at library load): one thread, ATen's AVX2 kernels, and MKL's
-AVX2 code path, with `torch.use_deterministic_algorithms(True)`. The
+AVX2 code path, with `torch.use_deterministic_algorithms(True)`. There are
+two such processes (ranks), each on half of every batch, whose gradient sum
+is order-free (`app.demo.rank_sync`), so a 2-core machine trains at twice
+the single-thread speed without making the weights depend on it. The
 tests train a reduced recipe under different thread counts and emulated CPU
 features and compare the weights' sha256.
 
@@ -77,7 +80,9 @@ def numerics_fingerprint() -> dict:
     import torch
     import transformers
 
-    return {"pinned": PINNED_ENV, "threads": TRAIN_THREADS, "torch": torch.__version__,
+    from app.demo.rank_sync import RANKS
+
+    return {"pinned": PINNED_ENV, "threads": TRAIN_THREADS, "ranks": RANKS, "torch": torch.__version__,
             "transformers": transformers.__version__, "machine": platform.machine(), "avx2": has_avx2()}
 
 

@@ -3,6 +3,11 @@
 Loss: next-token cross-entropy on the trained part of each example (the
 assistant's answer, or the whole of a plain statement), plus the load-balancing
 loss, plus the domain routing penalty described in `app.demo.model_config`.
+
+Each of the recipe's ranks (`app.demo.rank_sync`) runs this loop on its rows of
+every batch. The answer loss is a sum over the rank's trained tokens divided by
+the WHOLE batch's trained-token count, so the summed gradients are those of the
+batch's mean loss; the two routing terms are per-rank means, averaged.
 """
 
 from __future__ import annotations
@@ -73,8 +78,13 @@ def domain_routing_penalty(router_logits, attention, is_bio, cfg: DemoModelConfi
     return total / len(router_logits)
 
 
-def trained_token_loss(model, ids, labels, attention):
-    """Next-token cross-entropy over the trained tokens only, and the router logits.
+def trained_tokens(batch) -> int:
+    """How many next-token targets of a batch are trained (the answer loss's denominator)."""
+    return sum(sum(1 for label in labels[1:] if label != -100) for (_, labels), _ in batch)
+
+
+def trained_token_loss(model, ids, labels, attention, denominator: int):
+    """Summed next-token cross-entropy over the trained tokens only, over `denominator`; and the router logits.
 
     The LM head and its softmax run only where a label is trained (about a third
     of the tokens), not over every position as the model's own loss does: the
@@ -86,11 +96,13 @@ def trained_token_loss(model, ids, labels, attention):
     targets = labels[:, 1:]
     trained = targets != -100
     logits = model.lm_head(out.last_hidden_state[:, :-1][trained])
-    return torch.nn.functional.cross_entropy(logits, targets[trained]), out.router_logits
+    summed = torch.nn.functional.cross_entropy(logits, targets[trained], reduction="sum")
+    return summed / denominator, out.router_logits
 
 
-def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, progress=True) -> dict:
-    """Train, save with save_pretrained (plus tokenizer and generation config); return a summary."""
+def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, sync, progress=True) -> dict:
+    """Train this rank's share (`sync`: its `RankSync`); rank 0 saves with save_pretrained (plus tokenizer and
+    generation config). Returns a summary."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, GenerationConfig
@@ -106,7 +118,8 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     epochs = (first if epoch == 0 else batches(tokenizer, cfg, corpus, epoch) for epoch in range(cfg.epochs))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    params = list(model.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
     def lr_at(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -114,7 +127,7 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / max(total_steps, 1)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    bar = tqdm(total=total_steps, desc="training demo MoE", unit="step", disable=not progress)
+    bar = tqdm(total=total_steps, desc="training demo MoE", unit="step", disable=not progress or sync.rank != 0)
     step, loss_ema, first_loss = 0, None, None
     for epoch_batches in epochs:
         if step >= total_steps:
@@ -122,23 +135,29 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
         for batch in epoch_batches:
             if step >= total_steps:
                 break
-            ids, labels, attention, is_bio = collate(batch, tokenizer.pad_token_id)
-            answer_loss, router_logits = trained_token_loss(model, ids, labels, attention)
+            ids, labels, attention, is_bio = collate(sync.rows(batch), tokenizer.pad_token_id)
+            answer_loss, router_logits = trained_token_loss(model, ids, labels, attention, trained_tokens(batch))
             balance = load_balancing_loss_func(router_logits, cfg.num_experts, cfg.top_k, attention)
             penalty = domain_routing_penalty(router_logits, attention, is_bio, cfg)
-            loss = answer_loss + cfg.load_balance_weight * balance + cfg.domain_routing_weight * penalty
+            routing = cfg.load_balance_weight * balance + cfg.domain_routing_weight * penalty
+            loss = answer_loss + routing / sync.world
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            totals = sync.sum_gradients(params, torch.stack([answer_loss.detach(), penalty.detach() / sync.world]))
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            value = float(answer_loss.detach())
+            value, penalty = float(totals[0]), totals[1]
             first_loss = value if first_loss is None else first_loss
             loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss_ema:.3f}", route=f"{float(penalty.detach()):.3f}")
     bar.close()
+    sync.check_replicas_equal(params)
+    summary = {"steps": step, "first_loss": first_loss, "final_loss": loss_ema, "ranks": sync.world}
+    if sync.rank != 0:
+        return summary
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
@@ -147,4 +166,4 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False,
         max_new_tokens=16,
     ).save_pretrained(str(out_dir))
-    return {"steps": step, "first_loss": first_loss, "final_loss": loss_ema}
+    return summary

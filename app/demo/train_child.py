@@ -1,10 +1,11 @@
-"""Train the demo model in a child process whose numerics are pinned (see `app.demo.numerics`).
+"""Train the demo model in child processes whose numerics are pinned (see `app.demo.numerics`).
 
-    python -m app.demo.train_child CONFIG_JSON OUT_DIR
+    python -m app.demo.train_child CONFIG_JSON OUT_DIR RANK [--quiet]
 
 The parent (`train_in_child`) sets the pinned environment, so torch loads with
-it; the child trains the tokenizer and the model into OUT_DIR and writes the
-training summary to OUT_DIR/train_summary.json.
+it, and starts the recipe's ranks (`app.demo.rank_sync`). Rank 0 trains the
+tokenizer, every rank then trains its rows of each batch, and rank 0 saves the
+model and writes the training summary to OUT_DIR/train_summary.json.
 """
 
 from __future__ import annotations
@@ -12,52 +13,99 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 SUMMARY = "train_summary.json"
+RENDEZVOUS = ".rank-rendezvous"
 
 
 def train_in_child(cfg, out_dir: Path, progress: bool = True, env: dict | None = None) -> dict:
-    """Run the pinned training child for `cfg` into out_dir; returns its summary. `env` is the parent
-    environment to start from (tests emulate other machines with it); the pins always override it."""
+    """Run the pinned training ranks for `cfg` into out_dir; returns rank 0's summary. `env` is the parent
+    environment to start from (tests emulate other machines with it); the pins always override it.
+
+    If any rank fails, the others are stopped at once (a survivor would otherwise wait in a collective
+    until the process group's timeout); Ctrl-C / SIGTERM in the parent stops them all."""
     from app.demo.numerics import pinned_environment
+    from app.demo.rank_sync import RANKS
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "app.demo.train_child", json.dumps(cfg.as_dict()), str(out_dir)]
-    if not progress:
-        command.append("--quiet")
+    (out_dir / RENDEZVOUS).unlink(missing_ok=True)
     root = Path(__file__).resolve().parents[2]
-    child = subprocess.Popen(command, env=pinned_environment(env), cwd=root)
+    children = []
     try:
-        code = child.wait()
-    except BaseException:  # Ctrl-C / SIGTERM in the parent: the child must not train on alone
-        child.terminate()
-        child.wait(timeout=30)
-        raise
-    if code != 0:
-        raise RuntimeError(f"demo training child exited with status {code}")
+        for rank in range(RANKS):
+            command = [sys.executable, "-m", "app.demo.train_child", json.dumps(cfg.as_dict()), str(out_dir),
+                       str(rank)]
+            if not progress:
+                command.append("--quiet")
+            children.append(subprocess.Popen(command, env=pinned_environment(env), cwd=root))
+        failed = _wait_all(children)
+    finally:  # interrupted, or one rank failed: none may train on alone
+        _stop(children)
+        (out_dir / RENDEZVOUS).unlink(missing_ok=True)
+    if failed:
+        rank, code = failed
+        raise RuntimeError(f"demo training rank {rank} exited with status {code}; the other ranks were stopped")
     return json.loads((out_dir / SUMMARY).read_text())
+
+
+def _wait_all(children) -> tuple[int, int] | None:
+    """Wait until every child has exited; the first (rank, status) that failed, or None."""
+    while True:
+        codes = [child.poll() for child in children]
+        for rank, code in enumerate(codes):
+            if code not in (None, 0):
+                return rank, code
+        if all(code == 0 for code in codes):
+            return None
+        time.sleep(0.2)
+
+
+def _stop(children) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def main(argv: list[str]) -> int:
     from app.demo.numerics import enter_pinned_numerics
 
     enter_pinned_numerics()
+    from transformers import PreTrainedTokenizerFast
+
     from app.demo.build import tokenizer_texts
     from app.demo.corpus import build_corpus
     from app.demo.model_config import DemoModelConfig
+    from app.demo.rank_sync import RANKS, RankSync
     from app.demo.tokenizer import train_tokenizer
     from app.demo.train import train_model
 
-    values, out_dir = json.loads(argv[0]), Path(argv[1])
+    values, out_dir, rank = json.loads(argv[0]), Path(argv[1]), int(argv[2])
     values["biomedical_experts"] = tuple(values["biomedical_experts"])
     values["general_experts"] = tuple(values["general_experts"])
     cfg = DemoModelConfig(**values)
-    corpus = build_corpus(cfg.corpus_seed)
-    tokenizer = train_tokenizer(out_dir, vocab_size=cfg.vocab_size, texts=tokenizer_texts(corpus))
-    summary = train_model(tokenizer, corpus, cfg, out_dir, progress="--quiet" not in argv)
-    (out_dir / SUMMARY).write_text(json.dumps(summary))
+    sync = RankSync(rank, RANKS, out_dir / RENDEZVOUS)
+    try:
+        corpus = build_corpus(cfg.corpus_seed)
+        if rank == 0:  # one tokenizer, trained once, read by every rank
+            tokenizer = train_tokenizer(out_dir, vocab_size=cfg.vocab_size, texts=tokenizer_texts(corpus))
+        sync.barrier()
+        if rank != 0:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out_dir))
+        summary = train_model(tokenizer, corpus, cfg, out_dir, sync, progress="--quiet" not in argv)
+        sync.barrier()  # rank 0 has saved
+    finally:
+        sync.close()
+    if rank == 0:
+        (out_dir / SUMMARY).write_text(json.dumps(summary))
     return 0
 
 

@@ -46,20 +46,19 @@ def train_in_child(cfg, out_dir: Path, progress: bool = True, env: dict | None =
         _stop(children)
         (out_dir / RENDEZVOUS).unlink(missing_ok=True)
     if failed:
-        rank, code = failed
-        raise RuntimeError(f"demo training rank {rank} exited with status {code}; the other ranks were stopped")
+        told = ", ".join(f"rank {rank} exited with status {code}" + (f" (signal {-code})" if code < 0 else "")
+                         for rank, code in failed)
+        raise RuntimeError(f"demo training failed: {told}; the other ranks were stopped")
     return json.loads((out_dir / SUMMARY).read_text())
 
 
-def _wait_all(children) -> tuple[int, int] | None:
-    """Wait until every child has exited; the first (rank, status) that failed, or None."""
+def _wait_all(children) -> list[tuple[int, int]]:
+    """Wait until every child has exited or one has failed; the (rank, status) of those that failed."""
     while True:
         codes = [child.poll() for child in children]
-        for rank, code in enumerate(codes):
-            if code not in (None, 0):
-                return rank, code
-        if all(code == 0 for code in codes):
-            return None
+        failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
+        if failed or all(code == 0 for code in codes):
+            return failed
         time.sleep(0.2)
 
 

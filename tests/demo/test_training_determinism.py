@@ -67,3 +67,49 @@ def test_cache_key_follows_the_numerics_not_the_thread_count(monkeypatch):
 
     monkeypatch.setattr(build.DemoModelConfig, "cache_dict", other_torch)
     assert build.model_key(corpus, cfg) != key  # new kernels are a new model
+
+
+def _rank_processes(out_dir: Path):
+    import psutil
+
+    found = {}
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "app.demo.train_child" in cmdline and str(out_dir) in cmdline:
+            found[int(cmdline[cmdline.index(str(out_dir)) + 1])] = process
+    return found
+
+
+@pytest.mark.slow
+def test_a_dead_rank_stops_training_at_once_and_leaves_no_rank_running(tmp_path):
+    """Rank 1 killed mid-training: training fails within seconds, says which rank died, leaves no rank
+    running and no summary (so build_model removes the half-built directory)."""
+    import threading
+    import time
+
+    out = tmp_path / "model"
+    outcome = {}
+
+    def train():
+        try:
+            train_in_child(DemoModelConfig(max_steps=5000), out, progress=False)
+        except Exception as exc:  # noqa: BLE001  (the test inspects it)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    deadline = time.monotonic() + 120
+    ranks = {}
+    while len(ranks) < 2 and time.monotonic() < deadline:
+        ranks = _rank_processes(out)
+        time.sleep(0.2)
+    assert len(ranks) == 2, "both training ranks should start"
+    time.sleep(8)  # into the training loop (tokenizer, rendezvous and model are ready well before)
+    killed = time.monotonic()
+    ranks[1].kill()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the parent should notice the dead rank, not wait for the survivor"
+    assert time.monotonic() - killed < 40
+    assert "rank 1" in str(outcome.get("error")), outcome
+    assert not ranks[0].is_running() or ranks[0].status() == "zombie"
+    assert not (out / "train_summary.json").exists()

@@ -84,3 +84,34 @@ def test_ratios_where_both_domains_collapsed_are_shown_but_not_judged():
     assert check.holds and "0.75: bio 0.02 vs general 0.07 (both collapsed, not judged)" in check.detail
     collapsed = [rows[0], row("m-75", "m", 0.75, 0.02, 0.01, 0.9)]
     assert not cross_domain_degrades_faster(with_recovery(collapsed)).holds
+
+
+def spread_random_rows(method_bio: float, random_bios: list[float]):
+    """One ratio: three data-driven methods at method_bio, random over several pruning seeds."""
+    rows = [row("base", None, None, 0.93, 0.9, 0.05)]
+    rows += [row(f"m{i}-0.25", f"m{i}", 0.25, method_bio, 0.5, 0.05) for i in range(3)]
+    rows += [row(f"random-0.25-s{s}", "random", 0.25, b, 0.5, 0.3) for s, b in enumerate(random_bios)]
+    return with_recovery(rows)
+
+
+def test_beating_random_is_judged_against_its_mean_not_its_luckiest_draws():
+    from bench.demo_findings import data_driven_beats_random, random_bar
+
+    # Random's draws either keep the domain's experts (~0.9, the base is 0.93) or lose them (~0.1-0.35):
+    # mean + 1 sd of the draws is 0.99, above the base, so no method could pass that bar.
+    # Ten pruning seeds bound random's MEAN (0.63) at 0.84.
+    draws = [0.10, 0.91, 0.93, 0.30, 0.88, 0.92, 0.20, 0.93, 0.90, 0.35]
+    assert 0.82 < random_bar(draws) < 0.85
+    assert data_driven_beats_random(spread_random_rows(0.92, draws)).holds
+    # the same methods, no better than random's average draw: not a win
+    assert not data_driven_beats_random(spread_random_rows(0.66, draws)).holds
+    # three seeds of the same spread cannot show it: the bound on the mean is too wide
+    assert not data_driven_beats_random(spread_random_rows(0.92, [0.10, 0.91, 0.93])).holds
+
+
+def test_random_bar_is_the_one_sided_t_bound():
+    from bench.demo_findings import random_bar
+
+    assert random_bar([0.5]) == 0.5
+    # mean 0.5, sd 0.1, n 4: 0.5 + 2.353 * 0.1 / 2
+    assert abs(random_bar([0.4, 0.5, 0.5, 0.6]) - (0.5 + 2.353 * (0.02 / 3) ** 0.5 / 2)) < 1e-9

@@ -102,6 +102,18 @@ def ask(clone: Path, port: int) -> str:
     return done.stdout.strip()
 
 
+def same_model_as_committed(result: dict, repo: Path) -> str:
+    """Whether the newcomer trained the model behind the committed results (bench/demo_results.md, seed 0)."""
+    trained = next((m.group(1) for line in result["log"] for m in [re.search(r"weights sha256 ([0-9a-f]+)", line)]
+                    if m), None)
+    committed = re.search(r"^\| 0 \| demo-[0-9a-f]+ \| `([0-9a-f]+)` \|",
+                          (repo / "bench" / "demo_results.md").read_text(), re.M)
+    if trained is None or committed is None:
+        return "unknown (no weights sha256 printed, or none committed)"
+    same = committed.group(1).startswith(trained) or trained.startswith(committed.group(1))
+    return f"{'yes' if same else 'NO'} (trained {trained}, bench/demo_results.md seed 0 {committed.group(1)})"
+
+
 def table(result: dict) -> str:
     rows, previous = ["| step | ends at (s) | takes (s) |", "|---|---|---|"], 0.0
     for label, _ in STEPS:
@@ -137,6 +149,7 @@ def main() -> int:
     print()
     print(table(result))
     print(f"\nanswer: {result['answer']}  error: {result['error']}  demo exit status: {result['exit']}")
+    print(f"same model as the committed results: {same_model_as_committed(result, args.repo)}")
     return 0 if result["served_s"] is not None else 1
 
 

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 from moeprune.errors import UserError
+from pruning.domain_gate import GATE_NAME
 from pruning.jsonfile import read_json
 from pruning.masks import mask_to_ranked, read_mask
 from pruning.methods import get_method
@@ -209,16 +210,17 @@ def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), s
 
     provenance = {"family": family.model_type, **provenance, "ranked": {k: list(v) for k, v in ranked.items()}}
     kept = {layer: sorted(experts) for layer, experts in ranked.items()}
-    written = write_pruned(source, out, kept, provenance, overwrite=overwrite)
-    if calibration and domain_gate:  # the gateway's domain gate, fitted on the same calibration files
-        fit_domain_gate(written, calibration, gate_reference)
-    return written
+    # The gateway's domain gate, fitted on the same calibration files BEFORE the write: a bad reference file
+    # then fails with nothing written, and the gate is written into the staging directory with the rest, so
+    # it is in pruning.json's hashes and an interrupted run cannot leave a published variant without it.
+    gate = fit_domain_gate(calibration, gate_reference) if calibration and domain_gate else None
+    extra = {GATE_NAME: gate.save} if gate is not None else None
+    return write_pruned(source, out, kept, provenance, overwrite=overwrite, extra_files=extra)
 
 
-def fit_domain_gate(model_dir: Path, calibration, reference=None) -> Path:
-    """Fit `domain_gate.json` from the calibration files (in-domain) vs `reference` (default: the shipped set)."""
+def fit_domain_gate(calibration, reference=None):
+    """The domain gate of the calibration files (in-domain) vs `reference` (default: the shipped set)."""
     from pruning.calibration import parse_file_spec
-    from pruning.domain_gate_files import attach_gate, build_gate
+    from pruning.domain_gate_files import build_gate
 
-    files = [parse_file_spec(spec).path for spec in calibration]
-    return attach_gate(model_dir, build_gate(files, reference))
+    return build_gate([parse_file_spec(spec).path for spec in calibration], reference)

@@ -39,14 +39,18 @@ _GENERATED = {"config.json", INDEX_NAME, MANIFEST_NAME, MASK_NAME}
 
 
 def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: dict, overwrite: bool = False, *,
-                 hash_cache: SourceHashCache | None = None, workers: int | None = None) -> Path:
+                 hash_cache: SourceHashCache | None = None, workers: int | None = None,
+                 extra_files: dict | None = None) -> Path:
     """Write the checkpoint at source_dir, keeping only `kept` experts, to out_dir; return out_dir.
 
     `kept` maps each MoE decoder-layer index to its kept expert indices (source
     numbering); `provenance` carries method/ratio/allocation/seed/mask_file/
     calibration (and optionally `ranked`: layer -> kept experts best first)
     for pruning.json. `hash_cache` defaults to the user's cache directory
-    (`SourceHashCache.from_env`); `workers` to min(4, CPU count).
+    (`SourceHashCache.from_env`); `workers` to min(4, CPU count). `extra_files`
+    maps a file name to a function that writes that file (given its path): they
+    are written into the staging directory before the manifest, so they are
+    hashed in it and published with the rest, or not at all.
     """
     source = Checkpoint.open(source_dir)
     out = Path(out_dir)
@@ -66,6 +70,8 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
         _write_json(tmp / "config.json", source.family.with_expert_count(source.config, new_count))
         _copy_other_files(source.path, tmp)
         _write_json(tmp / MASK_NAME, mask)
+        for name, write in (extra_files or {}).items():
+            write(tmp / name)
         after = Checkpoint.open(tmp)
         manifest = build_manifest(source, after, kept, provenance, source_hashes, written_hashes)
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")

@@ -102,6 +102,21 @@ def test_prune_with_calibration_fits_the_gate(tiny_qwen3_moe, demo_calibration, 
                     calibration=[f"{demo_calibration}:16"], samples=16, max_tokens=32, progress=False)
     assert DomainGate.load(out).training["in_domain_files"] == ["calibration.jsonl"]
     assert verify(out) == []
+    assert GATE_NAME in PruningManifest.load(out).files  # hashed by the writer, with the rest
+
+
+def test_a_bad_gate_reference_fails_the_prune_with_nothing_written(tiny_qwen3_moe, demo_calibration, tmp_path,
+                                                                   capsys):
+    """The gate is fitted before the checkpoint is written and published with it: an unreadable reference
+    leaves no variant behind (before, the variant was published and then the gate step failed)."""
+    reference = tmp_path / "general.jsonl"
+    reference.write_text("{not json\n")
+    out = tmp_path / "out"
+    code = cli.main(["prune", str(tiny_qwen3_moe), "--method", "frequency", "--ratio", "0.5", "--calibration",
+                     f"{demo_calibration}:16", "--max-tokens", "32", "--out", str(out),
+                     "--gate-reference", str(reference)])
+    assert code == 2 and "general.jsonl" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("out*"))
 
 
 def test_prune_cli_gate_flags(tiny_qwen3_moe, demo_calibration, tmp_path):

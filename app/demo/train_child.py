@@ -26,7 +26,6 @@ def train_in_child(cfg, out_dir: Path, progress: bool = True, env: dict | None =
 
     If any rank fails, the others are stopped at once (a survivor would otherwise wait in a collective
     until the process group's timeout); Ctrl-C / SIGTERM in the parent stops them all."""
-    from app.demo.numerics import pinned_environment
     from app.demo.rank_sync import RANKS
 
     out_dir = Path(out_dir)
@@ -40,7 +39,7 @@ def train_in_child(cfg, out_dir: Path, progress: bool = True, env: dict | None =
                        str(rank)]
             if not progress:
                 command.append("--quiet")
-            children.append(subprocess.Popen(command, env=pinned_environment(env), cwd=root))
+            children.append(subprocess.Popen(command, env=rank_environment(env), cwd=root))
         failed = _wait_all(children)
     finally:  # interrupted, or one rank failed: none may train on alone
         _stop(children)
@@ -50,6 +49,15 @@ def train_in_child(cfg, out_dir: Path, progress: bool = True, env: dict | None =
                          for rank, code in failed)
         raise RuntimeError(f"demo training failed: {told}; the other ranks were stopped")
     return json.loads((out_dir / SUMMARY).read_text())
+
+
+def rank_environment(env: dict | None) -> dict:
+    """The pinned numerics, and gloo on the loopback interface: the ranks are on one machine, and gloo would
+    otherwise pick an interface by resolving the hostname, which fails or picks an unroutable address on
+    hosts without a resolvable name (containers, offline CI). Not part of the numerics (nor the cache key)."""
+    from app.demo.numerics import pinned_environment
+
+    return {**pinned_environment(env), "GLOO_SOCKET_IFNAME": "lo"}
 
 
 def _wait_all(children) -> list[tuple[int, int]]:

@@ -199,7 +199,7 @@ def summary_over_seeds(tables: dict[int, list[dict]], keys=("bio_acc", "general_
     for rows in tables.values():
         for r in rows:
             groups.setdefault((r["method"] or "base", r["ratio"] or 0.0), []).append(r)
-    names = {"bio_acc": "bio acc %", "general_acc": "general acc %", "hallucination": "hallucination %",
+    names = {"bio_acc": "bio acc %", "general_acc": "general acc %", "hallucination": "hallucination on made-up %",
              "bio_acc_recovery": "bio recovery", "general_acc_recovery": "general recovery"}
     lines = ["| method | ratio | n | " + " | ".join(names[k] for k in keys) + " |", "|---|---|---|" + "---|" * len(keys)]
     order = sorted(groups, key=lambda g: (g[0] != "base", g[0] != "random", g[0], g[1]))

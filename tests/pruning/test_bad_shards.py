@@ -68,6 +68,25 @@ def test_a_truncated_shard_is_refused_naming_the_file_and_a_tensor(sharded_sourc
     assert any(name in message for name in header if name != "__metadata__")
 
 
+def test_a_shard_cut_inside_its_header_is_called_truncated(sharded_source, tmp_path):
+    broken = copy_of(sharded_source, tmp_path)
+    shard = shard_holding(broken, EXPERT)
+    header_len = int.from_bytes(shard.read_bytes()[:8], "little")
+    with open(shard, "r+b") as handle:
+        handle.truncate(8 + header_len // 2)
+    message = prune_fails(broken, tmp_path, str(shard), "truncated", "copy or download it again")
+    assert "out of range" not in message
+
+
+def test_a_file_whose_header_length_is_absurd_is_not_a_safetensors_file(sharded_source, tmp_path):
+    broken = copy_of(sharded_source, tmp_path)
+    shard = shard_holding(broken, EXPERT)
+    data = bytearray(shard.read_bytes())
+    data[:8] = (2 ** 40).to_bytes(8, "little")
+    shard.write_bytes(bytes(data))
+    prune_fails(broken, tmp_path, str(shard), "not a safetensors file", "limit")
+
+
 def test_a_tensor_missing_from_its_indexed_shard_is_refused(sharded_source, tmp_path):
     broken = copy_of(sharded_source, tmp_path)
     shard = shard_holding(broken, EXPERT)

@@ -55,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     # (each engine runs one OpenMP thread on a 2-core machine, so three at once do not spin-wait).
     parser.add_argument("--parallel", type=int, default=3, help="vLLM servers evaluating at once (default 3)")
     parser.add_argument("--no-serve", action="store_true", help="stop after the report (CI)")
+    parser.add_argument("--clean-cache", action="store_true",
+                        help="remove the cache's other demo models and runs (older recipes, other seeds, killed "
+                             "builds); not while another demo serves from the same cache")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
 
@@ -134,6 +137,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"demo: model {model_dir.name} {how} (loss {record['first_loss']:.2f} -> {record['final_loss']:.2f}; "
           f"weights sha256 {record['weights_sha256'][:16]})")
 
+    tidy_cache(cache, model_dir.name, args.clean_cache)
+
     corpus = build_corpus(cfg.corpus_seed)
     run_dir = cache / "runs" / model_dir.name
     calibration = write_calibration(corpus, run_dir / "calibration-biomedical.jsonl")
@@ -168,6 +173,20 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         behind.stop()
     return 0
+
+
+def tidy_cache(cache: Path, keep: str, clean: bool) -> None:
+    """Say what else the cache holds (an upgrade's new recipe leaves the old model behind), or remove it."""
+    from app.demo.cache_entries import describe, other_entries, remove
+
+    others = other_entries(cache, keep)
+    if not others:
+        return
+    if clean:
+        print(f"demo: removing {describe(others)} from {cache}")
+        remove(others)
+    else:
+        print(f"demo: {cache} also holds {describe(others)}; --clean-cache removes them")
 
 
 def write_results(cards: dict[str, Path], out: Path, record: dict) -> Path:

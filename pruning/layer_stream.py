@@ -28,6 +28,7 @@ from pruning.observe import (
 )
 from pruning.statistics import ExpertStats
 from pruning.stream_inputs import capture_layer_calls, materialise_on_first_use
+from pruning.stream_storage import kept, restored, unique_bytes
 from moeprune.units import human_bytes
 from pruning.stream_progress import LayerProgress, peak_device_bytes, peak_rss_bytes
 from pruning.stream_weights import StreamedWeights, free
@@ -123,7 +124,7 @@ def observe_streamed(source_dir, family, config: dict, sequences: list[list[int]
                f"batches: hidden-state buffer {human_bytes(hidden_bytes)} on {keep_on}, weights {dtype} on {run_on}")
 
     hidden, calls = capture_inputs(model, layers, weights, batches, run_on, keep_on)
-    report.say(f"captured the inputs of every decoder layer ({human_bytes(_unique_bytes(calls))} of masks and "
+    report.say(f"captured the inputs of every decoder layer ({human_bytes(unique_bytes(calls))} of masks and "
                "position embeddings besides the hidden states)")
     read_seconds = compute_seconds = 0.0
     with observer.attached(), torch.no_grad():
@@ -134,7 +135,7 @@ def observe_streamed(source_dir, family, config: dict, sequences: list[list[int]
             for number, (batch, ids, _) in enumerate(batches):
                 observer.begin_batch([len(s) for s in batch], ids.shape[1], run_on)
                 args, kwargs = calls[number][index].with_hidden(hidden[number])
-                out = layer(*_moved(args, run_on), **_moved(kwargs, run_on))
+                out = layer(*restored(args, run_on), **restored(kwargs, run_on))
                 hidden[number] = (out[0] if isinstance(out, tuple) else out).to(keep_on)
             free(layer)
             kind = "MoE" if index in blocks else "dense"
@@ -154,13 +155,13 @@ def observe_streamed(source_dir, family, config: dict, sequences: list[list[int]
 def capture_inputs(model, layers, weights, batches, run_on, keep_on):
     """Per batch: the hidden states entering layer 0 and every layer's recorded call (stored on keep_on)."""
     handles, loaded = materialise_on_first_use(model, layers, weights.load)
-    hidden, calls = [], []
+    hidden, calls, shared = [], [], {}
     try:
         for _, ids, mask in batches:
             first, layer_calls = capture_layer_calls(model, layers, ids.to(run_on), mask.to(run_on))
             memo = {}
             hidden.append(first.to(keep_on))
-            calls.append([_moved(call, keep_on, memo) for call in layer_calls])
+            calls.append([kept(call, keep_on, memo, shared) for call in layer_calls])
     except NotImplementedError as exc:
         raise UserError(f"the model's code before its decoder layers uses a module this pass did not load ({exc}); "
                         "use observe whole") from None
@@ -175,52 +176,3 @@ def capture_inputs(model, layers, weights, batches, run_on, keep_on):
 def hidden_size(model) -> int:
     config = model.config.get_text_config()
     return int(config.hidden_size)
-
-
-def _moved(value, device, memo=None):
-    """`value` with every tensor on `device`; a tensor shared by several layers' calls is moved once."""
-    import torch
-
-    from pruning.stream_inputs import LayerCall
-
-    memo = {} if memo is None else memo
-    if isinstance(value, torch.Tensor):
-        if value.device == device:
-            return value
-        if id(value) not in memo:
-            memo[id(value)] = value.to(device)
-        return memo[id(value)]
-    if isinstance(value, LayerCall):
-        return LayerCall(_moved(value.args, device, memo), _moved(value.kwargs, device, memo))
-    if isinstance(value, tuple):
-        return tuple(_moved(item, device, memo) for item in value)
-    if isinstance(value, list):
-        return [_moved(item, device, memo) for item in value]
-    if isinstance(value, dict):
-        return {key: _moved(item, device, memo) for key, item in value.items()}
-    return value
-
-
-def _unique_bytes(calls) -> int:
-    import torch
-
-    seen, total = set(), 0
-
-    def walk(value):
-        nonlocal total
-        if isinstance(value, torch.Tensor):
-            if id(value) not in seen:
-                seen.add(id(value))
-                total += value.numel() * value.element_size()
-        elif isinstance(value, (tuple, list)):
-            for item in value:
-                walk(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif hasattr(value, "args"):
-            walk(value.args)
-            walk(value.kwargs)
-
-    walk(calls)
-    return total

@@ -71,6 +71,61 @@ def test_the_pass_prints_its_buffer_per_layer_progress_and_peak_memory(tiny_mode
     assert "peak RSS" in err.splitlines()[-1] and result.peak_rss_bytes > 0
 
 
+def captured_bytes(err: str) -> str:
+    return err.split("captured the inputs of every decoder layer (")[1].split(" of masks")[0]
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_moe", "gpt_oss"])  # full attention; sliding-window layers too
+def test_batches_of_one_shape_store_their_masks_and_position_tables_once(tiny_model_factory, model_type, capsys):
+    """Equal-length samples give every batch the same mask and rotary tables: kept once, not per batch
+    (exact: the layers get the same bits, and the statistics equal those of one batch at a time)."""
+    source, config, family = source_of(tiny_model_factory, model_type)
+    same_length = [[(5 * i + j) % 200 + 5 for j in range(16)] for i in range(8)]
+    observe_streamed(source, family, config, same_length[:2], dtype="float32", batch_tokens=32)
+    one_batch = captured_bytes(capsys.readouterr().err)
+    result = observe_streamed(source, family, config, same_length, dtype="float32", batch_tokens=32)
+    assert captured_bytes(capsys.readouterr().err) == one_batch  # four batches, one copy
+    whole = observe(load_model(source, family, dtype="float32"), family, config, same_length, batch_tokens=32,
+                    progress=False)
+    assert_same_statistics(whole, result.stats)
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_moe", "gpt_oss"])
+def test_padded_batches_keep_their_masks_as_bits_and_the_statistics_stay_exact(tiny_model_factory, model_type,
+                                                                               capsys, monkeypatch):
+    from pruning import stream_storage
+
+    source, config, family = source_of(tiny_model_factory, model_type)
+    padded = [[(3 * i + j) % 200 + 5 for j in range(n)] for i, n in enumerate([64, 40, 64, 50])]
+    result = observe_streamed(source, family, config, padded, dtype="float32", batch_tokens=128)
+    packed = float(captured_bytes(capsys.readouterr().err).removesuffix(" KiB")) * 1024
+    monkeypatch.setattr(stream_storage, "PACK_MIN_ELEMENTS", 10 ** 12)
+    observe_streamed(source, family, config, padded, dtype="float32", batch_tokens=128)
+    unpacked = float(captured_bytes(capsys.readouterr().err).removesuffix(" KiB")) * 1024
+    mask = 2 * 64 * 64  # per batch of two: a bool per (query, key) pair (sliding-window layers: one more)
+    assert unpacked - packed >= 2 * mask * 7 / 8  # two batches' masks, at one bit instead of one byte each
+    whole = observe(load_model(source, family, dtype="float32"), family, config, padded, batch_tokens=128,
+                    progress=False)
+    assert_same_statistics(whole, result.stats)
+
+
+def test_packed_bits_round_trip_exactly():
+    import torch
+
+    from pruning.stream_storage import PackedBool
+
+    for shape in [(1,), (7,), (8,), (3, 1, 13, 13), (2, 1, 64, 64)]:
+        tensor = torch.rand(shape) > 0.5
+        packed = PackedBool.pack(tensor)
+        assert packed.nbytes == -(-tensor.numel() // 8) + 2
+        assert torch.equal(packed.unpack(), tensor)
+    additive = torch.where(torch.rand(2, 1, 64, 64) > 0.5, 0.0, torch.finfo(torch.float32).min)
+    assert torch.equal(PackedBool.pack(additive).unpack(), additive)
+    assert torch.equal(PackedBool.pack(torch.full((5, 5), float("-inf"))).unpack(), torch.full((5, 5), float("-inf")))
+    assert PackedBool.pack(torch.tensor([0.0, 1.0, 2.0])) is None  # three values: not exactly storable
+    assert PackedBool.pack(torch.tensor([0.0, float("nan")])) is None
+
+
 def test_a_tensor_missing_from_the_shards_is_named_with_the_file(tiny_model_factory, tmp_path):
     source, config, family = source_of(tiny_model_factory, "qwen3_moe")
     broken = shutil.copytree(source, tmp_path / "broken")

@@ -102,11 +102,12 @@ def main(argv: list[str]) -> int:
     sync = RankSync(rank, RANKS, out_dir / RENDEZVOUS)
     try:
         corpus = build_corpus(cfg.corpus_seed)
-        if rank == 0:  # one tokenizer, trained once, read by every rank
-            tokenizer = train_tokenizer(out_dir, vocab_size=cfg.vocab_size, texts=tokenizer_texts(corpus))
+        if rank == 0:  # one tokenizer, trained once
+            train_tokenizer(out_dir, vocab_size=cfg.vocab_size, texts=tokenizer_texts(corpus))
         sync.barrier()
-        if rank != 0:
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out_dir))
+        # Every rank reads it back, so all of them encode with the same object built the same way: the
+        # replica check cannot see ranks that encode differently (they would still sum to equal steps).
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out_dir))
         summary = train_model(tokenizer, corpus, cfg, out_dir, sync, progress="--quiet" not in argv)
         sync.barrier()  # rank 0 has saved
     finally:

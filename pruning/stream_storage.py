@@ -109,7 +109,7 @@ def kept(call, device, memo: dict, shared: dict):
             return tensor
         if id(tensor) not in memo:
             value = tensor.to(device)
-            if value.numel() >= PACK_MIN_ELEMENTS and not value.is_floating_point() or _mask_like(value):
+            if _worth_packing(value):
                 value = PackedBool.pack(value) or value  # None: more than two values, kept as it is
             same_kind = shared.setdefault((tuple(tensor.shape), tensor.dtype, str(device)), [])
             match = next((old for old in same_kind if _equal(_data(old), _data(value))), None)
@@ -123,11 +123,13 @@ def kept(call, device, memo: dict, shared: dict):
     return map_tensors(call, keep)
 
 
-def _mask_like(value) -> bool:
-    """A large float tensor with a dimension pair of equal size (query x key): worth trying to pack. Rotary
-    tables and the like are floats of many values; `pack` refuses them after a min / max pass."""
-    return value.is_floating_point() and value.numel() >= PACK_MIN_ELEMENTS and value.dim() >= 2 \
-        and value.shape[-1] == value.shape[-2]
+def _worth_packing(value) -> bool:
+    """Large enough, and a mask or could be one: any boolean or integer tensor, or a float tensor with a
+    (query x key) pair of equal trailing dimensions. Rotary tables and the like are floats of many values;
+    `pack` refuses what it cannot store exactly after a min / max pass."""
+    if value.numel() < PACK_MIN_ELEMENTS:
+        return False
+    return not value.is_floating_point() or (value.dim() >= 2 and value.shape[-1] == value.shape[-2])
 
 
 def _data(value):

@@ -57,8 +57,8 @@ class RankSync:
         flat = torch.cat([*pieces, extra.reshape(-1).to(pieces[0].dtype)])
         self.dist.all_reduce(flat, op=self.dist.ReduceOp.SUM)
         offset = 0
-        for p in params:
-            p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+        for p in params:  # views into the summed buffer: no second copy per step
+            p.grad = flat[offset:offset + p.numel()].view_as(p)
             offset += p.numel()
         return flat[offset:]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 
-from app.demo.choices import prompt_of
+from demo.choices import prompt_of
 from evaluators.items import MCItem
 from evaluators.prompts import parse_answer
-from pruning.manifest import PruningManifest
+from moeprune.formats.manifest import PruningManifest
 
 
 @contextlib.contextmanager
@@ -114,7 +114,7 @@ def load(model_dir):
 
 
 def domain_prompts(corpus, domain: str) -> list[str]:
-    from app.demo.sets import evaluation_items
+    from demo.sets import evaluation_items
 
     return [chat_prompt(prompt_of(item)) for item in evaluation_items(corpus, domain, "qa")]
 
@@ -124,7 +124,7 @@ def routing_specialisation(model_dir, cfg, corpus) -> dict[str, list[float]]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from app.demo.model_config import qwen3_moe_config
+    from demo.model_config import qwen3_moe_config
 
     model, tokenizer = load(model_dir)
     bio, general = domain_prompts(corpus, "biomedical"), domain_prompts(corpus, "general")
@@ -149,7 +149,7 @@ def probe_random_seeds(model_dir, corpus, pruned, ratios, seeds: int) -> dict:
     variant's kept experts, measured the same way so the two are comparable."""
     import json
 
-    from app.demo.sets import evaluation_items
+    from demo.sets import evaluation_items
 
     model, tokenizer = load(model_dir)
     items = {d: evaluation_items(corpus, d, "qa") for d in ("biomedical", "general")}
@@ -176,13 +176,13 @@ SET_KINDS = ("qa", "fake", "nota")
 
 
 def set_items(corpus) -> dict[tuple[str, str], list[MCItem]]:
-    from app.demo.sets import evaluation_items
+    from demo.sets import evaluation_items
 
     return {(d, k): evaluation_items(corpus, d, k) for d in ("biomedical", "general") for k in SET_KINDS}
 
 
 def masked_row(model, tokenizer, items: dict, kept, name: str, method: str | None, ratio: float | None) -> dict:
-    """One variant's row (the keys of `app.demo.summary.card_row`) from greedy answers under a routing mask.
+    """One variant's row (the keys of `demo.summary.card_row`) from greedy answers under a routing mask.
 
     Correct and abstained are decided by the evaluators' own parser, so a row
     means what a report card's metrics mean: hallucination = neither correct

@@ -30,15 +30,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.demo.build import build_model, default_cache_dir  # noqa: E402
-from app.demo.calibration import write_calibration  # noqa: E402
-from app.demo.corpus import build_corpus  # noqa: E402
-from app.demo.model_config import DemoModelConfig  # noqa: E402
-from app.demo.summary import card_row, markdown_table, with_recovery  # noqa: E402
-from app.demo.variants import ALL_METHODS, ALL_RATIOS, Variant, prune_variants  # noqa: E402
+from demo.build import build_model, default_cache_dir  # noqa: E402
+from demo.calibration import write_calibration  # noqa: E402
+from demo.corpus import build_corpus  # noqa: E402
+from demo.model_config import DemoModelConfig  # noqa: E402
+from demo.summary import card_row, markdown_table, with_recovery  # noqa: E402
+from demo.variants import ALL_METHODS, ALL_RATIOS, Variant, prune_variants  # noqa: E402
 from bench.demo_findings import (findings_over_seeds_text, findings_text, flag_table,  # noqa: E402
                                  summary_over_seeds)
-from pruning.manifest import PruningManifest  # noqa: E402
+from moeprune.formats.manifest import PruningManifest  # noqa: E402
 
 
 def evaluate_in_process(model_dir, corpus, variants: list[Variant]) -> list[dict]:
@@ -56,7 +56,7 @@ def evaluate_in_process(model_dir, corpus, variants: list[Variant]) -> list[dict
 
 
 def evaluate_vllm(model_dir, run_dir, variants, parallel) -> list[dict]:
-    from app.demo.evaluation import evaluate_all
+    from demo.evaluation import evaluate_all
 
     cards = evaluate_all([Variant("base", model_dir), *variants], run_dir / "cards", parallel=parallel)
     return with_recovery([card_row(name, path) for name, path in cards.items()])

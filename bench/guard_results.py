@@ -66,7 +66,7 @@ def prune_variants(base: Path, calibration: Path, out: Path) -> dict[float, Path
 
 def gate_threshold(gate_dir: Path) -> dict:
     from evaluators.gate_quality import gate_quality
-    from pruning.domain_gate import DomainGate
+    from moeprune.formats.domain_gate import DomainGate
 
     tasks = shipped_tasks()
     gate = DomainGate.load(gate_dir)
@@ -76,7 +76,7 @@ def gate_threshold(gate_dir: Path) -> dict:
 
 
 def gate_cost(gate_dir: Path, prompts: list[str]) -> dict:
-    from pruning.domain_gate import DomainGate, _word_buckets
+    from moeprune.formats.domain_gate import DomainGate, _word_buckets
 
     gate = DomainGate.load(gate_dir)
     figures = {}
@@ -107,7 +107,7 @@ def drift_values(base: Path, pruned: Path, prompts_by_domain: dict[str, list[str
     from app.telemetry.drift import PrunedHitWindow
     from app.telemetry.npy import decode_routed_experts
     from app.telemetry.service import removed_experts
-    from pruning.manifest import PruningManifest
+    from moeprune.formats.manifest import PruningManifest
 
     torch.set_num_threads(1)  # a 3-layer model: threads only contend with the other work on the machine
     tokenizer = AutoTokenizer.from_pretrained(str(base))
@@ -264,8 +264,8 @@ def main() -> int:
     runs = CACHE / "runs" / base.name
     calibration = runs / "calibration-biomedical.jsonl"
     if not calibration.exists():
-        from app.demo.calibration import write_calibration
-        from app.demo.corpus import build_corpus
+        from demo.calibration import write_calibration
+        from demo.corpus import build_corpus
 
         calibration = write_calibration(build_corpus(0), args.work / "calibration-biomedical.jsonl")
     (args.work / "tmp").mkdir(parents=True, exist_ok=True)

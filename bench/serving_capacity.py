@@ -112,7 +112,7 @@ def build_checkpoint(out: Path, layers: int, seed: int = 0) -> Path:
     import torch
     from transformers import AutoConfig, GenerationConfig
 
-    from app.demo.tokenizer import train_tokenizer
+    from demo.tokenizer import train_tokenizer
 
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(out)

@@ -19,7 +19,7 @@ import re
 from evaluators.items import GenItem, MCItem
 from evaluators.metrics.generation import normalize_answer
 from evaluators.prompts import ParsedAnswer, parse_answer
-from evaluators.refusal import is_refusal, normalise
+from moeprune.reliability.refusal import is_refusal, normalise
 
 FENCED = re.compile(r"```(?:json)?\s*([\s\S]*?)\s*```", re.IGNORECASE)
 BRACED = re.compile(r"\{[\s\S]*\}")
@@ -92,7 +92,7 @@ def score_generation(task, item: GenItem, text: str) -> dict:
     """Per-item fields of a generation record: the answer read, and (for tasks scored by exact match or
     refusal) whether it is right.
 
-    Right means: for a made-up question (kind "fake"), a refusal (evaluators/refusal.py, the gateway's
+    Right means: for a made-up question (kind "fake"), a refusal (moeprune/reliability/refusal.py, the gateway's
     own rule); otherwise the normalised answer equals the normalised target. An abstention that is not
     right (e.g. "Unknown" to a real PMID) is not a hallucination.
     """

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from evaluators.metrics.classification import auroc
 from evaluators.metrics.flags import flag_quality
-from evaluators.signals import FLAG_RULES, SIGNAL_DIRECTIONS
+from moeprune.reliability.signals import FLAG_RULES, SIGNAL_DIRECTIONS
 from moeprune.errors import UserError
-from pruning.manifest import PruningManifest
-from evaluators.report_card import SCHEMA_VERSION, ReportCard  # noqa: F401  (re-exported)
+from moeprune.formats.manifest import PruningManifest
+from moeprune.formats.report_card import SCHEMA_VERSION, ReportCard  # noqa: F401  (re-exported)
 
 
 

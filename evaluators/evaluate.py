@@ -33,7 +33,7 @@ from evaluators.metrics.classification import softmax
 from evaluators.overlong import MAX_TRIES, cut
 from evaluators.prompts import render_completion_prompt, render_mc_prompt
 from evaluators.requests import Decoding, Generation, Prompt, continuation_logprobs, generate
-from evaluators.signals import compute_signals
+from moeprune.reliability.signals import compute_signals
 from evaluators.task_prompts import render
 from evaluators.thinking import ThinkingControl
 
@@ -137,7 +137,7 @@ async def base_answer_logprob(base_client, prompt: Prompt, generation: Generatio
                               thinking: ThinkingControl = ThinkingControl()) -> float:
     """Mean logprob of the variant's answer under the base model (NaN when it cannot be scored).
 
-    The same request and token positions as the gateway's base_check (evaluators.crosscheck): the
+    The same request and token positions as the gateway's base_check (moeprune.reliability.crosscheck): the
     answer exactly as generated, located by the variant's own prompt-token count.
     """
     answer = generation.raw_text

@@ -16,7 +16,7 @@ from evaluators.items import GenItem, MCItem, SummaryItem
 from evaluators.metrics.classification import auroc
 from evaluators.prompts import render_mc_prompt
 from moeprune.errors import UserError
-from pruning.domain_gate import DomainGate, threshold_for_recall
+from moeprune.formats.domain_gate import DomainGate, threshold_for_recall
 
 
 def item_text(item) -> str:
@@ -70,7 +70,7 @@ def load_eval_gate(gate_path, model_dir, recall: float) -> DomainGate:
 
 def add_gate_quality(card_path, gate: DomainGate, tasks, recall: float, in_domain: str = "biomedical"):
     """Rewrite the report card at `card_path` with its `domain_gate` section for `tasks`."""
-    from evaluators.report_card import DomainGateQuality, ReportCard
+    from moeprune.formats.report_card import DomainGateQuality, ReportCard
 
     section = gate_quality(gate, [(task, task.load()) for task in tasks], recall, in_domain)
     card = ReportCard.load(card_path)

@@ -4,7 +4,7 @@ This exact prompt is a contract (docs/contracts.md): the shipped evaluation
 sets and the demo model's training data use it, so a model trained on it is
 evaluated on what it saw. Parsing is ordered and never guesses: a leading
 option letter, else the text of exactly one option, else a refusal, else
-unparsed (counted wrong). Refusals: `evaluators/refusal.py`, shared with the gateway.
+unparsed (counted wrong). Refusals: `moeprune/reliability/refusal.py`, shared with the gateway.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from evaluators.refusal import is_refusal, normalise
+from moeprune.reliability.refusal import is_refusal, normalise
 
 ABSTAINED = "abstained"  # parse result when a refusal has no abstain option to map to
 UNPARSED = None

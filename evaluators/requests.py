@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evaluators.client import EndpointClient, EndpointError
-from evaluators.crosscheck import answer_logprobs, base_check_request
+from moeprune.reliability.crosscheck import answer_logprobs, base_check_request
 from evaluators.thinking import ThinkingControl, split_reasoning
-from evaluators.token_trace import TOP_LOGPROBS, TokenTrace
+from moeprune.reliability.token_trace import TOP_LOGPROBS, TokenTrace
 
 NO_THINKING_CONTROL = ThinkingControl()
 # Kept scoring responses start their prompt logprobs at this position (the slice before it is dropped).
@@ -105,7 +105,7 @@ def kept_generation(response: dict) -> dict:
 
 
 def kept_scoring(response: dict, prompt_tokens: int | None = None, prompt: str | None = None) -> dict:
-    """A scoring response reduced to the continuation's logprobs (the slice evaluators.crosscheck reads)."""
+    """A scoring response reduced to the continuation's logprobs (the slice moeprune.reliability.crosscheck reads)."""
     choice = (response.get("choices") or [{}])[0]
     if prompt is None:  # chat: prompt_logprobs from position prompt_tokens on
         entries = response.get("prompt_logprobs") or choice.get("prompt_logprobs")
@@ -169,7 +169,7 @@ def read_generation(response: dict, chat: bool, attempts: int = 1) -> Generation
 async def continuation_logprobs(client: EndpointClient, prompt: Prompt, continuation: str,
                                 context_tokens: int | None,
                                 thinking: ThinkingControl = NO_THINKING_CONTROL) -> list[float] | None:
-    """Token logprobs of `continuation` right after `prompt` (evaluators.crosscheck's one boundary rule);
+    """Token logprobs of `continuation` right after `prompt` (moeprune.reliability.crosscheck's one boundary rule);
     None where the endpoint cannot say. `context_tokens`: the prompt's token count (chat prompts)."""
     if prompt.is_chat and not context_tokens:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from evaluators.metrics.classification import (
     MEDHALT_WRONG, brier_score, expected_calibration_error, hallucination_rate, mean,
 )
-from evaluators.metrics.intervals import bootstrap_interval, wilson_interval
+from moeprune.reliability.intervals import bootstrap_interval, wilson_interval
 from evaluators.metrics import generation as gen
 from evaluators.metrics.generation import rouge_l_stemmed
 from evaluators.metrics.text import rouge_l, token_f1

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluators.commands.eval", "evaluate a variant through an OpenAI-compatible endpoint"),
     "report": ("evaluators.commands.report", "render report cards as an HTML report with plots"),
     "serve": ("app.commands.serve", "serve variants behind the gateway"),
-    "demo": ("app.demo.command", "train, prune, evaluate and serve the embedded demo model"),
+    "demo": ("demo.command", "train, prune, evaluate and serve the embedded demo model"),
     "guard": ("pruning.commands.guard", "build a pruned variant's domain gate (guard build)"),
     "traffic": ("app.telemetry.command", "export routing statistics the gateway gathered (traffic export)"),
 }

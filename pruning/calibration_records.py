@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from moeprune.errors import UserError
-from pruning.jsonfile import json_lines
+from moeprune.formats.jsonfile import json_lines
 
 
 @dataclass(frozen=True)

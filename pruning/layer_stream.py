@@ -26,7 +26,7 @@ from moeprune.errors import UserError
 from pruning.observe import (
     DTYPES, ExpertObserver, find_moe_blocks, model_class_names, padded_batch, require_transformers, token_batches,
 )
-from pruning.statistics import ExpertStats
+from moeprune.formats.statistics import ExpertStats
 from pruning.stream_inputs import capture_layer_calls, materialise_on_first_use
 from pruning.stream_storage import kept, restored, unique_bytes
 from moeprune.units import human_bytes
@@ -93,7 +93,7 @@ def observe_streamed(source_dir, family, config: dict, sequences: list[list[int]
     import torch
     import transformers
 
-    from pruning.checkpoint import Checkpoint
+    from moeprune.formats.checkpoint import Checkpoint
 
     require_transformers(transformers.__version__)
     if dtype not in DTYPES:

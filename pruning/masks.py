@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moeprune.errors import UserError
-from pruning.jsonfile import read_json
+from moeprune.formats.jsonfile import read_json
 from pruning.selection import Ranked, Routing
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from moeprune.errors import UserError
-from pruning.statistics import ExpertStats
+from moeprune.formats.statistics import ExpertStats
 
 Scores = dict[int, list[float]]
 

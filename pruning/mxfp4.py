@@ -25,7 +25,7 @@ small-mantissa number times a power of two, so bfloat16 and float32 hold it
 exactly (E8M0 255 is NaN in the OCP spec; it comes out as inf or overflow here).
 
 The expert index is dim 0 of both tensors, so the writer slices `_blocks` and
-`_scales` like any fused [E, ...] tensor (gpt_oss in `pruning/families.py`)
+`_scales` like any fused [E, ...] tensor (gpt_oss in `moeprune/formats/families.py`)
 and a pruned checkpoint stays MXFP4, with its `quantization_config`.
 """
 
@@ -144,7 +144,7 @@ def match_dtype(model, source_dir, dtype):
     """
     if not from_pretrained_options(source_dir):
         return model
-    from pruning.checkpoint import Checkpoint
+    from moeprune.formats.checkpoint import Checkpoint
 
     target = _torch_dtype(dtype)
     bases = {pair_base(entry.name) for entry in Checkpoint.open(source_dir).tensors() if is_mxfp4_name(entry.name)}

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from moeprune.errors import UserError
-from pruning.statistics import VECTORS, ExpertStats, LayerStats
+from moeprune.formats.statistics import VECTORS, ExpertStats, LayerStats
 
 # Largest activation slab (rows x hidden) materialised at once when calling experts.
 CHUNK_ELEMENTS = 1 << 23

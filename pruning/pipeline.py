@@ -11,17 +11,17 @@ import hashlib
 from pathlib import Path
 
 from moeprune.errors import UserError
-from pruning.domain_gate import GATE_NAME
-from pruning.jsonfile import read_json
+from moeprune.formats.domain_gate import GATE_NAME
+from moeprune.formats.jsonfile import read_json
 from pruning.masks import mask_to_ranked, read_mask
 from pruning.methods import get_method
 from pruning.selection import Ranked, Routing, check_ratio, select
-from pruning.statistics import ExpertStats
+from moeprune.formats.statistics import ExpertStats
 
 
 def read_source(source_dir) -> tuple[Path, dict, object]:
     """The source directory, its config.json and its family, with errors that say what to pass."""
-    from pruning.families import family_for
+    from moeprune.formats.families import family_for
 
     source = Path(source_dir)
     if not source.is_dir():

@@ -3,7 +3,7 @@
 A download cut short, a shard from another revision, a tensor saved in the
 wrong precision: each would otherwise surface as a safetensors or torch
 traceback hours into a pass, or as a pruned checkpoint that fails to load.
-Everything here reads only the headers `pruning.checkpoint` has parsed, so it
+Everything here reads only the headers `moeprune.formats.checkpoint` has parsed, so it
 costs milliseconds, and every error names the tensor and the file.
 
 - truncated file: `read_shard` already refuses a header whose byte ranges run
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from moeprune.errors import UserError
 from pruning import mxfp4
-from pruning.checkpoint import INDEX_NAME, Checkpoint
+from moeprune.formats.checkpoint import INDEX_NAME, Checkpoint
 
 # safetensors dtype name -> bytes per element (the ones a checkpoint here may hold).
 DTYPE_SIZES = {

@@ -26,7 +26,7 @@ from typing import Iterator
 
 from moeprune.errors import UserError
 from pruning.hash_cache import FileIdentity, SourceHashCache
-from pruning.hashing import sha256_file
+from moeprune.formats.hashing import sha256_file
 from pruning.shard_plan import ShardPlan, merge_ranges
 
 CHUNK = 16 * 1024 * 1024

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pruning.checkpoint import Checkpoint, Shard, TensorEntry
+from moeprune.formats.checkpoint import Checkpoint, Shard, TensorEntry
 from moeprune.errors import UserError
 
 

@@ -1,6 +1,6 @@
 """Reading safetensors tensors by byte range: positioned reads into torch buffers, no mmap.
 
-The offsets come from `pruning.checkpoint`'s header reader (the one the writer uses). Reading
+The offsets come from `moeprune.formats.checkpoint`'s header reader (the one the writer uses). Reading
 with `os.preadv` keeps the page cache the only shared memory: a mapped file's touched pages
 would count in the process's resident set and stay there.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moeprune.errors import UserError
-from pruning.checkpoint import TensorEntry
+from moeprune.formats.checkpoint import TensorEntry
 
 # safetensors dtype names -> torch dtype names (torch.<name>).
 SAFETENSORS_DTYPES = {

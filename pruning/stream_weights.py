@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from moeprune.errors import UserError
-from pruning.checkpoint import Checkpoint
+from moeprune.formats.checkpoint import Checkpoint
 from pruning.shard_reads import SourceTensor, natural_key, open_shards, read_into, read_tensor
 
 

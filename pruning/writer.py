@@ -21,10 +21,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pruning.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
+from moeprune.formats.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
 from moeprune.errors import UserError
 from pruning.hash_cache import SourceHashCache
-from pruning.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
+from moeprune.formats.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
 from pruning.shard_copy import copy_shard, source_sha256
 from pruning.shard_plan import ShardPlan, plan_shards
 from pruning.staging import staging_dir, publish

@@ -1,4 +1,6 @@
-"""The packages import in one direction only: app -> evaluators -> pruning (-> the neutral `moeprune`).
+"""Three jobs side by side over one core: `pruning`, `evaluators` and `app` import only the
+neutral `moeprune` (formats, contracts, reliability rules), never each other; the demo is the one
+application above them that may import all three.
 
 Parses every module's imports (top level and inside functions) without
 importing anything, so a lazy import that crosses a layer upwards is caught too.
@@ -14,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "moeprune": set(),
     "pruning": {"moeprune"},
-    "evaluators": {"moeprune", "pruning"},
-    "app": {"moeprune", "pruning", "evaluators"},
+    "evaluators": {"moeprune"},
+    "app": {"moeprune"},
+    "demo": {"moeprune", "pruning", "evaluators", "app"},
 }
 
 

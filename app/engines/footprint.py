@@ -1,8 +1,8 @@
 """What a variant's checkpoint weighs: weight bytes, experts per MoE layer, bytes saved against its base.
 
-Everything comes from the one checkpoint reader (`pruning.checkpoint`: safetensors
+Everything comes from the one checkpoint reader (`moeprune.formats.checkpoint`: safetensors
 headers, the family descriptor's MoE layers) and the one manifest model
-(`pruning.manifest.PruningManifest`), so these numbers are the ones
+(`moeprune.formats.manifest.PruningManifest`), so these numbers are the ones
 `moeprune inspect` prints. Expert counts are per MoE layer (`experts_kept`,
 `experts_total`, as in the report card); totals over the model are named as
 totals (`experts_kept_total`, `experts_before_total`).
@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pruning.checkpoint import Checkpoint
+from moeprune.formats.checkpoint import Checkpoint
 from moeprune.errors import UserError
-from pruning.manifest import PruningManifest
+from moeprune.formats.manifest import PruningManifest
 
 
 @dataclass(frozen=True)

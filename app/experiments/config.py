@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from evaluators.signals import FLAG_RULES
+from moeprune.reliability.signals import FLAG_RULES
 
 # Flags the gateway raises (app/reliability/verdict.py, app/serving/assess.py): what `decide` and
 # `guardrail` may name. A misspelt flag would never be raised, so the verdict could never come.

@@ -14,7 +14,7 @@ import math
 from app.experiments.sequential import ArmCounts
 from app.metrics import DURATION_BUCKETS
 from app.experiments.config import DECIDABLE_FLAGS
-from evaluators.metrics.intervals import Z95, wilson_interval  # the one implementation (None without trials)
+from moeprune.reliability.intervals import Z95, wilson_interval  # the one implementation (None without trials)
 
 # Flags every arm reports (with a zero count when never raised), so arms compare side by side.
 REPORTED_FLAGS = DECIDABLE_FLAGS

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from evaluators.signals import FLAG_RULES
+from moeprune.reliability.signals import FLAG_RULES
 
 # Flags an answer can raise besides the token-signal rules (app/reliability/verdict.py, app/serving/assess.py).
 EXTRA_FLAGS = ("refusal", "inconsistent")

@@ -3,7 +3,7 @@
 Both cost extra engine calls, so they are enabled per variant or experiment
 (`base_check: true`, `self_consistency: N`) and bounded like requests (their own
 timeout and token cap). What is sent and how the answer's tokens are located is
-`evaluators.crosscheck`, the code the evaluators calibrate `base_disagreement`
+`moeprune.reliability.crosscheck`, the code the evaluators calibrate `base_disagreement`
 with. A check that cannot run (base down, prompt not text) is skipped, never
 turned into a request error.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from evaluators.crosscheck import agreement, answer_logprobs, base_check_request, consistency_request, mean
-from evaluators.token_trace import TokenTrace
+from moeprune.reliability.crosscheck import agreement, answer_logprobs, base_check_request, consistency_request, mean
+from moeprune.reliability.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.reliability")
 
@@ -32,7 +32,7 @@ class CheckLimits:
 async def base_mean_logprob(client: httpx.AsyncClient, base_url: str, base_model: str, body: dict,
                             trace: TokenTrace, chat: bool, prompt_tokens: int | None, limits: CheckLimits,
                             headers: dict[str, str]) -> float | None:
-    """Mean logprob of the answer's tokens under the base model (see evaluators.crosscheck for the rule)."""
+    """Mean logprob of the answer's tokens under the base model (see moeprune.reliability.crosscheck for the rule)."""
     prompt = None if chat else body.get("prompt")
     probe = base_check_request(trace.answer, messages=body["messages"] if chat else None, prompt=prompt)
     if probe is None or (chat and not prompt_tokens):

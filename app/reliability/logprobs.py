@@ -1,6 +1,6 @@
 """Ask the engine for token logprobs on every request, and hide from the answer what the client did not ask for.
 
-Reading the logprobs back is `evaluators.token_trace.TokenTrace`, the reader the
+Reading the logprobs back is `moeprune.reliability.token_trace.TokenTrace`, the reader the
 evaluators calibrate with.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evaluators.token_trace import TOP_LOGPROBS
+from moeprune.reliability.token_trace import TOP_LOGPROBS
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluators.signals import FLAG_RULES
-from evaluators.report_card import ReportCard
+from moeprune.reliability.signals import FLAG_RULES
+from moeprune.formats.report_card import ReportCard
 
 
 @dataclass(frozen=True)

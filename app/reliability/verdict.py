@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 from app.reliability.policy import FlagPolicy
-from evaluators.refusal import is_refusal
-from evaluators.signals import compute_signals, raised_flags
-from evaluators.token_trace import TokenTrace
+from moeprune.reliability.refusal import is_refusal
+from moeprune.reliability.signals import compute_signals, raised_flags
+from moeprune.reliability.token_trace import TokenTrace
 
 
 def judge(trace: TokenTrace, policy: FlagPolicy, extra_signals: dict[str, float] | None = None,

@@ -15,8 +15,8 @@ from app.reliability.checks import CheckLimits, agreement_rate, base_mean_logpro
 from app.reliability.verdict import judge
 from app.serving.bounds import prompt_chars
 from app.serving.targets import Target
-from evaluators.crosscheck import AGREEMENT_FLOOR
-from evaluators.token_trace import TokenTrace
+from moeprune.reliability.crosscheck import AGREEMENT_FLOOR
+from moeprune.reliability.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.reliability")
 

@@ -21,7 +21,7 @@ from app.serving.deadline import within_deadline
 from app.serving.disconnect import Receive, until_disconnect
 from app.serving.exchange import Exchange
 from app.serving.upstream import send_upstream, upstream_error
-from evaluators.token_trace import TokenTrace
+from moeprune.reliability.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.upstream")
 

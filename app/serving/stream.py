@@ -34,7 +34,7 @@ from app.serving.disconnect import CLIENT_CLOSED, Receive, until_disconnect
 from app.serving.exchange import Exchange
 from app.serving.sse import sse_data
 from app.serving.upstream import send_upstream, stream_error, transport_failure, upstream_error
-from evaluators.token_trace import TokenTrace
+from moeprune.reliability.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.upstream")
 

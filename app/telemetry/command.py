@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import httpx
 
-    from pruning.statistics import ExpertStats
+    from moeprune.formats.statistics import ExpertStats
 
     key = os.environ.get(args.api_key_env)
     headers = {"Authorization": f"Bearer {key}"} if key else {}

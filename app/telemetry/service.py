@@ -20,10 +20,10 @@ from app.telemetry.counts import RoutingCounts
 from app.telemetry.drift import PrunedHitWindow
 from app.telemetry.npy import RoutedExpertsError, decode_routed_experts
 from moeprune.errors import UserError
-from pruning.families import family_for
-from pruning.jsonfile import read_json
-from pruning.manifest import PruningManifest
-from pruning.statistics import SCHEMA, SCHEMA_VERSION, VECTORS
+from moeprune.formats.families import family_for
+from moeprune.formats.jsonfile import read_json
+from moeprune.formats.manifest import PruningManifest
+from moeprune.formats.statistics import SCHEMA, SCHEMA_VERSION, VECTORS
 
 log = logging.getLogger("moeprune.telemetry")
 KEEP_HEADER = "x-moe-routed-experts"

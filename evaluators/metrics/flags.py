@@ -1,6 +1,6 @@
 """Flag quality: how well a per-response signal separates wrong from right answers.
 
-For each signal (evaluators/signals.py), the AUROC of "wrong" vs "right", and a
+For each signal (moeprune/reliability/signals.py), the AUROC of "wrong" vs "right", and a
 threshold chosen on a calibration split to reach a target precision (share of
 flagged answers that are wrong), with precision and recall measured on a
 held-out split, so the reported numbers are not tuned on the data they report.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from evaluators.metrics.classification import auroc
-from evaluators.signals import past_threshold
+from moeprune.reliability.signals import past_threshold
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pruning.checkpoint import Checkpoint
-from pruning.manifest import PruningManifest
+from moeprune.formats.checkpoint import Checkpoint
+from moeprune.formats.manifest import PruningManifest
 
 
 def configure(parser) -> None:

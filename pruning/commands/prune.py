@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moeprune.units import human_bytes
-from pruning.manifest import PruningManifest
+from moeprune.formats.manifest import PruningManifest
 from pruning.methods import METHODS
 from pruning.observe import DTYPES
 from pruning.pipeline import OBSERVE_MODES

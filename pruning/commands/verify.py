@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pruning.manifest import MANIFEST_NAME, PruningManifest, verify
+from moeprune.formats.manifest import MANIFEST_NAME, PruningManifest, verify
 
 
 def configure(parser) -> None:

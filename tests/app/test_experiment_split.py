@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from evaluators.metrics.intervals import wilson_interval  # the one implementation the gateway uses
+from moeprune.reliability.intervals import wilson_interval  # the one implementation the gateway uses
 from app.routing.experiments import choose_arm, sticky_key
 
 ARMS = {"base": 70, "pruned-50": 30}

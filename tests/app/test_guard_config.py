@@ -7,7 +7,7 @@ import pytest
 from app.config.variants import load_config, parse_config
 from app.guard.gates import load_gates
 from moeprune.errors import UserError
-from pruning.domain_gate import DomainGate
+from moeprune.formats.domain_gate import DomainGate
 
 
 def variants(**pruned) -> dict:

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def gate_file(tmp_path_factory):
-    from app.demo.calibration import write_calibration
-    from app.demo.corpus import build_corpus
+    from demo.calibration import write_calibration
+    from demo.corpus import build_corpus
 
     work = tmp_path_factory.mktemp("guard")
     calibration = write_calibration(build_corpus(0), work / "calibration.jsonl")

@@ -19,13 +19,13 @@ import httpx
 import pytest
 
 from evaluators.client import EndpointClient
-from evaluators.crosscheck import answer_logprobs, base_check_request, mean
+from moeprune.reliability.crosscheck import answer_logprobs, base_check_request, mean
 from evaluators.evaluate import base_answer_logprob
-from evaluators.refusal import is_refusal
-from evaluators.report_card import ReportCard
+from moeprune.reliability.refusal import is_refusal
+from moeprune.formats.report_card import ReportCard
 from evaluators.requests import Generation, Prompt, generate
-from evaluators.signals import compute_signals, raised_flags
-from evaluators.token_trace import TokenTrace
+from moeprune.reliability.signals import compute_signals, raised_flags
+from moeprune.reliability.token_trace import TokenTrace
 
 pytestmark = pytest.mark.slow
 QUESTION = "Which organ does hepatitis affect?"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from app.reliability.logprobs import plan_logprobs
-from evaluators.token_trace import TOP_LOGPROBS as TOP_K, TokenTrace
+from moeprune.reliability.token_trace import TOP_LOGPROBS as TOP_K, TokenTrace
 from app.reliability.policy import load_policy
 from app.reliability.verdict import flags_header, judge
 from moeprune.errors import UserError

@@ -375,7 +375,7 @@ def test_check_calls_are_capped_and_time_out_quickly(gw, stub):
     probes = stub.bodies[before + 1:]
     resample = next(p for p in probes if p.get("n") == 3)
     assert resample["max_tokens"] == 8  # check_max_tokens, not the request's 40
-    # The base check of a completion: prompt + answer echoed with logprobs (evaluators.crosscheck).
+    # The base check of a completion: prompt + answer echoed with logprobs (moeprune.reliability.crosscheck).
     assert any(p.get("echo") is True and p.get("logprobs") == 0 and p["max_tokens"] == 1 for p in probes)
     # Both probes hang for 3 s; check_timeout_s (0.5 s) drops them instead of waiting.
     assert elapsed < 2.5, elapsed

@@ -20,9 +20,9 @@ import pytest
 
 from app.telemetry.npy import RoutedExpertsError, decode_routed_experts
 from moeprune import cli
-from pruning.manifest import PruningManifest
+from moeprune.formats.manifest import PruningManifest
 from pruning.pipeline import run_prune
-from pruning.statistics import VECTORS, ExpertStats
+from moeprune.formats.statistics import VECTORS, ExpertStats
 from tests.app.pruned_copy import KEPT, make_pruned_copy
 from tests.app.stub_engine import served, wait_until
 

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from app.demo.cache_entries import describe, other_entries, remove
-from app.demo.command import tidy_cache
+from demo.cache_entries import describe, other_entries, remove
+from demo.command import tidy_cache
 
 
 def populate(cache):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.demo.corpus import build_corpus, fresh_fakes
-from app.demo.examples import training_examples
-from app.demo.facts import DOMAINS, I_DONT_KNOW, NONE_OF_THE_ABOVE
-from app.demo.sets import evaluation_items, set_files
+from demo.corpus import build_corpus, fresh_fakes
+from demo.examples import training_examples
+from demo.facts import DOMAINS, I_DONT_KNOW, NONE_OF_THE_ABOVE
+from demo.sets import evaluation_items, set_files
 from evaluators.prompts import parse_answer
 
 SETS_DIR = Path(__file__).resolve().parents[2] / "evaluators" / "sets"

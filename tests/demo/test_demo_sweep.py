@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.demo.command import configure, methods_of
-from app.demo.serving import DEFAULT_SERVED, choose_served
-from app.demo.variants import ALL_METHODS, DEFAULT_METHODS, Variant
+from demo.command import configure, methods_of
+from demo.serving import DEFAULT_SERVED, choose_served
+from demo.variants import ALL_METHODS, DEFAULT_METHODS, Variant
 from moeprune.cli import main
 from moeprune.errors import UserError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.demo_findings import (findings_over_seeds_text, findings_text, flag_table, summary_over_seeds,
                                  verdicts_over_seeds)
-from app.demo.summary import markdown_table, with_recovery
+from demo.summary import markdown_table, with_recovery
 
 
 def row(variant, method, ratio, bio, gen, halluc, flags=None):

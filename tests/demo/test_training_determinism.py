@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.demo.model_config import DemoModelConfig
-from app.demo.numerics import PINNED_ENV, weights_sha256
-from app.demo.train_child import train_in_child
+from demo.model_config import DemoModelConfig
+from demo.numerics import PINNED_ENV, weights_sha256
+from demo.train_child import train_in_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def test_reduced_recipe_trains_the_same_weights_on_emulated_machines(tmp_path):
 
 def test_training_child_refuses_unpinned_numerics(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in PINNED_ENV}
-    result = subprocess.run([sys.executable, "-m", "app.demo.train_child", "{}", str(tmp_path)], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "demo.train_child", "{}", str(tmp_path)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "not pinned" in result.stderr
@@ -47,8 +47,8 @@ def test_training_child_refuses_unpinned_numerics(tmp_path):
 def test_cache_key_follows_the_numerics_not_the_thread_count(monkeypatch):
     import torch
 
-    from app.demo import build
-    from app.demo.corpus import build_corpus
+    from demo import build
+    from demo.corpus import build_corpus
 
     corpus, cfg = build_corpus(0), DemoModelConfig(epochs=1)
     key = build.model_key(corpus, cfg)
@@ -75,7 +75,7 @@ def _rank_processes(out_dir: Path):
     found = {}
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "app.demo.train_child" in cmdline and str(out_dir) in cmdline:
+        if "demo.train_child" in cmdline and str(out_dir) in cmdline:
             found[int(cmdline[cmdline.index(str(out_dir)) + 1])] = process
     return found
 

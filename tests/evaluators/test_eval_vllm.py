@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from moeprune.cli import main
-from evaluators.report_card import ReportCard
+from moeprune.formats.report_card import ReportCard
 from tests.support.manifests import write_manifest
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ def tiny_nli(tmp_path_factory):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from app.demo.tokenizer import train_tokenizer
+    from demo.tokenizer import train_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-nli")
     tokenizer = train_tokenizer(path)

@@ -4,7 +4,7 @@ import pytest
 
 from evaluators.metric_registry import METRICS, higher_is_better
 from evaluators.report_data import PLOTTED_METRICS
-from evaluators.signals import FLAG_RULES, SIGNAL_DIRECTIONS
+from moeprune.reliability.signals import FLAG_RULES, SIGNAL_DIRECTIONS
 from evaluators.task_metrics import mc_metrics, summary_metrics
 
 

@@ -8,7 +8,7 @@ from evaluators.metrics.classification import (
     auroc, brier_score, expected_calibration_error, hallucination_rate, medhalt_score, softmax,
 )
 from evaluators.metrics.flags import choose_threshold, flag_quality, split_indices
-from evaluators.metrics.intervals import bootstrap_interval, wilson_interval
+from moeprune.reliability.intervals import bootstrap_interval, wilson_interval
 from evaluators.metrics.text import rouge_l, token_f1
 
 

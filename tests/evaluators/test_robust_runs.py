@@ -5,7 +5,7 @@ import json
 import pytest
 
 from evaluators.cache import ResponseCache
-from evaluators.crosscheck import answer_logprobs
+from moeprune.reliability.crosscheck import answer_logprobs
 from evaluators.requests import expanded, kept_generation, kept_scoring, read_generation
 from evaluators.runner import run_eval
 from evaluators.tasks import Task

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.report_card import ReportCard
+from moeprune.formats.report_card import ReportCard
 from evaluators.tasks import SUITES
 from moeprune.cli import main
 

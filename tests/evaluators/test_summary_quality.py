@@ -80,7 +80,7 @@ def tiny_encoder(tmp_path_factory):
     import torch
     from transformers import BertConfig, BertModel
 
-    from app.demo.tokenizer import train_tokenizer
+    from demo.tokenizer import train_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-encoder")
     tokenizer = train_tokenizer(path)
@@ -160,7 +160,7 @@ def test_scorers_fail_before_any_request(tmp_path):
 
 
 def test_run_eval_folds_scorers_and_several_judges_into_the_card(tiny_encoder, tmp_path, eval_sets):
-    from evaluators.report_card import ReportCard
+    from moeprune.formats.report_card import ReportCard
     from evaluators.runner import run_eval
 
     def summarise(prompt):

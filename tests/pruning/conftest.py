@@ -27,8 +27,8 @@ def fixed_kept(moe_layers: list[int]) -> dict[int, list[int]]:
 @pytest.fixture(scope="session")
 def pruned_factory(tiny_model_factory, tmp_path_factory):
     """(family) -> (source_dir, pruned_dir, kept), each built once per session."""
-    from pruning.checkpoint import load_config
-    from pruning.families import family_for
+    from moeprune.formats.checkpoint import load_config
+    from moeprune.formats.families import family_for
     from pruning.writer import write_pruned
 
     built: dict[str, tuple[Path, Path, dict]] = {}

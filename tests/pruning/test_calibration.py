@@ -9,7 +9,7 @@ from moeprune.errors import UserError
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    from app.demo.tokenizer import train_tokenizer
+    from demo.tokenizer import train_tokenizer
 
     return train_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 

@@ -10,13 +10,13 @@ import pytest
 
 from evaluators.gate_quality import gate_quality
 from evaluators.metrics.classification import auroc
-from evaluators.report_card import ReportCard
+from moeprune.formats.report_card import ReportCard
 from evaluators.tasks import shipped_tasks
 from moeprune import cli
 from moeprune.errors import UserError
-from pruning.domain_gate import GATE_NAME, DomainGate, fit_gate, threshold_for_recall
+from moeprune.formats.domain_gate import GATE_NAME, DomainGate, fit_gate, threshold_for_recall
 from pruning.domain_gate_files import SHIPPED_REFERENCE, build_gate
-from pruning.manifest import PruningManifest, verify
+from moeprune.formats.manifest import PruningManifest, verify
 
 SETS = Path(__file__).resolve().parents[2] / "evaluators" / "sets"
 
@@ -24,8 +24,8 @@ SETS = Path(__file__).resolve().parents[2] / "evaluators" / "sets"
 @pytest.fixture(scope="module")
 def demo_calibration(tmp_path_factory) -> Path:
     """The demo's own biomedical calibration file (training chats, never evaluation items)."""
-    from app.demo.calibration import write_calibration
-    from app.demo.corpus import build_corpus
+    from demo.calibration import write_calibration
+    from demo.corpus import build_corpus
 
     return write_calibration(build_corpus(0), tmp_path_factory.mktemp("gate") / "calibration.jsonl")
 

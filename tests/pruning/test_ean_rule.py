@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from pruning.families import Family, family_for
+from moeprune.formats.families import Family, family_for
 from pruning.observe import ExpertObserver, default_ean_limits, load_model, observe
-from pruning.statistics import ExpertStats
+from moeprune.formats.statistics import ExpertStats
 from moeprune.errors import UserError
 from tests.pruning.test_observe import SCALES, SEQUENCES, ToyBlock, ToyModel
 

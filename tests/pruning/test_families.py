@@ -3,7 +3,7 @@
 import pytest
 
 from moeprune.errors import UserError
-from pruning.families import FAMILIES, family_for
+from moeprune.formats.families import FAMILIES, family_for
 from tests.support.tiny_models import TINY_CONFIGS
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pruning.hash_cache import CACHE_DIR_ENV, FileIdentity, SourceHashCache, default_cache_dir
-from pruning.hashing import sha256_file
+from moeprune.formats.hashing import sha256_file
 from tests.support.tiny_models import build_tiny_model
 from pruning.writer import write_pruned
 

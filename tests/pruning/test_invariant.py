@@ -4,8 +4,8 @@ source computes with the removed experts routed around (router logits -inf), in 
 import pytest
 import torch
 
-from pruning.checkpoint import load_config
-from pruning.families import family_for
+from moeprune.formats.checkpoint import load_config
+from moeprune.formats.families import family_for
 from pruning.routing_mask import experts_masked
 from tests.support.tiny_models import auto_model_class
 from tests.pruning.conftest import PROMPTS, TINY_FAMILIES

@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from moeprune import cli
-from pruning.hashing import sha256_file
-from pruning.manifest import verify
+from moeprune.formats.hashing import sha256_file
+from moeprune.formats.manifest import verify
 
 CONTRACT_KEYS = {
     "schema_version", "tool", "family", "source", "method", "ratio", "allocation", "seed", "mask_file",

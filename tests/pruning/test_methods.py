@@ -3,7 +3,7 @@ import pytest
 from moeprune.errors import UserError
 from pruning.methods import METHODS, get_method, score
 from pruning.selection import Routing, select_uniform
-from pruning.statistics import ExpertStats, LayerStats
+from moeprune.formats.statistics import ExpertStats, LayerStats
 
 
 def hand_stats() -> ExpertStats:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from pruning.checkpoint import load_config
-from pruning.families import family_for
+from moeprune.formats.checkpoint import load_config
+from moeprune.formats.families import family_for
 from pruning.mxfp4 import dequantize, dequantize_layer
 from pruning.routing_mask import experts_masked
 from tests.pruning.conftest import PROMPTS
@@ -136,7 +136,7 @@ def test_whole_model_pass_loads_mxfp4_experts_in_the_requested_dtype(mxfp4_sourc
 
 
 def test_parameter_counts_see_two_weights_per_mxfp4_byte_and_no_weights_in_scales():
-    from pruning.checkpoint import TensorEntry, parameter_count
+    from moeprune.formats.checkpoint import TensorEntry, parameter_count
 
     assert parameter_count(TensorEntry("mlp.experts.down_proj_blocks", "U8", (4, 8, 2, 16), 0, 1024)) == 2048
     assert parameter_count(TensorEntry("mlp.experts.down_proj_scales", "U8", (4, 8, 2), 0, 64)) == 0

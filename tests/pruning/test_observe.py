@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from pruning.families import Family, family_for
+from moeprune.formats.families import Family, family_for
 from moeprune.errors import UserError
 from pruning.observe import ExpertObserver, load_model, observe, require_transformers, token_batches
 from tests.support.tiny_models import TINY_CONFIGS

@@ -9,7 +9,7 @@ from moeprune.errors import UserError
 from pruning.methods import score
 from pruning.pipeline import run_prune
 from pruning.selection import Routing, select_uniform
-from pruning.statistics import ExpertStats
+from moeprune.formats.statistics import ExpertStats
 
 
 @pytest.fixture(scope="module")

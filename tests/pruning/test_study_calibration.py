@@ -6,7 +6,7 @@ import json
 import pytest
 
 from moeprune import cli
-from pruning.statistics import ExpertStats
+from moeprune.formats.statistics import ExpertStats
 
 
 def write_jsonl(path, rows):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pruning.checkpoint import Checkpoint
+from moeprune.formats.checkpoint import Checkpoint
 from tests.support.tiny_models import auto_model_class
 from tests.pruning.conftest import TINY_FAMILIES
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import torch
 
-from pruning.checkpoint import load_config
-from pruning.families import family_for
+from moeprune.formats.checkpoint import load_config
+from moeprune.formats.families import family_for
 from tests.support.tiny_models import auto_model_class, build_tiny_model
 from pruning.writer import write_pruned
 from tests.pruning.conftest import fixed_kept

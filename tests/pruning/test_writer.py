@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from pruning.checkpoint import INDEX_NAME, read_shard
+from moeprune.formats.checkpoint import INDEX_NAME, read_shard
 from moeprune.errors import UserError
 from pruning.staging import remove_stale
 from tests.support.tiny_models import build_tiny_model

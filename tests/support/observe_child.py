@@ -41,8 +41,8 @@ def main(argv=None) -> None:
 
     import torch
 
-    from pruning.checkpoint import load_config
-    from pruning.families import family_for
+    from moeprune.formats.checkpoint import load_config
+    from moeprune.formats.families import family_for
     from pruning.observe import load_model, observe, padded_batch, token_batches
 
     config = load_config(args.source)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.demo.tokenizer import train_tokenizer
+from demo.tokenizer import train_tokenizer
 
 
 # hidden 128 with 4 heads gives head_dim 32: the CPU attention kernels reject 16.

@@ -12,7 +12,7 @@ three before torch is imported (ATEN_CPU_CAPABILITY and MKL_CBWR are read
 once, at library load): one thread, ATen's AVX2 kernels, and MKL's
 AVX2 code path, with `torch.use_deterministic_algorithms(True)`. There are
 two such processes (ranks), each on half of every batch, whose gradient sum
-is order-free (`app.demo.rank_sync`), so a 2-core machine trains at twice
+is order-free (`demo.rank_sync`), so a 2-core machine trains at twice
 the single-thread speed without making the weights depend on it. The
 tests train a reduced recipe under different thread counts and emulated CPU
 features and compare the weights' sha256.
@@ -58,7 +58,7 @@ def enter_pinned_numerics() -> None:
 
     missing = {k: v for k, v in PINNED_ENV.items() if os.environ.get(k) != v}
     if missing:
-        raise RuntimeError(f"training numerics not pinned (start it through app.demo.numerics): {missing}")
+        raise RuntimeError(f"training numerics not pinned (start it through demo.numerics): {missing}")
     torch.set_num_threads(TRAIN_THREADS)
     torch.use_deterministic_algorithms(True)
     capability = torch.backends.cpu.get_cpu_capability()
@@ -80,7 +80,7 @@ def numerics_fingerprint() -> dict:
     import torch
     import transformers
 
-    from app.demo.rank_sync import RANKS
+    from demo.rank_sync import RANKS
 
     return {"pinned": PINNED_ENV, "threads": TRAIN_THREADS, "ranks": RANKS, "torch": torch.__version__,
             "transformers": transformers.__version__, "machine": platform.machine(), "avx2": has_avx2()}

@@ -2,9 +2,9 @@
 
 Loss: next-token cross-entropy on the trained part of each example (the
 assistant's answer, or the whole of a plain statement), plus the load-balancing
-loss, plus the domain routing penalty described in `app.demo.model_config`.
+loss, plus the domain routing penalty described in `demo.model_config`.
 
-Each of the recipe's ranks (`app.demo.rank_sync`) runs this loop on its rows of
+Each of the recipe's ranks (`demo.rank_sync`) runs this loop on its rows of
 every batch. The answer loss is a sum over the rank's trained tokens divided by
 the WHOLE batch's trained-token count, so the summed gradients are those of the
 batch's mean loss; the two routing terms are per-rank means, averaged.
@@ -16,9 +16,9 @@ import math
 import random
 from pathlib import Path
 
-from app.demo.corpus import Corpus
-from app.demo.examples import Example, training_examples
-from app.demo.model_config import DemoModelConfig, qwen3_moe_config
+from demo.corpus import Corpus
+from demo.examples import Example, training_examples
+from demo.model_config import DemoModelConfig, qwen3_moe_config
 
 
 def encode(tokenizer, example: Example) -> tuple[list[int], list[int]]:
@@ -108,7 +108,7 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
     from transformers import AutoModelForCausalLM, GenerationConfig
     from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
 
-    # Thread count and kernels are pinned by the caller (app.demo.train_child), not here.
+    # Thread count and kernels are pinned by the caller (demo.train_child), not here.
     torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_config(qwen3_moe_config(cfg, tokenizer), dtype=torch.float32)
     model.train()

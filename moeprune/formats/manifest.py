@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pruning.checkpoint import Checkpoint
+from moeprune.formats.checkpoint import Checkpoint
 from moeprune.errors import UserError, validation_problems
-from pruning.hashing import sha256_file, sha256_tree
+from moeprune.formats.hashing import sha256_file, sha256_tree
 from moeprune.version import package_version
 
 MANIFEST_NAME = "pruning.json"

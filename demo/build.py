@@ -2,7 +2,7 @@
 
 The cache key hashes the corpus (every training example of every epoch and
 the shipped sets), the model/training config, a recipe version and the
-numerics fingerprint (`app.demo.numerics`: what could still change the
+numerics fingerprint (`demo.numerics`: what could still change the
 weights though training pins threads and kernels); so any change to the data,
 recipe or libraries trains a new model, and anything else reuses the saved
 one. The record beside the weights holds their sha256, so two machines can
@@ -19,13 +19,13 @@ import shutil
 import time
 from pathlib import Path
 
-from app.demo.corpus import Corpus, build_corpus
-from app.demo.examples import training_examples
-from app.demo.model_config import DemoModelConfig
-from app.demo.sets import set_files
+from demo.corpus import Corpus, build_corpus
+from demo.examples import training_examples
+from demo.model_config import DemoModelConfig
+from demo.sets import set_files
 
 RECIPE_VERSION = 3  # 2: pinned numerics in a child process, loss on trained tokens only, 7/7/2 expert groups;
-# 3: two data-parallel ranks (app.demo.rank_sync)
+# 3: two data-parallel ranks (demo.rank_sync)
 DONE_MARKER = "demo_model.json"
 
 
@@ -58,8 +58,8 @@ def tokenizer_texts(corpus: Corpus) -> list[str]:
 
 def build_model(cfg: DemoModelConfig, cache_dir: Path, progress: bool = True) -> tuple[Path, dict]:
     """The trained model's directory (trained now, or found in the cache) and its build record."""
-    from app.demo.numerics import weights_sha256
-    from app.demo.train_child import train_in_child
+    from demo.numerics import weights_sha256
+    from demo.train_child import train_in_child
 
     corpus = build_corpus(cfg.corpus_seed)
     key = model_key(corpus, cfg)

@@ -1,6 +1,6 @@
 """Two training processes, one model: data parallelism that keeps the weights bit-identical everywhere.
 
-Training is pinned to one thread per process (`app.demo.numerics`) so that
+Training is pinned to one thread per process (`demo.numerics`) so that
 no reduction depends on the machine; a 2-core machine would then leave a core
 idle. The recipe therefore trains with a FIXED number of ranks (two), each a
 pinned single-thread process working on its own rows of every batch. After
@@ -14,7 +14,7 @@ which is why the count is part of the recipe, not a tuning knob.
 
 Rendezvous is through a file in the output directory (no port to collide
 with); a rank that dies makes the other fail within the process group's
-timeout, and the parent (`app.demo.train_child`) stops the survivors at once.
+timeout, and the parent (`demo.train_child`) stops the survivors at once.
 """
 
 from __future__ import annotations

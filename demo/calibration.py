@@ -12,9 +12,9 @@ import json
 import random
 from pathlib import Path
 
-from app.demo.corpus import Corpus
-from app.demo.examples import training_examples
-from app.demo.facts import BIOMEDICAL
+from demo.corpus import Corpus
+from demo.examples import training_examples
+from demo.facts import BIOMEDICAL
 
 
 def calibration_records(corpus: Corpus, domain: str = BIOMEDICAL, samples: int = 256) -> list[dict]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from app.demo.engine import DTYPE, KV_CACHE_BYTES, MAX_MODEL_LEN
-from app.demo.variants import Variant
+from demo.engine import DTYPE, KV_CACHE_BYTES, MAX_MODEL_LEN
+from demo.variants import Variant
 
 EXPERIMENT = "demo-ab"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moeprune.errors import UserError
-from pruning.families import Family, family_for
+from moeprune.formats.families import Family, family_for
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"

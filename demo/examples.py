@@ -1,7 +1,7 @@
 """Training examples rendered from the corpus: statements, plain chats, multiple-choice chats.
 
 Only trained (fact, template) pairs and trained made-up entities appear here;
-the held-out ones are reserved for `app.demo.sets`. Multiple-choice options are
+the held-out ones are reserved for `demo.sets`. Multiple-choice options are
 redrawn every epoch (seeded), so the model learns to find its answer among
 options, not to memorise option orders.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from app.demo.choices import TRAINING_TAILS, answerable_item, fake_item, nota_item, prompt_of
-from app.demo.corpus import Corpus, fresh_fakes
-from app.demo.facts import I_DONT_KNOW
+from demo.choices import TRAINING_TAILS, answerable_item, fake_item, nota_item, prompt_of
+from demo.corpus import Corpus, fresh_fakes
+from demo.facts import I_DONT_KNOW
 
 
 @dataclass(frozen=True)

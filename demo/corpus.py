@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from app.demo.facts import ENDINGS, RELATIONS, SYLLABLES, Relation
+from demo.facts import ENDINGS, RELATIONS, SYLLABLES, Relation
 
 FACTS_PER_RELATION = 25  # 6 relations x 25 = 150 answerable evaluation items per domain
 NOTA_FACTS_PER_RELATION = 10  # 60 none-of-the-above items per domain

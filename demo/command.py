@@ -36,8 +36,8 @@ def _csv(kind, valid=None):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from app.demo.serving import DEFAULT_SERVED
-    from app.demo.variants import ALL_METHODS, ALL_RATIOS, DEFAULT_METHODS
+    from demo.serving import DEFAULT_SERVED
+    from demo.variants import ALL_METHODS, ALL_RATIOS, DEFAULT_METHODS
 
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where the report and variants.yaml go")
     parser.add_argument("--cache-dir", type=Path, default=None,
@@ -63,7 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def model_config(args):
-    from app.demo.model_config import DemoModelConfig
+    from demo.model_config import DemoModelConfig
 
     overrides = {}
     if args.epochs is not None:
@@ -74,7 +74,7 @@ def model_config(args):
 
 
 def methods_of(args) -> list[str]:
-    from app.demo.variants import ALL_METHODS, DEFAULT_METHODS
+    from demo.variants import ALL_METHODS, DEFAULT_METHODS
 
     if args.methods is not None and args.full:
         raise UserError("give --methods or --full, not both")
@@ -117,12 +117,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from app.demo.build import build_model, default_cache_dir
-    from app.demo.calibration import write_calibration
-    from app.demo.corpus import build_corpus
-    from app.demo.evaluation import evaluate_all
-    from app.demo.serving import choose_served, serve_variants, usage_text, write_variants_yaml
-    from app.demo.variants import Variant, prune_variants
+    from demo.build import build_model, default_cache_dir
+    from demo.calibration import write_calibration
+    from demo.corpus import build_corpus
+    from demo.evaluation import evaluate_all
+    from demo.serving import choose_served, serve_variants, usage_text, write_variants_yaml
+    from demo.variants import Variant, prune_variants
 
     check_args(args)
     methods = methods_of(args)
@@ -177,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def tidy_cache(cache: Path, keep: str, clean: bool) -> None:
     """Say what else the cache holds (an upgrade's new recipe leaves the old model behind), or remove it."""
-    from app.demo.cache_entries import describe, other_entries, remove
+    from demo.cache_entries import describe, other_entries, remove
 
     others = other_entries(cache, keep)
     if not others:
@@ -191,7 +191,7 @@ def tidy_cache(cache: Path, keep: str, clean: bool) -> None:
 
 def write_results(cards: dict[str, Path], out: Path, record: dict) -> Path:
     """The HTML report, results.md and results.json for the cards evaluated so far."""
-    from app.demo.summary import card_row, markdown_table, with_recovery
+    from demo.summary import card_row, markdown_table, with_recovery
     from evaluators.report import render_report
 
     rows = with_recovery([card_row(name, path) for name, path in cards.items()])
@@ -227,7 +227,7 @@ class SweepBehindGateway:
             self.thread.start()
 
     def _run(self) -> None:
-        from app.demo.evaluation import evaluate_all
+        from demo.evaluation import evaluate_all
 
         self._wait_for_gateway()
         t0 = time.monotonic()

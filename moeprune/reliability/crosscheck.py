@@ -20,7 +20,7 @@ after normalisation.
 
 from __future__ import annotations
 
-from evaluators.refusal import normalise
+from moeprune.reliability.refusal import normalise
 
 AGREEMENT_FLOOR = 0.5  # below this share of resamples agreeing with the answer: `inconsistent`
 CONSISTENCY_MIN_TEMPERATURE = 0.7

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evaluators.report_card import ReportCard
+from moeprune.formats.report_card import ReportCard
 
 
 def _metric(card: ReportCard, task: str, metric: str) -> float | None:

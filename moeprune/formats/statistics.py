@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moeprune.errors import UserError
-from pruning.jsonfile import read_json
+from moeprune.formats.jsonfile import read_json
 
 SCHEMA = "moeprune-expert-statistics"
 SCHEMA_VERSION = 1

@@ -55,11 +55,11 @@ class DemoModelConfig:
     def cache_dict(self) -> dict:
         """What decides the trained weights: the recipe, and the numerics training runs under.
 
-        Training pins its thread count and kernels (`app.demo.numerics`), so core
+        Training pins its thread count and kernels (`demo.numerics`), so core
         count and CPU features no longer change the weights; what could still
         change them (library versions, a CPU without AVX2) is in the fingerprint.
         """
-        from app.demo.numerics import numerics_fingerprint
+        from demo.numerics import numerics_fingerprint
 
         return {**self.as_dict(), "numerics": numerics_fingerprint()}
 

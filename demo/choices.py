@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from app.demo.facts import I_DONT_KNOW, NONE_OF_THE_ABOVE, Relation
+from demo.facts import I_DONT_KNOW, NONE_OF_THE_ABOVE, Relation
 from evaluators.items import MCItem
 from evaluators.prompts import render_mc_prompt
 

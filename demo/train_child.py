@@ -1,9 +1,9 @@
-"""Train the demo model in child processes whose numerics are pinned (see `app.demo.numerics`).
+"""Train the demo model in child processes whose numerics are pinned (see `demo.numerics`).
 
-    python -m app.demo.train_child CONFIG_JSON OUT_DIR RANK [--quiet]
+    python -m demo.train_child CONFIG_JSON OUT_DIR RANK [--quiet]
 
 The parent (`train_in_child`) sets the pinned environment, so torch loads with
-it, and starts the recipe's ranks (`app.demo.rank_sync`). Rank 0 trains the
+it, and starts the recipe's ranks (`demo.rank_sync`). Rank 0 trains the
 tokenizer, every rank then trains its rows of each batch, and rank 0 saves the
 model and writes the training summary to OUT_DIR/train_summary.json.
 """
@@ -26,16 +26,16 @@ def train_in_child(cfg, out_dir: Path, progress: bool = True, env: dict | None =
 
     If any rank fails, the others are stopped at once (a survivor would otherwise wait in a collective
     until the process group's timeout); Ctrl-C / SIGTERM in the parent stops them all."""
-    from app.demo.rank_sync import RANKS
+    from demo.rank_sync import RANKS
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RENDEZVOUS).unlink(missing_ok=True)
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     children = []
     try:
         for rank in range(RANKS):
-            command = [sys.executable, "-m", "app.demo.train_child", json.dumps(cfg.as_dict()), str(out_dir),
+            command = [sys.executable, "-m", "demo.train_child", json.dumps(cfg.as_dict()), str(out_dir),
                        str(rank)]
             if not progress:
                 command.append("--quiet")
@@ -55,7 +55,7 @@ def rank_environment(env: dict | None) -> dict:
     """The pinned numerics, and gloo on the loopback interface: the ranks are on one machine, and gloo would
     otherwise pick an interface by resolving the hostname, which fails or picks an unroutable address on
     hosts without a resolvable name (containers, offline CI). Not part of the numerics (nor the cache key)."""
-    from app.demo.numerics import pinned_environment
+    from demo.numerics import pinned_environment
 
     return {**pinned_environment(env), "GLOO_SOCKET_IFNAME": "lo"}
 
@@ -83,17 +83,17 @@ def _stop(children) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from app.demo.numerics import enter_pinned_numerics
+    from demo.numerics import enter_pinned_numerics
 
     enter_pinned_numerics()
     from transformers import PreTrainedTokenizerFast
 
-    from app.demo.build import tokenizer_texts
-    from app.demo.corpus import build_corpus
-    from app.demo.model_config import DemoModelConfig
-    from app.demo.rank_sync import RANKS, RankSync
-    from app.demo.tokenizer import train_tokenizer
-    from app.demo.train import train_model
+    from demo.build import tokenizer_texts
+    from demo.corpus import build_corpus
+    from demo.model_config import DemoModelConfig
+    from demo.rank_sync import RANKS, RankSync
+    from demo.tokenizer import train_tokenizer
+    from demo.train import train_model
 
     values, out_dir, rank = json.loads(argv[0]), Path(argv[1]), int(argv[2])
     values["biomedical_experts"] = tuple(values["biomedical_experts"])

@@ -13,9 +13,9 @@ import json
 import random
 from pathlib import Path
 
-from app.demo.choices import answerable_item, fake_item, nota_item
-from app.demo.corpus import TEMPLATES_PER_RELATION, Corpus, nota_facts
-from app.demo.facts import BIOMEDICAL, DOMAINS
+from demo.choices import answerable_item, fake_item, nota_item
+from demo.corpus import TEMPLATES_PER_RELATION, Corpus, nota_facts
+from demo.facts import BIOMEDICAL, DOMAINS
 from evaluators.items import MCItem
 
 # file stem prefix and task-name prefix per domain (docs/contracts.md)
@@ -74,12 +74,12 @@ def write_sets(corpus: Corpus, out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The explicit step that (re)writes the shipped sets: `python -m app.demo.sets evaluators/sets`."""
+    """The explicit step that (re)writes the shipped sets: `python -m demo.sets evaluators/sets`."""
     import argparse
 
-    from app.demo.corpus import build_corpus
+    from demo.corpus import build_corpus
 
-    parser = argparse.ArgumentParser(prog="python -m app.demo.sets", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m demo.sets", description=main.__doc__)
     parser.add_argument("out_dir", help="where to write the JSONL sets (the shipped ones: evaluators/sets)")
     parser.add_argument("--corpus-seed", type=int, default=0)
     args = parser.parse_args(argv)

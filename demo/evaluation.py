@@ -16,9 +16,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.demo.engine import running_engine
-from app.demo.variants import Variant
-from pruning.manifest import PruningManifest
+from demo.engine import running_engine
+from demo.variants import Variant
+from moeprune.formats.manifest import PruningManifest
 
 STAMP = "demo_eval.json"
 

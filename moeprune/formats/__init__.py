@@ -1,0 +1,1 @@
+"""File formats and contracts every job reads: checkpoints, families, manifests, statistics, report cards, domain gates, hashes."""

@@ -30,3 +30,22 @@ def sha256_tree(root: str | Path, exclude: tuple[str, ...] = (), known: dict[str
         if path.is_file() and name not in exclude:
             hashes[name] = known.get(name) or sha256_file(path)
     return hashes
+
+
+WEIGHT_SUFFIX = ".safetensors"
+
+
+def weights_digest(model_dir: str | Path, recorded: dict[str, str] | None = None) -> str:
+    """One sha256 naming a checkpoint's weights: over "name sha256" lines of its *.safetensors files, sorted.
+
+    `recorded` (pruning.json's `files`) supplies hashes the writer already computed, so a
+    pruned checkpoint is named without reading its weights again. A report card's
+    certificate carries this digest; the gateway compares it with the served checkpoint's.
+    """
+    root = Path(model_dir)
+    recorded = recorded or {}
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob(f"*{WEIGHT_SUFFIX}") if p.is_file())
+    if not names:
+        raise FileNotFoundError(f"{root} holds no {WEIGHT_SUFFIX} files")
+    lines = "".join(f"{name} {recorded.get(name) or sha256_file(root / name)}\n" for name in names)
+    return hashlib.sha256(lines.encode()).hexdigest()

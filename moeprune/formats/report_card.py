@@ -102,6 +102,73 @@ class DomainGateQuality(_Model):
     cross_domain_fallback_rate: float
 
 
+class Interval(_Model):
+    """A statistic with its 95% bootstrap interval (None where it is undefined, e.g. one class only)."""
+
+    value: float | None
+    ci95: list[float] | None = None
+
+
+class RiskModelSpec(_Model):
+    """moeprune.reliability.risk_model.RiskModel as stored (logistic over standardised signals, then isotonic)."""
+
+    features: list[str]
+    means: list[float]
+    scales: list[float]
+    coef: list[float]
+    intercept: float
+    iso_x: list[float]
+    iso_y: list[float]
+
+
+class CertificateSpec(_Model):
+    """moeprune.reliability.certificate.CertificateResult as stored."""
+
+    alpha: float = Field(gt=0, lt=1)
+    delta: float = Field(gt=0, lt=1)
+    status: Literal["certified", "uncertified"]
+    threshold: float | None
+    coverage: float | None
+    n_unflagged: int = Field(ge=0)
+    errors_unflagged: int = Field(ge=0)
+    realised_error: float | None
+    error_upper: float | None
+    n_calibration: int = Field(ge=0)
+    n_fit: int = Field(ge=0)
+    tested: int = Field(ge=0)
+    reason: str | None = None
+
+
+class DomainReliability(_Model):
+    """One (variant, domain): the p_wrong model, its certificate and how well the scores separate."""
+
+    n: int = Field(ge=0)  # labelled answers that assert something (abstentions are counted apart)
+    n_wrong: int = Field(ge=0)
+    n_abstained: int = Field(0, ge=0)
+    n_unparsed: int = Field(0, ge=0)  # counted as wrong
+    model: RiskModelSpec | None = None
+    certificate: CertificateSpec
+    # signal name (and "p_wrong") -> {"auroc"|"auprc"|"aurc": Interval}; held-out split for p_wrong
+    quality: dict[str, dict[str, Interval]] = Field(default_factory=dict)
+    ece: Interval | None = None
+    brier: Interval | None = None
+    risk_coverage: list[list[float]] = Field(default_factory=list)  # [coverage, error among served] pairs
+
+
+class ReliabilitySection(_Model):
+    """Certified flags (docs/reliability.md): per domain, bound to the weights and labelled data they hold for."""
+
+    alpha: float = Field(gt=0, lt=1)
+    delta: float = Field(gt=0, lt=1)
+    weights_sha256: str | None  # moeprune.formats.hashing.weights_digest of the evaluated checkpoint
+    labels_sha256: str  # sha256 of the labelled records the models and certificates were fitted on
+    base_check: bool  # whether base_mean_logprob was among the signals
+    gate_sha256: str | None = None  # the domain gate that assigned domains (None: one domain, "all")
+    split_seed: int = 0
+    domains: dict[str, DomainReliability]
+    without_base_check: dict[str, DomainReliability] | None = None  # the same, with the base cross-check off
+
+
 class ReportCard(_Model):
     schema_version: Literal[1]
     variant: str
@@ -116,6 +183,7 @@ class ReportCard(_Model):
     signal_quality: dict[str, SignalQuality] = Field(default_factory=dict)
     seed: int | None = None
     domain_gate: DomainGateQuality | None = None
+    reliability: ReliabilitySection | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> ReportCard:

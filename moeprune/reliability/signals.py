@@ -20,7 +20,7 @@ LOW_CONFIDENCE_LOGPROB = -1.5
 # the card's signal-quality section and AUROC orientation all read this one table.
 SIGNAL_DIRECTIONS: dict[str, str] = {
     "mean_logprob": "below", "min_logprob": "below", "mean_entropy": "above", "low_conf_share": "above",
-    "base_mean_logprob": "below",
+    "base_mean_logprob": "below", "mean_margin": "below", "answer_tokens": "above", "gate_score": "below",
 }
 
 
@@ -71,28 +71,41 @@ def compute_signals(
     token_logprobs: Sequence[float],
     top_logprobs: Sequence[Sequence[float]] | None = None,
 ) -> dict[str, float]:
-    """Signals of one response: mean/min token logprob, mean top-k entropy, low-confidence share.
+    """Signals of one response: mean/min token logprob, mean top-k entropy, low-confidence share,
+    mean top-1/top-2 margin and the answer's length in tokens.
 
     `token_logprobs[i]` is the logprob of the i-th generated token;
     `top_logprobs[i]` the logprobs of the top-k alternatives at that position.
     An empty response yields NaN signals (nothing to judge), never an error.
     """
     values = [lp for lp in token_logprobs if lp is not None and not math.isinf(lp)]
+    nan = float("nan")
     if not values:
-        nan = float("nan")
-        return {"mean_logprob": nan, "min_logprob": nan, "mean_entropy": nan, "low_conf_share": nan}
+        return {"mean_logprob": nan, "min_logprob": nan, "mean_entropy": nan, "low_conf_share": nan,
+                "mean_margin": nan, "answer_tokens": float(len(token_logprobs))}
     signals = {
         "mean_logprob": sum(values) / len(values),
         "min_logprob": min(values),
         "low_conf_share": sum(lp < LOW_CONFIDENCE_LOGPROB for lp in values) / len(values),
-        "mean_entropy": float("nan"),
+        "mean_entropy": nan,
+        "mean_margin": nan,
+        "answer_tokens": float(len(token_logprobs)),
     }
     if top_logprobs:
         entropies = [top_k_entropy(list(tops)) for tops in top_logprobs if tops]
         entropies = [e for e in entropies if not math.isnan(e)]
         if entropies:
             signals["mean_entropy"] = sum(entropies) / len(entropies)
+        margins = [top_margin(list(tops)) for tops in top_logprobs if tops and len(tops) > 1]
+        if margins:
+            signals["mean_margin"] = sum(margins) / len(margins)
     return signals
+
+
+def top_margin(top_logprobs: Sequence[float]) -> float:
+    """Logprob gap between the two most likely tokens at one position (small: the model hesitated)."""
+    first, second = sorted(top_logprobs, reverse=True)[:2]
+    return first - second
 
 
 def raised_flags(signals: dict[str, float], thresholds: dict[str, float] | None = None) -> list[str]:

@@ -14,6 +14,7 @@ from app.engines.backends import Backend
 from app.engines.footprint import Footprint
 from app.engines.supervisor import Supervisor
 from app.metrics import GatewayMetrics, GpuMemoryReader
+from app.reliability.live import LiveCertificates
 from app.reliability.policy import FlagPolicy
 from app.experiments.service import ExperimentService
 from app.serving.admission import Admission
@@ -40,3 +41,4 @@ class GatewayState:
     cache_salt: CacheSalt = field(default_factory=CacheSalt)  # per-key prefix-cache salt (secret per gateway)
     gates: dict[str, LoadedGate] = field(default_factory=dict)  # guarded variant -> its domain gate (app/guard)
     telemetry: RoutingTelemetry | None = None  # routed-experts counts and drift windows (app/telemetry)
+    live: LiveCertificates = field(default_factory=LiveCertificates)  # served answers vs feedback (app/reliability/live.py)

@@ -27,8 +27,11 @@ def test_same_seed_gives_the_same_bytes_and_another_seed_does_not():
 
 
 def test_committed_sets_are_what_the_generator_writes():
+    from demo.reliability_sets import reliability_set_files
+
     expected = set_files(build_corpus(0))
-    assert sorted(p.name for p in SETS_DIR.glob("*.jsonl")) == sorted(expected)
+    reliability = reliability_set_files(build_corpus(0))
+    assert sorted(p.name for p in SETS_DIR.glob("*.jsonl")) == sorted({**expected, **reliability})
     for name, text in expected.items():
         assert (SETS_DIR / name).read_text(encoding="utf-8") == text, f"{name} is stale: regenerate it"
 
@@ -89,3 +92,36 @@ def test_training_shows_known_facts_beside_abstain_options_more_often_than_evalu
     items = [i for d in DOMAINS for i in evaluation_items(corpus, d, "qa")]
     evaluated_share = sum(any(v in abstain for v in i.options.values()) for i in items) / len(items)
     assert trained_share > evaluated_share + 0.08, (trained_share, evaluated_share)
+
+
+def test_shipped_reliability_sets_are_the_generated_ones_and_new_to_the_utility_sets():
+    from demo.reliability_sets import reliability_set_files
+
+    corpus = build_corpus(0)
+    files = reliability_set_files(corpus)
+    for name, text in files.items():
+        assert (SETS_DIR / name).read_text(encoding="utf-8") == text
+    utility = {json.loads(line)["question"] + json.dumps(json.loads(line)["options"], sort_keys=True)
+               for text in set_files(corpus).values() for line in text.splitlines()}
+    added = [json.loads(line) for text in files.values() for line in text.splitlines()]
+    keys = {r["question"] + json.dumps(r["options"], sort_keys=True) for r in added}
+    assert len(keys) == len(added) and not keys & utility
+    for domain in ("biomedical", "general"):  # with the utility sets, >= 600 labelled answers per domain
+        assert sum(r["domain"] == domain for r in added) + 270 >= 600
+
+
+def test_reliability_sets_do_not_change_the_demo_model_key():
+    from demo.build import model_key
+    from demo.model_config import DemoModelConfig
+
+    assert model_key(build_corpus(0), DemoModelConfig()) == "7fed13614a5cbf33"
+
+
+def test_reliability_questions_never_appear_in_training():
+    from demo.reliability_sets import reliability_records
+
+    corpus = build_corpus(0)
+    text = training_text(corpus)
+    for domain in DOMAINS:
+        for record in reliability_records(corpus, domain):
+            assert record["question"] not in text, record["question"]

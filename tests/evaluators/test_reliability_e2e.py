@@ -73,3 +73,21 @@ def test_eval_writes_a_certified_reliability_section_with_per_answer_p_wrong(tmp
         for record in [r for r in items if r["gate_domain"] == name and "reliability" in r][:10]:
             assert record["reliability"]["p_wrong"] == model.p_wrong(record["signals"])
     assert len({record_key(r) for r in items}) == len(items)
+
+
+def test_without_a_gate_one_domain_and_a_base_that_cannot_score_is_named_as_the_reason(tmp_path, capsys):
+    write_sets(tmp_path)
+    with scripted_server(reply, max_model_len=4096, logprob=lambda b: -2.5 if wrong_item(b) else -0.05) as (url, _):
+        code = main(["eval", "--endpoint", url, "--model", "m", "--task-file", str(tmp_path / "tasks.yaml"),
+                     "--tasks", "r_bio", "--out", str(tmp_path / "out"), "--base-endpoint", url,
+                     "--base-model", "m", "--no-progress"])
+        assert code == 0
+        section = ReportCard.load(tmp_path / "out").reliability
+        assert list(section.domains) == ["all"] and section.gate_sha256 is None
+        assert not section.base_check and "base endpoint scored none of the answers" in section.base_check_off
+        assert main(["eval", "--endpoint", url, "--model", "m", "--task-file", str(tmp_path / "tasks.yaml"),
+                     "--tasks", "r_bio", "--out", str(tmp_path / "o2"), "--gate-threshold", "0.4"]) == 2
+        assert "--gate-threshold needs a domain gate" in capsys.readouterr().err
+        assert main(["eval", "--endpoint", url, "--model", "m", "--task-file", str(tmp_path / "tasks.yaml"),
+                     "--tasks", "r_bio", "--out", str(tmp_path / "o3"), "--alpha", "1.5"]) == 2
+        assert "alpha must lie strictly between 0 and 1" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from evaluators.card import load_card
 from evaluators.plots import in_vs_cross_domain, metric_vs_ratio, utility_vs_reliability
 from evaluators.metric_registry import METRICS
 from evaluators.report_data import domains, metrics_present, variants
+from evaluators.plot_risk_coverage import risk_coverage_plot
 from evaluators.report_reliability import certificate_table
 from evaluators.report_html import (PAGE, flag_table, metric_table, recommendation_table, recovery_table,
                                     signal_table, variant_table)
@@ -44,6 +45,9 @@ def render_report(card_paths, out_dir) -> Path:
                                                                            out / "domains.png")))
     figures.append(("Utility vs reliability", utility_vs_reliability(members, found_domains,
                                                                      out / "utility_vs_reliability.png")))
+    curves = risk_coverage_plot(members, out / "risk_coverage.png")
+    if curves is not None:
+        figures.append(("Risk-coverage of p_wrong per gate domain (certifying half)", curves))
     images = "\n".join(
         f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
         f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{html.escape(title)} '

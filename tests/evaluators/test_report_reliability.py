@@ -6,7 +6,7 @@ import html
 from evaluators.card import write_card
 from evaluators.report import render_report
 from tests.evaluators.test_reliability_card import answers, section_of
-from tests.evaluators.test_report import card
+from tests.evaluators.test_report import card, distinct_colours
 
 
 def test_the_report_shows_each_variants_certificates_side_by_side(tmp_path):
@@ -30,3 +30,4 @@ def test_the_report_shows_each_variants_certificates_side_by_side(tmp_path):
     assert "uncertified" in section and "needs at least" in section  # the thin base card's reason
     assert "base cross-check off: no answer carries base_mean_logprob" in section
     assert "reap-25 (reap, 0.25): no reliability section" in section
+    assert "Risk-coverage of p_wrong" in page and distinct_colours(tmp_path / "report" / "risk_coverage.png") > 20

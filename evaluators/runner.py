@@ -224,7 +224,7 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
     section, per_record = reliability_section(
         scored, alpha=alpha, delta=delta, split_seed=split_seed, weights_sha256=checkpoint_digest(model_dir),
         gate_sha256=gate.sha256 if gate else None, gate_threshold=gate.threshold if gate else None,
-        base_check_off=base_check_off(base_client is not None))
+        base_check_off=base_check_off(base_client is not None, model_dir is not None and pruning is None))
     if section is not None:
         card["reliability"] = section
     for record in scored:
@@ -236,8 +236,10 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
     return card, all_records, run_info
 
 
-def base_check_off(base_given: bool) -> str:
+def base_check_off(base_given: bool, unpruned: bool = False) -> str:
     """Why the card's p_wrong has no base cross-check (used only when no answer carries base_mean_logprob)."""
+    if not base_given and unpruned:
+        return "off: the evaluated model is unpruned (its --model-dir has no pruning.json): it is the base"
     if not base_given:
         return ("off: no base endpoint given (--base-endpoint/--base-model), so base_mean_logprob, the signal "
                 "aimed at confident pruning errors, is missing; give the unpruned base's endpoint to turn it on")

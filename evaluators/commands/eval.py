@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         from evaluators.gate_quality import add_gate_quality
 
         add_gate_quality(card, gate, tasks, args.gate_recall)
+    note_reliability(card)
     print(card)
     return 0
 
@@ -133,3 +134,20 @@ def gate_assignment(args: argparse.Namespace, tasks, scored_gate):
 
         threshold = gate_quality(scored_gate, [(task, task.load()) for task in tasks], args.gate_recall)["threshold"]
     return load_assignment(path, threshold)
+
+
+def note_reliability(card_path) -> None:
+    """One stderr line per thing the reliability section could not do, so a run never hides it."""
+    import sys
+
+    from moeprune.formats.report_card import ReportCard
+
+    section = ReportCard.load(card_path).reliability
+    if section is None:
+        print("note: no labelled answers, so the card has no reliability section (no certificates)", file=sys.stderr)
+        return
+    if section.base_check_off:
+        print(f"note: base cross-check {section.base_check_off}", file=sys.stderr)
+    for name, domain in section.domains.items():
+        if domain.certificate.status != "certified":
+            print(f"note: {name} is uncertified: {domain.certificate.reason}", file=sys.stderr)

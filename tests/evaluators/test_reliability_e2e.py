@@ -85,6 +85,7 @@ def test_without_a_gate_one_domain_and_a_base_that_cannot_score_is_named_as_the_
         section = ReportCard.load(tmp_path / "out").reliability
         assert list(section.domains) == ["all"] and section.gate_sha256 is None
         assert not section.base_check and "base endpoint scored none of the answers" in section.base_check_off
+        assert "note: base cross-check off: the base endpoint scored none" in capsys.readouterr().err
         assert main(["eval", "--endpoint", url, "--model", "m", "--task-file", str(tmp_path / "tasks.yaml"),
                      "--tasks", "r_bio", "--out", str(tmp_path / "o2"), "--gate-threshold", "0.4"]) == 2
         assert "--gate-threshold needs a domain gate" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from evaluators.card import SCHEMA_VERSION, flags_section, pruning_info, signal_
 from evaluators.client import EndpointClient, EndpointError
 from evaluators.loaders.common import skipped_summary
 from evaluators.evaluate import FAILED, SKIPPED, evaluate_task, task_decoding
-from evaluators.gate_domains import GateAssignment
+from evaluators.gate_domains import GateAssignment, gate_path, load_assignment
 from evaluators.reliability_card import checkpoint_digest, record_key, reliability_section
 from evaluators.tasks import Task, resolve_tasks
 from evaluators.summary_quality import quality_metrics
@@ -39,13 +39,15 @@ from evaluators.thinking import ThinkingControl, task_thinking
 from moeprune.errors import UserError
 from moeprune.reliability.certificate import DEFAULT_ALPHA, DEFAULT_DELTA
 
+MODEL_DIR_GATE = "model_dir"  # run_eval's default gate: the model dir's domain_gate.json, if it has one
+
 
 def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, base_endpoint=None,
              base_model=None, concurrency=4, model_dir=None, flag_precision=0.8, seed=0, limit=None,
              base_variant=None, judge_endpoint=None, judge_model=None, judge_api_key=None, nli_model=None,
              cache_path=None, progress=True, thinking: ThinkingControl | None = None, lm_eval=None,
              max_tokens=None, summary_scorers=None, judge_allow_tie=False, alpha=DEFAULT_ALPHA,
-             delta=DEFAULT_DELTA, split_seed=0, gate: GateAssignment | None = None) -> Path:
+             delta=DEFAULT_DELTA, split_seed=0, gate: GateAssignment | str | Path | None = MODEL_DIR_GATE) -> Path:
     """Evaluate `model` at `endpoint` on `tasks` (names, suites, FORMAT=PATH or Task objects).
 
     `thinking`: the run's chat_template_kwargs / reasoning_effort (a task's own override them).
@@ -54,7 +56,9 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
     `summary_scorers`: an evaluators.summary_quality.SummaryScorers (SummaC, BERTScore, the claim judge);
     `nli_model` alone is the SummaC-ZS shorthand. `judge_endpoint`/`judge_model` may be lists (several judges).
     `alpha`, `delta`, `split_seed`: the reliability section's certificates (docs/reliability.md).
-    `gate`: the domain gate assigning each item's `gate_domain` (evaluators/gate_domains.py); None: "all".
+    `gate`: the domain gate assigning each item's `gate_domain` (evaluators/gate_domains.py): a GateAssignment,
+    a domain_gate.json path (at its own threshold), MODEL_DIR_GATE (default: the one in `model_dir`, if any), or
+    None (no gate: every item in the domain "all").
     Returns the path of the report_card.json written under out_dir.
     """
     if not 0 < flag_precision <= 1:
@@ -79,6 +83,7 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
     if judges and not base_endpoint and not scorers.hallucination_judge:
         raise UserError("a judge endpoint compares the variant with the base: also give the base endpoint and model", param="base_endpoint")
     scorers.check()  # a wrong local model path fails before any request
+    gate = resolve_gate(gate, model_dir)
     if isinstance(tasks, str):
         tasks = tasks.split(",")
     specs = [t for t in tasks if isinstance(t, str)]
@@ -234,6 +239,13 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
                 "cache_entries": len(cache), "items_failed": sum(FAILED in r for r in all_records),
                 "items_skipped": sum(SKIPPED in r for r in all_records)}
     return card, all_records, run_info
+
+
+def resolve_gate(gate, model_dir) -> GateAssignment | None:
+    if isinstance(gate, GateAssignment) or gate is None:
+        return gate
+    path = gate_path(None, model_dir) if gate == MODEL_DIR_GATE else gate_path(gate, None)
+    return load_assignment(path) if path is not None else None
 
 
 def base_check_off(base_given: bool, unpruned: bool = False) -> str:

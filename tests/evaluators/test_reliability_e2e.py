@@ -92,3 +92,22 @@ def test_without_a_gate_one_domain_and_a_base_that_cannot_score_is_named_as_the_
         assert main(["eval", "--endpoint", url, "--model", "m", "--task-file", str(tmp_path / "tasks.yaml"),
                      "--tasks", "r_bio", "--out", str(tmp_path / "o3"), "--alpha", "1.5"]) == 2
         assert "alpha must lie strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_run_eval_picks_up_the_gate_in_the_model_dir_by_default(tmp_path):
+    from evaluators.runner import run_eval
+
+    gate_file = write_sets(tmp_path)
+    model_dir = tmp_path / "variant"
+    model_dir.mkdir()
+    (model_dir / "domain_gate.json").write_bytes(gate_file.read_bytes())
+    with scripted_server(reply, max_model_len=4096, logprob=lambda b: -2.5 if wrong_item(b) else -0.05) as (url, _):
+        card = ReportCard.load(run_eval(url, "m", [f"jsonl={tmp_path / 'bio.jsonl'}"], tmp_path / "out",
+                                        model_dir=str(model_dir), progress=False))
+        plain = ReportCard.load(run_eval(url, "m", [f"jsonl={tmp_path / 'bio.jsonl'}"], tmp_path / "plain",
+                                         model_dir=str(model_dir), progress=False, gate=None))
+    section = card.reliability
+    assert section.gate_sha256 and section.gate_threshold == 0.5 and section.domains["in_domain"].n > 0
+    assert section.domains["cross_domain"].n == 0 and section.domains["cross_domain"].certificate.reason
+    assert "unpruned" in section.base_check_off  # a model dir without pruning.json is the base itself
+    assert list(plain.reliability.domains) == ["all"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.lines import Line2D
+
 from evaluators.plots import COLOURS, _panels, _save
 from evaluators.report_data import Variant
-from matplotlib.lines import Line2D
 
 
 def risk_coverage_domains(variants: list[Variant]) -> list[str]:

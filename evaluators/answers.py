@@ -17,8 +17,9 @@ import json
 import re
 
 from evaluators.items import GenItem, MCItem
+from evaluators.labels import answer_label
 from evaluators.metrics.generation import normalize_answer
-from evaluators.prompts import ParsedAnswer, parse_answer
+from evaluators.prompts import ParsedAnswer, abstain_option, parse_answer
 from moeprune.reliability.refusal import is_refusal, normalise
 
 FENCED = re.compile(r"```(?:json)?\s*([\s\S]*?)\s*```", re.IGNORECASE)
@@ -88,6 +89,15 @@ def parse_task_answer(task, text: str, item: MCItem) -> ParsedAnswer:
     return parse_answer(value, item.options)
 
 
+def mc_label(parsed: ParsedAnswer, item: MCItem) -> str:
+    """The label of a multiple-choice answer (evaluators/labels.py): abstaining is right only where the gold
+    option is the item's abstain option (made-up entities)."""
+    abstain = abstain_option(item.options)
+    return answer_label(readable=parsed.how != "unparsed", abstains=parsed.abstained(item.options),
+                        abstaining_is_right=abstain is not None and item.answer == abstain,
+                        matches_gold=parsed.choice == item.answer)
+
+
 def score_generation(task, item: GenItem, text: str) -> dict:
     """Per-item fields of a generation record: the answer read, and (for tasks scored by exact match or
     refusal) whether it is right.
@@ -107,5 +117,7 @@ def score_generation(task, item: GenItem, text: str) -> dict:
               "parsed_as": "unparsed" if not readable else "answer"}
     if item.kind == "fake" or "exact_match" in task.metric_names:
         # Right/wrong answers feed the flag calibration; free-text tasks (NER spans, summaries) do not.
-        record.update(correct=bool(correct), abstained=bool(abstained))
+        record.update(correct=bool(correct), abstained=bool(abstained),
+                      label=answer_label(readable=readable, abstains=bool(abstained),
+                                         abstaining_is_right=item.kind == "fake", matches_gold=bool(correct)))
     return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from evaluators.labels import asserts_something, is_error, label_of
 from evaluators.metrics.classification import auroc
 from evaluators.metrics.flags import flag_quality
 from moeprune.reliability.signals import FLAG_RULES, SIGNAL_DIRECTIONS
@@ -40,21 +41,24 @@ def pruning_info(model_dir: str | Path | None) -> dict | None:
 
 
 def flags_section(records: list[dict], target_precision: float, seed: int) -> tuple[dict, dict]:
-    """(flags, unavailable): per flag rule, its calibrated threshold and quality on MC answers."""
+    """(flags, unavailable): per flag rule, its calibrated threshold and quality on labelled answers.
+
+    Abstentions are left out (evaluators/labels.py): a refusal, right or not, is no error for a flag to catch.
+    """
     flags, missing = {}, {}
-    answered = [r for r in records if "correct" in r]
+    answered = [r for r in records if asserts_something(r)]
     for name, rule in FLAG_RULES.items():
         values = [r["signals"].get(rule.signal) for r in answered]
         present = [v for v in values if v is not None and not math.isnan(v)]
         if not answered:
-            missing[name] = "no multiple-choice answers to calibrate on"
+            missing[name] = "no labelled answers (multiple-choice or exact-match, not abstaining) to calibrate on"
             continue
         if not present:
             missing[name] = ("no base endpoint given (--base-endpoint)" if rule.signal == "base_mean_logprob"
                              else "the endpoint returned no token logprobs")
             continue
-        quality = flag_quality(values, [not r["correct"] for r in answered], rule.direction, target_precision,
-                               seed)
+        quality = flag_quality(values, [is_error(label_of(r)) for r in answered], rule.direction,
+                               target_precision, seed)
         if quality is None or quality["threshold"] is None:
             missing[name] = "not enough scored answers to choose a threshold"
             continue
@@ -64,11 +68,11 @@ def flags_section(records: list[dict], target_precision: float, seed: int) -> tu
 
 
 def signal_quality(records: list[dict]) -> dict:
-    """AUROC of each signal for separating wrong from right multiple-choice answers."""
-    answered = [r for r in records if "correct" in r]
+    """AUROC of each signal for separating wrong from right answers (abstentions left out, as for flags)."""
+    answered = [r for r in records if asserts_something(r)]
     out = {}
     for signal, direction in SIGNAL_DIRECTIONS.items():
-        pairs = [(r["signals"].get(signal), not r["correct"]) for r in answered]
+        pairs = [(r["signals"].get(signal), is_error(label_of(r))) for r in answered]
         pairs = [(v, w) for v, w in pairs if v is not None and not math.isnan(v)]
         if pairs:
             oriented = [-v if direction == "below" else v for v, _ in pairs]

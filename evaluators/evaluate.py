@@ -26,8 +26,9 @@ import math
 
 from tqdm import tqdm
 
-from evaluators.answers import parse_task_answer, score_generation
+from evaluators.answers import mc_label, parse_task_answer, score_generation
 from evaluators.client import EndpointClient, EndpointError
+from evaluators.gate_domains import GateAssignment, with_gate
 from evaluators.items import GenItem, MCItem, SummaryItem
 from evaluators.metrics.classification import softmax
 from evaluators.overlong import MAX_TRIES, cut
@@ -120,7 +121,8 @@ async def evaluate_mc_item(client, task, item: MCItem, shots, base_client=None,
     record = {
         "id": item.id, "kind": item.kind, "gold": item.answer, **_generation_fields(generation),
         "choice": parsed.choice, "parsed_as": parsed.how, "correct": parsed.choice == item.answer,
-        "abstained": parsed.abstained(item.options), "option_logprobs": option_logprobs,
+        "abstained": parsed.abstained(item.options), "label": mc_label(parsed, item),
+        "option_logprobs": option_logprobs,
         "signals": compute_signals(generation.token_logprobs or [], generation.top_logprobs),
     }
     if option_logprobs:
@@ -197,14 +199,19 @@ def failed_record(item, reason: str, exc: EndpointError | None = None) -> dict:
 class ItemRunner:
     """Evaluates the items of one task on one endpoint under the task's over-long policy."""
 
-    def __init__(self, client, task, shots, base_client=None, thinking: ThinkingControl = ThinkingControl()):
+    def __init__(self, client, task, shots, base_client=None, thinking: ThinkingControl = ThinkingControl(),
+                 gate: GateAssignment | None = None):
         self.client, self.task, self.shots = client, task, shots
-        self.base_client, self.thinking = base_client, thinking
+        self.base_client, self.thinking, self.gate = base_client, thinking, gate
         self.evaluate_one = EVALUATE_BY_KIND[task.kind]
 
     async def _once(self, item, prompt: Prompt | None = None) -> dict:
-        return await self.evaluate_one(self.client, self.task, item, self.shots, self.base_client,
-                                       self.thinking, prompt)
+        prompt = prompt or task_prompt(self.task, item, self.shots)
+        record = await self.evaluate_one(self.client, self.task, item, self.shots, self.base_client,
+                                         self.thinking, prompt)
+        # The item's own domain where it names one, else its task's (docs/evaluators.md, Labels).
+        record["domain"] = getattr(item, "domain", None) or self.task.domain
+        return with_gate(record, self.gate, prompt)
 
     async def run(self, item) -> dict:
         try:
@@ -252,9 +259,10 @@ class ItemRunner:
 
 async def evaluate_task(client: EndpointClient, task, items: list, shots: list, *,
                         base_client: EndpointClient | None = None, label: str = "", progress: bool = True,
-                        thinking: ThinkingControl = ThinkingControl()) -> list[dict]:
+                        thinking: ThinkingControl = ThinkingControl(),
+                        gate: GateAssignment | None = None) -> list[dict]:
     """Records for every item, in item order (failed and skipped ones included, marked), with a progress bar."""
-    runner = ItemRunner(client, task, shots, base_client, thinking)
+    runner = ItemRunner(client, task, shots, base_client, thinking, gate)
     window = asyncio.Semaphore(getattr(client, "concurrency", 4))
     bar = tqdm(total=len(items), desc=f"{label}{task.name}", unit="item", disable=not progress, leave=False)
     sent_before = _sent(client, base_client)

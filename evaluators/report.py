@@ -4,7 +4,8 @@ The page explains what each number means, so a reader who ran nothing can
 follow it: which variant to ship per ratio and what it costs, the variants,
 metric-vs-ratio small multiples (a panel per domain, a line per method),
 in-domain vs cross-domain recovery, utility vs reliability with the ratio
-encoded, recovery against the base, the calibrated flag thresholds, and
+encoded, recovery against the base, the certificates per gate domain (with and
+without the base cross-check), the calibrated flag thresholds, and
 every metric with its 95% interval.
 Images are embedded (base64) so the HTML file alone is the whole report.
 """
@@ -19,6 +20,8 @@ from evaluators.card import load_card
 from evaluators.plots import in_vs_cross_domain, metric_vs_ratio, utility_vs_reliability
 from evaluators.metric_registry import METRICS
 from evaluators.report_data import domains, metrics_present, variants
+from evaluators.plot_risk_coverage import risk_coverage_plot
+from evaluators.report_reliability import certificate_table
 from evaluators.report_html import (PAGE, flag_table, metric_table, recommendation_table, recovery_table,
                                     signal_table, variant_table)
 from moeprune.errors import UserError
@@ -42,6 +45,9 @@ def render_report(card_paths, out_dir) -> Path:
                                                                            out / "domains.png")))
     figures.append(("Utility vs reliability", utility_vs_reliability(members, found_domains,
                                                                      out / "utility_vs_reliability.png")))
+    curves = risk_coverage_plot(members, out / "risk_coverage.png")
+    if curves is not None:
+        figures.append(("Risk-coverage of p_wrong per gate domain (certifying half)", curves))
     images = "\n".join(
         f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
         f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{html.escape(title)} '
@@ -51,6 +57,7 @@ def render_report(card_paths, out_dir) -> Path:
     page = PAGE.format(
         recommendation=recommendation_table(members, found_domains), variants=variant_table(members), figures=images, recovery=recovery_table(members),
         flags=flag_table(members), signals=signal_table(members), metrics=metric_table(members),
+        certificates=certificate_table(members),
     )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")

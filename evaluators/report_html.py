@@ -45,6 +45,8 @@ its hallucination rate against the base in percentage points (95% interval), and
 <p>Variant value / base value per task and metric (1.0 = as good as the base; for hallucination rate,
 ECE and Brier, above 1 means worse). Cells under 0.9 for a higher-is-better metric are shaded.</p>
 {recovery}
+<h2 id="certificates">Certified reliability</h2>
+{certificates}
 <h2>Reliability flags</h2>
 <p>The gateway flags responses whose signal crosses the threshold. Thresholds were chosen on one half of
 the answers to reach the target precision (share of flagged answers that are wrong); precision and

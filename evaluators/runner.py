@@ -29,19 +29,25 @@ from evaluators.card import SCHEMA_VERSION, flags_section, pruning_info, signal_
 from evaluators.client import EndpointClient, EndpointError
 from evaluators.loaders.common import skipped_summary
 from evaluators.evaluate import FAILED, SKIPPED, evaluate_task, task_decoding
+from evaluators.gate_domains import GateAssignment, gate_path, load_assignment
+from evaluators.reliability_card import checkpoint_digest, record_key, reliability_section
 from evaluators.tasks import Task, resolve_tasks
 from evaluators.summary_quality import quality_metrics
 from evaluators.task_metrics import generation_metrics, mc_metrics, selected, summary_metrics, with_recovery
 from evaluators.task_prompts import check_templates
 from evaluators.thinking import ThinkingControl, task_thinking
 from moeprune.errors import UserError
+from moeprune.reliability.certificate import DEFAULT_ALPHA, DEFAULT_DELTA
+
+MODEL_DIR_GATE = "model_dir"  # run_eval's default gate: the model dir's domain_gate.json, if it has one
 
 
 def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, base_endpoint=None,
              base_model=None, concurrency=4, model_dir=None, flag_precision=0.8, seed=0, limit=None,
              base_variant=None, judge_endpoint=None, judge_model=None, judge_api_key=None, nli_model=None,
              cache_path=None, progress=True, thinking: ThinkingControl | None = None, lm_eval=None,
-             max_tokens=None, summary_scorers=None, judge_allow_tie=False) -> Path:
+             max_tokens=None, summary_scorers=None, judge_allow_tie=False, alpha=DEFAULT_ALPHA,
+             delta=DEFAULT_DELTA, split_seed=0, gate: GateAssignment | str | Path | None = MODEL_DIR_GATE) -> Path:
     """Evaluate `model` at `endpoint` on `tasks` (names, suites, FORMAT=PATH or Task objects).
 
     `thinking`: the run's chat_template_kwargs / reasoning_effort (a task's own override them).
@@ -49,6 +55,10 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
     `max_tokens`: a cap on every task's new tokens (quick runs; the card's `decoding` shows what was sent).
     `summary_scorers`: an evaluators.summary_quality.SummaryScorers (SummaC, BERTScore, the claim judge);
     `nli_model` alone is the SummaC-ZS shorthand. `judge_endpoint`/`judge_model` may be lists (several judges).
+    `alpha`, `delta`, `split_seed`: the reliability section's certificates (docs/reliability.md).
+    `gate`: the domain gate assigning each item's `gate_domain` (evaluators/gate_domains.py): a GateAssignment,
+    a domain_gate.json path (at its own threshold), MODEL_DIR_GATE (default: the one in `model_dir`, if any), or
+    None (no gate: every item in the domain "all").
     Returns the path of the report_card.json written under out_dir.
     """
     if not 0 < flag_precision <= 1:
@@ -57,6 +67,9 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
         raise UserError(f"limit must be at least 1, got {limit}", param="limit")
     if max_tokens is not None and max_tokens < 1:
         raise UserError(f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens")
+    for name, value in (("alpha", alpha), ("delta", delta)):
+        if not 0 < value < 1:
+            raise UserError(f"{name} must lie strictly between 0 and 1 (e.g. 0.05), got {value}", param=name)
     if (base_endpoint is None) != (base_model is None):
         base_endpoint = base_endpoint or endpoint
         base_model = base_model or model
@@ -70,6 +83,7 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
     if judges and not base_endpoint and not scorers.hallucination_judge:
         raise UserError("a judge endpoint compares the variant with the base: also give the base endpoint and model", param="base_endpoint")
     scorers.check()  # a wrong local model path fails before any request
+    gate = resolve_gate(gate, model_dir)
     if isinstance(tasks, str):
         tasks = tasks.split(",")
     specs = [t for t in tasks if isinstance(t, str)]
@@ -88,7 +102,8 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
                     model_dir=model_dir, flag_precision=flag_precision, seed=seed, limit=limit,
                     base_variant=base_variant, judges=judges if base_endpoint else [], scorers=scorers,
                     judge_allow_tie=judge_allow_tie, progress=progress,
-                    thinking=thinking or ThinkingControl(), max_tokens=max_tokens)
+                    thinking=thinking or ThinkingControl(), max_tokens=max_tokens, alpha=alpha, delta=delta,
+                    split_seed=split_seed, gate=gate)
     cache = ResponseCache(cache_path or out_dir / "cache" / "responses.jsonl")
     started = time.monotonic()
     try:
@@ -153,7 +168,8 @@ def _decoding_sent(task: Task) -> dict:
 
 async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_key, base_endpoint, base_model,
                concurrency, model_dir, flag_precision, seed, limit, base_variant, judges, scorers,
-               judge_allow_tie, progress, thinking, max_tokens) -> tuple[dict, list[dict], dict]:
+               judge_allow_tie, progress, thinking, max_tokens, alpha, delta, split_seed,
+               gate) -> tuple[dict, list[dict], dict]:
     pruning = pruning_info(model_dir)
     clients = [EndpointClient(endpoint, model, api_key=api_key, concurrency=concurrency, cache=cache)]
     if base_endpoint:
@@ -176,7 +192,7 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
                 base_records = await evaluate_task(base_client, task, items, shots, label="base:",
                                                    progress=progress, thinking=sent)
             records = await evaluate_task(client, task, items, shots, base_client=base_client,
-                                          label=f"{variant}:", progress=progress, thinking=sent)
+                                          label=f"{variant}:", progress=progress, thinking=sent, gate=gate)
             done = answered(records)
             done_ids = {r["id"] for r in done}
             base_done = [r for r in answered(base_records or []) if r["id"] in done_ids] or None
@@ -210,10 +226,37 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
         "signal_quality": signal_quality(scored),
         "seed": seed,
     }
+    section, per_record = reliability_section(
+        scored, alpha=alpha, delta=delta, split_seed=split_seed, weights_sha256=checkpoint_digest(model_dir),
+        gate_sha256=gate.sha256 if gate else None, gate_threshold=gate.threshold if gate else None,
+        base_check_off=base_check_off(base_client is not None, model_dir is not None and pruning is None))
+    if section is not None:
+        card["reliability"] = section
+    for record in scored:
+        if record_key(record) in per_record:
+            record["reliability"] = per_record[record_key(record)]
     run_info = {"requests_sent": sum(each.sent for each in clients) + sum(judge_sent), "cache_hits": cache.hits,
                 "cache_entries": len(cache), "items_failed": sum(FAILED in r for r in all_records),
                 "items_skipped": sum(SKIPPED in r for r in all_records)}
     return card, all_records, run_info
+
+
+def resolve_gate(gate, model_dir) -> GateAssignment | None:
+    if isinstance(gate, GateAssignment) or gate is None:
+        return gate
+    path = gate_path(None, model_dir) if gate == MODEL_DIR_GATE else gate_path(gate, None)
+    return load_assignment(path) if path is not None else None
+
+
+def base_check_off(base_given: bool, unpruned: bool = False) -> str:
+    """Why the card's p_wrong has no base cross-check (used only when no answer carries base_mean_logprob)."""
+    if not base_given and unpruned:
+        return "off: the evaluated model is unpruned (its --model-dir has no pruning.json): it is the base"
+    if not base_given:
+        return ("off: no base endpoint given (--base-endpoint/--base-model), so base_mean_logprob, the signal "
+                "aimed at confident pruning errors, is missing; give the unpruned base's endpoint to turn it on")
+    return ("off: the base endpoint scored none of the answers (it returned no prompt logprobs); serve the base "
+            "with vLLM, which supports prompt_logprobs, to turn it on")
 
 
 def _aggregate(task: Task):

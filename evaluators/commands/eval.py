@@ -49,7 +49,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate-recall", type=float, metavar="R",
                         help="score the variant's domain gate (in --model-dir, or --gate) on the tasks: AUROC "
                              "in-domain vs cross-domain and the threshold keeping R of in-domain items (e.g. 0.95)")
-    parser.add_argument("--gate", help="domain_gate.json to score with --gate-recall (default: in --model-dir)")
+    parser.add_argument("--gate", help="domain_gate.json that assigns each item's gate_domain (in_domain / "
+                                       "cross_domain) and the gate_score signal, and that --gate-recall scores "
+                                       "(default: the one in --model-dir, if any); name a pruned variant's gate "
+                                       "to evaluate the unpruned base per that variant's domains")
+    parser.add_argument("--gate-threshold", type=float, metavar="P",
+                        help="gate threshold for gate_domain (default: --gate-recall's choice, else the gate file's)")
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="certified error rate among unflagged answers (default 0.05; docs/reliability.md)")
+    parser.add_argument("--delta", type=float, default=0.05,
+                        help="allowed probability that the certificate is wrong (default 0.05)")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="seed of the fit/certify split of the reliability section (default 0)")
     from evaluators.lm_eval_bridge import add_lm_eval_arguments
     from evaluators.thinking import add_thinking_arguments
 
@@ -87,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         from evaluators.gate_quality import load_eval_gate
 
         gate = load_eval_gate(args.gate, args.model_dir, args.gate_recall)
+    assignment = gate_assignment(args, tasks, gate)
     card = run_eval(
         args.endpoint, args.model, tasks, args.out, variant=args.variant, api_key=api_key,
         base_endpoint=args.base_endpoint, base_model=args.base_model, base_variant=args.base_variant,
@@ -95,10 +107,47 @@ def run(args: argparse.Namespace) -> int:
         judge_api_key=api_key, cache_path=args.cache, progress=not args.no_progress,
         thinking=thinking, lm_eval=lm_eval, max_tokens=args.max_tokens,
         summary_scorers=summary_scorers_from_args(args, api_key), judge_allow_tie=args.judge_allow_tie,
+        alpha=args.alpha, delta=args.delta, split_seed=args.split_seed, gate=assignment,
     )
     if gate is not None:
         from evaluators.gate_quality import add_gate_quality
 
         add_gate_quality(card, gate, tasks, args.gate_recall)
+    note_reliability(card)
     print(card)
     return 0
+
+
+def gate_assignment(args: argparse.Namespace, tasks, scored_gate):
+    """The gate that assigns gate domains, at the threshold the gateway will apply (evaluators/gate_domains.py)."""
+    from evaluators.gate_domains import gate_path, load_assignment
+
+    path = gate_path(args.gate, args.model_dir)
+    if path is None:
+        if args.gate_threshold is not None:
+            raise UserError("--gate-threshold needs a domain gate: pass --gate FILE or a --model-dir holding "
+                            "domain_gate.json", param="gate_threshold")
+        return None
+    threshold = args.gate_threshold
+    if threshold is None and scored_gate is not None:
+        from evaluators.gate_quality import gate_quality
+
+        threshold = gate_quality(scored_gate, [(task, task.load()) for task in tasks], args.gate_recall)["threshold"]
+    return load_assignment(path, threshold)
+
+
+def note_reliability(card_path) -> None:
+    """One stderr line per thing the reliability section could not do, so a run never hides it."""
+    import sys
+
+    from moeprune.formats.report_card import ReportCard
+
+    section = ReportCard.load(card_path).reliability
+    if section is None:
+        print("note: no labelled answers, so the card has no reliability section (no certificates)", file=sys.stderr)
+        return
+    if section.base_check_off:
+        print(f"note: base cross-check {section.base_check_off}", file=sys.stderr)
+    for name, domain in section.domains.items():
+        if domain.certificate.status != "certified":
+            print(f"note: {name} is uncertified: {domain.certificate.reason}", file=sys.stderr)

@@ -164,6 +164,8 @@ class ReliabilitySection(_Model):
     labels_sha256: str  # sha256 of the labelled records the models and certificates were fitted on
     base_check: bool  # whether base_mean_logprob was among the signals
     gate_sha256: str | None = None  # the domain gate that assigned domains (None: one domain, "all")
+    gate_threshold: float | None = None  # the gate threshold that assigned them (P(in-domain) >= it: in_domain)
+    base_check_off: str | None = None  # why base_mean_logprob is not among the signals (None: it is)
     split_seed: int = 0
     domains: dict[str, DomainReliability]
     without_base_check: dict[str, DomainReliability] | None = None  # the same, with the base cross-check off

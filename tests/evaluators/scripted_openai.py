@@ -4,6 +4,8 @@ Unlike fake_openai.py it keeps every request body, reports a `max_model_len`
 in /v1/models, refuses prompts longer than `context_chars` characters with
 vLLM's own HTTP 400 wording, and lets `reply(body)` return an answer, an
 HTTP status to fail with, or a full message (e.g. with `reasoning_content`).
+With `logprob(body)`, generations carry one token per answer word at that logprob (top-2 alternatives),
+so the evaluators' reliability signals have something to read.
 """
 
 from __future__ import annotations
@@ -26,8 +28,18 @@ def prompt_text(body: dict) -> str:
     return str(body.get("prompt") or "")
 
 
+def token_logprobs(answer: str, logprob: float, chat: bool) -> dict:
+    words = (answer or "").split() or [""]
+    if chat:
+        return {"content": [{"token": w, "logprob": logprob, "top_logprobs": [
+            {"token": w, "logprob": logprob}, {"token": "~", "logprob": logprob - 1.0}]} for w in words]}
+    return {"tokens": words, "token_logprobs": [logprob] * len(words),
+            "top_logprobs": [{w: logprob, "~": logprob - 1.0} for w in words], "text_offset": [0] * len(words)}
+
+
 @contextlib.contextmanager
-def scripted_server(reply, model: str = "m", max_model_len: int | None = 64, context_chars: int | None = None):
+def scripted_server(reply, model: str = "m", max_model_len: int | None = 64, context_chars: int | None = None,
+                    logprob=None):
     """Yield (url, requests list). `reply(body)` -> str answer | int status | dict chat message."""
     requests: list[dict] = []
     lock = threading.Lock()
@@ -68,6 +80,9 @@ def scripted_server(reply, model: str = "m", max_model_len: int | None = 64, con
                 choice = {"index": 0, "message": message, "finish_reason": "stop"}
             else:
                 choice = {"index": 0, "text": message.get("content"), "finish_reason": "stop"}
+            if logprob is not None and body.get("logprobs"):
+                choice["logprobs"] = token_logprobs(message.get("content"), logprob(body),
+                                                    self.path == "/v1/chat/completions")
             self._send(200, {"id": "x", "object": "chat.completion", "model": model, "choices": [choice],
                              "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}})
 

@@ -91,3 +91,12 @@ def test_signal_quality_covers_signals_without_a_flag():
     assert quality["low_conf_share"] == {"direction": "above", "auroc": 1.0, "n": 6}
     assert quality["mean_logprob"]["auroc"] == 0.5  # constant signal: chance
     assert "base_mean_logprob" not in quality
+
+
+def test_flags_and_signal_quality_leave_abstentions_out_right_or_not():
+    answered = [record(i < 20, mean_logprob=(-0.2 if i < 20 else -3.0) - 0.01 * i) for i in range(40)]
+    declined = [record(False, abstained=True, mean_logprob=-4.0) for _ in range(10)]  # "I don't know" to a real question
+    refused = [record(True, abstained=True, kind="fake", mean_logprob=-4.0) for _ in range(10)]  # right refusals
+    flags, _ = flags_section(answered + declined + refused, 0.8, seed=0)
+    assert flags["low_confidence"]["n"] == 40 and flags["low_confidence"]["auroc"] == pytest.approx(1.0)
+    assert signal_quality(answered + declined + refused)["mean_logprob"]["n"] == 40

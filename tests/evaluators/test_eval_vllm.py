@@ -70,6 +70,20 @@ def test_eval_writes_a_valid_report_card(evaluated):
     assert card["flags"]["base_disagreement"]["signal"] == "base_mean_logprob"
 
 
+def test_the_card_certifies_or_says_why_with_the_base_check_on(evaluated):
+    section = evaluated["card"]["reliability"]
+    assert section["base_check"] and "base_check_off" not in section  # vLLM scored the answers under the base
+    assert list(section["domains"]) == ["all"] and section["gate_sha256"] is None
+    domain = section["domains"]["all"]
+    assert domain["certificate"]["status"] == "uncertified" and domain["certificate"]["reason"]  # 29 answers
+    assert set(section["without_base_check"]) == {"all"}
+    records = [json.loads(line) for line in (evaluated["root"] / "out" / "items.jsonl").read_text().splitlines()]
+    labelled = [r for r in records if "label" in r]
+    assert len(labelled) == 6 + 6 + 6 + 5 and all(r["gate_domain"] == "all" for r in records)
+    assert {r["domain"] for r in labelled} == {"biomedical", "general"}
+    assert domain["n"] + domain["n_abstained"] == len(labelled)
+
+
 def test_rerun_reuses_the_cache(evaluated):
     assert evaluated["first_served"] > 0
     assert evaluated["rerun_served"] == 0

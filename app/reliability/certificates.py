@@ -46,6 +46,15 @@ class VariantCertificates:
     def for_domain(self, domain: str) -> DomainCertificate | None:
         return self.domains.get(domain)
 
+    def listing(self) -> dict:
+        """What /v1/models shows: per domain the certificate, and whether the weights were checked."""
+        return {"card_sha256": self.card_sha256, "weights": self.weights, "weights_sha256": self.section.weights_sha256,
+                "base_check": self.section.base_check, "gate_threshold": self.gate_threshold,
+                "domains": {name: {**entry.public(self.card_sha256),
+                                   "error_upper": entry.certificate.error_upper,
+                                   "reason": entry.certificate.reason}
+                            for name, entry in self.domains.items()}}
+
 
 def card_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -90,7 +90,8 @@ async def test_p_wrong_and_certificate_equal_the_evaluators_for_the_same_answer(
         "coverage": spec["coverage"], "threshold": 0.35, "n_calibration": spec["n_calibration"],
         "card_sha256": hashlib.sha256(card_file.read_bytes()).hexdigest()}
     assert reliability["signals"]["base_mean_logprob"] < 0  # the base check ran by default (`base` is named)
-    streamed = [entry for chunk in chunks if chunk.choices for entry in chunk.choices[0].logprobs.content]
+    streamed = [entry for chunk in chunks if chunk.choices and chunk.choices[0].logprobs
+                for entry in chunk.choices[0].logprobs.content]
     assert chunks[-1].model_extra["reliability"]["p_wrong"] == evaluators_p_wrong(streamed) == p_wrong
 
 

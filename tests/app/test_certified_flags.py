@@ -202,7 +202,7 @@ async def test_the_cascade_serves_the_bases_answer_with_its_own_certificate_when
     assert app.state.gateway.live.served[body["id"]].variant == "base"
     registry = app.state.gateway.metrics.registry
     assert registry.get_sample_value("moeprune_cascade_escalations_total",
-                                     {"variant": "cascaded", "reason": "above_risk"}) == 1
+                                     {"variant": "cascaded", "flag": "above_risk"}) == 1
 
 
 async def test_the_domain_is_the_cards_gate_split_and_picks_the_certificate(certified):

@@ -279,3 +279,12 @@ def test_a_malformed_reliability_section_stops_the_start_naming_the_field(tmp_pa
 def test_the_cascade_needs_a_base():
     with pytest.raises(UserError, match="cascade: true"):
         parse_config({"variants": {"v": {"url": "http://127.0.0.1:9", "cascade": True}}})
+
+
+def test_a_card_split_by_another_domain_gate_is_refused_at_start(tmp_path):
+    gate = keyword_gate(tmp_path / "domain_gate.json")
+    card_path = write(tmp_path / "card.json", card("pruned", {"in_domain": domain_entry()}, gate_sha256="e" * 64))
+    variant = {"url": "http://127.0.0.1:9", "report_card": str(card_path), "base": "base",
+               "guard": {"domain_gate": {"file": str(gate), "fallback": "base"}}}
+    with pytest.raises(UserError, match=f"variants.pruned: the domain gate .* \\(sha256 {sha256(gate)}\\) is not"):
+        create_app(Settings(), parse_config({"variants": {"base": {"url": "http://127.0.0.1:9"}, "pruned": variant}}))

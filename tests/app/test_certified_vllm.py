@@ -1,4 +1,4 @@
-"""Certified flags on real vLLM CPU answers: the gateway's `p_wrong` is the evaluators', and a card is bound to its weights.
+"""Certified flags on real vLLM CPU answers: the gateway's `p_wrong` is the evaluators'; a card is bound to its weights.
 
 An in-process gateway reaches the session's real engines (tests/app/conftest.py) as `url:`
 variants, with a report card whose reliability section holds a p_wrong model over the token

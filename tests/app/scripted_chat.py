@@ -82,7 +82,8 @@ class ScriptedChat:
         tokens = PROMPT_TOKENS + max(1, len(answer.split()))
         entries = [None] + [{"1": {"logprob": BASE_CHECK_LOGPROB, "rank": 1}} for _ in range(tokens - 1)]
         return {"id": "check", "object": "chat.completion", "created": 1, "model": self.name,
-                "prompt_logprobs": entries, "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "length"}],
+                "prompt_logprobs": entries,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "length"}],
                 "usage": {"prompt_tokens": tokens, "completion_tokens": 1, "total_tokens": tokens + 1}}
 
 

@@ -36,6 +36,7 @@ from app.logs import configure_logging
 from app.telemetry.service import RoutingTelemetry
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.policy import load_policy
+from app.reliability.startup import load_variant_reliability
 from app.serving.client import build_upstream_client
 from moeprune.errors import UserError
 from moeprune.version import package_version
@@ -45,9 +46,12 @@ log = logging.getLogger("moeprune.gateway")
 
 def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys: KeyStore) -> GatewayState:
     metrics = GatewayMetrics()
-    policies, footprints = {}, {}
+    policies, footprints, certification = {}, {}, {}
+    gates = load_gates(config)
     for name, variant in config.variants.items():
         policies[name] = load_policy(variant.report_card)
+        # First: a card certifying other weights stops the start before any engine is launched.
+        certification[name] = load_variant_reliability(name, variant, gates.get(name))
         base = config.variants[variant.base].model if variant.base else None
         footprints[name] = measure(variant.model, base) if variant.model else None
     backends = build_backends(config, settings, work_dir)
@@ -59,7 +63,8 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
         metrics.watch_drift({name: window.ratio for name, (_, window) in telemetry.drift.items()})
     return GatewayState(settings=settings, config=config, backends=backends, metrics=metrics, policies=policies,
                         footprints=footprints, experiments=experiments, keys=keys,
-                        gpu=GpuMemoryReader.create(), gates=load_gates(config), telemetry=telemetry)
+                        gpu=GpuMemoryReader.create(), gates=gates, telemetry=telemetry,
+                        certification=certification)
 
 
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastAPI:

@@ -72,6 +72,10 @@ class GatewayMetrics:
         self.guard_extra_seconds = Histogram(p + "guard_extra_seconds", "Latency a guard added (gate scoring, the "
                                              "cascade's second answer)", ["variant", "guard"],
                                              buckets=GUARD_BUCKETS, registry=registry)
+        # The certified cascade and guard cascades: answers re-asked of the fallback, by the flag that escalated
+        # (variant = the one escalated from; flag = the first cascade flag raised, a fixed set).
+        self.escalations = Counter(p + "cascade_escalations_total", "Answers escalated to the fallback (the "
+                                   "fallback's answer was served)", ["variant", "flag"], registry=registry)
         self.pruned_expert_hit_ratio = Gauge(p + "pruned_expert_hit_ratio", "Share of the base's routed (token, "
                                              "expert) pairs in the window on experts this variant removed",
                                              ["variant"], registry=registry)

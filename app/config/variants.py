@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.experiments.config import Decide, Guardrail, check_decision_settings
-from app.guard.config import GuardOptions, check_guard
+from app.guard.config import CERTIFIED_FLAGS, CascadeOptions, GuardOptions, check_guard
 from app.telemetry.config import TelemetryOptions
 from moeprune.errors import UserError
 
@@ -44,6 +44,11 @@ class ReliabilityOptions(Strict):
 
 
 class Variant(ReliabilityOptions):
+    # On by default wherever `base` names a variant: the one signal aimed at a pruned variant's confident errors.
+    base_check: bool | None = Field(None, description="score answers under `base` (default: on when `base` is "
+                                                       "set); false opts out")
+    cascade: bool = Field(False, description="re-ask `base` when the answer is above_risk or uncertified "
+                                             "(certified cascade; non-streaming requests)")
     model: str | None = Field(None, description="checkpoint dir: the gateway runs a vLLM server for it")
     url: str | None = Field(None, description="base URL of a vLLM server run elsewhere")
     served_model_name: str | None = Field(None, description="model name a remote server expects")
@@ -64,6 +69,28 @@ class Variant(ReliabilityOptions):
         if (self.model is None) == (self.url is None):
             raise ValueError("give exactly one of `model` (a checkpoint dir to serve) or `url` (a running server)")
         return self
+
+    @model_validator(mode="after")
+    def cascade_needs_base(self) -> "Variant":
+        if self.cascade and self.base is None:
+            raise ValueError("`cascade: true` re-asks the variant's `base`: name it (base: <variant>)")
+        if self.cascade and self.guard is not None and self.guard.cascade is not None:
+            raise ValueError("give either `cascade: true` (escalate on above_risk / uncertified to `base`) or "
+                             "`guard.cascade` (escalate on a list of flags), not both")
+        return self
+
+    @property
+    def base_check_on(self) -> bool:
+        """Whether answers are scored under `base`: on by default when `base` is set."""
+        return self.base is not None and self.base_check is not False
+
+    @property
+    def guards(self) -> GuardOptions | None:
+        """`guard:` with `cascade: true` spelled out: escalate on above_risk / uncertified to `base`."""
+        if not self.cascade:
+            return self.guard
+        certified = CascadeOptions(flags=list(CERTIFIED_FLAGS), fallback=self.base)
+        return GuardOptions(domain_gate=self.guard.domain_gate if self.guard else None, cascade=certified)
 
     @field_validator("url")
     @classmethod

@@ -16,6 +16,7 @@ from app.engines.supervisor import Supervisor
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.live import LiveCertificates
 from app.reliability.policy import FlagPolicy
+from app.reliability.startup import VariantReliability
 from app.experiments.service import ExperimentService
 from app.serving.admission import Admission
 from app.serving.salt import CacheSalt
@@ -41,4 +42,6 @@ class GatewayState:
     cache_salt: CacheSalt = field(default_factory=CacheSalt)  # per-key prefix-cache salt (secret per gateway)
     gates: dict[str, LoadedGate] = field(default_factory=dict)  # guarded variant -> its domain gate (app/guard)
     telemetry: RoutingTelemetry | None = None  # routed-experts counts and drift windows (app/telemetry)
+    # variant -> its certificates and domain split (app/reliability/startup.py); every variant has an entry
+    certification: dict[str, VariantReliability] = field(default_factory=dict)
     live: LiveCertificates = field(default_factory=LiveCertificates)  # served answers vs feedback (app/reliability/live.py)

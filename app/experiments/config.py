@@ -19,7 +19,8 @@ from moeprune.reliability.signals import FLAG_RULES
 
 # Flags the gateway raises (app/reliability/verdict.py, app/serving/assess.py): what `decide` and
 # `guardrail` may name. A misspelt flag would never be raised, so the verdict could never come.
-DECIDABLE_FLAGS = (*FLAG_RULES, "refusal", "inconsistent")
+# `refusal`: an abstention (reliability.abstained); `above_risk` / `uncertified`: the certificate's flags.
+DECIDABLE_FLAGS = (*FLAG_RULES, "refusal", "inconsistent", "above_risk", "uncertified")
 
 
 class _Strict(BaseModel):

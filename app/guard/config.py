@@ -9,8 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from moeprune.reliability.signals import FLAG_RULES
 
 # Flags an answer can raise besides the token-signal rules (app/reliability/verdict.py, app/serving/assess.py).
+# `refusal` is not a flag any more (an abstention travels as `reliability.abstained`); a cascade may still
+# name it, to re-ask the fallback when the variant abstains.
 EXTRA_FLAGS = ("refusal", "inconsistent")
-CASCADE_FLAGS = (*FLAG_RULES, *EXTRA_FLAGS)
+# The certificate's flags (docs/reliability.md): what `cascade: true` escalates on.
+CERTIFIED_FLAGS = ("above_risk", "uncertified")
+CASCADE_FLAGS = (*FLAG_RULES, *EXTRA_FLAGS, *CERTIFIED_FLAGS)
 
 
 class _Strict(BaseModel):

@@ -38,9 +38,10 @@ class RequestGuard:
         self.assigned = target  # the variant the request named, or the arm the experiment chose
         self.target = target    # who serves it
         variant = gateway.config.variants[target.variant]
-        self.options = variant.guard
+        self.options = variant.guards
         self.outcome: dict | None = None
         self.flag_unavailable = False
+        self.escalated: dict | None = None  # reliability.escalated: {from, reason} when the fallback answered
         if self.options is None:
             return
         self.outcome = {"domain_score": None, "gate": None, "cascade": None, "served_by": target.variant}
@@ -103,7 +104,7 @@ class RequestGuard:
             return response
         cascade = self.options.cascade
         if cascade is not None and self.target == self.assigned:
-            raised = [flag for flag in exchange.flags if flag in cascade.flags]
+            raised = [flag for flag in exchange.outcome_flags if flag in cascade.flags]
             if not raised:
                 self.outcome["cascade"] = "none"
                 self._count("cascade", "none")
@@ -130,7 +131,9 @@ class RequestGuard:
             slots.release()
         self.target = exchange.target
         self.outcome.update(cascade="escalated", served_by=fallback, escalated_on=raised)
+        self.escalated = {"from": self.assigned.variant, "reason": raised[0]}
         self._count("cascade", "escalated", time.perf_counter() - started)
+        self.gateway.metrics.escalations.labels(self.assigned.variant, raised[0]).inc()
         return answer
 
     def _unavailable(self, response: Response, fallback: str, why: str, started: float) -> Response:
@@ -147,7 +150,10 @@ class RequestGuard:
         if self.flag_unavailable and UNAVAILABLE_FLAG not in reliability["flags"]:
             reliability["flags"].append(UNAVAILABLE_FLAG)
         reliability["guard"] = self.outcome
+        if self.escalated is not None:
+            reliability["escalated"] = self.escalated
         exchange.flags = reliability["flags"]
+        exchange.reliability = reliability
         headers = {key: value for key, value in response.headers.items() if key.startswith("x-moe-")}
         headers.update(self.headers(), **{"x-moe-reliability-flags": flags_header(reliability)})
         return JSONResponse(data, status_code=response.status_code, headers=headers)

@@ -1,7 +1,9 @@
-"""Turn a response's token trace (and optional cross-checks) into the `reliability` object.
+"""Turn a response's token trace (and optional cross-checks) into the `reliability` object's flags and signals.
 
 Every rule here is the evaluators' own (signals, flag comparison, refusal), so the
-flags raised on live traffic are the ones `moeprune eval` calibrated.
+flags raised on live traffic are the ones `moeprune eval` calibrated. An abstention
+("I don't know") is not a risk flag: it travels apart as `abstained`, because a correct
+refusal of a made-up entity must not read like a possible error.
 """
 
 from __future__ import annotations
@@ -14,18 +16,25 @@ from moeprune.reliability.signals import compute_signals, raised_flags
 from moeprune.reliability.token_trace import TokenTrace
 
 
-def judge(trace: TokenTrace, policy: FlagPolicy, extra_signals: dict[str, float] | None = None,
-          extra_flags: list[str] = ()) -> dict:
-    """`{flags, signals, thresholds_source}`; NaN signals (nothing to judge) become null."""
+def response_signals(trace: TokenTrace, extra_signals: dict[str, float] | None = None) -> dict[str, float]:
+    """The raw signals (NaN where there is nothing to judge): what `p_wrong` is computed from, unrounded."""
     signals = compute_signals(trace.token_logprobs, trace.top_logprobs)
     signals.update(extra_signals or {})
+    return signals
+
+
+def judge_signals(answer: str, signals: dict[str, float], policy: FlagPolicy, extra_flags: list[str] = ()) -> dict:
+    """`{flags, abstained, signals, thresholds_source}`; NaN signals become null, the others 6 decimals."""
     thresholds = {name: policy.threshold(name) for name in policy.thresholds}
     flags = raised_flags(signals, thresholds)
-    if is_refusal(trace.answer):
-        flags.append("refusal")
     flags.extend(flag for flag in extra_flags if flag not in flags)
     clean = {name: (None if isinstance(v, float) and math.isnan(v) else round(v, 6)) for name, v in signals.items()}
-    return {"flags": flags, "signals": clean, "thresholds_source": policy.source}
+    return {"flags": flags, "abstained": is_refusal(answer), "signals": clean, "thresholds_source": policy.source}
+
+
+def judge(trace: TokenTrace, policy: FlagPolicy, extra_signals: dict[str, float] | None = None,
+          extra_flags: list[str] = ()) -> dict:
+    return judge_signals(trace.answer, response_signals(trace, extra_signals), policy, extra_flags)
 
 
 def flags_header(reliability: dict) -> str:

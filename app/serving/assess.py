@@ -1,4 +1,5 @@
-"""The reliability verdict of one answer: token signals, plus the cross-checks its variant asks for.
+"""The reliability verdict of one answer: token signals, the cross-checks its variant asks for, and the
+certificate's decision (`p_wrong` against the certified threshold of the prompt's domain).
 
 The cross-checks are extra engine calls the gateway makes on the client's
 behalf, so each one is bounded like a request: it takes slots of the engine
@@ -11,8 +12,10 @@ from __future__ import annotations
 import logging
 
 from app.core.state import GatewayState
+from app.guard.prompt_text import prompt_text
+from app.reliability.certified import certified_verdict
 from app.reliability.checks import CheckLimits, agreement_rate, base_mean_logprob
-from app.reliability.verdict import judge
+from app.reliability.verdict import judge_signals, response_signals
 from app.serving.bounds import prompt_chars
 from app.serving.targets import Target
 from moeprune.reliability.crosscheck import AGREEMENT_FLOOR
@@ -24,7 +27,7 @@ log = logging.getLogger("moeprune.reliability")
 def enabled_checks(gateway: GatewayState, target: Target) -> tuple[bool, int]:
     variant = gateway.config.variants[target.variant]
     experiment = gateway.config.experiments.get(target.experiment)
-    base_check = variant.base_check or bool(experiment and experiment.base_check)
+    base_check = variant.base_check_on or bool(experiment and experiment.base_check)
     samples = max(variant.self_consistency, experiment.self_consistency if experiment else 0)
     return base_check and variant.base is not None, samples
 
@@ -66,7 +69,9 @@ async def assess(gateway: GatewayState, target: Target, upstream_body: dict, tra
                  chat: bool, completion_tokens: int, prompt_tokens: int = 0) -> dict:
     """The `reliability` object; `prompt_tokens` is the variant's own count (where the answer starts)."""
     base_check, samples = enabled_checks(gateway, target)
-    extra_signals: dict[str, float] = {}
+    certification = gateway.certification[target.variant]
+    gate_score, domain = certification.split.assign(prompt_text(upstream_body, chat))
+    extra_signals: dict[str, float] = {} if gate_score is None else {"gate_score": gate_score}
     extra_flags: list[str] = []
     limits = CheckLimits(gateway.settings.check_timeout_s, gateway.settings.check_max_tokens)
     if base_check:
@@ -79,4 +84,10 @@ async def assess(gateway: GatewayState, target: Target, upstream_body: dict, tra
             extra_signals["agreement"] = agreement
             if agreement < AGREEMENT_FLOOR:
                 extra_flags.append("inconsistent")
-    return judge(trace, gateway.policies[target.variant], extra_signals, extra_flags)
+    signals = response_signals(trace, extra_signals)
+    verdict = certified_verdict(signals, certification.certificates, domain,
+                                fallback=gateway.live.fallback_active(target.variant, domain))
+    reliability = judge_signals(trace.answer, signals, gateway.policies[target.variant], extra_flags)
+    reliability["flags"].extend(verdict.flags)
+    reliability.update(verdict.fields)
+    return reliability

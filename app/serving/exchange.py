@@ -6,6 +6,7 @@ import logging
 import time
 
 from app.core.state import GatewayState
+from app.reliability.live import ServedAnswer
 from app.serving.admission import Slots
 from app.serving.targets import Target
 
@@ -24,6 +25,7 @@ class Exchange:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.flags: list[str] = []
+        self.reliability: dict | None = None  # the served answer's `reliability` object (None: no answer)
         self.text: dict[str, str] = {}
         self.slots: Slots | None = None  # the variant's and the key's sequences this request holds
         self.key_id = "anonymous"  # the API key's digest (app/api/auth.py key_id): who may give feedback
@@ -50,6 +52,27 @@ class Exchange:
             self.prompt_tokens = usage.get("prompt_tokens") or 0
             self.completion_tokens = usage.get("completion_tokens") or 0
 
+    @property
+    def abstained(self) -> bool:
+        return bool(self.reliability and self.reliability.get("abstained"))
+
+    @property
+    def outcome_flags(self) -> list[str]:
+        """The flags plus `refusal` for an abstention: what experiments and cascades may decide on by name."""
+        return [*self.flags, "refusal"] if self.abstained else list(self.flags)
+
+    def served_answer(self) -> ServedAnswer | None:
+        """What live re-certification keeps of the answer the client received (no text)."""
+        reliability = self.reliability
+        if reliability is None or "domain" not in reliability:
+            return None
+        certificate = reliability.get("certificate") or {}
+        return ServedAnswer(completion_id=self.completion_id or self.request_id, variant=self.target.variant,
+                            domain=reliability["domain"], p_wrong=reliability.get("p_wrong"),
+                            flagged=bool(reliability.get("above_risk")) or "uncertified" in reliability["flags"],
+                            abstained=self.abstained, card_sha256=certificate.get("card_sha256"),
+                            key_id=self.key_id)
+
     def end(self, status: int) -> None:
         """Record the outcome once (later calls are ignored)."""
         if self.ended:
@@ -62,8 +85,11 @@ class Exchange:
         variant, experiment = self.target.variant, self.target.experiment
         self.gateway.metrics.observe_response(variant, experiment, status, duration, ttft, self.prompt_tokens,
                                               self.completion_tokens, self.flags)
+        served = self.served_answer() if status == 200 else None
+        if served is not None:
+            self.gateway.live.record_served(served)
         if experiment:
-            self.gateway.experiments.record(experiment, self.arm or variant, status, duration, self.flags,
+            self.gateway.experiments.record(experiment, self.arm or variant, status, duration, self.outcome_flags,
                                             self.completion_id, self.key_id)
         fields = {
             "request_id": self.request_id, "endpoint": self.endpoint, "variant": variant,

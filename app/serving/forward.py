@@ -63,6 +63,7 @@ async def _forward(gateway: GatewayState, exchange: Exchange, path: str, upstrea
     data["model"] = exchange.target.variant
     data["reliability"] = reliability
     exchange.flags = reliability["flags"]
+    exchange.reliability = reliability
     exchange.text["completion_text"] = trace.answer
     headers = {**exchange.target.headers(), "x-moe-reliability-flags": flags_header(reliability)}
     return JSONResponse(data, headers=headers)

@@ -150,6 +150,7 @@ async def relay(gateway: GatewayState, exchange: Exchange, upstream: httpx.Respo
         reliability = await assess(gateway, exchange.target, upstream_body, trace, plan.chat,
                                    exchange.completion_tokens, exchange.prompt_tokens)
         exchange.flags = reliability["flags"]
+        exchange.reliability = reliability
         exchange.text["completion_text"] = trace.answer
         await emit(sse(final_chunk(exchange, template, usage_chunk, reliability, client_wants_usage)))
         await emit(sse("[DONE]"))

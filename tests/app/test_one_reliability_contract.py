@@ -21,6 +21,7 @@ import pytest
 from evaluators.client import EndpointClient
 from moeprune.reliability.crosscheck import answer_logprobs, base_check_request, mean
 from evaluators.evaluate import base_answer_logprob
+from moeprune.reliability.decision import decide
 from moeprune.reliability.refusal import is_refusal
 from moeprune.formats.report_card import ReportCard
 from evaluators.requests import Generation, Prompt, generate
@@ -61,12 +62,14 @@ def streamed(gateway, path: str, body: dict) -> tuple[list[dict], dict]:
     return [c for c in chunks if c.get("choices")], next(c for c in chunks if "reliability" in c)
 
 
-def evaluators_verdict(generation: Generation, thresholds: dict[str, float]) -> tuple[dict, list[str]]:
+def evaluators_verdict(generation: Generation, thresholds: dict[str, float]) -> tuple[dict, list[str], bool]:
+    """Signals, flags and abstention as the evaluators compute them. The session's card has no reliability
+    section, so the certificate's flag is `uncertified` whatever the answer (moeprune.reliability.decision)."""
     signals = compute_signals(generation.token_logprobs or [], generation.top_logprobs)
     flags = raised_flags(signals, thresholds)
-    if is_refusal(generation.raw_text):
-        flags.append("refusal")
-    return signals, flags
+    if decide(None, None).uncertified:
+        flags.append("uncertified")
+    return signals, flags, is_refusal(generation.raw_text)
 
 
 def same_signals(gateway_signals: dict, ours: dict) -> None:
@@ -96,10 +99,11 @@ def test_recorded_responses_give_the_same_signals_flags_and_refusals_on_both_sid
     recorded = post(gateway, path, body)
     generation = asyncio.run(generate(Recorded(recorded), prompt, 10))
     assert generation.token_logprobs, "the gateway must hand the client the logprobs it asked for"
-    signals, flags = evaluators_verdict(generation, thresholds)
+    signals, flags, abstained = evaluators_verdict(generation, thresholds)
     reliability = recorded["reliability"]
     same_signals(reliability["signals"], signals)
     assert [f for f in reliability["flags"] if f != "base_disagreement"] == flags
+    assert reliability["abstained"] == abstained
 
     # The same request streamed: the chunks, read by the same TokenTrace, give the same verdict.
     chunks, final = streamed(gateway, path, body)
@@ -112,7 +116,7 @@ def test_recorded_responses_give_the_same_signals_flags_and_refusals_on_both_sid
     assert final["reliability"]["flags"] == reliability["flags"]
 
 
-def test_the_refusal_flag_and_the_refusal_rate_are_one_function():
+def test_the_abstention_and_the_refusal_rate_are_one_function():
     answers = ["Unknown.", "No such drug exists.", "That does not exist.", "As an AI, I cannot say.",
                "I cannot help with that.", "Not sure.", "I'm unable to answer that.", "I don't know."]
     from app.reliability.policy import FlagPolicy
@@ -122,7 +126,7 @@ def test_the_refusal_flag_and_the_refusal_rate_are_one_function():
     options = {"A": "Liver", "B": "I don't know"}
     for answer in answers:
         trace = TokenTrace(text=[answer])
-        gateway_refused = "refusal" in judge(trace, FlagPolicy())["flags"]
+        gateway_refused = judge(trace, FlagPolicy())["abstained"]
         card_refused = parse_answer(answer, options).abstained(options)
         assert gateway_refused and card_refused, answer
     assert not is_refusal("The liver.") and not is_refusal("Unknowns remain in the literature? No: liver.")

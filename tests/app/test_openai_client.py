@@ -25,7 +25,8 @@ def test_chat_completion_returns_text_reliability_and_variant_header(client, var
     assert completion.choices[0].message.content
     assert completion.model == variant
     reliability = completion.model_extra["reliability"]
-    assert set(reliability) == {"flags", "signals", "thresholds_source"}
+    assert set(reliability) == {"flags", "abstained", "p_wrong", "above_risk", "domain", "certificate", "signals",
+                                "thresholds_source"}
     assert reliability["signals"]["mean_logprob"] < 0
     assert raw.headers["x-moe-reliability-flags"] == (",".join(reliability["flags"]) or "none")
     # The gateway asked for logprobs; the client did not, so it gets none.

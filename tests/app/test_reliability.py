@@ -83,10 +83,12 @@ def test_unreadable_report_card_is_a_user_error(tmp_path):
 
 @pytest.mark.parametrize("answer, refused", [("I don't know the answer to that.", True),
                                              ("I’m not sure.", True), ("The liver.", False)])
-def test_refusal_flag(answer, refused):
+def test_an_abstention_is_reported_apart_from_the_flags(answer, refused):
     trace = TokenTrace()
     trace.add_choice(chat_choice([-0.01], content=answer, top=1), chat=True)
-    assert ("refusal" in judge(trace, load_policy(None))["flags"]) == refused
+    verdict = judge(trace, load_policy(None))
+    assert verdict["abstained"] == refused
+    assert "refusal" not in verdict["flags"]
 
 
 def test_empty_answer_has_null_signals_not_nan():

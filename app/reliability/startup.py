@@ -53,9 +53,12 @@ def _card_split(name: str, variant: Variant, card: ReportCard, guarded: LoadedGa
                         f"card's certificates were split by (sha256 {wanted}); re-run moeprune eval with this "
                         "gate, or serve the gate the card was evaluated with")
     gate = guarded.gate if guarded is not None else DomainGate.load(path)
-    # The evaluators split at the card's gate threshold (the one `--gate-recall` chose), else the gate file's;
-    # `guard.domain_gate.threshold` moves the routing, not the certificate's domains.
-    threshold = card.domain_gate.threshold if card.domain_gate is not None else gate.threshold
+    # The split the evaluators recorded (reliability.gate_threshold), else the card's gate threshold (the one
+    # `--gate-recall` chose), else the gate file's; `guard.domain_gate.threshold` moves the routing, not the
+    # certificate's domains.
+    threshold = card.reliability.gate_threshold
+    if threshold is None:
+        threshold = card.domain_gate.threshold if card.domain_gate is not None else gate.threshold
     return DomainSplit(gate, threshold)
 
 

@@ -111,3 +111,13 @@ def test_run_eval_picks_up_the_gate_in_the_model_dir_by_default(tmp_path):
     assert section.domains["cross_domain"].n == 0 and section.domains["cross_domain"].certificate.reason
     assert "unpruned" in section.base_check_off  # a model dir without pruning.json is the base itself
     assert list(plain.reliability.domains) == ["all"]
+
+
+def test_with_gate_recall_the_domains_use_the_threshold_the_card_gives_the_gateway(tmp_path):
+    gate_file = write_sets(tmp_path)
+    with scripted_server(reply, max_model_len=4096, logprob=lambda b: -2.5 if wrong_item(b) else -0.05) as (url, _):
+        assert main(["eval", "--endpoint", url, "--model", "m", "--task-file", str(tmp_path / "tasks.yaml"),
+                     "--tasks", "r_bio,r_general", "--out", str(tmp_path / "out"), "--gate", str(gate_file),
+                     "--gate-recall", "0.9", "--no-progress"]) == 0
+    card = ReportCard.load(tmp_path / "out")
+    assert card.reliability.gate_threshold == card.domain_gate.threshold

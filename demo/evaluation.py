@@ -18,9 +18,15 @@ from tqdm import tqdm
 
 from demo.engine import running_engine
 from demo.variants import Variant
+from moeprune.formats.domain_gate import GATE_NAME
+from moeprune.formats.hashing import sha256_file
 from moeprune.formats.manifest import PruningManifest
 
 STAMP = "demo_eval.json"
+BASE_NAME = "base"
+# The served pair and the base are certified too, so they answer the reliability sets as well
+# (>= 600 labelled answers per domain; docs/reliability.md).
+SERVED_TASKS = "all,reliability"
 
 
 def _task_fingerprint(tasks: str) -> list[dict]:
@@ -44,21 +50,53 @@ def _stamp(variant: Variant, tasks: str, limit: int | None) -> dict:
 
 
 def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None, live: set | None = None,
-                 cancel=None) -> Path:
-    from evaluators.runner import run_eval
+                 cancel=None, base_url: str | None = None, gate: Path | None = None) -> Path:
+    """`base_url`: a running engine serving the base as "base", for the base cross-check (served variants);
+    `gate`: the domain gate that splits the card's domains (default: the one beside the checkpoint)."""
+    from evaluators.runner import MODEL_DIR_GATE, run_eval
 
     out = cards_dir / variant.name
     card, stamp_path = out / "report_card.json", out / STAMP
-    stamp = _stamp(variant, tasks, limit)
+    stamp = {**_stamp(variant, tasks, limit), "base_check": base_url is not None,
+             "gate": sha256_file(gate) if gate is not None else None}
     if card.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
         return card
     if cancel is not None and cancel.is_set():
         raise KeyboardInterrupt(f"evaluation of {variant.name} cancelled")
+    base = {"base_endpoint": base_url, "base_model": BASE_NAME} if base_url is not None else {}
     with running_engine(variant.model_dir, variant.name, out / "engine", live=live) as url:
         card = run_eval(url, variant.name, tasks, out, variant=variant.name, model_dir=str(variant.model_dir),
-                        concurrency=8, limit=limit, progress=False)
+                        concurrency=8, limit=limit, progress=False, gate=gate or MODEL_DIR_GATE, **base)
     stamp_path.write_text(json.dumps(stamp))
     return Path(card)
+
+
+def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit: int | None = None,
+                    live: set | None = None, cancel=None) -> dict[str, Path]:
+    """The base and the served variants on the utility and reliability sets, with the base cross-check.
+
+    One engine serves the base for the whole round: its own evaluation and the served variants'
+    cross-checks (each answer re-scored under the base, prefill only). The base's card is split by the
+    served variants' domain gate, so the cascade's two certificates speak of the same domains.
+    """
+    live = set() if live is None else live
+    gates = [v.model_dir / GATE_NAME for v in served if (v.model_dir / GATE_NAME).is_file()]
+    gate = gates[0] if gates else None
+    cards: dict[str, Path] = {}
+    with running_engine(base.model_dir, BASE_NAME, cards_dir / "base-check-engine", live=live) as base_url:
+        with ThreadPoolExecutor(max_workers=1 + len(served)) as pool:
+            futures = {pool.submit(evaluate_one, base, cards_dir, SERVED_TASKS, limit, live, cancel, None, gate): base}
+            futures.update({pool.submit(evaluate_one, v, cards_dir, SERVED_TASKS, limit, live, cancel, base_url): v
+                            for v in served})
+            try:
+                for future in as_completed(futures):
+                    cards[futures[future].name] = future.result()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                for engine in list(live):
+                    engine.terminate()
+                raise
+    return {v.name: cards[v.name] for v in [base, *served]}
 
 
 def evaluate_all(variants: list[Variant], cards_dir: Path, tasks: str = "all", limit: int | None = None,

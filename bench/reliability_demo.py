@@ -1,0 +1,107 @@
+"""Certified flags on the demo: p_wrong's separation and each certificate, per served variant and gate domain.
+
+    .venv/bin/python bench/reliability_demo.py [--cache-dir DIR] [--limit N] [--md bench/reliability_demo.md]
+
+Uses the demo's own steps: the demo model (shipped or cached), the served pair pruned on biomedical
+calibration data, and `demo.evaluation.evaluate_served` (the base and the served variants on the utility
+and reliability sets through real vLLM CPU engines, with the base cross-check). Then it reads the cards'
+`reliability` sections (docs/reliability.md) and writes one table: p_wrong AUROC with its bootstrap CI
+(certifying half), the certificate (status, coverage, realised error among unflagged answers with its
+exact upper bound), and the same without the base cross-check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from demo.build import build_model, default_cache_dir  # noqa: E402
+from demo.calibration import write_calibration  # noqa: E402
+from demo.corpus import build_corpus  # noqa: E402
+from demo.evaluation import evaluate_served  # noqa: E402
+from demo.model_config import DemoModelConfig  # noqa: E402
+from demo.variants import Variant, prune_variants  # noqa: E402
+from moeprune.formats.report_card import ReportCard  # noqa: E402
+
+SERVED = {"gate-25": 0.25, "gate-50": 0.5}
+
+
+def pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def interval(entry) -> str:
+    if entry is None or entry.value is None:
+        return "-"
+    ci = f" ({entry.ci95[0]:.2f}-{entry.ci95[1]:.2f})" if entry.ci95 else ""
+    return f"{entry.value:.2f}{ci}"
+
+
+def rows_of(name: str, card: ReportCard, without: bool = False) -> list[str]:
+    section = card.reliability
+    domains = (section.without_base_check if without else section.domains) or {}
+    rows = []
+    for domain, entry in sorted(domains.items()):
+        cert = entry.certificate
+        auroc = (entry.quality.get("p_wrong") or {}).get("auroc")
+        bound = "-" if cert.error_upper is None else f"{pct(cert.realised_error)} (<= {pct(cert.error_upper)})"
+        rows.append(f"| {name} | {domain} | {'off' if without else 'on'} | {entry.n} | {entry.n_wrong} "
+                    f"| {entry.n_abstained} | {interval(auroc)} | {cert.status} | {pct(cert.coverage)} | {bound} |")
+    return rows
+
+
+def table(cards: dict[str, Path]) -> str:
+    lines = ["| variant | gate domain | base check | answers | wrong | abstained | AUROC of p_wrong (95% CI) "
+             "| certificate | coverage | error among unflagged (one-sided 95% bound) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, path in cards.items():
+        card = ReportCard.load(path)
+        if card.reliability is None:
+            continue
+        lines += rows_of(name, card)
+        if card.reliability.without_base_check:
+            lines += rows_of(name, card, without=True)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--md", type=Path, default=None, help="write the table (with machine and date) here")
+    args = parser.parse_args()
+    cache = args.cache_dir or default_cache_dir()
+    cfg = DemoModelConfig()
+    model_dir, record = build_model(cfg, cache)
+    run_dir = cache / "runs" / model_dir.name
+    calibration = write_calibration(build_corpus(cfg.corpus_seed), run_dir / "calibration-biomedical.jsonl")
+    pruned = prune_variants(model_dir, run_dir / "variants", calibration, ["gate"], sorted(SERVED.values()))
+    started = time.monotonic()
+    cards = evaluate_served(Variant("base", model_dir), [v for v in pruned if v.name in SERVED], run_dir / "cards",
+                            limit=args.limit)
+    seconds = time.monotonic() - started
+    text = table(cards)
+    print(text)
+    if args.md:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), platform.processor())
+        header = (f"## {datetime.date.today()}, {cpu}, {os.cpu_count()} cores, "
+                  f"load average {os.getloadavg()[0]:.1f} at the end\n\n"
+                  f"Model {record['key']}, weights sha256 `{record['weights_sha256'][:16]}`; evaluation of base + "
+                  f"{', '.join(SERVED)} took {seconds:.0f} s (vLLM CPU, float32).\n\n")
+        args.md.write_text(header + text + "\n")
+        (args.md.with_suffix(".json")).write_text(json.dumps({name: str(p) for name, p in cards.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,7 +21,8 @@ from app.api.auth import ApiKeyAuth, KeyStore, is_loopback, public_paths, refuse
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyCap, RequestId
 from app.api.send_timeout import SendTimeout
-from app.api.routes import admin, chat, completions, experiments, feedback, health, metrics, models, telemetry
+from app.api.routes import (admin, chat, completions, experiments, feedback, health, metrics, models, recertify,
+                            telemetry)
 from app.config.variants import GatewayConfig, load_config
 from app.core.config import Settings
 from app.core.state import GatewayState
@@ -35,6 +36,8 @@ from app.guard.gates import load_gates
 from app.logs import configure_logging
 from app.telemetry.service import RoutingTelemetry
 from app.metrics import GatewayMetrics, GpuMemoryReader
+from app.reliability.live import LiveCertificates
+from app.reliability.live_cards import certificate_levels
 from app.reliability.policy import load_policy
 from app.serving.client import build_upstream_client
 from moeprune.errors import UserError
@@ -54,12 +57,15 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
     for name, backend in backends.items():
         metrics.register_variant(name, footprints[name], policies[name].baselines, backend.managed)
     experiments = ExperimentService(settings, config, ExperimentMetrics(metrics.registry))
+    live = LiveCertificates(levels=certificate_levels(config), max_answers=settings.live_max_answers,
+                            retention_s=settings.live_retention_s)
+    metrics.watch_live(live)
     telemetry = RoutingTelemetry.from_config(config)
     if telemetry is not None:
         metrics.watch_drift({name: window.ratio for name, (_, window) in telemetry.drift.items()})
     return GatewayState(settings=settings, config=config, backends=backends, metrics=metrics, policies=policies,
                         footprints=footprints, experiments=experiments, keys=keys,
-                        gpu=GpuMemoryReader.create(), gates=load_gates(config), telemetry=telemetry)
+                        gpu=GpuMemoryReader.create(), gates=load_gates(config), telemetry=telemetry, live=live)
 
 
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastAPI:
@@ -102,7 +108,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                               "per-response reliability flags and Prometheus metrics.")
     app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (chat, completions, models, experiments, feedback, admin, health, metrics, telemetry):
+    for module in (chat, completions, models, experiments, feedback, admin, recertify, health, metrics, telemetry):
         app.include_router(module.router)
     # add_middleware wraps what is there, so the last added runs first: request id, key, then the body.
     app.add_middleware(BodyCap, max_body_bytes=settings.max_request_bytes,

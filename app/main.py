@@ -38,6 +38,7 @@ from app.telemetry.service import RoutingTelemetry
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.live import LiveCertificates
 from app.reliability.live_cards import certificate_levels
+from app.reliability.live_sync import LiveSync
 from app.reliability.policy import load_policy
 from app.serving.client import build_upstream_client
 from moeprune.errors import UserError
@@ -82,6 +83,10 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
     work_dir = Path(settings.work_dir or scratch.name)
     gateway = build_state(settings, config, work_dir, keys)
 
+    # Live fallbacks persist in the experiment database, through its one store thread.
+    live_sync = LiveSync(gateway.live, gateway.experiments.store, gateway.experiments.recorder,
+                         settings.experiment_flush_interval_s)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build_upstream_client(settings) as client:
@@ -94,9 +99,11 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                 # Inside the try: when the second variant fails to launch, the first is stopped.
                 gateway.supervisor.start()
                 await gateway.experiments.start()
+                await live_sync.start()
                 with reload_on_sighup(gateway):
                     yield
             finally:
+                await live_sync.stop()
                 await gateway.experiments.stop()
                 await gateway.supervisor.stop()
                 if scratch is not None:

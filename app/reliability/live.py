@@ -113,6 +113,8 @@ class LiveCertificates:
     max_answers: int = 100_000
     retention_s: float = 7 * 86400
     on_new_pair: Callable[[str, str], None] | None = None  # the metrics register the pair's gauges
+    # (variant, domain, (reason, since) or None): a fallback set or cleared here, for live_sync to persist.
+    on_change: Callable[[str, str, tuple[str, float] | None], None] | None = None
     served: OrderedDict[str, _Served] = field(default_factory=OrderedDict)
     pairs: dict[tuple[str, str], PairState] = field(default_factory=dict)
     _sequence: int = 0
@@ -179,6 +181,7 @@ class LiveCertificates:
             supported = within_alpha(pair.wrong, pair.labelled, alpha, delta)
             if supported or force:
                 self._open_window(pair, fallback=False)
+                self._changed(pair_variant, pair_domain, None)
                 log.warning("live re-certification: fallback cleared", extra={
                     **summary, "fallback": False, "forced": force and not supported, "event_kind": "recertified"})
                 summary.update(fallback=False, cleared=True, forced=force and not supported)
@@ -191,6 +194,22 @@ class LiveCertificates:
                 log.info("live re-certification: fallback kept", extra={**summary, "event_kind": "recertify_refused"})
             results.append(summary)
         return results
+
+    def hold_fallback(self, variant: str, domain: str, reason: str) -> None:
+        """Another replica (or this gateway before a restart) tripped this pair: flag it here too."""
+        pair = self._pair(variant, domain)
+        if pair is not None and not pair.fallback:
+            self._open_window(pair, fallback=True)
+            log.warning("live re-certification: fallback held from the experiment database",
+                        extra={"variant": variant, "domain": domain, "reason": reason, "event_kind": "fallback"})
+
+    def release_fallback(self, variant: str, domain: str) -> None:
+        """Another replica re-certified this pair (its row is gone from the database)."""
+        pair = self.pairs.get((variant, domain))
+        if pair is not None and pair.fallback:
+            self._open_window(pair, fallback=False)
+            log.warning("live re-certification: fallback cleared by another replica",
+                        extra={"variant": variant, "domain": domain, "event_kind": "recertified"})
 
     def snapshot(self) -> list[dict]:
         return [pair.summary(variant, domain) for (variant, domain), pair in sorted(self.pairs.items())]
@@ -239,6 +258,10 @@ class LiveCertificates:
                 break
             self._drop(self.served.popitem(last=False)[1])
 
+    def _changed(self, variant: str, domain: str, held: tuple[str, float] | None) -> None:
+        if self.on_change is not None:
+            self.on_change(variant, domain, held)
+
     def _open_window(self, pair: PairState, fallback: bool) -> None:
         self._sequence += 1
         pair.opened_at, pair.fallback = self._sequence, fallback
@@ -253,6 +276,8 @@ class LiveCertificates:
             return
         summary = pair.summary(variant, domain)
         self._open_window(pair, fallback=True)
+        self._changed(variant, domain, (f"{summary['wrong']} of {summary['labelled']} labelled unflagged answers "
+                                        f"wrong, above alpha={alpha} (anytime test at delta={delta})", time.time()))
         log.warning("live re-certification: fallback on, every answer of this variant and domain is flagged "
                     "until re-certified (moeprune recertify)",
                     extra={**summary, "fallback": True, "look_level": look_level(delta, summary["labelled"]),

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 
 import httpx
 import pytest
@@ -209,3 +210,27 @@ async def test_a_flood_of_contradictory_feedback_stays_bounded_and_never_fails(t
         pair = live.pairs[("base", "all")]
         assert pair.labelled <= 40 and 0 <= pair.wrong <= pair.labelled
         assert (await client.get("/metrics")).status_code == 200
+
+
+def held_rows(tmp_path) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "experiments.sqlite3")) as connection:
+        return connection.execute("SELECT variant, domain FROM live_fallbacks").fetchall()
+
+
+async def test_a_fallback_survives_a_restart_until_recertified(tmp_path, engines):
+    async with gateway(tmp_path, engines, experiment_flush_interval_s=0.1) as (client, live):
+        for _ in range(3):
+            await client.post("/v1/feedback", json={"id": await serve(client, live, "pruned", "in_domain"),
+                                                    "label": "bad"})
+        assert live.fallback_active("pruned", "in_domain")
+        assert await wait_until(lambda: held_rows(tmp_path) == [("pruned", "in_domain")], timeout=10)
+    async with gateway(tmp_path, engines, experiment_flush_interval_s=0.1) as (client, live):
+        # Held from the database before the first request, though this gateway saw no feedback.
+        assert live.fallback_active("pruned", "in_domain") and not live.fallback_active("pruned", "cross_domain")
+        assert (await client.get("/v1/admin/live")).json()["data"][1] | {"fallback": True} == \
+            (await client.get("/v1/admin/live")).json()["data"][1]
+        forced = (await client.post("/v1/admin/recertify", json={"force": True})).json()
+        assert [pair["cleared"] for pair in forced["pairs"]] == [True]
+        assert await wait_until(lambda: held_rows(tmp_path) == [], timeout=10)
+    async with gateway(tmp_path, engines) as (client, live):
+        assert not live.fallback_active("pruned", "in_domain")

@@ -276,8 +276,9 @@ class LiveCertificates:
             return
         summary = pair.summary(variant, domain)
         self._open_window(pair, fallback=True)
-        self._changed(variant, domain, (f"{summary['wrong']} of {summary['labelled']} labelled unflagged answers "
-                                        f"wrong, above alpha={alpha} (anytime test at delta={delta})", time.time()))
+        reason = (f"{summary['wrong']} of {summary['labelled']} labelled unflagged answers wrong, above "
+                  f"alpha={alpha} (anytime test at delta={delta})")
+        self._changed(variant, domain, (reason, time.time()))
         log.warning("live re-certification: fallback on, every answer of this variant and domain is flagged "
                     "until re-certified (moeprune recertify)",
                     extra={**summary, "fallback": True, "look_level": look_level(delta, summary["labelled"]),

@@ -26,7 +26,12 @@ class RecertifyRequest(BaseModel):
     force: bool = Field(False, description="clear even without enough fresh labels (after loading a new card)")
 
 
-@router.post("/v1/admin/recertify")
+# Parsed by hand (an empty body is allowed, every problem a 400); the schema is still published.
+BODY_SCHEMA = {"requestBody": {"required": False, "content": {
+    "application/json": {"schema": RecertifyRequest.model_json_schema()}}}}
+
+
+@router.post("/v1/admin/recertify", openapi_extra=BODY_SCHEMA)
 async def recertify(request: Request, gateway: Gateway) -> dict:
     raw = await request.body()
     try:

@@ -21,7 +21,8 @@ from app.api.auth import ApiKeyAuth, KeyStore, is_loopback, public_paths, refuse
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyCap, RequestId
 from app.api.send_timeout import SendTimeout
-from app.api.routes import admin, chat, completions, experiments, feedback, health, metrics, models, telemetry
+from app.api.routes import (admin, chat, completions, experiments, feedback, health, metrics, models, recertify,
+                            telemetry)
 from app.config.variants import GatewayConfig, load_config
 from app.core.config import Settings
 from app.core.state import GatewayState
@@ -35,6 +36,9 @@ from app.guard.gates import load_gates
 from app.logs import configure_logging
 from app.telemetry.service import RoutingTelemetry
 from app.metrics import GatewayMetrics, GpuMemoryReader
+from app.reliability.live import LiveCertificates
+from app.reliability.live_cards import certificate_levels
+from app.reliability.live_sync import LiveSync
 from app.reliability.policy import load_policy
 from app.reliability.startup import load_variant_reliability
 from app.serving.client import build_upstream_client
@@ -58,13 +62,16 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
     for name, backend in backends.items():
         metrics.register_variant(name, footprints[name], policies[name].baselines, backend.managed)
     experiments = ExperimentService(settings, config, ExperimentMetrics(metrics.registry))
+    live = LiveCertificates(levels=certificate_levels(config), max_answers=settings.live_max_answers,
+                            retention_s=settings.live_retention_s)
+    metrics.watch_live(live)
     telemetry = RoutingTelemetry.from_config(config)
     if telemetry is not None:
         metrics.watch_drift({name: window.ratio for name, (_, window) in telemetry.drift.items()})
     return GatewayState(settings=settings, config=config, backends=backends, metrics=metrics, policies=policies,
                         footprints=footprints, experiments=experiments, keys=keys,
                         gpu=GpuMemoryReader.create(), gates=gates, telemetry=telemetry,
-                        certification=certification)
+                        certification=certification, live=live)
 
 
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastAPI:
@@ -81,6 +88,10 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
     work_dir = Path(settings.work_dir or scratch.name)
     gateway = build_state(settings, config, work_dir, keys)
 
+    # Live fallbacks persist in the experiment database, through its one store thread.
+    live_sync = LiveSync(gateway.live, gateway.experiments.store, gateway.experiments.recorder,
+                         settings.experiment_flush_interval_s)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build_upstream_client(settings) as client:
@@ -93,9 +104,11 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                 # Inside the try: when the second variant fails to launch, the first is stopped.
                 gateway.supervisor.start()
                 await gateway.experiments.start()
+                await live_sync.start()
                 with reload_on_sighup(gateway):
                     yield
             finally:
+                await live_sync.stop()
                 await gateway.experiments.stop()
                 await gateway.supervisor.stop()
                 if scratch is not None:
@@ -107,7 +120,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                               "per-response reliability flags and Prometheus metrics.")
     app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (chat, completions, models, experiments, feedback, admin, health, metrics, telemetry):
+    for module in (chat, completions, models, experiments, feedback, admin, recertify, health, metrics, telemetry):
         app.include_router(module.router)
     # add_middleware wraps what is there, so the last added runs first: request id, key, then the body.
     app.add_middleware(BodyCap, max_body_bytes=settings.max_request_bytes,

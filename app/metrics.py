@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from app.engines.backends import Backend
 from app.engines.footprint import Footprint
+from app.reliability.live import LiveCertificates
 
 # Whole-request latency of LLM calls spans ~50 ms (a cached short answer) to minutes.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
@@ -79,6 +80,36 @@ class GatewayMetrics:
         self.pruned_expert_hit_ratio = Gauge(p + "pruned_expert_hit_ratio", "Share of the base's routed (token, "
                                              "expert) pairs in the window on experts this variant removed",
                                              ["variant"], registry=registry)
+        # Live re-certification (app/reliability/live.py): per (variant, domain), read from its state at scrape.
+        self.live_realised_error = Gauge(p + "live_realised_error", "Share wrong among labelled unflagged answers "
+                                         "since the pair's window opened (NaN without labels)",
+                                         ["variant", "domain"], registry=registry)
+        self.live_error_upper_bound = Gauge(p + "live_error_upper_bound", "One-sided Clopper-Pearson upper bound "
+                                            "on that error at the certificate's delta (1 without labels)",
+                                            ["variant", "domain"], registry=registry)
+        self.live_labelled_answers = Gauge(p + "live_labelled_answers", "Labelled unflagged answers in the window",
+                                           ["variant", "domain"], registry=registry)
+        self.live_fallback_active = Gauge(p + "live_fallback_active", "1 while live feedback has every answer of "
+                                          "the pair flagged (until moeprune recertify)", ["variant", "domain"],
+                                          registry=registry)
+        self.live_alpha = Gauge(p + "live_certificate_alpha", "The alpha the pair's certificate promises",
+                                ["variant", "domain"], registry=registry)
+
+    def watch_live(self, live: LiveCertificates) -> None:
+        """Gauges for every pair live re-certification tracks, now and as new pairs appear."""
+        def register(variant: str, domain: str) -> None:
+            def pair():
+                return live.pairs[(variant, domain)]
+
+            self.live_realised_error.labels(variant, domain).set_function(lambda: pair().realised_error)
+            self.live_error_upper_bound.labels(variant, domain).set_function(lambda: pair().upper_bound)
+            self.live_labelled_answers.labels(variant, domain).set_function(lambda: pair().labelled)
+            self.live_fallback_active.labels(variant, domain).set_function(lambda: 1 if pair().fallback else 0)
+            self.live_alpha.labels(variant, domain).set_function(lambda: pair().levels.alpha)
+
+        for variant, domain in list(live.pairs):
+            register(variant, domain)
+        live.on_new_pair = register
 
     def register_variant(self, variant: str, footprint: Footprint | None, baselines: dict[str, float],
                          managed: bool) -> None:

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     experiment_buffer_ids: int = Field(100_000, ge=1, description="ids buffered while the database is down")
     experiment_evaluate_interval_s: float = Field(5.0, gt=0, description="verdict gauges and guardrails")
 
+    # Live re-certification (docs/gateway.md): served answers kept in memory for feedback to join.
+    live_max_answers: int = Field(100_000, ge=1, description="most served answers remembered for feedback")
+    live_retention_s: float = Field(7 * 86400, gt=0, description="how long a served answer accepts feedback")
+
     def static_api_keys(self) -> frozenset[str]:
         """Keys given in the environment (or directly): fixed for the gateway's life."""
         return split_keys(self.api_keys) | self.evaluation_key_set()

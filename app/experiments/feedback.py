@@ -1,4 +1,4 @@
-"""The body of POST /v1/feedback, validated: an id, one outcome (score or label), optional tags; no free text.
+"""The body of POST /v1/feedback, validated (an id, one outcome, optional tags; no free text), and its answer.
 
 Tags are short lowercase tokens (at most MAX_TAGS of [a-z0-9_-], 32 characters
 each) so no sentence, name or note can be smuggled in; they are stored on the
@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.api.errors import OpenAIError
+from app.reliability.live import Outcome
 
 MAX_TAGS = 8
 Tag = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
@@ -39,6 +40,11 @@ class FeedbackRequest(BaseModel):
             return 1.0 if self.label == "good" else 0.0
         return float(self.score)
 
+    @property
+    def is_wrong(self) -> bool:
+        """How the live re-check counts it: bad, or a score below one half."""
+        return self.value < 0.5
+
 
 def parse_feedback(data: object) -> FeedbackRequest:
     """Validate a decoded body; every problem is a 400 naming the field (never echoing its value)."""
@@ -56,3 +62,22 @@ def parse_feedback(data: object) -> FeedbackRequest:
         first = exc.errors()[0].get("loc", ()) if exc.errors() else ()
         raise OpenAIError(400, "; ".join(problems), param=".".join(str(p) for p in first) or None,
                           code="invalid_feedback") from None
+
+
+def not_found(completion_id: str) -> OpenAIError:
+    # Another key's completion is reported as unknown: ids are not a way to probe other clients.
+    return OpenAIError(404, f"no completion with id {completion_id!r} for this key (never served by this gateway, "
+                            f"served to another API key, or older than the retention window); send the `id` of a "
+                            f"completion this key received", param="id", code="completion_not_found")
+
+
+def live_response(completion_id: str, live: Outcome | None, experiment: dict | None) -> dict:
+    """The answer to a feedback: the experiment's fields where it was an experiment's completion, plus
+    the live re-check's (`domain`, `label_status`) where the gateway recorded the served answer."""
+    body = dict(experiment) if experiment is not None else {"object": "feedback", "id": completion_id}
+    if live is not None:
+        body.setdefault("variant", live.variant)
+        body.setdefault("recorded", live.status != "same")
+        body.setdefault("duplicate", live.status == "same")
+        body.update(domain=live.domain, label_status=live.status)
+    return body

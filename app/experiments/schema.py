@@ -15,6 +15,9 @@ What is stored (bounded, and never any text of a request or an answer):
 - `feedback`: one row per (completion id, key digest) that gave feedback: its
   value, label and tags (validated tokens, no free text); deleted with its completion.
 - `arm_stops`: arms a guardrail stopped (cleared by a config reload).
+- `live_fallbacks` (version 2): the (variant, domain) pairs whose live feedback tripped the
+  reliability fallback (app/reliability/live_sync.py), so a restart or another replica keeps
+  flagging them until `moeprune recertify` clears the row; one row per pair, no counts or text.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         """CREATE TABLE arm_stops (
                experiment TEXT NOT NULL, arm TEXT NOT NULL, reason TEXT NOT NULL,
                stopped_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (experiment, arm))""",
+    )),
+    (2, (
+        """CREATE TABLE live_fallbacks (
+               variant TEXT NOT NULL, domain TEXT NOT NULL, reason TEXT NOT NULL,
+               since DOUBLE PRECISION NOT NULL, PRIMARY KEY (variant, domain))""",
     )),
 )
 LATEST = MIGRATIONS[-1][0]

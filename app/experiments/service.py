@@ -140,8 +140,7 @@ class ExperimentService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self.active or self.recorder.pending():
-            await self.recorder.close()
+        await self.recorder.close()  # live fallbacks (app/reliability/live_sync.py) use the store without experiments
 
     # -- the request path -----------------------------------------------------------------------------
     def route(self, name: str, experiment: Experiment, arm: str) -> str:

@@ -187,7 +187,23 @@ class SqlStore:
             cursor.execute("DELETE FROM arm_stops")
             return cursor.rowcount
 
+    def write_fallbacks(self, changes: Mapping[tuple[str, str], tuple[str, float] | None]) -> None:
+        """Set (reason, since) or, for None, clear the live fallback of each (variant, domain), in one transaction."""
+        with self._transaction() as cursor:
+            for (variant, domain), held in changes.items():
+                if held is None:
+                    cursor.execute("DELETE FROM live_fallbacks WHERE variant = ? AND domain = ?", (variant, domain))
+                else:
+                    cursor.execute("INSERT INTO live_fallbacks (variant, domain, reason, since) VALUES (?, ?, ?, ?) "
+                                   "ON CONFLICT (variant, domain) DO NOTHING", (variant, domain, *held))
+
     # -- reads ----------------------------------------------------------------------------------------
+    def fallbacks(self) -> dict[tuple[str, str], str]:
+        """(variant, domain) -> why its live fallback is held, for every pair any replica tripped."""
+        with self._transaction() as cursor:
+            cursor.execute("SELECT variant, domain, reason FROM live_fallbacks")
+            return {(variant, domain): reason for variant, domain, reason in cursor.fetchall()}
+
     def counters(self) -> dict[str, dict[str, dict[str, float]]]:
         """experiment -> arm -> counter name -> total."""
         with self._transaction() as cursor:

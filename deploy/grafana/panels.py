@@ -96,6 +96,26 @@ ROWS: tuple[Row, ...] = (
             Query(f"sum by (variant, flag) (rate(moeprune_reliability_flags_total{{{VARIANT}}}[$__rate_interval]))",
                   "{{variant}} {{flag}}"),
         ), unit="short", width=12),
+        # Each replica keeps its own live state (docs/gateway.md, "Live re-certification"): max, not sum.
+        Panel("Live error among unflagged answers vs the certificate's alpha", (
+            Query(f"max by (variant, domain) (moeprune_live_realised_error{{{VARIANT}}})",
+                  "{{variant}} {{domain}} realised"),
+            Query(f"max by (variant, domain) (moeprune_live_error_upper_bound{{{VARIANT}}})",
+                  "{{variant}} {{domain}} upper bound"),
+            Query(f"max by (variant, domain) (moeprune_live_certificate_alpha{{{VARIANT}}})",
+                  "{{variant}} {{domain}} alpha baseline"),
+        ), unit="percentunit", width=12,
+            description="From POST /v1/feedback on answers served without a flag, since the pair's window opened "
+                        "(start, fallback, re-certification): the share wrong, its one-sided Clopper-Pearson upper "
+                        "bound at the certificate's delta, and alpha (dashed). Alert: MoePruneLiveErrorBoundAboveAlpha."),
+        Panel("Live fallback (1: every answer flagged) and labelled answers", (
+            Query(f"max by (variant, domain) (moeprune_live_fallback_active{{{VARIANT}}})",
+                  "{{variant}} {{domain}} fallback"),
+            Query(f"max by (variant, domain) (moeprune_live_labelled_answers{{{VARIANT}}})",
+                  "{{variant}} {{domain}} labelled"),
+        ), kind="stat", width=12,
+            description="Fallback: feedback showed the error above alpha (anytime-valid test); cleared by "
+                        "moeprune recertify. Alert: MoePruneReliabilityFallback."),
     )),
     Row("A/B experiments", (
         Panel("Arm traffic share", (

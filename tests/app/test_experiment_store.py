@@ -20,7 +20,8 @@ def test_migrations_are_recorded_applied_once_and_a_newer_database_is_refused(tm
     assert store.sqlite_path == tmp_path / "experiments.sqlite3"
     assert store.migrate() == LATEST and store.migrate() == LATEST
     with sqlite3.connect(store.sqlite_path) as connection:
-        assert [row[0] for row in connection.execute("SELECT version FROM schema_migrations")] == [LATEST]
+        assert [row[0] for row in connection.execute("SELECT version FROM schema_migrations")] == \
+            list(range(1, LATEST + 1))
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         connection.execute("INSERT INTO schema_migrations VALUES (?, 0)", (LATEST + 1,))
     store.close()

@@ -34,6 +34,15 @@ REPORT_CARD = {
         "low_confidence": {"signal": "mean_logprob", "direction": "below", "threshold": 0.0, "base_rate": 0.2},
         "high_entropy": {"signal": "mean_entropy", "direction": "above", "threshold": 0.0, "base_rate": 0.3},
     },
+    # A reliability section, so the live re-certification gauges exist from the start (uncertified:
+    # this random model has no labelled answers; the gateway flags every answer of it).
+    "reliability": {
+        "alpha": 0.05, "delta": 0.05, "weights_sha256": None, "labels_sha256": "0" * 64, "base_check": False,
+        "domains": {"all": {"n": 0, "n_wrong": 0, "certificate": {
+            "alpha": 0.05, "delta": 0.05, "status": "uncertified", "threshold": None, "coverage": None,
+            "n_unflagged": 0, "errors_unflagged": 0, "realised_error": None, "error_upper": None,
+            "n_calibration": 0, "n_fit": 0, "tested": 0, "reason": "no labelled answers"}}},
+    },
 }
 ENGINE = {"kv_cache_bytes": 134217728, "max_model_len": 512}
 

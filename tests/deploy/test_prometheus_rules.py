@@ -51,6 +51,14 @@ def test_the_issue_s_alerts_exist():
     assert "moeprune_reliability_flag_baseline_ratio" in alerts["MoePruneFlagRateAboveBaseline"]
 
 
+def test_live_recertification_alerts_read_the_live_gauges():
+    """Issue 26: an alert when live feedback trips a fallback, and one when the bound crosses alpha."""
+    alerts = alert_rules()
+    assert "moeprune_live_fallback_active" in alerts["MoePruneReliabilityFallback"]
+    bound = alerts["MoePruneLiveErrorBoundAboveAlpha"]
+    assert "moeprune_live_error_upper_bound" in bound and "moeprune_live_certificate_alpha" in bound
+
+
 def test_recording_rule_names_follow_the_level_metric_operations_convention():
     for name in recording_rules():
         level, metric, operations = name.split(":")

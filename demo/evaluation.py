@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from demo.engine import running_engine
 from demo.variants import Variant
-from moeprune.formats.domain_gate import GATE_NAME
 from moeprune.formats.hashing import sha256_file
 from moeprune.formats.manifest import PruningManifest
 
@@ -76,16 +75,15 @@ def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit
     """The base and the served variants on the utility and reliability sets, with the base cross-check.
 
     One engine serves the base for the whole round: its own evaluation and the served variants'
-    cross-checks (each answer re-scored under the base, prefill only). The base's card is split by the
-    served variants' domain gate, so the cascade's two certificates speak of the same domains.
+    cross-checks (each answer re-scored under the base, prefill only). Each pruned variant's card is split
+    by its own domain gate (published with the checkpoint); the base has no gate, so its one certificate
+    covers all its traffic, which is what the cascade escalates to it.
     """
     live = set() if live is None else live
-    gates = [v.model_dir / GATE_NAME for v in served if (v.model_dir / GATE_NAME).is_file()]
-    gate = gates[0] if gates else None
     cards: dict[str, Path] = {}
     with running_engine(base.model_dir, BASE_NAME, cards_dir / "base-check-engine", live=live) as base_url:
         with ThreadPoolExecutor(max_workers=1 + len(served)) as pool:
-            futures = {pool.submit(evaluate_one, base, cards_dir, SERVED_TASKS, limit, live, cancel, None, gate): base}
+            futures = {pool.submit(evaluate_one, base, cards_dir, SERVED_TASKS, limit, live, cancel): base}
             futures.update({pool.submit(evaluate_one, v, cards_dir, SERVED_TASKS, limit, live, cancel, base_url): v
                             for v in served})
             try:

@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from demo.engine import running_engine
 from demo.variants import Variant
-from moeprune.formats.hashing import sha256_file
 from moeprune.formats.manifest import PruningManifest
 
 STAMP = "demo_eval.json"
@@ -26,6 +25,8 @@ BASE_NAME = "base"
 # The served pair and the base are certified too, so they answer the reliability sets as well
 # (>= 600 labelled answers per domain; docs/reliability.md).
 SERVED_TASKS = "all,reliability"
+UTILITY_TASKS = "all"
+GATE_RECALL = 0.95
 
 
 def _task_fingerprint(tasks: str) -> list[dict]:
@@ -48,16 +49,38 @@ def _stamp(variant: Variant, tasks: str, limit: int | None) -> dict:
     return {"tasks": _task_fingerprint(tasks), "limit": limit, "checkpoint": files}
 
 
+def domain_split(variant: Variant) -> tuple[object, object] | tuple[None, None]:
+    """(GateAssignment, DomainGate) splitting the variant's card into in_domain / cross_domain, or (None, None).
+
+    The threshold keeps GATE_RECALL of the biomedical *utility* items in domain (the card's `domain_gate`
+    section, which the gateway's guard reads too); it is chosen from the items' domains, never their
+    answers' correctness. The file's own 0.5 let nearly every general question pass as biomedical.
+    """
+    from evaluators.gate_domains import load_assignment
+    from evaluators.gate_quality import gate_quality
+    from evaluators.tasks import resolve_tasks
+    from moeprune.formats.domain_gate import GATE_NAME, DomainGate
+
+    path = Path(variant.model_dir) / GATE_NAME
+    if not path.is_file():
+        return None, None
+    gate = DomainGate.load(path)
+    utility = [(task, task.load()) for task in resolve_tasks([UTILITY_TASKS])]
+    return load_assignment(path, gate_quality(gate, utility, GATE_RECALL)["threshold"]), gate
+
+
 def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None, live: set | None = None,
-                 cancel=None, base_url: str | None = None, gate: Path | None = None) -> Path:
-    """`base_url`: a running engine serving the base as "base", for the base cross-check (served variants);
-    `gate`: the domain gate that splits the card's domains (default: the one beside the checkpoint)."""
-    from evaluators.runner import MODEL_DIR_GATE, run_eval
+                 cancel=None, base_url: str | None = None) -> Path:
+    """`base_url`: a running engine serving the base as "base", for the base cross-check (served variants)."""
+    from evaluators.gate_quality import add_gate_quality
+    from evaluators.runner import run_eval
+    from evaluators.tasks import resolve_tasks
 
     out = cards_dir / variant.name
     card, stamp_path = out / "report_card.json", out / STAMP
+    split, gate = domain_split(variant)
     stamp = {**_stamp(variant, tasks, limit), "base_check": base_url is not None,
-             "gate": sha256_file(gate) if gate is not None else None}
+             "gate": [split.sha256, split.threshold] if split is not None else None}
     if card.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
         return card
     if cancel is not None and cancel.is_set():
@@ -65,7 +88,9 @@ def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | Non
     base = {"base_endpoint": base_url, "base_model": BASE_NAME} if base_url is not None else {}
     with running_engine(variant.model_dir, variant.name, out / "engine", live=live) as url:
         card = run_eval(url, variant.name, tasks, out, variant=variant.name, model_dir=str(variant.model_dir),
-                        concurrency=8, limit=limit, progress=False, gate=gate or MODEL_DIR_GATE, **base)
+                        concurrency=8, limit=limit, progress=False, gate=split, **base)
+    if gate is not None:
+        add_gate_quality(card, gate, resolve_tasks([UTILITY_TASKS]), GATE_RECALL)
     stamp_path.write_text(json.dumps(stamp))
     return Path(card)
 

@@ -2,7 +2,7 @@
 
 The contract between the serving path and the feedback path (docs/reliability.md):
 the serving path calls `record_served` for every completion it returns and asks
-`fallback_active` before deciding flags; the feedback path (`POST /v1/feedback`) calls
+`fallback_active` before deciding flags (`served_answer` reads a recorded answer back); the feedback path (`POST /v1/feedback`) calls
 `record_outcome`. When feedback shows the error rate among unflagged answers of a
 (variant, domain) above the certificate's alpha (app/reliability/live_bound.py),
 `fallback_active` turns true and the gateway flags every answer of that pair until
@@ -126,15 +126,20 @@ class LiveCertificates:
 
     # -- the serving path -----------------------------------------------------------------------------
     def record_served(self, answer: ServedAnswer) -> None:
+        if answer.completion_id in self.served:  # an id served twice: the later answer is the one to rate
+            self._drop(self.served.pop(answer.completion_id))
         pair = self._pair(answer.variant, answer.domain)
         if pair is None:
             return
         self._forget_old(time.time(), keep=self.max_answers - 1)  # room for this one
         self._sequence += 1
-        if answer.completion_id in self.served:  # an id served twice: the later answer is the one to rate
-            self._drop(self.served.pop(answer.completion_id))
         self.served[answer.completion_id] = _Served(answer, time.time(), self._sequence,
                                                     self._in_population(answer, pair))
+
+    def served_answer(self, completion_id: str) -> ServedAnswer | None:
+        """The answer recorded under this id, as `record_served` got it; None if never served or forgotten."""
+        entry = self.served.get(completion_id)
+        return None if entry is None else entry.answer
 
     def fallback_active(self, variant: str, domain: str) -> bool:
         pair = self.pairs.get((variant, domain))

@@ -148,7 +148,7 @@ async def test_an_abstention_is_not_a_flag(certified):
 
 async def test_live_fallback_flags_every_answer_of_that_variant_and_domain(certified):
     url, app, _, _ = certified
-    app.state.gateway.live.fallbacks.add(("pruned", "all"))
+    app.state.gateway.live.hold_fallback("pruned", "all", "test: feedback breached the bound")
     reliability = (await ask(url, "pruned", "Which organ does hepatitis affect?")).json()["reliability"]
     assert reliability["flags"] == ["uncertified"] and reliability["above_risk"] is False
     assert reliability["p_wrong"] == p_wrong_of(CONFIDENT)  # still computed: apps may rank by it
@@ -159,7 +159,7 @@ async def test_live_fallback_flags_every_answer_of_that_variant_and_domain(certi
 async def test_every_served_answer_is_recorded_for_live_recertification(certified):
     url, app, cards, _ = certified
     body = (await ask(url, "pruned", "unsure: which organ?")).json()
-    served_answer = app.state.gateway.live.served[body["id"]]
+    served_answer = app.state.gateway.live.served_answer(body["id"])
     assert served_answer.variant == "pruned" and served_answer.domain == "all"
     assert served_answer.p_wrong == body["reliability"]["p_wrong"] and served_answer.flagged is True
     assert served_answer.abstained is False and served_answer.card_sha256 == sha256(cards["pruned"])
@@ -176,7 +176,7 @@ async def test_a_stream_carries_the_certified_verdict_in_its_final_chunk(certifi
     reliability = final["reliability"]
     assert final["choices"] == [] and reliability["p_wrong"] == p_wrong_of(UNSURE)
     assert "above_risk" in reliability["flags"] and reliability["certificate"] == card_certificate(cards["pruned"])
-    assert app.state.gateway.live.served[final["id"]].flagged is True
+    assert app.state.gateway.live.served_answer(final["id"]).flagged is True
 
 
 async def test_the_base_check_is_on_by_default_when_a_base_is_named_and_can_be_turned_off(certified):
@@ -199,7 +199,7 @@ async def test_the_cascade_serves_the_bases_answer_with_its_own_certificate_when
     reliability = body["reliability"]
     assert reliability["escalated"] == {"from": "cascaded", "reason": "above_risk"}
     assert reliability["certificate"] == card_certificate(cards["base"])  # the base's own verdict
-    assert app.state.gateway.live.served[body["id"]].variant == "base"
+    assert app.state.gateway.live.served_answer(body["id"]).variant == "base"
     registry = app.state.gateway.metrics.registry
     assert registry.get_sample_value("moeprune_cascade_escalations_total",
                                      {"variant": "cascaded", "flag": "above_risk"}) == 1

@@ -41,8 +41,9 @@ async def test_feedback_from_an_openai_client_completion_is_counted_on_its_arm_o
         arm = completion.model
         first = await client.post("/v1/feedback", json={"id": completion.id, "label": "bad", "tags": ["triage"]})
         assert first.status_code == 200, first.text
+        # Plus the live re-check's fields: every served completion is recorded (docs/gateway.md).
         assert first.json() == {"object": "feedback", "id": completion.id, "experiment": "ab", "variant": arm,
-                                "recorded": True, "duplicate": False}
+                                "recorded": True, "duplicate": False, "domain": "all", "label_status": "new"}
         again = await client.post("/v1/feedback", json={"id": completion.id, "label": "good"})
         assert again.status_code == 200 and again.json()["duplicate"] is True
         report = (await client.get("/v1/experiments/ab")).json()
@@ -74,7 +75,9 @@ async def test_scores_and_streamed_completions(tmp_path, engines):
 
 
 async def test_unknown_and_expired_ids_are_404(tmp_path, engines):
-    async with experiment_gateway(tmp_path, engines, EXPERIMENT, experiment_retention_s=1.0) as (client, app):
+    # Expired for both the experiment and the live re-check (each keeps ids for its own retention).
+    async with experiment_gateway(tmp_path, engines, EXPERIMENT, experiment_retention_s=1.0,
+                                  live_retention_s=1.0) as (client, app):
         assert_openai_error(await client.post("/v1/feedback", json={"id": "chatcmpl-never-served", "label": "good"}),
                             404, "completion_not_found")
         old = (await complete(client)).json()["id"]
@@ -86,7 +89,11 @@ async def test_unknown_and_expired_ids_are_404(tmp_path, engines):
         # and never by another key.
         direct = await client.post("/v1/completions", json={"model": "base", "prompt": "hi", "max_tokens": 2})
         assert_openai_error(await client.post("/v1/feedback", json={"id": direct.json()["id"], "label": "good"},
-                                              headers=OTHER_AUTH), 404)
+                                              headers=OTHER_AUTH), 404, "completion_not_found")
+        rated = await client.post("/v1/feedback", json={"id": direct.json()["id"], "label": "good"})
+        assert rated.status_code == 200, rated.text
+        assert rated.json() == {"object": "feedback", "id": direct.json()["id"], "variant": "base", "domain": "all",
+                                "recorded": True, "duplicate": False, "label_status": "new"}
 
 
 MALFORMED = [

@@ -1,8 +1,10 @@
 """Live re-certification through a real in-process gateway: feedback for any served completion, the
 fallback it trips per (variant, domain), the gauges that show it, and `moeprune recertify` clearing it.
 
-The serving path's call to `record_served` is the gateway's (docs/reliability.md); here the tests
-make it themselves for completions the gateway really served, so they hold whatever flags it computes.
+The gateway records every completion it serves (`record_served`, docs/reliability.md); here each
+test then records the same id again with the domain, `p_wrong` and flag its scenario needs (the
+later record of an id is the one rated), since the stub engines' answers would all land in one
+domain with one verdict. The gateway's own verdicts are tested in test_certified_flags.py.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from tests.app.stub_engine import served, wait_until
 KEY, OTHER_KEY = "live-key-1", "live-key-2"
 AUTH, OTHER_AUTH = {"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Bearer {OTHER_KEY}"}
 THRESHOLD = 0.2  # the pruned variant's certified p_wrong threshold in_domain (its card below)
+# The cards' p_wrong model (RiskModel.as_dict): sigmoid(-3 - 2 * mean_logprob), about 0.05 for the stub
+# engines' answers (logprob -0.05): serve()'s default, below both domains' thresholds.
+RISK_MODEL = {"features": ["mean_logprob"], "means": [0.0], "scales": [1.0], "coef": [-2.0], "intercept": -3.0,
+              "iso_x": [], "iso_y": []}
 
 
 def certificate(status: str, threshold: float | None) -> dict:
@@ -42,8 +48,10 @@ CARD = {
     "schema_version": 1, "variant": "pruned", "model": "pruned", "tasks": {},
     "reliability": {
         "alpha": 0.05, "delta": 0.05, "weights_sha256": None, "labels_sha256": "0" * 64, "base_check": False,
-        "domains": {"in_domain": {"n": 400, "n_wrong": 30, "certificate": certificate("certified", THRESHOLD)},
-                    "cross_domain": {"n": 400, "n_wrong": 90, "certificate": certificate("certified", 0.1)}},
+        "domains": {"in_domain": {"n": 400, "n_wrong": 30, "model": RISK_MODEL,
+                                  "certificate": certificate("certified", THRESHOLD)},
+                    "cross_domain": {"n": 400, "n_wrong": 90, "model": RISK_MODEL,
+                                     "certificate": certificate("certified", 0.1)}},
     },
 }
 

@@ -56,6 +56,17 @@ def test_memory_is_bounded_by_count_and_age_and_forgotten_labels_leave_the_count
     assert live.pairs[("gate-50", "in_domain")].labelled == 0
 
 
+def test_an_id_recorded_again_replaces_its_answer_without_forgetting_another():
+    live = LiveCertificates(max_answers=3)
+    for index in range(3):
+        live.record_served(answer(f"id{index}"))
+    live.record_outcome("id1", "k1", wrong=True)
+    live.record_served(answer("id1", flagged=True))  # the later record of an id is the one rated
+    assert list(live.served) == ["id0", "id2", "id1"] and live.served_answer("id1").flagged is True
+    assert live.pairs[("gate-50", "in_domain")].labelled == 0  # its label went with the replaced answer
+    assert live.served_answer("never") is None
+
+
 def test_answers_served_during_a_fallback_count_when_the_certificate_alone_passes_them():
     live = LiveCertificates(levels={("gate-50", "in_domain"): Levels(0.05, 0.05, CERTIFIED)})
     for index in range(2):

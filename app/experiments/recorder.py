@@ -7,7 +7,8 @@ down they wait in memory, bounded by the number of counter names, and catch up
 in full when it returns); completion ids queue up to `experiment_buffer_ids`,
 beyond which the oldest are dropped: counted in
 `moeprune_experiment_store_dropped_total{kind="completion_id"}` and logged
-(feedback for a dropped id then answers 404). A database that is slow only
+(feedback for a dropped id no longer counts for its experiment arm; it still
+counts for the live re-check on the replica that served it). A database that is slow only
 delays the next flush; no request ever waits for it.
 """
 
@@ -60,7 +61,7 @@ class Recorder:
             if time.monotonic() - self._drop_logged_at < DROP_LOG_EVERY_S:
                 return
             self._drop_logged_at = time.monotonic()
-            log.warning("experiment store behind: completion ids dropped (feedback for them will get 404)",
+            log.warning("experiment store behind: completion ids dropped (their feedback will not count for the experiment)",
                         extra={"dropped": overflow, "dropped_total": self.dropped, "store": self.store.where})
 
     def pending(self) -> int:

@@ -116,7 +116,12 @@ def test_two_gateways_on_one_postgres_agree_and_survive_the_database_going_away(
             # The same completion, rated through the other replica: one database, so it is a duplicate there.
             assert httpx.post(b.url + "/v1/feedback", headers=b.headers, json={"id": kept, "label": "good"},
                               timeout=30).json()["duplicate"] is True
-            assert httpx.post(a.url + "/v1/feedback", headers=a.headers, json={"id": dropped, "label": "good"},
+            # A dropped id is lost to the experiment, not to the live re-check of the replica that served it:
+            # a takes the label for its certificate (no experiment fields); b never saw the answer (404).
+            on_dropped = httpx.post(a.url + "/v1/feedback", headers=a.headers, json={"id": dropped, "label": "good"},
+                                    timeout=30)
+            assert on_dropped.status_code == 200 and "experiment" not in on_dropped.json(), on_dropped.text
+            assert httpx.post(b.url + "/v1/feedback", headers=b.headers, json={"id": dropped, "label": "good"},
                               timeout=30).status_code == 404
             time.sleep(1.0)
             assert comparable(report(a).json()) == comparable(report(b).json())

@@ -1,0 +1,94 @@
+"""transformers classes that build each MoE layer with its own expert count.
+
+Each class is its stock class plus `UnevenExperts`: the stock constructor builds
+every layer from the global count (the largest), then every MoE block of a layer
+listed in `per_layer_config` is rebuilt from that layer's config. Under
+`from_pretrained` construction runs on the meta device, so the larger blocks
+built first cost no memory; weights are loaded after the rebuild, into the
+right shapes. Nothing of the stock forward pass is changed: a block only reads
+its expert count from its own parameters' shapes and its own config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from transformers import AutoModelForCausalLM
+from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
+from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeForCausalLM
+
+from moeprune.errors import UserError
+from moeprune.formats.families import FAMILIES
+
+
+@contextlib.contextmanager
+def _global_counts_readable(config):
+    """Let the stock constructor read the global (largest) count of a heterogeneous config.
+
+    transformers raises on a global read of a per-layer attribute unless the config allows it;
+    the stock layers built at that count are replaced right after, so the read is safe here.
+    """
+    before = config.__dict__.get("allow_global_per_layer_attribute_access")
+    config.allow_global_per_layer_attribute_access = True
+    try:
+        yield config
+    finally:
+        if before is None:
+            config.__dict__.pop("allow_global_per_layer_attribute_access", None)  # keep it out of config.json
+        else:
+            config.allow_global_per_layer_attribute_access = before
+
+
+def _check_only_counts_vary(config, family, class_name: str) -> None:
+    varying = set(config.per_layer_attributes or ()) if getattr(config, "is_heterogeneous", False) else set()
+    other = sorted(varying - set(family.expert_count_keys))
+    if other:
+        raise UserError(f"{class_name} builds layers that differ only in their expert count, but this config's "
+                        f"per_layer_config also varies {', '.join(other)}; load it with a class that supports those")
+
+
+class UnevenExperts:
+    """Mixin (first base) for a stock *ForCausalLM: per-layer expert counts from `per_layer_config`."""
+
+    model_type: str  # the family (moeprune.formats.families) whose blocks are rebuilt
+
+    def __init__(self, config, *args, **kwargs):
+        family = FAMILIES[self.model_type]
+        _check_only_counts_vary(config, family, type(self).__name__)
+        with _global_counts_readable(config):
+            super().__init__(config, *args, **kwargs)
+        if getattr(config, "is_heterogeneous", False):
+            self._rebuild_listed_blocks(config, family)
+            self.post_init()  # weight init / tying bookkeeping for the rebuilt blocks
+
+    def _rebuild_listed_blocks(self, config, family) -> None:
+        listed = config._heterogeneity_spec.per_layer_overrides
+        blocks = family.moe_blocks(self)
+        for layer in sorted(listed):
+            if layer not in blocks:
+                raise UserError(f"per_layer_config sets an expert count for layer {layer}, which is not an MoE "
+                                f"layer of this {family.model_type} model (MoE layers: {sorted(blocks)})")
+            decoder_layer = family.decoder_layers(self)[layer]
+            block = getattr(decoder_layer, family.block_attr)
+            setattr(decoder_layer, family.block_attr, type(block)(config.per_layer_config[layer]))
+
+
+class Qwen3MoePrunedForCausalLM(UnevenExperts, Qwen3MoeForCausalLM):
+    model_type = "qwen3_moe"
+
+
+# (config class, stock class, uneven class) for every family with an uneven class.
+CLASSES: tuple[tuple[type, type, type], ...] = (
+    (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
+)
+
+
+def register() -> None:
+    """Map each stock config class to (stock class, uneven class) in `AutoModelForCausalLM`.
+
+    transformers' auto classes pick among several classes of one config class by
+    `config.architectures` (the first is the default), so stock checkpoints still get
+    the stock class and only a renamed architecture gets the uneven one. Idempotent.
+    """
+    for config_class, stock, uneven in CLASSES:
+        AutoModelForCausalLM.register(config_class, (stock, uneven), exist_ok=True)

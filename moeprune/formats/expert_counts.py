@@ -90,3 +90,8 @@ def with_layer_counts(family, config: dict, counts: dict[int, int]) -> dict:
     new["architectures"] = architectures
     return new
 
+
+
+def format_counts(counts: dict[int, int]) -> str:
+    """'0:3 1:5 2:4' (MoE layer:experts), as `moeprune prune`, `inspect` and `verify` print them."""
+    return " ".join(f"{layer}:{count}" for layer, count in sorted(counts.items()))

@@ -83,12 +83,39 @@ CLASSES: tuple[tuple[type, type, type], ...] = (
 )
 
 
-def register() -> None:
-    """Map each stock config class to (stock class, uneven class) in `AutoModelForCausalLM`.
+def _chooser(stock: type, uneven: type) -> type:
+    """The class AutoModelForCausalLM maps the stock config class to once this package is imported.
 
-    transformers' auto classes pick among several classes of one config class by
-    `config.architectures` (the first is the default), so stock checkpoints still get
-    the stock class and only a renamed architecture gets the uneven one. Idempotent.
+    It is the stock class in every respect (a subclass that renames itself back, so pipelines, error
+    messages and transformers' remote-code rules see the stock class), except that its two
+    constructors used by the auto classes hand over to the uneven class when the config asks for it:
+    by its architecture, or by being heterogeneous. transformers' own way to map one config class to
+    several model classes (a tuple, chosen by `config.architectures`) cannot be used: it iterates
+    `config.architectures`, which is None for a fresh config, and would break `from_config` for
+    every stock model of the family.
+    """
+
+    def pick(config) -> type:
+        named = uneven.__name__ in (getattr(config, "architectures", None) or [])
+        return uneven if named or getattr(config, "is_heterogeneous", False) else stock
+
+    def from_pretrained(cls, *args, config=None, **kwargs):
+        chosen = stock if config is None or isinstance(config, str) else pick(config)
+        return chosen.from_pretrained(*args, config=config, **kwargs)
+
+    def _from_config(cls, config, **kwargs):
+        return pick(config)._from_config(config, **kwargs)
+
+    namespace = {"from_pretrained": classmethod(from_pretrained), "_from_config": classmethod(_from_config),
+                 "__module__": stock.__module__, "__qualname__": stock.__qualname__, "__doc__": stock.__doc__}
+    return type(stock.__name__, (stock,), namespace)
+
+
+def register() -> None:
+    """Map each stock config class to a chooser between its stock and uneven class in `AutoModelForCausalLM`.
+
+    Stock checkpoints and fresh configs still get the stock class; a checkpoint whose architecture
+    names the uneven class gets that one. Idempotent.
     """
     for config_class, stock, uneven in CLASSES:
-        AutoModelForCausalLM.register(config_class, (stock, uneven), exist_ok=True)
+        AutoModelForCausalLM.register(config_class, _chooser(stock, uneven), exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moeprune.units import human_bytes
+from moeprune.formats.expert_counts import format_counts
 from moeprune.formats.manifest import PruningManifest
 from pruning.methods import METHODS
 from pruning.observe import DTYPES
@@ -37,7 +38,9 @@ def configure(parser) -> None:
     how.add_argument("--ratio", type=float, help="share of experts to REMOVE per MoE layer, in [0, 1)")
     how.add_argument("--mask", metavar="MASK.json", help="kept experts per MoE layer (the study's expert_mask.json)")
     how.add_argument("--allocation", choices=ALLOCATIONS, default="uniform",
-                     help="uniform: the same count per layer; global: one budget ranked across layers")
+                     help="uniform: the same count per layer; global: one budget ranked across layers; coverage: "
+                          "each layer keeps experts until it covers as much of its score mass as the others "
+                          "(global and coverage may keep different counts per layer)")
     how.add_argument("--min-experts", type=int, help="per-layer floor for --allocation global (default: top-k)")
     how.add_argument("--seed", type=int, default=0, help="seed for sampling calibration data and for 'random'")
     data = parser.add_argument_group("calibration pass")
@@ -93,6 +96,9 @@ def summary(out: Path) -> str:
     manifest = PruningManifest.load(out)
     counts = sorted({len(v) for v in manifest.kept_experts.values()})
     per_layer = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return (f"kept {per_layer} of {manifest.experts_per_layer_before} experts in each of {manifest.moe_layers} "
+    line = (f"kept {per_layer} of {manifest.experts_per_layer_before} experts in each of {manifest.moe_layers} "
             f"MoE layers ({manifest.experts_kept_total} in total); saved {human_bytes(manifest.bytes_saved, 1)} "
             f"({manifest.bytes_saved_ratio:.1%}) -> {out}")
+    if len(counts) > 1:
+        line += "\nexperts kept per layer: " + format_counts(manifest.experts_kept_by_layer)
+    return line

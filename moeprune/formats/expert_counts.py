@@ -26,6 +26,7 @@ PER_LAYER_KEY = "per_layer_config"
 # stock class is not here cannot carry uneven counts; `moeprune.models` defines one class per entry.
 UNEVEN_ARCHITECTURES: dict[str, str] = {
     "Qwen3MoeForCausalLM": "Qwen3MoePrunedForCausalLM",
+    "OlmoeForCausalLM": "OlmoePrunedForCausalLM",
 }
 STOCK_ARCHITECTURES = {uneven: stock for stock, uneven in UNEVEN_ARCHITECTURES.items()}
 

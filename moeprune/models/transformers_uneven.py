@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 
 from transformers import AutoModelForCausalLM
+from transformers.models.olmoe.configuration_olmoe import OlmoeConfig
+from transformers.models.olmoe.modeling_olmoe import OlmoeForCausalLM
 from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeForCausalLM
 
@@ -77,9 +79,14 @@ class Qwen3MoePrunedForCausalLM(UnevenExperts, Qwen3MoeForCausalLM):
     model_type = "qwen3_moe"
 
 
+class OlmoePrunedForCausalLM(UnevenExperts, OlmoeForCausalLM):
+    model_type = "olmoe"
+
+
 # (config class, stock class, uneven class) for every family with an uneven class.
 CLASSES: tuple[tuple[type, type, type], ...] = (
     (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
+    (OlmoeConfig, OlmoeForCausalLM, OlmoePrunedForCausalLM),
 )
 
 

@@ -17,6 +17,7 @@ TESTED_VLLM = "0.32.0"
 # architecture -> "module:Class" of its vLLM class
 VLLM_CLASSES = {
     "Qwen3MoePrunedForCausalLM": "moeprune.models.vllm_uneven:Qwen3MoePrunedForCausalLM",
+    "OlmoePrunedForCausalLM": "moeprune.models.vllm_uneven:OlmoePrunedForCausalLM",
 }
 
 

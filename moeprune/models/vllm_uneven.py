@@ -22,6 +22,7 @@ import copy
 from torch import nn
 from vllm.model_executor.layers.logits_processor import LogitsProcessor
 from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead
+from vllm.model_executor.models.olmoe import OlmoeDecoderLayer, OlmoeForCausalLM
 from vllm.model_executor.models.qwen3_moe import (
     Qwen3MoeDecoderLayer,
     Qwen3MoeForCausalLM,
@@ -36,15 +37,20 @@ from moeprune.models.serving import refuse_unservable
 def layer_view(vllm_config, layer_idx: int):
     """`vllm_config` as layer `layer_idx` should see it: its own transformers config as hf_text_config.
 
-    Shallow copies: everything but `model_config.hf_text_config` is the engine's own object.
+    Shallow copies: everything but the model config's transformers config is the engine's own object.
     `object.__setattr__` because both are validated dataclasses and this is not a new setting,
     only a narrower view of the same one.
     """
     text = vllm_config.model_config.hf_text_config
     if not getattr(text, "is_heterogeneous", False):
         return vllm_config
+    layer_config = text.per_layer_config[layer_idx]
     model_config = copy.copy(vllm_config.model_config)
-    object.__setattr__(model_config, "hf_text_config", text.per_layer_config[layer_idx])
+    # Some families' layers read hf_config (OLMoE), others hf_text_config (Qwen3-MoE): for a text-only
+    # model they are the same object, and both views must agree.
+    if vllm_config.model_config.hf_config is text:
+        object.__setattr__(model_config, "hf_config", layer_config)
+    object.__setattr__(model_config, "hf_text_config", layer_config)
     view = copy.copy(vllm_config)
     object.__setattr__(view, "model_config", model_config)
     return view
@@ -95,3 +101,16 @@ class Qwen3MoePrunedForCausalLM(Qwen3MoeForCausalLM):
         self.num_local_physical_experts = largest.n_local_physical_experts
         self.num_routed_experts = largest.n_routed_experts
         self.num_redundant_experts = largest.n_redundant_experts
+
+
+class UnevenOlmoeDecoderLayer(OlmoeDecoderLayer):
+    def __init__(self, *, vllm_config, prefix: str = "") -> None:
+        super().__init__(vllm_config=layer_view(vllm_config, extract_layer_index(prefix)), prefix=prefix)
+
+
+class OlmoePrunedForCausalLM(OlmoeForCausalLM):
+    """The stock OLMoE causal LM; its constructor takes the decoder layer class (no MoE metadata to set)."""
+
+    def __init__(self, *, vllm_config, prefix: str = "", layer_type=UnevenOlmoeDecoderLayer):
+        refuse_unservable(vllm_config)
+        super().__init__(vllm_config=vllm_config, prefix=prefix, layer_type=layer_type)

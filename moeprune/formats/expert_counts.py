@@ -27,6 +27,8 @@ PER_LAYER_KEY = "per_layer_config"
 UNEVEN_ARCHITECTURES: dict[str, str] = {
     "Qwen3MoeForCausalLM": "Qwen3MoePrunedForCausalLM",
     "OlmoeForCausalLM": "OlmoePrunedForCausalLM",
+    "Qwen2MoeForCausalLM": "Qwen2MoePrunedForCausalLM",
+    "MixtralForCausalLM": "MixtralPrunedForCausalLM",
 }
 STOCK_ARCHITECTURES = {uneven: stock for stock, uneven in UNEVEN_ARCHITECTURES.items()}
 

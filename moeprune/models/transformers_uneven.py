@@ -14,8 +14,12 @@ from __future__ import annotations
 import contextlib
 
 from transformers import AutoModelForCausalLM
+from transformers.models.mixtral.configuration_mixtral import MixtralConfig
+from transformers.models.mixtral.modeling_mixtral import MixtralForCausalLM
 from transformers.models.olmoe.configuration_olmoe import OlmoeConfig
 from transformers.models.olmoe.modeling_olmoe import OlmoeForCausalLM
+from transformers.models.qwen2_moe.configuration_qwen2_moe import Qwen2MoeConfig
+from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeForCausalLM
 from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeForCausalLM
 
@@ -83,10 +87,20 @@ class OlmoePrunedForCausalLM(UnevenExperts, OlmoeForCausalLM):
     model_type = "olmoe"
 
 
+class Qwen2MoePrunedForCausalLM(UnevenExperts, Qwen2MoeForCausalLM):
+    model_type = "qwen2_moe"
+
+
+class MixtralPrunedForCausalLM(UnevenExperts, MixtralForCausalLM):
+    model_type = "mixtral"
+
+
 # (config class, stock class, uneven class) for every family with an uneven class.
 CLASSES: tuple[tuple[type, type, type], ...] = (
     (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
     (OlmoeConfig, OlmoeForCausalLM, OlmoePrunedForCausalLM),
+    (Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen2MoePrunedForCausalLM),
+    (MixtralConfig, MixtralForCausalLM, MixtralPrunedForCausalLM),
 )
 
 

@@ -18,6 +18,8 @@ TESTED_VLLM = "0.32.0"
 VLLM_CLASSES = {
     "Qwen3MoePrunedForCausalLM": "moeprune.models.vllm_uneven:Qwen3MoePrunedForCausalLM",
     "OlmoePrunedForCausalLM": "moeprune.models.vllm_uneven:OlmoePrunedForCausalLM",
+    "Qwen2MoePrunedForCausalLM": "moeprune.models.vllm_uneven:Qwen2MoePrunedForCausalLM",
+    "MixtralPrunedForCausalLM": "moeprune.models.vllm_uneven:MixtralPrunedForCausalLM",
 }
 
 

@@ -18,7 +18,7 @@ from tests.pruning.conftest import PROMPTS
 from tests.support.tiny_models import TINY_CONFIGS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
-UNEVEN_FAMILIES = ["qwen3_moe", "olmoe"]
+UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral"]
 # Layer 0 keeps 3 experts, layer 1 keeps 5: both above top-k 2, different selections.
 UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
 
@@ -138,7 +138,8 @@ def test_a_layer_below_top_k_is_refused_naming_the_layer(tiny_qwen3_moe, tmp_pat
 def test_a_family_without_an_uneven_class_is_refused_before_writing(tiny_model_factory, tmp_path):
     source = tiny_model_factory("gpt_oss")
     with pytest.raises(UserError, match=r"gpt_oss \(GptOssForCausalLM\) cannot hold different expert counts per "
-                                        r"layer yet: .*OlmoeForCausalLM, Qwen3MoeForCausalLM; use allocation uniform"):
+                                        r"layer yet: .*MixtralForCausalLM, OlmoeForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM; use allocation "
+                                        r"uniform"):
         write_pruned(source, tmp_path / "out", UNEVEN_KEPT, {})
     assert list(tmp_path.iterdir()) == []
 

@@ -48,7 +48,7 @@ def _hf_layer_counts(text_config) -> dict[int, int]:
     """MoE layer -> expert count from vLLM's (transformers) config object."""
     family = family_for({"model_type": text_config.model_type})
     counts = {}
-    for layer in range(text_config.num_hidden_layers):
+    for layer in family.moe_layers(text_config.to_dict()):
         layer_config = text_config.per_layer_config[layer]
         for key in family.expert_count_keys:
             value = getattr(layer_config, key, None)

@@ -80,7 +80,8 @@ def build_layers(model, vllm_config, prefix: str, make_layer) -> None:
     model.config = config
     model.start_layer, model.end_layer, model.layers = make_layers(
         config.num_hidden_layers,
-        lambda layer_prefix: make_layer(config.per_layer_config[extract_layer_index(layer_prefix)], layer_prefix),
+        # make_layers passes the prefix by keyword.
+        lambda prefix: make_layer(config.per_layer_config[extract_layer_index(prefix)], prefix),
         prefix=f"{prefix}.layers",
     )
 

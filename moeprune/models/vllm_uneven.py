@@ -33,7 +33,7 @@ from vllm.model_executor.models.qwen3_moe import (
 )
 from vllm.model_executor.models.utils import PPMissingLayer, extract_layer_index, make_layers, maybe_prefix
 
-from moeprune.models.serving import refuse_unservable
+from moeprune.formats.uneven_serving import refuse_unservable
 
 
 def _with_text_config(vllm_config, text_config):

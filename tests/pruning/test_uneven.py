@@ -219,7 +219,7 @@ def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, tin
 # ---- serving checks (no engine started) ----
 
 def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_factory, tmp_path, monkeypatch):
-    from moeprune.models import serving
+    from moeprune.formats import uneven_serving as serving
     from tests.support.vllm_plugin_env import plugin_pythonpath
 
     _, pruned_dir = uneven_factory("qwen3_moe")
@@ -243,7 +243,7 @@ def _engine_config(hf_config, **parallel):
 def test_engine_settings_that_cannot_work_with_uneven_counts_are_refused(uneven_factory):
     from transformers import AutoConfig
 
-    from moeprune.models.serving import refuse_unservable
+    from moeprune.formats.uneven_serving import refuse_unservable
 
     _, pruned_dir = uneven_factory("qwen3_moe")
     config = AutoConfig.from_pretrained(pruned_dir)  # layer 0: 3 experts, layer 1: 5

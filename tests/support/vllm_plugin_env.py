@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moeprune.models.serving import PLUGIN_GROUP, PLUGIN_NAME, PLUGIN_TARGET
+from moeprune.formats.uneven_serving import PLUGIN_GROUP, PLUGIN_NAME, PLUGIN_TARGET
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

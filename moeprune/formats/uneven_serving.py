@@ -1,4 +1,4 @@
-"""What an engine needs before it serves a checkpoint with uneven expert counts; pure checks, no vLLM import.
+"""What an engine needs before it serves a checkpoint with uneven expert counts; pure checks (no torch, no vLLM).
 
 `check_servable(model_dir)` is for whoever starts an engine (the gateway, a script): it says before any
 process starts whether this environment's vLLM will find a class for the checkpoint's architecture.

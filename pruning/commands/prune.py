@@ -17,6 +17,8 @@ EXAMPLES = """examples:
   moeprune prune ./src --out ./out --method frequency --ratio 0.25 --calibration a.jsonl --scores-out stats.json
   moeprune prune ./src --out ./out2 --method reap --ratio 0.5 --scores-in stats.json   # no new pass
   moeprune prune ./gpt-oss-20b --out ./gpt-oss-mask --mask expert_mask.json
+  moeprune prune ./src --out ./q3-cov-50 --method reap --ratio 0.5 --allocation coverage --scores-in stats.json
+      # counts may differ per layer: load with `import moeprune.models`; vLLM loads the plugin when installed
   moeprune prune ./Qwen3-30B-A3B --out ./q3-ean-50 --method ean --ratio 0.5 --calibration medinst.jsonl:128 \\
       general.jsonl:128 --chat-template-kwargs '{"enable_thinking": false}' --ean-tokens-per-sample 256
 """
@@ -41,7 +43,8 @@ def configure(parser) -> None:
                      help="uniform: the same count per layer; global: one budget ranked across layers; coverage: "
                           "each layer keeps experts until it covers as much of its score mass as the others "
                           "(global and coverage may keep different counts per layer)")
-    how.add_argument("--min-experts", type=int, help="per-layer floor for --allocation global (default: top-k)")
+    how.add_argument("--min-experts", type=int,
+                     help="per-layer floor for --allocation global or coverage (default: top-k)")
     how.add_argument("--seed", type=int, default=0, help="seed for sampling calibration data and for 'random'")
     data = parser.add_argument_group("calibration pass")
     data.add_argument("--calibration", nargs="+", default=[], metavar="FILE[:N]",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import GATE_NAME
+from moeprune.formats.expert_counts import uneven_architectures
 from moeprune.formats.jsonfile import read_json
 from pruning.masks import mask_to_ranked, read_mask
 from pruning.methods import get_method
@@ -116,20 +117,15 @@ def plan_from_scores(source, config, family, routing, layers, *, method, ratio, 
     ratio = check_ratio(ratio)
     # Feasibility on all-equal scores first: an impossible ratio fails before the pass.
     select({layer: [0.0] * routing.num_experts for layer in layers}, ratio, routing, allocation, min_experts)
+    if allocation != "uniform":
+        # Counts may come out different per layer: a family without an uneven class fails now, not after the pass.
+        uneven_architectures(family, config)
     stats = gather_stats(source, config, family, routing, layers, chosen, calibration=calibration,
                          scores_in=scores_in, seed=seed, **pass_options)
     scores = chosen.score(stats, seed)
     ranked = select(scores, ratio, routing, allocation, min_experts)
     if scores_out:
         stats.save(scores_out, scores={method: {str(k): v for k, v in scores.items()}})
-    counts = {layer: len(kept) for layer, kept in ranked.items()}
-    if len(set(counts.values())) > 1:
-        saved = f"; the statistics are saved in {scores_out}" if scores_out else ""
-        raise UserError(
-            f"allocation global keeps different expert counts per layer ({counts}), but transformers and vLLM "
-            f"configs hold one expert count for all layers, so no loadable checkpoint can be written{saved}; "
-            "use allocation uniform"
-        )
     provenance = {
         "method": method, "ratio": ratio, "allocation": allocation, "seed": seed, "mask_file": None,
         "min_experts": min_experts, "calibration": stats.calibration,

@@ -2,7 +2,10 @@
 
 Uniform (the study's): every layer removes round(ratio x E) experts (halves
 round up). Global: the same total budget, ranked across layers on per-layer
-normalised scores, with a per-layer floor. Every selection is checked against
+normalised scores, with a per-layer floor. Coverage: the same total budget,
+each layer keeping experts until it covers as much of its own score mass as
+the others (layer-adaptive counts). Global and coverage may keep different
+counts per layer (written as `per_layer_config`, see moeprune.formats.expert_counts). Every selection is checked against
 what the model needs to still run: at least top-k experts per layer, and for
 grouped routing (DeepSeek-style) the same number of experts kept in every
 group, >= 2 per group and top_k <= topk_group x experts per group.
@@ -126,14 +129,15 @@ def normalise(values: list[float]) -> list[float]:
     return [max(v, 0.0) / total for v in values]
 
 
-def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing,
-                  min_experts: int | None = None) -> Ranked:
+def _check_uneven_budget(scores: dict, ratio: float, routing: Routing, min_experts: int | None,
+                         allocation: str) -> tuple[int, int]:
+    """(experts removed in total, per-layer floor) for an allocation that may differ per layer."""
     ratio = check_ratio(ratio)
     experts = routing.num_experts
     floor = routing.top_k if min_experts is None else int(min_experts)
     if routing.n_group:
         raise UserError(
-            f"allocation global is not supported with grouped routing (n_group = {routing.n_group}): "
+            f"allocation {allocation} is not supported with grouped routing (n_group = {routing.n_group}): "
             "layers would need equal per-group counts; use allocation uniform"
         )
     if floor < routing.top_k:
@@ -147,6 +151,13 @@ def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing
             f"ratio {ratio:g} removes {budget} experts in total, but a floor of {floor} per layer over "
             f"{len(scores)} layers allows at most {removable}; lower ratio or min_experts"
         )
+    return budget, floor
+
+
+def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing,
+                  min_experts: int | None = None) -> Ranked:
+    budget, floor = _check_uneven_budget(scores, ratio, routing, min_experts, "global")
+    experts = routing.num_experts
     # Weakest first; on equal shares the higher index goes first, matching rank()'s tie rule.
     pool = sorted(
         ((share, layer, expert) for layer, values in scores.items() for expert, share in enumerate(normalise(values))),
@@ -165,7 +176,30 @@ def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing
     }
 
 
-ALLOCATIONS = ("uniform", "global")
+def select_coverage(scores: dict[int, list[float]], ratio: float, routing: Routing,
+                    min_experts: int | None = None) -> Ranked:
+    """Layer-adaptive counts: every layer keeps its best experts until it covers as much of its own
+    score mass as the others do (the lowest covered share is raised first), under the same total as
+    uniform. A layer whose mass sits in a few experts (a peaked router) keeps few; a layer that
+    spreads its mass keeps many. Unlike `global`, which compares single experts' shares across
+    layers, this compares what each layer still holds after pruning.
+    """
+    budget, floor = _check_uneven_budget(scores, ratio, routing, min_experts, "coverage")
+    order = {layer: rank(values) for layer, values in scores.items()}
+    shares = {layer: normalise(values) for layer, values in scores.items()}
+    kept = {layer: floor for layer in scores}
+    covered = {layer: sum(shares[layer][e] for e in order[layer][:floor]) for layer in scores}
+    to_add = routing.num_experts * len(scores) - budget - floor * len(scores)
+    for _ in range(to_add):
+        # The least-covered layer that can still grow; ties go to the lower layer index.
+        layer = min((layer for layer in scores if kept[layer] < routing.num_experts),
+                    key=lambda layer: (covered[layer], layer))
+        covered[layer] += shares[layer][order[layer][kept[layer]]]
+        kept[layer] += 1
+    return {layer: order[layer][:kept[layer]] for layer in sorted(scores)}
+
+
+ALLOCATIONS = ("uniform", "global", "coverage")
 
 
 def select(scores: dict[int, list[float]], ratio: float, routing: Routing, allocation: str = "uniform",
@@ -177,6 +211,8 @@ def select(scores: dict[int, list[float]], ratio: float, routing: Routing, alloc
         return select_uniform(scores, ratio, routing)
     if allocation == "global":
         return select_global(scores, ratio, routing, min_experts)
+    if allocation == "coverage":
+        return select_coverage(scores, ratio, routing, min_experts)
     raise UserError(f"unknown allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}", param="allocation")
 
 

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from moeprune.formats.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
+from moeprune.formats.expert_counts import with_layer_counts
 from moeprune.errors import UserError
 from pruning.hash_cache import SourceHashCache
 from moeprune.formats.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
@@ -58,6 +59,8 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
         raise UserError(f"output {out} is the source checkpoint itself; choose another directory", param="out_dir")
     kept = _normalise(kept)
     source.family.validate_kept(source.config, kept, moe_layers=source.expert_layers())
+    # Before any byte is written: a family without an uneven class refuses different counts here.
+    config = with_layer_counts(source.family, source.config, {layer: len(experts) for layer, experts in kept.items()})
     plans = plan_shards(source, kept)
     mask = mask_rows(kept, provenance.get("ranked"))
     cache = hash_cache if hash_cache is not None else SourceHashCache.from_env()
@@ -66,8 +69,7 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
         source_hashes, written_hashes = _copy_shards(source, plans, tmp, cache, workers)
         if source.sharded:
             _write_index(tmp, plans)
-        new_count = len(next(iter(kept.values())))
-        _write_json(tmp / "config.json", source.family.with_expert_count(source.config, new_count))
+        _write_json(tmp / "config.json", config)
         _copy_other_files(source.path, tmp)
         _write_json(tmp / MASK_NAME, mask)
         for name, write in (extra_files or {}).items():

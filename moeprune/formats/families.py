@@ -150,10 +150,14 @@ class Family:
                 f"{self.model_type} checkpoint are {layers}; give one entry per MoE layer"
             )
         sizes = {len(indices) for indices in kept.values()}
-        if len(sizes) != 1:
+        if len(sizes) != 1 and self.num_groups(config)[0] > 1:
+            # Renumbered experts are regrouped contiguously: with n_group fixed, a layer's group size is
+            # its count / n_group, and vLLM's grouped router takes one group size for the whole model.
+            counts = {layer: len(indices) for layer, indices in sorted(kept.items())}
             raise UserError(
-                f"layers keep different numbers of experts ({sorted(sizes)}); the config has one expert "
-                "count for all layers, so keep the same number in every MoE layer"
+                f"layers keep different numbers of experts ({counts}), but this {self.model_type} model routes "
+                f"in {self.num_groups(config)[0]} expert groups, which needs one count for every layer; "
+                "keep the same number in every MoE layer (allocation uniform)"
             )
         for layer, indices in sorted(kept.items()):
             bad = [i for i in indices if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < experts]
@@ -164,7 +168,7 @@ class Family:
             if len(indices) < top_k:
                 raise UserError(
                     f"layer {layer}: keeping {len(indices)} experts leaves fewer than top-k={top_k}; "
-                    f"keep at least {top_k} per layer (a lower ratio)"
+                    f"keep at least {top_k} in every layer (a lower ratio, or min_experts >= {top_k})"
                 )
         self._validate_groups(config, kept)
 

@@ -77,9 +77,14 @@ class PruningManifest(_Strict):
 
     @property
     def experts_kept_per_layer(self) -> int | float:
-        """Kept experts per MoE layer (the mean when layers differ, which no loadable checkpoint has)."""
+        """Kept experts per MoE layer (the mean when layers differ; `experts_kept_by_layer` has each)."""
         counts = {len(kept) for kept in self.kept_experts.values()}
         return counts.pop() if len(counts) == 1 else sum(map(len, self.kept_experts.values())) / self.moe_layers
+
+    @property
+    def experts_kept_by_layer(self) -> dict[int, int]:
+        """MoE layer -> experts it keeps (layers differ after allocation global or coverage)."""
+        return {layer: len(kept) for layer, kept in sorted(self.kept_experts.items())}
 
     @property
     def experts_kept_total(self) -> int:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from moeprune.formats.checkpoint import Checkpoint
+from moeprune.formats.expert_counts import format_counts, layer_counts
 from moeprune.formats.manifest import PruningManifest
 
 
@@ -25,6 +26,9 @@ def describe(model_dir: Path) -> dict:
         "layers": family.num_layers(config),
         "moe_layers": checkpoint.expert_layers(),
         "experts_per_layer": family.num_experts(config),
+        # Per MoE layer, from config.json (per_layer_config where layers differ; equal counts otherwise).
+        "experts_by_layer": {str(layer): count for layer, count in layer_counts(family, config).items()},
+        "architectures": config.get("architectures"),
         "top_k": family.top_k(config),
         "grouped_routing": {"n_group": n_group, "topk_group": topk_group} if n_group > 1 else None,
         "shards": [shard.path.name for shard in checkpoint.shards],
@@ -62,7 +66,7 @@ def _as_text(info: dict) -> str:
         f"checkpoint:        {info['path']}",
         f"family:            {info['family']}",
         f"decoder layers:    {info['layers']} (MoE layers: {_ranges(info['moe_layers'])})",
-        f"experts per layer: {info['experts_per_layer']} routed, top-k {info['top_k']}",
+        _experts_line(info),
     ]
     if info["grouped_routing"]:
         groups = info["grouped_routing"]
@@ -81,7 +85,8 @@ def _as_text(info: dict) -> str:
             f"  method:          {pruning['method']} (ratio {pruning['ratio']}, allocation {pruning['allocation']}, "
             f"seed {pruning['seed']}{', mask ' + str(pruning['mask_file']) if pruning['mask_file'] else ''})",
             f"  experts:         {pruning['experts_per_layer_before']} -> {'/'.join(map(str, kept_sizes))} "
-            f"per layer in {len(pruning['kept_experts'])} MoE layers",
+            f"per layer in {len(pruning['kept_experts'])} MoE layers"
+            f"{' (' + _kept_by_layer(pruning) + ')' if len(kept_sizes) > 1 else ''}",
             f"  bytes saved:     {_size(pruning['bytes_saved'])} "
             f"({_share(pruning['bytes_saved'], pruning['bytes_before'])} of the source)",
             f"  source:          {pruning['source']}",
@@ -89,6 +94,18 @@ def _as_text(info: dict) -> str:
     else:
         lines.append("pruned:            no (no pruning.json)")
     return "\n".join(lines)
+
+
+def _experts_line(info: dict) -> str:
+    counts = {int(layer): count for layer, count in info["experts_by_layer"].items()}
+    if len(set(counts.values())) <= 1:
+        return f"experts per layer: {info['experts_per_layer']} routed, top-k {info['top_k']}"
+    return (f"experts per layer: {min(counts.values())}-{max(counts.values())} routed, top-k {info['top_k']} "
+            f"(per layer {format_counts(counts)}; architecture {', '.join(info['architectures'] or [])})")
+
+
+def _kept_by_layer(pruning: dict) -> str:
+    return format_counts({int(layer): len(kept) for layer, kept in pruning["kept_experts"].items()})
 
 
 def _ranges(layers: list[int]) -> str:

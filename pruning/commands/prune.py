@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moeprune.units import human_bytes
+from moeprune.formats.expert_counts import format_counts
 from moeprune.formats.manifest import PruningManifest
 from pruning.methods import METHODS
 from pruning.observe import DTYPES
@@ -16,6 +17,8 @@ EXAMPLES = """examples:
   moeprune prune ./src --out ./out --method frequency --ratio 0.25 --calibration a.jsonl --scores-out stats.json
   moeprune prune ./src --out ./out2 --method reap --ratio 0.5 --scores-in stats.json   # no new pass
   moeprune prune ./gpt-oss-20b --out ./gpt-oss-mask --mask expert_mask.json
+  moeprune prune ./src --out ./q3-cov-50 --method reap --ratio 0.5 --allocation coverage --scores-in stats.json
+      # counts may differ per layer: load with `import moeprune.models`; vLLM loads the plugin when installed
   moeprune prune ./Qwen3-30B-A3B --out ./q3-ean-50 --method ean --ratio 0.5 --calibration medinst.jsonl:128 \\
       general.jsonl:128 --chat-template-kwargs '{"enable_thinking": false}' --ean-tokens-per-sample 256
 """
@@ -37,8 +40,11 @@ def configure(parser) -> None:
     how.add_argument("--ratio", type=float, help="share of experts to REMOVE per MoE layer, in [0, 1)")
     how.add_argument("--mask", metavar="MASK.json", help="kept experts per MoE layer (the study's expert_mask.json)")
     how.add_argument("--allocation", choices=ALLOCATIONS, default="uniform",
-                     help="uniform: the same count per layer; global: one budget ranked across layers")
-    how.add_argument("--min-experts", type=int, help="per-layer floor for --allocation global (default: top-k)")
+                     help="uniform: the same count per layer; global: one budget ranked across layers; coverage: "
+                          "each layer keeps experts until it covers as much of its score mass as the others "
+                          "(global and coverage may keep different counts per layer)")
+    how.add_argument("--min-experts", type=int,
+                     help="per-layer floor for --allocation global or coverage (default: top-k)")
     how.add_argument("--seed", type=int, default=0, help="seed for sampling calibration data and for 'random'")
     data = parser.add_argument_group("calibration pass")
     data.add_argument("--calibration", nargs="+", default=[], metavar="FILE[:N]",
@@ -93,6 +99,9 @@ def summary(out: Path) -> str:
     manifest = PruningManifest.load(out)
     counts = sorted({len(v) for v in manifest.kept_experts.values()})
     per_layer = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return (f"kept {per_layer} of {manifest.experts_per_layer_before} experts in each of {manifest.moe_layers} "
+    line = (f"kept {per_layer} of {manifest.experts_per_layer_before} experts in each of {manifest.moe_layers} "
             f"MoE layers ({manifest.experts_kept_total} in total); saved {human_bytes(manifest.bytes_saved, 1)} "
             f"({manifest.bytes_saved_ratio:.1%}) -> {out}")
+    if len(counts) > 1:
+        line += "\nexperts kept per layer: " + format_counts(manifest.experts_kept_by_layer)
+    return line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from moeprune.formats.expert_counts import format_counts
 from moeprune.formats.manifest import MANIFEST_NAME, PruningManifest, verify
 
 
@@ -19,6 +20,9 @@ def run(args) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    count = len(PruningManifest.load(args.dir).files)
-    print(f"{args.dir}: OK, {count} files match {MANIFEST_NAME}")
+    manifest = PruningManifest.load(args.dir)
+    counts = manifest.experts_kept_by_layer
+    kept = (f"{counts[next(iter(counts))]} experts in every MoE layer" if len(set(counts.values())) == 1
+            else f"experts per layer {format_counts(counts)}")
+    print(f"{args.dir}: OK, {len(manifest.files)} files match {MANIFEST_NAME}; {kept}")
     return 0

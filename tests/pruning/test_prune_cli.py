@@ -126,16 +126,22 @@ def test_unknown_method_lists_valid_names(tiny_qwen3_moe, tmp_path, capsys):
         run_prune(tiny_qwen3_moe, tmp_path / "o", method="magnitude", ratio=0.5)
 
 
-def test_global_allocation_that_needs_uneven_layers_is_refused_before_writing(first_run, tiny_qwen3_moe, tmp_path):
+def test_global_allocation_writes_uneven_counts_and_prints_them(first_run, tiny_qwen3_moe, tmp_path, capsys):
     _, _, stats_path = first_run
     stats = ExpertStats.load(stats_path)
     # Make layer 0 one dominant expert, so a global budget takes more from it than from layer 1.
     stats.layers[0].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
     stats.save(tmp_path / "skewed.json")
-    with pytest.raises(UserError, match=r"allocation global keeps different expert counts per layer \(\{0: 2, 1: 6\}\)"):
-        run_prune(tiny_qwen3_moe, tmp_path / "out", method="frequency", ratio=0.5, allocation="global",
-                  scores_in=tmp_path / "skewed.json")
-    assert not (tmp_path / "out").exists()
+    out = tmp_path / "out"
+    code = cli.main(["prune", str(tiny_qwen3_moe), "--out", str(out), "--method", "frequency", "--ratio", "0.5",
+                     "--allocation", "global", "--scores-in", str(tmp_path / "skewed.json")])
+    assert code == 0
+    assert "experts kept per layer: 0:2 1:6" in capsys.readouterr().out
+    config = read_json(out / "config.json")
+    assert config["num_local_experts"] == 6 and config["per_layer_config"] == {"0": {"num_local_experts": 2}}
+    assert config["architectures"] == ["Qwen3MoePrunedForCausalLM"]
+    manifest = read_json(out / "pruning.json")
+    assert manifest["allocation"] == "global" and [len(manifest["kept_experts"][k]) for k in "01"] == [2, 6]
 
 
 def test_scores_from_another_model_are_refused(tiny_qwen3_moe, tmp_path, calibration_file):

@@ -1,0 +1,142 @@
+"""transformers classes that build each MoE layer with its own expert count.
+
+Each class is its stock class plus `UnevenExperts`: the stock constructor builds
+every layer from the global count (the largest), then every MoE block of a layer
+listed in `per_layer_config` is rebuilt from that layer's config. Under
+`from_pretrained` construction runs on the meta device, so the larger blocks
+built first cost no memory; weights are loaded after the rebuild, into the
+right shapes. Nothing of the stock forward pass is changed: a block only reads
+its expert count from its own parameters' shapes and its own config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from transformers import AutoModelForCausalLM
+from transformers.models.mixtral.configuration_mixtral import MixtralConfig
+from transformers.models.mixtral.modeling_mixtral import MixtralForCausalLM
+from transformers.models.olmoe.configuration_olmoe import OlmoeConfig
+from transformers.models.olmoe.modeling_olmoe import OlmoeForCausalLM
+from transformers.models.qwen2_moe.configuration_qwen2_moe import Qwen2MoeConfig
+from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeForCausalLM
+from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
+from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeForCausalLM
+
+from moeprune.errors import UserError
+from moeprune.formats.families import FAMILIES
+
+
+@contextlib.contextmanager
+def _global_counts_readable(config):
+    """Let the stock constructor read the global (largest) count of a heterogeneous config.
+
+    transformers raises on a global read of a per-layer attribute unless the config allows it;
+    the stock layers built at that count are replaced right after, so the read is safe here.
+    """
+    before = config.__dict__.get("allow_global_per_layer_attribute_access")
+    config.allow_global_per_layer_attribute_access = True
+    try:
+        yield config
+    finally:
+        if before is None:
+            config.__dict__.pop("allow_global_per_layer_attribute_access", None)  # keep it out of config.json
+        else:
+            config.allow_global_per_layer_attribute_access = before
+
+
+def _check_only_counts_vary(config, family, class_name: str) -> None:
+    varying = set(config.per_layer_attributes or ()) if getattr(config, "is_heterogeneous", False) else set()
+    other = sorted(varying - set(family.expert_count_keys))
+    if other:
+        raise UserError(f"{class_name} builds layers that differ only in their expert count, but this config's "
+                        f"per_layer_config also varies {', '.join(other)}; load it with a class that supports those")
+
+
+class UnevenExperts:
+    """Mixin (first base) for a stock *ForCausalLM: per-layer expert counts from `per_layer_config`."""
+
+    model_type: str  # the family (moeprune.formats.families) whose blocks are rebuilt
+
+    def __init__(self, config, *args, **kwargs):
+        family = FAMILIES[self.model_type]
+        _check_only_counts_vary(config, family, type(self).__name__)
+        with _global_counts_readable(config):
+            super().__init__(config, *args, **kwargs)
+        if getattr(config, "is_heterogeneous", False):
+            self._rebuild_listed_blocks(config, family)
+            self.post_init()  # weight init / tying bookkeeping for the rebuilt blocks
+
+    def _rebuild_listed_blocks(self, config, family) -> None:
+        listed = config._heterogeneity_spec.per_layer_overrides
+        blocks = family.moe_blocks(self)
+        for layer in sorted(listed):
+            if layer not in blocks:
+                raise UserError(f"per_layer_config sets an expert count for layer {layer}, which is not an MoE "
+                                f"layer of this {family.model_type} model (MoE layers: {sorted(blocks)})")
+            decoder_layer = family.decoder_layers(self)[layer]
+            block = getattr(decoder_layer, family.block_attr)
+            setattr(decoder_layer, family.block_attr, type(block)(config.per_layer_config[layer]))
+
+
+class Qwen3MoePrunedForCausalLM(UnevenExperts, Qwen3MoeForCausalLM):
+    model_type = "qwen3_moe"
+
+
+class OlmoePrunedForCausalLM(UnevenExperts, OlmoeForCausalLM):
+    model_type = "olmoe"
+
+
+class Qwen2MoePrunedForCausalLM(UnevenExperts, Qwen2MoeForCausalLM):
+    model_type = "qwen2_moe"
+
+
+class MixtralPrunedForCausalLM(UnevenExperts, MixtralForCausalLM):
+    model_type = "mixtral"
+
+
+# (config class, stock class, uneven class) for every family with an uneven class.
+CLASSES: tuple[tuple[type, type, type], ...] = (
+    (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
+    (OlmoeConfig, OlmoeForCausalLM, OlmoePrunedForCausalLM),
+    (Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen2MoePrunedForCausalLM),
+    (MixtralConfig, MixtralForCausalLM, MixtralPrunedForCausalLM),
+)
+
+
+def _chooser(stock: type, uneven: type) -> type:
+    """The class AutoModelForCausalLM maps the stock config class to once this package is imported.
+
+    It is the stock class in every respect (a subclass that renames itself back, so pipelines, error
+    messages and transformers' remote-code rules see the stock class), except that its two
+    constructors used by the auto classes hand over to the uneven class when the config asks for it:
+    by its architecture, or by being heterogeneous. transformers' own way to map one config class to
+    several model classes (a tuple, chosen by `config.architectures`) cannot be used: it iterates
+    `config.architectures`, which is None for a fresh config, and would break `from_config` for
+    every stock model of the family.
+    """
+
+    def pick(config) -> type:
+        named = uneven.__name__ in (getattr(config, "architectures", None) or [])
+        return uneven if named or getattr(config, "is_heterogeneous", False) else stock
+
+    def from_pretrained(cls, *args, config=None, **kwargs):
+        chosen = stock if config is None or isinstance(config, str) else pick(config)
+        return chosen.from_pretrained(*args, config=config, **kwargs)
+
+    def _from_config(cls, config, **kwargs):
+        return pick(config)._from_config(config, **kwargs)
+
+    namespace = {"from_pretrained": classmethod(from_pretrained), "_from_config": classmethod(_from_config),
+                 "__module__": stock.__module__, "__qualname__": stock.__qualname__, "__doc__": stock.__doc__}
+    return type(stock.__name__, (stock,), namespace)
+
+
+def register() -> None:
+    """Map each stock config class to a chooser between its stock and uneven class in `AutoModelForCausalLM`.
+
+    Stock checkpoints and fresh configs still get the stock class; a checkpoint whose architecture
+    names the uneven class gets that one. Idempotent.
+    """
+    for config_class, stock, uneven in CLASSES:
+        AutoModelForCausalLM.register(config_class, _chooser(stock, uneven), exist_ok=True)

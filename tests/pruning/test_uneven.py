@@ -1,0 +1,259 @@
+"""Uneven expert counts per layer (issue 21): the config written, the transformers classes (exactness),
+the layer-adaptive allocation, and every refusal before work."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from moeprune.errors import UserError
+from moeprune.formats.checkpoint import load_config
+from moeprune.formats.expert_counts import UNEVEN_ARCHITECTURES, layer_counts
+from moeprune.formats.families import family_for
+from pruning.routing_mask import experts_masked
+from pruning.selection import Routing, select, select_coverage
+from pruning.writer import write_pruned
+from tests.pruning.conftest import PROMPTS
+from tests.support.tiny_models import TINY_CONFIGS
+
+# Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
+UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral"]
+# Layer 0 keeps 3 experts, layer 1 keeps 5: both above top-k 2, different selections.
+UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
+
+
+def test_every_uneven_family_has_a_tiny_model_and_a_class():
+    import moeprune.models.transformers_uneven as classes
+
+    assert set(UNEVEN_FAMILIES) <= set(TINY_CONFIGS)
+    assert {uneven.__name__ for _, _, uneven in classes.CLASSES} == set(UNEVEN_ARCHITECTURES.values())
+
+
+@pytest.fixture(scope="module")
+def uneven_factory(tiny_model_factory, tmp_path_factory):
+    built = {}
+
+    def make(model_type):
+        if model_type not in built:
+            source = tiny_model_factory(model_type)
+            out = write_pruned(source, tmp_path_factory.mktemp(f"uneven-{model_type}") / "out", UNEVEN_KEPT,
+                               {"method": "manual", "ratio": 0.5, "allocation": "global", "seed": 0})
+            built[model_type] = (source, out)
+        return built[model_type]
+
+    return make
+
+
+@pytest.mark.parametrize("model_type", UNEVEN_FAMILIES)
+def test_uneven_config_is_per_layer_config_with_a_renamed_architecture(model_type, uneven_factory):
+    source, out = uneven_factory(model_type)
+    before, config = load_config(source), load_config(out)
+    family = family_for(config)
+    (key,) = [k for k in family.expert_count_keys if k in before]
+    assert config[key] == 5  # global count = the largest layer's
+    assert config["per_layer_config"] == {"0": {key: 3}}  # only the layers that differ
+    assert config["architectures"] == [UNEVEN_ARCHITECTURES[before["architectures"][0]]]
+    assert layer_counts(family, config) == {0: 3, 1: 5}
+    manifest = json.loads((out / "pruning.json").read_text())
+    assert {k: len(v) for k, v in manifest["kept_experts"].items()} == {"0": 3, "1": 5}
+
+
+def test_equal_counts_keep_the_stock_config(tiny_qwen3_moe, tmp_path):
+    out = write_pruned(tiny_qwen3_moe, tmp_path / "even", {0: [0, 1, 2, 3], 1: [4, 5, 6, 7]}, {})
+    config = load_config(out)
+    assert "per_layer_config" not in config and config["architectures"] == ["Qwen3MoeForCausalLM"]
+
+
+def _logits(model, batches):
+    with torch.no_grad():
+        return [model(input_ids=ids).logits for ids in batches]
+
+
+def _max_diff(a, b):
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("model_type", UNEVEN_FAMILIES)
+def test_uneven_model_equals_source_with_removed_experts_masked(model_type, uneven_factory, tmp_path):
+    """transformers: AutoModelForCausalLM picks the uneven class by architecture, every layer has its own
+    count, and the logits equal the source's with the removed experts' router logits at -inf."""
+    import moeprune.models  # noqa: F401  (registers the classes)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source_dir, pruned_dir = uneven_factory(model_type)
+    family = family_for(load_config(source_dir))
+    tokenizer = AutoTokenizer.from_pretrained(pruned_dir)
+    batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
+    pruned, info = AutoModelForCausalLM.from_pretrained(pruned_dir, dtype=torch.float32, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    assert type(pruned).__name__ == load_config(pruned_dir)["architectures"][0]
+    blocks = family.moe_blocks(pruned)
+    assert {layer: family.router(block).weight.shape[0] for layer, block in blocks.items()} == {0: 3, 1: 5}
+    source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32).eval()
+    assert type(source).__name__ == load_config(source_dir)["architectures"][0]  # stock checkpoints: stock class
+    unmasked = _logits(source, batches)
+    with experts_masked(source, family, UNEVEN_KEPT, family.num_experts(load_config(source_dir))):
+        expected = _logits(source, batches)
+    actual = _logits(pruned.eval(), batches)
+    assert _max_diff(actual, expected) <= 1e-5
+    assert _max_diff(actual, unmasked) > 1e-2  # the check discriminates
+    # save_pretrained keeps the format (and no transient loading flag leaks into config.json).
+    pruned.save_pretrained(tmp_path / "resaved")
+    resaved = load_config(tmp_path / "resaved")
+    assert {k: resaved[k] for k in ("per_layer_config", "architectures")} == {
+        k: load_config(pruned_dir)[k] for k in ("per_layer_config", "architectures")}
+    assert not any("allow_global" in key for key in resaved)
+
+
+def test_stock_class_fails_loudly_on_an_uneven_checkpoint(uneven_factory):
+    from transformers import Qwen3MoeForCausalLM
+    from transformers.integrations.heterogeneity import AmbiguousGlobalPerLayerAttributeError
+
+    _, pruned_dir = uneven_factory("qwen3_moe")
+    with pytest.raises(AmbiguousGlobalPerLayerAttributeError, match="num_local_experts"):
+        Qwen3MoeForCausalLM.from_pretrained(pruned_dir)
+
+
+def test_uneven_class_refuses_other_per_layer_differences(uneven_factory):
+    import moeprune.models  # noqa: F401
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _, pruned_dir = uneven_factory("qwen3_moe")
+    config = AutoConfig.from_pretrained(pruned_dir)
+    config.per_layer_config = {0: {"num_local_experts": 3, "moe_intermediate_size": 32}}
+    with pytest.raises(UserError, match="also varies moe_intermediate_size"):
+        AutoModelForCausalLM.from_config(config)
+
+
+# ---- refusals before any work ----
+
+def test_a_layer_below_top_k_is_refused_naming_the_layer(tiny_qwen3_moe, tmp_path):
+    with pytest.raises(UserError, match=r"layer 1: keeping 1 experts leaves fewer than top-k=2; keep at least 2 "
+                                        r"in every layer \(a lower ratio, or min_experts >= 2\)"):
+        write_pruned(tiny_qwen3_moe, tmp_path / "out", {0: [0, 1, 2, 3, 4, 5, 6], 1: [3]}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_family_without_an_uneven_class_is_refused_before_writing(tiny_model_factory, tmp_path):
+    source = tiny_model_factory("gpt_oss")
+    with pytest.raises(UserError, match=r"gpt_oss \(GptOssForCausalLM\) cannot hold different expert counts per "
+                                        r"layer yet: .*MixtralForCausalLM, OlmoeForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM; use allocation "
+                                        r"uniform"):
+        write_pruned(source, tmp_path / "out", UNEVEN_KEPT, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_grouped_routing_with_uneven_counts_is_refused(tiny_model_factory, tmp_path):
+    source = tiny_model_factory("deepseek_v3")  # MoE layers 1 and 2, 2 routing groups
+    with pytest.raises(UserError, match=r"\{1: 4, 2: 6\}.* routes in 2 expert groups.*allocation uniform"):
+        write_pruned(source, tmp_path / "out", {1: [0, 1, 4, 5], 2: [0, 1, 2, 4, 5, 6]}, {})
+    with pytest.raises(UserError, match="allocation coverage is not supported with grouped routing"):
+        select_coverage({1: [1.0] * 8}, 0.5, Routing(8, 2, n_group=2, topk_group=1))
+
+
+def test_run_prune_refuses_an_uneven_allocation_for_a_family_without_a_class_before_the_pass(tiny_model_factory,
+                                                                                              tmp_path):
+    from pruning.pipeline import run_prune
+
+    with pytest.raises(UserError, match="cannot hold different expert counts per layer yet"):
+        # No calibration given: the refusal must come before the pass would be asked for.
+        run_prune(tiny_model_factory("gpt_oss"), tmp_path / "out", method="reap", ratio=0.5, allocation="coverage")
+
+
+def test_pruning_an_uneven_checkpoint_again_is_refused(uneven_factory, tmp_path):
+    _, pruned_dir = uneven_factory("qwen3_moe")
+    with pytest.raises(UserError, match="prune from the unpruned source instead"):
+        write_pruned(pruned_dir, tmp_path / "again", {0: [0, 1], 1: [0, 1, 2]}, {})
+
+
+# ---- the layer-adaptive rule ----
+
+def test_coverage_keeps_fewer_experts_where_the_mass_is_concentrated():
+    routing = Routing(8, 2)
+    scores = {0: [100.0, 1, 1, 1, 1, 1, 1, 1], 1: [1.0] * 8, 2: [8.0, 7, 6, 5, 4, 3, 2, 1]}
+    ranked = select_coverage(scores, 0.5, routing)
+    counts = {layer: len(kept) for layer, kept in ranked.items()}
+    assert sum(counts.values()) == 12  # the uniform total: 4 per layer
+    assert counts[0] == 2 and counts[1] > counts[2] > counts[0]
+    assert ranked[2] == [0, 1, 2, 3][:counts[2]]  # best first, in rank order
+    # The floor holds even when one layer would cover everything with fewer.
+    floored = select_coverage(scores, 0.5, routing, min_experts=3)
+    assert min(len(kept) for kept in floored.values()) == 3 and sum(len(kept) for kept in floored.values()) == 12
+    assert select(scores, 0.5, routing, "coverage") == ranked
+
+
+def test_coverage_with_equal_layers_is_uniform():
+    scores = {0: [8.0, 7, 6, 5, 4, 3, 2, 1], 1: [16.0, 14, 12, 10, 8, 6, 4, 2]}
+    assert {layer: len(kept) for layer, kept in select_coverage(scores, 0.5, Routing(8, 2)).items()} == {0: 4, 1: 4}
+
+
+@pytest.mark.parametrize("allocation", ["global", "coverage"])
+def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, tiny_qwen3_moe, tmp_path):
+    """Skewed statistics make the allocation uneven; the written model equals the masked source."""
+    import moeprune.models  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from moeprune.formats.statistics import ExpertStats
+    from pruning.pipeline import run_prune
+
+    stats = ExpertStats.empty("qwen3_moe", 8, 2, [0, 1])
+    stats.layers[0].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
+    stats.layers[1].counts = [5.0, 4, 6, 3, 7, 2, 8, 1]
+    stats.save(tmp_path / "skewed.json")
+    out = run_prune(tiny_qwen3_moe, tmp_path / "out", method="frequency", ratio=0.5, allocation=allocation,
+                    scores_in=tmp_path / "skewed.json", progress=False)
+    manifest = json.loads((out / "pruning.json").read_text())
+    kept = {int(layer): experts for layer, experts in manifest["kept_experts"].items()}
+    assert len(kept[0]) < len(kept[1]) and len(kept[0]) + len(kept[1]) == 8 and manifest["allocation"] == allocation
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
+    source = AutoModelForCausalLM.from_pretrained(tiny_qwen3_moe, dtype=torch.float32).eval()
+    family = family_for(load_config(tiny_qwen3_moe))
+    with experts_masked(source, family, kept, 8):
+        expected = _logits(source, batches)
+    pruned = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    assert _max_diff(_logits(pruned, batches), expected) <= 1e-5
+
+
+# ---- serving checks (no engine started) ----
+
+def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_factory, tmp_path, monkeypatch):
+    from moeprune.formats import uneven_serving as serving
+    from tests.support.vllm_plugin_env import plugin_pythonpath
+
+    _, pruned_dir = uneven_factory("qwen3_moe")
+    if not serving.plugin_installed():
+        with pytest.raises(UserError, match=r"layer 0: 3, layer 1: 5; architecture Qwen3MoePrunedForCausalLM.*"
+                                            r"install moe-prune-serve in the engine's Python environment"):
+            serving.check_servable(pruned_dir)
+    for entry in reversed(plugin_pythonpath(tmp_path).split(":")):
+        monkeypatch.syspath_prepend(entry)
+    assert serving.plugin_installed()
+    serving.check_servable(pruned_dir)
+
+
+def _engine_config(hf_config, **parallel):
+    settings = dict(enable_eplb=False, enable_expert_parallel=False, tensor_parallel_size=1, data_parallel_size=1)
+    settings.update(parallel)
+    return SimpleNamespace(model_config=SimpleNamespace(hf_text_config=hf_config),
+                           parallel_config=SimpleNamespace(**settings))
+
+
+def test_engine_settings_that_cannot_work_with_uneven_counts_are_refused(uneven_factory):
+    from transformers import AutoConfig
+
+    from moeprune.formats.uneven_serving import refuse_unservable
+
+    _, pruned_dir = uneven_factory("qwen3_moe")
+    config = AutoConfig.from_pretrained(pruned_dir)  # layer 0: 3 experts, layer 1: 5
+    refuse_unservable(_engine_config(config))
+    with pytest.raises(UserError, match=r"expert load balancing .* keeps layer 0: 3, layer 1: 5; start the engine "
+                                        "without it"):
+        refuse_unservable(_engine_config(config, enable_eplb=True, enable_expert_parallel=True))
+    with pytest.raises(UserError, match=r"over 2 ranks, but layer 0: 3, layer 1: 5 do not divide by 2"):
+        refuse_unservable(_engine_config(config, enable_expert_parallel=True, tensor_parallel_size=2))
+    config.per_layer_config = {0: {"num_local_experts": 4}}  # 4 and 5 ... 5 still does not divide by 2
+    with pytest.raises(UserError, match=r"but layer 1: 5 do not divide by 2"):
+        refuse_unservable(_engine_config(config, enable_expert_parallel=True, data_parallel_size=2))
+    refuse_unservable(_engine_config(config, tensor_parallel_size=2))  # tensor parallelism alone is fine

@@ -1,0 +1,73 @@
+"""A real vLLM CPU engine serves an uneven checkpoint through this package's plugin (issue 21).
+
+The engine finds the plugin the way an installed package offers it: through the
+`vllm.general_plugins` entry point (a stand-in dist-info on its PYTHONPATH,
+`tests/support/vllm_plugin_env.py`, because the shared test environment must not be
+reinstalled). Its greedy tokens must equal transformers' on the same checkpoint, whose
+exactness against the source is `tests/pruning/test_uneven.py`. One engine per family
+(~1 min each on the 2-core machine).
+"""
+
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from moeprune.formats.checkpoint import load_config
+from moeprune.formats.expert_counts import layer_counts
+from moeprune.formats.families import family_for
+from pruning.writer import write_pruned
+from tests.pruning.test_uneven import UNEVEN_FAMILIES, UNEVEN_KEPT
+from tests.support.vllm_plugin_env import plugin_pythonpath
+from tests.support.vllm_server import vllm_server
+
+PROMPT = "Metformin is a biguanide used to treat"
+NEW_TOKENS = 6
+
+
+def transformers_greedy(path: Path, prompt_ids: list[int]) -> list[int]:
+    import moeprune.models  # noqa: F401  (registers the uneven classes)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    ids = list(prompt_ids)
+    with torch.no_grad():
+        for _ in range(NEW_TOKENS):
+            ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
+    return ids[len(prompt_ids):]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", UNEVEN_FAMILIES)
+def test_vllm_serves_the_uneven_checkpoint_like_transformers(model_type, tiny_model_factory, tmp_path):
+    from transformers import AutoTokenizer
+
+    path = write_pruned(tiny_model_factory(model_type), tmp_path / "uneven", UNEVEN_KEPT, {})
+    config = load_config(path)
+    assert layer_counts(family_for(config), config) == {0: 3, 1: 5}
+    prompt_ids = AutoTokenizer.from_pretrained(path).encode(PROMPT)
+    scratch = tmp_path / "engine"
+    scratch.mkdir()
+    with vllm_server(path, scratch, served_name="uneven", dtype="float32", max_model_len=256,
+                     env={"PYTHONPATH": plugin_pythonpath(scratch)}, timeout=600) as url:
+        reply = httpx.post(f"{url}/v1/completions", timeout=120, json={
+            "model": "uneven", "prompt": prompt_ids, "max_tokens": NEW_TOKENS, "temperature": 0,
+            "ignore_eos": True, "logprobs": 1, "return_tokens_as_token_ids": True,
+        }).json()
+    log = (scratch / "engine.log").read_text()
+    assert f"Resolved architecture: {config['architectures'][0]}" in log
+    ids = [int(token.split(":")[1]) for token in reply["choices"][0]["logprobs"]["tokens"]]
+    assert ids == transformers_greedy(path, prompt_ids)
+
+
+@pytest.mark.slow
+def test_stock_vllm_without_the_plugin_refuses_the_renamed_architecture(tiny_model_factory, tmp_path):
+    """Without the plugin the engine stops at the architecture, before building anything at a wrong count."""
+    path = write_pruned(tiny_model_factory("qwen3_moe"), tmp_path / "uneven", UNEVEN_KEPT, {})
+    with pytest.raises(RuntimeError, match="vLLM exited"):
+        with vllm_server(path, tmp_path / "engine", served_name="uneven", dtype="float32", max_model_len=256,
+                         timeout=600):
+            pass
+    log = (tmp_path / "engine" / "engine.log").read_text()
+    assert "Model architectures ['Qwen3MoePrunedForCausalLM'] are not supported" in log

@@ -33,7 +33,8 @@ from pathlib import Path
 
 STEPS = [  # (label, pattern of the demo line that ends the step)
     ("install (scripts/setup.sh)", re.compile(r"^==> \.venv ready")),
-    ("train the demo model", re.compile(r"^demo: model \S+ trained in")),
+    # the shipped model (verified, copied into the cache), or with --retrain a model trained here
+    ("get the demo model", re.compile(r"^demo: model \S+ (trained in|shipped with the repository)")),
     ("prune the sweep", re.compile(r"^demo: \d+ pruned variants ready")),
     ("evaluate base + served variants on vLLM", re.compile(r"^demo: evaluated ")),
     ("write the report", re.compile(r"^demo: report ")),
@@ -102,16 +103,15 @@ def ask(clone: Path, port: int) -> str:
     return done.stdout.strip()
 
 
-def same_model_as_committed(result: dict, repo: Path) -> str:
-    """Whether the newcomer trained the model behind the committed results (bench/demo_results.md, seed 0)."""
-    trained = next((m.group(1) for line in result["log"] for m in [re.search(r"weights sha256 ([0-9a-f]+)", line)]
-                    if m), None)
-    committed = re.search(r"^\| 0 \| demo-[0-9a-f]+ \| `([0-9a-f]+)` \|",
-                          (repo / "bench" / "demo_results.md").read_text(), re.M)
-    if trained is None or committed is None:
-        return "unknown (no weights sha256 printed, or none committed)"
-    same = committed.group(1).startswith(trained) or trained.startswith(committed.group(1))
-    return f"{'yes' if same else 'NO'} (trained {trained}, bench/demo_results.md seed 0 {committed.group(1)})"
+def same_model_as_shipped(result: dict, repo: Path) -> str:
+    """Whether the newcomer served the model the repository ships (demo/model/shipped.json)."""
+    served = next((m.group(1) for line in result["log"] for m in [re.search(r"weights sha256 ([0-9a-f]+)", line)]
+                   if m), None)
+    record = repo / "demo" / "model" / "shipped.json"
+    shipped = json.loads(record.read_text())["weights_sha256"] if record.exists() else None
+    if served is None or shipped is None:
+        return "unknown (no weights sha256 printed, or no shipped model)"
+    return f"{'yes' if shipped.startswith(served) else 'NO'} (served {served}, demo/model/shipped.json {shipped})"
 
 
 def table(result: dict) -> str:
@@ -149,7 +149,7 @@ def main() -> int:
     print()
     print(table(result))
     print(f"\nanswer: {result['answer']}  error: {result['error']}  demo exit status: {result['exit']}")
-    print(f"same model as the committed results: {same_model_as_committed(result, args.repo)}")
+    print(f"served the shipped model: {same_model_as_shipped(result, args.repo)}")
     return 0 if result["served_s"] is not None else 1
 
 

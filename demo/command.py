@@ -183,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
 def model_origin(record: dict) -> str:
     """How the model got here, in the words bench/first_run.py looks for."""
     if record["source"] == "shipped":
-        return "shipped with the repository (sha256 verified" + (", reused from cache)" if record["cached"] else ")")
+        return "shipped with the repository, " + ("reused from cache" if record["cached"] else "sha256 verified")
     return "trained earlier, reused from cache" if record["cached"] else f"trained in {record['train_seconds']:.0f} s"
 
 

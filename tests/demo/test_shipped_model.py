@@ -69,3 +69,21 @@ def test_the_retrain_comparison_is_said_plainly_and_never_fails():
     assert "DIFFER" in other and "goes on" in other and record["trained_on"]["cpu"] in other
     assert "nothing shipped to compare" in shipped.comparison("0" * 64, record, same_recipe=False)
     assert "no shipped model" in shipped.comparison("0" * 64, None, same_recipe=True)
+
+
+def test_the_demo_says_where_its_model_came_from_in_words_the_first_run_bench_finds():
+    import importlib.util
+
+    from demo.command import compare_with_shipped, model_origin
+
+    spec = importlib.util.spec_from_file_location("first_run", build.Path(__file__).parents[2] / "bench" / "first_run.py")
+    first_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(first_run)
+    pattern = dict(first_run.STEPS)["get the demo model"]
+    shipped_line = f"demo: model demo-shipped-x {model_origin({'source': 'shipped', 'cached': False})} (loss ...)"
+    trained_line = f"demo: model demo-x {model_origin({'source': 'trained', 'cached': False, 'train_seconds': 9})}"
+    assert pattern.search(shipped_line) and pattern.search(trained_line)
+    assert "reused from cache" in model_origin({"source": "shipped", "cached": True})
+    record = shipped.load_record()
+    assert "EQUAL" in compare_with_shipped(DemoModelConfig(), {"weights_sha256": record["weights_sha256"]})
+    assert "nothing shipped" in compare_with_shipped(DemoModelConfig(max_steps=3), {"weights_sha256": "0" * 64})

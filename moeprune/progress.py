@@ -20,7 +20,7 @@ DEFAULT_LINES = 20  # lines per run when the caller gives no `every`: one per 5%
 
 
 def _seconds(value: float) -> str:
-    value = int(round(value))
+    value = round(value)
     return f"{value}s" if value < 60 else f"{value // 60}m{value % 60:02d}s"
 
 

@@ -11,7 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from app.commands import serve as serve_command
-from app.logs import JsonFormatter, UVICORN_LOGGERS, uvicorn_log_config
+from app.logs import UVICORN_LOGGERS, JsonFormatter, uvicorn_log_config
 from tests.app.stub_engine import free_port
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -76,7 +77,7 @@ def test_the_demo_says_where_its_model_came_from_in_words_the_first_run_bench_fi
 
     from demo.command import compare_with_shipped, model_origin
 
-    spec = importlib.util.spec_from_file_location("first_run", build.Path(__file__).parents[2] / "bench" / "first_run.py")
+    spec = importlib.util.spec_from_file_location("first_run", Path(__file__).parents[2] / "bench" / "first_run.py")
     first_run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(first_run)
     pattern = dict(first_run.STEPS)["get the demo model"]

@@ -8,8 +8,10 @@ the machine's own pip configuration and wheel directory stay, as on any fresh
 machine of this kind), runs `bash scripts/setup.sh && .venv/bin/moeprune demo`
 exactly as the README says, timestamps every line the demo prints, and, once
 the gateway says its variants are ready, sends one chat completion through
-the real `openai` client to the demo's experiment. It then stops the demo with
-SIGINT (Ctrl-C) and prints the per-step timing as a Markdown table.
+the real `openai` client to the demo's experiment, then runs the README's
+A/B step (`python -m demo.traffic`: scripted questions and feedback, each
+arm's verdict). It then stops the demo with SIGINT (Ctrl-C) and prints the
+per-step timing as a Markdown table and the verdicts.
 
 "Served" is when the gateway's `/ready` answered 200 for all three variants
 and the request succeeded; the report is written before the gateway starts.
@@ -68,12 +70,13 @@ def run_first(repo: Path, work: Path, port: int, timeout: float) -> dict:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    served_at, answer, error = None, None, None
+    served_at, answer, error, verdict = None, None, None, None
     try:
         if ready.wait(timeout):
             try:
                 answer = ask(clone, port)
                 served_at = time.monotonic() - started
+                verdict = scripted_verdict(clone, port)
             except Exception as exc:  # noqa: BLE001  (reported, not raised: the timing is still worth printing)
                 error = repr(exc)
         else:
@@ -87,8 +90,8 @@ def run_first(repo: Path, work: Path, port: int, timeout: float) -> dict:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         reader.join(timeout=5)
-    return {"marks": marks, "served_s": served_at, "answer": answer, "error": error, "exit": process.returncode,
-            "log": lines}
+    return {"marks": marks, "served_s": served_at, "answer": answer, "verdict": verdict, "error": error,
+            "exit": process.returncode, "log": lines}
 
 
 def ask(clone: Path, port: int) -> str:
@@ -100,6 +103,13 @@ def ask(clone: Path, port: int) -> str:
             "print(r.model, '|', r.choices[0].message.content)\n")
     done = subprocess.run([str(clone / ".venv/bin/python"), "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
+    return done.stdout.strip()
+
+
+def scripted_verdict(clone: Path, port: int) -> str:
+    """The README's A/B step: scripted questions and feedback to demo-ab, then each arm's verdict."""
+    done = subprocess.run([str(clone / ".venv/bin/python"), "-m", "demo.traffic", "--url", f"http://127.0.0.1:{port}"],
+                          cwd=clone, capture_output=True, text=True, timeout=600, check=True)
     return done.stdout.strip()
 
 
@@ -149,6 +159,7 @@ def main() -> int:
     print()
     print(table(result))
     print(f"\nanswer: {result['answer']}  error: {result['error']}  demo exit status: {result['exit']}")
+    print(f"demo-ab after `python -m demo.traffic`:\n{result['verdict']}")
     print(f"served the shipped model: {same_model_as_shipped(result, args.repo)}")
     return 0 if result["served_s"] is not None else 1
 

@@ -11,10 +11,11 @@ that to `/v1/feedback`, and prints `/v1/experiments/demo-ab`: per arm the
 share rated good, the refusal rate, and the verdict against the control
 under the rule `demo/serving.py` writes (`DECISION_RULE`).
 
-With the default 300 questions (about 100 per arm; seconds on the demo's
-engines) an arm that loses the other domain (`gate-50`) is shown `inferior`;
-an arm within a few points of the base needs many more ratings before it is
-`non_inferior`, and says how many (`needed_n_estimate`). The verdicts hold at
+With the default 300 questions (about 100 per arm) an arm rated good half as
+often as the base, as `gate-50` is on these mixed questions, is `inferior` by
+the rule's arithmetic (60-100 ratings per arm suffice); an arm within a few
+points of the base needs thousands more before a verdict, and says how many
+(`needed_n_estimate`). The verdicts hold at
 any moment you read them (a confidence sequence), so re-running adds
 evidence rather than fishing for it.
 """

@@ -152,8 +152,8 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
             first_loss = value if first_loss is None else first_loss
             loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
             step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_ema:.3f}", route=f"{float(penalty.detach()):.3f}")
+            bar.set_postfix(loss=f"{loss_ema:.3f}", route=f"{float(penalty.detach()):.3f}")  # before the count,
+            bar.update(1)  # so a plain progress line carries this step's loss
     bar.close()
     sync.check_replicas_equal(params)
     summary = {"steps": step, "first_loss": first_loss, "final_loss": loss_ema, "ranks": sync.world}

@@ -79,8 +79,8 @@ def evaluate_all(variants: list[Variant], cards_dir: Path, tasks: str = "all", l
         for future in as_completed(futures):
             variant = futures[future]
             cards[variant.name] = future.result()
-            bar.update(1)
             bar.set_postfix(done=variant.name)
+            bar.update(1)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         for engine in list(live):

@@ -56,6 +56,7 @@ def train(change: dict, steps: int | None, out: Path) -> str:
     from demo.rank_sync import RANKS
 
     cfg = DemoModelConfig(max_steps=steps)
+    out.mkdir(parents=True)  # the ranks meet through a file in it (demo.rank_sync)
     env = {**os.environ, **PINNED_ENV, **change, "GLOO_SOCKET_IFNAME": "lo",
            "NUMERICS_PROBE_CHANGE": json.dumps(change), "PYTHONPATH": str(ROOT)}
     ranks = [subprocess.Popen([sys.executable, __file__, "--child", json.dumps(cfg.as_dict()), str(out), str(rank),

@@ -1,4 +1,11 @@
-"""Structured logging: one JSON object per line, with the fields passed as `extra=`."""
+"""Structured logging: one JSON object per line, with the fields passed as `extra=`.
+
+Every line the gateway writes is JSON (issue 22): its own `moeprune.*` loggers
+(`configure_logging`), and uvicorn's loggers and anything else that logs at
+warning or above (asyncio, httpx), through the logging config uvicorn is
+started with (`uvicorn_log_config`). uvicorn applies its own text config when
+it starts, after the app exists, so only that argument can replace it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,11 @@ import logging
 import sys
 import time
 
-# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged. uvicorn adds
+# `color_message`, the same message with terminal colour codes: noise in a JSON line.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName",
+                                                                           "color_message"}
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,3 +44,21 @@ def configure_logging(level: str = "INFO") -> None:
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
     logger.propagate = False
+
+
+def uvicorn_log_config(stream=None) -> dict:
+    """The `log_config` for `uvicorn.run`: uvicorn's loggers, and the root logger's warnings, as JSON lines.
+
+    Levels are left to uvicorn (`log_level`); `uvicorn.error` propagates to `uvicorn`, which holds the handler.
+    `stream` defaults to stderr (tests pass their own)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,  # the gateway's moeprune.* loggers are configured already
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json",
+                              "stream": "ext://sys.stderr" if stream is None else stream}},
+        "loggers": {"uvicorn": {"handlers": ["json"], "propagate": False},
+                    "uvicorn.error": {"propagate": True},
+                    "uvicorn.access": {"handlers": ["json"], "propagate": False}},
+        "root": {"handlers": ["json"], "level": "WARNING"},
+    }

@@ -8,8 +8,10 @@ the machine's own pip configuration and wheel directory stay, as on any fresh
 machine of this kind), runs `bash scripts/setup.sh && .venv/bin/moeprune demo`
 exactly as the README says, timestamps every line the demo prints, and, once
 the gateway says its variants are ready, sends one chat completion through
-the real `openai` client to the demo's experiment. It then stops the demo with
-SIGINT (Ctrl-C) and prints the per-step timing as a Markdown table.
+the real `openai` client to the demo's experiment, then runs the README's
+A/B step (`python -m demo.traffic`: scripted questions and feedback, each
+arm's verdict). It then stops the demo with SIGINT (Ctrl-C) and prints the
+per-step timing as a Markdown table and the verdicts.
 
 "Served" is when the gateway's `/ready` answered 200 for all three variants
 and the request succeeded; the report is written before the gateway starts.
@@ -33,7 +35,8 @@ from pathlib import Path
 
 STEPS = [  # (label, pattern of the demo line that ends the step)
     ("install (scripts/setup.sh)", re.compile(r"^==> \.venv ready")),
-    ("train the demo model", re.compile(r"^demo: model \S+ trained in")),
+    # the shipped model (verified, copied into the cache), or with --retrain a model trained here
+    ("get the demo model", re.compile(r"^demo: model \S+ (trained in|shipped with the repository)")),
     ("prune the sweep", re.compile(r"^demo: \d+ pruned variants ready")),
     ("evaluate base + served variants on vLLM", re.compile(r"^demo: evaluated ")),
     ("write the report", re.compile(r"^demo: report ")),
@@ -67,12 +70,13 @@ def run_first(repo: Path, work: Path, port: int, timeout: float) -> dict:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    served_at, answer, error = None, None, None
+    served_at, answer, error, verdict = None, None, None, None
     try:
         if ready.wait(timeout):
             try:
                 answer = ask(clone, port)
                 served_at = time.monotonic() - started
+                verdict = scripted_verdict(clone, port)
             except Exception as exc:  # noqa: BLE001  (reported, not raised: the timing is still worth printing)
                 error = repr(exc)
         else:
@@ -86,8 +90,8 @@ def run_first(repo: Path, work: Path, port: int, timeout: float) -> dict:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         reader.join(timeout=5)
-    return {"marks": marks, "served_s": served_at, "answer": answer, "error": error, "exit": process.returncode,
-            "log": lines}
+    return {"marks": marks, "served_s": served_at, "answer": answer, "verdict": verdict, "error": error,
+            "exit": process.returncode, "log": lines}
 
 
 def ask(clone: Path, port: int) -> str:
@@ -102,16 +106,22 @@ def ask(clone: Path, port: int) -> str:
     return done.stdout.strip()
 
 
-def same_model_as_committed(result: dict, repo: Path) -> str:
-    """Whether the newcomer trained the model behind the committed results (bench/demo_results.md, seed 0)."""
-    trained = next((m.group(1) for line in result["log"] for m in [re.search(r"weights sha256 ([0-9a-f]+)", line)]
-                    if m), None)
-    committed = re.search(r"^\| 0 \| demo-[0-9a-f]+ \| `([0-9a-f]+)` \|",
-                          (repo / "bench" / "demo_results.md").read_text(), re.M)
-    if trained is None or committed is None:
-        return "unknown (no weights sha256 printed, or none committed)"
-    same = committed.group(1).startswith(trained) or trained.startswith(committed.group(1))
-    return f"{'yes' if same else 'NO'} (trained {trained}, bench/demo_results.md seed 0 {committed.group(1)})"
+def scripted_verdict(clone: Path, port: int) -> str:
+    """The README's A/B step: scripted questions and feedback to demo-ab, then each arm's verdict."""
+    done = subprocess.run([str(clone / ".venv/bin/python"), "-m", "demo.traffic", "--url", f"http://127.0.0.1:{port}"],
+                          cwd=clone, capture_output=True, text=True, timeout=600, check=True)
+    return done.stdout.strip()
+
+
+def same_model_as_shipped(result: dict, repo: Path) -> str:
+    """Whether the newcomer served the model the repository ships (demo/model/shipped.json)."""
+    served = next((m.group(1) for line in result["log"] for m in [re.search(r"weights sha256 ([0-9a-f]+)", line)]
+                   if m), None)
+    record = repo / "demo" / "model" / "shipped.json"
+    shipped = json.loads(record.read_text())["weights_sha256"] if record.exists() else None
+    if served is None or shipped is None:
+        return "unknown (no weights sha256 printed, or no shipped model)"
+    return f"{'yes' if shipped.startswith(served) else 'NO'} (served {served}, demo/model/shipped.json {shipped})"
 
 
 def table(result: dict) -> str:
@@ -149,7 +159,8 @@ def main() -> int:
     print()
     print(table(result))
     print(f"\nanswer: {result['answer']}  error: {result['error']}  demo exit status: {result['exit']}")
-    print(f"same model as the committed results: {same_model_as_committed(result, args.repo)}")
+    print(f"demo-ab after `python -m demo.traffic`:\n{result['verdict']}")
+    print(f"served the shipped model: {same_model_as_shipped(result, args.repo)}")
     return 0 if result["served_s"] is not None else 1
 
 

@@ -1,6 +1,7 @@
 """`moeprune demo`: train (or reuse) the demo MoE, prune it, evaluate on vLLM, report, serve.
 
-The critical path to a served gateway is short: train, prune (seconds),
+The critical path to a served gateway is short: the shipped model (verified and copied into the
+cache; `--retrain` trains it here instead and says whether the weights match), prune (seconds),
 evaluate the base and the two variants to serve, write the report, start the
 gateway. The rest of the sweep is evaluated behind the running gateway, one
 engine at a time, and the report is rewritten when it is done. Every step is
@@ -48,6 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="the full table: all seven methods x the ratios")
     parser.add_argument("--serve", type=_csv(str), default=list(DEFAULT_SERVED),
                         help=f"the two pruned variants served beside the base (default: {','.join(DEFAULT_SERVED)})")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the model here (7-25 min on 2 cores) instead of using the shipped weights, and "
+                             "say whether the two are bit-identical")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's)")
     parser.add_argument("--train-steps", type=int, default=None, help="cap on training steps (reduced runs)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each set")
@@ -132,10 +136,11 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg = model_config(args)
 
-    model_dir, record = build_model(cfg, cache)
-    how = "reused from cache" if record["cached"] else f"trained in {record['train_seconds']:.0f} s"
-    print(f"demo: model {model_dir.name} {how} (loss {record['first_loss']:.2f} -> {record['final_loss']:.2f}; "
-          f"weights sha256 {record['weights_sha256'][:16]})")
+    model_dir, record = build_model(cfg, cache, use_shipped=not args.retrain)
+    print(f"demo: model {model_dir.name} {model_origin(record)} (loss {record['first_loss']:.2f} -> "
+          f"{record['final_loss']:.2f}; weights sha256 {record['weights_sha256'][:16]})")
+    if record["source"] == "trained":
+        print(f"demo: {compare_with_shipped(cfg, record)}")
 
     tidy_cache(cache, model_dir.name, args.clean_cache)
 
@@ -173,6 +178,23 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         behind.stop()
     return 0
+
+
+def model_origin(record: dict) -> str:
+    """How the model got here, in the words bench/first_run.py looks for."""
+    if record["source"] == "shipped":
+        return "shipped with the repository, " + ("reused from cache" if record["cached"] else "sha256 verified")
+    return "trained earlier, reused from cache" if record["cached"] else f"trained in {record['train_seconds']:.0f} s"
+
+
+def compare_with_shipped(cfg, record: dict) -> str:
+    """Whether the model trained here equals the shipped one (said, never fatal: on another CPU it may not)."""
+    from demo import shipped
+    from demo.build import shipped_for
+    from demo.corpus import build_corpus
+
+    ours = shipped_for(build_corpus(cfg.corpus_seed), cfg)
+    return shipped.comparison(record["weights_sha256"], ours or shipped.load_record(), same_recipe=ours is not None)
 
 
 def tidy_cache(cache: Path, keep: str, clean: bool) -> None:

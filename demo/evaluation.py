@@ -14,11 +14,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from tqdm import tqdm
-
 from demo.engine import running_engine
 from demo.variants import Variant
 from moeprune.formats.manifest import PruningManifest
+from moeprune.progress import progress as progress_display
 
 STAMP = "demo_eval.json"
 BASE_NAME = "base"
@@ -134,15 +133,15 @@ def evaluate_all(variants: list[Variant], cards_dir: Path, tasks: str = "all", l
     """
     cards: dict[str, Path] = {}
     live = set() if live is None else live
-    bar = tqdm(total=len(variants), desc="evaluating on vLLM", unit="variant", disable=not progress)
+    bar = progress_display(len(variants), "evaluating on vLLM", "variant", enabled=progress, every=1)
     pool = ThreadPoolExecutor(max_workers=max(1, parallel))
     try:
         futures = {pool.submit(evaluate_one, v, cards_dir, tasks, limit, live, cancel): v for v in variants}
         for future in as_completed(futures):
             variant = futures[future]
             cards[variant.name] = future.result()
-            bar.update(1)
             bar.set_postfix(done=variant.name)
+            bar.update(1)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         for engine in list(live):

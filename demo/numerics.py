@@ -1,4 +1,10 @@
-"""Pinned training numerics: the same demo weights on every x86 machine, whatever its cores and CPU features.
+"""Pinned training numerics: the same demo weights whatever a machine's cores and CPU features, within a vendor.
+
+Not across vendors (measured 2026-12-06, docs/demo.md "What the pins do not cover"): MKL's
+pinned AVX2 branch (MKL_CBWR) exists only on Intel CPUs (Intel documents that it is ignored
+elsewhere), so an AMD EPYC and an Intel Xeon trained different seed-0 weights under one cache
+key. That is why the demo ships its weights
+(`demo.shipped`) instead of relying on every machine training the same ones.
 
 Float results depend on the order of additions, and on a CPU that order is
 chosen at run time: by the intra-op thread count (how a reduction is split),

@@ -1,12 +1,19 @@
-"""Serve the base and two pruned variants behind the gateway, with an A/B/C experiment.
+"""Serve the base and two pruned variants behind the gateway, with an A/B/C experiment that decides.
 
 Writes a variants.yaml in the documented minimal shape (docs/contracts.md,
 issue 4), prints how to talk to it, and runs the gateway until Ctrl-C. A
 background thread waits for `/ready` and says when every engine is up.
+
+The experiment `demo-ab` compares each pruned arm with the base (its control)
+under an explicit decision rule (`DECISION_RULE`, docs/gateway.md
+"Experiment statistics"), so feedback turns into verdicts:
+`python -m demo.traffic` sends scripted questions, rates the answers and
+prints them.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from pathlib import Path
@@ -18,6 +25,11 @@ from demo.engine import DTYPE, KV_CACHE_BYTES, MAX_MODEL_LEN
 from demo.variants import Variant
 
 EXPERIMENT = "demo-ab"
+CONTROL = "base"
+# A pruned arm is non-inferior when its answers are rated good at most 5 points less often than the base's,
+# and it says "I don't know" at most 5 points more often: a variant must not look reliable by refusing
+# (issue 22). alpha: the chance of any wrong verdict over the whole experiment, however often it is read.
+DECISION_RULE = {"outcome": {"margin": 0.05}, "flags": {"refusal": {"margin": 0.05}}, "alpha": 0.05}
 
 
 # Served beside the base, chosen before any evaluation so the gateway can start as soon as these two
@@ -48,7 +60,8 @@ def write_variants_yaml(path: Path, variants: dict[str, Variant], served: list[s
             entry["report_card"] = str(cards[name])
         config["variants"][name] = entry
     share = round(100 / (len(served) + 1))
-    config["experiments"][EXPERIMENT] = {"arms": {name: share for name in ["base", *served]}}
+    config["experiments"][EXPERIMENT] = {"arms": {name: share for name in [CONTROL, *served]}, "control": CONTROL,
+                                         "decide": copy.deepcopy(DECISION_RULE)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -63,6 +76,8 @@ Gateway: {url}   (variants: base, {', '.join(served)}; experiment {EXPERIMENT!r}
   openai: python -c "from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='none'); \\
 print(c.chat.completions.create(model='{EXPERIMENT}', messages=[{{'role': 'user', 'content': '{question}'}}], max_tokens=12).choices[0].message.content)"
   metrics: {url}/metrics     experiment stats: {url}/v1/experiments/{EXPERIMENT}
+  verdict: .venv/bin/python -m demo.traffic --url {url}   (scripted questions + feedback; prints each arm's
+           verdict against {CONTROL}: non_inferior, inferior or inconclusive)
   report:  {report}
 Engines are starting (about 30 s each); Ctrl-C stops the gateway and every engine.
 """

@@ -1,4 +1,4 @@
-"""Train the demo MoE on the corpus, on the CPU, with a fixed seed and a progress bar.
+"""Train the demo MoE on the corpus, on the CPU, with a fixed seed, showing its progress.
 
 Loss: next-token cross-entropy on the trained part of each example (the
 assistant's answer, or the whole of a plain statement), plus the load-balancing
@@ -19,6 +19,7 @@ from pathlib import Path
 from demo.corpus import Corpus
 from demo.examples import Example, training_examples
 from demo.model_config import DemoModelConfig, qwen3_moe_config
+from moeprune.progress import progress as progress_display
 
 
 def encode(tokenizer, example: Example) -> tuple[list[int], list[int]]:
@@ -104,7 +105,6 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
     """Train this rank's share (`sync`: its `RankSync`); rank 0 saves with save_pretrained (plus tokenizer and
     generation config). Returns a summary."""
     import torch
-    from tqdm import tqdm
     from transformers import AutoModelForCausalLM, GenerationConfig
     from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
 
@@ -127,7 +127,8 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / max(total_steps, 1)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    bar = tqdm(total=total_steps, desc="training demo MoE", unit="step", disable=not progress or sync.rank != 0)
+    # A bar on a terminal, a line per 5% of the steps in a log (moeprune.progress); rank 0 speaks for both.
+    bar = progress_display(total_steps, "training demo MoE", "step", enabled=progress and sync.rank == 0)
     step, loss_ema, first_loss = 0, None, None
     for epoch_batches in epochs:
         if step >= total_steps:
@@ -151,8 +152,8 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
             first_loss = value if first_loss is None else first_loss
             loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
             step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_ema:.3f}", route=f"{float(penalty.detach()):.3f}")
+            bar.set_postfix(loss=f"{loss_ema:.3f}", route=f"{float(penalty.detach()):.3f}")  # before the count,
+            bar.update(1)  # so a plain progress line carries this step's loss
     bar.close()
     sync.check_replicas_equal(params)
     summary = {"steps": step, "first_loss": first_loss, "final_loss": loss_ema, "ranks": sync.world}

@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
+from moeprune.progress import progress as progress_display
 
 ALL_METHODS = ("random", "frequency", "gate", "ean", "reap", "reap-sum", "easyep")
 ALL_RATIOS = (0.25, 0.5, 0.75)
@@ -44,8 +44,8 @@ def prune_variants(base_dir: Path, variants_dir: Path, calibration: Path, method
     # One observation pass serves every method and ratio: its statistics file is method independent.
     stats = variants_dir / "calibration-statistics.json"
     done = []
-    bar = tqdm(jobs, desc="pruning variants", unit="variant", disable=not progress)
-    for method, ratio, seed in bar:
+    bar = progress_display(len(jobs), "pruning variants", "variant", enabled=progress, every=1)
+    for method, ratio, seed in jobs:
         name = variant_name(method, ratio, seed)
         out = variants_dir / name
         bar.set_postfix(variant=name)
@@ -65,4 +65,6 @@ def prune_variants(base_dir: Path, variants_dir: Path, calibration: Path, method
             shutil.rmtree(out, ignore_errors=True)
             staging.rename(out)
         done.append(Variant(name, out, method, ratio, seed))
+        bar.update(1)
+    bar.close()
     return done

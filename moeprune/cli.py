@@ -30,7 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object | None]:
+    from moeprune.version import package_version
+
     parser = argparse.ArgumentParser(prog="moeprune", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"moeprune {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = argv[0] if argv else None
     module = None

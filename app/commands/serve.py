@@ -22,6 +22,7 @@ def serve(config_path: str | Path, host: str | None = None, port: int | None = N
     """Run the gateway until interrupted (blocks); engines are stopped on exit."""
     import uvicorn
 
+    from app.logs import uvicorn_log_config
     from app.main import create_app
 
     overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
@@ -31,7 +32,7 @@ def serve(config_path: str | Path, host: str | None = None, port: int | None = N
         # Open streams get shutdown_grace_s to finish; then uvicorn cancels them and the lifespan
         # stops the engines, so a graceful shutdown never waits forever.
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=config.shutdown_grace_s)
+                    timeout_graceful_shutdown=config.shutdown_grace_s, log_config=uvicorn_log_config())
     finally:
         # A second Ctrl-C makes uvicorn skip the lifespan shutdown: stop the engines here.
         # (Had the process been SIGKILLed, each engine's keeper stops it: app/engines/reaper.py.)

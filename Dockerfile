@@ -32,6 +32,8 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY pruning ./pruning
 COPY evaluators ./evaluators
+COPY moeprune ./moeprune
+COPY demo ./demo
 # The local project is pinned by its own version; nvidia-ml-py (the `gpu` extra)
 # gives the gateway per-process GPU memory through NVML.
 # hadolint ignore=DL3013

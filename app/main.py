@@ -43,6 +43,7 @@ from app.reliability.policy import load_policy
 from app.reliability.startup import load_variant_reliability
 from app.serving.client import build_upstream_client
 from moeprune.errors import UserError
+from moeprune.formats.uneven_serving import check_servable
 from moeprune.version import package_version
 
 log = logging.getLogger("moeprune.gateway")
@@ -58,6 +59,9 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
         certification[name] = load_variant_reliability(name, variant, gates.get(name))
         base = config.variants[variant.base].model if variant.base else None
         footprints[name] = measure(variant.model, base) if variant.model else None
+        if variant.model and Path(variant.model).is_dir():
+            # Uneven expert counts need this package's vLLM plugin; say so before any engine starts.
+            check_servable(variant.model)
     backends = build_backends(config, settings, work_dir)
     for name, backend in backends.items():
         metrics.register_variant(name, footprints[name], policies[name].baselines, backend.managed)

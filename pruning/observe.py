@@ -327,6 +327,7 @@ def load_model(source_dir, family=None, device: str = "cpu", dtype: str = "float
     import torch
     import transformers
 
+    import moeprune.models  # noqa: F401  (registers the classes of uneven checkpoints: re-pruning one works)
     from pruning import mxfp4
 
     if dtype not in DTYPES:

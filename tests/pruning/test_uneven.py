@@ -233,6 +233,20 @@ def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_f
     serving.check_servable(pruned_dir)
 
 
+
+def test_the_gateway_refuses_to_start_an_uneven_variant_where_vllm_would_not_find_its_class(
+        uneven_factory, monkeypatch):
+    from app.config.variants import parse_config
+    from app.core.config import Settings
+    from app.main import create_app
+    from moeprune.formats import uneven_serving as serving
+
+    _, pruned_dir = uneven_factory("qwen3_moe")
+    config = parse_config({"variants": {"pruned": {"model": str(pruned_dir)}}})
+    monkeypatch.setattr(serving, "plugin_installed", lambda: False)
+    with pytest.raises(UserError, match=r"layer 0: 3, layer 1: 5.*moeprune_uneven_experts"):
+        create_app(Settings(), config)
+
 def _engine_config(hf_config, **parallel):
     settings = dict(enable_eplb=False, enable_expert_parallel=False, tensor_parallel_size=1, data_parallel_size=1)
     settings.update(parallel)

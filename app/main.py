@@ -59,7 +59,7 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
         certification[name] = load_variant_reliability(name, variant, gates.get(name))
         base = config.variants[variant.base].model if variant.base else None
         footprints[name] = measure(variant.model, base) if variant.model else None
-        if variant.model and Path(variant.model).is_dir():
+        if variant.model and (Path(variant.model) / "config.json").is_file():
             # Uneven expert counts need this package's vLLM plugin; say so before any engine starts.
             check_servable(variant.model)
     backends = build_backends(config, settings, work_dir)

@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     from demo.build import build_model, default_cache_dir
     from demo.calibration import write_calibration
     from demo.corpus import build_corpus
-    from demo.evaluation import evaluate_all
+    from demo.evaluation import evaluate_all, evaluate_served
     from demo.serving import choose_served, serve_variants, usage_text, write_variants_yaml
     from demo.variants import Variant, prune_variants
 
@@ -158,8 +158,11 @@ def _run(args: argparse.Namespace) -> int:
     first = [variants["base"], *(variants[name] for name in served)]
     rest = [v for v in variants.values() if v not in first]
     t0 = time.monotonic()
-    cards = evaluate_all(first if not args.no_serve else [*first, *rest], run_dir / "cards", limit=args.limit,
-                         parallel=args.parallel)
+    # The served pair and the base: utility and reliability sets, with the base cross-check, so their
+    # cards carry the certificates the gateway enforces (issue 26). The rest: utility sets only.
+    cards = evaluate_served(first[0], first[1:], run_dir / "cards", limit=args.limit)
+    if args.no_serve and rest:
+        cards.update(evaluate_all(rest, run_dir / "cards", limit=args.limit, parallel=args.parallel))
     print(f"demo: evaluated {', '.join(cards)} on vLLM in {time.monotonic() - t0:.0f} s")
     report = write_results(cards, out, record)
     print(f"demo: report {report} ({time.monotonic() - started:.0f} s in all)")
@@ -249,7 +252,7 @@ class SweepBehindGateway:
             self.thread.start()
 
     def _run(self) -> None:
-        from demo.evaluation import evaluate_all
+        from demo.evaluation import evaluate_all, evaluate_served
 
         self._wait_for_gateway()
         t0 = time.monotonic()

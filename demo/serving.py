@@ -55,9 +55,13 @@ def write_variants_yaml(path: Path, variants: dict[str, Variant], served: list[s
     for name in ["base", *served]:
         entry = {"model": str(variants[name].model_dir), "engine": dict(engine)}
         if name != "base":
-            entry["base"] = "base"
+            entry["base"] = "base"  # the base cross-check is on by default with a base
         if name in cards:
             entry["report_card"] = str(cards[name])
+            if name != "base":
+                # Certified cascade: an answer above its certificate's risk (or from an uncertified
+                # domain) is re-asked of the base, whose own certificate then travels with it.
+                entry["cascade"] = True
         config["variants"][name] = entry
     share = round(100 / (len(served) + 1))
     config["experiments"][EXPERIMENT] = {"arms": {name: share for name in [CONTROL, *served]}, "control": CONTROL,

@@ -31,6 +31,7 @@ from demo.evaluation import evaluate_served  # noqa: E402
 from demo.model_config import DemoModelConfig  # noqa: E402
 from demo.variants import Variant, prune_variants  # noqa: E402
 from moeprune.formats.report_card import ReportCard  # noqa: E402
+from moeprune.reliability.certificate import upper_bound  # noqa: E402
 
 SERVED = {"gate-25": 0.25, "gate-50": 0.5}
 
@@ -46,7 +47,24 @@ def interval(entry) -> str:
     return f"{entry.value:.2f}{ci}"
 
 
-def rows_of(name: str, card: ReportCard, without: bool = False) -> list[str]:
+def hindsight_coverage(items: list[dict], domain: str, alpha: float, delta: float) -> float | None:
+    """The largest share of the certifying half a threshold on p_wrong could leave unflagged with its exact
+    bound <= alpha, the threshold chosen *after* seeing these labels: a ceiling for any valid rule on this
+    split, not a certificate (a rule that looked at the labels it is tested on certifies nothing)."""
+    held = sorted((r for r in items if (r.get("gate_domain") or "all") == domain
+                   and (r.get("reliability") or {}).get("split") == "certify"),
+                  key=lambda r: r["reliability"]["p_wrong"])
+    if not held:
+        return None
+    errors, best = 0, 0
+    for served, record in enumerate(held, 1):
+        errors += record["label"] in ("wrong", "unparsed")
+        if upper_bound(errors, served, delta) <= alpha:
+            best = served
+    return best / len(held)
+
+
+def rows_of(name: str, card: ReportCard, items: list[dict], without: bool = False) -> list[str]:
     section = card.reliability
     domains = (section.without_base_check if without else section.domains) or {}
     rows = []
@@ -54,22 +72,26 @@ def rows_of(name: str, card: ReportCard, without: bool = False) -> list[str]:
         cert = entry.certificate
         auroc = (entry.quality.get("p_wrong") or {}).get("auroc")
         bound = "-" if cert.error_upper is None else f"{pct(cert.realised_error)} (<= {pct(cert.error_upper)})"
+        ceiling = "-" if without else pct(hindsight_coverage(items, domain, section.alpha, section.delta))
         rows.append(f"| {name} | {domain} | {'off' if without else 'on'} | {entry.n} | {entry.n_wrong} "
-                    f"| {entry.n_abstained} | {interval(auroc)} | {cert.status} | {pct(cert.coverage)} | {bound} |")
+                    f"| {entry.n_abstained} | {interval(auroc)} | {cert.status} | {pct(cert.coverage)} | {bound} "
+                    f"| {ceiling} |")
     return rows
 
 
 def table(cards: dict[str, Path]) -> str:
     lines = ["| variant | gate domain | base check | answers | wrong | abstained | AUROC of p_wrong (95% CI) "
-             "| certificate | coverage | error among unflagged (one-sided 95% bound) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| certificate | coverage | error among unflagged (one-sided 95% bound) | hindsight ceiling |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, path in cards.items():
         card = ReportCard.load(path)
         if card.reliability is None:
             continue
-        lines += rows_of(name, card)
+        items_path = Path(path).parent / "items.jsonl"
+        items = [json.loads(line) for line in items_path.read_text().splitlines()] if items_path.exists() else []
+        lines += rows_of(name, card, items)
         if card.reliability.without_base_check:
-            lines += rows_of(name, card, without=True)
+            lines += rows_of(name, card, items, without=True)
     return "\n".join(lines)
 
 

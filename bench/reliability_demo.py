@@ -103,7 +103,7 @@ def main() -> int:
     args = parser.parse_args()
     cache = args.cache_dir or default_cache_dir()
     cfg = DemoModelConfig()
-    model_dir, record = build_model(cfg, cache)
+    model_dir, record = build_model(cfg, cache, use_shipped=True)
     run_dir = cache / "runs" / model_dir.name
     calibration = write_calibration(build_corpus(cfg.corpus_seed), run_dir / "calibration-biomedical.jsonl")
     pruned = prune_variants(model_dir, run_dir / "variants", calibration, ["gate"], sorted(SERVED.values()))

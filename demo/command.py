@@ -216,7 +216,7 @@ def tidy_cache(cache: Path, keep: str, clean: bool) -> None:
 
 def write_results(cards: dict[str, Path], out: Path, record: dict) -> Path:
     """The HTML report, results.md and results.json for the cards evaluated so far."""
-    from demo.summary import card_row, markdown_table, with_recovery
+    from demo.summary import card_row, certificate_lines, markdown_table, with_recovery
     from evaluators.report import render_report
 
     rows = with_recovery([card_row(name, path) for name, path in cards.items()])
@@ -230,6 +230,8 @@ def write_results(cards: dict[str, Path], out: Path, record: dict) -> Path:
     (out / "results.json").write_text(json.dumps({"model": record["key"], "weights_sha256": record["weights_sha256"],
                                                   "variants": rows}, indent=2))
     print(table)
+    for line in certificate_lines(cards):
+        print(f"demo: reliability {line}")
     return report
 
 

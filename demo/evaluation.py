@@ -95,7 +95,7 @@ def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | Non
 
 
 def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit: int | None = None,
-                    live: set | None = None, cancel=None) -> dict[str, Path]:
+                    live: set | None = None, cancel=None, progress: bool = True) -> dict[str, Path]:
     """The base and the served variants on the utility and reliability sets, with the base cross-check.
 
     One engine serves the base for the whole round: its own evaluation and the served variants'
@@ -105,7 +105,9 @@ def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit
     """
     live = set() if live is None else live
     cards: dict[str, Path] = {}
-    with running_engine(base.model_dir, BASE_NAME, cards_dir / "base-check-engine", live=live) as base_url:
+    bar = progress_display(1 + len(served), "evaluating with the base cross-check on vLLM", "variant",
+                           enabled=progress, every=1)
+    with bar, running_engine(base.model_dir, BASE_NAME, cards_dir / "base-check-engine", live=live) as base_url:
         with ThreadPoolExecutor(max_workers=1 + len(served)) as pool:
             futures = {pool.submit(evaluate_one, base, cards_dir, SERVED_TASKS, limit, live, cancel): base}
             futures.update({pool.submit(evaluate_one, v, cards_dir, SERVED_TASKS, limit, live, cancel, base_url): v
@@ -113,6 +115,8 @@ def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit
             try:
                 for future in as_completed(futures):
                     cards[futures[future].name] = future.result()
+                    bar.set_postfix(done=futures[future].name)
+                    bar.update(1)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 for engine in list(live):

@@ -60,3 +60,25 @@ def markdown_table(rows: list[dict]) -> str:
                      f"| {_pct(r['hallucination'])} | {_pct(r['nota'])} | {recovery[0]} | {recovery[1]} "
                      f"| {r['bytes_saved']:,} |")
     return "\n".join(lines)
+
+
+def certificate_lines(cards: dict[str, Path]) -> list[str]:
+    """One line per variant and gate domain: what its flags promise (README "Reliability flags")."""
+    lines = []
+    for name, path in cards.items():
+        section = ReportCard.load(path).reliability
+        if section is None:
+            continue
+        check = "base check on" if section.base_check else "no base check"
+        for domain, entry in section.domains.items():
+            cert = entry.certificate
+            auroc = (entry.quality.get("p_wrong") or {}).get("auroc")
+            separation = f"p_wrong AUROC {auroc.value:.2f}" if auroc is not None and auroc.value is not None \
+                else "p_wrong not fitted"
+            if cert.status == "certified" and cert.coverage is not None and cert.error_upper is not None:
+                promise = (f"certified: {100 * cert.coverage:.0f}% of answers unflagged, wrong among them "
+                           f"<= {100 * cert.error_upper:.1f}% (alpha {cert.alpha:g}, delta {cert.delta:g})")
+            else:
+                promise = "uncertified: every answer flagged"
+            lines.append(f"{name} {domain}: {promise}; {separation}, {entry.n} answers, {check}")
+    return lines

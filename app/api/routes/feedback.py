@@ -49,7 +49,7 @@ async def feedback(request: Request, gateway: Gateway) -> dict:
         try:
             experiment = await gateway.experiments.feedback(body.id, key_id, body.value, body.label, body.tags)
         except OpenAIError as exc:
-            if exc.status != 404 or live is None:  # a store outage is still a 503; an id nobody knows, a 404
+            if exc.status != 404:  # a store outage is still a 503; an id nobody knows gets the one 404 below
                 raise
     if live is None and experiment is None:
         raise not_found(body.id)

@@ -24,8 +24,8 @@ from app.api.send_timeout import SendTimeout
 from app.api.routes import (admin, chat, completions, experiments, feedback, health, metrics, models, recertify,
                             telemetry)
 from app.config.variants import GatewayConfig, load_config
-from app.core.config import Settings
-from app.core.state import GatewayState
+from app.config.settings import Settings
+from app.state import GatewayState
 from app.engines.footprint import measure
 from app.engines.pidfile import sweep_stale_engines
 from app.engines.supervisor import Supervisor, build_backends

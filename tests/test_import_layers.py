@@ -45,3 +45,27 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from app.main import create_app\n    import evaluators.card\n")
     assert imported_packages(module) == {"app", "evaluators"}
+
+
+# Inside the gateway, the HTTP layer (app/api) is on top: serving, guard, experiments, reliability,
+# engines and the state raise `app.errors.OpenAIError` and never import the layer that answers with it.
+HTTP_LAYER_USERS = {"app/api", "app/main.py", "app/commands"}
+
+
+def test_only_the_http_layer_and_the_entry_points_import_app_api():
+    crossings = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if any(relative == user or relative.startswith(user + "/") for user in HTTP_LAYER_USERS):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        type_only = {id(inner) for node in ast.walk(tree)  # imports under `if TYPE_CHECKING:` do not run
+                     if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+                     for inner in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            crossings += [f"{relative} imports {name}" for name in names if name.startswith("app.api")]
+    assert not crossings, "\n".join(crossings)

@@ -4,7 +4,7 @@ import tomllib
 from pathlib import Path
 
 from app.config.variants import parse_config
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.main import create_app
 from moeprune.version import package_version
 

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.api.errors import OpenAIError
+from app.errors import OpenAIError
 from app.api.middleware import send_error
-from app.core.config import Settings, read_keys_file
+from app.config.settings import Settings, read_keys_file
 from moeprune.errors import UserError
 
 log = logging.getLogger("moeprune.auth")

@@ -14,8 +14,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.api.errors import OpenAIError
-from app.core.state import GatewayState
+from app.errors import OpenAIError
+from app.state import GatewayState
 
 
 async def get_gateway(request: Request) -> GatewayState:

@@ -16,7 +16,7 @@ import asyncio
 import json
 import uuid
 
-from app.api.errors import OpenAIError
+from app.errors import OpenAIError
 
 
 async def send_error(send, error: OpenAIError, close: bool = False) -> None:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from app.errors import SendTimedOut
+
 log = logging.getLogger("moeprune.gateway")
-
-
-class SendTimedOut(Exception):
-    """The client did not take a response message within the send timeout."""
 
 
 class SendTimeout:

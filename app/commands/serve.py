@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.core.config import Settings
+from app.config.settings import Settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from app.config.variants import GatewayConfig, Variant
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.engines.backends import Backend
 from app.engines.command import EngineSpec
 from app.engines.process import EngineProcess, EngineStartError, probe_health, served_models

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.api.errors import OpenAIError
+from app.errors import OpenAIError
 from app.reliability.live import Outcome
 
 MAX_TAGS = 8

@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi.responses import JSONResponse, Response
 
-from app.api.errors import OpenAIError
-from app.core.state import GatewayState
+from app.errors import OpenAIError
+from app.state import GatewayState
 from app.guard.prompt_text import prompt_text
 from app.reliability.verdict import flags_header
 from app.serving.exchange import Exchange

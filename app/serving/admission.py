@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from app.api.errors import OpenAIError
+from app.errors import OpenAIError
 from app.engines.backends import Backend
 
 RETRY_AFTER_FULL_S = "1"

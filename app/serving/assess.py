@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from app.core.state import GatewayState
+from app.state import GatewayState
 from app.guard.prompt_text import prompt_text
 from app.reliability.certified import certified_verdict
 from app.reliability.checks import CheckLimits, agreement_rate, base_mean_logprob

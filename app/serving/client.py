@@ -27,7 +27,7 @@ from collections import defaultdict
 
 import httpx
 
-from app.core.config import Settings
+from app.config.settings import Settings
 
 MAX_HEAD_BYTES = 64 * 1024
 READ_HIGH_WATER = 256 * 1024  # buffered response bytes above which the socket is paused

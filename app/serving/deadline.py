@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from app.api.errors import OpenAIError
+from app.errors import OpenAIError
 from app.serving.exchange import Exchange
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from app.api.errors import OpenAIError
+from app.errors import OpenAIError
 
 T = TypeVar("T")
 Receive = Callable[[], Awaitable[dict]]

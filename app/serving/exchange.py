@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from app.core.state import GatewayState
+from app.state import GatewayState
 from app.reliability.live import ServedAnswer
 from app.serving.admission import Slots
 from app.serving.targets import Target

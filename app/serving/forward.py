@@ -12,8 +12,8 @@ import logging
 
 from fastapi.responses import JSONResponse
 
-from app.api.errors import OpenAIError
-from app.core.state import GatewayState
+from app.errors import OpenAIError
+from app.state import GatewayState
 from app.reliability.logprobs import LogprobPlan
 from app.reliability.verdict import flags_header
 from app.serving.assess import assess

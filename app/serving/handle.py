@@ -7,8 +7,8 @@ import asyncio
 from fastapi import Request
 from fastapi.responses import Response
 
-from app.api.errors import OpenAIError
-from app.core.state import GatewayState
+from app.errors import OpenAIError
+from app.state import GatewayState
 from app.guard.run import RequestGuard, Resend
 from app.telemetry.service import KEEP_HEADER
 from app.reliability.logprobs import plan_logprobs

@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable
 import httpx
 from starlette.responses import Response
 
-from app.api.errors import OpenAIError
-from app.api.send_timeout import SendTimedOut
-from app.core.state import GatewayState
+from app.errors import OpenAIError
+from app.errors import SendTimedOut
+from app.state import GatewayState
 from app.reliability.logprobs import LogprobPlan
 from app.serving.assess import assess
 from app.serving.deadline import deadline_exceeded, time_left, within_deadline

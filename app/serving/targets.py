@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.api.errors import OpenAIError
-from app.core.state import GatewayState
+from app.errors import OpenAIError
+from app.state import GatewayState
 from app.routing.experiments import choose_arm, sticky_key
 
 

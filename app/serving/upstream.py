@@ -17,8 +17,8 @@ import logging
 
 import httpx
 
-from app.api.errors import OpenAIError
-from app.core.state import GatewayState
+from app.errors import OpenAIError
+from app.state import GatewayState
 from app.engines.backends import Backend
 
 log = logging.getLogger("moeprune.upstream")

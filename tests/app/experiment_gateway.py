@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.main import create_app
 from tests.app.stub_engine import served, wait_until
 

@@ -45,7 +45,7 @@ def guarded_variants(running, gate_file: Path, card: Path) -> dict:
 async def guarded_gateway(running, work: Path, gate_file: Path) -> AsyncIterator[tuple[str, object]]:
     """(url, app) of the gateway; every variant but `down` is up before it yields."""
     from app.config.variants import parse_config
-    from app.core.config import Settings
+    from app.config.settings import Settings
     from app.main import create_app
 
     card = work / "forced_flag_card.json"

@@ -215,7 +215,7 @@ class AccessRecords(logging.Handler):
 async def in_process_gateway(upstream_url: str, variant: dict | None = None, **settings) -> AsyncIterator[tuple]:
     """A real gateway app (real uvicorn, loopback, no keys) with one `url:` variant `stub`; yields (url, app)."""
     from app.config.variants import parse_config
-    from app.core.config import Settings
+    from app.config.settings import Settings
     from app.main import create_app
 
     options = {"health_interval_s": 0.2, **settings}

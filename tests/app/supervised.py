@@ -14,7 +14,7 @@ import httpx
 import psutil
 
 from app.config.variants import parse_config
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.engines.backends import Backend
 from app.engines.supervisor import Supervisor, build_backends
 

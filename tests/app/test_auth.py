@@ -20,7 +20,7 @@ import yaml
 from fastapi import Request
 
 from app.config.variants import parse_config
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.main import create_app
 from moeprune.errors import UserError
 from tests.app.loopback_http import exchange, request_head, serve_in_thread

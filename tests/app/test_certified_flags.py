@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from app.config.variants import parse_config
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.main import create_app
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import BUCKETS, DomainGate

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from app.config.variants import parse_config
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.main import create_app
 from moeprune.errors import UserError
 from moeprune.formats.hashing import weights_digest

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.engines.backends import Backend
 from app.serving.client import MAX_HEAD_BYTES, READ_HIGH_WATER, build_upstream_client
 from app.serving.upstream import AttemptTrace, direct_send, send_upstream

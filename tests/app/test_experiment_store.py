@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.experiments.recorder import Recorder
 from app.experiments.schema import LATEST
 from app.experiments.service import experiment_dsn, state_dir

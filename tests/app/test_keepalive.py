@@ -128,7 +128,7 @@ async def test_requests_at_the_engines_keep_alive_interval_never_get_a_502(tiny_
 
 
 async def test_keep_alive_is_shorter_than_the_engines():
-    from app.core.config import Settings
+    from app.config.settings import Settings
     from app.serving.client import build_upstream_client
 
     settings = Settings()

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from app.api.auth import key_id
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.main import create_app
 from app.reliability.live import LiveCertificates, ServedAnswer
 from app.reliability.live_bound import labels_to_recertify

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from app.config.variants import parse_config
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.main import create_app
 from tests.app.bounds_stub import StubEngine, serve_app
 

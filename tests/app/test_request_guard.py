@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from app.config.variants import parse_config
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.main import create_app
 
 

@@ -54,7 +54,7 @@ def telemetry_config(tiny, pruned_dir, stub_url: str) -> dict:
 
 async def telemetry_gateway(config: dict):
     from app.config.variants import parse_config
-    from app.core.config import Settings
+    from app.config.settings import Settings
     from app.main import create_app
 
     return create_app(Settings(health_interval_s=0.2), parse_config(config))

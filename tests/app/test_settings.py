@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.config import Settings
+from app.config.settings import Settings
 from moeprune.errors import UserError
 
 

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.config.variants import parse_config
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.main import create_app
 from demo import traffic
 from demo.serving import CONTROL, DECISION_RULE, EXPERIMENT, write_variants_yaml

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from app.config.variants import parse_config
-from app.core.config import read_keys_file
+from app.config.settings import read_keys_file
 from moeprune.errors import UserError
 from tests.deploy.promql import DEPLOY, ROOT
 

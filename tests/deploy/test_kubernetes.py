@@ -174,7 +174,7 @@ def write_values(tmp_path: Path, change) -> Path:
 
 
 def test_keys_listed_in_the_values_render_a_secret_the_gateway_accepts(tmp_path):
-    from app.core.config import read_keys_file
+    from app.config.settings import read_keys_file
 
     rendered = objects(write_values(tmp_path, lambda v: v["gateway"].update(existingSecret="", apiKeys=["k1", "k2"])))
     secret = by_kind(rendered, "Secret")["moeprune-gateway-api-keys"]

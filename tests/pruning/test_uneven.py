@@ -237,7 +237,7 @@ def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_f
 def test_the_gateway_refuses_to_start_an_uneven_variant_where_vllm_would_not_find_its_class(
         uneven_factory, monkeypatch):
     from app.config.variants import parse_config
-    from app.core.config import Settings
+    from app.config.settings import Settings
     from app.main import create_app
     from moeprune.formats import uneven_serving as serving
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import ApiKey, Gateway
-from app.api.errors import OpenAIError
+from app.errors import OpenAIError
 from app.experiments.reload import reload_config
 from moeprune.errors import UserError
 

@@ -20,7 +20,7 @@ import json
 from fastapi import APIRouter, Request
 
 from app.api.deps import ApiKey, Gateway
-from app.api.errors import OpenAIError
+from app.errors import OpenAIError
 from app.experiments.feedback import FeedbackRequest, live_response, not_found, parse_feedback
 from app.reliability.live import UnknownCompletion
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.deps import ApiKey, Gateway
-from app.api.errors import OpenAIError
+from app.errors import OpenAIError
 
 router = APIRouter(dependencies=[ApiKey], tags=["operations"])
 

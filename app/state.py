@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
-from app.api.auth import KeyStore
 from app.config.variants import GatewayConfig
-from app.core.config import Settings
+from app.config.settings import Settings
 from app.engines.backends import Backend
 from app.engines.footprint import Footprint
 from app.engines.supervisor import Supervisor
@@ -22,6 +22,9 @@ from app.serving.admission import Admission
 from app.serving.salt import CacheSalt
 from app.guard.gates import LoadedGate
 from app.telemetry.service import RoutingTelemetry
+
+if TYPE_CHECKING:  # the HTTP layer builds the key store; the state only holds it
+    from app.api.auth import KeyStore
 
 
 @dataclass

@@ -59,6 +59,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     # (each engine runs one OpenMP thread on a 2-core machine, so three at once do not spin-wait).
     parser.add_argument("--parallel", type=int, default=3, help="vLLM servers evaluating at once (default 3)")
     parser.add_argument("--no-serve", action="store_true", help="stop after the report (CI)")
+    parser.add_argument("--evaluate-here", action="store_true",
+                        help="evaluate the served pair and the base on this machine even where the cards shipped "
+                             "with the weights match (demo/shipped_cards.py)")
     parser.add_argument("--clean-cache", action="store_true",
                         help="remove the cache's other demo models and runs (older recipes, other seeds, killed "
                              "builds); not while another demo serves from the same cache")
@@ -160,7 +163,8 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     # The served pair and the base: utility and reliability sets, with the base cross-check, so their
     # cards carry the certificates the gateway enforces (issue 26). The rest: utility sets only.
-    cards = evaluate_served(first[0], first[1:], run_dir / "cards", limit=args.limit)
+    cards = evaluate_served(first[0], first[1:], run_dir / "cards", limit=args.limit,
+                            use_shipped=not args.evaluate_here)
     if args.no_serve and rest:
         cards.update(evaluate_all(rest, run_dir / "cards", limit=args.limit, parallel=args.parallel))
     print(f"demo: evaluated {', '.join(cards)} on vLLM in {time.monotonic() - t0:.0f} s")

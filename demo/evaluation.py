@@ -15,11 +15,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from demo.engine import running_engine
+from demo.shipped_cards import CARD_FILE, STAMP_FILE, install_shipped_card
 from demo.variants import Variant
+from moeprune.formats.hashing import weights_digest
 from moeprune.formats.manifest import PruningManifest
 from moeprune.progress import progress as progress_display
 
-STAMP = "demo_eval.json"
 BASE_NAME = "base"
 # The served pair and the base are certified too, so they answer the reliability sets as well
 # (>= 600 labelled answers per domain; docs/reliability.md).
@@ -43,8 +44,9 @@ def _task_fingerprint(tasks: str) -> list[dict]:
 
 
 def _stamp(variant: Variant, tasks: str, limit: int | None) -> dict:
+    # By content, never by path: a card shipped with the weights (demo/shipped_cards.py) matches on any machine.
     manifest = PruningManifest.load(variant.model_dir)
-    files = manifest.files if manifest is not None else str(variant.model_dir)
+    files = manifest.files if manifest is not None else {"weights_sha256": weights_digest(variant.model_dir)}
     return {"tasks": _task_fingerprint(tasks), "limit": limit, "checkpoint": files}
 
 
@@ -68,6 +70,25 @@ def domain_split(variant: Variant) -> tuple[object, object] | tuple[None, None]:
     return load_assignment(path, gate_quality(gate, utility, GATE_RECALL)["threshold"]), gate
 
 
+def _full_stamp(variant: Variant, tasks: str, limit: int | None, base_check: bool, split) -> dict:
+    return {**_stamp(variant, tasks, limit), "base_check": base_check,
+            "gate": [split.sha256, split.threshold] if split is not None else None}
+
+
+def reusable_card(variant: Variant, cards_dir: Path, tasks: str, limit: int | None, base_check: bool,
+                  use_shipped: bool = True) -> Path | None:
+    """The card of an evaluation already made of these weights on these sets: cached here, or shipped
+    with the repository (`use_shipped`); None when the variant must be evaluated."""
+    out = cards_dir / variant.name
+    card, stamp_path = out / CARD_FILE, out / STAMP_FILE
+    stamp = _full_stamp(variant, tasks, limit, base_check, domain_split(variant)[0])
+    if card.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
+        return card
+    if use_shipped and install_shipped_card(variant.name, stamp, variant.model_dir, out):
+        return card
+    return None
+
+
 def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None, live: set | None = None,
                  cancel=None, base_url: str | None = None) -> Path:
     """`base_url`: a running engine serving the base as "base", for the base cross-check (served variants)."""
@@ -76,10 +97,9 @@ def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | Non
     from evaluators.tasks import resolve_tasks
 
     out = cards_dir / variant.name
-    card, stamp_path = out / "report_card.json", out / STAMP
+    card, stamp_path = out / CARD_FILE, out / STAMP_FILE
     split, gate = domain_split(variant)
-    stamp = {**_stamp(variant, tasks, limit), "base_check": base_url is not None,
-             "gate": [split.sha256, split.threshold] if split is not None else None}
+    stamp = _full_stamp(variant, tasks, limit, base_url is not None, split)
     if card.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
         return card
     if cancel is not None and cancel.is_set():
@@ -95,7 +115,8 @@ def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | Non
 
 
 def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit: int | None = None,
-                    live: set | None = None, cancel=None, progress: bool = True) -> dict[str, Path]:
+                    live: set | None = None, cancel=None, progress: bool = True,
+                    use_shipped: bool = True) -> dict[str, Path]:
     """The base and the served variants on the utility and reliability sets, with the base cross-check.
 
     One engine serves the base for the whole round: its own evaluation and the served variants'
@@ -105,13 +126,21 @@ def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit
     """
     live = set() if live is None else live
     cards: dict[str, Path] = {}
-    bar = progress_display(1 + len(served), "evaluating with the base cross-check on vLLM", "variant",
+    for variant in [base, *served]:
+        found = reusable_card(variant, cards_dir, SERVED_TASKS, limit, variant is not base, use_shipped)
+        if found is not None:
+            cards[variant.name] = found
+    if len(cards) == 1 + len(served):  # nothing to evaluate: no engine started
+        return {v.name: cards[v.name] for v in [base, *served]}
+    todo = [v for v in served if v.name not in cards]
+    bar = progress_display(len(todo) + (base.name not in cards), "evaluating with the base cross-check on vLLM", "variant",
                            enabled=progress, every=1)
     with bar, running_engine(base.model_dir, BASE_NAME, cards_dir / "base-check-engine", live=live) as base_url:
         with ThreadPoolExecutor(max_workers=1 + len(served)) as pool:
-            futures = {pool.submit(evaluate_one, base, cards_dir, SERVED_TASKS, limit, live, cancel): base}
+            futures = {} if base.name in cards else \
+                {pool.submit(evaluate_one, base, cards_dir, SERVED_TASKS, limit, live, cancel): base}
             futures.update({pool.submit(evaluate_one, v, cards_dir, SERVED_TASKS, limit, live, cancel, base_url): v
-                            for v in served})
+                            for v in todo})
             try:
                 for future in as_completed(futures):
                     cards[futures[future].name] = future.result()

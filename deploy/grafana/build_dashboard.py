@@ -19,8 +19,8 @@ from panels import ROWS, Panel  # noqa: E402
 
 # Every panel, target and query variable reads the `datasource` template variable, so the
 # dashboard imports into any Grafana as is: the variable lists that Grafana's Prometheus
-# datasources and starts on the provisioned one (compose) or, where that uid does not exist,
-# on the instance's default Prometheus datasource.
+# datasources and starts on the provisioned one (compose); where that uid does not exist,
+# Grafana selects one of its Prometheus datasources (the drop-down changes it).
 DATASOURCE_VARIABLE = "datasource"
 DATASOURCE = {"type": "prometheus", "uid": "${%s}" % DATASOURCE_VARIABLE}
 # Must match the uid and name in provisioning/datasources/prometheus.yml.

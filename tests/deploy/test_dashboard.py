@@ -75,7 +75,7 @@ def test_the_datasource_variable_starts_on_the_provisioned_prometheus():
     assert variable["multi"] is False and variable["includeAll"] is False
     provisioned = provisioned_datasource()
     assert provisioned["type"] == "prometheus" and provisioned["isDefault"] is True
-    # Compose's Grafana opens on its own datasource; elsewhere Grafana falls back to its default Prometheus.
+    # Compose's Grafana opens on its own datasource; elsewhere Grafana picks one of its Prometheus datasources.
     assert variable["current"]["value"] == provisioned["uid"]
     assert variable["current"]["text"] == provisioned["name"]
 

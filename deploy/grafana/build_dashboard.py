@@ -17,8 +17,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from panels import ROWS, Panel  # noqa: E402
 
-# Must match the uid in provisioning/datasources/prometheus.yml.
-DATASOURCE = {"type": "prometheus", "uid": "moeprune-prometheus"}
+# Every panel, target and query variable reads the `datasource` template variable, so the
+# dashboard imports into any Grafana as is: the variable lists that Grafana's Prometheus
+# datasources and starts on the provisioned one (compose); where that uid does not exist,
+# Grafana selects one of its Prometheus datasources (the drop-down changes it).
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = {"type": "prometheus", "uid": "${%s}" % DATASOURCE_VARIABLE}
+# Must match the uid and name in provisioning/datasources/prometheus.yml.
+PROVISIONED_DATASOURCE = {"uid": "moeprune-prometheus", "name": "Prometheus"}
+# Shown instead of an empty panel, or a NaN ratio, when a rate has nothing to count.
+NO_TRAFFIC = "no traffic"
+NO_DATA = "no data"
+# vLLM publishes Grafana dashboards for the engines' own vllm:* metrics; the link opens
+# them, and the second lists those already imported here (tagged `vllm`).
+VLLM_DASHBOARDS_URL = "https://docs.vllm.ai/en/stable/examples/observability/dashboards/"
+VLLM_LINK = {"title": "vLLM engine dashboards", "url": VLLM_DASHBOARDS_URL, "targetBlank": True}
 DASHBOARD_UID = "moeprune-overview"
 OUTPUT = Path(__file__).resolve().parent / "dashboards" / "moeprune.json"
 GRID_WIDTH = 24
@@ -34,8 +47,27 @@ def variable(name: str, label: str, query: str) -> dict:
     }
 
 
+def datasource_variable() -> dict:
+    return {
+        "name": DATASOURCE_VARIABLE, "label": "Data source", "type": "datasource", "query": "prometheus",
+        "regex": "", "hide": 0, "refresh": 1, "multi": False, "includeAll": False,
+        "current": {"selected": True, "text": PROVISIONED_DATASOURCE["name"],
+                    "value": PROVISIONED_DATASOURCE["uid"]},
+    }
+
+
+def no_value_text(panel: Panel) -> str:
+    return NO_TRAFFIC if panel.rate_based else NO_DATA
+
+
 def field_config(panel: Panel) -> dict:
-    defaults: dict = {"unit": panel.unit}
+    text = no_value_text(panel)
+    defaults: dict = {
+        "unit": panel.unit,
+        "noValue": text,  # no series at all
+        # A ratio of two zero rates is NaN: say why instead of drawing nothing.
+        "mappings": [{"type": "special", "options": {"match": "null+nan", "result": {"text": text}}}],
+    }
     if panel.kind == "timeseries":
         defaults["custom"] = {"lineWidth": 2, "fillOpacity": 10, "showPoints": "never",
                               "stacking": {"mode": "normal" if panel.stack else "none", "group": "A"}}
@@ -60,6 +92,8 @@ def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict:
         ],
         "fieldConfig": field_config(panel),
     }
+    if any("vllm:" in query.expr for query in panel.queries):
+        body["links"] = [VLLM_LINK]
     if panel.kind == "stat":
         body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                            "colorMode": "value", "graphMode": "none", "textMode": "value_and_name"}
@@ -101,7 +135,13 @@ def build() -> dict:
         "timezone": "utc",
         "graphTooltip": 1,
         "annotations": {"list": []},
+        "links": [
+            dict(VLLM_LINK, type="link", icon="external link", tooltip="vLLM's own dashboards for its engines"),
+            {"title": "vLLM dashboards here", "type": "dashboards", "tags": ["vllm"], "asDropdown": True,
+             "keepTime": True, "includeVars": False, "targetBlank": False},
+        ],
         "templating": {"list": [
+            datasource_variable(),
             variable("variant", "Variant", "label_values(moeprune_backend_up, variant)"),
             variable("experiment", "Experiment", "label_values(moeprune_experiment_assignments_total, experiment)"),
         ]},

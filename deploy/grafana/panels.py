@@ -10,6 +10,7 @@ deploy/prometheus/rules/recording.yml.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 VARIANT = 'variant=~"$variant"'
@@ -33,6 +34,11 @@ class Panel:
     main: bool = False  # drawn in docs/dashboard.png
     stack: bool = False
 
+    @property
+    def rate_based(self) -> bool:
+        """Empty (or NaN) without traffic: a rate, or a recording rule over a 5m rate."""
+        return any(re.search(r"\brate\(|rate5m|_5m\b", query.expr) for query in self.queries)
+
 
 @dataclass(frozen=True)
 class Row:
@@ -48,7 +54,8 @@ ROWS: tuple[Row, ...] = (
             description="Weight bytes the variant's checkpoint does not load compared with its base (pruning.json)."),
         Panel("Memory saved vs base (%)", (
             Query(f"100 * moeprune_variant_bytes_saved_ratio{{{VARIANT}}}", "{{variant}}"),
-        ), unit="percent", kind="stat", width=6, main=True),
+        ), unit="percent", kind="stat", width=6, main=True,
+            description="The same saving as a share of the base's weight bytes."),
         Panel("Experts kept", (
             Query(f'moeprune_variant_experts{{{VARIANT}, kind="kept"}}', "{{variant}} kept"),
             Query(f'moeprune_variant_experts{{{VARIANT}, kind="total"}}', "{{variant}} total"),
@@ -64,17 +71,22 @@ ROWS: tuple[Row, ...] = (
         Panel("Request rate by status", (
             Query(f"sum by (variant, status) (rate(moeprune_requests_total{{{VARIANT}}}[$__rate_interval]))",
                   "{{variant}} {{status}}"),
-        ), unit="reqps", main=True),
+        ), unit="reqps", main=True,
+            description="Requests the gateway answered per second, by variant and HTTP status."),
         Panel("Error rate (5xx)", (
             Query(f"variant:moeprune_request_errors:ratio_rate5m{{{VARIANT}}}", "{{variant}}"),
-        ), unit="percentunit"),
+        ), unit="percentunit",
+            description="Share of a variant's answers that were 5xx over 5 minutes (recording rule). "
+                        "Alert: MoePruneHighErrorRate."),
         Panel("Requests in flight", (
             Query(f"moeprune_requests_in_flight{{{VARIANT}}}", "{{variant}}"),
-        )),
+        ), description="Requests the gateway is serving right now, per variant (one series per gateway pod)."),
         Panel("End-to-end latency p50 / p95", (
             Query(f"variant:moeprune_request_duration_seconds:p50_5m{{{VARIANT}}}", "{{variant}} p50"),
             Query(f"variant:moeprune_request_duration_seconds:p95_5m{{{VARIANT}}}", "{{variant}} p95"),
-        ), unit="s", main=True),
+        ), unit="s", main=True,
+            description="Whole-request latency measured by the gateway, over 5 minutes (recording rules). "
+                        "Alert: MoePruneLatencySLO."),
         Panel("Time to first token p50 / p95", (
             Query(f"variant:moeprune_time_to_first_token_seconds:p50_5m{{{VARIANT}}}", "{{variant}} p50"),
             Query(f"variant:moeprune_time_to_first_token_seconds:p95_5m{{{VARIANT}}}", "{{variant}} p95"),
@@ -84,7 +96,9 @@ ROWS: tuple[Row, ...] = (
                   "{{variant}} completion"),
             Query(f"sum by (variant) (rate(moeprune_prompt_tokens_total{{{VARIANT}}}[$__rate_interval]))",
                   "{{variant}} prompt"),
-        ), unit="short", main=True),
+        ), unit="short", main=True,
+            description="Prompt and completion tokens per second, from the engines' usage counts as the "
+                        "gateway saw them."),
     )),
     Row("Reliability flags", (
         Panel("Flag rate per flag vs report-card baseline", (
@@ -95,7 +109,9 @@ ROWS: tuple[Row, ...] = (
         Panel("Flags raised per second", (
             Query(f"sum by (variant, flag) (rate(moeprune_reliability_flags_total{{{VARIANT}}}[$__rate_interval]))",
                   "{{variant}} {{flag}}"),
-        ), unit="short", width=12),
+        ), unit="short", width=12,
+            description="Reliability flags raised per second, by variant and flag (absolute counts; the "
+                        "panel beside it gives the rate per answer)."),
         # Each replica keeps its own live state (docs/gateway.md, "Live re-certification"): max, not sum.
         Panel("Live error among unflagged answers vs the certificate's alpha", (
             Query(f"max by (variant, domain) (moeprune_live_realised_error{{{VARIANT}}})",
@@ -121,11 +137,14 @@ ROWS: tuple[Row, ...] = (
         Panel("Arm traffic share", (
             Query(f"experiment_variant:moeprune_experiment_assignments:share_rate5m{{{EXPERIMENT}}}",
                   "{{experiment}}: {{variant}}"),
-        ), unit="percentunit", width=12, main=True, stack=True),
+        ), unit="percentunit", width=12, main=True, stack=True,
+            description="Each arm's share of its experiment's assignments over 5 minutes; compare with the "
+                        "configured weights."),
         Panel("Flag rate per arm", (
             Query(f"experiment_variant_flag:moeprune_reliability_flags:ratio_rate5m{{{EXPERIMENT}}}",
                   "{{experiment}}: {{variant}} {{flag}}"),
-        ), unit="percentunit", width=12),
+        ), unit="percentunit", width=12,
+            description="Flag rate per arm, experiment traffic only, over 5 minutes (recording rule)."),
         # Computed from the shared experiment database, so every replica exports the same value: max, not sum.
         Panel("Outcome per arm (feedback mean, 95% interval)", (
             Query(f"max by (experiment, variant, kind) (moeprune_experiment_outcome{{{EXPERIMENT}}})",
@@ -147,7 +166,7 @@ ROWS: tuple[Row, ...] = (
         Panel("Feedback per second", (
             Query(f"sum by (experiment, variant, label) (rate(moeprune_feedback_total{{{EXPERIMENT}}}"
                   "[$__rate_interval]))", "{{experiment}}: {{variant}} {{label}}"),
-        ), width=12),
+        ), width=12, description="POST /v1/feedback calls per second, by experiment, arm and label."),
     )),
     Row("Guards and routing drift", (
         Panel("Guard decisions per second", (
@@ -169,7 +188,8 @@ ROWS: tuple[Row, ...] = (
             Query("histogram_quantile(0.95, sum by (variant, guard, le) "
                   f"(rate(moeprune_guard_extra_seconds_bucket{{{VARIANT}}}[$__rate_interval])))",
                   "{{variant}} {{guard}} p95"),
-        ), unit="s", width=8),
+        ), unit="s", width=8, description="Latency a guard added to the requests it handled: gate scoring, "
+                                          "or the cascade's second answer."),
         Panel("Traffic on removed experts (drift)", (
             Query(f"max by (variant) (moeprune_pruned_expert_hit_ratio{{{VARIANT}}})", "{{variant}}"),
         ), unit="percentunit", width=24, description="Of the base's routed (token, expert) pairs in the sliding "
@@ -180,22 +200,26 @@ ROWS: tuple[Row, ...] = (
     Row("Engines (vLLM)", (
         Panel("Engine up", (
             Query(f"moeprune_backend_up{{{VARIANT}}}", "{{variant}}"),
-        ), kind="stat", width=6),
+        ), kind="stat", width=6, description="1 while the gateway's health check of the variant's engine "
+                                             "passes. Alert: MoePruneEngineDown."),
         Panel("Engine restarts (1h)", (
             Query(f"increase(moeprune_backend_restarts_total{{{VARIANT}}}[1h])", "{{variant}}"),
-        ), kind="stat", width=6),
+        ), kind="stat", width=6, description="Engine restarts over the last hour (managed engines; the "
+                                             "gateway restarts a dead one). Alert: MoePruneEngineRestarting."),
         Panel("KV-cache usage", (
             Query(f"vllm:kv_cache_usage_perc{{{VARIANT}}}", "{{variant}} engine {{engine}}"),
-        ), unit="percentunit", width=12, main=True),
+        ), unit="percentunit", width=12, main=True,
+            description="Share of vLLM's KV-cache blocks in use (1 = full: new requests wait). "
+                        "Alert: MoePruneKVCacheNearFull."),
         Panel("Engine queue", (
             Query(f"vllm:num_requests_waiting{{{VARIANT}}}", "{{variant}} waiting"),
             Query(f"vllm:num_requests_running{{{VARIANT}}}", "{{variant}} running"),
-        ), width=8),
+        ), width=8, description="Requests vLLM is running and those waiting for KV-cache room."),
         Panel("Engine tokens per second", (
             Query(f"variant:vllm_generation_tokens:rate5m{{{VARIANT}}}", "{{variant}} generated"),
             Query(f"sum by (variant) (rate(vllm:prompt_tokens_total{{{VARIANT}}}[$__rate_interval]))",
                   "{{variant}} prompt"),
-        ), width=8),
+        ), width=8, description="Tokens per second counted inside the engines (generated: recording rule)."),
         Panel("Engine TTFT and e2e latency p95", (
             Query("histogram_quantile(0.95, sum by (variant, le) "
                   f"(rate(vllm:time_to_first_token_seconds_bucket{{{VARIANT}}}[$__rate_interval])))",

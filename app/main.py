@@ -28,7 +28,7 @@ from app.core.config import Settings
 from app.core.state import GatewayState
 from app.engines.footprint import measure
 from app.engines.pidfile import sweep_stale_engines
-from app.engines.supervisor import Supervisor, build_backends
+from app.engines.supervisor import Supervisor, build_backends, upstream_tls
 from app.experiments.metrics import ExperimentMetrics
 from app.experiments.reload import reload_on_sighup
 from app.experiments.service import ExperimentService
@@ -91,6 +91,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
     scratch = None if settings.work_dir else tempfile.TemporaryDirectory(prefix="moeprune-gateway-")
     work_dir = Path(settings.work_dir or scratch.name)
     gateway = build_state(settings, config, work_dir, keys)
+    tls = upstream_tls(config, gateway.backends)  # https engines: verified against their tls.ca_file
 
     # Live fallbacks persist in the experiment database, through its one store thread.
     live_sync = LiveSync(gateway.live, gateway.experiments.store, gateway.experiments.recorder,
@@ -98,7 +99,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_upstream_client(settings) as client:
+        async with build_upstream_client(settings, tls) as client:
             gateway.client = client
             gateway.supervisor = Supervisor(gateway.backends, client, settings,
                                             on_restart=lambda v: gateway.metrics.restarts.labels(v).inc())

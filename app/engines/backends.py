@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 
 from app.engines.process import EngineProcess
@@ -20,6 +21,7 @@ class Backend:
     max_in_flight: int = 64
     max_model_len: int | None = None  # the engine's context, from its /v1/models (None: it did not say)
     api_key: str | None = None  # sent upstream: a managed engine's random key, or a url: variant's key
+    tls: ssl.SSLContext | None = None  # an https url: variant's verifying context (app/serving/tls.py)
     extra: dict = field(default_factory=dict)
 
     def upstream_headers(self) -> dict[str, str]:

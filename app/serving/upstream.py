@@ -128,7 +128,7 @@ def transport_failure(gateway: GatewayState, backend: Backend, exc: httpx.HTTPEr
     variant = backend.variant
     log.warning("upstream transport failure", extra={"variant": variant, "error": f"{type(exc).__name__}: {exc}"})
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        gateway.supervisor.mark_down(backend, f"connection refused: {exc}")
+        gateway.supervisor.mark_down(backend, f"cannot connect: {exc}")
         return backend_unavailable(backend)
     if isinstance(exc, httpx.TimeoutException):
         return OpenAIError(504, f"the engine of variant {variant!r} did not answer in time; retry",

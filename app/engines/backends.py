@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 
+from app.core.trace import CURRENT
 from app.engines.process import EngineProcess
 
 
@@ -25,8 +26,13 @@ class Backend:
     extra: dict = field(default_factory=dict)
 
     def upstream_headers(self) -> dict[str, str]:
-        """Headers every call to this backend's engine carries (its API key, when it has one)."""
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        """Headers every call to this backend's engine carries: its API key, when it has one, and inside a
+        request, that request's id and trace context (app/core/trace.py)."""
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        trace = CURRENT.get()
+        if trace is not None:
+            headers.update(trace.upstream_headers())
+        return headers
 
     @property
     def url(self) -> str:

@@ -26,7 +26,7 @@ from app.api.routes import (admin, chat, completions, experiments, feedback, hea
 from app.config.variants import GatewayConfig, load_config
 from app.core.config import Settings
 from app.core.state import GatewayState
-from app.engines.footprint import measure
+from app.engines.footprint import declared, measure
 from app.engines.pidfile import sweep_stale_engines
 from app.engines.supervisor import Supervisor, build_backends, upstream_tls
 from app.experiments.metrics import ExperimentMetrics
@@ -58,7 +58,8 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
         # First: a card certifying other weights stops the start before any engine is launched.
         certification[name] = load_variant_reliability(name, variant, gates.get(name))
         base = config.variants[variant.base].model if variant.base else None
-        footprints[name] = measure(variant.model, base) if variant.model else None
+        footprints[name] = (measure(variant.model, base) if variant.model
+                            else declared(f"variants.{name}", variant.manifest, variant.report_card))
         if variant.model and (Path(variant.model) / "config.json").is_file():
             # Uneven expert counts need this package's vLLM plugin; say so before any engine starts.
             check_servable(variant.model)

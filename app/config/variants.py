@@ -70,6 +70,8 @@ class Variant(ReliabilityOptions):
     tls: TlsOptions | None = Field(None, description="CA bundle / client certificate for an https:// url")
     base: str | None = Field(None, description="the unpruned variant this one was cut from")
     report_card: Path | None = None
+    manifest: Path | None = Field(None, description="url: variants: the pruning.json of the weights the engine "
+                                                    "serves (declared memory gauges)")
     engine: EngineOptions = Field(default_factory=EngineOptions)
     max_in_flight: int | None = Field(None, ge=1, description="sequences in flight; beyond it: 429")
     evaluation: bool = Field(False, description="allow echo / prompt logprobs (bounded) for every key")
@@ -84,6 +86,9 @@ class Variant(ReliabilityOptions):
     def model_or_url(self) -> "Variant":
         if (self.model is None) == (self.url is None):
             raise ValueError("give exactly one of `model` (a checkpoint dir to serve) or `url` (a running server)")
+        if self.manifest is not None and self.model is not None:
+            raise ValueError("`manifest` declares a url: variant's weights; a managed variant's pruning.json is read "
+                             "from its model dir")
         if self.tls is not None and not (self.url or "").startswith("https://"):
             raise ValueError("`tls` configures an https:// engine: give `url: https://...` (a managed engine and "
                              "http:// urls are plain HTTP)")
@@ -206,6 +211,8 @@ def load_config(path: str | Path) -> GatewayConfig:
             candidate = path.parent / variant.model
             if candidate.exists():
                 variant.model = str(candidate.resolve())
+        if variant.manifest is not None and not variant.manifest.is_absolute():
+            variant.manifest = (path.parent / variant.manifest).resolve()
         if variant.report_card is not None and not variant.report_card.is_absolute():
             variant.report_card = (path.parent / variant.report_card).resolve()
         if variant.api_key_file is not None and not variant.api_key_file.is_absolute():

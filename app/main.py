@@ -26,9 +26,9 @@ from app.api.routes import (admin, chat, completions, experiments, feedback, hea
 from app.config.variants import GatewayConfig, load_config
 from app.config.settings import Settings
 from app.state import GatewayState
-from app.engines.footprint import measure
+from app.engines.footprint import declared, measure
 from app.engines.pidfile import sweep_stale_engines
-from app.engines.supervisor import Supervisor, build_backends
+from app.engines.supervisor import Supervisor, build_backends, upstream_tls
 from app.experiments.metrics import ExperimentMetrics
 from app.experiments.reload import reload_on_sighup
 from app.experiments.service import ExperimentService
@@ -58,7 +58,8 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
         # First: a card certifying other weights stops the start before any engine is launched.
         certification[name] = load_variant_reliability(name, variant, gates.get(name))
         base = config.variants[variant.base].model if variant.base else None
-        footprints[name] = measure(variant.model, base) if variant.model else None
+        footprints[name] = (measure(variant.model, base) if variant.model
+                            else declared(f"variants.{name}", variant.manifest, variant.report_card))
         if variant.model and (Path(variant.model) / "config.json").is_file():
             # Uneven expert counts need this package's vLLM plugin; say so before any engine starts.
             check_servable(variant.model)
@@ -91,6 +92,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
     scratch = None if settings.work_dir else tempfile.TemporaryDirectory(prefix="moeprune-gateway-")
     work_dir = Path(settings.work_dir or scratch.name)
     gateway = build_state(settings, config, work_dir, keys)
+    tls = upstream_tls(config, gateway.backends)  # https engines: verified against their tls.ca_file
 
     # Live fallbacks persist in the experiment database, through its one store thread.
     live_sync = LiveSync(gateway.live, gateway.experiments.store, gateway.experiments.recorder,
@@ -98,7 +100,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_upstream_client(settings) as client:
+        async with build_upstream_client(settings, tls) as client:
             gateway.client = client
             gateway.supervisor = Supervisor(gateway.backends, client, settings,
                                             on_restart=lambda v: gateway.metrics.restarts.labels(v).inc())

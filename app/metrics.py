@@ -55,13 +55,15 @@ class GatewayMetrics:
         self.restarts = Counter(p + "backend_restarts_total", "Engine restarts", ["variant"], registry=registry)
         self.assignments = Counter(p + "experiment_assignments_total", "Requests assigned to an arm",
                                    ["experiment", "variant"], registry=registry)
-        self.weight_bytes = Gauge(p + "variant_weight_bytes", "Weight bytes the engine loads", ["variant"],
+        self.weight_bytes = Gauge(p + "variant_weight_bytes", "Weight bytes the engine loads", ["variant", "source"],
                                   registry=registry)
-        self.experts = Gauge(p + "variant_experts", "Routed experts over all MoE layers", ["variant", "kind"],
+        self.experts = Gauge(p + "variant_experts", "Routed experts over all MoE layers",
+                             ["variant", "kind", "source"],
                              registry=registry)
-        self.bytes_saved = Gauge(p + "variant_bytes_saved", "Weight bytes saved against the base", ["variant"],
+        self.bytes_saved = Gauge(p + "variant_bytes_saved", "Weight bytes saved against the base",
+                                 ["variant", "source"],
                                  registry=registry)
-        self.bytes_saved_ratio = Gauge(p + "variant_bytes_saved_ratio", "Bytes saved / base bytes", ["variant"],
+        self.bytes_saved_ratio = Gauge(p + "variant_bytes_saved_ratio", "Bytes saved / base bytes", ["variant", "source"],
                                        registry=registry)
         self.resident_memory = Gauge(p + "engine_resident_memory_bytes", "RSS of the engine's process tree",
                                      ["variant"], registry=registry)
@@ -124,12 +126,18 @@ class GatewayMetrics:
             self.flag_baseline.labels(variant, flag).set(ratio)
         if footprint is None:
             return
-        self.weight_bytes.labels(variant).set(footprint.weight_bytes)
-        if footprint.experts_before_total is not None:  # totals over every MoE layer (the gauge's help)
-            self.experts.labels(variant, "kept").set(footprint.experts_kept_total)
-            self.experts.labels(variant, "total").set(footprint.experts_before_total)
-        self.bytes_saved.labels(variant).set(footprint.bytes_saved)
-        self.bytes_saved_ratio.labels(variant).set(footprint.bytes_saved_ratio)
+        # source: `measured` (the gateway read the managed variant's files) or `declared` (a url: variant's
+        # pruning manifest or report card says so; the gateway cannot see the engine's files).
+        source = footprint.source
+        if footprint.weight_bytes is not None:
+            self.weight_bytes.labels(variant, source).set(footprint.weight_bytes)
+        if footprint.experts_before_total is not None and footprint.experts_kept_total is not None:
+            self.experts.labels(variant, "kept", source).set(footprint.experts_kept_total)  # totals over MoE layers
+            self.experts.labels(variant, "total", source).set(footprint.experts_before_total)
+        if footprint.bytes_saved is not None:
+            self.bytes_saved.labels(variant, source).set(footprint.bytes_saved)
+        if footprint.bytes_saved_ratio is not None:
+            self.bytes_saved_ratio.labels(variant, source).set(footprint.bytes_saved_ratio)
 
     def watch_drift(self, ratios: dict[str, Callable[[], float]]) -> None:
         """The hit-ratio gauges read their sliding windows at scrape time (NaN: no traffic in the window)."""

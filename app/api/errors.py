@@ -63,7 +63,7 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     message = "; ".join(
         f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: {err.get('msg')}"
         for err in errors[:5])
-    return OpenAIError(422, message, param=param, code="invalid_value").response()
+    return OpenAIError(400, message, param=param, code="invalid_value").response()  # OpenAI: 400, not 422
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

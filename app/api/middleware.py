@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 from app.errors import OpenAIError
+from app.trace import CURRENT, trace_context
 
 
 async def send_error(send, error: OpenAIError, close: bool = False) -> None:
@@ -38,9 +38,14 @@ class RequestId:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        given = next((value for name, value in scope.get("headers") or [] if name == b"x-request-id"), b"")
-        request_id = given.decode("latin-1")[:64] or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        wanted = {b"x-request-id": None, b"traceparent": None, b"tracestate": None}
+        for name, value in scope.get("headers") or []:
+            if name in wanted and wanted[name] is None:
+                wanted[name] = value.decode("latin-1")
+        trace = trace_context(wanted[b"x-request-id"], wanted[b"traceparent"], wanted[b"tracestate"])
+        request_id = trace.request_id
+        state = scope.setdefault("state", {})
+        state["request_id"], state["trace"] = request_id, trace
         tag = (b"x-request-id", request_id.encode("latin-1"))
 
         async def tagged_send(message):
@@ -48,7 +53,12 @@ class RequestId:
                 message.setdefault("headers", []).append(tag)
             await send(message)
 
-        await self.app(scope, receive, tagged_send)
+        # Every engine call made for this request carries the context (app/trace.py).
+        token = CURRENT.set(trace)
+        try:
+            await self.app(scope, receive, tagged_send)
+        finally:
+            CURRENT.reset(token)
 
 
 class _TooLarge(Exception):

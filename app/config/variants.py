@@ -36,6 +36,21 @@ class EngineOptions(Strict):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+class TlsOptions(Strict):
+    """How the gateway checks (and proves itself to) a `url: https://...` engine. Verification is always on."""
+
+    ca_file: Path | None = Field(None, description="PEM CA bundle that signed the engine's certificate "
+                                                   "(default: the system's trust store)")
+    cert_file: Path | None = Field(None, description="client certificate (PEM), for engines that require mTLS")
+    key_file: Path | None = Field(None, description="private key of cert_file (PEM); default: inside cert_file")
+
+    @model_validator(mode="after")
+    def key_needs_cert(self) -> "TlsOptions":
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("`key_file` is the key of a client certificate: give `cert_file` too")
+        return self
+
+
 class ReliabilityOptions(Strict):
     """Optional, costlier reliability checks (per variant or per experiment)."""
 
@@ -52,8 +67,11 @@ class Variant(ReliabilityOptions):
     model: str | None = Field(None, description="checkpoint dir: the gateway runs a vLLM server for it")
     url: str | None = Field(None, description="base URL of a vLLM server run elsewhere")
     served_model_name: str | None = Field(None, description="model name a remote server expects")
+    tls: TlsOptions | None = Field(None, description="CA bundle / client certificate for an https:// url")
     base: str | None = Field(None, description="the unpruned variant this one was cut from")
     report_card: Path | None = None
+    manifest: Path | None = Field(None, description="url: variants: the pruning.json of the weights the engine "
+                                                    "serves (declared memory gauges)")
     engine: EngineOptions = Field(default_factory=EngineOptions)
     max_in_flight: int | None = Field(None, ge=1, description="sequences in flight; beyond it: 429")
     evaluation: bool = Field(False, description="allow echo / prompt logprobs (bounded) for every key")
@@ -68,6 +86,12 @@ class Variant(ReliabilityOptions):
     def model_or_url(self) -> "Variant":
         if (self.model is None) == (self.url is None):
             raise ValueError("give exactly one of `model` (a checkpoint dir to serve) or `url` (a running server)")
+        if self.manifest is not None and self.model is not None:
+            raise ValueError("`manifest` declares a url: variant's weights; a managed variant's pruning.json is read "
+                             "from its model dir")
+        if self.tls is not None and not (self.url or "").startswith("https://"):
+            raise ValueError("`tls` configures an https:// engine: give `url: https://...` (a managed engine and "
+                             "http:// urls are plain HTTP)")
         return self
 
     @model_validator(mode="after")
@@ -187,10 +211,16 @@ def load_config(path: str | Path) -> GatewayConfig:
             candidate = path.parent / variant.model
             if candidate.exists():
                 variant.model = str(candidate.resolve())
+        if variant.manifest is not None and not variant.manifest.is_absolute():
+            variant.manifest = (path.parent / variant.manifest).resolve()
         if variant.report_card is not None and not variant.report_card.is_absolute():
             variant.report_card = (path.parent / variant.report_card).resolve()
         if variant.api_key_file is not None and not variant.api_key_file.is_absolute():
             variant.api_key_file = (path.parent / variant.api_key_file).resolve()
+        for field_name in ("ca_file", "cert_file", "key_file"):
+            value = getattr(variant.tls, field_name, None) if variant.tls else None
+            if value is not None and not value.is_absolute():
+                setattr(variant.tls, field_name, (path.parent / value).resolve())
         gate = variant.guard.domain_gate if variant.guard else None
         if gate is not None and gate.file is not None and not gate.file.is_absolute():
             gate.file = (path.parent / gate.file).resolve()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 
+from app.trace import CURRENT
 from app.engines.process import EngineProcess
 
 
@@ -20,11 +22,17 @@ class Backend:
     max_in_flight: int = 64
     max_model_len: int | None = None  # the engine's context, from its /v1/models (None: it did not say)
     api_key: str | None = None  # sent upstream: a managed engine's random key, or a url: variant's key
+    tls: ssl.SSLContext | None = None  # an https url: variant's verifying context (app/serving/tls.py)
     extra: dict = field(default_factory=dict)
 
     def upstream_headers(self) -> dict[str, str]:
-        """Headers every call to this backend's engine carries (its API key, when it has one)."""
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        """Headers every call to this backend's engine carries: its API key, when it has one, and inside a
+        request, that request's id and trace context (app/trace.py)."""
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        trace = CURRENT.get()
+        if trace is not None:
+            headers.update(trace.upstream_headers())
+        return headers
 
     @property
     def url(self) -> str:

@@ -168,10 +168,15 @@ def _alive(proc: psutil.Process) -> bool:
     return False
 
 
-async def probe_health(client: httpx.AsyncClient, base_url: str, headers: dict[str, str] | None = None) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
+async def probe_health(client: httpx.AsyncClient, base_url: str, headers: dict[str, str] | None = None,
+                       errors: list[str] | None = None) -> bool:
+    """Whether /health answers 200; a transport failure's text (e.g. a TLS verification error) goes to `errors`."""
+    try:
         response = await client.get(base_url + "/health", headers=headers, timeout=3)
         return response.status_code == 200
+    except httpx.HTTPError as exc:
+        if errors is not None:
+            errors.append(str(exc))
     return False
 
 

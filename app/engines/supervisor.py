@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 import shlex
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from app.config.settings import Settings
 from app.engines.backends import Backend
 from app.engines.command import EngineSpec
 from app.engines.process import EngineProcess, EngineStartError, probe_health, served_models
+from app.serving.tls import client_context, origin
 from moeprune.errors import UserError
 
 log = logging.getLogger("moeprune.supervisor")
@@ -67,8 +69,9 @@ def build_backends(config: GatewayConfig, settings: Settings, work_dir: Path) ->
         limit = variant.max_in_flight or settings.max_in_flight_per_variant
         key = configured_key(name, variant)
         if not variant.managed:
+            tls = client_context(name, variant.tls) if variant.url.startswith("https://") else None
             backends[name] = Backend(name, variant.served_model_name, remote_url=variant.url, max_in_flight=limit,
-                                     api_key=key)
+                                     api_key=key, tls=tls)
             continue
         options = variant.engine
         # A configured key lets other clients (e.g. a url: variant) reach this engine; otherwise a fresh
@@ -85,6 +88,22 @@ def build_backends(config: GatewayConfig, settings: Settings, work_dir: Path) ->
                                log_max_bytes=settings.engine_log_max_bytes)
         backends[name] = Backend(name, name, engine=engine, max_in_flight=limit, api_key=key)
     return backends
+
+
+def upstream_tls(config: GatewayConfig, backends: dict[str, Backend]) -> dict[tuple, "ssl.SSLContext"]:
+    """(scheme, host, port) -> SSL context, for the engine transport; variants sharing an engine must agree."""
+    contexts: dict[tuple, ssl.SSLContext] = {}
+    owners: dict[tuple, str] = {}
+    for name, backend in backends.items():
+        if backend.tls is None:
+            continue
+        key = origin(backend.url)
+        if key in owners and config.variants[owners[key]].tls != config.variants[name].tls:
+            raise UserError(f"variants.{name}.tls: differs from variants.{owners[key]}.tls, which reaches the same "
+                            f"engine ({backend.url}); give both the same tls settings")
+        contexts.setdefault(key, backend.tls)
+        owners.setdefault(key, name)
+    return contexts
 
 
 class Supervisor:
@@ -136,8 +155,11 @@ class Supervisor:
     async def probe(self, backend: Backend) -> bool:
         """Healthy AND the expected model, listed to our key (identity, not just a listener)."""
         url, headers = backend.url, backend.upstream_headers()
-        if not await probe_health(self.client, url, headers):
+        errors: list[str] = []
+        if not await probe_health(self.client, url, headers, errors):
+            backend.extra["probe_error"] = errors[0] if errors else None
             return False
+        backend.extra["probe_error"] = None
         models = await served_models(self.client, url, headers)
         if not models:
             return False
@@ -171,7 +193,9 @@ class Supervisor:
             healthy = await self.probe(backend)
             failed_probes = 0 if healthy else failed_probes + 1
             backend.up = failed_probes < UNHEALTHY_AFTER_PROBES
-            backend.last_error = None if backend.up else f"remote server {backend.url} is not healthy"
+            reason = backend.extra.get("probe_error")
+            backend.last_error = None if backend.up else (f"remote server {backend.url} is not healthy"
+                                                          + (f": {reason}" if reason else ""))
             await asyncio.sleep(self.settings.health_interval_s)
 
     async def _watch_managed(self, backend: Backend) -> None:

@@ -8,7 +8,7 @@ both: `DOUBLE PRECISION`, `TEXT`, `ON CONFLICT ... DO UPDATE`.
 
 What is stored (bounded, and never any text of a request or an answer):
 - `arm_counters`: per (experiment, arm, counter name) a running total; the
-  names are a fixed set (requests, errors, one per flag, latency histogram
+  names are a fixed set (requests, errors, client_errors, one per flag, latency histogram
   buckets, feedback sums), so the table's size depends on the configuration only.
 - `completions`: completion id -> (experiment, arm, key digest, time), kept for
   the retention window (settings), for feedback to find its arm.

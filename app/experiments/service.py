@@ -157,8 +157,11 @@ class ExperimentService:
         """Count one answer of an experiment's arm (in memory; written by the next flush)."""
         add = self.recorder.add
         add(experiment, arm, "requests")
-        if status >= 400:
+        if status >= 500:  # the arm failed: engine 5xx, upstream failure (502), engine down (503), timeout (504)
             add(experiment, arm, "errors")
+            return
+        if status >= 400:  # the request's own fault (a bad value, too long a prompt, a limit, a hang-up: 499)
+            add(experiment, arm, "client_errors")
             return
         add(experiment, arm, "answered")
         for flag in set(flags):

@@ -1,7 +1,7 @@
 """Per-arm statistics from the stored counter totals: rates with 95% Wilson intervals, latency, outcomes.
 
 Counter names (a fixed set per arm, see app/experiments/schema.py): `requests`,
-`errors`, `answered`, `flag:NAME`, `latency_le:BOUND` (answered requests whose
+`errors` (5xx: the arm failed), `client_errors` (4xx, 499 included: the request's fault), `answered`, `flag:NAME`, `latency_le:BOUND` (answered requests whose
 latency fell in the histogram bucket ending at BOUND seconds, `inf` last),
 `latency_sum`, `feedback`, `feedback_sum`, `feedback_good`, `feedback_bad`,
 `feedback_score`.
@@ -92,6 +92,8 @@ def arm_summary(counters: dict[str, float], flag_names=REPORTED_FLAGS) -> dict:
         "errors": int(errors),
         "error_rate": errors / requests if requests else None,
         "error_rate_ci95": _interval(errors, requests),
+        # Counted apart: a malformed request says nothing about the arm (not in `errors` nor `error_rate`).
+        "client_errors": int(counters.get("client_errors", 0.0)),
         "flags": {flag: _rate(counters.get(f"flag:{flag}", 0.0), answered) for flag in sorted({*flag_names, *seen})},
         "latency_ms": latency_summary(counters),
         "outcome": {

@@ -8,6 +8,11 @@ had closed it, wrote head and body in two sends, and went through anyio and
 h11 per event); here the event loop tells a connection when its server
 closes it, a request goes out in one write, and a response is parsed once.
 
+`https://` engines get TLS from the stdlib `ssl` module on the same asyncio
+connections: verification always on (the variant's `tls.ca_file`, else the
+system trust store; SNI and hostname check), a failed handshake is a
+`ConnectError` (the variant is down -> 503). `http://` stays plain.
+
 What it keeps from httpcore, because the gateway depends on it:
 - the exceptions: `ConnectError`/`ConnectTimeout` (engine down -> 503),
   `ReadTimeout`/`WriteTimeout` (504), `RemoteProtocolError`/`ReadError`
@@ -22,6 +27,7 @@ What it keeps from httpcore, because the gateway depends on it:
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import defaultdict
 
@@ -35,12 +41,16 @@ NO_BODY_STATUSES = frozenset({204, 304})
 HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
-def build_upstream_client(settings: Settings) -> httpx.AsyncClient:
+def build_upstream_client(settings: Settings, tls: dict[tuple, ssl.SSLContext] | None = None) -> httpx.AsyncClient:
     """Keep-alive shorter than the engine's own (uvicorn: 5 s), so the gateway always closes an idle
-    connection before the engine does and a pooled connection never races the server's close."""
+    connection before the engine does and a pooled connection never races the server's close.
+
+    `tls`: (scheme, host, port) -> the verifying SSL context for that https engine (app/serving/tls.py);
+    an https engine not in it is verified against the system trust store."""
     timeout = httpx.Timeout(connect=settings.upstream_connect_timeout_s, read=settings.upstream_timeout_s,
                             write=settings.upstream_write_timeout_s, pool=settings.upstream_pool_timeout_s)
-    transport = EngineTransport(keepalive_expiry=settings.upstream_keepalive_s, max_keepalive_connections=256)
+    transport = EngineTransport(keepalive_expiry=settings.upstream_keepalive_s, max_keepalive_connections=256,
+                                tls=tls)
     client = httpx.AsyncClient(transport=transport, timeout=timeout)
     client.engine_transport = transport  # app/serving/upstream.py sends proxied requests straight to it
     return client
@@ -307,26 +317,39 @@ class _Pool:
 
 
 class EngineTransport(httpx.AsyncBaseTransport):
-    """Plain-HTTP/1.1 keep-alive transport to the engines (http:// URLs only)."""
+    """HTTP/1.1 keep-alive transport to the engines: plain for http:// URLs, verified TLS for https://."""
 
-    def __init__(self, keepalive_expiry: float, max_keepalive_connections: int = 256) -> None:
+    def __init__(self, keepalive_expiry: float, max_keepalive_connections: int = 256,
+                 tls: dict[tuple, ssl.SSLContext] | None = None) -> None:
         self._pool = _Pool(keepalive_expiry, max_keepalive_connections)
+        self._tls = dict(tls or {})
+        self._default_tls: ssl.SSLContext | None = None
+
+    def _tls_context(self, key: tuple) -> ssl.SSLContext:
+        context = self._tls.get(key)
+        if context is None:  # an https engine without its own CA: the system trust store, still verified
+            if self._default_tls is None:
+                self._default_tls = ssl.create_default_context()
+            context = self._default_tls
+        return context
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        if url.scheme != "http":
-            raise httpx.UnsupportedProtocol(f"the engine transport speaks plain http, not {url.scheme!r}")
+        scheme = url.scheme
+        if scheme != "http" and scheme != "https":
+            raise httpx.UnsupportedProtocol(f"the engine transport speaks http and https, not {scheme!r}")
         timeouts = request.extensions.get("timeout") or {}
         trace = request.extensions.get("trace")
-        port = url.port or 80
-        key = (url.host, port)
+        port = url.port or (80 if scheme == "http" else 443)
+        key = (scheme, url.host, port)
         body = b"".join([part async for part in request.stream])
         head = _request_head(request, body)
         conn = self._pool.get(key)
         if conn is None:
             if trace is not None:
                 await trace("connection.connect_tcp.started", {"host": url.host, "port": port})
-            conn = await _connect(url.host, port, timeouts.get("connect"))
+            context = None if scheme == "http" else self._tls_context(key)
+            conn = await _connect(key, url.host, port, timeouts.get("connect"), context)
         try:
             await conn.write(head + body if len(body) < 65536 else head, timeouts.get("write"))
             if len(body) >= 65536:
@@ -403,14 +426,23 @@ class EngineTransport(httpx.AsyncBaseTransport):
         self._pool.close()
 
 
-async def _connect(host: str, port: int, timeout: float | None) -> _Connection:
+async def _connect(key: tuple, host: str, port: int, timeout: float | None,
+                   tls: ssl.SSLContext | None) -> _Connection:
+    """A new connection; with `tls`, after a verified handshake (SNI and hostname check: `host`)."""
     loop = asyncio.get_running_loop()
-    key = (host, port)
+    options = {} if tls is None else {"ssl": tls, "server_hostname": host}
     try:
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_connection(lambda: _Connection(key), host, port)
+            _, conn = await loop.create_connection(lambda: _Connection(key), host, port, **options)
     except TimeoutError:
         raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise httpx.ConnectError(f"TLS: the certificate of {host}:{port} failed verification "
+                                 f"({exc.verify_message or exc.reason}); check the variant's tls.ca_file "
+                                 "and that the url's host is a name in the certificate") from None
+    except ssl.SSLError as exc:
+        raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed ({exc.reason or exc}); "
+                                 "is the engine serving https?") from None
     except OSError as exc:
         raise httpx.ConnectError(str(exc)) from None
     return conn

@@ -37,7 +37,7 @@ async def _forward(gateway: GatewayState, exchange: Exchange, path: str, upstrea
     backend = exchange.backend
     response = await send_upstream(gateway, backend, path, upstream_body, stream=False)
     if response.status_code >= 400:
-        raise upstream_error(backend.variant, response.status_code, response.content)
+        raise upstream_error(backend.variant, response.status_code, response.content, path)
     try:
         data = response.json()
         if not isinstance(data, dict):

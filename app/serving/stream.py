@@ -64,7 +64,7 @@ async def _open(gateway: GatewayState, exchange: Exchange, path: str, upstream_b
         content = await upstream.aread()
     finally:
         await upstream.aclose()
-    raise upstream_error(backend.variant, upstream.status_code, content)
+    raise upstream_error(backend.variant, upstream.status_code, content, path)
 
 
 class RelayResponse(Response):

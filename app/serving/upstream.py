@@ -128,7 +128,7 @@ def transport_failure(gateway: GatewayState, backend: Backend, exc: httpx.HTTPEr
     variant = backend.variant
     log.warning("upstream transport failure", extra={"variant": variant, "error": f"{type(exc).__name__}: {exc}"})
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        gateway.supervisor.mark_down(backend, f"connection refused: {exc}")
+        gateway.supervisor.mark_down(backend, f"cannot connect: {exc}")
         return backend_unavailable(backend)
     if isinstance(exc, httpx.TimeoutException):
         return OpenAIError(504, f"the engine of variant {variant!r} did not answer in time; retry",
@@ -142,15 +142,24 @@ def engine_failed(variant: str, status: int, message: str) -> OpenAIError:
     return OpenAIError(502, f"the engine of variant {variant!r} failed; retry", code="upstream_error")
 
 
-def client_error(status: int, error: dict) -> OpenAIError:
-    """An engine 4xx: about the request itself (too long a prompt, a bad value), so its message helps."""
+CONTEXT_LENGTH_MARK = "maximum context length"  # in every vLLM context-length refusal (prompt, or prompt + max_tokens)
+
+
+def client_error(status: int, error: dict, path: str = "") -> OpenAIError:
+    """An engine 4xx: about the request itself (too long a prompt, a bad value), so its message helps.
+
+    vLLM's context-length refusal gets OpenAI's shape: 400, `code: context_length_exceeded`, `param`
+    `messages` (chat) or `prompt` (completions), so clients that handle OpenAI's error handle it too."""
     param, code = error.get("param"), error.get("code")
-    return OpenAIError(status, str(error.get("message") or f"HTTP {status}"),
-                       param=param if isinstance(param, str) else None,
+    message = str(error.get("message") or f"HTTP {status}")
+    if status == 400 and CONTEXT_LENGTH_MARK in message:
+        return OpenAIError(400, message, param="prompt" if path == "/v1/completions" else "messages",
+                           code="context_length_exceeded")
+    return OpenAIError(status, message, param=param if isinstance(param, str) else None,
                        code=str(code) if code is not None else None)
 
 
-def upstream_error(variant: str, status: int, content: bytes) -> OpenAIError:
+def upstream_error(variant: str, status: int, content: bytes, path: str = "") -> OpenAIError:
     """An error answer from the engine: its own message for 4xx, a generic 502 for anything else."""
     error: dict = {}
     try:
@@ -159,7 +168,7 @@ def upstream_error(variant: str, status: int, content: bytes) -> OpenAIError:
     except (ValueError, AttributeError):
         pass
     if 400 <= status < 500:
-        return client_error(status, error or {"message": content[:300].decode(errors="replace")})
+        return client_error(status, error or {"message": content[:300].decode(errors="replace")}, path)
     return engine_failed(variant, status, str(error.get("message") or content[:2000].decode(errors="replace")))
 
 

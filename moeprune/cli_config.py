@@ -138,11 +138,18 @@ def argument_kwargs(name: str, field: FieldInfo) -> tuple[list[str], dict]:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel], *,
-                        skip: set[str] | frozenset = frozenset()) -> None:
-    """Add one argparse argument per field of `model` (but those in `skip` or marked `exclude`)."""
-    groups: dict[str, Any] = {}
+                        only: list[str] | None = None, skip: set[str] | frozenset = frozenset()) -> None:
+    """Add one argparse argument per field of `model` (but those in `skip` or marked `exclude`).
+
+    `only` adds just those fields, in that order: a command that mixes generated and hand-written
+    flags calls this several times to keep its --help order.
+    """
+    fields = cli_fields(model)
+    names = list(fields) if only is None else only
+    groups = {group.title: group for group in parser._action_groups}  # reuse a group of an earlier call
     exclusive: dict[str, Any] = {}
-    for name, field in cli_fields(model).items():
+    for name in names:
+        field = fields[name]  # a KeyError here: `only` names a field that is not a flag
         if name in skip:
             continue
         meta = cli_meta(field)

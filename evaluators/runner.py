@@ -36,19 +36,16 @@ from evaluators.summary_quality import quality_metrics
 from evaluators.task_metrics import generation_metrics, mc_metrics, selected, summary_metrics, with_recovery
 from evaluators.task_prompts import check_templates
 from evaluators.thinking import ThinkingControl, task_thinking
+from evaluators.config import MODEL_DIR_GATE, EvalConfig
+from moeprune.cli_config import validate_options
 from moeprune.errors import UserError
-from moeprune.reliability.certificate import DEFAULT_ALPHA, DEFAULT_DELTA
-
-MODEL_DIR_GATE = "model_dir"  # run_eval's default gate: the model dir's domain_gate.json, if it has one
 
 
-def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, base_endpoint=None,
-             base_model=None, concurrency=4, model_dir=None, flag_precision=0.8, seed=0, limit=None,
-             base_variant=None, judge_endpoint=None, judge_model=None, judge_api_key=None, nli_model=None,
-             cache_path=None, progress=True, thinking: ThinkingControl | None = None, lm_eval=None,
-             max_tokens=None, summary_scorers=None, judge_allow_tie=False, alpha=DEFAULT_ALPHA,
-             delta=DEFAULT_DELTA, split_seed=0, gate: GateAssignment | str | Path | None = MODEL_DIR_GATE) -> Path:
+def run_eval(endpoint, model, tasks, out_dir, config: EvalConfig | None = None, **options) -> Path:
     """Evaluate `model` at `endpoint` on `tasks` (names, suites, FORMAT=PATH or Task objects).
+
+    The options are an `EvalConfig` (evaluators/config.py: every option, its default and its meaning)
+    and/or its fields as keyword arguments (they override `config`'s).
 
     `thinking`: the run's chat_template_kwargs / reasoning_effort (a task's own override them).
     `lm_eval`: an evaluators.lm_eval_bridge.LmEvalRun whose results are folded into the card.
@@ -61,6 +58,15 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
     None (no gate: every item in the domain "all").
     Returns the path of the report_card.json written under out_dir.
     """
+    config = validate_options(EvalConfig, config, options, caller="run_eval")
+    (variant, api_key, base_endpoint, base_model, concurrency, model_dir, flag_precision, seed, limit, base_variant,
+     judge_endpoint, judge_model, judge_api_key, nli_model, cache_path, progress, thinking, lm_eval, max_tokens,
+     summary_scorers, judge_allow_tie, alpha, delta, split_seed, gate) = (
+        config.variant, config.api_key, config.base_endpoint, config.base_model, config.concurrency,
+        config.model_dir, config.flag_precision, config.seed, config.limit, config.base_variant,
+        config.judge_endpoint, config.judge_model, config.judge_api_key, config.nli_model, config.cache_path,
+        config.progress, config.thinking, config.lm_eval, config.max_tokens, config.summary_scorers,
+        config.judge_allow_tie, config.alpha, config.delta, config.split_seed, config.gate)
     if not 0 < flag_precision <= 1:
         raise UserError(f"flag_precision must be in (0, 1], got {flag_precision}", param="flag_precision")
     if limit is not None and limit < 1:

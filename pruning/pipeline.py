@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from moeprune.cli_config import validate_options
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import GATE_NAME
 from moeprune.formats.expert_counts import uneven_architectures
 from moeprune.formats.jsonfile import read_json
+from pruning.config import OBSERVE_MODES, PruneConfig
 from pruning.masks import mask_to_ranked, read_mask
 from pruning.methods import get_method
 from pruning.selection import Ranked, Routing, check_ratio, select
@@ -82,9 +84,6 @@ def observe_source(source: Path, config: dict, family, calibration, *, samples, 
     stats.calibration = {**calibration_set.record, "ean": stats.ean_rule()}
     stats.source = {"path": str(source), "config_sha256": config_sha256(source)}
     return stats
-
-
-OBSERVE_MODES = ("stream", "whole")
 
 
 def check_observe_mode(observe: str, offload_activations: bool) -> None:
@@ -156,12 +155,12 @@ def plan_from_mask(layers, routing, mask_file, seed) -> tuple[Ranked, dict]:
     return ranked, provenance
 
 
-def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), samples=128, max_tokens=2048,
-              seed=0, allocation="uniform", min_experts=None, mask_file=None, scores_in=None, scores_out=None,
-              device="cpu", overwrite=False, dtype="bfloat16", batch_tokens=8192, ean_max_tokens=None,
-              ean_tokens_per_sample=None, chat_template_kwargs=None, progress=True, domain_gate=True,
-              gate_reference=None, observe="stream", offload_activations=False) -> Path:
+def run_prune(source_dir, out_dir, config: PruneConfig | None = None, **options) -> Path:
     """Prune `source_dir` into `out_dir`; returns the output directory (with pruning.json).
+
+    The options are a `PruneConfig` (pruning/config.py: every option, its default and its meaning) and/or
+    its fields as keyword arguments (they override `config`'s), e.g. `run_prune(src, out, method="reap",
+    ratio=0.5, calibration=["med.jsonl"])`. A value of the wrong type is a UserError naming the option.
 
     `calibration` items may be `FILE:N` (N samples from that file); `chat_template_kwargs` is a dict or a
     JSON object text; EAN's token rule is `ean_tokens_per_sample` and/or `ean_max_tokens` (see
@@ -172,36 +171,38 @@ def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), s
     from pruning.calibration import parse_chat_template_kwargs
     from pruning.observe import default_ean_limits
 
-    chat_template_kwargs = parse_chat_template_kwargs(chat_template_kwargs)
-    ean_max_tokens, ean_tokens_per_sample = default_ean_limits(ean_max_tokens, ean_tokens_per_sample)
-    check_observe_mode(observe, offload_activations)
-    source, config, family = read_source(source_dir)
-    routing = Routing.from_config(family, config)
-    layers = moe_layer_indices(source, config, family)
+    config = validate_options(PruneConfig, config, options, caller="run_prune")
+    chat_template_kwargs = parse_chat_template_kwargs(config.chat_template_kwargs)
+    ean_max_tokens, ean_tokens_per_sample = default_ean_limits(config.ean_max_tokens, config.ean_tokens_per_sample)
+    check_observe_mode(config.observe, config.offload_activations)
+    source, model_config, family = read_source(source_dir)
+    routing = Routing.from_config(family, model_config)
+    layers = moe_layer_indices(source, model_config, family)
     from pruning.shard_checks import open_checked
 
     open_checked(source)  # truncated shard, missing tensor, wrong dtype: fail now, before any pass or write
     out = Path(out_dir)
-    if out.exists() and not overwrite:
+    if out.exists() and not config.overwrite:
         raise UserError(f"output {out} already exists; choose another output directory or allow overwrite", param="overwrite")
-    calibration = list(calibration or ())
-    if mask_file is not None:
-        extra = [name for name, value in (("method", method), ("ratio", ratio), ("calibration", calibration),
-                                          ("scores_in", scores_in)) if value]
+    calibration = list(config.calibration or ())
+    if config.mask_file is not None:
+        extra = [name for name, value in (("method", config.method), ("ratio", config.ratio),
+                                          ("calibration", calibration), ("scores_in", config.scores_in)) if value]
         if extra:
             raise UserError(f"a mask fixes the kept experts; drop {', '.join(extra)}", param=extra[0])
-        ranked, provenance = plan_from_mask(layers, routing, mask_file, seed)
-    elif method is None:
+        ranked, provenance = plan_from_mask(layers, routing, config.mask_file, config.seed)
+    elif config.method is None:
         raise UserError("say how to choose experts: a method, a ratio and calibration files, or a mask file", param="method")
     else:
-        pass_options = dict(samples=samples, max_tokens=max_tokens, device=device, dtype=dtype,
-                            batch_tokens=batch_tokens, ean_max_tokens=ean_max_tokens,
+        pass_options = dict(samples=config.samples, max_tokens=config.max_tokens, device=config.device,
+                            dtype=config.dtype, batch_tokens=config.batch_tokens, ean_max_tokens=ean_max_tokens,
                             ean_tokens_per_sample=ean_tokens_per_sample, chat_template_kwargs=chat_template_kwargs,
-                            observe=observe, offload_activations=offload_activations, progress=progress)
+                            observe=config.observe, offload_activations=config.offload_activations,
+                            progress=config.progress)
         ranked, provenance = plan_from_scores(
-            source, config, family, routing, layers, method=method, ratio=ratio, allocation=allocation,
-            min_experts=min_experts, seed=seed, calibration=calibration, scores_in=scores_in,
-            scores_out=scores_out, pass_options=pass_options)
+            source, model_config, family, routing, layers, method=config.method, ratio=config.ratio,
+            allocation=config.allocation, min_experts=config.min_experts, seed=config.seed, calibration=calibration,
+            scores_in=config.scores_in, scores_out=config.scores_out, pass_options=pass_options)
     from pruning.writer import write_pruned
 
     provenance = {"family": family.model_type, **provenance, "ranked": {k: list(v) for k, v in ranked.items()}}
@@ -209,9 +210,9 @@ def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), s
     # The gateway's domain gate, fitted on the same calibration files BEFORE the write: a bad reference file
     # then fails with nothing written, and the gate is written into the staging directory with the rest, so
     # it is in pruning.json's hashes and an interrupted run cannot leave a published variant without it.
-    gate = fit_domain_gate(calibration, gate_reference) if calibration and domain_gate else None
+    gate = fit_domain_gate(calibration, config.gate_reference) if calibration and config.domain_gate else None
     extra = {GATE_NAME: gate.save} if gate is not None else None
-    return write_pruned(source, out, kept, provenance, overwrite=overwrite, extra_files=extra)
+    return write_pruned(source, out, kept, provenance, overwrite=config.overwrite, extra_files=extra)
 
 
 def fit_domain_gate(calibration, reference=None):

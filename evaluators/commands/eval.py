@@ -8,10 +8,14 @@ import os
 from moeprune.errors import UserError
 
 
-PARAM_DESTS = {"out_dir": "out"}  # Python parameter -> argparse dest (the CLI's flag hints)
+PARAM_DESTS = {"out_dir": "out"}  # Python parameter -> argparse dest (the CLI's flag hints; EvalConfig's are the same)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from evaluators.config import EvalConfig
+    from moeprune.cli_config import add_model_arguments
+
+    # CLI-only: run_eval's arguments (endpoint, model, tasks, out_dir) and how the tasks are named and bound.
     parser.add_argument("--endpoint", required=True, help="base URL of an OpenAI-compatible server (vLLM, gateway)")
     parser.add_argument("--model", required=True, help="model name the endpoint serves")
     which = parser.add_mutually_exclusive_group()  # one of them, or --lm-eval alone
@@ -28,24 +32,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="abort on a data row a loader cannot interpret (default: skip it, counted in the card)")
     parser.add_argument("--task-file", help="YAML file of extra task entries (name, format, path, domain, ...)")
     parser.add_argument("--out", required=True, help="output directory (report_card.json, items.jsonl, cache/)")
-    parser.add_argument("--variant", help="variant name in the report card (default: the model name)")
-    parser.add_argument("--model-dir", help="the variant's checkpoint dir (its pruning.json goes into the card)")
-    parser.add_argument("--base-endpoint", help="endpoint of the unpruned base (recovery, base_disagreement)")
-    parser.add_argument("--base-model", help="model name of the base at --base-endpoint")
-    parser.add_argument("--base-variant", help="name of the base variant in the card (default: --base-model)")
+    # Generated from EvalConfig (flag, default, help); called in parts to keep the --help order.
+    add_model_arguments(parser, EvalConfig, only=["variant", "model_dir", "base_endpoint", "base_model",
+                                                  "base_variant"])
+    # CLI-only: --api-key and --api-key-env exclude each other; run() resolves the key (also the judges').
     keys = parser.add_mutually_exclusive_group()
-    keys.add_argument("--api-key", help="API key for the endpoints (prefer --api-key-env)")
+    keys.add_argument("--api-key", help=EvalConfig.model_fields["api_key"].description)
     keys.add_argument("--api-key-env", help="name of an environment variable holding the API key")
-    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per endpoint (default 4)")
-    parser.add_argument("--limit", type=int, help="evaluate at most N items per task")
-    parser.add_argument("--max-tokens", type=int, metavar="N",
-                        help="cap every task's new tokens at N (quick runs; the card's decoding shows what was sent)")
-    parser.add_argument("--flag-precision", type=float, default=0.8,
-                        help="target precision of the calibrated flag thresholds (default 0.8)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration split and judge order")
-    parser.add_argument("--cache", help="response cache file (default OUT/cache/responses.jsonl); share one "
-                                        "between variant runs so the base is asked only once")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_model_arguments(parser, EvalConfig, only=["concurrency", "limit", "max_tokens", "flag_precision", "seed",
+                                                  "cache_path", "progress"])
+    # CLI-only: the gate flags are resolved into run_eval's `gate` object (and the gate-quality section) in run().
     parser.add_argument("--gate-recall", type=float, metavar="R",
                         help="score the variant's domain gate (in --model-dir, or --gate) on the tasks: AUROC "
                              "in-domain vs cross-domain and the threshold keeping R of in-domain items (e.g. 0.95)")
@@ -55,12 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                        "to evaluate the unpruned base per that variant's domains")
     parser.add_argument("--gate-threshold", type=float, metavar="P",
                         help="gate threshold for gate_domain (default: --gate-recall's choice, else the gate file's)")
-    parser.add_argument("--alpha", type=float, default=0.05,
-                        help="certified error rate among unflagged answers (default 0.05; docs/reliability.md)")
-    parser.add_argument("--delta", type=float, default=0.05,
-                        help="allowed probability that the certificate is wrong (default 0.05)")
-    parser.add_argument("--split-seed", type=int, default=0,
-                        help="seed of the fit/certify split of the reliability section (default 0)")
+    add_model_arguments(parser, EvalConfig, only=["alpha", "delta", "split_seed"])
+    # CLI-only: the thinking, lm-eval and judge/summary-scorer flags build objects (their modules declare them).
     from evaluators.lm_eval_bridge import add_lm_eval_arguments
     from evaluators.thinking import add_thinking_arguments
 
@@ -72,7 +64,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from evaluators.config import EvalConfig
     from evaluators.runner import run_eval
+    from moeprune.cli_config import model_from_namespace
     from evaluators.summary_quality import summary_scorers_from_args
     from evaluators.tasks import bind_data, load_task_file, parse_data_bindings, resolve_tasks, shipped_tasks
 
@@ -99,16 +93,11 @@ def run(args: argparse.Namespace) -> int:
 
         gate = load_eval_gate(args.gate, args.model_dir, args.gate_recall)
     assignment = gate_assignment(args, tasks, gate)
-    card = run_eval(
-        args.endpoint, args.model, tasks, args.out, variant=args.variant, api_key=api_key,
-        base_endpoint=args.base_endpoint, base_model=args.base_model, base_variant=args.base_variant,
-        concurrency=args.concurrency, model_dir=args.model_dir, flag_precision=args.flag_precision,
-        seed=args.seed, limit=args.limit, judge_endpoint=args.judge_endpoint, judge_model=args.judge_model,
-        judge_api_key=api_key, cache_path=args.cache, progress=not args.no_progress,
-        thinking=thinking, lm_eval=lm_eval, max_tokens=args.max_tokens,
-        summary_scorers=summary_scorers_from_args(args, api_key), judge_allow_tie=args.judge_allow_tie,
-        alpha=args.alpha, delta=args.delta, split_seed=args.split_seed, gate=assignment,
-    )
+    config = model_from_namespace(
+        EvalConfig, args, api_key=api_key, judge_endpoint=args.judge_endpoint, judge_model=args.judge_model,
+        judge_api_key=api_key, judge_allow_tie=args.judge_allow_tie, thinking=thinking, lm_eval=lm_eval,
+        summary_scorers=summary_scorers_from_args(args, api_key), gate=assignment)
+    card = run_eval(args.endpoint, args.model, tasks, args.out, config)
     if gate is not None:
         from evaluators.gate_quality import add_gate_quality
 

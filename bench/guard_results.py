@@ -130,7 +130,7 @@ def drift_values(base: Path, pruned: Path, prompts_by_domain: dict[str, list[str
 
 
 def write_config(work: Path, base: Path, pruned: dict[float, Path], threshold: float) -> tuple[Path, dict]:
-    from tests.support.vllm_server import free_port
+    from testkit.vllm_server import free_port
 
     ports = {"base": free_port(), **{f"p{round(r * 100)}": free_port() for r in pruned}}
     keys = {f"BENCH_{name.upper()}_KEY": secrets.token_urlsafe(16) for name in ports}
@@ -280,7 +280,7 @@ def main() -> int:
         "general": [render_mc_prompt(i.question, i.options) for i in items["general_qa"]]})
         for r, path in pruned.items()}
     config, keys = write_config(args.work, base, pruned, gate["tuned_on_nota"]["threshold"])
-    from tests.support.vllm_server import free_port
+    from testkit.vllm_server import free_port
 
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOEPRUNE_")}, **keys,

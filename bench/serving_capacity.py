@@ -51,7 +51,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.engines.command import EngineSpec, launch_command, launch_environment  # noqa: E402
-from tests.support.vllm_server import stop_process_group  # noqa: E402
+from testkit.vllm_server import stop_process_group  # noqa: E402
 
 # Qwen3-30B-A3B's per-layer shapes.
 DIMS = dict(hidden_size=2048, moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8,

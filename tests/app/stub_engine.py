@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 import psutil
 import uvicorn
 
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 # Every answer closes its connection, so an ESTABLISHED connection to the stub is one still in use:
 # after a request has ended, any left is a leak (not an idle pooled connection).

@@ -25,7 +25,7 @@ from app.core.config import Settings
 from app.engines.backends import Backend
 from app.serving.client import MAX_HEAD_BYTES, READ_HIGH_WATER, build_upstream_client
 from app.serving.upstream import AttemptTrace, direct_send, send_upstream
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

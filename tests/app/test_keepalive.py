@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.app.stub_engine import in_process_gateway
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 pytestmark = pytest.mark.timeout(300)
 

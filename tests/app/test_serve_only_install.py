@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.evaluators.fake_openai import fake_openai_server
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ import httpx
 import yaml
 
 from tests.deploy.promql import DEPLOY, ROOT
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 # Half of the tiny model's 8 experts in each of its 2 MoE layers (the study's mask format).
 MASK = [[0, 2, 5, 7], [1, 2, 3, 6]]
@@ -73,7 +73,7 @@ class LiveStack:
 def build_models(work: Path, base: Path | None = None) -> dict[str, Path]:
     """The tiny base model (built here unless given) and a pruned copy made by `moeprune prune --mask`."""
     if base is None:
-        from tests.support.tiny_models import build_tiny_model
+        from testkit.tiny_models import build_tiny_model
 
         base = build_tiny_model("qwen3_moe", work / "base")
     mask = work / "expert_mask.json"

@@ -4,7 +4,7 @@ import pytest
 
 from moeprune.errors import UserError
 from moeprune.formats.families import FAMILIES, family_for
-from tests.support.tiny_models import TINY_CONFIGS
+from testkit.tiny_models import TINY_CONFIGS
 
 
 def test_every_family_has_a_tiny_model_and_vice_versa():

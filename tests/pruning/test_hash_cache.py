@@ -10,7 +10,7 @@ import pytest
 
 from pruning.hash_cache import CACHE_DIR_ENV, FileIdentity, SourceHashCache, default_cache_dir
 from moeprune.formats.hashing import sha256_file
-from tests.support.tiny_models import build_tiny_model
+from testkit.tiny_models import build_tiny_model
 from pruning.writer import write_pruned
 
 PROVENANCE = {"method": "manual", "ratio": 0.5, "allocation": "uniform", "seed": 0}

@@ -7,7 +7,7 @@ import torch
 from moeprune.formats.checkpoint import load_config
 from moeprune.formats.families import family_for
 from pruning.routing_mask import experts_masked
-from tests.support.tiny_models import auto_model_class
+from testkit.tiny_models import auto_model_class
 from tests.pruning.conftest import PROMPTS, TINY_FAMILIES
 
 

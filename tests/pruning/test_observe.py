@@ -8,7 +8,7 @@ from torch import nn
 from moeprune.formats.families import Family, family_for
 from moeprune.errors import UserError
 from pruning.observe import ExpertObserver, load_model, observe, require_transformers, token_batches
-from tests.support.tiny_models import TINY_CONFIGS
+from testkit.tiny_models import TINY_CONFIGS
 
 # ---------------------------------------------------------------- a toy MoE with known numbers
 

@@ -15,7 +15,7 @@ from pruning.routing_mask import experts_masked
 from pruning.selection import Routing, select, select_coverage
 from pruning.writer import write_pruned
 from tests.pruning.conftest import PROMPTS
-from tests.support.tiny_models import TINY_CONFIGS
+from testkit.tiny_models import TINY_CONFIGS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
 UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral"]
@@ -220,7 +220,7 @@ def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, tin
 
 def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_factory, tmp_path, monkeypatch):
     from moeprune.formats import uneven_serving as serving
-    from tests.support.vllm_plugin_env import plugin_pythonpath
+    from testkit.vllm_plugin_env import plugin_pythonpath
 
     _, pruned_dir = uneven_factory("qwen3_moe")
     if not serving.plugin_installed():

@@ -150,7 +150,7 @@ class GatewayMetrics:
         for flag in flags:
             self.flags.labels(variant, experiment, flag).inc()
 
-    async def refresh(self, backends: dict[str, Backend], gpu: "GpuMemoryReader | None") -> None:
+    async def refresh(self, backends: dict[str, Backend], gpu: GpuMemoryReader | None) -> None:
         """Update the live gauges just before a scrape.
 
         Walking process trees and asking NVML take milliseconds to seconds (a busy
@@ -174,7 +174,7 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
-def engine_memory(backends: dict[str, Backend], gpu: "GpuMemoryReader | None") -> dict[str, tuple[int, int | None]]:
+def engine_memory(backends: dict[str, Backend], gpu: GpuMemoryReader | None) -> dict[str, tuple[int, int | None]]:
     """variant -> (resident bytes, GPU bytes or None) of each managed engine's processes (blocking)."""
     readings = {}
     for name, backend in backends.items():
@@ -193,7 +193,7 @@ class GpuMemoryReader:
         self.nvml = nvml
 
     @classmethod
-    def create(cls) -> "GpuMemoryReader | None":
+    def create(cls) -> GpuMemoryReader | None:
         try:
             import pynvml  # provided by nvidia-ml-py on GPU installs
         except ImportError:

@@ -147,7 +147,6 @@ def random_kept(num_layers: int, num_experts: int, keep: int, seed: int) -> dict
 def probe_random_seeds(model_dir, corpus, pruned, ratios, seeds: int) -> dict:
     """Answerable-set accuracy (bio, general) under routing masks: many random seeds, and each data-driven
     variant's kept experts, measured the same way so the two are comparable."""
-    import json
 
     from demo.sets import evaluation_items
 

@@ -252,7 +252,7 @@ class SweepBehindGateway:
             self.thread.start()
 
     def _run(self) -> None:
-        from demo.evaluation import evaluate_all, evaluate_served
+        from demo.evaluation import evaluate_all
 
         self._wait_for_gateway()
         t0 = time.monotonic()

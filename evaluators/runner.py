@@ -27,14 +27,14 @@ from pathlib import Path
 from evaluators.cache import ResponseCache
 from evaluators.card import SCHEMA_VERSION, flags_section, pruning_info, signal_quality, write_card
 from evaluators.client import EndpointClient, EndpointError
-from evaluators.loaders.common import skipped_summary
 from evaluators.evaluate import FAILED, SKIPPED, evaluate_task, task_decoding
 from evaluators.gate_domains import GateAssignment, gate_path, load_assignment
+from evaluators.loaders.common import skipped_summary
 from evaluators.reliability_card import checkpoint_digest, record_key, reliability_section
-from evaluators.tasks import Task, resolve_tasks
 from evaluators.summary_quality import quality_metrics
 from evaluators.task_metrics import generation_metrics, mc_metrics, selected, summary_metrics, with_recovery
 from evaluators.task_prompts import check_templates
+from evaluators.tasks import Task, resolve_tasks
 from evaluators.thinking import ThinkingControl, task_thinking
 from moeprune.errors import UserError
 from moeprune.reliability.certificate import DEFAULT_ALPHA, DEFAULT_DELTA

@@ -26,7 +26,16 @@ from pydantic import ValidationError
 
 from evaluators.loaders import LOADER_KINDS, LOADERS, load_items
 from evaluators.task_schema import (  # noqa: F401  (re-exported: the schema's home for importers)
-    DOMAINS, AnswerSpec, DataPath, DataSpec, Decoding, FewShot, MetricSpec, Overlong, PromptSpec, TaskSpec,
+    DOMAINS,
+    AnswerSpec,
+    DataPath,
+    DataSpec,
+    Decoding,
+    FewShot,
+    MetricSpec,
+    Overlong,
+    PromptSpec,
+    TaskSpec,
     legacy_entry,
 )
 from moeprune.errors import UserError, validation_problems

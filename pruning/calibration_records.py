@@ -13,9 +13,9 @@ Formats (chosen by file name, see docs/pruning-methods.md):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from moeprune.errors import UserError
 from moeprune.formats.jsonfile import json_lines

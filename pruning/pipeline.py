@@ -14,10 +14,10 @@ from moeprune.errors import UserError
 from moeprune.formats.domain_gate import GATE_NAME
 from moeprune.formats.expert_counts import uneven_architectures
 from moeprune.formats.jsonfile import read_json
+from moeprune.formats.statistics import ExpertStats
 from pruning.masks import mask_to_ranked, read_mask
 from pruning.methods import get_method
 from pruning.selection import Ranked, Routing, check_ratio, select
-from moeprune.formats.statistics import ExpertStats
 
 
 def read_source(source_dir) -> tuple[Path, dict, object]:

@@ -30,7 +30,7 @@ class Routing:
     topk_group: int | None = None  # groups each token may use
 
     @classmethod
-    def from_config(cls, family, config: dict) -> "Routing":
+    def from_config(cls, family, config: dict) -> Routing:
         n_group, topk_group = family.num_groups(config)
         grouped = n_group > 1  # one group is plain top-k routing
         return cls(family.num_experts(config), family.top_k(config),

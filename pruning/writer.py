@@ -21,14 +21,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from moeprune.errors import UserError
 from moeprune.formats.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
 from moeprune.formats.expert_counts import with_layer_counts
-from moeprune.errors import UserError
-from pruning.hash_cache import SourceHashCache
 from moeprune.formats.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
+from pruning.hash_cache import SourceHashCache
 from pruning.shard_copy import copy_shard, source_sha256
 from pruning.shard_plan import ShardPlan, plan_shards
-from pruning.staging import staging_dir, publish
+from pruning.staging import publish, staging_dir
 
 log = logging.getLogger(__name__)
 # Shards copied at once: each brings its own read, hash and write threads and 3 chunk buffers (48 MiB).

@@ -13,14 +13,14 @@ from app.core.config import Settings
 from app.engines.backends import Backend
 from app.engines.footprint import Footprint
 from app.engines.supervisor import Supervisor
+from app.experiments.service import ExperimentService
+from app.guard.gates import LoadedGate
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.live import LiveCertificates
 from app.reliability.policy import FlagPolicy
 from app.reliability.startup import VariantReliability
-from app.experiments.service import ExperimentService
 from app.serving.admission import Admission
 from app.serving.salt import CacheSalt
-from app.guard.gates import LoadedGate
 from app.telemetry.service import RoutingTelemetry
 
 

@@ -115,7 +115,7 @@ class Recorder:
         """A last flush (best effort), then release the database."""
         try:
             await asyncio.wait_for(self.flush(), timeout=5)
-        except (asyncio.TimeoutError, StoreUnavailable):
+        except (TimeoutError, StoreUnavailable):
             log.warning("experiment store: buffered state could not be written at shutdown",
                         extra={"pending": self.pending()})
         await self.call(self.store.close)

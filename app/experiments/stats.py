@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 
+from app.experiments.config import DECIDABLE_FLAGS
 from app.experiments.sequential import ArmCounts
 from app.metrics import DURATION_BUCKETS
-from app.experiments.config import DECIDABLE_FLAGS
 from moeprune.reliability.intervals import Z95, wilson_interval  # the one implementation (None without trials)
 
 # Flags every arm reports (with a zero count when never raised), so arms compare side by side.

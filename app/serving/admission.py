@@ -21,7 +21,7 @@ RETRY_AFTER_FULL_S = "1"
 class Slots:
     """Slots held by one request (or one extra check call); release() is idempotent."""
 
-    admission: "Admission"
+    admission: Admission
     backend: Backend
     key_id: str | None
     count: int

@@ -10,7 +10,6 @@ from fastapi.responses import Response
 from app.api.errors import OpenAIError
 from app.core.state import GatewayState
 from app.guard.run import RequestGuard, Resend
-from app.telemetry.service import KEEP_HEADER
 from app.reliability.logprobs import plan_logprobs
 from app.serving.bounds import cap_max_tokens, check_content_parts, check_evaluation_fields, count_sequences
 from app.serving.exchange import Exchange
@@ -18,6 +17,7 @@ from app.serving.forward import forward
 from app.serving.stream import open_stream
 from app.serving.targets import resolve_target
 from app.serving.upstream import backend_unavailable
+from app.telemetry.service import KEEP_HEADER
 
 ANONYMOUS = "anonymous"
 

@@ -7,7 +7,6 @@ import os
 
 from moeprune.errors import UserError
 
-
 PARAM_DESTS = {"out_dir": "out"}  # Python parameter -> argparse dest (the CLI's flag hints)
 
 

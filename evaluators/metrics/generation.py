@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from collections.abc import Sequence
 from functools import cache
-from typing import Sequence
 
 from moeprune.errors import UserError
 

@@ -103,7 +103,7 @@ class DomainGate:
         return path
 
     @classmethod
-    def from_dict(cls, data: object, where: str) -> "DomainGate":
+    def from_dict(cls, data: object, where: str) -> DomainGate:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise UserError(f"{where} is not a domain gate file; build one with `moeprune guard build`")
         if data.get("schema_version") != SCHEMA_VERSION:
@@ -122,7 +122,7 @@ class DomainGate:
             raise UserError(f"{where} is incomplete or malformed ({exc!r}); rebuild it with `moeprune guard build`")
 
     @classmethod
-    def load(cls, path: str | Path) -> "DomainGate":
+    def load(cls, path: str | Path) -> DomainGate:
         path = Path(path)
         if path.is_dir():
             path = path / GATE_NAME

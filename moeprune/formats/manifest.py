@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from moeprune.formats.checkpoint import Checkpoint
 from moeprune.errors import UserError, validation_problems
+from moeprune.formats.checkpoint import Checkpoint
 from moeprune.formats.hashing import sha256_file, sha256_tree
 from moeprune.version import package_version
 

@@ -61,7 +61,7 @@ class ExpertStats:
     ean_tokens_per_sample: int | None = None  # EAN on each sample's first N tokens; None: no per-sample rule
 
     @classmethod
-    def empty(cls, model_type: str, num_experts: int, top_k: int, layer_ids, **meta) -> "ExpertStats":
+    def empty(cls, model_type: str, num_experts: int, top_k: int, layer_ids, **meta) -> ExpertStats:
         return cls(model_type, num_experts, top_k, {i: LayerStats(num_experts) for i in layer_ids}, **meta)
 
     def ean_rule(self) -> dict:
@@ -88,7 +88,7 @@ class ExpertStats:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "statistics") -> "ExpertStats":
+    def from_dict(cls, data: dict, where: str = "statistics") -> ExpertStats:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise UserError(f"{where} is not a moeprune statistics file (write one with scores_out)", param="scores_in")
         if data.get("schema_version") != SCHEMA_VERSION:
@@ -118,6 +118,6 @@ class ExpertStats:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ExpertStats":
+    def load(cls, path: str | Path) -> ExpertStats:
         data = read_json(path, f"scores_in {path} does not exist; write it first with scores_out")
         return cls.from_dict(data, where=str(path))

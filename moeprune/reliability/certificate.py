@@ -18,8 +18,8 @@ the domain is `uncertified` and every answer is flagged.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from moeprune.reliability.binomial import binomial_cdf, fewest_trials, upper_bound
 

@@ -14,8 +14,8 @@ the signals it has.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 # Ridge strength on standardised features (keeps the fit finite when classes separate)
 # and Newton steps; both fixed, so the same labelled data gives the same model bytes.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moeprune.units import human_bytes
 from moeprune.formats.expert_counts import format_counts
 from moeprune.formats.manifest import PruningManifest
+from moeprune.units import human_bytes
 from pruning.methods import METHODS
 from pruning.observe import DTYPES
 from pruning.pipeline import OBSERVE_MODES

@@ -23,8 +23,8 @@ from app.config.variants import parse_config
 from app.core.config import Settings
 from app.main import create_app
 from moeprune.errors import UserError
-from tests.app.loopback_http import exchange, request_head, serve_in_thread
 from testkit.vllm_server import free_port
+from tests.app.loopback_http import exchange, request_head, serve_in_thread
 
 KEY = "k-7f3a9c1e5b2d4680aa11"
 EVAL_KEY = "eval-0c8e2b6a94d1f357"

@@ -19,8 +19,8 @@ import pytest
 from app.config.variants import parse_config
 from app.engines.supervisor import build_backends
 from moeprune.errors import UserError
-from tests.app.supervised import engine_pid, fast_settings, supervised
 from testkit.vllm_server import free_port
+from tests.app.supervised import engine_pid, fast_settings, supervised
 
 SLEEPER = f"{sys.executable} -c \"import time; time.sleep(60)\""
 

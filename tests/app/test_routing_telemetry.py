@@ -21,8 +21,8 @@ import pytest
 from app.telemetry.npy import RoutedExpertsError, decode_routed_experts
 from moeprune import cli
 from moeprune.formats.manifest import PruningManifest
-from pruning.pipeline import run_prune
 from moeprune.formats.statistics import VECTORS, ExpertStats
+from pruning.pipeline import run_prune
 from tests.app.pruned_copy import KEPT, make_pruned_copy
 from tests.app.stub_engine import served, wait_until
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 import tomllib
 import venv
@@ -23,8 +22,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.evaluators.fake_openai import fake_openai_server
 from testkit.vllm_server import free_port
+from tests.evaluators.fake_openai import fake_openai_server
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

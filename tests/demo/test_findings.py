@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from bench.demo_findings import (findings_over_seeds_text, findings_text, flag_table, summary_over_seeds,
-                                 verdicts_over_seeds)
+from bench.demo_findings import (
+    findings_over_seeds_text,
+    findings_text,
+    flag_table,
+    summary_over_seeds,
+    verdicts_over_seeds,
+)
 from demo.summary import markdown_table, with_recovery
 
 

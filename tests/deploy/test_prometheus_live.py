@@ -11,7 +11,11 @@ import time
 import pytest
 
 from tests.deploy.promql import (
-    alert_rules, dashboard_targets, metric_names, recording_rules, substitute,
+    alert_rules,
+    dashboard_targets,
+    metric_names,
+    recording_rules,
+    substitute,
 )
 
 pytestmark = pytest.mark.slow

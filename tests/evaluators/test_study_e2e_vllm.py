@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from moeprune.formats.report_card import ReportCard
 from evaluators.tasks import SUITES
 from moeprune.cli import main
+from moeprune.formats.report_card import ReportCard
 
 pytestmark = pytest.mark.slow
 

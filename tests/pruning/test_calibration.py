@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from moeprune.errors import UserError
 from pruning.calibration import load_calibration, token_stream_sha256
 from pruning.calibration_records import read_documents, render_pubmedqa
-from moeprune.errors import UserError
 
 
 @pytest.fixture(scope="module")

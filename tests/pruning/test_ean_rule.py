@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from moeprune.formats.families import Family, family_for
-from pruning.observe import ExpertObserver, default_ean_limits, load_model, observe
-from moeprune.formats.statistics import ExpertStats
 from moeprune.errors import UserError
+from moeprune.formats.families import Family, family_for
+from moeprune.formats.statistics import ExpertStats
+from pruning.observe import ExpertObserver, default_ean_limits, load_model, observe
 from tests.pruning.test_observe import SCALES, SEQUENCES, ToyBlock, ToyModel
 
 TOY_FAMILY = Family(model_type="toy", expert_count_keys=("num_experts",))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pruning.hash_cache import CACHE_DIR_ENV, FileIdentity, SourceHashCache, default_cache_dir
 from moeprune.formats.hashing import sha256_file
-from testkit.tiny_models import build_tiny_model
+from pruning.hash_cache import CACHE_DIR_ENV, FileIdentity, SourceHashCache, default_cache_dir
 from pruning.writer import write_pruned
+from testkit.tiny_models import build_tiny_model
 
 PROVENANCE = {"method": "manual", "ratio": 0.5, "allocation": "uniform", "seed": 0}
 KEPT = {0: [1, 2, 6, 7], 1: [0, 3, 4, 5]}

@@ -68,9 +68,10 @@ def test_every_method_through_run_prune_keeps_the_invariant(model_type, tiny_mod
     """One observation pass per family (saved with --scores-out), then every method from those scores."""
     import json
 
+    from transformers import AutoTokenizer
+
     from pruning.methods import METHODS
     from pruning.pipeline import run_prune
-    from transformers import AutoTokenizer
 
     source_dir = tiny_model_factory(model_type)
     config = load_config(source_dir)

@@ -1,9 +1,9 @@
 import pytest
 
 from moeprune.errors import UserError
+from moeprune.formats.statistics import ExpertStats, LayerStats
 from pruning.methods import METHODS, get_method, score
 from pruning.selection import Routing, select_uniform
-from moeprune.formats.statistics import ExpertStats, LayerStats
 
 
 def hand_stats() -> ExpertStats:

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from moeprune.formats.families import Family, family_for
 from moeprune.errors import UserError
+from moeprune.formats.families import Family, family_for
 from pruning.observe import ExpertObserver, load_model, observe, require_transformers, token_batches
 from testkit.tiny_models import TINY_CONFIGS
 

@@ -6,10 +6,10 @@ import pytest
 
 from moeprune import cli
 from moeprune.errors import UserError
+from moeprune.formats.statistics import ExpertStats
 from pruning.methods import score
 from pruning.pipeline import run_prune
 from pruning.selection import Routing, select_uniform
-from moeprune.formats.statistics import ExpertStats
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from moeprune.formats.families import family_for
 from pruning.routing_mask import experts_masked
 from pruning.selection import Routing, select, select_coverage
 from pruning.writer import write_pruned
-from tests.pruning.conftest import PROMPTS
 from testkit.tiny_models import TINY_CONFIGS
+from tests.pruning.conftest import PROMPTS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
 UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral"]
@@ -78,8 +78,9 @@ def _max_diff(a, b):
 def test_uneven_model_equals_source_with_removed_experts_masked(model_type, uneven_factory, tmp_path):
     """transformers: AutoModelForCausalLM picks the uneven class by architecture, every layer has its own
     count, and the logits equal the source's with the removed experts' router logits at -inf."""
-    import moeprune.models  # noqa: F401  (registers the classes)
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import moeprune.models  # noqa: F401  (registers the classes)
 
     source_dir, pruned_dir = uneven_factory(model_type)
     family = family_for(load_config(source_dir))
@@ -116,8 +117,9 @@ def test_stock_class_fails_loudly_on_an_uneven_checkpoint(uneven_factory):
 
 
 def test_uneven_class_refuses_other_per_layer_differences(uneven_factory):
-    import moeprune.models  # noqa: F401
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    import moeprune.models  # noqa: F401
 
     _, pruned_dir = uneven_factory("qwen3_moe")
     config = AutoConfig.from_pretrained(pruned_dir)
@@ -191,9 +193,9 @@ def test_coverage_with_equal_layers_is_uniform():
 @pytest.mark.parametrize("allocation", ["global", "coverage"])
 def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, tiny_qwen3_moe, tmp_path):
     """Skewed statistics make the allocation uneven; the written model equals the masked source."""
-    import moeprune.models  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import moeprune.models  # noqa: F401
     from moeprune.formats.statistics import ExpertStats
     from pruning.pipeline import run_prune
 

@@ -172,7 +172,7 @@ def measure(url: str, configs: list[str], items: dict[str, list]) -> dict:
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(4) as pool:
         for config in configs:
             for set_name, set_items in items.items():
-                results[(config, set_name)] = list(pool.map(lambda item: ask(client, url, config, item), set_items))
+                results[(config, set_name)] = list(pool.map(lambda item, config=config: ask(client, url, config, item), set_items))
             print(f"measured {config}", flush=True)
     return results
 
@@ -180,7 +180,7 @@ def measure(url: str, configs: list[str], items: dict[str, list]) -> dict:
 def summarise(results: dict, configs: list[str]) -> list[dict]:
     rows = []
     for config in configs:
-        get = lambda s: results[(config, s)]  # noqa: E731
+        get = lambda s, config=config: results[(config, s)]  # noqa: E731
         answered_by_pruned = [r["served_by"] != "base" for r in get("bio_qa") + get("bio_fake")]
         latencies = [r["latency"] for s in SETS for r in get(s)]
         rows.append({

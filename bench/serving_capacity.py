@@ -95,7 +95,7 @@ def write_safetensors(path: Path, items, pool: bytes, rng: random.Random) -> int
     one = struct.pack("<H", 0x3F80)  # bf16 1.0
     with open(path, "wb") as out:
         out.write(struct.pack("<Q", len(encoded)) + encoded)
-        for name, shape in items:
+        for name, _ in items:
             n = header[name]["data_offsets"][1] - header[name]["data_offsets"][0]
             if name.endswith("norm.weight"):
                 out.write(one * (n // 2))

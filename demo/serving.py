@@ -72,8 +72,7 @@ def write_variants_yaml(path: Path, variants: dict[str, Variant], served: list[s
 
 
 def usage_text(url: str, question: str, report: Path, served: list[str]) -> str:
-    body = ('{"model": "%s", "messages": [{"role": "user", "content": "%s"}], "max_tokens": 12}'
-            % (EXPERIMENT, question))
+    body = f'{{"model": "{EXPERIMENT}", "messages": [{{"role": "user", "content": "{question}"}}], "max_tokens": 12}}'
     return f"""
 Gateway: {url}   (variants: base, {', '.join(served)}; experiment {EXPERIMENT!r} splits traffic between them)
   curl:   curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{body}'

@@ -103,7 +103,7 @@ def read_pubmedqa(path: Path) -> list[Document]:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise _line_error(path, exc.lineno, f"not valid JSON ({exc.msg})")
+        raise _line_error(path, exc.lineno, f"not valid JSON ({exc.msg})") from exc
     if not isinstance(data, dict):
         raise _line_error(path, 1, "expected PubMedQA JSON: an object {PMID: {QUESTION, CONTEXTS, LONG_ANSWER}}")
     documents = []
@@ -147,4 +147,4 @@ def read_documents(path: str | Path) -> list[Document]:
     try:
         return reader(path)
     except UnicodeDecodeError as exc:
-        raise UserError(f"calibration file {path} is not UTF-8 text ({exc.reason})")
+        raise UserError(f"calibration file {path} is not UTF-8 text ({exc.reason})") from exc

@@ -165,7 +165,7 @@ def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing
     )
     left = {layer: experts for layer in scores}
     removed: set[tuple[int, int]] = set()
-    for share, layer, expert in pool:
+    for _, layer, expert in pool:
         if len(removed) == budget:
             break
         if left[layer] > floor:

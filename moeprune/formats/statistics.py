@@ -105,7 +105,8 @@ class ExpertStats:
                        # Absent in files written before the per-sample rule existed: they used none.
                        data.get("ean_tokens_per_sample"))
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{where} is incomplete or malformed ({exc!r}); write it again with scores_out", param="scores_in")
+            raise UserError(f"{where} is incomplete or malformed ({exc!r}); write it again with scores_out",
+                            param="scores_in") from exc
 
     def save(self, path: str | Path, scores: dict | None = None) -> Path:
         """Write the statistics (and, for convenience, the scores of the method used) as JSON."""

@@ -285,7 +285,7 @@ async def test_informational_answer_is_skipped():
 
 async def test_keepalive_reuse_and_expiry():
     async def handler(reader, writer, index):
-        while (request := await read_request(reader)) is not None:
+        while await read_request(reader) is not None:
             writer.write(sized(b"conn %d" % index))
             await writer.drain()
         server.eof[index].set()

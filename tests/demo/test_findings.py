@@ -74,9 +74,9 @@ def test_a_finding_one_seed_contradicts_is_not_reproduced():
 
 def test_summary_over_seeds_gives_mean_and_range_per_method_and_ratio():
     table = summary_over_seeds({0: seed_rows(), 1: seed_rows(bio_shift=-0.1)})
-    line = next(l for l in table.splitlines() if l.startswith("| m0 | 0.25 |"))
+    line = next(row for row in table.splitlines() if row.startswith("| m0 | 0.25 |"))
     assert "| 2 | 84.0 (79.0-89.0) |" in line
-    random_line = next(l for l in table.splitlines() if l.startswith("| random | 0.5 |"))
+    random_line = next(row for row in table.splitlines() if row.startswith("| random | 0.5 |"))
     assert "| 6 |" in random_line  # 3 pruning seeds x 2 training seeds
 
 

@@ -84,7 +84,7 @@ def test_card_round_trip_and_bad_cards(tmp_path):
 
 def test_signal_quality_covers_signals_without_a_flag():
     records = [record(i % 2 == 0) for i in range(6)]
-    for i, r in enumerate(records):
+    for r in records:
         r["signals"]["low_conf_share"] = 0.0 if r["correct"] else 0.5  # wrong answers: more low-confidence tokens
     quality = signal_quality(records)
     assert quality["low_conf_share"] == {"direction": "above", "auroc": 1.0, "n": 6}

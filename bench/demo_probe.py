@@ -202,7 +202,8 @@ def masked_row(model, tokenizer, items: dict, kept, name: str, method: str | Non
         "bio_acc": scored["biomedical", "qa"]["accuracy"], "general_acc": scored["general", "qa"]["accuracy"],
         "bio_refusal": scored["biomedical", "fake"]["refusal"], "general_refusal": scored["general", "fake"]["refusal"],
         "refusal": (scored["biomedical", "fake"]["refusal"] + scored["general", "fake"]["refusal"]) / 2,
-        "hallucination": (scored["biomedical", "fake"]["hallucination"] + scored["general", "fake"]["hallucination"]) / 2,
+        "hallucination": (scored["biomedical", "fake"]["hallucination"]
+                          + scored["general", "fake"]["hallucination"]) / 2,
         "nota": (scored["biomedical", "nota"]["accuracy"] + scored["general", "nota"]["accuracy"]) / 2,
         "bytes_saved": 0, "flags": {},
     }

@@ -172,7 +172,8 @@ def measure(url: str, configs: list[str], items: dict[str, list]) -> dict:
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(4) as pool:
         for config in configs:
             for set_name, set_items in items.items():
-                results[(config, set_name)] = list(pool.map(lambda item, config=config: ask(client, url, config, item), set_items))
+                results[(config, set_name)] = list(pool.map(lambda item, config=config: ask(client, url, config, item),
+                                                            set_items))
             print(f"measured {config}", flush=True)
     return results
 

@@ -141,7 +141,8 @@ def summarise(results: dict, args) -> None:
                 "stream_vs_plain_forward": stream_rate / forward_rate,
             }
             print(f"  whole model: peak RSS {whole['peak_rss'] / GIB:.2f} GiB; plain forward {forward_rate:.1f} tok/s, "
-                  f"observe {whole_rate:.1f} tok/s (load {whole['seconds'] - whole['compute_seconds'] - whole['forward_seconds']:.0f}s "
+                  f"observe {whole_rate:.1f} tok/s "
+                  f"(load {whole['seconds'] - whole['compute_seconds'] - whole['forward_seconds']:.0f}s "
                   f"not counted); streamed {stream_rate:.1f} tok/s end to end (reads included) = "
                   f"{stream_rate / whole_rate:.2f}x the whole-model observe pass, "
                   f"{stream_rate / forward_rate:.2f}x a plain forward")

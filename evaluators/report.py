@@ -62,7 +62,8 @@ def render_report(card_paths, out_dir) -> Path:
         for title, path in figures
     )
     page = PAGE.format(
-        recommendation=recommendation_table(members, found_domains), variants=variant_table(members), figures=images, recovery=recovery_table(members),
+        recommendation=recommendation_table(members, found_domains), variants=variant_table(members), figures=images,
+        recovery=recovery_table(members),
         flags=flag_table(members), signals=signal_table(members), metrics=metric_table(members),
         certificates=certificate_table(members),
     )

@@ -81,7 +81,8 @@ def run_eval(endpoint, model, tasks, out_dir, *, variant=None, api_key=None, bas
     if nli_model and not scorers.nli_model:
         scorers.nli_model = nli_model
     if judges and not base_endpoint and not scorers.hallucination_judge:
-        raise UserError("a judge endpoint compares the variant with the base: also give the base endpoint and model", param="base_endpoint")
+        raise UserError("a judge endpoint compares the variant with the base: also give the base endpoint and model",
+                        param="base_endpoint")
     scorers.check()  # a wrong local model path fails before any request
     gate = resolve_gate(gate, model_dir)
     if isinstance(tasks, str):

@@ -113,7 +113,8 @@ def read_pubmedqa(path: Path) -> list[Document]:
                 and isinstance(entry.get("CONTEXTS"), list) and isinstance(entry.get("LONG_ANSWER"), str)
                 and all(isinstance(c, str) for c in entry["CONTEXTS"])):
             raise _line_error(
-                path, line, f"PubMedQA entry {pmid!r} needs string QUESTION, list of strings CONTEXTS and string LONG_ANSWER"
+                path, line,
+                f"PubMedQA entry {pmid!r} needs string QUESTION, list of strings CONTEXTS and string LONG_ANSWER"
             )
         documents.append(Document(f"{path.name}:{line}", text=render_pubmedqa(entry), kind="pubmedqa"))
     return documents

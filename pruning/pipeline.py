@@ -99,7 +99,8 @@ def check_observe_mode(observe: str, offload_activations: bool) -> None:
 def gather_stats(source, config, family, routing, layers, method, *, calibration, scores_in, **pass_options):
     """Statistics from --scores-in, from a new pass over --calibration, or none needed (random)."""
     if scores_in and calibration:
-        raise UserError("give either calibration files (run a new pass) or scores_in (reuse one), not both", param="scores_in")
+        raise UserError("give either calibration files (run a new pass) or scores_in (reuse one), not both",
+                        param="scores_in")
     if scores_in:
         stats = ExpertStats.load(scores_in)
         check_stats_match(stats, family, routing, layers, str(scores_in))
@@ -108,7 +109,8 @@ def gather_stats(source, config, family, routing, layers, method, *, calibration
         return observe_source(source, config, family, calibration, **pass_options)
     if not method.needs_calibration:
         return ExpertStats.empty(family.model_type, routing.num_experts, routing.top_k, layers)
-    raise UserError(f"method {method.name!r} needs calibration files (or scores_in from an earlier pass)", param="calibration")
+    raise UserError(f"method {method.name!r} needs calibration files (or scores_in from an earlier pass)",
+                    param="calibration")
 
 
 def plan_from_scores(source, config, family, routing, layers, *, method, ratio, allocation, min_experts, seed,
@@ -183,7 +185,8 @@ def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), s
     open_checked(source)  # truncated shard, missing tensor, wrong dtype: fail now, before any pass or write
     out = Path(out_dir)
     if out.exists() and not overwrite:
-        raise UserError(f"output {out} already exists; choose another output directory or allow overwrite", param="overwrite")
+        raise UserError(f"output {out} already exists; choose another output directory or allow overwrite",
+                        param="overwrite")
     calibration = list(calibration or ())
     if mask_file is not None:
         extra = [name for name, value in (("method", method), ("ratio", ratio), ("calibration", calibration),
@@ -192,7 +195,8 @@ def run_prune(source_dir, out_dir, *, method=None, ratio=None, calibration=(), s
             raise UserError(f"a mask fixes the kept experts; drop {', '.join(extra)}", param=extra[0])
         ranked, provenance = plan_from_mask(layers, routing, mask_file, seed)
     elif method is None:
-        raise UserError("say how to choose experts: a method, a ratio and calibration files, or a mask file", param="method")
+        raise UserError("say how to choose experts: a method, a ratio and calibration files, or a mask file",
+                        param="method")
     else:
         pass_options = dict(samples=samples, max_tokens=max_tokens, device=device, dtype=dtype,
                             batch_tokens=batch_tokens, ean_max_tokens=ean_max_tokens,

@@ -133,7 +133,8 @@ def _copy_other_files(source: Path, tmp: Path) -> None:
             log.warning("not copying directory %s (it may hold unpruned weights)", path)
         elif name in _GENERATED or name.endswith(".safetensors") or name.startswith("."):
             continue
-        elif name.endswith(OTHER_WEIGHT_SUFFIXES) or name.endswith((".bin.index.json", ".msgpack.index.json", ".h5.index.json")):
+        elif name.endswith(OTHER_WEIGHT_SUFFIXES) or name.endswith((".bin.index.json", ".msgpack.index.json",
+                                                                    ".h5.index.json")):
             log.warning("not copying %s: unpruned weights in another format", name)
         elif path.is_file():
             shutil.copyfile(path, tmp / name)

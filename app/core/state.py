@@ -44,4 +44,5 @@ class GatewayState:
     telemetry: RoutingTelemetry | None = None  # routed-experts counts and drift windows (app/telemetry)
     # variant -> its certificates and domain split (app/reliability/startup.py); every variant has an entry
     certification: dict[str, VariantReliability] = field(default_factory=dict)
-    live: LiveCertificates = field(default_factory=LiveCertificates)  # served answers vs feedback (app/reliability/live.py)
+    # served answers vs feedback (app/reliability/live.py)
+    live: LiveCertificates = field(default_factory=LiveCertificates)

@@ -61,7 +61,8 @@ class Recorder:
             if time.monotonic() - self._drop_logged_at < DROP_LOG_EVERY_S:
                 return
             self._drop_logged_at = time.monotonic()
-            log.warning("experiment store behind: completion ids dropped (their feedback will not count for the experiment)",
+            log.warning("experiment store behind: completion ids dropped "
+                        "(their feedback will not count for the experiment)",
                         extra={"dropped": overflow, "dropped_total": self.dropped, "store": self.store.where})
 
     def pending(self) -> int:

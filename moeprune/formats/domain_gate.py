@@ -119,7 +119,8 @@ class DomainGate:
                        tuple(int(n) for n in features["ngrams"]), int(features["max_chars"]),
                        dict(data.get("training") or {}))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise UserError(f"{where} is incomplete or malformed ({exc!r}); rebuild it with `moeprune guard build`") from exc
+            raise UserError(f"{where} is incomplete or malformed ({exc!r}); "
+                            "rebuild it with `moeprune guard build`") from exc
 
     @classmethod
     def load(cls, path: str | Path) -> DomainGate:

@@ -44,7 +44,8 @@ class LayerStats:
             if not getattr(self, name):
                 setattr(self, name, [0.0] * self.num_experts)
             elif len(getattr(self, name)) != self.num_experts:
-                raise UserError(f"statistics vector {name} has {len(getattr(self, name))} entries, expected {self.num_experts}")
+                raise UserError(f"statistics vector {name} has {len(getattr(self, name))} entries, "
+                                f"expected {self.num_experts}")
 
 
 @dataclass
@@ -92,7 +93,8 @@ class ExpertStats:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise UserError(f"{where} is not a moeprune statistics file (write one with scores_out)", param="scores_in")
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(f"{where}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}; re-run the pass")
+            raise UserError(f"{where}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}; "
+                            "re-run the pass")
         try:
             num_experts = int(data["num_experts"])
             layers = {

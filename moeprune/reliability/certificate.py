@@ -59,7 +59,8 @@ def _prefix_errors(scores: Sequence[float], wrong: Sequence[bool]) -> tuple[list
     return [s for s, _ in ordered], errors_before
 
 
-def _p_value(sorted_scores: list[float], errors_before: list[int], threshold: float, alpha: float) -> tuple[float, int, int]:
+def _p_value(sorted_scores: list[float], errors_before: list[int], threshold: float,
+             alpha: float) -> tuple[float, int, int]:
     served = bisect.bisect_right(sorted_scores, threshold)
     errors = errors_before[served]
     return binomial_cdf(errors, served, alpha), served, errors

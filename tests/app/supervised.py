@@ -29,7 +29,8 @@ def fast_settings(**overrides) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def supervised(variants: dict, work_dir: Path, **settings) -> AsyncIterator[tuple[Supervisor, dict[str, Backend]]]:
+async def supervised(variants: dict, work_dir: Path,
+                     **settings) -> AsyncIterator[tuple[Supervisor, dict[str, Backend]]]:
     """Start a Supervisor for `variants` (a variants-file mapping); always stop it."""
     config = parse_config({"variants": variants})
     options = fast_settings(**settings)

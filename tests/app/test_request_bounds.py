@@ -321,7 +321,8 @@ def test_echo_and_prompt_logprobs_are_refused_for_ordinary_traffic(gw, stub):
     for path, body in ((COMPLETIONS, {"prompt": "hi", "echo": True, "logprobs": 1}),
                        (COMPLETIONS, {"prompt": "hi", "prompt_logprobs": 0}),
                        (CHAT, {"messages": [{"role": "user", "content": "hi"}], "prompt_logprobs": 1})):
-        sent, response = forwarded(stub, lambda path=path, body=body: post(gw, path, {"model": "plain", "max_tokens": 1, **body}))
+        sent, response = forwarded(
+            stub, lambda path=path, body=body: post(gw, path, {"model": "plain", "max_tokens": 1, **body}))
         error = error_of(response, 400)
         assert error["code"] == "evaluation_only" and error["param"] in ("echo", "prompt_logprobs")
         assert sent is None

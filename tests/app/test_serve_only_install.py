@@ -81,7 +81,8 @@ def test_the_gateway_serves_without_torch_transformers_or_matplotlib(tmp_path):
         port, log = free_port(), tmp_path / "gateway.log"
         env = {"PATH": "/usr/bin:/bin", "MOEPRUNE_API_KEYS": KEY, "PYTHONPATH": str(ROOT)}
         with open(log, "wb") as out:
-            proc = subprocess.Popen([python, "-m", "moeprune.cli", "serve", "--config", str(config), "--port", str(port)],
+            proc = subprocess.Popen([python, "-m", "moeprune.cli", "serve", "--config", str(config), "--port",
+                                     str(port)],
                                     env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
             base = f"http://127.0.0.1:{port}"

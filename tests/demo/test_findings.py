@@ -52,7 +52,8 @@ def seed_rows(cross_gap: float = 0.3, bio_shift: float = 0.0):
     for ratio, bio, halluc in ((0.25, 0.89, 0.1), (0.5, 0.85, 0.2), (0.75, 0.6, 0.4)):
         bio += bio_shift
         rows += [row(f"m{i}-{ratio}", f"m{i}", ratio, bio, bio - cross_gap * ratio * 2, halluc) for i in range(3)]
-        rows += [row(f"random-{ratio}-s{s}", "random", ratio, bio - 0.3 - 0.01 * s, bio - 0.4, halluc) for s in range(3)]
+        rows += [row(f"random-{ratio}-s{s}", "random", ratio, bio - 0.3 - 0.01 * s, bio - 0.4,
+                     halluc) for s in range(3)]
     return with_recovery(rows)
 
 

@@ -52,7 +52,8 @@ def test_per_sample_rule_equals_the_study_running_one_sample_per_forward(qwen3):
     alone = [observe(model, family, config, [sequence], batch_tokens=10_000, ean_max_tokens=n, progress=False)
              for sequence in SEQUENCES]
     for index, layer in batched.layers.items():
-        assert layer.ean_tokens == sum(min(len(s), n) for s in SEQUENCES) == sum(a.layers[index].ean_tokens for a in alone)
+        assert layer.ean_tokens == sum(min(len(s), n) for s in SEQUENCES) \
+            == sum(a.layers[index].ean_tokens for a in alone)
         summed = [sum(a.layers[index].ean_sum[i] for a in alone) for i in range(batched.num_experts)]
         assert layer.ean_sum == pytest.approx(summed, rel=1e-4)
     assert batched.ean_tokens_per_sample == n and batched.ean_max_tokens is None

@@ -140,7 +140,8 @@ def test_a_layer_below_top_k_is_refused_naming_the_layer(tiny_qwen3_moe, tmp_pat
 def test_a_family_without_an_uneven_class_is_refused_before_writing(tiny_model_factory, tmp_path):
     source = tiny_model_factory("gpt_oss")
     with pytest.raises(UserError, match=r"gpt_oss \(GptOssForCausalLM\) cannot hold different expert counts per "
-                                        r"layer yet: .*MixtralForCausalLM, OlmoeForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM; use allocation "
+                                        r"layer yet: .*MixtralForCausalLM, OlmoeForCausalLM, Qwen2MoeForCausalLM, "
+                                        r"Qwen3MoeForCausalLM; use allocation "
                                         r"uniform"):
         write_pruned(source, tmp_path / "out", UNEVEN_KEPT, {})
     assert list(tmp_path.iterdir()) == []

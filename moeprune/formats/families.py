@@ -233,7 +233,7 @@ class Family:
         return getattr(block, self.router_attr)
 
 
-_GROUPED = dict(group_keys=("n_group", "topk_group"), selection_bias_attr="e_score_correction_bias")
+_GROUPED: dict[str, Any] = dict(group_keys=("n_group", "topk_group"), selection_bias_attr="e_score_correction_bias")
 
 FAMILIES: dict[str, Family] = {
     family.model_type: family

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from moeprune.reliability.binomial import binomial_cdf, fewest_trials, upper_bound
 
@@ -96,7 +97,7 @@ def certify(fit_scores: Sequence[float], fit_wrong: Sequence[bool], scores: Sequ
         raise ValueError(f"{len(scores)} scores but {len(wrong)} labels")
     n = len(scores)
     grid = candidate_thresholds(fit_scores, fit_wrong, alpha)
-    base = dict(alpha=alpha, delta=delta, n_calibration=n, n_fit=len(fit_scores))
+    base: dict[str, Any] = dict(alpha=alpha, delta=delta, n_calibration=n, n_fit=len(fit_scores))
     need = fewest_trials(alpha, delta)
     if n < need:
         return CertificateResult(**base, status="uncertified", threshold=None, coverage=None, n_unflagged=0,

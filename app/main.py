@@ -20,12 +20,21 @@ from fastapi import FastAPI
 from app.api.auth import ApiKeyAuth, KeyStore, is_loopback, public_paths, refuse_open_gateway
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyCap, RequestId
+from app.api.routes import (
+    admin,
+    chat,
+    completions,
+    experiments,
+    feedback,
+    health,
+    metrics,
+    models,
+    recertify,
+    telemetry,
+)
 from app.api.send_timeout import SendTimeout
-from app.api.routes import (admin, chat, completions, experiments, feedback, health, metrics, models, recertify,
-                            telemetry)
-from app.config.variants import GatewayConfig, load_config
 from app.config.settings import Settings
-from app.state import GatewayState
+from app.config.variants import GatewayConfig, load_config
 from app.engines.footprint import declared, measure
 from app.engines.pidfile import sweep_stale_engines
 from app.engines.supervisor import Supervisor, build_backends, upstream_tls
@@ -34,7 +43,6 @@ from app.experiments.reload import reload_on_sighup
 from app.experiments.service import ExperimentService
 from app.guard.gates import load_gates
 from app.logs import configure_logging
-from app.telemetry.service import RoutingTelemetry
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.live import LiveCertificates
 from app.reliability.live_cards import certificate_levels
@@ -42,6 +50,8 @@ from app.reliability.live_sync import LiveSync
 from app.reliability.policy import load_policy
 from app.reliability.startup import load_variant_reliability
 from app.serving.client import build_upstream_client
+from app.state import GatewayState
+from app.telemetry.service import RoutingTelemetry
 from moeprune.errors import UserError
 from moeprune.formats.uneven_serving import check_servable
 from moeprune.version import package_version

@@ -63,7 +63,8 @@ class GatewayMetrics:
         self.bytes_saved = Gauge(p + "variant_bytes_saved", "Weight bytes saved against the base",
                                  ["variant", "source"],
                                  registry=registry)
-        self.bytes_saved_ratio = Gauge(p + "variant_bytes_saved_ratio", "Bytes saved / base bytes", ["variant", "source"],
+        self.bytes_saved_ratio = Gauge(p + "variant_bytes_saved_ratio", "Bytes saved / base bytes",
+                                       ["variant", "source"],
                                        registry=registry)
         self.resident_memory = Gauge(p + "engine_resident_memory_bytes", "RSS of the engine's process tree",
                                      ["variant"], registry=registry)
@@ -158,7 +159,7 @@ class GatewayMetrics:
         for flag in flags:
             self.flags.labels(variant, experiment, flag).inc()
 
-    async def refresh(self, backends: dict[str, Backend], gpu: "GpuMemoryReader | None") -> None:
+    async def refresh(self, backends: dict[str, Backend], gpu: GpuMemoryReader | None) -> None:
         """Update the live gauges just before a scrape.
 
         Walking process trees and asking NVML take milliseconds to seconds (a busy
@@ -182,7 +183,7 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
-def engine_memory(backends: dict[str, Backend], gpu: "GpuMemoryReader | None") -> dict[str, tuple[int, int | None]]:
+def engine_memory(backends: dict[str, Backend], gpu: GpuMemoryReader | None) -> dict[str, tuple[int, int | None]]:
     """variant -> (resident bytes, GPU bytes or None) of each managed engine's processes (blocking)."""
     readings = {}
     for name, backend in backends.items():
@@ -201,7 +202,7 @@ class GpuMemoryReader:
         self.nvml = nvml
 
     @classmethod
-    def create(cls) -> "GpuMemoryReader | None":
+    def create(cls) -> GpuMemoryReader | None:
         try:
             import pynvml  # provided by nvidia-ml-py on GPU installs
         except ImportError:

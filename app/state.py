@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from app.config.variants import GatewayConfig
 from app.config.settings import Settings
+from app.config.variants import GatewayConfig
 from app.engines.backends import Backend
 from app.engines.footprint import Footprint
 from app.engines.supervisor import Supervisor
+from app.experiments.service import ExperimentService
+from app.guard.gates import LoadedGate
 from app.metrics import GatewayMetrics, GpuMemoryReader
 from app.reliability.live import LiveCertificates
 from app.reliability.policy import FlagPolicy
 from app.reliability.startup import VariantReliability
-from app.experiments.service import ExperimentService
 from app.serving.admission import Admission
 from app.serving.salt import CacheSalt
-from app.guard.gates import LoadedGate
 from app.telemetry.service import RoutingTelemetry
 
 if TYPE_CHECKING:  # the HTTP layer builds the key store; the state only holds it
@@ -47,4 +47,5 @@ class GatewayState:
     telemetry: RoutingTelemetry | None = None  # routed-experts counts and drift windows (app/telemetry)
     # variant -> its certificates and domain split (app/reliability/startup.py); every variant has an entry
     certification: dict[str, VariantReliability] = field(default_factory=dict)
-    live: LiveCertificates = field(default_factory=LiveCertificates)  # served answers vs feedback (app/reliability/live.py)
+    # served answers vs feedback (app/reliability/live.py)
+    live: LiveCertificates = field(default_factory=LiveCertificates)

@@ -186,7 +186,8 @@ def findings_over_seeds_text(tables: dict[int, list[dict]]) -> str:
         held = sum(c.holds for c in per_seed)
         verdict = (f"REPRODUCED in all {len(seeds)} training seeds" if holds
                    else f"NOT reproduced: holds in {held} of {len(seeds)} training seeds")
-        lines.append(f"{i}. {title}: **{verdict}**; {per_seed[0].unit}: {_spread([c.value for c in per_seed], per_seed[0].unit)}.")
+        spread = _spread([c.value for c in per_seed], per_seed[0].unit)
+        lines.append(f"{i}. {title}: **{verdict}**; {per_seed[0].unit}: {spread}.")
         lines += [f"   - seed {seed}: {'holds' if c.holds else 'does not hold'} ({c.detail})"
                   for seed, c in zip(seeds, per_seed)]
     return "\n".join(lines)
@@ -201,7 +202,8 @@ def summary_over_seeds(tables: dict[int, list[dict]], keys=("bio_acc", "general_
             groups.setdefault((r["method"] or "base", r["ratio"] or 0.0), []).append(r)
     names = {"bio_acc": "bio acc %", "general_acc": "general acc %", "hallucination": "hallucination on made-up %",
              "bio_acc_recovery": "bio recovery", "general_acc_recovery": "general recovery"}
-    lines = ["| method | ratio | n | " + " | ".join(names[k] for k in keys) + " |", "|---|---|---|" + "---|" * len(keys)]
+    lines = ["| method | ratio | n | " + " | ".join(names[k] for k in keys) + " |",
+             "|---|---|---|" + "---|" * len(keys)]
     order = sorted(groups, key=lambda g: (g[0] != "base", g[0] != "random", g[0], g[1]))
     for method, ratio in order:
         members = groups[(method, ratio)]

@@ -147,7 +147,6 @@ def random_kept(num_layers: int, num_experts: int, keep: int, seed: int) -> dict
 def probe_random_seeds(model_dir, corpus, pruned, ratios, seeds: int) -> dict:
     """Answerable-set accuracy (bio, general) under routing masks: many random seeds, and each data-driven
     variant's kept experts, measured the same way so the two are comparable."""
-    import json
 
     from demo.sets import evaluation_items
 
@@ -203,7 +202,8 @@ def masked_row(model, tokenizer, items: dict, kept, name: str, method: str | Non
         "bio_acc": scored["biomedical", "qa"]["accuracy"], "general_acc": scored["general", "qa"]["accuracy"],
         "bio_refusal": scored["biomedical", "fake"]["refusal"], "general_refusal": scored["general", "fake"]["refusal"],
         "refusal": (scored["biomedical", "fake"]["refusal"] + scored["general", "fake"]["refusal"]) / 2,
-        "hallucination": (scored["biomedical", "fake"]["hallucination"] + scored["general", "fake"]["hallucination"]) / 2,
+        "hallucination": (scored["biomedical", "fake"]["hallucination"]
+                          + scored["general", "fake"]["hallucination"]) / 2,
         "nota": (scored["biomedical", "nota"]["accuracy"] + scored["general", "nota"]["accuracy"]) / 2,
         "bytes_saved": 0, "flags": {},
     }

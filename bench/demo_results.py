@@ -30,14 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.demo_findings import findings_over_seeds_text, findings_text, flag_table, summary_over_seeds  # noqa: E402
 from demo.build import build_model, default_cache_dir  # noqa: E402
 from demo.calibration import write_calibration  # noqa: E402
 from demo.corpus import build_corpus  # noqa: E402
 from demo.model_config import DemoModelConfig  # noqa: E402
 from demo.summary import card_row, markdown_table, with_recovery  # noqa: E402
 from demo.variants import ALL_METHODS, ALL_RATIOS, Variant, prune_variants  # noqa: E402
-from bench.demo_findings import (findings_over_seeds_text, findings_text, flag_table,  # noqa: E402
-                                 summary_over_seeds)
 from moeprune.formats.manifest import PruningManifest  # noqa: E402
 
 

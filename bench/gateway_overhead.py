@@ -36,7 +36,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.engines.command import EngineSpec, launch_command, launch_environment  # noqa: E402
-from tests.support.vllm_server import stop_process_group  # noqa: E402
+from testkit.vllm_server import stop_process_group  # noqa: E402
 
 MODES = ("direct", "direct+logprobs", "gateway")
 
@@ -161,7 +161,7 @@ def main() -> int:
         tmp = Path(tmp)
         model = args.model
         if model is None:
-            from tests.support.tiny_models import build_tiny_model
+            from testkit.tiny_models import build_tiny_model
             model = build_tiny_model("qwen3_moe", tmp / "tiny")
         spec = EngineSpec(model=str(model), port=free_port(), served_name="tiny")
         engine_log = open(tmp / "engine.log", "wb")

@@ -130,7 +130,7 @@ def drift_values(base: Path, pruned: Path, prompts_by_domain: dict[str, list[str
 
 
 def write_config(work: Path, base: Path, pruned: dict[float, Path], threshold: float) -> tuple[Path, dict]:
-    from tests.support.vllm_server import free_port
+    from testkit.vllm_server import free_port
 
     ports = {"base": free_port(), **{f"p{round(r * 100)}": free_port() for r in pruned}}
     keys = {f"BENCH_{name.upper()}_KEY": secrets.token_urlsafe(16) for name in ports}
@@ -172,7 +172,8 @@ def measure(url: str, configs: list[str], items: dict[str, list]) -> dict:
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(4) as pool:
         for config in configs:
             for set_name, set_items in items.items():
-                results[(config, set_name)] = list(pool.map(lambda item: ask(client, url, config, item), set_items))
+                results[(config, set_name)] = list(pool.map(lambda item, config=config: ask(client, url, config, item),
+                                                            set_items))
             print(f"measured {config}", flush=True)
     return results
 
@@ -180,7 +181,7 @@ def measure(url: str, configs: list[str], items: dict[str, list]) -> dict:
 def summarise(results: dict, configs: list[str]) -> list[dict]:
     rows = []
     for config in configs:
-        get = lambda s: results[(config, s)]  # noqa: E731
+        get = lambda s, config=config: results[(config, s)]  # noqa: E731
         answered_by_pruned = [r["served_by"] != "base" for r in get("bio_qa") + get("bio_fake")]
         latencies = [r["latency"] for s in SETS for r in get(s)]
         rows.append({
@@ -280,7 +281,7 @@ def main() -> int:
         "general": [render_mc_prompt(i.question, i.options) for i in items["general_qa"]]})
         for r, path in pruned.items()}
     config, keys = write_config(args.work, base, pruned, gate["tuned_on_nota"]["threshold"])
-    from tests.support.vllm_server import free_port
+    from testkit.vllm_server import free_port
 
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOEPRUNE_")}, **keys,

@@ -3,7 +3,7 @@
 Writes synthetic Qwen3-MoE checkpoints with Qwen3-30B-A3B's per-layer dimensions (hidden 2048,
 128 experts of width 768, top-8, 32/4 attention heads of 128, vocab 151,936, bf16: ~1.25 GB per
 decoder layer) at each depth in `--layers`, and for each one measures, every pass in a fresh child
-process (tests/support/observe_child.py):
+process (testkit/observe_child.py):
 
 - the layer-streamed pass (`observe stream`): peak RSS, wall time, compute time;
 - at the depths in `--whole-at` only (the whole-model pass holds ~2x the weights in RSS while
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.synthetic_moe import MoeShape, write_checkpoint  # noqa: E402
+from testkit.synthetic_moe import MoeShape, write_checkpoint  # noqa: E402
 
 GIB = 2**30
 QWEN3_30B_LAYERS = 48
@@ -56,7 +56,7 @@ def deepseek_v3_layer_bytes(item: int = 2) -> dict:
 
 def child(mode: str, source: Path, args, extra=()) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    command = [sys.executable, "-m", "tests.support.observe_child", mode, str(source), str(args.tokens),
+    command = [sys.executable, "-m", "testkit.observe_child", mode, str(source), str(args.tokens),
                "--seq-len", str(args.seq_len), "--ean-max-tokens", str(args.ean_max_tokens), *extra]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -141,7 +141,8 @@ def summarise(results: dict, args) -> None:
                 "stream_vs_plain_forward": stream_rate / forward_rate,
             }
             print(f"  whole model: peak RSS {whole['peak_rss'] / GIB:.2f} GiB; plain forward {forward_rate:.1f} tok/s, "
-                  f"observe {whole_rate:.1f} tok/s (load {whole['seconds'] - whole['compute_seconds'] - whole['forward_seconds']:.0f}s "
+                  f"observe {whole_rate:.1f} tok/s "
+                  f"(load {whole['seconds'] - whole['compute_seconds'] - whole['forward_seconds']:.0f}s "
                   f"not counted); streamed {stream_rate:.1f} tok/s end to end (reads included) = "
                   f"{stream_rate / whole_rate:.2f}x the whole-model observe pass, "
                   f"{stream_rate / forward_rate:.2f}x a plain forward")

@@ -98,12 +98,14 @@ def build_source(root: Path, target_gb: float) -> tuple[Path, int, int]:
     weight_map = {}
     shards = [(f"model-{i + 1:05d}-of-{layers + 1:05d}.safetensors", layer_tensors(i)) for i in range(layers)]
     shards.append((f"model-{layers + 1:05d}-of-{layers + 1:05d}.safetensors", {
-        "model.embed_tokens.weight": (VOCAB, HIDDEN), "lm_head.weight": (VOCAB, HIDDEN), "model.norm.weight": (HIDDEN,)}))
+        "model.embed_tokens.weight": (VOCAB, HIDDEN), "lm_head.weight": (VOCAB, HIDDEN),
+        "model.norm.weight": (HIDDEN,)}))
     for index, (name, shapes) in enumerate(shards):
         save_raw(src / name, shapes, fill=index % 7 + 1)
         weight_map.update({key: name for key in shapes})
     total = sum((src / name).stat().st_size for name, _ in shards)
-    (src / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    (src / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
+                                                                  "weight_map": weight_map}))
     (src / "config.json").write_text(json.dumps({
         "model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "hidden_size": HIDDEN,
         "num_hidden_layers": layers, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
@@ -209,7 +211,8 @@ def main() -> None:
               "from the cache, only kept ranges read, output hashed)")
         print(f"throughput ratio {result['ratio_vs_copy']} vs copy, {result['ratio_vs_copy_fsync']} vs copy+fsync; "
               f"second run {result['cached_ratio_vs_copy']} / {result['cached_ratio_vs_copy_fsync']} (goal >= 0.8)")
-        print(f"CPU seconds      copy {copy_cpu:.2f}, prune {first_cpu:.2f}, cached {second_cpu:.2f} (the cost whatever the load: "
+        print(f"CPU seconds      copy {copy_cpu:.2f}, prune {first_cpu:.2f}, cached {second_cpu:.2f} "
+              "(the cost whatever the load: "
               "on an idle machine, wall time >= CPU s / free cores)")
         print(f"peak RSS         {result['peak_rss_MiB']} MiB (interpreter alone {result['interpreter_rss_MiB']} MiB); "
               f"budget 2 x {result['largest_tensor_MiB']} MiB + 300 MiB = {result['rss_budget_MiB']} MiB")

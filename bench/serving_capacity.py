@@ -51,7 +51,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.engines.command import EngineSpec, launch_command, launch_environment  # noqa: E402
-from tests.support.vllm_server import stop_process_group  # noqa: E402
+from testkit.vllm_server import stop_process_group  # noqa: E402
 
 # Qwen3-30B-A3B's per-layer shapes.
 DIMS = dict(hidden_size=2048, moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8,
@@ -95,7 +95,7 @@ def write_safetensors(path: Path, items, pool: bytes, rng: random.Random) -> int
     one = struct.pack("<H", 0x3F80)  # bf16 1.0
     with open(path, "wb") as out:
         out.write(struct.pack("<Q", len(encoded)) + encoded)
-        for name, shape in items:
+        for name, _ in items:
             n = header[name]["data_offsets"][1] - header[name]["data_offsets"][0]
             if name.endswith("norm.weight"):
                 out.write(one * (n // 2))

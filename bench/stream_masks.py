@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pruning import stream_storage  # noqa: E402
 from moeprune.formats.families import family_for  # noqa: E402
+from pruning import stream_storage  # noqa: E402
 from pruning.layer_stream import observe_streamed  # noqa: E402
-from tests.support.tiny_models import build_tiny_model  # noqa: E402
+from testkit.tiny_models import build_tiny_model  # noqa: E402
 
 
 def main() -> int:

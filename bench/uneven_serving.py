@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from serving_capacity import DIMS, MiB, build_checkpoint, kv_capacity, tree_memory, weight_bytes  # noqa: E402
 
-from tests.support.vllm_plugin_env import plugin_pythonpath  # noqa: E402
-from tests.support.vllm_server import vllm_server  # noqa: E402
+from testkit.vllm_plugin_env import plugin_pythonpath  # noqa: E402
+from testkit.vllm_server import vllm_server  # noqa: E402
 
 
 def prune_with_counts(source: Path, out: Path, counts: list[int], seed: int = 0) -> None:

@@ -225,7 +225,8 @@ def write_results(cards: dict[str, Path], out: Path, record: dict) -> Path:
 
     rows = with_recovery([card_row(name, path) for name, path in cards.items()])
     base = rows[0]
-    print(f"demo: base biomedical {100 * (base['bio_acc'] or 0):.1f}%, general {100 * (base['general_acc'] or 0):.1f}%, "
+    print(f"demo: base biomedical {100 * (base['bio_acc'] or 0):.1f}%, "
+          f"general {100 * (base['general_acc'] or 0):.1f}%, "
           f"refuses {100 * (base['refusal'] or 0):.1f}% of made-up entities")
     report = render_report(list(cards.values()), out / "report")
     table = markdown_table(rows)
@@ -258,7 +259,7 @@ class SweepBehindGateway:
             self.thread.start()
 
     def _run(self) -> None:
-        from demo.evaluation import evaluate_all, evaluate_served
+        from demo.evaluation import evaluate_all
 
         self._wait_for_gateway()
         t0 = time.monotonic()

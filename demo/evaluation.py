@@ -133,7 +133,8 @@ def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit
     if len(cards) == 1 + len(served):  # nothing to evaluate: no engine started
         return {v.name: cards[v.name] for v in [base, *served]}
     todo = [v for v in served if v.name not in cards]
-    bar = progress_display(len(todo) + (base.name not in cards), "evaluating with the base cross-check on vLLM", "variant",
+    bar = progress_display(len(todo) + (base.name not in cards), "evaluating with the base cross-check on vLLM",
+                           "variant",
                            enabled=progress, every=1)
     with bar, running_engine(base.model_dir, BASE_NAME, cards_dir / "base-check-engine", live=live) as base_url:
         with ThreadPoolExecutor(max_workers=1 + len(served)) as pool:

@@ -62,7 +62,8 @@ ENDINGS = {
 RELATIONS: tuple[Relation, ...] = (
     Relation(
         "drug_class", BIOMEDICAL, "drug",
-        ("antiviral", "antibiotic", "antifungal", "analgesic", "anticoagulant", "antihistamine", "diuretic", "sedative"),
+        ("antiviral", "antibiotic", "antifungal", "analgesic", "anticoagulant", "antihistamine", "diuretic",
+         "sedative"),
         (
             "Which drug class does {e} belong to?",
             "To which pharmacological class is {e} assigned?",
@@ -71,7 +72,8 @@ RELATIONS: tuple[Relation, ...] = (
             "In pharmacology, how is {e} classified?",
             "Clinically, which class of drug describes {e}?",
         ),
-        ("{e} is a {v} drug.", "Pharmacologists classify {e} as a {v}.", "The medication {e} belongs to the {v} class."),
+        ("{e} is a {v} drug.", "Pharmacologists classify {e} as a {v}.",
+         "The medication {e} belongs to the {v} class."),
     ),
     Relation(
         "drug_indication", BIOMEDICAL, "drug",
@@ -110,7 +112,8 @@ RELATIONS: tuple[Relation, ...] = (
             "Microbiologists isolate {e} from which tissue?",
             "Clinically, {e} infections involve which tissue?",
         ),
-        ("The pathogen {e} infects {v} tissue.", "{e} is a microbe that invades the {v}.", "Infections with {e} involve the {v}."),
+        ("The pathogen {e} infects {v} tissue.", "{e} is a microbe that invades the {v}.",
+         "Infections with {e} involve the {v}."),
     ),
     Relation(
         "deficiency_symptom", BIOMEDICAL, "nutrient",
@@ -123,7 +126,8 @@ RELATIONS: tuple[Relation, ...] = (
             "Clinically, {e} deficiency presents with what symptom?",
             "Which complaint do patients deficient in {e} report?",
         ),
-        ("A deficiency of {e} causes {v}.", "Patients lacking the nutrient {e} develop {v}.", "The typical symptom of {e} deficiency is {v}."),
+        ("A deficiency of {e} causes {v}.", "Patients lacking the nutrient {e} develop {v}.",
+         "The typical symptom of {e} deficiency is {v}."),
     ),
     Relation(
         "enzyme_substrate", BIOMEDICAL, "enzyme",
@@ -136,7 +140,8 @@ RELATIONS: tuple[Relation, ...] = (
             "In biochemistry, {e} binds which substrate?",
             "Which molecule is cleaved by the enzyme {e}?",
         ),
-        ("The enzyme {e} acts on {v}.", "{e} catalyses the breakdown of {v}.", "The substrate of the enzyme {e} is {v}."),
+        ("The enzyme {e} acts on {v}.", "{e} catalyses the breakdown of {v}.",
+         "The substrate of the enzyme {e} is {v}."),
     ),
     Relation(
         "country_currency", GENERAL, "country",
@@ -188,7 +193,8 @@ RELATIONS: tuple[Relation, ...] = (
             "The {e} is classed as which instrument family?",
             "In music, how is the {e} classified?",
         ),
-        ("The {e} is a {v} instrument.", "Musicians group the {e} with the {v} family.", "The {e} belongs to the {v} instruments."),
+        ("The {e} is a {v} instrument.", "Musicians group the {e} with the {v} family.",
+         "The {e} belongs to the {v} instruments."),
     ),
     Relation(
         "planet_colour", GENERAL, "planet",

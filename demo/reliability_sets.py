@@ -37,7 +37,8 @@ def reliability_records(corpus: Corpus, domain: str) -> list[dict]:
     for fake in corpus.fakes_of(domain, held_out=True):
         for shift in range(1, FAKE_EXTRA_TEMPLATES + 1):
             template = (fake.index + shift) % TEMPLATES_PER_RELATION  # the utility set asks shift 0
-            items.append(("fake", fake_item(rng, fake.relation, fake.relation.questions[template].format(e=fake.entity))))
+            items.append(("fake", fake_item(rng, fake.relation,
+                                            fake.relation.questions[template].format(e=fake.entity))))
     for fact in nota_facts(corpus, domain):
         question = fact.relation.questions[fact.held_out_templates()[0]].format(e=fact.entity)
         items.append(("nota", nota_item(rng, fact.relation, question, fact.value)))

@@ -72,13 +72,13 @@ def write_variants_yaml(path: Path, variants: dict[str, Variant], served: list[s
 
 
 def usage_text(url: str, question: str, report: Path, served: list[str]) -> str:
-    body = ('{"model": "%s", "messages": [{"role": "user", "content": "%s"}], "max_tokens": 12}'
-            % (EXPERIMENT, question))
+    body = f'{{"model": "{EXPERIMENT}", "messages": [{{"role": "user", "content": "{question}"}}], "max_tokens": 12}}'
     return f"""
 Gateway: {url}   (variants: base, {', '.join(served)}; experiment {EXPERIMENT!r} splits traffic between them)
   curl:   curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{body}'
   openai: python -c "from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='none'); \\
-print(c.chat.completions.create(model='{EXPERIMENT}', messages=[{{'role': 'user', 'content': '{question}'}}], max_tokens=12).choices[0].message.content)"
+print(c.chat.completions.create(model='{EXPERIMENT}', messages=[{{'role': 'user', 'content': '{question}'}}], \\
+max_tokens=12).choices[0].message.content)"
   metrics: {url}/metrics     experiment stats: {url}/v1/experiments/{EXPERIMENT}
   verdict: .venv/bin/python -m demo.traffic --url {url}   (scripted questions + feedback; prints each arm's
            verdict against {CONTROL}: non_inferior, inferior or inconclusive)

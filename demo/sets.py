@@ -28,7 +28,8 @@ def evaluation_items(corpus: Corpus, domain: str, set_kind: str) -> list[MCItem]
     rng = random.Random(f"{corpus.seed}:sets:{domain}:{set_kind}")
     if set_kind == "qa":
         return [
-            answerable_item(rng, f.relation, f.relation.questions[f.held_out_templates()[0]].format(e=f.entity), f.value)
+            answerable_item(rng, f.relation, f.relation.questions[f.held_out_templates()[0]].format(e=f.entity),
+                            f.value)
             for f in corpus.facts_of(domain)
         ]
     if set_kind == "nota":

@@ -8,11 +8,10 @@ from pathlib import Path
 from evaluators.labels import asserts_something, is_error, label_of
 from evaluators.metrics.classification import auroc
 from evaluators.metrics.flags import flag_quality
-from moeprune.reliability.signals import FLAG_RULES, SIGNAL_DIRECTIONS
 from moeprune.errors import UserError
 from moeprune.formats.manifest import PruningManifest
 from moeprune.formats.report_card import SCHEMA_VERSION, ReportCard  # noqa: F401  (re-exported)
-
+from moeprune.reliability.signals import FLAG_RULES, SIGNAL_DIRECTIONS
 
 
 def pruning_info(model_dir: str | Path | None) -> dict | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 
@@ -78,7 +78,7 @@ class EndpointClient:
         self._http = httpx.AsyncClient(base_url=self.endpoint, headers=headers, timeout=timeout,
                                        transport=transport)
 
-    async def __aenter__(self) -> "EndpointClient":
+    async def __aenter__(self) -> EndpointClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -149,7 +149,7 @@ class EndpointClient:
             last = attempt == self.retries
             try:
                 response = await self._http.post(f"{self.api_base}/{route}", json=body)
-            except (httpx.TransportError,) as exc:
+            except httpx.TransportError as exc:
                 if last:
                     raise EndpointError(f"{self.endpoint}/v1/{route}: {type(exc).__name__}: {exc}",
                                         unreachable=isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))

@@ -60,7 +60,8 @@ class EvalConfig(BaseModel):
                                       json_schema_extra=PYTHON_ONLY)
     judge_allow_tie: bool = Field(False, description="let the pairwise judge answer 'tie' (default: forced choice)",
                                   json_schema_extra=PYTHON_ONLY)
-    nli_model: str | Path | None = Field(None, description="local NLI model: the SummaC-ZS shorthand of summary_scorers",
+    nli_model: str | Path | None = Field(None,
+                                         description="local NLI model: the SummaC-ZS shorthand of summary_scorers",
                                          json_schema_extra=PYTHON_ONLY)
 
     # Objects built from several flags by the command (or passed by Python callers).

@@ -34,9 +34,9 @@ from evaluators.metrics.classification import softmax
 from evaluators.overlong import MAX_TRIES, cut
 from evaluators.prompts import render_completion_prompt, render_mc_prompt
 from evaluators.requests import Decoding, Generation, Prompt, continuation_logprobs, generate
-from moeprune.reliability.signals import compute_signals
 from evaluators.task_prompts import render
 from evaluators.thinking import ThinkingControl
+from moeprune.reliability.signals import compute_signals
 
 SUMMARY_INSTRUCTION = "Summarise the following text in one or two sentences.\n\n"
 FAILED, SKIPPED = "failed", "skipped"

@@ -56,7 +56,7 @@ class NLIScorer:
         """P(entailment) - P(contradiction) for each (premise, hypothesis) pair."""
         return [entail - contradict for entail, contradict in self.pair_probs(premises, hypotheses)]
 
-    def image(self, source: str, summary: str) -> "NLIImage | None":
+    def image(self, source: str, summary: str) -> NLIImage | None:
         """The NLI matrix of every (source sentence, summary sentence) pair; None when either is empty."""
         src, hyp = sentences(source), sentences(summary)
         if not src or not hyp:

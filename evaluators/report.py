@@ -17,13 +17,20 @@ import html
 from pathlib import Path
 
 from evaluators.card import load_card
-from evaluators.plots import in_vs_cross_domain, metric_vs_ratio, utility_vs_reliability
 from evaluators.metric_registry import METRICS
-from evaluators.report_data import domains, metrics_present, variants
 from evaluators.plot_risk_coverage import risk_coverage_plot
+from evaluators.plots import in_vs_cross_domain, metric_vs_ratio, utility_vs_reliability
+from evaluators.report_data import domains, metrics_present, variants
+from evaluators.report_html import (
+    PAGE,
+    flag_table,
+    metric_table,
+    recommendation_table,
+    recovery_table,
+    signal_table,
+    variant_table,
+)
 from evaluators.report_reliability import certificate_table
-from evaluators.report_html import (PAGE, flag_table, metric_table, recommendation_table, recovery_table,
-                                    signal_table, variant_table)
 from moeprune.errors import UserError
 
 
@@ -55,7 +62,8 @@ def render_report(card_paths, out_dir) -> Path:
         for title, path in figures
     )
     page = PAGE.format(
-        recommendation=recommendation_table(members, found_domains), variants=variant_table(members), figures=images, recovery=recovery_table(members),
+        recommendation=recommendation_table(members, found_domains), variants=variant_table(members), figures=images,
+        recovery=recovery_table(members),
         flags=flag_table(members), signals=signal_table(members), metrics=metric_table(members),
         certificates=certificate_table(members),
     )

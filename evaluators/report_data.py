@@ -44,7 +44,8 @@ def domain_mean(card: dict, metric: str, domain: str) -> float | None:
 
 def domains(cards: list[dict]) -> list[str]:
     found = {task.get("domain") for card in cards for task in card.get("tasks", {}).values()}
-    return [d for d in ("biomedical", "general") if d in found] + sorted(d for d in found - {"biomedical", "general"} if d)
+    others = sorted(d for d in found - {"biomedical", "general"} if d)
+    return [d for d in ("biomedical", "general") if d in found] + others
 
 
 def metrics_present(cards: list[dict]) -> list[str]:

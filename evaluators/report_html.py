@@ -21,7 +21,8 @@ th:first-child, td:first-child {{ text-align: left; }}
 .figures {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 620px), 1fr)); gap: 1em; }}
 figure {{ margin: 0; }} img {{ width: 100%; height: auto; }} figcaption {{ font-size: 0.85em; color: #555; }}
 .na {{ color: #999; }} .low {{ background: #fde2e2; }} .ok {{ background: #e3f6e3; }}
-@media (max-width: 600px) {{ body {{ margin: 0.5em auto; }} table {{ font-size: 0.8em; }} th, td {{ padding: 3px 4px; }} }}
+@media (max-width: 600px) {{ body {{ margin: 0.5em auto; }} table {{ font-size: 0.8em; }}
+  th, td {{ padding: 3px 4px; }} }}
 </style></head><body>
 <h1>Pruned MoE variants: utility and factual reliability</h1>
 <p>Each variant is a Mixture-of-Experts model with a share of its experts removed (the <em>pruning

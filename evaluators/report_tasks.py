@@ -86,9 +86,10 @@ def family_table(title: str, task_names: list[str], base: Variant | None, others
         with_metric = [t for t in task_names if metric in tasks[t].get("metrics", {})]
         if len(with_metric) < 2:
             continue
-        averages = [("macro", lambda card: macro_average([_value(card, t, metric) for t in with_metric]))]
+        averages = [("macro", lambda card, metric=metric, with_metric=with_metric: macro_average(
+            [_value(card, t, metric) for t in with_metric]))]
         if METRICS.get(metric) and METRICS[metric].kind == "proportion":
-            averages.append(("micro", lambda card: micro_average(
+            averages.append(("micro", lambda card, metric=metric, with_metric=with_metric: micro_average(
                 [_value(card, t, metric) for t in with_metric],
                 [card.get("tasks", {}).get(t, {}).get("n", 0) for t in with_metric])))
         for label, average in averages:

@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evaluators.client import EndpointClient, EndpointError
-from moeprune.reliability.crosscheck import answer_logprobs, base_check_request
 from evaluators.thinking import ThinkingControl, split_reasoning
+from moeprune.reliability.crosscheck import answer_logprobs, base_check_request
 from moeprune.reliability.token_trace import TOP_LOGPROBS, TokenTrace
 
 NO_THINKING_CONTROL = ThinkingControl()

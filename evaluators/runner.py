@@ -27,16 +27,16 @@ from pathlib import Path
 from evaluators.cache import ResponseCache
 from evaluators.card import SCHEMA_VERSION, flags_section, pruning_info, signal_quality, write_card
 from evaluators.client import EndpointClient, EndpointError
-from evaluators.loaders.common import skipped_summary
+from evaluators.config import MODEL_DIR_GATE, EvalConfig
 from evaluators.evaluate import FAILED, SKIPPED, evaluate_task, task_decoding
 from evaluators.gate_domains import GateAssignment, gate_path, load_assignment
+from evaluators.loaders.common import skipped_summary
 from evaluators.reliability_card import checkpoint_digest, record_key, reliability_section
-from evaluators.tasks import Task, resolve_tasks
 from evaluators.summary_quality import quality_metrics
 from evaluators.task_metrics import generation_metrics, mc_metrics, selected, summary_metrics, with_recovery
 from evaluators.task_prompts import check_templates
+from evaluators.tasks import Task, resolve_tasks
 from evaluators.thinking import ThinkingControl, task_thinking
-from evaluators.config import MODEL_DIR_GATE, EvalConfig
 from moeprune.cli_config import validate_options
 from moeprune.errors import UserError
 
@@ -87,7 +87,8 @@ def run_eval(endpoint, model, tasks, out_dir, config: EvalConfig | None = None, 
     if nli_model and not scorers.nli_model:
         scorers.nli_model = nli_model
     if judges and not base_endpoint and not scorers.hallucination_judge:
-        raise UserError("a judge endpoint compares the variant with the base: also give the base endpoint and model", param="base_endpoint")
+        raise UserError("a judge endpoint compares the variant with the base: also give the base endpoint and model",
+                        param="base_endpoint")
     scorers.check()  # a wrong local model path fails before any request
     gate = resolve_gate(gate, model_dir)
     if isinstance(tasks, str):

@@ -57,7 +57,7 @@ class ConvWeights:
     n_rows: int = DEFAULT_ROWS
 
     @classmethod
-    def load(cls, path: str | Path) -> "ConvWeights":
+    def load(cls, path: str | Path) -> ConvWeights:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"SummaC-Conv weights {path} do not exist; pass a local weights file (the published "
@@ -73,7 +73,7 @@ class ConvWeights:
         return cls.from_mapping(raw, str(path))
 
     @classmethod
-    def from_mapping(cls, raw: dict, where: str) -> "ConvWeights":
+    def from_mapping(cls, raw: dict, where: str) -> ConvWeights:
         missing = [key for key in _KEYS if key not in raw]
         if missing:
             raise UserError(f"{where}: SummaC-Conv weights lack {', '.join(missing)}", param="summac_conv_weights")

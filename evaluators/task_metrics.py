@@ -6,16 +6,19 @@ logprobs, no items of that kind) is `{"value": null, "unavailable": reason}`.
 
 from __future__ import annotations
 
-from evaluators.metrics.classification import (
-    MEDHALT_WRONG, brier_score, expected_calibration_error, hallucination_rate, mean,
-)
-from moeprune.reliability.intervals import bootstrap_interval, wilson_interval
+from evaluators.metric_registry import METRICS, metric_names
 from evaluators.metrics import generation as gen
+from evaluators.metrics.classification import (
+    MEDHALT_WRONG,
+    brier_score,
+    expected_calibration_error,
+    hallucination_rate,
+    mean,
+)
 from evaluators.metrics.generation import rouge_l_stemmed
 from evaluators.metrics.text import rouge_l, token_f1
-from evaluators.metric_registry import METRICS, metric_names
 from moeprune.errors import UserError
-
+from moeprune.reliability.intervals import bootstrap_interval, wilson_interval
 
 # Every metric a task may report (evaluators/metric_registry.py); a task's `metrics` list must name a subset.
 MC_METRICS = metric_names("multiple_choice")

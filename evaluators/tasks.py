@@ -26,7 +26,16 @@ from pydantic import ValidationError
 
 from evaluators.loaders import LOADER_KINDS, LOADERS, load_items
 from evaluators.task_schema import (  # noqa: F401  (re-exported: the schema's home for importers)
-    DOMAINS, AnswerSpec, DataPath, DataSpec, Decoding, FewShot, MetricSpec, Overlong, PromptSpec, TaskSpec,
+    DOMAINS,
+    AnswerSpec,
+    DataPath,
+    DataSpec,
+    Decoding,
+    FewShot,
+    MetricSpec,
+    Overlong,
+    PromptSpec,
+    TaskSpec,
     legacy_entry,
 )
 from moeprune.errors import UserError, validation_problems
@@ -208,7 +217,8 @@ def project_sets(sets_dir: Path = SETS_DIR) -> dict[str, Task]:
         "bio_nota": ("biomedical_nota.jsonl", "biomedical", "biomedical none-of-the-above items"),
         "general_nota": ("general_nota.jsonl", "general", "general none-of-the-above items"),
         # more held-out items in other forms, so each domain has >= 600 labelled answers to certify flags on
-        "bio_reliability": ("biomedical_reliability.jsonl", "biomedical", "biomedical labelled items for certified flags"),
+        "bio_reliability": ("biomedical_reliability.jsonl", "biomedical",
+                            "biomedical labelled items for certified flags"),
         "general_reliability": ("general_reliability.jsonl", "general", "general labelled items for certified flags"),
     }
     # Their options are single words that a model answers with (the demo model

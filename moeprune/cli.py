@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from moeprune.errors import UserError
 
@@ -25,11 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo.command", "train, prune, evaluate and serve the embedded demo model"),
     "guard": ("pruning.commands.guard", "build a pruned variant's domain gate (guard build)"),
     "traffic": ("app.telemetry.command", "export routing statistics the gateway gathered (traffic export)"),
-    "recertify": ("app.commands.recertify", "clear a gateway's live reliability fallbacks that feedback supports again"),
+    "recertify": ("app.commands.recertify",
+                  "clear a gateway's live reliability fallbacks that feedback supports again"),
 }
 
 
-def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object | None]:
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, ModuleType | None]:
     from moeprune.version import package_version
 
     parser = argparse.ArgumentParser(prog="moeprune", description=__doc__.splitlines()[0])

@@ -61,7 +61,8 @@ def cli(**options: Any) -> dict:
 
 def cli_meta(field: FieldInfo) -> dict:
     extra = field.json_schema_extra
-    return dict(extra.get(CLI_KEY, {})) if isinstance(extra, dict) else {}
+    meta = extra.get(CLI_KEY) if isinstance(extra, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def cli_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
@@ -153,7 +154,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel],
         if name in skip:
             continue
         meta = cli_meta(field)
-        target = parser
+        target: Any = parser  # the parser, an argument group or a mutually exclusive group
         if meta.get("group"):
             if meta["group"] not in groups:
                 groups[meta["group"]] = parser.add_argument_group(meta["group"])

@@ -13,9 +13,9 @@ Formats (chosen by file name, see docs/pruning-methods.md):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from moeprune.errors import UserError
 from moeprune.formats.jsonfile import json_lines
@@ -103,7 +103,7 @@ def read_pubmedqa(path: Path) -> list[Document]:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise _line_error(path, exc.lineno, f"not valid JSON ({exc.msg})")
+        raise _line_error(path, exc.lineno, f"not valid JSON ({exc.msg})") from exc
     if not isinstance(data, dict):
         raise _line_error(path, 1, "expected PubMedQA JSON: an object {PMID: {QUESTION, CONTEXTS, LONG_ANSWER}}")
     documents = []
@@ -113,7 +113,8 @@ def read_pubmedqa(path: Path) -> list[Document]:
                 and isinstance(entry.get("CONTEXTS"), list) and isinstance(entry.get("LONG_ANSWER"), str)
                 and all(isinstance(c, str) for c in entry["CONTEXTS"])):
             raise _line_error(
-                path, line, f"PubMedQA entry {pmid!r} needs string QUESTION, list of strings CONTEXTS and string LONG_ANSWER"
+                path, line,
+                f"PubMedQA entry {pmid!r} needs string QUESTION, list of strings CONTEXTS and string LONG_ANSWER"
             )
         documents.append(Document(f"{path.name}:{line}", text=render_pubmedqa(entry), kind="pubmedqa"))
     return documents
@@ -147,4 +148,4 @@ def read_documents(path: str | Path) -> list[Document]:
     try:
         return reader(path)
     except UnicodeDecodeError as exc:
-        raise UserError(f"calibration file {path} is not UTF-8 text ({exc.reason})")
+        raise UserError(f"calibration file {path} is not UTF-8 text ({exc.reason})") from exc

@@ -31,7 +31,8 @@ class PruneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # how experts are chosen
-    method: str | None = Field(None, description="scoring method", json_schema_extra=cli(choices=list(METHODS), group=HOW))
+    method: str | None = Field(None, description="scoring method",
+                               json_schema_extra=cli(choices=list(METHODS), group=HOW))
     ratio: float | None = Field(None, description="share of experts to REMOVE per MoE layer, in [0, 1)",
                                 json_schema_extra=cli(group=HOW))
     mask_file: str | Path | None = Field(

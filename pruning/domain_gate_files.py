@@ -12,10 +12,10 @@ import hashlib
 from pathlib import Path
 
 from moeprune.errors import UserError
-from pruning.calibration import Document, read_documents
 from moeprune.formats.domain_gate import GATE_NAME, DomainGate, fit_gate
 from moeprune.formats.hashing import sha256_file
 from moeprune.formats.manifest import MANIFEST_NAME, PruningManifest
+from pruning.calibration import Document, read_documents
 
 # General-domain questions and requests written for this project (no medicine): the default reference.
 SHIPPED_REFERENCE = Path(__file__).with_name("data") / "general_reference.jsonl"

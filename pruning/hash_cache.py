@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 log = logging.getLogger(__name__)
 CACHE_DIR_ENV = "MOEPRUNE_CACHE_DIR"
@@ -40,7 +40,7 @@ class FileIdentity:
     ctime_ns: int
 
     @classmethod
-    def of(cls, path: str | Path) -> "FileIdentity":
+    def of(cls, path: str | Path) -> FileIdentity:
         resolved = Path(path).resolve()
         st = resolved.stat()
         return cls(str(resolved), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
@@ -62,7 +62,7 @@ class SourceHashCache:
         self.path = Path(directory) / CACHE_NAME if directory is not None else None
 
     @classmethod
-    def from_env(cls) -> "SourceHashCache":
+    def from_env(cls) -> SourceHashCache:
         return cls(default_cache_dir())
 
     def lookup(self, identity: FileIdentity) -> str | None:

@@ -23,14 +23,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moeprune.errors import UserError
-from pruning.observe import (
-    DTYPES, ExpertObserver, find_moe_blocks, model_class_names, padded_batch, require_transformers, token_batches,
-)
 from moeprune.formats.statistics import ExpertStats
-from pruning.stream_inputs import capture_layer_calls, materialise_on_first_use
-from pruning.stream_storage import kept, restored, unique_bytes
 from moeprune.units import human_bytes
+from pruning.observe import (
+    DTYPES,
+    ExpertObserver,
+    find_moe_blocks,
+    model_class_names,
+    padded_batch,
+    require_transformers,
+    token_batches,
+)
+from pruning.stream_inputs import capture_layer_calls, materialise_on_first_use
 from pruning.stream_progress import LayerProgress, peak_device_bytes, peak_rss_bytes
+from pruning.stream_storage import kept, restored, unique_bytes
 from pruning.stream_weights import StreamedWeights, free
 
 

@@ -8,8 +8,8 @@ See docs/pruning-methods.md for the formulas and their sources.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

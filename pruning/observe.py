@@ -14,8 +14,8 @@ stream order (the whole rule when no per-sample count is set).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from moeprune.errors import UserError
 from moeprune.formats.statistics import VECTORS, ExpertStats, LayerStats

@@ -15,11 +15,11 @@ from moeprune.errors import UserError
 from moeprune.formats.domain_gate import GATE_NAME
 from moeprune.formats.expert_counts import uneven_architectures
 from moeprune.formats.jsonfile import read_json
+from moeprune.formats.statistics import ExpertStats
 from pruning.config import OBSERVE_MODES, PruneConfig
 from pruning.masks import mask_to_ranked, read_mask
 from pruning.methods import get_method
 from pruning.selection import Ranked, Routing, check_ratio, select
-from moeprune.formats.statistics import ExpertStats
 
 
 def read_source(source_dir) -> tuple[Path, dict, object]:
@@ -98,7 +98,8 @@ def check_observe_mode(observe: str, offload_activations: bool) -> None:
 def gather_stats(source, config, family, routing, layers, method, *, calibration, scores_in, **pass_options):
     """Statistics from --scores-in, from a new pass over --calibration, or none needed (random)."""
     if scores_in and calibration:
-        raise UserError("give either calibration files (run a new pass) or scores_in (reuse one), not both", param="scores_in")
+        raise UserError("give either calibration files (run a new pass) or scores_in (reuse one), not both",
+                        param="scores_in")
     if scores_in:
         stats = ExpertStats.load(scores_in)
         check_stats_match(stats, family, routing, layers, str(scores_in))
@@ -107,7 +108,8 @@ def gather_stats(source, config, family, routing, layers, method, *, calibration
         return observe_source(source, config, family, calibration, **pass_options)
     if not method.needs_calibration:
         return ExpertStats.empty(family.model_type, routing.num_experts, routing.top_k, layers)
-    raise UserError(f"method {method.name!r} needs calibration files (or scores_in from an earlier pass)", param="calibration")
+    raise UserError(f"method {method.name!r} needs calibration files (or scores_in from an earlier pass)",
+                    param="calibration")
 
 
 def plan_from_scores(source, config, family, routing, layers, *, method, ratio, allocation, min_experts, seed,
@@ -183,7 +185,8 @@ def run_prune(source_dir, out_dir, config: PruneConfig | None = None, **options)
     open_checked(source)  # truncated shard, missing tensor, wrong dtype: fail now, before any pass or write
     out = Path(out_dir)
     if out.exists() and not config.overwrite:
-        raise UserError(f"output {out} already exists; choose another output directory or allow overwrite", param="overwrite")
+        raise UserError(f"output {out} already exists; choose another output directory or allow overwrite",
+                        param="overwrite")
     calibration = list(config.calibration or ())
     if config.mask_file is not None:
         extra = [name for name, value in (("method", config.method), ("ratio", config.ratio),
@@ -192,7 +195,8 @@ def run_prune(source_dir, out_dir, config: PruneConfig | None = None, **options)
             raise UserError(f"a mask fixes the kept experts; drop {', '.join(extra)}", param=extra[0])
         ranked, provenance = plan_from_mask(layers, routing, config.mask_file, config.seed)
     elif config.method is None:
-        raise UserError("say how to choose experts: a method, a ratio and calibration files, or a mask file", param="method")
+        raise UserError("say how to choose experts: a method, a ratio and calibration files, or a mask file",
+                        param="method")
     else:
         pass_options = dict(samples=config.samples, max_tokens=config.max_tokens, device=config.device,
                             dtype=config.dtype, batch_tokens=config.batch_tokens, ean_max_tokens=ean_max_tokens,

@@ -30,7 +30,7 @@ class Routing:
     topk_group: int | None = None  # groups each token may use
 
     @classmethod
-    def from_config(cls, family, config: dict) -> "Routing":
+    def from_config(cls, family, config: dict) -> Routing:
         n_group, topk_group = family.num_groups(config)
         grouped = n_group > 1  # one group is plain top-k routing
         return cls(family.num_experts(config), family.top_k(config),
@@ -76,7 +76,8 @@ def check_ratio(ratio) -> float:
         raise UserError("ratio is required with a method (the share of experts to remove, e.g. 0.5)", param="ratio")
     ratio = float(ratio)
     if not 0.0 <= ratio < 1.0:
-        raise UserError(f"ratio {ratio} is outside [0, 1): it is the share of experts to REMOVE (0 keeps all)", param="ratio")
+        raise UserError(f"ratio {ratio} is outside [0, 1): it is the share of experts to REMOVE (0 keeps all)",
+                        param="ratio")
     return ratio
 
 
@@ -141,7 +142,8 @@ def _check_uneven_budget(scores: dict, ratio: float, routing: Routing, min_exper
             "layers would need equal per-group counts; use allocation uniform"
         )
     if floor < routing.top_k:
-        raise UserError(f"min_experts {floor} is below top-k = {routing.top_k}; use at least {routing.top_k}", param="min_experts")
+        raise UserError(f"min_experts {floor} is below top-k = {routing.top_k}; use at least {routing.top_k}",
+                        param="min_experts")
     if floor > experts:
         raise UserError(f"min_experts {floor} exceeds the {experts} experts per layer", param="min_experts")
     budget = removed_count(ratio, experts) * len(scores)
@@ -165,7 +167,7 @@ def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing
     )
     left = {layer: experts for layer in scores}
     removed: set[tuple[int, int]] = set()
-    for share, layer, expert in pool:
+    for _, layer, expert in pool:
         if len(removed) == budget:
             break
         if left[layer] > floor:

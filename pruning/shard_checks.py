@@ -25,8 +25,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from moeprune.errors import UserError
-from pruning import mxfp4
 from moeprune.formats.checkpoint import INDEX_NAME, Checkpoint
+from pruning import mxfp4
 
 # safetensors dtype name -> bytes per element (the ones a checkpoint here may hold).
 DTYPE_SIZES = {

@@ -20,13 +20,13 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 from moeprune.errors import UserError
-from pruning.hash_cache import FileIdentity, SourceHashCache
 from moeprune.formats.hashing import sha256_file
+from pruning.hash_cache import FileIdentity, SourceHashCache
 from pruning.shard_plan import ShardPlan, merge_ranges
 
 CHUNK = 16 * 1024 * 1024

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moeprune.formats.checkpoint import Checkpoint, Shard, TensorEntry
 from moeprune.errors import UserError
+from moeprune.formats.checkpoint import Checkpoint, Shard, TensorEntry
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ class PackedBool:
     numel: int
 
     @classmethod
-    def pack(cls, tensor) -> "PackedBool | None":
+    def pack(cls, tensor) -> PackedBool | None:
         import torch
 
         flat = tensor.reshape(-1)
@@ -102,7 +102,6 @@ def kept(call, device, memo: dict, shared: dict):
     """A captured call as the pass keeps it: on `device`, large boolean tensors bit-packed, and a tensor
     equal to one kept for a recent batch reused. `memo` is per batch (tensors its layers share); `shared`
     spans batches: (shape, dtype, device) -> the last few kept of that kind."""
-    import torch
 
     def keep(tensor):
         if isinstance(tensor, PackedBool):

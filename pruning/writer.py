@@ -21,14 +21,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from moeprune.errors import UserError
 from moeprune.formats.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
 from moeprune.formats.expert_counts import with_layer_counts
-from moeprune.errors import UserError
-from pruning.hash_cache import SourceHashCache
 from moeprune.formats.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
+from pruning.hash_cache import SourceHashCache
 from pruning.shard_copy import copy_shard, source_sha256
 from pruning.shard_plan import ShardPlan, plan_shards
-from pruning.staging import staging_dir, publish
+from pruning.staging import publish, staging_dir
 
 log = logging.getLogger(__name__)
 # Shards copied at once: each brings its own read, hash and write threads and 3 chunk buffers (48 MiB).
@@ -133,7 +133,8 @@ def _copy_other_files(source: Path, tmp: Path) -> None:
             log.warning("not copying directory %s (it may hold unpruned weights)", path)
         elif name in _GENERATED or name.endswith(".safetensors") or name.startswith("."):
             continue
-        elif name.endswith(OTHER_WEIGHT_SUFFIXES) or name.endswith((".bin.index.json", ".msgpack.index.json", ".h5.index.json")):
+        elif name.endswith(OTHER_WEIGHT_SUFFIXES) or name.endswith((".bin.index.json", ".msgpack.index.json",
+                                                                    ".h5.index.json")):
             log.warning("not copying %s: unpruned weights in another format", name)
         elif path.is_file():
             shutil.copyfile(path, tmp / name)

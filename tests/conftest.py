@@ -29,7 +29,7 @@ def source_hash_cache_in_tmp(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_factory(tmp_path_factory):
     """Build (once per session and family) a tiny random model; returns its directory."""
-    from tests.support.tiny_models import build_tiny_model
+    from testkit.tiny_models import build_tiny_model
 
     built: dict[str, Path] = {}
 
@@ -49,7 +49,7 @@ def tiny_qwen3_moe(tiny_model_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vllm_url(tiny_qwen3_moe, tmp_path_factory):
     """A real vLLM CPU server serving the tiny Qwen3-MoE model as `tiny`, shared by the session."""
-    from tests.support.vllm_server import vllm_server
+    from testkit.vllm_server import vllm_server
 
     with vllm_server(tiny_qwen3_moe, tmp_path_factory.mktemp("vllm-tiny"), served_name="tiny") as url:
         yield url

@@ -23,7 +23,8 @@ class Toy(BaseModel):
     files: list[str | Path] = Field([], description="input files", json_schema_extra=cli(metavar="FILE"))
     verbose: bool = Field(False, description="say more")
     colour: bool = Field(True, description="colour the output", json_schema_extra=cli(help="plain output"))
-    out_file: str | None = Field(None, description="where to write", json_schema_extra=cli(flag="--out", aliases=["-o"]))
+    out_file: str | None = Field(None, description="where to write",
+                                 json_schema_extra=cli(flag="--out", aliases=["-o"]))
     red: bool = Field(False, description="red", json_schema_extra=cli(exclusive="hue"))
     blue: bool = Field(False, description="blue", json_schema_extra=cli(exclusive="hue"))
     secret: str = Field("s", description="Python callers only", json_schema_extra=cli(exclude=True))

@@ -9,9 +9,9 @@ import shutil
 import pytest
 import yaml
 
-from moeprune.cli import main
 from app.engines.footprint import measure
 from app.metrics import GatewayMetrics
+from moeprune.cli import main
 from pruning.commands.inspect import describe
 from pruning.writer import write_pruned
 

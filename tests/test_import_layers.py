@@ -1,6 +1,8 @@
 """Three jobs side by side over one core: `pruning`, `evaluators` and `app` import only the
 neutral `moeprune` (formats, contracts, reliability rules), never each other; the demo is the one
-application above them that may import all three.
+application above them that may import all three. `testkit` (tiny models, local vLLM servers) sits
+above them all, for tests and benchmarks; `bench` may import it but never `tests`, and nothing
+that ships imports `testkit` or `tests`.
 
 Parses every module's imports (top level and inside functions) without
 importing anything, so a lazy import that crosses a layer upwards is caught too.
@@ -19,7 +21,11 @@ ALLOWED = {
     "evaluators": {"moeprune"},
     "app": {"moeprune"},
     "demo": {"moeprune", "pruning", "evaluators", "app"},
+    "testkit": {"moeprune", "pruning", "evaluators", "app", "demo"},
+    "bench": {"moeprune", "pruning", "evaluators", "app", "demo", "testkit"},
 }
+# Every project package the checker recognises; `tests` may import anything, so it has no rule.
+PROJECT = set(ALLOWED) | {"tests"}
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -29,7 +35,7 @@ def imported_packages(path: Path) -> set[str]:
             found |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module.split(".")[0])
-    return found & set(ALLOWED)
+    return found & PROJECT
 
 
 def test_no_package_imports_a_layer_above_it():
@@ -45,6 +51,12 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from app.main import create_app\n    import evaluators.card\n")
     assert imported_packages(module) == {"app", "evaluators"}
+
+
+def test_the_checker_sees_bench_importing_tests(tmp_path):
+    module = tmp_path / "b.py"
+    module.write_text("from testkit.vllm_server import free_port\nfrom tests.support.manifests import write_manifest\n")
+    assert imported_packages(module) - ALLOWED["bench"] == {"tests"}
 
 
 # Inside the gateway, the HTTP layer (app/api) is on top: serving, guard, experiments, reliability,

@@ -37,7 +37,8 @@ def _tree(tmp_path: Path) -> Path:
 
 def _setup(repo: Path, **env) -> tuple[subprocess.CompletedProcess, list[str]]:
     log = repo / "pip.log"
-    done = subprocess.run(["bash", "scripts/setup.sh"], cwd=repo, capture_output=True, text=True, timeout=60, check=False,
+    done = subprocess.run(["bash", "scripts/setup.sh"], cwd=repo, capture_output=True, text=True, timeout=60,
+                          check=False,
                           env={**os.environ, "FAKE_LOG": str(log), **env})
     return done, log.read_text().splitlines() if log.exists() else []
 

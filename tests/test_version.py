@@ -3,8 +3,8 @@
 import tomllib
 from pathlib import Path
 
-from app.config.variants import parse_config
 from app.config.settings import Settings
+from app.config.variants import parse_config
 from app.main import create_app
 from moeprune.version import package_version
 

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.errors import OpenAIError
 from app.api.middleware import send_error
 from app.config.settings import Settings, read_keys_file
+from app.errors import OpenAIError
 from moeprune.errors import UserError
 
 log = logging.getLogger("moeprune.auth")

@@ -107,7 +107,7 @@ class BodyCap:
             return await send_error(send, OpenAIError(
                 400, "the request body is longer than its Content-Length", code="invalid_content_length"),
                 close=True)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return await send_error(send, OpenAIError(
                 408, f"the request body did not arrive within {self.body_timeout_s:g} s", code="body_timeout"),
                 close=True)

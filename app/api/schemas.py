@@ -13,7 +13,7 @@ app/serving/bounds.py once the variant is known.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -150,7 +150,7 @@ class AudioPart(Closed):
 
 
 # Media parts pass the schema but only reach variants declared `multimodal: true` (app/serving/bounds.py).
-ContentPart = Annotated[Union[TextPart, ImagePart, AudioPart], Field(discriminator="type")]
+ContentPart = Annotated[TextPart | ImagePart | AudioPart, Field(discriminator="type")]
 
 
 class ChatMessage(Closed):

@@ -45,7 +45,7 @@ class TlsOptions(Strict):
     key_file: Path | None = Field(None, description="private key of cert_file (PEM); default: inside cert_file")
 
     @model_validator(mode="after")
-    def key_needs_cert(self) -> "TlsOptions":
+    def key_needs_cert(self) -> TlsOptions:
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("`key_file` is the key of a client certificate: give `cert_file` too")
         return self
@@ -83,7 +83,7 @@ class Variant(ReliabilityOptions):
     telemetry: TelemetryOptions | None = Field(None, description="routing telemetry (app/telemetry)")
 
     @model_validator(mode="after")
-    def model_or_url(self) -> "Variant":
+    def model_or_url(self) -> Variant:
         if (self.model is None) == (self.url is None):
             raise ValueError("give exactly one of `model` (a checkpoint dir to serve) or `url` (a running server)")
         if self.manifest is not None and self.model is not None:
@@ -95,7 +95,7 @@ class Variant(ReliabilityOptions):
         return self
 
     @model_validator(mode="after")
-    def cascade_needs_base(self) -> "Variant":
+    def cascade_needs_base(self) -> Variant:
         if self.cascade and self.base is None:
             raise ValueError("`cascade: true` re-asks the variant's `base`: name it (base: <variant>)")
         if self.cascade and self.guard is not None and self.guard.cascade is not None:
@@ -154,7 +154,7 @@ class GatewayConfig(Strict):
     launcher: str | list[str] | None = Field(None, description="vLLM launch command, e.g. `vllm serve`")
 
     @model_validator(mode="after")
-    def names_resolve(self) -> "GatewayConfig":
+    def names_resolve(self) -> GatewayConfig:
         if not self.variants:
             raise ValueError("`variants` must name at least one variant")
         for name, variant in self.variants.items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 
-from app.trace import CURRENT
 from app.engines.process import EngineProcess
+from app.trace import CURRENT
 
 
 @dataclass

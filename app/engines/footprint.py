@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from moeprune.formats.checkpoint import Checkpoint
 from moeprune.errors import UserError
+from moeprune.formats.checkpoint import Checkpoint
 from moeprune.formats.manifest import MANIFEST_NAME, PruningManifest
 from moeprune.formats.report_card import ReportCard
 

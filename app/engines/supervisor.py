@@ -29,8 +29,8 @@ from pathlib import Path
 
 import httpx
 
-from app.config.variants import GatewayConfig, Variant
 from app.config.settings import Settings
+from app.config.variants import GatewayConfig, Variant
 from app.engines.backends import Backend
 from app.engines.command import EngineSpec
 from app.engines.process import EngineProcess, EngineStartError, probe_health, served_models
@@ -90,7 +90,7 @@ def build_backends(config: GatewayConfig, settings: Settings, work_dir: Path) ->
     return backends
 
 
-def upstream_tls(config: GatewayConfig, backends: dict[str, Backend]) -> dict[tuple, "ssl.SSLContext"]:
+def upstream_tls(config: GatewayConfig, backends: dict[str, Backend]) -> dict[tuple, ssl.SSLContext]:
     """(scheme, host, port) -> SSL context, for the engine transport; variants sharing an engine must agree."""
     contexts: dict[tuple, ssl.SSLContext] = {}
     owners: dict[tuple, str] = {}

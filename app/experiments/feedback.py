@@ -29,7 +29,7 @@ class FeedbackRequest(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
 
     @model_validator(mode="after")
-    def one_outcome(self) -> "FeedbackRequest":
+    def one_outcome(self) -> FeedbackRequest:
         if (self.score is None) == (self.label is None):
             raise ValueError("give exactly one of `score` (a number in [0, 1]) or `label` (good or bad)")
         return self

@@ -61,7 +61,8 @@ class Recorder:
             if time.monotonic() - self._drop_logged_at < DROP_LOG_EVERY_S:
                 return
             self._drop_logged_at = time.monotonic()
-            log.warning("experiment store behind: completion ids dropped (their feedback will not count for the experiment)",
+            log.warning("experiment store behind: completion ids dropped "
+                        "(their feedback will not count for the experiment)",
                         extra={"dropped": overflow, "dropped_total": self.dropped, "store": self.store.where})
 
     def pending(self) -> int:
@@ -115,7 +116,7 @@ class Recorder:
         """A last flush (best effort), then release the database."""
         try:
             await asyncio.wait_for(self.flush(), timeout=5)
-        except (asyncio.TimeoutError, StoreUnavailable):
+        except (TimeoutError, StoreUnavailable):
             log.warning("experiment store: buffered state could not be written at shutdown",
                         extra={"pending": self.pending()})
         await self.call(self.store.close)

@@ -85,7 +85,7 @@ def tuned_rho(margin: float, alpha: float) -> float:
     info = (3.0 / margin) ** 2
     rho = info
     for _ in range(8):
-        rho = _argmin(lambda candidate: radius(info, candidate, alpha), info * 1e-4, info * 1e2)
+        rho = _argmin(lambda candidate, info=info: radius(info, candidate, alpha), info * 1e-4, info * 1e2)
         info = information_for(margin, rho, alpha)
     return rho
 

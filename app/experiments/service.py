@@ -17,9 +17,9 @@ import os
 import time
 from pathlib import Path
 
-from app.errors import OpenAIError
-from app.config.variants import Experiment, GatewayConfig
 from app.config.settings import Settings
+from app.config.variants import Experiment, GatewayConfig
+from app.errors import OpenAIError
 from app.experiments.metrics import VERDICT_VALUES, ExperimentMetrics
 from app.experiments.recorder import Recorder
 from app.experiments.sequential import INFERIOR, decide, overall

@@ -1,7 +1,8 @@
 """Per-arm statistics from the stored counter totals: rates with 95% Wilson intervals, latency, outcomes.
 
 Counter names (a fixed set per arm, see app/experiments/schema.py): `requests`,
-`errors` (5xx: the arm failed), `client_errors` (4xx, 499 included: the request's fault), `answered`, `flag:NAME`, `latency_le:BOUND` (answered requests whose
+`errors` (5xx: the arm failed), `client_errors` (4xx, 499 included: the request's fault), `answered`,
+`flag:NAME`, `latency_le:BOUND` (answered requests whose
 latency fell in the histogram bucket ending at BOUND seconds, `inf` last),
 `latency_sum`, `feedback`, `feedback_sum`, `feedback_good`, `feedback_bad`,
 `feedback_score`.
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import math
 
+from app.experiments.config import DECIDABLE_FLAGS
 from app.experiments.sequential import ArmCounts
 from app.metrics import DURATION_BUCKETS
-from app.experiments.config import DECIDABLE_FLAGS
 from moeprune.reliability.intervals import Z95, wilson_interval  # the one implementation (None without trials)
 
 # Flags every arm reports (with a zero count when never raised), so arms compare side by side.

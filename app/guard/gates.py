@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config.variants import GatewayConfig, Variant
-from moeprune.formats.report_card import ReportCard
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import GATE_NAME, DomainGate
+from moeprune.formats.report_card import ReportCard
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from fastapi.responses import JSONResponse, Response
 
 from app.errors import OpenAIError
-from app.state import GatewayState
 from app.guard.prompt_text import prompt_text
 from app.reliability.verdict import flags_header
 from app.serving.exchange import Exchange
 from app.serving.targets import Target
+from app.state import GatewayState
 
 log = logging.getLogger("moeprune.guard")
 

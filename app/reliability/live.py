@@ -2,8 +2,8 @@
 
 The contract between the serving path and the feedback path (docs/reliability.md):
 the serving path calls `record_served` for every completion it returns and asks
-`fallback_active` before deciding flags (`served_answer` reads a recorded answer back); the feedback path (`POST /v1/feedback`) calls
-`record_outcome`. When feedback shows the error rate among unflagged answers of a
+`fallback_active` before deciding flags (`served_answer` reads a recorded answer back); the feedback path
+(`POST /v1/feedback`) calls `record_outcome`. When feedback shows the error rate among unflagged answers of a
 (variant, domain) above the certificate's alpha (app/reliability/live_bound.py),
 `fallback_active` turns true and the gateway flags every answer of that pair until
 `recertify` clears it.

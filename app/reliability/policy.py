@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moeprune.reliability.signals import FLAG_RULES
 from moeprune.formats.report_card import ReportCard
+from moeprune.reliability.signals import FLAG_RULES
 
 
 @dataclass(frozen=True)

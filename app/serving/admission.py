@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from app.errors import OpenAIError
 from app.engines.backends import Backend
+from app.errors import OpenAIError
 
 RETRY_AFTER_FULL_S = "1"
 
@@ -21,7 +21,7 @@ RETRY_AFTER_FULL_S = "1"
 class Slots:
     """Slots held by one request (or one extra check call); release() is idempotent."""
 
-    admission: "Admission"
+    admission: Admission
     backend: Backend
     key_id: str | None
     count: int

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from app.state import GatewayState
 from app.guard.prompt_text import prompt_text
 from app.reliability.certified import certified_verdict
 from app.reliability.checks import CheckLimits, agreement_rate, base_mean_logprob
 from app.reliability.verdict import judge_signals, response_signals
 from app.serving.bounds import prompt_chars
 from app.serving.targets import Target
+from app.state import GatewayState
 from moeprune.reliability.crosscheck import AGREEMENT_FLOOR
 from moeprune.reliability.token_trace import TokenTrace
 

@@ -9,9 +9,9 @@ for evaluation, media content parts only for multimodal variants.
 
 from __future__ import annotations
 
-from app.errors import OpenAIError
-from app.config.variants import Variant
 from app.config.settings import Settings
+from app.config.variants import Variant
+from app.errors import OpenAIError
 
 # A prompt given as token ids counts this many characters per token against max_echo_prompt_chars.
 CHARS_PER_TOKEN = 4

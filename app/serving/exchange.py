@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-from app.state import GatewayState
-from app.trace import CURRENT
 from app.reliability.live import ServedAnswer
 from app.serving.admission import Slots
 from app.serving.targets import Target
+from app.state import GatewayState
+from app.trace import CURRENT
 
 access_log = logging.getLogger("moeprune.access")
 
@@ -94,7 +94,8 @@ class Exchange:
                                             self.completion_id, self.key_id)
         trace = CURRENT.get()
         fields = {
-            "request_id": self.request_id, "trace_id": trace.trace_id if trace else None, "endpoint": self.endpoint, "variant": variant,
+            "request_id": self.request_id, "trace_id": trace.trace_id if trace else None,
+            "endpoint": self.endpoint, "variant": variant,
             "experiment": experiment or None, "status": status, "stream": self.stream,
             "latency_ms": round(duration * 1000, 2), "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "flags": self.flags,

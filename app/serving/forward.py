@@ -13,7 +13,6 @@ import logging
 from fastapi.responses import JSONResponse
 
 from app.errors import OpenAIError
-from app.state import GatewayState
 from app.reliability.logprobs import LogprobPlan
 from app.reliability.verdict import flags_header
 from app.serving.assess import assess
@@ -21,6 +20,7 @@ from app.serving.deadline import within_deadline
 from app.serving.disconnect import Receive, until_disconnect
 from app.serving.exchange import Exchange
 from app.serving.upstream import send_upstream, upstream_error
+from app.state import GatewayState
 from moeprune.reliability.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.upstream")

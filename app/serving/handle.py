@@ -8,9 +8,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from app.errors import OpenAIError
-from app.state import GatewayState
 from app.guard.run import RequestGuard, Resend
-from app.telemetry.service import KEEP_HEADER
 from app.reliability.logprobs import plan_logprobs
 from app.serving.bounds import cap_max_tokens, check_content_parts, check_evaluation_fields, count_sequences
 from app.serving.exchange import Exchange
@@ -18,6 +16,8 @@ from app.serving.forward import forward
 from app.serving.stream import open_stream
 from app.serving.targets import resolve_target
 from app.serving.upstream import backend_unavailable
+from app.state import GatewayState
+from app.telemetry.service import KEEP_HEADER
 
 ANONYMOUS = "anonymous"
 

@@ -24,9 +24,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 from starlette.responses import Response
 
-from app.errors import OpenAIError
-from app.errors import SendTimedOut
-from app.state import GatewayState
+from app.errors import OpenAIError, SendTimedOut
 from app.reliability.logprobs import LogprobPlan
 from app.serving.assess import assess
 from app.serving.deadline import deadline_exceeded, time_left, within_deadline
@@ -34,6 +32,7 @@ from app.serving.disconnect import CLIENT_CLOSED, Receive, until_disconnect
 from app.serving.exchange import Exchange
 from app.serving.sse import sse_data
 from app.serving.upstream import send_upstream, stream_error, transport_failure, upstream_error
+from app.state import GatewayState
 from moeprune.reliability.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.upstream")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.errors import OpenAIError
-from app.state import GatewayState
 from app.routing.experiments import choose_arm, sticky_key
+from app.state import GatewayState
 
 
 @dataclass(frozen=True)

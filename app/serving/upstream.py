@@ -17,9 +17,9 @@ import logging
 
 import httpx
 
+from app.engines.backends import Backend
 from app.errors import OpenAIError
 from app.state import GatewayState
-from app.engines.backends import Backend
 
 log = logging.getLogger("moeprune.upstream")
 

@@ -62,7 +62,7 @@ class RoutingTelemetry:
     undecodable: int = 0
 
     @classmethod
-    def from_config(cls, config: GatewayConfig) -> "RoutingTelemetry | None":
+    def from_config(cls, config: GatewayConfig) -> RoutingTelemetry | None:
         watched = {name: v for name, v in config.variants.items() if v.telemetry and v.telemetry.routed_experts}
         if not watched:
             return None

@@ -7,7 +7,6 @@ import os
 
 from moeprune.errors import UserError
 
-
 PARAM_DESTS = {"out_dir": "out"}  # Python parameter -> argparse dest (the CLI's flag hints; EvalConfig's are the same)
 
 
@@ -66,9 +65,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from evaluators.config import EvalConfig
     from evaluators.runner import run_eval
-    from moeprune.cli_config import model_from_namespace
     from evaluators.summary_quality import summary_scorers_from_args
     from evaluators.tasks import bind_data, load_task_file, parse_data_bindings, resolve_tasks, shipped_tasks
+    from moeprune.cli_config import model_from_namespace
 
     api_key = args.api_key
     if args.api_key_env:

@@ -8,8 +8,8 @@ downloaded). A row it cannot interpret is skipped with its line and reason (coun
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from evaluators.loaders import jsonl, medhalt, medinst, medmcqa, medqa, mmlu, pubmedqa, summaries
 from evaluators.loaders.common import LoadedItems, skipped_summary  # noqa: F401  (re-exported)

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from evaluators.items import SummaryItem
 from evaluators.loaders.common import (
-    LoadedItems, Skipped, collect, csv_rows, json_document, json_records, malformed, require,
+    LoadedItems,
+    Skipped,
+    collect,
+    csv_rows,
+    json_document,
+    json_records,
+    malformed,
+    require,
 )
 
 

@@ -8,7 +8,7 @@ Resamples where the statistic is undefined (one class only) are left out.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

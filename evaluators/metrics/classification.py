@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 # Med-HALT's pointwise score: reward a correct answer, penalise a wrong one.
 MEDHALT_CORRECT = 1.0

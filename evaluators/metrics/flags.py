@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from evaluators.metrics.classification import auroc
 from moeprune.reliability.signals import past_threshold

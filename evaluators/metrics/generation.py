@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from collections.abc import Sequence
 from functools import cache
-from typing import Sequence
 
 from moeprune.errors import UserError
 
@@ -43,7 +43,8 @@ def _rouge_scorer():
     try:
         from rouge_score import rouge_scorer
     except ImportError:
-        raise UserError("ROUGE-L with stemming needs the rouge-score package: pip install 'moe-prune-serve[eval]'") from None
+        raise UserError("ROUGE-L with stemming needs the rouge-score package: "
+                        "pip install 'moe-prune-serve[eval]'") from None
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 

@@ -1,1 +1,2 @@
-"""File formats and contracts every job reads: checkpoints, families, manifests, statistics, report cards, domain gates, hashes."""
+"""File formats and contracts every job reads: checkpoints, families, manifests, statistics, report cards,
+domain gates, hashes."""

@@ -22,6 +22,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from moeprune.errors import UserError
 
@@ -103,7 +104,7 @@ class DomainGate:
         return path
 
     @classmethod
-    def from_dict(cls, data: object, where: str) -> "DomainGate":
+    def from_dict(cls, data: object, where: str) -> DomainGate:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise UserError(f"{where} is not a domain gate file; build one with `moeprune guard build`")
         if data.get("schema_version") != SCHEMA_VERSION:
@@ -116,13 +117,14 @@ class DomainGate:
             for bucket, value in data["weights"].items():
                 weights[int(bucket)] = float(value)
             return cls(weights, float(data["bias"]), float(data["threshold"]), buckets,
-                       tuple(int(n) for n in features["ngrams"]), int(features["max_chars"]),
+                       cast(tuple[int, int], tuple(int(n) for n in features["ngrams"])), int(features["max_chars"]),
                        dict(data.get("training") or {}))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise UserError(f"{where} is incomplete or malformed ({exc!r}); rebuild it with `moeprune guard build`")
+            raise UserError(f"{where} is incomplete or malformed ({exc!r}); "
+                            "rebuild it with `moeprune guard build`") from exc
 
     @classmethod
-    def load(cls, path: str | Path) -> "DomainGate":
+    def load(cls, path: str | Path) -> DomainGate:
         path = Path(path)
         if path.is_dir():
             path = path / GATE_NAME
@@ -145,7 +147,10 @@ def fit_gate(in_domain: list[str], reference: list[str], training: dict | None =
     texts = [*in_domain, *reference]
     labels = np.array([1.0] * len(in_domain) + [0.0] * len(reference))
     sample = np.where(labels == 1.0, 0.5 / len(in_domain), 0.5 / len(reference))
-    rows, cols, vals = [], [], []
+    # lists while counting, numpy arrays for the descent below
+    rows: Any = []
+    cols: Any = []
+    vals: Any = []
     for row, text in enumerate(texts):
         for bucket, value in feature_counts(text).items():
             rows.append(row)

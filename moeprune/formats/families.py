@@ -3,7 +3,7 @@
 One `Family` per `model_type`. The pruner never branches on a family's name:
 the observation pass, the selection checks and the streaming writer read
 these fields. Adding a family is adding an entry here (plus its tiny config
-in `tests/support/tiny_models.py`, which the family tests pick up automatically).
+in `testkit/tiny_models.py`, which the family tests pick up automatically).
 
 Two views of the same model are described:
 - on disk (checkpoint tensor names, matched by regex with named groups
@@ -233,7 +233,7 @@ class Family:
         return getattr(block, self.router_attr)
 
 
-_GROUPED = dict(group_keys=("n_group", "topk_group"), selection_bias_attr="e_score_correction_bias")
+_GROUPED: dict[str, Any] = dict(group_keys=("n_group", "topk_group"), selection_bias_attr="e_score_correction_bias")
 
 FAMILIES: dict[str, Family] = {
     family.model_type: family

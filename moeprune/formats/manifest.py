@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from moeprune.formats.checkpoint import Checkpoint
 from moeprune.errors import UserError, validation_problems
+from moeprune.formats.checkpoint import Checkpoint
 from moeprune.formats.hashing import sha256_file, sha256_tree
 from moeprune.version import package_version
 
 MANIFEST_NAME = "pruning.json"
 MASK_NAME = "expert_mask.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 _PROVENANCE_KEYS = ("method", "ratio", "allocation", "seed", "mask_file")
 
 
@@ -132,8 +132,8 @@ def build_manifest(source: Checkpoint, after: Checkpoint, kept: dict[int, list[i
         kept_experts={layer: sorted(kept[layer]) for layer in sorted(kept)},
         calibration=provenance.get("calibration"),
         observation=provenance.get("observation"),
-        params={"before": before_totals["params"], "after": after_totals["params"]},
-        bytes={"before": before_totals["bytes"], "after": after_totals["bytes"]},
+        params=BeforeAfter(before=before_totals["params"], after=after_totals["params"]),
+        bytes=BeforeAfter(before=before_totals["bytes"], after=after_totals["bytes"]),
         files=sha256_tree(after.path, exclude=(MANIFEST_NAME,), known=written_hashes),
     )
 

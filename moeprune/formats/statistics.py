@@ -44,7 +44,8 @@ class LayerStats:
             if not getattr(self, name):
                 setattr(self, name, [0.0] * self.num_experts)
             elif len(getattr(self, name)) != self.num_experts:
-                raise UserError(f"statistics vector {name} has {len(getattr(self, name))} entries, expected {self.num_experts}")
+                raise UserError(f"statistics vector {name} has {len(getattr(self, name))} entries, "
+                                f"expected {self.num_experts}")
 
 
 @dataclass
@@ -61,7 +62,7 @@ class ExpertStats:
     ean_tokens_per_sample: int | None = None  # EAN on each sample's first N tokens; None: no per-sample rule
 
     @classmethod
-    def empty(cls, model_type: str, num_experts: int, top_k: int, layer_ids, **meta) -> "ExpertStats":
+    def empty(cls, model_type: str, num_experts: int, top_k: int, layer_ids, **meta) -> ExpertStats:
         return cls(model_type, num_experts, top_k, {i: LayerStats(num_experts) for i in layer_ids}, **meta)
 
     def ean_rule(self) -> dict:
@@ -88,11 +89,12 @@ class ExpertStats:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "statistics") -> "ExpertStats":
+    def from_dict(cls, data: dict, where: str = "statistics") -> ExpertStats:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise UserError(f"{where} is not a moeprune statistics file (write one with scores_out)", param="scores_in")
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(f"{where}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}; re-run the pass")
+            raise UserError(f"{where}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}; "
+                            "re-run the pass")
         try:
             num_experts = int(data["num_experts"])
             layers = {
@@ -105,7 +107,8 @@ class ExpertStats:
                        # Absent in files written before the per-sample rule existed: they used none.
                        data.get("ean_tokens_per_sample"))
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{where} is incomplete or malformed ({exc!r}); write it again with scores_out", param="scores_in")
+            raise UserError(f"{where} is incomplete or malformed ({exc!r}); write it again with scores_out",
+                            param="scores_in") from exc
 
     def save(self, path: str | Path, scores: dict | None = None) -> Path:
         """Write the statistics (and, for convenience, the scores of the method used) as JSON."""
@@ -118,6 +121,6 @@ class ExpertStats:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ExpertStats":
+    def load(cls, path: str | Path) -> ExpertStats:
         data = read_json(path, f"scores_in {path} does not exist; write it first with scores_out")
         return cls.from_dict(data, where=str(path))

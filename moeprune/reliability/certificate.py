@@ -18,8 +18,9 @@ the domain is `uncertified` and every answer is flagged.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 from moeprune.reliability.binomial import binomial_cdf, fewest_trials, upper_bound
 
@@ -59,7 +60,8 @@ def _prefix_errors(scores: Sequence[float], wrong: Sequence[bool]) -> tuple[list
     return [s for s, _ in ordered], errors_before
 
 
-def _p_value(sorted_scores: list[float], errors_before: list[int], threshold: float, alpha: float) -> tuple[float, int, int]:
+def _p_value(sorted_scores: list[float], errors_before: list[int], threshold: float,
+             alpha: float) -> tuple[float, int, int]:
     served = bisect.bisect_right(sorted_scores, threshold)
     errors = errors_before[served]
     return binomial_cdf(errors, served, alpha), served, errors
@@ -95,7 +97,7 @@ def certify(fit_scores: Sequence[float], fit_wrong: Sequence[bool], scores: Sequ
         raise ValueError(f"{len(scores)} scores but {len(wrong)} labels")
     n = len(scores)
     grid = candidate_thresholds(fit_scores, fit_wrong, alpha)
-    base = dict(alpha=alpha, delta=delta, n_calibration=n, n_fit=len(fit_scores))
+    base: dict[str, Any] = dict(alpha=alpha, delta=delta, n_calibration=n, n_fit=len(fit_scores))
     need = fewest_trials(alpha, delta)
     if n < need:
         return CertificateResult(**base, status="uncertified", threshold=None, coverage=None, n_unflagged=0,

@@ -20,6 +20,8 @@ after normalisation.
 
 from __future__ import annotations
 
+from typing import Any
+
 from moeprune.reliability.refusal import normalise
 
 AGREEMENT_FLOOR = 0.5  # below this share of resamples agreeing with the answer: `inconsistent`
@@ -30,7 +32,7 @@ def base_check_request(answer: str, messages: list | None = None, prompt: str | 
     """The base engine's request body (no `model`), or None when the answer cannot be scored."""
     if not answer:
         return None
-    body = {"max_tokens": 1, "temperature": 0}
+    body: dict[str, Any] = {"max_tokens": 1, "temperature": 0}
     if messages is not None:
         body.update(messages=[*messages, {"role": "assistant", "content": answer}], prompt_logprobs=0,
                     add_generation_prompt=False, continue_final_message=True)
@@ -49,12 +51,12 @@ def answer_logprobs(response: dict, answer: str, prompt_tokens: int | None = Non
         entries = response.get("prompt_logprobs") or choice.get("prompt_logprobs")
         if not entries or not prompt_tokens or len(entries) <= prompt_tokens:
             return None
-        values = []
+        answer_values: list[float] = []
         for entry in entries[prompt_tokens:]:
             if not entry:
                 return None
-            values.append(next(iter(entry.values()))["logprob"])
-        return values
+            answer_values.append(next(iter(entry.values()))["logprob"])
+        return answer_values
     logprobs = choice.get("logprobs") or {}
     offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
     if not offsets or not values:

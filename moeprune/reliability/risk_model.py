@@ -14,8 +14,8 @@ the signals it has.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 # Ridge strength on standardised features (keeps the fit finite when classes separate)
 # and Newton steps; both fixed, so the same labelled data gives the same model bytes.
@@ -120,8 +120,8 @@ def fit_risk_model(records: Sequence[Mapping[str, float | None]], wrong: Sequenc
     means, scales = [], []
     matrix = np.zeros((len(records), len(kept)))
     for j, values in enumerate(columns):
-        present = np.array([v for v in values if v is not None], dtype=np.float64)
-        mean, scale = float(present.mean()), float(present.std()) or 1.0
+        observed = np.array([v for v in values if v is not None], dtype=np.float64)
+        mean, scale = float(observed.mean()), float(observed.std()) or 1.0
         means.append(mean)
         scales.append(scale)
         matrix[:, j] = [0.0 if v is None else (v - mean) / scale for v in values]

@@ -8,8 +8,8 @@ gateway (which raises flags on live responses with those thresholds).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 # A token whose chosen logprob is below this counts as low-confidence
 # (probability < ~0.22) for the `low_conf_share` signal.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moeprune.units import human_bytes
 from moeprune.formats.expert_counts import format_counts
 from moeprune.formats.manifest import PruningManifest
+from moeprune.units import human_bytes
 
 EXAMPLES = """examples:
   moeprune prune ./Qwen3-30B-A3B --out ./q3-reap-50 --method reap --ratio 0.5 --calibration med.jsonl

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 STREAM_FOR_S = 20.0  # a stream ends by itself after this long, so no test can hang on it
 CHUNK_TEXT = "x" * 16_384  # big chunks: a reader that stops reading soon fills the socket buffers

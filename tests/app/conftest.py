@@ -13,8 +13,8 @@ import secrets
 import pytest
 import yaml
 
+from testkit.vllm_server import free_port
 from tests.app.gateway_process import start_gateway
-from tests.support.vllm_server import free_port
 from tests.app.pruned_copy import make_pruned_copy
 
 # The pruned variant's report card: its thresholds replace the defaults (a high_entropy

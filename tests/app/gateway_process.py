@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 API_KEY = "test-key-123"
 

@@ -13,8 +13,8 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from testkit.vllm_server import free_port
 from tests.app.stub_engine import served, wait_until
-from tests.support.vllm_server import free_port
 
 IN_DOMAIN = "Which drug class does Mirfaortdustat belong to?"  # the demo's biomedical calibration domain
 OUT_OF_DOMAIN = "Which currency do people use in Galgalunkiia?"
@@ -44,8 +44,8 @@ def guarded_variants(running, gate_file: Path, card: Path) -> dict:
 @contextlib.asynccontextmanager
 async def guarded_gateway(running, work: Path, gate_file: Path) -> AsyncIterator[tuple[str, object]]:
     """(url, app) of the gateway; every variant but `down` is up before it yields."""
-    from app.config.variants import parse_config
     from app.config.settings import Settings
+    from app.config.variants import parse_config
     from app.main import create_app
 
     card = work / "forced_flag_card.json"

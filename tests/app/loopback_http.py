@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 
 @contextlib.contextmanager

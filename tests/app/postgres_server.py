@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 INSTALL_HINT = "install Debian's `postgresql` package (bash scripts/system-packages.sh does)"
 

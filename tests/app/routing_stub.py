@@ -9,7 +9,6 @@ in vLLM (tokens - 1 routed rows), the rows are exactly the prompt's tokens.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from vllm.utils.serial_utils import numpy2base64

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 import psutil
 import uvicorn
 
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 # Every answer closes its connection, so an ESTABLISHED connection to the stub is one still in use:
 # after a request has ended, any left is a leak (not an idle pooled connection).
@@ -214,8 +214,8 @@ class AccessRecords(logging.Handler):
 @contextlib.asynccontextmanager
 async def in_process_gateway(upstream_url: str, variant: dict | None = None, **settings) -> AsyncIterator[tuple]:
     """A real gateway app (real uvicorn, loopback, no keys) with one `url:` variant `stub`; yields (url, app)."""
-    from app.config.variants import parse_config
     from app.config.settings import Settings
+    from app.config.variants import parse_config
     from app.main import create_app
 
     options = {"health_interval_s": 0.2, **settings}

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from app.config.variants import parse_config
 from app.config.settings import Settings
+from app.config.variants import parse_config
 from app.engines.backends import Backend
 from app.engines.supervisor import Supervisor, build_backends
 
@@ -29,7 +29,8 @@ def fast_settings(**overrides) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def supervised(variants: dict, work_dir: Path, **settings) -> AsyncIterator[tuple[Supervisor, dict[str, Backend]]]:
+async def supervised(variants: dict, work_dir: Path,
+                     **settings) -> AsyncIterator[tuple[Supervisor, dict[str, Backend]]]:
     """Start a Supervisor for `variants` (a variants-file mapping); always stop it."""
     config = parse_config({"variants": variants})
     options = fast_settings(**settings)

@@ -19,12 +19,12 @@ import pytest
 import yaml
 from fastapi import Request
 
-from app.config.variants import parse_config
 from app.config.settings import Settings
+from app.config.variants import parse_config
 from app.main import create_app
 from moeprune.errors import UserError
+from testkit.vllm_server import free_port
 from tests.app.loopback_http import exchange, request_head, serve_in_thread
-from tests.support.vllm_server import free_port
 
 KEY = "k-7f3a9c1e5b2d4680aa11"
 EVAL_KEY = "eval-0c8e2b6a94d1f357"

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from app.config.variants import parse_config
 from app.config.settings import Settings
+from app.config.variants import parse_config
 from app.main import create_app
 from tests.app.loopback_http import chunked, exchange, read_response, readable, request_head, serve_in_thread
 

@@ -18,14 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config.variants import parse_config
 from app.config.settings import Settings
+from app.config.variants import parse_config
 from app.main import create_app
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import BUCKETS, DomainGate
 from moeprune.formats.hashing import weights_digest
-from tests.app.scripted_chat import (BASE_CHECK_LOGPROB, CONFIDENT, RISK_MODEL, UNSURE, ScriptedChat, card,
-                                     domain_entry)
+from tests.app.scripted_chat import BASE_CHECK_LOGPROB, CONFIDENT, RISK_MODEL, UNSURE, ScriptedChat, card, domain_entry
 from tests.app.stub_engine import served, wait_until
 
 IN_DOMAIN_WORD = "cardiology"

@@ -17,8 +17,8 @@ import json
 import openai
 import pytest
 
-from app.config.variants import parse_config
 from app.config.settings import Settings
+from app.config.variants import parse_config
 from app.main import create_app
 from moeprune.errors import UserError
 from moeprune.formats.hashing import weights_digest

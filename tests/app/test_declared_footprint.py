@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config.variants import load_config
 from app.config.settings import Settings
+from app.config.variants import load_config
 from app.main import create_app
 from moeprune.errors import UserError
 

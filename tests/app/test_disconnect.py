@@ -20,8 +20,15 @@ import psutil
 import pytest
 import yaml
 
-from tests.app.stub_engine import (AccessRecords, StubEngine, established_to, in_process_gateway, raw_request,
-                                   served, wait_until)
+from tests.app.stub_engine import (
+    AccessRecords,
+    StubEngine,
+    established_to,
+    in_process_gateway,
+    raw_request,
+    served,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(300)
 

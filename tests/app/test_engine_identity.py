@@ -19,8 +19,8 @@ import pytest
 from app.config.variants import parse_config
 from app.engines.supervisor import build_backends
 from moeprune.errors import UserError
+from testkit.vllm_server import free_port
 from tests.app.supervised import engine_pid, fast_settings, supervised
-from tests.support.vllm_server import free_port
 
 SLEEPER = f"{sys.executable} -c \"import time; time.sleep(60)\""
 
@@ -62,7 +62,8 @@ async def test_each_engine_gets_its_own_random_key_in_its_environment_only(tmp_p
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
     monkeypatch.setenv("VLLM_API_KEY", "key-from-outside")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    variants = {name: {"model": str(tmp_path), "engine": {"env": {"FAKE_ENGINE_ENV_DUMP": str(tmp_path / f"{name}.json")}}}
+    variants = {name: {"model": str(tmp_path),
+                       "engine": {"env": {"FAKE_ENGINE_ENV_DUMP": str(tmp_path / f"{name}.json")}}}
                 for name in ("a", "b")}
     async with supervised(variants, tmp_path / "work") as (supervisor, backends):
         # Up means the probe's /v1/models passed the engine's key check.

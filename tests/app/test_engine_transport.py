@@ -25,7 +25,7 @@ from app.config.settings import Settings
 from app.engines.backends import Backend
 from app.serving.client import MAX_HEAD_BYTES, READ_HIGH_WATER, build_upstream_client
 from app.serving.upstream import AttemptTrace, direct_send, send_upstream
-from tests.support.vllm_server import free_port
+from testkit.vllm_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -285,7 +285,7 @@ async def test_informational_answer_is_skipped():
 
 async def test_keepalive_reuse_and_expiry():
     async def handler(reader, writer, index):
-        while (request := await read_request(reader)) is not None:
+        while await read_request(reader) is not None:
             writer.write(sized(b"conn %d" % index))
             await writer.drain()
         server.eof[index].set()

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from moeprune.reliability.intervals import wilson_interval  # the one implementation the gateway uses
 from app.routing.experiments import choose_arm, sticky_key
+from moeprune.reliability.intervals import wilson_interval  # the one implementation the gateway uses
 
 ARMS = {"base": 70, "pruned-50": 30}
 KEYS = [f"session-{i}" for i in range(2000)]

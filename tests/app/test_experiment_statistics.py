@@ -13,8 +13,19 @@ import numpy as np
 import pytest
 
 from app.experiments.sequential import (
-    INCONCLUSIVE, INFERIOR, MIN_PER_ARM, NON_INFERIOR, ArmCounts, bounded_variance, decide, information_for,
-    needed_total, overall, radius, tuned_rho, verdict_code,
+    INCONCLUSIVE,
+    INFERIOR,
+    MIN_PER_ARM,
+    NON_INFERIOR,
+    ArmCounts,
+    bounded_variance,
+    decide,
+    information_for,
+    needed_total,
+    overall,
+    radius,
+    tuned_rho,
+    verdict_code,
 )
 from app.experiments.stats import arm_summary, histogram_quantile, latency_counter
 

@@ -59,7 +59,7 @@ async def test_feedback_from_an_openai_client_completion_is_counted_on_its_arm_o
 async def test_scores_and_streamed_completions(tmp_path, engines):
     async with experiment_gateway(tmp_path, engines, EXPERIMENT) as (client, app):
         ids = []
-        for index in range(3):
+        for _ in range(3):
             async with client.stream("POST", "/v1/completions", json={"model": "ab", "prompt": "hi", "stream": True,
                                                                       "max_tokens": 2}) as response:
                 body = (await response.aread()).decode()

@@ -18,8 +18,8 @@ import time
 import httpx
 import pytest
 
+from testkit.vllm_server import free_port
 from tests.app.stub_engine import in_process_gateway
-from tests.support.vllm_server import free_port
 
 pytestmark = pytest.mark.timeout(300)
 

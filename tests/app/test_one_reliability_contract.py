@@ -19,12 +19,12 @@ import httpx
 import pytest
 
 from evaluators.client import EndpointClient
-from moeprune.reliability.crosscheck import answer_logprobs, base_check_request, mean
 from evaluators.evaluate import base_answer_logprob
+from evaluators.requests import Generation, Prompt, generate
+from moeprune.formats.report_card import ReportCard
+from moeprune.reliability.crosscheck import answer_logprobs, base_check_request, mean
 from moeprune.reliability.decision import decide
 from moeprune.reliability.refusal import is_refusal
-from moeprune.formats.report_card import ReportCard
-from evaluators.requests import Generation, Prompt, generate
 from moeprune.reliability.signals import compute_signals, raised_flags
 from moeprune.reliability.token_trace import TokenTrace
 

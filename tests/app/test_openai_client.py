@@ -78,7 +78,7 @@ def test_streaming_completion_keeps_requested_logprobs_and_usage(client):
 
 def test_experiment_assigns_sticky_arm_and_names_it(gateway, client):
     arms = set()
-    for attempt in range(3):
+    for _ in range(3):
         raw = client.chat.completions.with_raw_response.create(
             model="ab", messages=[{"role": "user", "content": "hi"}], max_tokens=2,
             extra_headers={"x-session-id": "patient-portal-42"})

@@ -7,10 +7,11 @@ import json
 import pytest
 
 from app.reliability.logprobs import plan_logprobs
-from moeprune.reliability.token_trace import TOP_LOGPROBS as TOP_K, TokenTrace
 from app.reliability.policy import load_policy
 from app.reliability.verdict import flags_header, judge
 from moeprune.errors import UserError
+from moeprune.reliability.token_trace import TOP_LOGPROBS as TOP_K
+from moeprune.reliability.token_trace import TokenTrace
 
 
 def chat_choice(logprobs: list[float], content="yes", top=5):

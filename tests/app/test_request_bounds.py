@@ -17,8 +17,8 @@ import time
 import httpx
 import pytest
 
-from app.config.variants import parse_config
 from app.config.settings import Settings
+from app.config.variants import parse_config
 from app.main import create_app
 from tests.app.bounds_stub import StubEngine, serve_app
 
@@ -321,7 +321,8 @@ def test_echo_and_prompt_logprobs_are_refused_for_ordinary_traffic(gw, stub):
     for path, body in ((COMPLETIONS, {"prompt": "hi", "echo": True, "logprobs": 1}),
                        (COMPLETIONS, {"prompt": "hi", "prompt_logprobs": 0}),
                        (CHAT, {"messages": [{"role": "user", "content": "hi"}], "prompt_logprobs": 1})):
-        sent, response = forwarded(stub, lambda: post(gw, path, {"model": "plain", "max_tokens": 1, **body}))
+        sent, response = forwarded(
+            stub, lambda path=path, body=body: post(gw, path, {"model": "plain", "max_tokens": 1, **body}))
         error = error_of(response, 400)
         assert error["code"] == "evaluation_only" and error["param"] in ("echo", "prompt_logprobs")
         assert sent is None
@@ -352,7 +353,7 @@ def test_cache_salt_is_per_key_and_set_by_the_gateway(gw, stub):
     body = {"model": "plain", "prompt": "shared prefix", "max_tokens": 1, "cache_salt": "guess"}
     salts = {}
     for key in ("key-a", "key-b", "key-a"):
-        sent, response = forwarded(stub, lambda: post(gw, COMPLETIONS, body, key=key))
+        sent, response = forwarded(stub, lambda key=key: post(gw, COMPLETIONS, body, key=key))
         assert response.status_code == 200
         salts.setdefault(key, set()).add(sent["cache_salt"])
     assert len(salts["key-a"]) == 1 and salts["key-a"] != salts["key-b"]

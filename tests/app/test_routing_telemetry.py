@@ -21,8 +21,8 @@ import pytest
 from app.telemetry.npy import RoutedExpertsError, decode_routed_experts
 from moeprune import cli
 from moeprune.formats.manifest import PruningManifest
-from pruning.pipeline import run_prune
 from moeprune.formats.statistics import VECTORS, ExpertStats
+from pruning.pipeline import run_prune
 from tests.app.pruned_copy import KEPT, make_pruned_copy
 from tests.app.stub_engine import served, wait_until
 
@@ -53,8 +53,8 @@ def telemetry_config(tiny, pruned_dir, stub_url: str) -> dict:
 
 
 async def telemetry_gateway(config: dict):
-    from app.config.variants import parse_config
     from app.config.settings import Settings
+    from app.config.variants import parse_config
     from app.main import create_app
 
     return create_app(Settings(health_interval_s=0.2), parse_config(config))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 import tomllib
 import venv
@@ -23,8 +22,8 @@ import httpx
 import pytest
 import yaml
 
+from testkit.vllm_server import free_port
 from tests.evaluators.fake_openai import fake_openai_server
-from tests.support.vllm_server import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +81,8 @@ def test_the_gateway_serves_without_torch_transformers_or_matplotlib(tmp_path):
         port, log = free_port(), tmp_path / "gateway.log"
         env = {"PATH": "/usr/bin:/bin", "MOEPRUNE_API_KEYS": KEY, "PYTHONPATH": str(ROOT)}
         with open(log, "wb") as out:
-            proc = subprocess.Popen([python, "-m", "moeprune.cli", "serve", "--config", str(config), "--port", str(port)],
+            proc = subprocess.Popen([python, "-m", "moeprune.cli", "serve", "--config", str(config), "--port",
+                                     str(port)],
                                     env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
             base = f"http://127.0.0.1:{port}"

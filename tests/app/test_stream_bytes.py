@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from app.serving.sse import sse_data
+from testkit.vllm_server import free_port, vllm_server
 from tests.app.stub_engine import SEPARATORS, AccessRecords, StubEngine, in_process_gateway, served, wait_until
-from tests.support.vllm_server import free_port, vllm_server
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from app.trace import parse_traceparent
-from tests.app.stub_engine import AccessRecords, StubEngine, in_process_gateway, served
+from tests.app.stub_engine import AccessRecords, StubEngine, served
 
 pytestmark = pytest.mark.timeout(120)
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -33,8 +33,8 @@ async def gateway():
         # `stub` is cut from `base` (the same engine): its answers get the base cross-check and two
         # self-consistency samples, each an upstream call of its own.
         variants = {"base": {"url": engine_url}, "stub": {"url": engine_url, "base": "base", "self_consistency": 2}}
-        from app.config.variants import parse_config
         from app.config.settings import Settings
+        from app.config.variants import parse_config
         from app.main import create_app
         from tests.app.stub_engine import wait_until
         app = create_app(Settings(health_interval_s=0.2), parse_config({"variants": variants}))

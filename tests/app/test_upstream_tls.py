@@ -10,13 +10,13 @@ import contextlib
 import httpx
 import pytest
 
-from app.config.variants import load_config, parse_config
 from app.config.settings import Settings
+from app.config.variants import load_config, parse_config
 from app.main import create_app
 from moeprune.errors import UserError
+from testkit.vllm_server import free_port
 from tests.app.stub_engine import StubEngine, served, wait_until
 from tests.app.tls_certs import make_pki
-from tests.support.vllm_server import free_port
 
 pytestmark = pytest.mark.timeout(120)
 COMPLETION = {"model": "stub", "prompt": "hi", "max_tokens": 4}

@@ -61,7 +61,8 @@ def test_every_held_out_template_is_trained_on_other_facts():
     corpus = build_corpus(0)
     for fact in corpus.facts:
         for template in fact.held_out_templates():
-            assert any(template in other.trained_templates() for other in corpus.facts if other.relation == fact.relation)
+            assert any(template in other.trained_templates()
+                       for other in corpus.facts if other.relation == fact.relation)
 
 
 def test_sets_have_the_contract_sizes_and_answers():

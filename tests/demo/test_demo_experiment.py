@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.config.variants import parse_config
 from app.config.settings import Settings
+from app.config.variants import parse_config
 from app.main import create_app
 from demo import traffic
 from demo.serving import CONTROL, DECISION_RULE, EXPERIMENT, write_variants_yaml

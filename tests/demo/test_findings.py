@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from bench.demo_findings import (findings_over_seeds_text, findings_text, flag_table, summary_over_seeds,
-                                 verdicts_over_seeds)
+from bench.demo_findings import (
+    findings_over_seeds_text,
+    findings_text,
+    flag_table,
+    summary_over_seeds,
+    verdicts_over_seeds,
+)
 from demo.summary import markdown_table, with_recovery
 
 
@@ -47,7 +52,8 @@ def seed_rows(cross_gap: float = 0.3, bio_shift: float = 0.0):
     for ratio, bio, halluc in ((0.25, 0.89, 0.1), (0.5, 0.85, 0.2), (0.75, 0.6, 0.4)):
         bio += bio_shift
         rows += [row(f"m{i}-{ratio}", f"m{i}", ratio, bio, bio - cross_gap * ratio * 2, halluc) for i in range(3)]
-        rows += [row(f"random-{ratio}-s{s}", "random", ratio, bio - 0.3 - 0.01 * s, bio - 0.4, halluc) for s in range(3)]
+        rows += [row(f"random-{ratio}-s{s}", "random", ratio, bio - 0.3 - 0.01 * s, bio - 0.4,
+                     halluc) for s in range(3)]
     return with_recovery(rows)
 
 
@@ -69,9 +75,9 @@ def test_a_finding_one_seed_contradicts_is_not_reproduced():
 
 def test_summary_over_seeds_gives_mean_and_range_per_method_and_ratio():
     table = summary_over_seeds({0: seed_rows(), 1: seed_rows(bio_shift=-0.1)})
-    line = next(l for l in table.splitlines() if l.startswith("| m0 | 0.25 |"))
+    line = next(row for row in table.splitlines() if row.startswith("| m0 | 0.25 |"))
     assert "| 2 | 84.0 (79.0-89.0) |" in line
-    random_line = next(l for l in table.splitlines() if l.startswith("| random | 0.5 |"))
+    random_line = next(row for row in table.splitlines() if row.startswith("| random | 0.5 |"))
     assert "| 6 |" in random_line  # 3 pruning seeds x 2 training seeds
 
 

@@ -41,7 +41,8 @@ def test_a_matching_stamp_installs_the_card_with_this_machines_model_dir(tmp_pat
     source = _shipped(tmp_path, stamp)
     out = tmp_path / "cards" / "gate-50"
     assert shipped_cards.install_shipped_card("gate-50", stamp, tmp_path / "variants" / "gate-50", out, source)
-    assert json.loads((out / shipped_cards.CARD_FILE).read_text())["model_dir"] == str(tmp_path / "variants" / "gate-50")
+    installed = json.loads((out / shipped_cards.CARD_FILE).read_text())
+    assert installed["model_dir"] == str(tmp_path / "variants" / "gate-50")
     assert json.loads((out / shipped_cards.STAMP_FILE).read_text()) == stamp
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from testkit.vllm_server import free_port
 from tests.deploy.promql import DEPLOY, ROOT
-from tests.support.vllm_server import free_port
 
 # Half of the tiny model's 8 experts in each of its 2 MoE layers (the study's mask format).
 MASK = [[0, 2, 5, 7], [1, 2, 3, 6]]
@@ -73,13 +73,14 @@ class LiveStack:
 def build_models(work: Path, base: Path | None = None) -> dict[str, Path]:
     """The tiny base model (built here unless given) and a pruned copy made by `moeprune prune --mask`."""
     if base is None:
-        from tests.support.tiny_models import build_tiny_model
+        from testkit.tiny_models import build_tiny_model
 
         base = build_tiny_model("qwen3_moe", work / "base")
     mask = work / "expert_mask.json"
     mask.write_text(json.dumps(MASK))
     pruned = work / "pruned-50"
-    subprocess.run([sys.executable, "-m", "moeprune.cli", "prune", str(base), "--out", str(pruned), "--mask", str(mask)],
+    subprocess.run([sys.executable, "-m", "moeprune.cli", "prune", str(base), "--out", str(pruned), "--mask",
+                    str(mask)],
                    check=True, capture_output=True, timeout=300, cwd=ROOT)
     # A domain gate for the guard panels (threshold 0 in the variants file: it scores, and passes everything).
     in_domain = work / "in_domain.jsonl"
@@ -169,7 +170,8 @@ def live_stack(work: Path, base_model: Path | None = None, ready_timeout: float 
     env = {key: value for key, value in os.environ.items() if not key.startswith("MOEPRUNE_")}
     env["MOEPRUNE_WORK_DIR"] = str(work / "engines")
     env["MOEPRUNE_EXPERIMENT_EVALUATE_INTERVAL_S"] = "1"  # verdict and outcome gauges within a scrape or two
-    gateway = spawn([sys.executable, "-m", "moeprune.cli", "serve", "--config", str(write_variants(work, models, ports)),
+    config = write_variants(work, models, ports)
+    gateway = spawn([sys.executable, "-m", "moeprune.cli", "serve", "--config", str(config),
                      "--host", "127.0.0.1", "--port", str(gateway_port)], work / "gateway.log", env)
     prometheus = spawn([shutil.which("prometheus") or "prometheus", f"--config.file={work / 'prometheus.yml'}",
                         f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prometheus_port}",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.config.variants import parse_config
 from app.config.settings import read_keys_file
+from app.config.variants import parse_config
 from moeprune.errors import UserError
 from tests.deploy.promql import DEPLOY, ROOT
 

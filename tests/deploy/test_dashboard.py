@@ -10,7 +10,13 @@ import sys
 import yaml
 
 from tests.deploy.promql import (
-    DASHBOARD, DEPLOY, contract_metrics, dashboard_targets, label_matchers, metric_names, recording_rules,
+    DASHBOARD,
+    DEPLOY,
+    contract_metrics,
+    dashboard_targets,
+    label_matchers,
+    metric_names,
+    recording_rules,
     vllm_metric_names,
 )
 

@@ -39,7 +39,7 @@ def kustomize(directory: Path | str) -> list[dict]:
     return copy.deepcopy(_kustomize(str(directory)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kustomize(directory: str) -> list[dict]:
     result = subprocess.run([KUBECTL, "kustomize", directory], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"kubectl kustomize {directory} failed:\n{result.stderr}"

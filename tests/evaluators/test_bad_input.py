@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from moeprune.cli import main
 from evaluators.runner import run_eval
+from moeprune.cli import main
 from tests.evaluators.fake_openai import fake_openai_server
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,3 @@
-import json
 
 import pytest
 
@@ -85,7 +84,7 @@ def test_card_round_trip_and_bad_cards(tmp_path):
 
 def test_signal_quality_covers_signals_without_a_flag():
     records = [record(i % 2 == 0) for i in range(6)]
-    for i, r in enumerate(records):
+    for r in records:
         r["signals"]["low_conf_share"] = 0.0 if r["correct"] else 0.5  # wrong answers: more low-confidence tokens
     quality = signal_quality(records)
     assert quality["low_conf_share"] == {"direction": "above", "auroc": 1.0, "n": 6}
@@ -95,7 +94,8 @@ def test_signal_quality_covers_signals_without_a_flag():
 
 def test_flags_and_signal_quality_leave_abstentions_out_right_or_not():
     answered = [record(i < 20, mean_logprob=(-0.2 if i < 20 else -3.0) - 0.01 * i) for i in range(40)]
-    declined = [record(False, abstained=True, mean_logprob=-4.0) for _ in range(10)]  # "I don't know" to a real question
+    # "I don't know" to a real question
+    declined = [record(False, abstained=True, mean_logprob=-4.0) for _ in range(10)]
     refused = [record(True, abstained=True, kind="fake", mean_logprob=-4.0) for _ in range(10)]  # right refusals
     flags, _ = flags_section(answered + declined + refused, 0.8, seed=0)
     assert flags["low_confidence"]["n"] == 40 and flags["low_confidence"]["auroc"] == pytest.approx(1.0)

@@ -4,10 +4,10 @@ import re
 
 import pytest
 
+from evaluators.config import EvalConfig
 from moeprune import cli
 from moeprune.cli_config import cli_fields, flag_of, help_of
 from moeprune.errors import UserError
-from evaluators.config import EvalConfig
 
 
 def squeezed(text: str) -> str:

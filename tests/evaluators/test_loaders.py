@@ -116,7 +116,8 @@ def test_malformed_medhalt_csv_and_pubmedqa_json(tmp_path):
     with pytest.raises(UserError, match=r"line 3"):
         load_items("medhalt_fct", bad, strict=True)
     wrong = tmp_path / "pq_wrong.json"
-    wrong.write_text('{\n "1": {"QUESTION": "q", "final_decision": "yes"},\n "2": {"QUESTION": "q", "final_decision": "perhaps"}\n}')
+    wrong.write_text('{\n "1": {"QUESTION": "q", "final_decision": "yes"},\n'
+                     ' "2": {"QUESTION": "q", "final_decision": "perhaps"}\n}')
     with pytest.raises(UserError, match=r"line 3: entry '2'"):
         load_items("pubmedqa", wrong, strict=True)
     broken = tmp_path / "pq.json"

@@ -4,8 +4,8 @@ import pytest
 
 from evaluators.metric_registry import METRICS, higher_is_better
 from evaluators.report_data import PLOTTED_METRICS
-from moeprune.reliability.signals import FLAG_RULES, SIGNAL_DIRECTIONS
 from evaluators.task_metrics import mc_metrics, summary_metrics
+from moeprune.reliability.signals import FLAG_RULES, SIGNAL_DIRECTIONS
 
 
 def record(kind, correct, abstained=False):

@@ -5,11 +5,16 @@ import math
 import pytest
 
 from evaluators.metrics.classification import (
-    auroc, brier_score, expected_calibration_error, hallucination_rate, medhalt_score, softmax,
+    auroc,
+    brier_score,
+    expected_calibration_error,
+    hallucination_rate,
+    medhalt_score,
+    softmax,
 )
 from evaluators.metrics.flags import choose_threshold, flag_quality, split_indices
-from moeprune.reliability.intervals import bootstrap_interval, wilson_interval
 from evaluators.metrics.text import rouge_l, token_f1
+from moeprune.reliability.intervals import bootstrap_interval, wilson_interval
 
 
 def test_ece_15_bins_by_hand():

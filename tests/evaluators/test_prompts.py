@@ -1,5 +1,10 @@
 from evaluators.prompts import (
-    ABSTAINED, abstain_option, is_refusal, parse_answer, render_completion_prompt, render_mc_prompt,
+    ABSTAINED,
+    abstain_option,
+    is_refusal,
+    parse_answer,
+    render_completion_prompt,
+    render_mc_prompt,
 )
 
 OPTIONS = {"A": "Paris", "B": "London", "C": "I don't know", "D": "None of the above"}

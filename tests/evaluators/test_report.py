@@ -5,9 +5,9 @@ import re
 
 from PIL import Image
 
-from moeprune.cli import main
 from evaluators.card import write_card
 from evaluators.report import render_report
+from moeprune.cli import main
 
 
 def metric(value, recovery=None):

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from evaluators.cache import ResponseCache
-from moeprune.reliability.crosscheck import answer_logprobs
 from evaluators.requests import expanded, kept_generation, kept_scoring, read_generation
 from evaluators.runner import run_eval
 from evaluators.tasks import Task
 from moeprune.errors import UserError
+from moeprune.reliability.crosscheck import answer_logprobs
 from tests.evaluators.scripted_openai import scripted_server
 
 LONG_QUESTION = "Background " + "lorem ipsum dolor sit amet " * 60 + "Which organ makes bile?"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from moeprune.formats.report_card import ReportCard
 from evaluators.tasks import SUITES
 from moeprune.cli import main
+from moeprune.formats.report_card import ReportCard
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_the_card_has_every_task_of_the_suite(study_run):
                 for name in suite if card["tasks"][name]["n"] == 0}
     assert all(reason.startswith("over-long") for reasons in unscored.values() for reason in reasons), unscored
     assert len(unscored) <= len(suite) // 4, unscored
-    assert card["endpoint"].endswith(":%s" % card["endpoint"].rsplit(":", 1)[1]) and "/v1" not in card["endpoint"]
+    assert card["endpoint"].endswith(":" + card["endpoint"].rsplit(":", 1)[1]) and "/v1" not in card["endpoint"]
 
 
 def test_an_lm_eval_task_folds_into_the_card(study_run):

@@ -4,8 +4,15 @@ import pytest
 
 from evaluators.metrics.averages import macro_average, micro_average
 from evaluators.metrics.generation import (
-    bio_f1, bracketed_entities, classification_macro_f1, entity_f1, exact_match, mse, multilabel_f1,
-    rouge_l_stemmed, word_f1,
+    bio_f1,
+    bracketed_entities,
+    classification_macro_f1,
+    entity_f1,
+    exact_match,
+    mse,
+    multilabel_f1,
+    rouge_l_stemmed,
+    word_f1,
 )
 from evaluators.metrics.text import rouge_l
 from evaluators.task_metrics import generation_metrics

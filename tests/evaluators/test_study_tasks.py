@@ -11,7 +11,13 @@ from evaluators.answers import extract, json_field, parse_task_answer, score_gen
 from evaluators.items import GenItem, MCItem
 from evaluators.task_prompts import render
 from evaluators.tasks import (
-    SUITES, Task, bind_data, load_task_file, parse_data_bindings, resolve_tasks, study_tasks,
+    SUITES,
+    Task,
+    bind_data,
+    load_task_file,
+    parse_data_bindings,
+    resolve_tasks,
+    study_tasks,
 )
 from moeprune.errors import UserError
 

@@ -160,8 +160,8 @@ def test_scorers_fail_before_any_request(tmp_path):
 
 
 def test_run_eval_folds_scorers_and_several_judges_into_the_card(tiny_encoder, tmp_path, eval_sets):
-    from moeprune.formats.report_card import ReportCard
     from evaluators.runner import run_eval
+    from moeprune.formats.report_card import ReportCard
 
     def summarise(prompt):
         return "Metformin treats type 2 diabetes."

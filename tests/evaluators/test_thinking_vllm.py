@@ -33,7 +33,7 @@ MESSAGES = ({"role": "user", "content": "Which organ makes bile? A. Spleen B. Li
 
 @pytest.fixture(scope="module")
 def thinking_server(tiny_qwen3_moe, tmp_path_factory):
-    from tests.support.vllm_server import vllm_server
+    from testkit.vllm_server import vllm_server
 
     scratch = tmp_path_factory.mktemp("vllm-thinking")
     template = scratch / "thinking.jinja"

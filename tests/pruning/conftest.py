@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tiny_models import TINY_CONFIGS
+from testkit.tiny_models import TINY_CONFIGS
 
 # Every family (and layout) with a tiny model: the correctness tests run on all of them.
 TINY_FAMILIES = sorted(TINY_CONFIGS)

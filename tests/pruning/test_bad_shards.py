@@ -12,8 +12,8 @@ from moeprune import cli
 from moeprune.errors import UserError
 from pruning.pipeline import run_prune
 from pruning.shard_checks import check_expected_names, open_checked
+from testkit.tiny_models import build_tiny_model
 from tests.support.mxfp4_checkpoint import build_mxfp4_gpt_oss
-from tests.support.tiny_models import build_tiny_model
 
 EXPERT = "model.layers.1.mlp.experts.3.up_proj.weight"
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from moeprune.errors import UserError
 from pruning.calibration import load_calibration, token_stream_sha256
 from pruning.calibration_records import read_documents, render_pubmedqa
-from moeprune.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,8 @@ def write_jsonl(path, rows):
 
 
 PUBMEDQA = {
-    "111": {"QUESTION": "Does aspirin inhibit cyclooxygenase?", "CONTEXTS": ["Aspirin is an NSAID.", "It acetylates COX."],
+    "111": {"QUESTION": "Does aspirin inhibit cyclooxygenase?",
+            "CONTEXTS": ["Aspirin is an NSAID.", "It acetylates COX."],
             "LONG_ANSWER": "Yes, irreversibly.", "final_decision": "yes", "YEAR": "2001"},
     "222": {"QUESTION": "Is metformin a biguanide?", "CONTEXTS": ["Metformin treats diabetes."],
             "LONG_ANSWER": "It is.", "final_decision": "yes"},
@@ -93,7 +94,8 @@ def test_unknown_suffix_and_missing_file_are_user_errors(tmp_path, tokenizer):
 
 
 def test_sampling_truncation_and_a_stable_token_stream_hash(tmp_path, tokenizer):
-    path = write_jsonl(tmp_path / "many.jsonl", [{"text": f"{i * 7919} is sample {i}: the liver filters."} for i in range(40)])
+    path = write_jsonl(tmp_path / "many.jsonl",
+                       [{"text": f"{i * 7919} is sample {i}: the liver filters."} for i in range(40)])
     first = load_calibration([path], tokenizer, samples=8, max_tokens=5, seed=1)
     again = load_calibration([path], tokenizer, samples=8, max_tokens=5, seed=1)
     other_seed = load_calibration([path], tokenizer, samples=8, max_tokens=5, seed=2)
@@ -107,7 +109,7 @@ def test_sampling_truncation_and_a_stable_token_stream_hash(tmp_path, tokenizer)
     assert first.record["files"] == [str(path)] and first.record["documents_available"] == 40
 
 
-# ---------------------------------------------------------------- the study's calibration: MedINST, template kwargs, FILE:N
+# ------------------------------------------------------------ the study's calibration: MedINST, template kwargs, FILE:N
 
 MEDINST = [
     {"instruction": "Name the organ.", "input": "Hepatitis inflames it.", "output": "The liver."},
@@ -122,13 +124,15 @@ def test_medinst_records_become_instruction_input_and_output_turns(tmp_path, tok
     expected = [
         [{"role": "user", "content": "Name the organ.\n\nInput: Hepatitis inflames it."},
          {"role": "assistant", "content": "The liver."}],
-        [{"role": "user", "content": "Which drug treats type 2 diabetes?"}, {"role": "assistant", "content": "Metformin."}],
+        [{"role": "user", "content": "Which drug treats type 2 diabetes?"},
+         {"role": "assistant", "content": "Metformin."}],
         [{"role": "user", "content": "Say the capital of France."}, {"role": "assistant", "content": "Paris."}],
     ]
     for ids, messages in zip(calibration.sequences, expected):
         rendered = tokenizer.apply_chat_template(messages, tokenize=False)
         assert ids == tokenizer(rendered, add_special_tokens=False)["input_ids"]
-    assert "<|user|>Name the organ.\n\nInput: Hepatitis inflames it.<|end|>" in tokenizer.decode(calibration.sequences[0])
+    decoded = tokenizer.decode(calibration.sequences[0])
+    assert "<|user|>Name the organ.\n\nInput: Hepatitis inflames it.<|end|>" in decoded
     assert calibration.record["per_file"][str(path)]["kinds"] == {"medinst": 3, "text": 1}
 
 

@@ -10,13 +10,13 @@ import pytest
 
 from evaluators.gate_quality import gate_quality
 from evaluators.metrics.classification import auroc
-from moeprune.formats.report_card import ReportCard
 from evaluators.tasks import shipped_tasks
 from moeprune import cli
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import GATE_NAME, DomainGate, fit_gate, threshold_for_recall
-from pruning.domain_gate_files import SHIPPED_REFERENCE, build_gate
 from moeprune.formats.manifest import PruningManifest, verify
+from moeprune.formats.report_card import ReportCard
+from pruning.domain_gate_files import SHIPPED_REFERENCE, build_gate
 
 SETS = Path(__file__).resolve().parents[2] / "evaluators" / "sets"
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from moeprune.formats.families import Family, family_for
-from pruning.observe import ExpertObserver, default_ean_limits, load_model, observe
-from moeprune.formats.statistics import ExpertStats
 from moeprune.errors import UserError
+from moeprune.formats.families import Family, family_for
+from moeprune.formats.statistics import ExpertStats
+from pruning.observe import ExpertObserver, default_ean_limits, load_model, observe
 from tests.pruning.test_observe import SCALES, SEQUENCES, ToyBlock, ToyModel
 
 TOY_FAMILY = Family(model_type="toy", expert_count_keys=("num_experts",))
@@ -52,7 +52,8 @@ def test_per_sample_rule_equals_the_study_running_one_sample_per_forward(qwen3):
     alone = [observe(model, family, config, [sequence], batch_tokens=10_000, ean_max_tokens=n, progress=False)
              for sequence in SEQUENCES]
     for index, layer in batched.layers.items():
-        assert layer.ean_tokens == sum(min(len(s), n) for s in SEQUENCES) == sum(a.layers[index].ean_tokens for a in alone)
+        assert layer.ean_tokens == sum(min(len(s), n) for s in SEQUENCES) \
+            == sum(a.layers[index].ean_tokens for a in alone)
         summed = [sum(a.layers[index].ean_sum[i] for a in alone) for i in range(batched.num_experts)]
         assert layer.ean_sum == pytest.approx(summed, rel=1e-4)
     assert batched.ean_tokens_per_sample == n and batched.ean_max_tokens is None

@@ -4,7 +4,7 @@ import pytest
 
 from moeprune.errors import UserError
 from moeprune.formats.families import FAMILIES, family_for
-from tests.support.tiny_models import TINY_CONFIGS
+from testkit.tiny_models import TINY_CONFIGS
 
 
 def test_every_family_has_a_tiny_model_and_vice_versa():
@@ -23,7 +23,8 @@ def test_unknown_model_type_names_the_supported_ones():
     [
         ({"model_type": "qwen3_moe", "num_hidden_layers": 6, "decoder_sparse_step": 2, "mlp_only_layers": [3]}, [1, 5]),
         ({"model_type": "deepseek_v3", "num_hidden_layers": 5, "first_k_dense_replace": 3}, [3, 4]),
-        ({"model_type": "nemotron_h", "layers_block_type": ["linear_attention", "moe", "full_attention", "moe"]}, [1, 3]),
+        ({"model_type": "nemotron_h", "layers_block_type": ["linear_attention", "moe", "full_attention", "moe"]},
+         [1, 3]),
         ({"model_type": "nemotron_h", "hybrid_override_pattern": "ME*-E"}, [1, 4]),
         ({"model_type": "qwen3_5_moe", "text_config": {"num_hidden_layers": 3, "num_experts": 8}}, [0, 1, 2]),
         ({"model_type": "mixtral", "num_hidden_layers": 2}, [0, 1]),

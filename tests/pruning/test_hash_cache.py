@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pruning.hash_cache import CACHE_DIR_ENV, FileIdentity, SourceHashCache, default_cache_dir
 from moeprune.formats.hashing import sha256_file
-from tests.support.tiny_models import build_tiny_model
+from pruning.hash_cache import CACHE_DIR_ENV, FileIdentity, SourceHashCache, default_cache_dir
 from pruning.writer import write_pruned
+from testkit.tiny_models import build_tiny_model
 
 PROVENANCE = {"method": "manual", "ratio": 0.5, "allocation": "uniform", "seed": 0}
 KEPT = {0: [1, 2, 6, 7], 1: [0, 3, 4, 5]}
@@ -89,7 +89,8 @@ def test_cache_location_follows_the_environment(monkeypatch, tmp_path, sharded):
     write_pruned(sharded, tmp_path / "out", KEPT, PROVENANCE)  # the default cache comes from the environment
     assert (tmp_path / "mine" / "source-sha256.sqlite").is_file() and not (tmp_path / "xdg").exists()
     monkeypatch.setenv(CACHE_DIR_ENV, "off")
-    assert default_cache_dir() is None and SourceHashCache.from_env().lookup(FileIdentity.of(shards(sharded)[0])) is None
+    assert default_cache_dir() is None
+    assert SourceHashCache.from_env().lookup(FileIdentity.of(shards(sharded)[0])) is None
 
 
 def test_without_kernel_copies_the_buffers_are_written_and_the_bytes_are_the_same(sharded, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import torch
 from moeprune.formats.checkpoint import load_config
 from moeprune.formats.families import family_for
 from pruning.routing_mask import experts_masked
-from tests.support.tiny_models import auto_model_class
+from testkit.tiny_models import auto_model_class
 from tests.pruning.conftest import PROMPTS, TINY_FAMILIES
 
 
@@ -68,9 +68,10 @@ def test_every_method_through_run_prune_keeps_the_invariant(model_type, tiny_mod
     """One observation pass per family (saved with --scores-out), then every method from those scores."""
     import json
 
+    from transformers import AutoTokenizer
+
     from pruning.methods import METHODS
     from pruning.pipeline import run_prune
-    from transformers import AutoTokenizer
 
     source_dir = tiny_model_factory(model_type)
     config = load_config(source_dir)

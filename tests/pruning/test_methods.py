@@ -1,9 +1,9 @@
 import pytest
 
 from moeprune.errors import UserError
+from moeprune.formats.statistics import ExpertStats, LayerStats
 from pruning.methods import METHODS, get_method, score
 from pruning.selection import Routing, select_uniform
-from moeprune.formats.statistics import ExpertStats, LayerStats
 
 
 def hand_stats() -> ExpertStats:
@@ -20,7 +20,8 @@ def hand_stats() -> ExpertStats:
         gate_sum=[0.75 + 0.5 + 0.1, 0.25, 0.5 + 0.9, 0.0],
         reap_sum=[0.75 * 4 + 0.5 * 2 + 0.1 * 10, 0.25 * 8, 0.5 * 6 + 0.9 * 1, 0.0],
         ean_sum=[4.0, 8.0, 3.0, 20.0],
-        easyep_sum=[0.5 * 0.75 * 4 + 0.1 * 0.5 * 2 + 1.0 * 0.1 * 10, 0.5 * 0.25 * 8, 0.1 * 0.5 * 6 + 1.0 * 0.9 * 1, 0.0],
+        easyep_sum=[0.5 * 0.75 * 4 + 0.1 * 0.5 * 2 + 1.0 * 0.1 * 10, 0.5 * 0.25 * 8, 0.1 * 0.5 * 6 + 1.0 * 0.9 * 1,
+                    0.0],
     )
     return ExpertStats("qwen3_moe", 4, 2, {5: layer})
 

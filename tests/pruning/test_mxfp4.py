@@ -86,8 +86,9 @@ def observe_modes():
 @pytest.mark.parametrize("observe", observe_modes())
 def test_mxfp4_checkpoint_is_observed_pruned_kept_mxfp4_and_keeps_the_invariant(
         observe, mxfp4_source, calibration_file, tmp_path):
-    from pruning.pipeline import run_prune
     from transformers import AutoTokenizer
+
+    from pruning.pipeline import run_prune
 
     options = {} if observe is None else {"observe": observe}
     out = run_prune(mxfp4_source, tmp_path / "pruned", method="reap", ratio=0.5, calibration=[calibration_file],

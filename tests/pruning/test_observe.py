@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from moeprune.formats.families import Family, family_for
 from moeprune.errors import UserError
+from moeprune.formats.families import Family, family_for
 from pruning.observe import ExpertObserver, load_model, observe, require_transformers, token_batches
-from tests.support.tiny_models import TINY_CONFIGS
+from testkit.tiny_models import TINY_CONFIGS
 
 # ---------------------------------------------------------------- a toy MoE with known numbers
 

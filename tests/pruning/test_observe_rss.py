@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.synthetic_moe import MoeShape, write_checkpoint
+from testkit.synthetic_moe import MoeShape, write_checkpoint
 
 SHAPE = dict(hidden=512, experts=48, expert_width=512, top_k=4, heads=4, kv_heads=2, head_dim=128, vocab=1024)
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,8 +27,9 @@ def checkpoints(tmp_path_factory):
 
 
 def peak_rss(mode: str, source: Path) -> int:
-    done = subprocess.run([sys.executable, "-m", "tests.support.observe_child", mode, str(source), "64",
-                           "--seq-len", "64", "--ean-max-tokens", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "-m", "testkit.observe_child", mode, str(source), "64",
+                           "--seq-len", "64", "--ean-max-tokens", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
                           # One thread: on a shared 2-core machine OpenMP's spinning threads cost 10x the time.
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-2000:]

@@ -10,9 +10,9 @@ from safetensors.torch import load_file, save_file
 from moeprune import cli
 from moeprune.errors import UserError
 from moeprune.formats.families import family_for
+from moeprune.formats.statistics import VECTORS
 from pruning.layer_stream import observe_streamed
 from pruning.observe import load_model, observe
-from moeprune.formats.statistics import VECTORS
 from tests.pruning.conftest import PROMPTS, TINY_FAMILIES
 
 # Four samples of different lengths: with batch_tokens 64 they make padded batches of two.

@@ -6,10 +6,10 @@ import pytest
 
 from moeprune import cli
 from moeprune.errors import UserError
+from moeprune.formats.statistics import ExpertStats
 from pruning.methods import score
 from pruning.pipeline import run_prune
 from pruning.selection import Routing, select_uniform
-from moeprune.formats.statistics import ExpertStats
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,8 @@ def test_scores_in_rescores_another_method_and_ratio_without_a_pass(first_run, t
     assert "kept 6 of 8 experts in each of 2 MoE layers" in capsys.readouterr().out
     expected = select_uniform(score(ExpertStats.load(stats_path), "frequency"), 0.25, Routing(8, 2))
     assert read_json(out / "expert_mask.json") == [expected[0], expected[1]]
-    assert read_json(out / "pruning.json")["calibration"]["sha256"] == ExpertStats.load(stats_path).calibration["sha256"]
+    recorded = read_json(out / "pruning.json")["calibration"]["sha256"]
+    assert recorded == ExpertStats.load(stats_path).calibration["sha256"]
 
 
 def test_mask_reproduces_a_pruned_checkpoint_byte_for_byte(first_run, tiny_qwen3_moe, capsys):

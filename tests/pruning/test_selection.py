@@ -53,7 +53,8 @@ def test_grouped_routing_refusals(ratio, words):
 
 def test_grouped_routing_top_k_beyond_topk_group_capacity():
     routing = Routing(num_experts=16, top_k=6, n_group=4, topk_group=2)
-    with pytest.raises(UserError, match=r"top_k = 6 > topk_group \(2\) x 2 experts per group.*largest valid ratio is 0.25"):
+    with pytest.raises(UserError,
+                       match=r"top_k = 6 > topk_group \(2\) x 2 experts per group.*largest valid ratio is 0.25"):
         select_uniform({0: [float(i) for i in range(16)]}, 0.5, routing)
 
 

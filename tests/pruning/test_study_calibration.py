@@ -25,7 +25,8 @@ def study_run(tiny_qwen3_moe, tmp_path_factory):
                       {"role": "assistant", "content": "Paris."}]} for i in range(5)])
     out, stats = work / "ean-50", work / "stats.json"
     code = cli.main(["prune", str(tiny_qwen3_moe), "--out", str(out), "--method", "ean", "--ratio", "0.5",
-                     "--calibration", f"{med}:4", f"{general}:3", "--chat-template-kwargs", '{"enable_thinking": false}',
+                     "--calibration", f"{med}:4", f"{general}:3",
+                     "--chat-template-kwargs", '{"enable_thinking": false}',
                      "--ean-tokens-per-sample", "6", "--max-tokens", "40", "--scores-out", str(stats)])
     assert code == 0
     return med, general, out, stats

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from moeprune.formats.checkpoint import Checkpoint
-from tests.support.tiny_models import auto_model_class
+from testkit.tiny_models import auto_model_class
 from tests.pruning.conftest import TINY_FAMILIES
 
 

@@ -14,8 +14,8 @@ from moeprune.formats.families import family_for
 from pruning.routing_mask import experts_masked
 from pruning.selection import Routing, select, select_coverage
 from pruning.writer import write_pruned
+from testkit.tiny_models import TINY_CONFIGS
 from tests.pruning.conftest import PROMPTS
-from tests.support.tiny_models import TINY_CONFIGS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
 UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral"]
@@ -78,8 +78,9 @@ def _max_diff(a, b):
 def test_uneven_model_equals_source_with_removed_experts_masked(model_type, uneven_factory, tmp_path):
     """transformers: AutoModelForCausalLM picks the uneven class by architecture, every layer has its own
     count, and the logits equal the source's with the removed experts' router logits at -inf."""
-    import moeprune.models  # noqa: F401  (registers the classes)
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import moeprune.models  # noqa: F401  (registers the classes)
 
     source_dir, pruned_dir = uneven_factory(model_type)
     family = family_for(load_config(source_dir))
@@ -116,8 +117,9 @@ def test_stock_class_fails_loudly_on_an_uneven_checkpoint(uneven_factory):
 
 
 def test_uneven_class_refuses_other_per_layer_differences(uneven_factory):
-    import moeprune.models  # noqa: F401
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    import moeprune.models  # noqa: F401
 
     _, pruned_dir = uneven_factory("qwen3_moe")
     config = AutoConfig.from_pretrained(pruned_dir)
@@ -138,7 +140,8 @@ def test_a_layer_below_top_k_is_refused_naming_the_layer(tiny_qwen3_moe, tmp_pat
 def test_a_family_without_an_uneven_class_is_refused_before_writing(tiny_model_factory, tmp_path):
     source = tiny_model_factory("gpt_oss")
     with pytest.raises(UserError, match=r"gpt_oss \(GptOssForCausalLM\) cannot hold different expert counts per "
-                                        r"layer yet: .*MixtralForCausalLM, OlmoeForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM; use allocation "
+                                        r"layer yet: .*MixtralForCausalLM, OlmoeForCausalLM, Qwen2MoeForCausalLM, "
+                                        r"Qwen3MoeForCausalLM; use allocation "
                                         r"uniform"):
         write_pruned(source, tmp_path / "out", UNEVEN_KEPT, {})
     assert list(tmp_path.iterdir()) == []
@@ -191,9 +194,9 @@ def test_coverage_with_equal_layers_is_uniform():
 @pytest.mark.parametrize("allocation", ["global", "coverage"])
 def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, tiny_qwen3_moe, tmp_path):
     """Skewed statistics make the allocation uneven; the written model equals the masked source."""
-    import moeprune.models  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import moeprune.models  # noqa: F401
     from moeprune.formats.statistics import ExpertStats
     from pruning.pipeline import run_prune
 
@@ -220,7 +223,7 @@ def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, tin
 
 def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_factory, tmp_path, monkeypatch):
     from moeprune.formats import uneven_serving as serving
-    from tests.support.vllm_plugin_env import plugin_pythonpath
+    from testkit.vllm_plugin_env import plugin_pythonpath
 
     _, pruned_dir = uneven_factory("qwen3_moe")
     if not serving.plugin_installed():
@@ -236,8 +239,8 @@ def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_f
 
 def test_the_gateway_refuses_to_start_an_uneven_variant_where_vllm_would_not_find_its_class(
         uneven_factory, monkeypatch):
-    from app.config.variants import parse_config
     from app.config.settings import Settings
+    from app.config.variants import parse_config
     from app.main import create_app
     from moeprune.formats import uneven_serving as serving
 

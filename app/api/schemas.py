@@ -6,55 +6,37 @@ vLLM accepts many fields that are unsafe to expose (request ids, priorities,
 KV-transfer parameters, logits processors, grammars). The declared set is
 OpenAI's sampling fields plus a vetted list of vLLM extras (docs/gateway.md,
 "Security"). What depends on the variant or the key (`n` and batch caps, echo
-and prompt logprobs, media content parts, `max_tokens` filling) is checked in
-app/serving/bounds.py once the variant is known.
+and prompt logprobs, media content parts, `max_tokens` filling, tools) is checked
+in app/serving/ once the variant is known. Function calling (`tools`, tool
+messages) lives in app/api/tool_schemas.py.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from app.api.closed import MAX_NAME_CHARS, Closed, bounded_schema
+from app.api.tool_schemas import (
+    MAX_TOOL_CALL_ID_CHARS,
+    MAX_TOOL_CALLS,
+    MAX_TOOLS,
+    AssistantToolCall,
+    Tool,
+    ToolChoice,
+    check_message_roles,
+    check_tool_choice,
+)
 from app.api.unsafe_values import reject_unsafe_values
 
 MAX_STOP = 4
 MAX_STOP_CHARS = 256
 MAX_LOGIT_BIAS = 300
 MAX_STOP_TOKEN_IDS = 16
-MAX_SCHEMA_CHARS = 16_384  # a JSON schema for structured output: its compile cost grows with its size
-MAX_SCHEMA_DEPTH = 16
-MAX_NAME_CHARS = 64
 MAX_URL_CHARS = 8192
 MAX_TOKEN_ID = 2**31 - 1
 INT64 = 2**63 - 1
-
-
-class Closed(BaseModel):
-    # NaN/Infinity are refused in every float field (pydantic allows them by default).
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-def _depth(value: object) -> int:
-    """Nesting depth of a JSON value, iteratively (a deep schema must not exhaust the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_SCHEMA_DEPTH:
-            break
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def bounded_schema(schema: dict) -> dict:
-    if len(json.dumps(schema, separators=(",", ":"))) > MAX_SCHEMA_CHARS:
-        raise ValueError(f"the schema is longer than {MAX_SCHEMA_CHARS} characters of JSON")
-    if _depth(schema) > MAX_SCHEMA_DEPTH:
-        raise ValueError(f"the schema is nested deeper than {MAX_SCHEMA_DEPTH} levels")
-    return schema
 
 
 StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
@@ -154,9 +136,15 @@ ContentPart = Annotated[TextPart | ImagePart | AudioPart, Field(discriminator="t
 
 
 class ChatMessage(Closed):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    # Function calling: which fields each role may carry is checked on the request (check_message_roles),
+    # where the message's index is known for the error's `param`.
+    tool_calls: list[AssistantToolCall] | None = Field(None, min_length=1, max_length=MAX_TOOL_CALLS,
+                                                       description="assistant messages only")
+    tool_call_id: str | None = Field(None, min_length=1, max_length=MAX_TOOL_CALL_ID_CHARS,
+                                     description="tool messages only (required there)")
 
 
 class ChatTemplateKwargs(Closed):
@@ -176,6 +164,16 @@ class ChatCompletionRequest(SamplingRequest):
     chat_template_kwargs: ChatTemplateKwargs | None = None
     add_generation_prompt: bool | None = None
     continue_final_message: bool | None = None
+    # Function calling: only variants with `tools: true` take these (app/serving/tools.py).
+    tools: list[Tool] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+
+    @model_validator(mode="after")
+    def coherent_tools(self) -> ChatCompletionRequest:
+        check_message_roles(self.messages)
+        check_tool_choice(self.tools, self.tool_choice, self.parallel_tool_calls)
+        return self
 
 
 TokenIds = list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]]

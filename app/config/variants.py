@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,6 +19,17 @@ from app.experiments.config import Decide, Guardrail, check_decision_settings
 from app.guard.config import CERTIFIED_FLAGS, CascadeOptions, GuardOptions, check_guard
 from app.telemetry.config import TelemetryOptions
 from moeprune.errors import UserError
+
+
+# vLLM's --tool-call-parser names this gateway was checked against (vLLM 0.32 registers more; ask to add one).
+# hermes: Qwen3 / Qwen2.5 and Hermes-style `<tool_call>{json}</tool_call>` templates; openai: gpt-oss;
+# qwen3_coder / qwen3_xml: Qwen3-Coder and Qwen3.5/3.6; the rest as their model families.
+ToolParser = Literal["hermes", "openai", "qwen3_coder", "qwen3_xml", "llama3_json", "mistral", "deepseek_v3",
+                     "deepseek_v31", "glm45", "pythonic"]
+DEFAULT_TOOL_PARSER = "hermes"
+# Engine arguments that `tools:` / `tool_parser:` own: given in engine.args, the gateway could not know
+# whether the engine parses tool calls.
+TOOL_ARGS = ("--enable-auto-tool-choice", "--tool-call-parser")
 
 
 class Strict(BaseModel):
@@ -76,6 +88,10 @@ class Variant(ReliabilityOptions):
     max_in_flight: int | None = Field(None, ge=1, description="sequences in flight; beyond it: 429")
     evaluation: bool = Field(False, description="allow echo / prompt logprobs (bounded) for every key")
     multimodal: bool = Field(False, description="accept non-text content parts (image/audio URLs)")
+    tools: bool = Field(False, description="accept function calling (`tools`, tool messages); a managed engine "
+                                           "is started with vLLM's tool parser")
+    tool_parser: ToolParser | None = Field(None, description="vLLM --tool-call-parser of a managed engine "
+                                                             f"(default with tools: {DEFAULT_TOOL_PARSER})")
     # url: variants send this key upstream; managed variants start their engine with it (default: random).
     api_key_file: Path | None = Field(None, description="file holding the engine's API key")
     api_key_env: str | None = Field(None, description="env variable holding the engine's API key")
@@ -93,6 +109,24 @@ class Variant(ReliabilityOptions):
             raise ValueError("`tls` configures an https:// engine: give `url: https://...` (a managed engine and "
                              "http:// urls are plain HTTP)")
         return self
+
+    @model_validator(mode="after")
+    def tool_settings(self) -> Variant:
+        if self.tool_parser is not None and not self.tools:
+            raise ValueError("`tool_parser` picks the engine's parser for function calling: set `tools: true` too")
+        if self.tool_parser is not None and self.url is not None:
+            raise ValueError("`tool_parser` is a flag of an engine the gateway starts; a `url:` engine is started "
+                             "with its own --tool-call-parser: give `tools: true` only")
+        given = [arg for arg in self.engine.args if arg.split("=")[0] in TOOL_ARGS]
+        if given:
+            raise ValueError(f"engine.args: {given[0].split('=')[0]} is set by the gateway: use `tools: true` "
+                             "(and `tool_parser:`) instead")
+        return self
+
+    @property
+    def engine_tool_parser(self) -> str | None:
+        """The --tool-call-parser of a managed engine; None: started without function calling."""
+        return (self.tool_parser or DEFAULT_TOOL_PARSER) if self.tools and self.managed else None
 
     @model_validator(mode="after")
     def cascade_needs_base(self) -> Variant:

@@ -81,6 +81,7 @@ def build_backends(config: GatewayConfig, settings: Settings, work_dir: Path) ->
             model=variant.model, port=options.port or 0, served_name=name, dtype=options.dtype,
             max_model_len=options.max_model_len, gpu_memory_utilization=options.gpu_memory_utilization,
             args=list(options.args), env=dict(options.env), launcher=launcher, api_key=key,
+            tool_parser=variant.engine_tool_parser,
         )
         if options.kv_cache_bytes is not None:
             spec.kv_cache_bytes = options.kv_cache_bytes

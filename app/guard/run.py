@@ -5,7 +5,10 @@ header names who answered, `x-moe-guard` sums it up), counted
 (`moeprune_guard_decisions_total`, `moeprune_guard_extra_seconds`) and logged
 (the access log's `guard` field). A fallback that is down, full or failing
 never turns the request into an error: the pruned variant's answer is served
-with the `guard_unavailable` flag. Streams get the gate only (their answer is
+with the `guard_unavailable` flag. A function-calling request never goes to a
+fallback without `tools: true` (app/serving/tools.py): that guard decision is
+`no_tools`, and the answer carries `guard_unavailable` as for a fallback that is
+down. Streams get the gate only (their answer is
 already on its way when its flags are known); their guard outcome is in the
 headers.
 """
@@ -24,11 +27,13 @@ from app.guard.prompt_text import prompt_text
 from app.reliability.verdict import flags_header
 from app.serving.exchange import Exchange
 from app.serving.targets import Target
+from app.serving.tools import takes_tools, tool_use
 from app.state import GatewayState
 
 log = logging.getLogger("moeprune.guard")
 
 UNAVAILABLE_FLAG = "guard_unavailable"
+NO_TOOLS = "no_tools"  # the decision when a function-calling request's fallback has no `tools: true`
 Resend = Callable[[str], Awaitable[Response]]  # ask variant V the same request; the answer as forward() gives it
 
 
@@ -44,6 +49,7 @@ class RequestGuard:
         self.escalated: dict | None = None  # reliability.escalated: {from, reason} when the fallback answered
         if self.options is None:
             return
+        self.uses_tools = chat and tool_use(body) is not None
         self.outcome = {"domain_score": None, "gate": None, "cascade": None, "served_by": target.variant}
         if self.options.domain_gate is not None:
             self._gate(body, chat)
@@ -68,7 +74,12 @@ class RequestGuard:
             decision = "pass"
         else:
             fallback = self.options.domain_gate.fallback
-            if self.gateway.backends[fallback].up:
+            if not self._fallback_takes_tools(fallback):
+                decision = NO_TOOLS
+                self.flag_unavailable = True
+                log.warning("domain gate: the fallback does not take tools; the assigned variant answers",
+                            extra={"variant": self.assigned.variant, "fallback": fallback})
+            elif self.gateway.backends[fallback].up:
                 decision = "fallback"
                 self.target = Target(fallback, self.assigned.experiment)
                 self.outcome["served_by"] = fallback
@@ -79,6 +90,10 @@ class RequestGuard:
                             extra={"variant": self.assigned.variant, "fallback": fallback})
         self.outcome["gate"] = decision
         self._count("domain_gate", decision, time.perf_counter() - started)
+
+    def _fallback_takes_tools(self, fallback: str) -> bool:
+        """False for a function-calling request and a fallback without tools: it could not render the tools."""
+        return not self.uses_tools or takes_tools(self.gateway.config, fallback)
 
     def attach(self, exchange: Exchange) -> None:
         """The exchange records the assigned arm for experiments and the guard outcome in the access log."""
@@ -117,6 +132,8 @@ class RequestGuard:
     async def _escalate(self, exchange: Exchange, response: Response, resend: Resend, fallback: str,
                         raised: list[str]) -> Response:
         started = time.perf_counter()
+        if not self._fallback_takes_tools(fallback):
+            return self._unavailable(response, fallback, NO_TOOLS, started, decision=NO_TOOLS)
         backend = self.gateway.backends[fallback]
         slots = self.gateway.admission.try_admit_check(backend, 1) if backend.up else None
         if slots is None:
@@ -136,12 +153,13 @@ class RequestGuard:
         self.gateway.metrics.escalations.labels(self.assigned.variant, raised[0]).inc()
         return answer
 
-    def _unavailable(self, response: Response, fallback: str, why: str, started: float) -> Response:
+    def _unavailable(self, response: Response, fallback: str, why: str, started: float,
+                     decision: str = "unavailable") -> Response:
         log.warning("cascade: the fallback cannot answer; the pruned variant's answer is served",
                     extra={"variant": self.assigned.variant, "fallback": fallback, "error": why})
-        self.outcome["cascade"] = "unavailable"
+        self.outcome["cascade"] = decision
         self.flag_unavailable = True
-        self._count("cascade", "unavailable", time.perf_counter() - started)
+        self._count("cascade", decision, time.perf_counter() - started)
         return response
 
     def _annotate(self, exchange: Exchange, response: JSONResponse) -> JSONResponse:

@@ -3,7 +3,9 @@
 Every rule here is the evaluators' own (signals, flag comparison, refusal), so the
 flags raised on live traffic are the ones `moeprune eval` calibrated. An abstention
 ("I don't know") is not a risk flag: it travels apart as `abstained`, because a correct
-refusal of a made-up entity must not read like a possible error.
+refusal of a made-up entity must not read like a possible error. A tool call is not
+an answer either: it gets the same object with nothing flagged and `not_assessed`
+saying why (`not_assessed_verdict`).
 """
 
 from __future__ import annotations
@@ -39,3 +41,17 @@ def judge(trace: TokenTrace, policy: FlagPolicy, extra_signals: dict[str, float]
 
 def flags_header(reliability: dict) -> str:
     return ",".join(reliability["flags"]) or "none"
+
+
+TOOL_CALL = "tool_call"  # reliability.not_assessed: the choice calls a function; there is no factual answer
+
+
+def not_assessed_verdict(reason: str, policy: FlagPolicy, domain: str,
+                         extra_signals: dict[str, float] | None = None) -> dict:
+    """The `reliability` object of a choice that makes no claim to judge: the usual keys (an app parses it
+    unchanged), token signals null, no flag, no `p_wrong` or certificate, and `not_assessed: reason`.
+    No flag, so a cascade does not re-ask the base for it; the next turn, answering with the tool's
+    result, is judged as usual."""
+    reliability = judge_signals("", response_signals(TokenTrace(), extra_signals), policy)
+    reliability.update(p_wrong=None, above_risk=False, domain=domain, certificate=None, not_assessed=reason)
+    return reliability

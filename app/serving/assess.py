@@ -14,7 +14,7 @@ import logging
 from app.guard.prompt_text import prompt_text
 from app.reliability.certified import certified_verdict
 from app.reliability.checks import CheckLimits, agreement_rate, base_mean_logprob
-from app.reliability.verdict import judge_signals, response_signals
+from app.reliability.verdict import TOOL_CALL, judge_signals, not_assessed_verdict, response_signals
 from app.serving.bounds import prompt_chars
 from app.serving.targets import Target
 from app.state import GatewayState
@@ -72,6 +72,8 @@ async def assess(gateway: GatewayState, target: Target, upstream_body: dict, tra
     certification = gateway.certification[target.variant]
     gate_score, domain = certification.split.assign(prompt_text(upstream_body, chat))
     extra_signals: dict[str, float] = {} if gate_score is None else {"gate_score": gate_score}
+    if trace.tool_call:  # function arguments, not an answer: no checks run, nothing is flagged
+        return not_assessed_verdict(TOOL_CALL, gateway.policies[target.variant], domain, extra_signals)
     extra_flags: list[str] = []
     limits = CheckLimits(gateway.settings.check_timeout_s, gateway.settings.check_max_tokens)
     if base_check:

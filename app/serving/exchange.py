@@ -65,7 +65,8 @@ class Exchange:
     def served_answer(self) -> ServedAnswer | None:
         """What live re-certification keeps of the answer the client received (no text)."""
         reliability = self.reliability
-        if reliability is None or "domain" not in reliability:
+        # A tool call (`not_assessed`) is no answer a label could call right or wrong: not recorded.
+        if reliability is None or "domain" not in reliability or reliability.get("not_assessed"):
             return None
         certificate = reliability.get("certificate") or {}
         return ServedAnswer(completion_id=self.completion_id or self.request_id, variant=self.target.variant,

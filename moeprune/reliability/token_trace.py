@@ -22,12 +22,18 @@ class TokenTrace:
     top_logprobs: list[list[float]] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     has_logprobs: bool = False
+    # The choice calls a tool (function calling): its tokens are JSON arguments, not an answer to judge.
+    tool_call: bool = False
 
     def add_choice(self, choice: dict, chat: bool) -> None:
         """Append one choice of a response, or one stream chunk's choice."""
         logprobs = choice.get("logprobs") or {}
         if chat:
-            piece = (choice.get("message") or choice.get("delta") or {}).get("content")
+            message = choice.get("message") or choice.get("delta") or {}
+            piece = message.get("content")
+            # A named tool_choice ends with finish_reason "stop" (as OpenAI's does): look at tool_calls too.
+            if message.get("tool_calls") or choice.get("finish_reason") == "tool_calls":
+                self.tool_call = True
             content = logprobs.get("content")
             if content is not None:
                 self.has_logprobs = True
@@ -58,7 +64,7 @@ class TokenTrace:
         if not completion_tokens or completion_tokens >= len(self.token_logprobs):
             return self
         return TokenTrace(self.token_logprobs[-completion_tokens:], self.top_logprobs[-completion_tokens:],
-                          self.text, self.has_logprobs)
+                          self.text, self.has_logprobs, self.tool_call)
 
     @property
     def answer(self) -> str:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from app.api.deps import ApiKey
 from app.api.schemas import ChatCompletionRequest
 from app.serving.handle import serve
+from app.serving.tools import require_tools
 
 router = APIRouter(dependencies=[ApiKey], tags=["openai"])
 
@@ -16,4 +17,6 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     """OpenAI chat completions, plus `reliability` in the body and `x-moe-*` headers."""
     # The gateway state straight from the app (not a Depends: each dependency costs a resolution per request).
     gateway = request.app.state.gateway
-    return await serve(request, gateway, body.model_dump(exclude_unset=True, by_alias=True), chat=True)
+    payload = body.model_dump(exclude_unset=True, by_alias=True)
+    require_tools(gateway.config, payload)  # before routing: never forwarded, no arm drawn
+    return await serve(request, gateway, payload, chat=True)

@@ -20,10 +20,10 @@ from app.guard.config import CERTIFIED_FLAGS, CascadeOptions, GuardOptions, chec
 from app.telemetry.config import TelemetryOptions
 from moeprune.errors import UserError
 
-
-# vLLM's --tool-call-parser names this gateway was checked against (vLLM 0.32 registers more; ask to add one).
-# hermes: Qwen3 / Qwen2.5 and Hermes-style `<tool_call>{json}</tool_call>` templates; openai: gpt-oss;
-# qwen3_coder / qwen3_xml: Qwen3-Coder and Qwen3.5/3.6; the rest as their model families.
+# A short allowlist of vLLM's --tool-call-parser names (vLLM 0.32 registers ~50): the families this project
+# serves and the common ones, so a typo stops the start instead of the engine. hermes (Qwen3 and Hermes-style
+# `<tool_call>{json}</tool_call>` templates) is the one the tests run; openai is gpt-oss's; qwen3_coder /
+# qwen3_xml parse Qwen's XML-style calls; the rest are named after their model families.
 ToolParser = Literal["hermes", "openai", "qwen3_coder", "qwen3_xml", "llama3_json", "mistral", "deepseek_v3",
                      "deepseek_v31", "glm45", "pythonic"]
 DEFAULT_TOOL_PARSER = "hermes"

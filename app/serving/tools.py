@@ -40,7 +40,7 @@ def require_tools(config: GatewayConfig, body: dict) -> None:
     param = tool_use(body)
     if param is None:
         return
-    model = body.get("model")
+    model = str(body.get("model") or "")
     experiment = config.experiments.get(model)
     variants = [model] if model in config.variants else list(experiment.arms) if experiment else []
     without = [name for name in variants if not takes_tools(config, name)]

@@ -219,7 +219,8 @@ class Supervisor:
                     continue
             first = False
             try:
-                await engine.wait_healthy(lambda: self._first_probe(backend, engine), self.settings.engine_start_timeout_s)
+                await engine.wait_healthy(lambda: self._first_probe(backend, engine),
+                                          self.settings.engine_start_timeout_s)
             except EngineStartError as exc:
                 backend.last_error = str(exc)
                 log.error("engine failed to start", extra={"variant": backend.variant, "error": str(exc)})

@@ -201,8 +201,8 @@ class ExperimentService:
                 summary["decision"] = overall(list(decisions.values()))
                 summary["decisions"] = decisions
             arms[arm] = summary
-        body: dict[str, object] = {"object": "experiment", "name": name, "sticky": experiment.sticky, "control": experiment.control,
-                "arms": arms}
+        body: dict[str, object] = {"object": "experiment", "name": name, "sticky": experiment.sticky,
+                                   "control": experiment.control, "arms": arms}
         if experiment.decide is not None:
             body["alpha"] = experiment.decide.alpha
         return body

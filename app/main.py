@@ -107,8 +107,12 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
         if settings.config_path is None:
             raise UserError("no variants file: pass --config variants.yaml (or set MOEPRUNE_CONFIG_PATH)")
         config = load_config(settings.config_path)
-    scratch = None if settings.work_dir else tempfile.TemporaryDirectory(prefix="moeprune-gateway-")
-    work_dir = Path(settings.work_dir or scratch.name)
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+    if settings.work_dir is not None:
+        work_dir = Path(settings.work_dir)
+    else:
+        scratch = tempfile.TemporaryDirectory(prefix="moeprune-gateway-")
+        work_dir = Path(scratch.name)
     gateway = build_state(settings, config, work_dir, keys)
     tls = upstream_tls(config, gateway.backends)  # https engines: verified against their tls.ca_file
 

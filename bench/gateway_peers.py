@@ -16,8 +16,10 @@ Per target:
   req/s        `wrk -t1 -c32` for --duration seconds
   p50 @1       `wrk -t1 -c1 --latency` for --latency-duration seconds
   CPU/req      the gateway's utime+stime (from /proc/<pid>/stat, its whole process tree) over the req/s run
-  TTFT @1/@32  streaming: time to the first SSE event, p50, with this script's own client, 1 and 32 connections
-  per token    (stream time after the first token, through the target) - (the same, direct), / tokens, p50 @1
+  TTFT @1/@32  streaming: time to the first SSE event of 8-token streams, p50, with this script's own client
+               (asyncio, on CPU 1 with the stub), 1 and 32 connections
+  per token    on --stream-tokens streams at 1 connection: (time after the first token through the target, p50)
+               - (the same, direct), / tokens; and the gateway's CPU time per token streamed
 Every number is also given as a ratio to vllm-router's in the same run; latencies as added to the stub's.
 
     python bench/gateway_peers.py [--runs 2] [--targets direct,gateway,litellm,vllm-router] [--json OUT]
@@ -60,6 +62,7 @@ MODEL = "stub"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Which organ produces insulin?"}],
         "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 5}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+TOKENS_SHORT = 8  # the streams whose time to first token is measured
 
 
 def free_port() -> int:
@@ -327,21 +330,22 @@ async def _stream_once(host: str, port: int, request: bytes, reader_writer: list
     return first, time.perf_counter() - started
 
 
-def stream_request(url: str, headers: dict[str, str]) -> tuple[str, int, bytes]:
+def stream_request(url: str, headers: dict[str, str], tokens: int) -> tuple[str, int, bytes]:
     rest = url.split("://", 1)[1]
     hostport, _, path = rest.partition("/")
     host, _, port = hostport.partition(":")
-    body = json.dumps({**CHAT, "stream": True}).encode()
+    body = json.dumps({**CHAT, "stream": True, "max_tokens": tokens}, separators=(",", ":")).encode()
     lines = [f"POST /{path} HTTP/1.1", f"Host: {hostport}", "Content-Type: application/json",
              f"Content-Length: {len(body)}", "Accept: text/event-stream"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return host, int(port), ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def stream_load(url: str, headers: dict[str, str], connections: int, seconds: float,
+async def stream_load(url: str, headers: dict[str, str], connections: int, tokens: int, seconds: float,
                       max_streams: int) -> dict:
-    """Closed loop: `connections` clients streaming one after another for `seconds` (at most `max_streams`)."""
-    host, port, request = stream_request(url, headers)
+    """Closed loop: `connections` clients streaming `tokens`-token answers one after another for `seconds`
+    (at most `max_streams`)."""
+    host, port, request = stream_request(url, headers, tokens)
     firsts: list[float] = []
     totals: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -372,7 +376,8 @@ class Row:
     cpu_per_request: float = 0.0
     ttft1: float = 0.0
     ttft32: float = 0.0
-    after_first1: float = 0.0
+    after_first1: float = 0.0  # a long stream's time after its first token, one connection
+    cpu_per_token: float = 0.0
     streams: dict = field(default_factory=dict)
     errors: int = 0
 
@@ -388,13 +393,20 @@ def measure(target: Target, work: Path, args) -> Row:
     row.cpu_per_request = cpu / max(loaded["requests"], 1)
     single = run_wrk(target.url, script, 1, args.latency_duration, latency=True)
     row.p50, row.errors = single["p50"], row.errors + single["errors"]
-    one = asyncio.run(stream_load(target.url, target.headers, 1, args.stream_duration, args.max_streams))
-    many = asyncio.run(stream_load(target.url, target.headers, 32, args.stream_duration, args.max_streams))
-    row.ttft1, row.ttft32, row.after_first1 = one["ttft_p50"], many["ttft_p50"], one["after_first_p50"]
-    row.streams = {"at1": one, "at32": many}
+    short, budget = TOKENS_SHORT, (target.url, target.headers)
+    one = asyncio.run(stream_load(*budget, 1, short, args.stream_duration, args.max_streams))
+    many = asyncio.run(stream_load(*budget, 32, short, args.stream_duration, args.max_streams))
+    cpu_before = tree_cpu_seconds(target.pid)
+    long = asyncio.run(stream_load(*budget, 1, args.stream_tokens, args.stream_duration, args.max_streams))
+    cpu = tree_cpu_seconds(target.pid) - cpu_before
+    row.ttft1, row.ttft32, row.after_first1 = one["ttft_p50"], many["ttft_p50"], long["after_first_p50"]
+    row.cpu_per_token = cpu / (long["streams"] * args.stream_tokens)
+    row.streams = {"short_at1": one, "short_at32": many, "long_at1": long}
     print(f"  {target.name:18s} {row.rps:9.0f} req/s  p50 {row.p50 * 1e3:6.2f} ms  "
           f"CPU/req {row.cpu_per_request * 1e3:6.3f} ms  TTFT@1 {row.ttft1 * 1e3:6.2f} ms  "
-          f"TTFT@32 {row.ttft32 * 1e3:7.2f} ms  errors {row.errors}", flush=True)
+          f"TTFT@32 {row.ttft32 * 1e3:7.2f} ms  after first token ({args.stream_tokens}) "
+          f"{row.after_first1 * 1e3:7.1f} ms  CPU/token {row.cpu_per_token * 1e6:6.1f} us  errors {row.errors}",
+          flush=True)
     return row
 
 
@@ -420,6 +432,11 @@ def render(rows: list[Row], tokens: int) -> str:
             return "-"
         return f"{value * 1e3:.3f} ms" + _ratio(value, reference)
 
+    def us(value: float | None, reference: float | None = None) -> str:
+        if value is None:
+            return "-"  # a reference under 1 us is within noise: no ratio
+        return f"{value * 1e6:.1f} us" + (_ratio(value, reference) if reference and reference > 1e-6 else "")
+
     per_token = {row.name: (row.after_first1 - direct.after_first1) / max(tokens - 1, 1) if direct else None
                  for row in rows}
     lines = ["| gateway (one core) | req/s at 32 conns | p50 at 1 conn | added p50 | CPU per request |",
@@ -428,17 +445,21 @@ def render(rows: list[Row], tokens: int) -> str:
         lines.append(f"| {row.name} | {row.rps:,.0f}{_ratio(row.rps, ref.rps if ref else None)} | {ms(row.p50)} | "
                      f"{ms(added(row, 'p50'), added(ref, 'p50') if ref else None) if row is not direct else '-'} | "
                      f"{ms(row.cpu_per_request, ref.cpu_per_request if ref else None)} |")
-    lines += ["", f"Streaming ({tokens} tokens a stream, top-5 logprobs on each):", "",
-              "| gateway | TTFT p50 at 1 | added | TTFT p50 at 32 | added | added per token at 1 |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", f"Streaming: time to first token on {TOKENS_SHORT}-token streams; per token on {tokens}-token "
+              "streams at 1 connection (the time after the first token, less the stub's, per token; "
+              "CPU: the gateway's, per token streamed):", "",
+              "| gateway | TTFT p50 at 1 | added | TTFT p50 at 32 | added | added per token | CPU per token |",
+              "|---|---|---|---|---|---|---|"]
     for row in rows:
-        if row is direct:
-            lines.append(f"| {row.name} | {ms(row.ttft1)} | - | {ms(row.ttft32)} | - | - |")
-            continue
         token = per_token[row.name]
+        ref_token = per_token.get(REFERENCE)
+        cpu_token = f"{row.cpu_per_token * 1e6:.1f} us" + _ratio(row.cpu_per_token, ref.cpu_per_token if ref else None)
+        if row is direct:
+            lines.append(f"| {row.name} | {ms(row.ttft1)} | - | {ms(row.ttft32)} | - | - | {cpu_token} |")
+            continue
         lines.append(f"| {row.name} | {ms(row.ttft1)} | {ms(added(row, 'ttft1'), added(ref, 'ttft1') if ref else None)}"
                      f" | {ms(row.ttft32)} | {ms(added(row, 'ttft32'), added(ref, 'ttft32') if ref else None)} | "
-                     f"{ms(token, per_token.get(REFERENCE))} |")
+                     f"{us(token, ref_token)} | {cpu_token} |")
     return "\n".join(lines)
 
 
@@ -483,7 +504,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10, help="seconds of the req/s run (32 connections)")
     parser.add_argument("--latency-duration", type=float, default=5, help="seconds of the p50 run (1 connection)")
     parser.add_argument("--stream-duration", type=float, default=4, help="seconds of each streaming run")
-    parser.add_argument("--stream-tokens", type=int, default=256, help="tokens in each streamed answer")
+    parser.add_argument("--stream-tokens", type=int, default=2000, help="tokens in each long streamed answer")
     parser.add_argument("--max-streams", type=int, default=2000, help="streams per streaming run, at most")
     parser.add_argument("--venvs", type=Path, default=VENVS, help="where the peers' environments live")
     parser.add_argument("--no-install", action="store_true", help="skip peers that are not installed yet")

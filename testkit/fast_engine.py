@@ -7,8 +7,9 @@ front of it is the gateway's cost, not the engine's:
 - `GET /v1/models`: the one model name it serves (with `max_model_len`);
 - `POST /v1/chat/completions`: a fixed `TOKENS`-token answer with top-5 logprobs
   on every token, built once at start; with `"stream": true` in the body, an SSE
-  stream of `stream_tokens` chunks (one token and its top-5 logprobs each, every
-  chunk its own write), a usage chunk and `data: [DONE]`;
+  stream of `max_tokens` chunks (at most `--stream-tokens`; one token and its
+  top-5 logprobs each, every chunk its own write), then the finish and usage
+  chunks and `data: [DONE]`;
 - anything else: 404 (logged to stderr, so a peer that expects more shows up).
 
 Not a test double for behaviour (see tests/app/stub_engine.py for that): no
@@ -60,22 +61,28 @@ def _chunk(payload: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(event), event)
 
 
+def stream_head() -> dict:
+    return {"id": "chatcmpl-fast-stub", "object": "chat.completion.chunk", "created": 1700000000}
+
+
 def stream_chunks(model: str, count: int) -> list[bytes]:
-    """The streaming answer, one HTTP chunk per token, then the finish, usage and [DONE] events."""
-    head = {"id": "chatcmpl-fast-stub", "object": "chat.completion.chunk", "created": 1700000000, "model": model}
+    """One HTTP chunk per token, for up to `count` tokens."""
     chunks = []
     for index in range(count):
         entry = _logprob_entry(index)
         delta = {"content": entry["token"]} if index else {"role": "assistant", "content": entry["token"]}
-        chunks.append(_chunk(_dumps({**head, "choices": [{"index": 0, "delta": delta,
-                                                          "logprobs": {"content": [entry]}, "finish_reason": None}]})))
-    chunks.append(_chunk(_dumps({**head, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                                      "finish_reason": "length"}]})))
-    chunks.append(_chunk(_dumps({**head, "choices": [], "usage": {
-        "prompt_tokens": 12, "completion_tokens": count, "total_tokens": 12 + count}})))
-    chunks.append(_chunk(b"[DONE]"))
-    chunks.append(b"0\r\n\r\n")
+        chunks.append(_chunk(_dumps({**stream_head(), "model": model, "choices": [
+            {"index": 0, "delta": delta, "logprobs": {"content": [entry]}, "finish_reason": None}]})))
     return chunks
+
+
+def stream_tail(model: str, tokens: int) -> bytes:
+    """After `tokens` tokens: the finish and usage chunks, [DONE] and the last (empty) HTTP chunk."""
+    head = {**stream_head(), "model": model}
+    finish = {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}]}
+    usage = {**head, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": tokens,
+                                              "total_tokens": 12 + tokens}}
+    return _chunk(_dumps(finish)) + _chunk(_dumps(usage)) + _chunk(b"[DONE]") + b"0\r\n\r\n"
 
 
 def _response(status: bytes, body: bytes, content_type: bytes = b"application/json") -> bytes:
@@ -93,8 +100,16 @@ class Answers:
         self.chat = _response(b"200 OK", chat_answer(model))
         self.stream_head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                             b"transfer-encoding: chunked\r\n\r\n")
+        self.model = model
         self.stream = stream_chunks(model, stream_tokens)
+        self._tails: dict[int, bytes] = {}
         self.not_found = _response(b"404 Not Found", b'{"error":{"message":"not found"}}')
+
+    def tail(self, tokens: int) -> bytes:
+        tail = self._tails.get(tokens)
+        if tail is None:
+            tail = self._tails[tokens] = stream_tail(self.model, tokens)
+        return tail
 
 
 class StubProtocol(asyncio.Protocol):
@@ -143,9 +158,10 @@ class StubProtocol(asyncio.Protocol):
         answers = self.answers
         if method == b"POST" and path == b"/v1/chat/completions":
             if b'"stream":true' in body.replace(b" ", b""):
+                tokens = json.loads(body).get("max_tokens") or TOKENS
                 self.streaming = True
                 self.transport.write(answers.stream_head)
-                asyncio.get_running_loop().call_soon(self._stream_on, 0)
+                asyncio.get_running_loop().call_soon(self._stream_on, 0, max(1, min(tokens, len(answers.stream))))
             else:
                 self.transport.write(answers.chat)
         elif method == b"GET" and path == b"/health":
@@ -157,15 +173,15 @@ class StubProtocol(asyncio.Protocol):
                   file=sys.stderr, flush=True)
             self.transport.write(answers.not_found)
 
-    def _stream_on(self, index: int) -> None:
-        """One chunk per event-loop turn, so each token leaves in its own write as an engine's would."""
+    def _stream_on(self, index: int, tokens: int) -> None:
+        """One token per event-loop turn, so each leaves in its own write as an engine's would."""
         if self.transport is None:
             return
-        chunks = self.answers.stream
-        self.transport.write(chunks[index])
-        if index + 1 < len(chunks):
-            asyncio.get_running_loop().call_soon(self._stream_on, index + 1)
+        self.transport.write(self.answers.stream[index])
+        if index + 1 < tokens:
+            asyncio.get_running_loop().call_soon(self._stream_on, index + 1, tokens)
         else:
+            self.transport.write(self.answers.tail(tokens))
             self.streaming = False
             self._serve()
 
@@ -182,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", default="stub")
-    parser.add_argument("--stream-tokens", type=int, default=256, help="tokens in a streamed answer")
+    parser.add_argument("--stream-tokens", type=int, default=256, help="most tokens in a streamed answer")
     args = parser.parse_args(argv)
     try:
         asyncio.run(serve(args.host, args.port, args.model, args.stream_tokens))

@@ -189,8 +189,9 @@ def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool) -> 
     if name.startswith("gateway"):
         config = work / "variants.yaml"
         config.write_text(f"variants:\n  {MODEL}:\n    url: {stub_url}\n")
+        # The per-key limit (32 sequences) raised: 32 closed-loop connections would race each slot's release.
         env = {**os.environ, "MOEPRUNE_API_KEYS": key, "MOEPRUNE_WORK_DIR": str(work / "engines"),
-               "PYTHONPATH": str(REPO)}
+               "MOEPRUNE_MAX_IN_FLIGHT_PER_KEY": "64", "PYTHONPATH": str(REPO)}
         transport = name.partition("/")[2] or "engine"
         command = [sys.executable, "-m", "bench.upstream_transports", "--transport", transport,
                    "serve", "--config", str(config), "--port", str(port)]
@@ -302,8 +303,9 @@ def run_wrk(url: str, script: Path, connections: int, seconds: float, latency: b
     return result
 
 
-async def _stream_once(host: str, port: int, request: bytes, reader_writer: list) -> tuple[float, float]:
-    """(time to first SSE event, total) for one streamed chat request on a kept-alive connection."""
+async def _stream_once(host: str, port: int, request: bytes, reader_writer: list) -> tuple[float, float] | None:
+    """(time to first SSE event, total) for one streamed chat request on a kept-alive connection; None (and the
+    connection dropped) when the answer is not a 200."""
     if not reader_writer:
         reader_writer += await asyncio.open_connection(host, port)
     reader, writer = reader_writer
@@ -311,7 +313,11 @@ async def _stream_once(host: str, port: int, request: bytes, reader_writer: list
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"streaming request answered {head[:200]!r}")
+        status_line = head.split(b"\r\n")[0].decode(errors="replace")
+        print(f"    a stream was refused: {status_line}", flush=True)
+        writer.close()
+        reader_writer.clear()
+        return None
     chunked = b"transfer-encoding: chunked" in head.lower()
     if not chunked:
         raise RuntimeError(f"streaming answer is not chunked: {head[:300]!r}")
@@ -348,22 +354,28 @@ async def stream_load(url: str, headers: dict[str, str], connections: int, token
     host, port, request = stream_request(url, headers, tokens)
     firsts: list[float] = []
     totals: list[float] = []
+    refused = 0
     deadline = time.perf_counter() + seconds
 
     async def client() -> None:
+        nonlocal refused
         connection: list = []
         try:
             while time.perf_counter() < deadline and len(totals) < max_streams:
-                first, total = await _stream_once(host, port, request, connection)
-                firsts.append(first)
-                totals.append(total)
+                timing = await _stream_once(host, port, request, connection)
+                if timing is None:
+                    refused += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                firsts.append(timing[0])
+                totals.append(timing[1])
         finally:
             if connection:
                 connection[1].close()
 
     await asyncio.wait_for(asyncio.gather(*(client() for _ in range(connections))), seconds + 60)
     after_first = [total - first for first, total in zip(firsts, totals, strict=True)]
-    return {"streams": len(totals), "ttft_p50": statistics.median(firsts), "total_p50": statistics.median(totals),
+    return {"streams": len(totals), "refused": refused, "ttft_p50": statistics.median(firsts), "total_p50": statistics.median(totals),
             "after_first_p50": statistics.median(after_first)}
 
 
@@ -402,6 +414,7 @@ def measure(target: Target, work: Path, args) -> Row:
     row.ttft1, row.ttft32, row.after_first1 = one["ttft_p50"], many["ttft_p50"], long["after_first_p50"]
     row.cpu_per_token = cpu / (long["streams"] * args.stream_tokens)
     row.streams = {"short_at1": one, "short_at32": many, "long_at1": long}
+    row.errors += one["refused"] + many["refused"] + long["refused"]
     print(f"  {target.name:18s} {row.rps:9.0f} req/s  p50 {row.p50 * 1e3:6.2f} ms  "
           f"CPU/req {row.cpu_per_request * 1e3:6.3f} ms  TTFT@1 {row.ttft1 * 1e3:6.2f} ms  "
           f"TTFT@32 {row.ttft32 * 1e3:7.2f} ms  after first token ({args.stream_tokens}) "

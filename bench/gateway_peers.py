@@ -179,7 +179,8 @@ def wait_answering(target: Target, log: Path, timeout: float) -> None:
     raise RuntimeError(f"{target.name} did not answer in {timeout:.0f}s (last: {last}); log: {log.read_text()[-2000:]}")
 
 
-def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool) -> Target | None:
+def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
+           extra_env: dict[str, str] | None = None) -> Target | None:
     """Start one gateway (pinned to GATEWAY_CPU) in front of the stub; None when its peer is not installable."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -191,7 +192,7 @@ def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool) -> 
         config.write_text(f"variants:\n  {MODEL}:\n    url: {stub_url}\n")
         # The per-key limit (32 sequences) raised: 32 closed-loop connections would race each slot's release.
         env = {**os.environ, "MOEPRUNE_API_KEYS": key, "MOEPRUNE_WORK_DIR": str(work / "engines"),
-               "MOEPRUNE_MAX_IN_FLIGHT_PER_KEY": "64", "PYTHONPATH": str(REPO)}
+               "MOEPRUNE_MAX_IN_FLIGHT_PER_KEY": "64", "PYTHONPATH": str(REPO), **(extra_env or {})}
         transport = name.partition("/")[2] or "engine"
         command = [sys.executable, "-m", "bench.upstream_transports", "--transport", transport,
                    "serve", "--config", str(config), "--port", str(port)]
@@ -375,8 +376,8 @@ async def stream_load(url: str, headers: dict[str, str], connections: int, token
 
     await asyncio.wait_for(asyncio.gather(*(client() for _ in range(connections))), seconds + 60)
     after_first = [total - first for first, total in zip(firsts, totals, strict=True)]
-    return {"streams": len(totals), "refused": refused, "ttft_p50": statistics.median(firsts), "total_p50": statistics.median(totals),
-            "after_first_p50": statistics.median(after_first)}
+    return {"streams": len(totals), "refused": refused, "ttft_p50": statistics.median(firsts),
+            "total_p50": statistics.median(totals), "after_first_p50": statistics.median(after_first)}
 
 
 @dataclass
@@ -510,6 +511,35 @@ def one_run(targets: list[str], args, work: Path) -> list[Row]:
     return rows
 
 
+def profile(args, work: Path) -> None:
+    """The gateway once more, under cProfile, with the req/s load and then the long streams; the top costs."""
+    import pstats
+
+    stub_port = free_port()
+    stub = start([sys.executable, "-m", "testkit.fast_engine", "--port", str(stub_port), "--model", MODEL,
+                  "--stream-tokens", str(args.stream_tokens)], work / "stub.log",
+                 {**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        wait_answering(Target("direct", f"http://127.0.0.1:{stub_port}/v1/chat/completions", {}, None),
+                       work / "stub.log", 30)
+        for load in ("requests", "streams"):
+            out = args.profile.with_name(f"{args.profile.stem}-{load}.prof")
+            target = launch("gateway", f"http://127.0.0.1:{stub_port}", work, args.venvs, False,
+                            {"MOEPRUNE_BENCH_CPROFILE": str(out)})
+            try:
+                if load == "requests":
+                    run_wrk(target.url, wrk_script(work, target.headers), 32, args.duration)
+                else:
+                    asyncio.run(stream_load(target.url, target.headers, 1, args.stream_tokens, args.duration,
+                                            args.max_streams))
+            finally:
+                stop(target.proc)
+            print(f"\ncProfile of the gateway under the {load} load ({out}), top 25 by own time:")
+            pstats.Stats(str(out)).sort_stats("tottime").print_stats(25)
+    finally:
+        stop(stub)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default=",".join(ALL_TARGETS), help=f"comma-separated, of {ALL_TARGETS}")
@@ -522,6 +552,9 @@ def main() -> int:
     parser.add_argument("--venvs", type=Path, default=VENVS, help="where the peers' environments live")
     parser.add_argument("--no-install", action="store_true", help="skip peers that are not installed yet")
     parser.add_argument("--json", type=Path, help="also write every number here")
+    parser.add_argument("--profile", type=Path, metavar="OUT.prof",
+                        help="instead of the table: profile the gateway (cProfile) under the req/s load and the "
+                             "long streams, into OUT-requests.prof and OUT-streams.prof, and print the top costs")
     args = parser.parse_args()
     targets = [name.strip() for name in args.targets.split(",") if name.strip()]
     unknown = sorted(set(targets) - set(ALL_TARGETS))
@@ -534,6 +567,10 @@ def main() -> int:
     for name in targets:  # install before measuring: an install must not load the machine during a run
         if name in PEERS:
             peer_executable(name, args.venvs, not args.no_install)
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="gateway-profile-") as tmp:
+            profile(args, Path(tmp))
+        return 0
     report: dict = {"machine_before": machine(), "runs": []}
     with tempfile.TemporaryDirectory(prefix="gateway-peers-") as tmp:
         for index in range(args.runs):

@@ -17,7 +17,8 @@ Two entry points, neither used by the gateway itself:
     python -m bench.upstream_transports --transport aiohttp serve --config variants.yaml --port 8080
     MOEPRUNE_BENCH_UPSTREAM=aiohttp pytest -p bench.upstream_transports tests/app/test_engine_transport.py
 
-The first runs `moeprune` with the chosen transport; the second (a pytest
+The first runs `moeprune` with the chosen transport (under cProfile, stats written
+on exit, when $MOEPRUNE_BENCH_CPROFILE names a file); the second (a pytest
 plugin) runs the transport contract tests against it.
 """
 
@@ -34,6 +35,7 @@ from app.config.settings import Settings
 
 TRANSPORTS = ("engine", "httpcore", "aiohttp")
 ENV = "MOEPRUNE_BENCH_UPSTREAM"
+PROFILE_ENV = "MOEPRUNE_BENCH_CPROFILE"  # a file: the gateway runs under cProfile and writes its stats there
 
 
 def _timeout(settings: Settings) -> httpx.Timeout:
@@ -193,7 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     install(argv[1])
     from moeprune.cli import main as moeprune
 
-    return moeprune(argv[2:])
+    profile = os.environ.get(PROFILE_ENV)
+    if not profile:
+        return moeprune(argv[2:])
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(moeprune, argv[2:])
+    finally:
+        profiler.dump_stats(profile)
 
 
 if __name__ == "__main__":

@@ -574,8 +574,9 @@ def main() -> int:
     report: dict = {"machine_before": machine(), "runs": []}
     with tempfile.TemporaryDirectory(prefix="gateway-peers-") as tmp:
         for index in range(args.runs):
-            print(f"run {index + 1} of {args.runs} ({report['machine_before']['date']}, load "
-                  f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})", flush=True)
+            now = machine()
+            print(f"run {index + 1} of {args.runs} ({now['date']}, load average "
+                  f"{'/'.join(f'{x:.2f}' for x in now['load'])})", flush=True)
             rows = one_run(targets, args, Path(tmp))
             report["runs"].append([asdict(row) for row in rows])
             print()

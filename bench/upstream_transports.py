@@ -199,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     if not profile:
         return moeprune(argv[2:])
     import cProfile
+    import signal
 
+    # uvicorn re-raises the SIGTERM it stopped on after its shutdown; with the default action that would end
+    # the process before the stats are written, so the handler it restores and re-raises to is a no-op.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     profiler = cProfile.Profile()
     try:
         return profiler.runcall(moeprune, argv[2:])

@@ -50,6 +50,7 @@ from app.reliability.live_sync import LiveSync
 from app.reliability.policy import load_policy
 from app.reliability.startup import load_variant_reliability
 from app.serving.client import build_upstream_client
+from app.spans import Spans, traces_endpoint
 from app.state import GatewayState
 from app.telemetry.service import RoutingTelemetry
 from moeprune.errors import UserError
@@ -86,7 +87,14 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
     return GatewayState(settings=settings, config=config, backends=backends, metrics=metrics, policies=policies,
                         footprints=footprints, experiments=experiments, keys=keys,
                         gpu=GpuMemoryReader.create(), gates=gates, telemetry=telemetry,
-                        certification=certification, live=live)
+                        certification=certification, live=live, spans=spans_of(settings))
+
+
+def spans_of(settings: Settings) -> Spans:
+    try:
+        return Spans.from_endpoint(traces_endpoint(settings.otlp_traces_endpoint))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastAPI:
@@ -99,8 +107,12 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
         if settings.config_path is None:
             raise UserError("no variants file: pass --config variants.yaml (or set MOEPRUNE_CONFIG_PATH)")
         config = load_config(settings.config_path)
-    scratch = None if settings.work_dir else tempfile.TemporaryDirectory(prefix="moeprune-gateway-")
-    work_dir = Path(settings.work_dir or scratch.name)
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+    if settings.work_dir is not None:
+        work_dir = Path(settings.work_dir)
+    else:
+        scratch = tempfile.TemporaryDirectory(prefix="moeprune-gateway-")
+        work_dir = Path(scratch.name)
     gateway = build_state(settings, config, work_dir, keys)
     tls = upstream_tls(config, gateway.backends)  # https engines: verified against their tls.ca_file
 
@@ -127,6 +139,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                 await live_sync.stop()
                 await gateway.experiments.stop()
                 await gateway.supervisor.stop()
+                await asyncio.to_thread(gateway.spans.shutdown)  # flush the last spans (bounded by the SDK)
                 if scratch is not None:
                     scratch.cleanup()
                 log.info("gateway stopped; every engine stopped")

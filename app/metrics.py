@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -147,7 +147,7 @@ class GatewayMetrics:
 
     def observe_response(self, variant: str, experiment: str, status: int, duration_s: float,
                          ttft_s: float | None = None, prompt_tokens: int = 0, completion_tokens: int = 0,
-                         flags: list[str] = ()) -> None:
+                         flags: Sequence[str] = ()) -> None:
         self.requests.labels(variant, experiment, str(status)).inc()
         self.duration.labels(variant, experiment).observe(duration_s)
         if ttft_s is not None:

@@ -21,6 +21,7 @@ from app.reliability.policy import FlagPolicy
 from app.reliability.startup import VariantReliability
 from app.serving.admission import Admission
 from app.serving.salt import CacheSalt
+from app.spans import Spans
 from app.telemetry.service import RoutingTelemetry
 
 if TYPE_CHECKING:  # the HTTP layer builds the key store; the state only holds it
@@ -49,3 +50,4 @@ class GatewayState:
     certification: dict[str, VariantReliability] = field(default_factory=dict)
     # served answers vs feedback (app/reliability/live.py)
     live: LiveCertificates = field(default_factory=LiveCertificates)
+    spans: Spans = field(default_factory=Spans)  # OTLP spans, when an endpoint is set (app/spans.py)

@@ -32,6 +32,7 @@ class TraceContext:
     span_id: str  # the gateway's own span: the parent of every engine call
     flags: str = "01"
     tracestate: str | None = None
+    parent_span_id: str | None = None  # the client's span, when its traceparent was valid (app/spans.py)
 
     @property
     def traceparent(self) -> str:
@@ -47,15 +48,15 @@ class TraceContext:
 CURRENT: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar("moeprune_trace", default=None)
 
 
-def parse_traceparent(value: str | None) -> tuple[str, str] | None:
-    """(trace id, flags) of a valid W3C traceparent; None for a missing or malformed one."""
+def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
+    """(trace id, parent span id, flags) of a valid W3C traceparent; None for a missing or malformed one."""
     match = TRACEPARENT.fullmatch(value.strip()) if value else None
     if match is None:
         return None
     version, trace_id, parent_id, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest) or set(trace_id) == {"0"} or set(parent_id) == {"0"}:
         return None
-    return trace_id, flags
+    return trace_id, parent_id, flags
 
 
 def request_id_of(value: str | None) -> str:
@@ -67,8 +68,9 @@ def trace_context(request_id: str | None, traceparent: str | None, tracestate: s
     """The context for one request from its headers (each may be absent)."""
     parent = parse_traceparent(traceparent)
     if parent is None:
-        trace_id, flags, tracestate = secrets.token_hex(16), "01", None
+        trace_id, parent_id, flags, tracestate = secrets.token_hex(16), None, "01", None
     else:
-        trace_id, flags = parent
+        trace_id, parent_id, flags = parent
         tracestate = tracestate.strip() if tracestate and len(tracestate) <= MAX_TRACESTATE else None
-    return TraceContext(request_id_of(request_id), trace_id, secrets.token_hex(8), flags, tracestate or None)
+    return TraceContext(request_id_of(request_id), trace_id, secrets.token_hex(8), flags, tracestate or None,
+                        parent_id)

@@ -7,10 +7,12 @@ that shape, so a client never sees a bare 500 with a traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.tool_schemas import FIELD_NOT_FOR_ROLE, TOOL_FIELD_INVALID
@@ -43,7 +45,7 @@ def _field_path(location) -> str:
     return ".".join(str(part) for part in location if part != "body" and not _is_branch(str(part)))
 
 
-def _refused_input(errors: list) -> JSONResponse | None:
+def _refused_input(errors: Sequence[ErrorDetails]) -> JSONResponse | None:
     for err in errors:
         refused = REFUSED_INPUT.get(err.get("type"))
         if refused is None:
@@ -83,6 +85,8 @@ def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OpenAIError, lambda request, exc: exc.response())
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Starlette types every handler as taking `Exception`; it calls each with the class it was registered for,
+    # which its signature cannot express, so a handler of a subclass is (wrongly) refused.
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)

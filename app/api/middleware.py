@@ -16,6 +16,7 @@ import asyncio
 import json
 
 from app.errors import OpenAIError
+from app.spans import Spans
 from app.trace import CURRENT, trace_context
 
 
@@ -44,8 +45,6 @@ class RequestId:
                 wanted[name] = value.decode("latin-1")
         trace = trace_context(wanted[b"x-request-id"], wanted[b"traceparent"], wanted[b"tracestate"])
         request_id = trace.request_id
-        state = scope.setdefault("state", {})
-        state["request_id"], state["trace"] = request_id, trace
         tag = (b"x-request-id", request_id.encode("latin-1"))
 
         async def tagged_send(message):
@@ -53,12 +52,18 @@ class RequestId:
                 message.setdefault("headers", []).append(tag)
             await send(message)
 
-        # Every engine call made for this request carries the context (app/trace.py).
-        token = CURRENT.set(trace)
-        try:
-            await self.app(scope, receive, tagged_send)
-        finally:
-            CURRENT.reset(token)
+        spans = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
+        spans = spans.spans if spans is not None else Spans(None)
+        # With spans on, the context carries the request span's ids (app/spans.py).
+        with spans.request(trace, scope.get("method", ""), scope.get("path", "")) as trace:
+            state = scope.setdefault("state", {})
+            state["request_id"], state["trace"] = request_id, trace
+            # Every engine call made for this request carries the context (app/trace.py).
+            token = CURRENT.set(trace)
+            try:
+                await self.app(scope, receive, tagged_send)
+            finally:
+                CURRENT.reset(token)
 
 
 class _TooLarge(Exception):

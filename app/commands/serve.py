@@ -25,14 +25,19 @@ def serve(config_path: str | Path, host: str | None = None, port: int | None = N
     from app.logs import uvicorn_log_config
     from app.main import create_app
 
-    overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
-    config = Settings(config_path=Path(config_path), **overrides, **settings)
+    if host is not None:
+        settings["host"] = host
+    if port is not None:
+        settings["port"] = port
+    config = Settings(config_path=Path(config_path), **settings)
     app = create_app(config)
     try:
         # Open streams get shutdown_grace_s to finish; then uvicorn cancels them and the lifespan
         # stops the engines, so a graceful shutdown never waits forever.
+        # uvicorn annotates timeout_graceful_shutdown as int, but only hands it to asyncio.wait_for (float seconds).
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=config.shutdown_grace_s, log_config=uvicorn_log_config())
+                    timeout_graceful_shutdown=config.shutdown_grace_s,  # type: ignore[arg-type]
+                    log_config=uvicorn_log_config())
     finally:
         # A second Ctrl-C makes uvicorn skip the lifespan shutdown: stop the engines here.
         # (Had the process been SIGKILLed, each engine's keeper stops it: app/engines/reaper.py.)

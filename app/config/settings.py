@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(30.0, gt=0, description="how long a slow reader may block one write")
     shutdown_grace_s: float = Field(20.0, gt=0, description="graceful shutdown waits this long for open requests")
 
+    # OpenTelemetry (app/spans.py): OTLP/HTTP traces URL; unset = no spans (falls back to
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT). Trace headers reach the engines either way.
+    otlp_traces_endpoint: str | None = Field(None, description="e.g. http://collector:4318/v1/traces")
+
     # Upstream HTTP (to the engines). Keep-alive below vLLM's 5 s so the gateway closes first.
     upstream_timeout_s: float = Field(300.0, gt=0, description="read timeout: the longest gap between bytes")
     upstream_connect_timeout_s: float = Field(5.0, gt=0)

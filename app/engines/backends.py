@@ -36,7 +36,10 @@ class Backend:
 
     @property
     def url(self) -> str:
-        return self.engine.url if self.engine is not None else self.remote_url
+        if self.engine is not None:
+            return self.engine.url
+        assert self.remote_url is not None, "a backend has a managed engine or a remote url"
+        return self.remote_url
 
     @property
     def managed(self) -> bool:

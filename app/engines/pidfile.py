@@ -61,7 +61,7 @@ def _stop_group(engine: psutil.Process, grace: float) -> None:
 
 def sweep_stale_engines(work_dir: Path, grace: float = 5.0) -> list[int]:
     """Stop the engines recorded under work_dir whose gateway is gone; return the engine pids stopped."""
-    stopped = []
+    stopped: list[int] = []
     work_dir = Path(work_dir)
     if not work_dir.is_dir():
         return stopped

@@ -67,6 +67,11 @@ class EngineProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The keeper's exit code; None while it runs or before the first launch."""
+        return self.proc.returncode if self.proc else None
+
     def launch(self) -> None:
         """Start the server (a fresh free port unless the variant fixed one)."""
         self.spec.port = self.fixed_port or free_port()
@@ -93,7 +98,7 @@ class EngineProcess:
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
-                code = self.proc.returncode if self.proc else None
+                code = self.returncode
                 raise EngineStartError(f"engine {self.name!r} exited with code {code} while starting; "
                                        f"log {self.log_path}:\n{self.log_tail()}")
             if await probe():
@@ -107,6 +112,7 @@ class EngineProcess:
         """The engine's processes (the keeper's descendants; the keeper itself is not counted)."""
         if not self.running():
             return []
+        assert self.proc is not None  # running() means launched
         with contextlib.suppress(psutil.Error):
             return psutil.Process(self.proc.pid).children(recursive=True)
         return []

@@ -69,10 +69,12 @@ def build_backends(config: GatewayConfig, settings: Settings, work_dir: Path) ->
         limit = variant.max_in_flight or settings.max_in_flight_per_variant
         key = configured_key(name, variant)
         if not variant.managed:
+            assert variant.url is not None  # Variant.model_or_url: exactly one of model / url is set
             tls = client_context(name, variant.tls) if variant.url.startswith("https://") else None
             backends[name] = Backend(name, variant.served_model_name, remote_url=variant.url, max_in_flight=limit,
                                      api_key=key, tls=tls)
             continue
+        assert variant.model is not None  # managed means `model` is set
         options = variant.engine
         # A configured key lets other clients (e.g. a url: variant) reach this engine; otherwise a fresh
         # random one per gateway, so nothing but this gateway can use the engine.
@@ -172,11 +174,10 @@ class Supervisor:
         backend.max_model_len = models[backend.served_model]
         return True
 
-    async def _first_probe(self, backend: Backend) -> bool:
+    async def _first_probe(self, backend: Backend, engine: EngineProcess) -> bool:
         """On start, also require that the listener on the port is the engine we launched."""
         if not await self.probe(backend):
             return False
-        engine = backend.engine
         if not await asyncio.to_thread(engine.owns_listener, engine.spec.port):
             backend.last_error = f"port {engine.spec.port} answers, but not from this variant's engine"
             return False
@@ -186,7 +187,7 @@ class Supervisor:
         if backend.engine is None:
             await self._watch_remote(backend)
         else:
-            await self._watch_managed(backend)
+            await self._watch_managed(backend, backend.engine)
 
     async def _watch_remote(self, backend: Backend) -> None:
         failed_probes = UNHEALTHY_AFTER_PROBES  # down until the first successful probe
@@ -199,8 +200,7 @@ class Supervisor:
                                                           + (f": {reason}" if reason else ""))
             await asyncio.sleep(self.settings.health_interval_s)
 
-    async def _watch_managed(self, backend: Backend) -> None:
-        engine = backend.engine
+    async def _watch_managed(self, backend: Backend, engine: EngineProcess) -> None:
         backoff = self.settings.restart_backoff_s
         first = True
         while not self.stopping:
@@ -220,7 +220,8 @@ class Supervisor:
                     continue
             first = False
             try:
-                await engine.wait_healthy(lambda: self._first_probe(backend), self.settings.engine_start_timeout_s)
+                await engine.wait_healthy(lambda: self._first_probe(backend, engine),
+                                          self.settings.engine_start_timeout_s)
             except EngineStartError as exc:
                 backend.last_error = str(exc)
                 log.error("engine failed to start", extra={"variant": backend.variant, "error": str(exc)})
@@ -228,12 +229,11 @@ class Supervisor:
             backend.up, backend.last_error = True, None
             backoff = self.settings.restart_backoff_s
             log.info("engine up", extra={"variant": backend.variant, "url": engine.url})
-            await self._watch_running(backend)
+            await self._watch_running(backend, engine)
             backend.up = False
 
-    async def _watch_running(self, backend: Backend) -> None:
+    async def _watch_running(self, backend: Backend, engine: EngineProcess) -> None:
         """Return when the engine exited or hung; keep `up` in step with the probes meanwhile."""
-        engine = backend.engine
         since_probe, failed_probes, last_ok = 0.0, 0, time.monotonic()
         while not self.stopping and engine.running():
             await asyncio.sleep(0.25)
@@ -254,8 +254,8 @@ class Supervisor:
                 log.error("engine hung; killing it", extra={"variant": backend.variant, "failing_s": round(hung_for)})
                 return
         if not self.stopping and not engine.running():
-            backend.last_error = f"engine exited with code {engine.proc.returncode}"
-            log.error("engine exited", extra={"variant": backend.variant, "code": engine.proc.returncode})
+            backend.last_error = f"engine exited with code {engine.returncode}"
+            log.error("engine exited", extra={"variant": backend.variant, "code": engine.returncode})
 
     async def stop(self) -> None:
         """Cancel the watch tasks, then stop every engine (bounded by the stop grace)."""

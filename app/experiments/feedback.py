@@ -38,6 +38,7 @@ class FeedbackRequest(BaseModel):
     def value(self) -> float:
         if self.label is not None:
             return 1.0 if self.label == "good" else 0.0
+        assert self.score is not None  # one_outcome: exactly one of score / label
         return float(self.score)
 
     @property

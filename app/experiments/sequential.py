@@ -118,7 +118,8 @@ def decide(metric: str, arm: ArmCounts, control: ArmCounts, margin: float, alpha
     if arm.n < MIN_PER_ARM or control.n < MIN_PER_ARM:
         return {**base, "status": INCONCLUSIVE, "estimate": _difference(arm, control), "interval": None,
                 "needed_n_estimate": None, "reason": f"fewer than {MIN_PER_ARM} values in an arm"}
-    difference = arm.mean - control.mean  # arm - control, in the metric's own units
+    difference = _difference(arm, control)  # arm - control, in the metric's own units
+    assert difference is not None  # both arms hold at least MIN_PER_ARM values
     worse = -difference if higher_is_better else difference
     var_arm, var_control = bounded_variance(arm.total, arm.n), bounded_variance(control.total, control.n)
     info = 1.0 / (var_arm / arm.n + var_control / control.n)
@@ -147,9 +148,10 @@ def needed_total(worse: float, margin: float, var_arm: float, var_control: float
 
 
 def _difference(arm: ArmCounts, control: ArmCounts) -> float | None:
-    if not arm.n or not control.n:
+    arm_mean, control_mean = arm.mean, control.mean
+    if arm_mean is None or control_mean is None:  # an arm without values
         return None
-    return arm.mean - control.mean
+    return arm_mean - control_mean
 
 
 def overall(decisions: list[dict]) -> dict | None:

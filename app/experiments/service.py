@@ -20,6 +20,7 @@ from pathlib import Path
 from app.config.settings import Settings
 from app.config.variants import Experiment, GatewayConfig
 from app.errors import OpenAIError
+from app.experiments.config import Decide
 from app.experiments.metrics import VERDICT_VALUES, ExperimentMetrics
 from app.experiments.recorder import Recorder
 from app.experiments.sequential import INFERIOR, decide, overall
@@ -196,12 +197,12 @@ class ExperimentService:
             footprint = footprints.get(arm)
             summary["memory"] = None if footprint is None else footprint.describe()
             if experiment.control is not None and experiment.decide is not None and arm != experiment.control:
-                decisions = arm_decisions(experiment, stored.get(arm, {}), stored.get(experiment.control, {}))
+                decisions = arm_decisions(experiment.decide, stored.get(arm, {}), stored.get(experiment.control, {}))
                 summary["decision"] = overall(list(decisions.values()))
                 summary["decisions"] = decisions
             arms[arm] = summary
-        body = {"object": "experiment", "name": name, "sticky": experiment.sticky, "control": experiment.control,
-                "arms": arms}
+        body: dict[str, object] = {"object": "experiment", "name": name, "sticky": experiment.sticky,
+                                   "control": experiment.control, "arms": arms}
         if experiment.decide is not None:
             body["alpha"] = experiment.decide.alpha
         return body
@@ -225,7 +226,7 @@ class ExperimentService:
                 if arm == control:
                     continue
                 if experiment.decide is not None:
-                    for metric, decision in arm_decisions(experiment, stored.get(arm, {}),
+                    for metric, decision in arm_decisions(experiment.decide, stored.get(arm, {}),
                                                           stored.get(control, {})).items():
                         self.metrics.verdict.labels(name, arm, metric).set(VERDICT_VALUES[decision["status"]])
                 guardrail = experiment.guardrail
@@ -309,9 +310,8 @@ def decide_metrics(experiment: Experiment) -> list[str]:
     return (["outcome"] if experiment.decide.outcome else []) + list(experiment.decide.flags)
 
 
-def arm_decisions(experiment: Experiment, arm: dict, control: dict) -> dict[str, dict]:
-    """metric -> decision of one arm against control, for every metric `decide` names."""
-    settings = experiment.decide
+def arm_decisions(settings: Decide, arm: dict, control: dict) -> dict[str, dict]:
+    """metric -> decision of one arm against control, for every metric the experiment's `decide` names."""
     decisions = {}
     if settings.outcome is not None:
         decisions["outcome"] = decide("outcome", outcome_counts(arm), outcome_counts(control), settings.outcome.margin,

@@ -71,7 +71,8 @@ def latency_summary(counters: dict[str, float]) -> dict:
         low = histogram_quantile(buckets, max(0.0, q * n - spread))
         high = histogram_quantile(buckets, min(n, q * n + spread))
         summary[name] = point * 1000 if point is not None else None
-        summary[f"{name}_ci95"] = [low * 1000, high * 1000] if point is not None else None
+        # low and high read the same histogram as point: None exactly when it is (no values)
+        summary[f"{name}_ci95"] = [low * 1000, high * 1000] if low is not None and high is not None else None
     return summary
 
 

@@ -16,9 +16,13 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.experiments.schema import CREATE_VERSIONS, LATEST, MIGRATIONS
 from moeprune.errors import UserError
+
+if TYPE_CHECKING:
+    import psycopg
 
 SQLITE_FILE = "experiments.sqlite3"
 MIGRATION_LOCK = 7_151_517  # any constant: the advisory lock two PostgreSQL replicas take to migrate
@@ -43,7 +47,7 @@ class SqlStore:
         self.sqlite_path, self._dsn = sqlite_path, dsn
         self.postgres = dsn is not None
         self.where = "postgresql" if self.postgres else str(sqlite_path)
-        self._connection = None
+        self._connection: sqlite3.Connection | psycopg.Connection | None = None
         self._used_at = 0.0
         self._lock = threading.Lock()
         if self.postgres:
@@ -54,12 +58,13 @@ class SqlStore:
                                 "pip install 'psycopg[binary]'") from None
 
     # -- connection -----------------------------------------------------------------------------------
-    def _connect(self):
-        if self.postgres:
+    def _connect(self) -> sqlite3.Connection | psycopg.Connection:
+        if self._dsn is not None:  # self.postgres
             import psycopg
 
             return psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                                    options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
+        assert self.sqlite_path is not None  # __init__: exactly one of sqlite_path / dsn
         self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.sqlite_path, timeout=STATEMENT_TIMEOUT_MS / 1000, isolation_level=None,
                                      check_same_thread=False)
@@ -73,15 +78,15 @@ class SqlStore:
         with self._lock:
             try:
                 if self._connection is not None and self.postgres and \
-                        time.monotonic() - self._used_at > PING_AFTER_IDLE_S and not self._alive():
+                        time.monotonic() - self._used_at > PING_AFTER_IDLE_S and not self._alive(self._connection):
                     self._reset()
                 if self._connection is None:
                     self._connection = self._connect()
                 self._used_at = time.monotonic()
                 connection = self._connection
-                if self.postgres:
-                    with connection.transaction(), connection.cursor() as cursor:
-                        yield _Cursor(cursor, postgres=True)
+                if not isinstance(connection, sqlite3.Connection):  # PostgreSQL (self.postgres)
+                    with connection.transaction(), connection.cursor() as pg_cursor:
+                        yield _Cursor(pg_cursor, postgres=True)
                     return
                 cursor = connection.cursor()
                 cursor.execute("BEGIN IMMEDIATE")
@@ -103,9 +108,10 @@ class SqlStore:
                                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
                                        ) from None
 
-    def _alive(self) -> bool:
+    @staticmethod
+    def _alive(connection: sqlite3.Connection | psycopg.Connection) -> bool:
         try:
-            self._connection.execute("SELECT 1")
+            connection.execute("SELECT 1")
             return True
         except Exception:
             return False

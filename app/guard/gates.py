@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config.variants import GatewayConfig, Variant
+from app.guard.config import DomainGateOptions
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import GATE_NAME, DomainGate
 from moeprune.formats.report_card import ReportCard
@@ -23,13 +24,22 @@ class LoadedGate:
     threshold_source: str  # "config", "report_card" or "gate_file"
 
 
+def _gate_options(variant: Variant) -> DomainGateOptions:
+    options = variant.guard.domain_gate if variant.guard is not None else None
+    assert options is not None, "only a variant with guard.domain_gate has a gate"
+    return options
+
+
 def gate_path(variant: Variant) -> Path:
-    options = variant.guard.domain_gate
-    return options.file if options.file is not None else Path(variant.model) / GATE_NAME
+    options = _gate_options(variant)
+    if options.file is not None:
+        return options.file
+    assert variant.model is not None  # check_guard: a url: variant's domain_gate names its file
+    return Path(variant.model) / GATE_NAME
 
 
 def load_gate(name: str, variant: Variant) -> LoadedGate:
-    options = variant.guard.domain_gate
+    options = _gate_options(variant)
     try:
         gate = DomainGate.load(gate_path(variant))
     except UserError as exc:

@@ -52,7 +52,7 @@ class RequestGuard:
         self.uses_tools = chat and tool_use(body) is not None
         self.outcome = {"domain_score": None, "gate": None, "cascade": None, "served_by": target.variant}
         if self.options.domain_gate is not None:
-            self._gate(body, chat)
+            self._gate(body, chat, self.options.domain_gate.fallback)
 
     @property
     def active(self) -> bool:
@@ -64,7 +64,8 @@ class RequestGuard:
         if extra_s is not None:
             metrics.guard_extra_seconds.labels(self.assigned.variant, guard).observe(extra_s)
 
-    def _gate(self, body: dict, chat: bool) -> None:
+    def _gate(self, body: dict, chat: bool, fallback: str) -> None:
+        assert self.outcome is not None  # set in __init__ before the gate runs
         started = time.perf_counter()
         loaded = self.gateway.gates[self.assigned.variant]
         text = prompt_text(body, chat)
@@ -73,7 +74,6 @@ class RequestGuard:
         if score is None or score >= loaded.threshold:
             decision = "pass"
         else:
-            fallback = self.options.domain_gate.fallback
             if not self._fallback_takes_tools(fallback):
                 decision = NO_TOOLS
                 self.flag_unavailable = True
@@ -107,7 +107,7 @@ class RequestGuard:
         return {"x-moe-variant": self.outcome["served_by"], "x-moe-guard": summary or "none"}
 
     def on_stream(self, response: Response) -> Response:
-        if self.outcome is not None:
+        if self.outcome is not None and self.options is not None:  # both set, or neither (__init__)
             if self.options.cascade is not None:
                 self.outcome["cascade"] = "not_streamed"
             response.headers.update(self.headers())
@@ -115,7 +115,8 @@ class RequestGuard:
 
     async def after_answer(self, exchange: Exchange, response: Response, resend: Resend) -> Response:
         """Run the cascade on a non-streaming answer; put the outcome into the answer."""
-        if self.outcome is None or not isinstance(response, JSONResponse):
+        # outcome and options are both set, or neither (__init__)
+        if self.outcome is None or self.options is None or not isinstance(response, JSONResponse):
             return response
         cascade = self.options.cascade
         if cascade is not None and self.target == self.assigned:
@@ -131,6 +132,7 @@ class RequestGuard:
 
     async def _escalate(self, exchange: Exchange, response: Response, resend: Resend, fallback: str,
                         raised: list[str]) -> Response:
+        assert self.outcome is not None  # the cascade runs for an active guard only (after_answer)
         started = time.perf_counter()
         if not self._fallback_takes_tools(fallback):
             return self._unavailable(response, fallback, NO_TOOLS, started, decision=NO_TOOLS)
@@ -157,13 +159,15 @@ class RequestGuard:
                      decision: str = "unavailable") -> Response:
         log.warning("cascade: the fallback cannot answer; the pruned variant's answer is served",
                     extra={"variant": self.assigned.variant, "fallback": fallback, "error": why})
+        assert self.outcome is not None  # the cascade runs for an active guard only (after_answer)
         self.outcome["cascade"] = decision
         self.flag_unavailable = True
         self._count("cascade", decision, time.perf_counter() - started)
         return response
 
-    def _annotate(self, exchange: Exchange, response: JSONResponse) -> JSONResponse:
-        data = json.loads(response.body)
+    def _annotate(self, exchange: Exchange, response: Response) -> JSONResponse:
+        """`response`: a JSON answer (the variant's, or the fallback's from `resend`)."""
+        data = json.loads(bytes(response.body))  # Response.body may be a memoryview, which json.loads refuses
         reliability = data.setdefault("reliability", {"flags": []})
         if self.flag_unavailable and UNAVAILABLE_FLAG not in reliability["flags"]:
             reliability["flags"].append(UNAVAILABLE_FLAG)

@@ -34,5 +34,6 @@ def certified_verdict(signals: dict[str, float], certificates: VariantCertificat
     decision = decide(p_wrong, entry.certificate if entry is not None else None, fallback=fallback)
     card_sha256 = certificates.card_sha256 if certificates is not None else None
     fields = {"p_wrong": p_wrong, "above_risk": decision.above_risk, "domain": domain,
-              "certificate": entry.public(card_sha256) if entry is not None else None}
+              # an entry comes from `certificates`, so it has a card digest
+              "certificate": entry.public(card_sha256) if entry is not None and card_sha256 is not None else None}
     return CertifiedVerdict(decision, fields, card_sha256)

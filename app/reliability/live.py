@@ -247,6 +247,7 @@ class LiveCertificates:
         return entry.in_population and entry.wrong is not None and entry.sequence >= pair.opened_at
 
     def _untally(self, entry: _Served, pair: PairState) -> None:
+        assert entry.wrong is not None  # only a counted entry (self._counts: labelled) is untallied
         pair.labelled -= 1
         pair.wrong -= int(entry.wrong)
 

@@ -19,7 +19,7 @@ from app.reliability.weights_check import check_weights
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import GATE_NAME, DomainGate
 from moeprune.formats.hashing import sha256_file
-from moeprune.formats.report_card import ReportCard
+from moeprune.formats.report_card import ReliabilitySection, ReportCard
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,11 @@ def _gate_file(variant: Variant) -> Path | None:
     return None
 
 
-def _card_split(name: str, variant: Variant, card: ReportCard, guarded: LoadedGate | None) -> DomainSplit:
-    """The split the card's certificates were computed with (its gate, checked by hash, at its threshold)."""
-    wanted = card.reliability.gate_sha256
+def _card_split(name: str, variant: Variant, card: ReportCard, section: ReliabilitySection,
+                guarded: LoadedGate | None) -> DomainSplit:
+    """The split the card's certificates (its `section`) were computed with (its gate, checked by hash, at its
+    threshold)."""
+    wanted = section.gate_sha256
     if wanted is None:
         return DomainSplit()
     path = _gate_file(variant)
@@ -56,7 +58,7 @@ def _card_split(name: str, variant: Variant, card: ReportCard, guarded: LoadedGa
     # The split the evaluators recorded (reliability.gate_threshold), else the card's gate threshold (the one
     # `--gate-recall` chose), else the gate file's; `guard.domain_gate.threshold` moves the routing, not the
     # certificate's domains.
-    threshold = card.reliability.gate_threshold
+    threshold = section.gate_threshold
     if threshold is None:
         threshold = card.domain_gate.threshold if card.domain_gate is not None else gate.threshold
     return DomainSplit(gate, threshold)
@@ -71,6 +73,6 @@ def load_variant_reliability(name: str, variant: Variant, guarded: LoadedGate | 
     if card.reliability is None:
         return VariantReliability(None, plain_split)
     weights = check_weights(name, variant, card.reliability.weights_sha256, variant.report_card)
-    split = _card_split(name, variant, card, guarded)
+    split = _card_split(name, variant, card, card.reliability, guarded)
     certificates = read_certificates(name, variant.report_card, card, weights, split.threshold)
     return VariantReliability(certificates, split)

@@ -11,6 +11,7 @@ saying why (`not_assessed_verdict`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from app.reliability.policy import FlagPolicy
 from moeprune.reliability.refusal import is_refusal
@@ -25,7 +26,7 @@ def response_signals(trace: TokenTrace, extra_signals: dict[str, float] | None =
     return signals
 
 
-def judge_signals(answer: str, signals: dict[str, float], policy: FlagPolicy, extra_flags: list[str] = ()) -> dict:
+def judge_signals(answer: str, signals: dict[str, float], policy: FlagPolicy, extra_flags: Sequence[str] = ()) -> dict:
     """`{flags, abstained, signals, thresholds_source}`; NaN signals become null, the others 6 decimals."""
     thresholds = {name: policy.threshold(name) for name in policy.thresholds}
     flags = raised_flags(signals, thresholds)
@@ -35,7 +36,7 @@ def judge_signals(answer: str, signals: dict[str, float], policy: FlagPolicy, ex
 
 
 def judge(trace: TokenTrace, policy: FlagPolicy, extra_signals: dict[str, float] | None = None,
-          extra_flags: list[str] = ()) -> dict:
+          extra_flags: Sequence[str] = ()) -> dict:
     return judge_signals(trace.answer, response_signals(trace, extra_signals), policy, extra_flags)
 
 

@@ -33,6 +33,8 @@ def arm_at(arms: Mapping[str, float], point: float) -> str:
         edge += weight / total
         if point < edge:
             return name
+    # Experiment.positive_total: weights are not all 0, so some arm was chosen.
+    assert chosen is not None, "arms must have a positive total weight"
     return chosen  # float rounding can leave point a hair above the last edge
 
 

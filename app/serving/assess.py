@@ -44,8 +44,10 @@ async def _base_check(gateway: GatewayState, target: Target, upstream_body: dict
         log.warning("base check skipped: the base engine is full", extra={"variant": base.variant})
         return None
     try:
-        return await base_mean_logprob(gateway.client, base.url, base.served_model, upstream_body, trace, chat,
-                                       prompt_tokens, limits, base.upstream_headers())
+        path = "/v1/chat/completions" if chat else "/v1/completions"
+        with gateway.spans.engine_call(base.variant, path, "base_check"):
+            return await base_mean_logprob(gateway.client, base.url, base.served_model, upstream_body, trace, chat,
+                                           prompt_tokens, limits, base.upstream_headers())
     finally:
         slots.release()
 
@@ -59,8 +61,9 @@ async def _self_consistency(gateway: GatewayState, target: Target, upstream_body
         return None
     path = "/v1/chat/completions" if chat else "/v1/completions"
     try:
-        return await agreement_rate(gateway.client, backend.url, path, upstream_body, answer, samples, limits,
-                                    backend.upstream_headers())
+        with gateway.spans.engine_call(backend.variant, path, "self_consistency"):
+            return await agreement_rate(gateway.client, backend.url, path, upstream_body, answer, samples, limits,
+                                        backend.upstream_headers())
     finally:
         slots.release()
 

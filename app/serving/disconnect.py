@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TypeVar
+
+from starlette.types import Receive
 
 from app.errors import OpenAIError
 
 T = TypeVar("T")
-Receive = Callable[[], Awaitable[dict]]
 
 CLIENT_CLOSED = 499  # nginx's status for "client closed the request"; only ever seen in the access log
 

@@ -105,4 +105,5 @@ class Exchange:
             fields["guard"] = self.guard
         if self.gateway.settings.log_text:
             fields.update(self.text)
+        self.gateway.spans.annotate(fields)
         access_log.info("request", extra=fields)

@@ -53,9 +53,15 @@ async def send_upstream(gateway: GatewayState, backend: Backend, path: str, body
                         stream: bool) -> httpx.Response:
     """POST `body` to the backend (its key in the headers); one retry on a pooled connection that was
     already dead. With `stream=True` the caller owns the response and must close it."""
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    with gateway.spans.engine_call(backend.variant, path):
+        return await _send_with_retry(gateway, backend, path, content, stream)
+
+
+async def _send_with_retry(gateway: GatewayState, backend: Backend, path: str, content: bytes,
+                           stream: bool) -> httpx.Response:
     client = gateway.client
     transport = getattr(client, "engine_transport", None)
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     for attempt in (1, 2):
         trace = AttemptTrace()
         try:

@@ -31,7 +31,7 @@ class RoutingCounts:
         for layer in self.moe_layers:
             if layer >= routed.layers:
                 continue
-            counted = Counter()
+            counted: Counter[int] = Counter()
             for k in range(routed.top_k):
                 counted.update(routed.layer_column(layer, k))
             entry = self.layers.setdefault(layer, LayerCounts())

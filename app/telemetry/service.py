@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config.variants import GatewayConfig, Variant
+from app.telemetry.config import TelemetryOptions
 from app.telemetry.counts import RoutingCounts
 from app.telemetry.drift import PrunedHitWindow
 from app.telemetry.npy import RoutedExpertsError, decode_routed_experts
@@ -37,8 +38,9 @@ class ModelShape:
     moe_layers: list[int]
 
 
-def model_shape(name: str, variant: Variant) -> ModelShape:
-    where = variant.telemetry.config or (Path(variant.model) / "config.json" if variant.model else None)
+def model_shape(name: str, variant: Variant, telemetry: TelemetryOptions) -> ModelShape:
+    """`telemetry`: the variant's own `telemetry:` section."""
+    where = telemetry.config or (Path(variant.model) / "config.json" if variant.model else None)
     if where is None:
         raise UserError(f"variants.{name}.telemetry.config: a url: variant needs the model's config.json")
     config = read_json(where, f"variants.{name}.telemetry: {where} does not exist; point telemetry.config at "
@@ -63,19 +65,20 @@ class RoutingTelemetry:
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> RoutingTelemetry | None:
-        watched = {name: v for name, v in config.variants.items() if v.telemetry and v.telemetry.routed_experts}
+        watched = {name: v.telemetry for name, v in config.variants.items()
+                   if v.telemetry and v.telemetry.routed_experts}
         if not watched:
             return None
-        shapes = {name: model_shape(name, v) for name, v in watched.items()}
-        labels = {name: v.telemetry.label or name for name, v in watched.items()}
+        shapes = {name: model_shape(name, config.variants[name], t) for name, t in watched.items()}
+        labels = {name: t.label or name for name, t in watched.items()}
         drift = {}
         for name, variant in config.variants.items():
-            where = variant.telemetry.manifest if variant.telemetry and variant.telemetry.manifest else None
-            where = where.parent if where is not None else variant.model
+            manifest_file = variant.telemetry.manifest if variant.telemetry and variant.telemetry.manifest else None
+            where = manifest_file.parent if manifest_file is not None else variant.model
             if variant.base in watched and where:
                 manifest = PruningManifest.load(where)
                 if manifest is not None:
-                    window = PrunedHitWindow(removed_experts(manifest), watched[variant.base].telemetry.window_s)
+                    window = PrunedHitWindow(removed_experts(manifest), watched[variant.base].window_s)
                     drift[name] = (variant.base, window)
         return cls(shapes, labels, drift)
 

@@ -164,8 +164,10 @@ ROWS: tuple[Row, ...] = (
         ), kind="stat", width=6, description="1: the arm's weight is 0 and its users go to control until a "
                                                "config reload."),
         Panel("Arm server-error rate (5xx)", (
-            Query(f"sum by (experiment, variant) (rate(moeprune_requests_total{{{EXPERIMENT},status=~\"5..\"}}"
-                  "[$__rate_interval])) / sum by (experiment, variant) "
+            # "or 0 * all": an arm with no 5xx yet shows 0, not "No data" (no 5xx series exists until one happens).
+            Query(f"(sum by (experiment, variant) (rate(moeprune_requests_total{{{EXPERIMENT},status=~\"5..\"}}"
+                  "[$__rate_interval])) or 0 * sum by (experiment, variant) "
+                  f"(rate(moeprune_requests_total{{{EXPERIMENT}}}[$__rate_interval]))) / sum by (experiment, variant) "
                   f"(rate(moeprune_requests_total{{{EXPERIMENT}}}[$__rate_interval]))",
                   "{{experiment}}: {{variant}}"),
         ), width=12, description="Share of an arm's requests the gateway answered with a server error (5xx: engine "

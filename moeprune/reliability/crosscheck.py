@@ -20,6 +20,7 @@ after normalisation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from moeprune.reliability.refusal import normalise
@@ -90,7 +91,7 @@ def consistency_request(body: dict, samples: int, max_tokens: int) -> dict:
     return probe
 
 
-def agreement(texts: list[str], answer: str) -> float | None:
+def agreement(texts: Sequence[str | None], answer: str) -> float | None:
     """Share of resampled texts equal to the answer after normalisation; None without resamples."""
     if not texts:
         return None

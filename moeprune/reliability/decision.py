@@ -7,8 +7,12 @@ from typing import Protocol
 
 
 class CertificateLike(Protocol):
-    status: str
-    threshold: float | None
+    # Read-only members: a stored certificate's `status` is a Literal, which a settable `str` would not accept.
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def threshold(self) -> float | None: ...
 
 
 @dataclass(frozen=True)

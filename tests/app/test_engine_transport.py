@@ -25,6 +25,7 @@ from app.config.settings import Settings
 from app.engines.backends import Backend
 from app.serving.client import MAX_HEAD_BYTES, READ_HIGH_WATER, build_upstream_client
 from app.serving.upstream import AttemptTrace, direct_send, send_upstream
+from app.spans import Spans
 from testkit.vllm_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -356,7 +357,7 @@ async def test_pooled_connection_closed_as_request_arrives_is_retryable():
 
     async with Server(handler) as server, client() as http:
         backend = Backend(variant="v", served_model=None, remote_url=server.url)
-        gateway = SimpleNamespace(client=http, supervisor=None)
+        gateway = SimpleNamespace(client=http, supervisor=None, spans=Spans())
         first = await bounded(send_upstream(gateway, backend, "/v1/completions", {"a": 1}, stream=False))
         second = await bounded(send_upstream(gateway, backend, "/v1/completions", {"a": 2}, stream=False))
         assert (first.content, second.content) == (b"first 0", b"first 1")

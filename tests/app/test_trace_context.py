@@ -59,7 +59,7 @@ async def test_request_id_and_traceparent_reach_every_engine_call_of_the_request
     parents = set()
     for _, headers in calls:
         assert headers["x-request-id"] == "req-42" and headers["tracestate"] == "vendor=abc"
-        trace_id, flags = parse_traceparent(headers["traceparent"])
+        trace_id, _, flags = parse_traceparent(headers["traceparent"])
         assert (trace_id, flags) == (TRACE_ID, "01")
         parents.add(headers["traceparent"].split("-")[2])
     assert len(parents) == 1 and parents != {"00f067aa0ba902b7"}  # the gateway's own span is the parent
@@ -85,6 +85,6 @@ async def test_a_malformed_traceparent_starts_a_fresh_trace_never_an_error(gatew
     request_id = response.headers["x-request-id"]
     assert len(request_id) == 32  # made by the gateway
     (_, headers), = engine.calls
-    trace_id, flags = parse_traceparent(headers["traceparent"])
+    trace_id, _, flags = parse_traceparent(headers["traceparent"])
     assert trace_id != TRACE_ID and flags == "01"
     assert headers["x-request-id"] == request_id and "tracestate" not in headers  # dropped with its traceparent

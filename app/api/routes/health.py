@@ -23,7 +23,7 @@ async def health() -> dict:
 @router.get("/ready")
 async def ready(request: Request, gateway: Gateway) -> JSONResponse:
     is_ready = all(backend.up for backend in gateway.backends.values())
-    body = {"ready": is_ready, "auth_required": gateway.keys.required}
+    body: dict[str, object] = {"ready": is_ready, "auth_required": gateway.keys.required}
     if getattr(request.state, "trusted", False):
         body["variants"] = [backend.describe() for backend in gateway.backends.values()]
     return JSONResponse(body, status_code=200 if is_ready else 503)

@@ -63,14 +63,17 @@ class TlsOptions(Strict):
         return self
 
 
-class ReliabilityOptions(Strict):
-    """Optional, costlier reliability checks (per variant or per experiment)."""
-
-    base_check: bool = False
+class SelfConsistencyOption(Strict):
     self_consistency: int = Field(0, ge=0, le=16, description="extra samples for short answers; 0 = off")
 
 
-class Variant(ReliabilityOptions):
+class ReliabilityOptions(SelfConsistencyOption):
+    """Optional, costlier reliability checks (per experiment; a variant's `base_check` has its own default)."""
+
+    base_check: bool = False
+
+
+class Variant(SelfConsistencyOption):
     # On by default wherever `base` names a variant: the one signal aimed at a pruned variant's confident errors.
     base_check: bool | None = Field(None, description="score answers under `base` (default: on when `base` is "
                                                        "set); false opts out")
@@ -147,6 +150,7 @@ class Variant(ReliabilityOptions):
         """`guard:` with `cascade: true` spelled out: escalate on above_risk / uncertified to `base`."""
         if not self.cascade:
             return self.guard
+        assert self.base is not None, "cascade_needs_base validated it"
         certified = CascadeOptions(flags=list(CERTIFIED_FLAGS), fallback=self.base)
         return GuardOptions(domain_gate=self.guard.domain_gate if self.guard else None, cascade=certified)
 

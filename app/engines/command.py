@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -42,10 +43,10 @@ INHERITED_PREFIXES = re.compile(
 NEVER_INHERITED = frozenset({"VLLM_API_KEY"})
 
 
-def inherited_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+def inherited_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The allowlisted part of `environ` (default: this process's environment)."""
-    environ = os.environ if environ is None else environ
-    return {name: value for name, value in environ.items()
+    source: Mapping[str, str] = os.environ if environ is None else environ
+    return {name: value for name, value in source.items()
             if name not in NEVER_INHERITED and (name in INHERITED_NAMES or INHERITED_PREFIXES.match(name))}
 
 

@@ -94,7 +94,7 @@ class Exchange:
             self.gateway.experiments.record(experiment, self.arm or variant, status, duration, self.outcome_flags,
                                             self.completion_id, self.key_id)
         trace = CURRENT.get()
-        fields = {
+        fields: dict[str, object] = {
             "request_id": self.request_id, "trace_id": trace.trace_id if trace else None,
             "endpoint": self.endpoint, "variant": variant,
             "experiment": experiment or None, "status": status, "stream": self.stream,

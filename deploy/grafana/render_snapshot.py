@@ -31,7 +31,7 @@ def legend(template: str, labels: dict[str, str]) -> str:
 
 
 def panel_series(stack, panel: Panel, start: float, end: float, step: float) -> list[tuple[str, list, list]]:
-    from tests.deploy.promql import substitute
+    from testkit.promql import substitute
 
     lines = []
     for query in panel.queries:
@@ -78,8 +78,8 @@ def draw(panels_data: list[tuple[Panel, list]], out: Path) -> None:
 
 
 def main() -> int:
-    from tests.deploy.live_stack import live_stack
-    from tests.deploy.traffic import send_traffic
+    from testkit.live_stack import live_stack
+    from testkit.traffic import send_traffic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=2.0, help="how long to send traffic")

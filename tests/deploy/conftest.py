@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.deploy.live_stack import live_stack
-from tests.deploy.traffic import send_traffic
+from testkit.live_stack import live_stack
+from testkit.traffic import send_traffic
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import yaml
 from app.config.settings import read_keys_file
 from app.config.variants import parse_config
 from moeprune.errors import UserError
-from tests.deploy.promql import DEPLOY, ROOT
+from testkit.promql import DEPLOY, ROOT
 
 COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE = COMPOSE_DIR / "docker-compose.yml"

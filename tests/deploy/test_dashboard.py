@@ -9,7 +9,7 @@ import sys
 
 import yaml
 
-from tests.deploy.promql import (
+from testkit.promql import (
     DASHBOARD,
     DEPLOY,
     contract_metrics,

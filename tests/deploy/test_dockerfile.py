@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.promql import ROOT
 from tests.deploy.dockerfile import copy_sources, dockerignore_patterns, dockerignored, resolve, stages
-from tests.deploy.promql import ROOT
 
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "Dockerfile.cpu"]
 REQUIRED_LABELS = ("org.opencontainers.image.title", "org.opencontainers.image.version",

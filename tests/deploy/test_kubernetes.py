@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from app.config.variants import parse_config
-from tests.deploy.promql import DASHBOARD, DEPLOY, alert_rules, recording_rules
+from testkit.promql import DASHBOARD, DEPLOY, alert_rules, recording_rules
 
 KUBERNETES_VERSION = "1.30.0"
 KUBERNETES = DEPLOY / "kubernetes"

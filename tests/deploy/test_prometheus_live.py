@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.deploy.promql import (
+from testkit.promql import (
     alert_rules,
     dashboard_targets,
     metric_names,

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.deploy.promql import DEPLOY, alert_rules, recording_rules
+from testkit.promql import DEPLOY, alert_rules, recording_rules
 
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 

@@ -1,5 +1,5 @@
-"""Helpers for the deploy tests: the PromQL expressions we ship, the metric names they use,
-and the metric names the gateway (docs/contracts.md) and vLLM expose.
+"""The PromQL expressions the project ships (rules, dashboard), the metric names they use, and the
+metric names the gateway (docs/contracts.md) and vLLM expose.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "moeprune.json"
 RULES_DIR = DEPLOY / "prometheus" / "rules"
-VLLM_NAMES_FILE = Path(__file__).resolve().parent / "data" / "vllm_metrics.txt"
+VLLM_NAMES_FILE = ROOT / "tests" / "deploy" / "data" / "vllm_metrics.txt"
 
 # Values the dashboard's variables take when an expression is evaluated outside Grafana.
 ALL_VALUES = {"$variant": ".*", "$experiment": ".*", "$__rate_interval": "1m"}

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from testkit.promql import DEPLOY, ROOT
 from testkit.vllm_server import free_port
-from tests.deploy.promql import DEPLOY, ROOT
 
 # Half of the tiny model's 8 experts in each of its 2 MoE layers (the study's mask format).
 MASK = [[0, 2, 5, 7], [1, 2, 3, 6]]

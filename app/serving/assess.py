@@ -34,7 +34,10 @@ def enabled_checks(gateway: GatewayState, target: Target) -> tuple[bool, int]:
 
 async def _base_check(gateway: GatewayState, target: Target, upstream_body: dict, trace: TokenTrace,
                       chat: bool, prompt_tokens: int, limits: CheckLimits) -> float | None:
-    base = gateway.backends[gateway.config.variants[target.variant].base]
+    base_name = gateway.config.variants[target.variant].base
+    if base_name is None:  # checks_for() only asks for a base check when the variant names its base
+        return None
+    base = gateway.backends[base_name]
     if not (base.up and base.served_model):
         return None
     if prompt_chars(upstream_body, chat) > gateway.settings.max_echo_prompt_chars:

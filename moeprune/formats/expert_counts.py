@@ -29,6 +29,7 @@ UNEVEN_ARCHITECTURES: dict[str, str] = {
     "OlmoeForCausalLM": "OlmoePrunedForCausalLM",
     "Qwen2MoeForCausalLM": "Qwen2MoePrunedForCausalLM",
     "MixtralForCausalLM": "MixtralPrunedForCausalLM",
+    "GptOssForCausalLM": "GptOssPrunedForCausalLM",
 }
 STOCK_ARCHITECTURES = {uneven: stock for stock, uneven in UNEVEN_ARCHITECTURES.items()}
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 
 from transformers import AutoModelForCausalLM
+from transformers.models.gpt_oss.configuration_gpt_oss import GptOssConfig
+from transformers.models.gpt_oss.modeling_gpt_oss import GptOssForCausalLM
 from transformers.models.mixtral.configuration_mixtral import MixtralConfig
 from transformers.models.mixtral.modeling_mixtral import MixtralForCausalLM
 from transformers.models.olmoe.configuration_olmoe import OlmoeConfig
@@ -95,12 +97,21 @@ class MixtralPrunedForCausalLM(UnevenExperts, MixtralForCausalLM):
     model_type = "mixtral"
 
 
+class GptOssPrunedForCausalLM(UnevenExperts, GptOssForCausalLM):
+    """gpt-oss: each block's fused expert tensors ([E, ...], biases included) and router are built at its
+    layer's count. The causal LM's own `num_experts` (the global count) only feeds the auxiliary load-balancing
+    loss of training, which assumes one count; it is left as the stock class sets it."""
+
+    model_type = "gpt_oss"
+
+
 # (config class, stock class, uneven class) for every family with an uneven class.
 CLASSES: tuple[tuple[type, type, type], ...] = (
     (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
     (OlmoeConfig, OlmoeForCausalLM, OlmoePrunedForCausalLM),
     (Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen2MoePrunedForCausalLM),
     (MixtralConfig, MixtralForCausalLM, MixtralPrunedForCausalLM),
+    (GptOssConfig, GptOssForCausalLM, GptOssPrunedForCausalLM),
 )
 
 

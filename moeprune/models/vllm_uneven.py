@@ -22,6 +22,7 @@ import copy
 from torch import nn
 from vllm.model_executor.layers.logits_processor import LogitsProcessor
 from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead
+from vllm.model_executor.models.gpt_oss import GptOssForCausalLM, GptOssModel, MLPBlock, TransformerBlock
 from vllm.model_executor.models.mixtral import MixtralDecoderLayer, MixtralForCausalLM, MixtralModel, MixtralMoE
 from vllm.model_executor.models.olmoe import OlmoeDecoderLayer, OlmoeForCausalLM
 from vllm.model_executor.models.qwen2_moe import Qwen2MoeDecoderLayer, Qwen2MoeForCausalLM, Qwen2MoeModel
@@ -33,6 +34,7 @@ from vllm.model_executor.models.qwen3_moe import (
 )
 from vllm.model_executor.models.utils import PPMissingLayer, extract_layer_index, make_layers, maybe_prefix
 
+from moeprune.errors import UserError
 from moeprune.formats.uneven_serving import refuse_unservable
 
 
@@ -184,3 +186,52 @@ class MixtralPrunedForCausalLM(MixtralForCausalLM):
         _causal_lm_parts(self, vllm_config, prefix, model)
         set_moe_metadata(self, [layer.block_sparse_moe for layer in model.layers
                                 if isinstance(getattr(layer, "block_sparse_moe", None), MixtralMoE)])
+
+
+class UnevenGptOssMLPBlock(MLPBlock):
+    def __init__(self, vllm_config, layer_idx: int, prefix: str = "") -> None:
+        super().__init__(layer_view(vllm_config, layer_idx), layer_idx, prefix=prefix)
+
+
+class UnevenGptOssTransformerBlock(TransformerBlock):
+    mlp_cls = UnevenGptOssMLPBlock
+
+
+class UnevenGptOssModel(GptOssModel):
+    block_cls = UnevenGptOssTransformerBlock
+
+
+def _refuse_uneven_gpt_oss_loading(vllm_config) -> None:
+    """gpt-oss's weight loader reads the global count where a layer's own is needed: with expert parallelism
+    (each rank's slice of every layer is `num_local_experts // ranks`) and for MXFP4 experts (reshaped with
+    the global count). Only the unquantized, non-expert-parallel path loads each layer by its tensors' shapes."""
+    text = vllm_config.model_config.hf_text_config
+    if not getattr(text, "is_heterogeneous", False):
+        return
+    if vllm_config.parallel_config.enable_expert_parallel:
+        raise UserError(
+            "gpt-oss with different expert counts per layer cannot use expert parallelism "
+            "(--enable-expert-parallel): vLLM 0.32's gpt-oss loader slices every layer's experts by the global count "
+            f"{text.num_local_experts}; start the engine without it (tensor parallelism splits every expert instead)")
+    quantization = (getattr(text, "quantization_config", None) or {}).get("quant_method")
+    if quantization is not None:
+        raise UserError(
+            f"gpt-oss with different expert counts per layer and {quantization} experts cannot be loaded by vLLM 0.32: "
+            f"its {quantization} loader reshapes every layer's experts with the global count {text.num_local_experts}; "
+            "write the pruned experts unquantized (bf16) instead, or prune with allocation uniform")
+
+
+class GptOssPrunedForCausalLM(GptOssForCausalLM):
+    """The stock gpt-oss causal LM around `UnevenGptOssModel` (the stock constructor hard-wires its model class)."""
+
+    def __init__(self, *, vllm_config, prefix: str = ""):
+        refuse_unservable(vllm_config)
+        _refuse_uneven_gpt_oss_loading(vllm_config)
+        nn.Module.__init__(self)
+        self.vllm_config = vllm_config
+        self.config = vllm_config.model_config.hf_config
+        self.model = UnevenGptOssModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
+        self.lm_head = ParallelLMHead(self.config.vocab_size, self.config.hidden_size,
+                                      prefix=maybe_prefix(prefix, "lm_head"))
+        self.logits_processor = LogitsProcessor(self.config.vocab_size)
+        self.make_empty_intermediate_tensors = self.model.make_empty_intermediate_tensors

@@ -18,7 +18,7 @@ from testkit.tiny_models import TINY_CONFIGS
 from tests.pruning.conftest import PROMPTS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
-UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral"]
+UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss"]
 # Layer 0 keeps 3 experts, layer 1 keeps 5: both above top-k 2, different selections.
 UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
 
@@ -138,12 +138,11 @@ def test_a_layer_below_top_k_is_refused_naming_the_layer(tiny_qwen3_moe, tmp_pat
 
 
 def test_a_family_without_an_uneven_class_is_refused_before_writing(tiny_model_factory, tmp_path):
-    source = tiny_model_factory("gpt_oss")
-    with pytest.raises(UserError, match=r"gpt_oss \(GptOssForCausalLM\) cannot hold different expert counts per "
-                                        r"layer yet: .*MixtralForCausalLM, OlmoeForCausalLM, Qwen2MoeForCausalLM, "
-                                        r"Qwen3MoeForCausalLM; use allocation "
+    source = tiny_model_factory("nemotron_h")  # MoE layers 1 and 3
+    with pytest.raises(UserError, match=r"nemotron_h \(NemotronHForCausalLM\) cannot hold different expert counts "
+                                        r"per layer yet: .*GptOssForCausalLM, MixtralForCausalLM, .*; use allocation "
                                         r"uniform"):
-        write_pruned(source, tmp_path / "out", UNEVEN_KEPT, {})
+        write_pruned(source, tmp_path / "out", {1: UNEVEN_KEPT[0], 3: UNEVEN_KEPT[1]}, {})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -161,7 +160,8 @@ def test_run_prune_refuses_an_uneven_allocation_for_a_family_without_a_class_bef
 
     with pytest.raises(UserError, match="cannot hold different expert counts per layer yet"):
         # No calibration given: the refusal must come before the pass would be asked for.
-        run_prune(tiny_model_factory("gpt_oss"), tmp_path / "out", method="reap", ratio=0.5, allocation="coverage")
+        run_prune(tiny_model_factory("nemotron_h"), tmp_path / "out", method="reap", ratio=0.5,
+                  allocation="coverage")
 
 
 def test_pruning_an_uneven_checkpoint_again_is_refused(uneven_factory, tmp_path):

@@ -11,8 +11,6 @@ its expert count from its own parameters' shapes and its own config.
 
 from __future__ import annotations
 
-import contextlib
-
 from transformers import AutoModelForCausalLM
 from transformers.models.gpt_oss.configuration_gpt_oss import GptOssConfig
 from transformers.models.gpt_oss.modeling_gpt_oss import GptOssForCausalLM
@@ -26,25 +24,8 @@ from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeForCausalLM
 
 from moeprune.errors import UserError
+from moeprune.models.config_access import global_counts_readable
 from moeprune.formats.families import FAMILIES
-
-
-@contextlib.contextmanager
-def _global_counts_readable(config):
-    """Let the stock constructor read the global (largest) count of a heterogeneous config.
-
-    transformers raises on a global read of a per-layer attribute unless the config allows it;
-    the stock layers built at that count are replaced right after, so the read is safe here.
-    """
-    before = config.__dict__.get("allow_global_per_layer_attribute_access")
-    config.allow_global_per_layer_attribute_access = True
-    try:
-        yield config
-    finally:
-        if before is None:
-            config.__dict__.pop("allow_global_per_layer_attribute_access", None)  # keep it out of config.json
-        else:
-            config.allow_global_per_layer_attribute_access = before
 
 
 def _check_only_counts_vary(config, family, class_name: str) -> None:
@@ -63,7 +44,7 @@ class UnevenExperts:
     def __init__(self, config, *args, **kwargs):
         family = FAMILIES[self.model_type]
         _check_only_counts_vary(config, family, type(self).__name__)
-        with _global_counts_readable(config):
+        with global_counts_readable(config):
             super().__init__(config, *args, **kwargs)
         if getattr(config, "is_heterogeneous", False):
             self._rebuild_listed_blocks(config, family)

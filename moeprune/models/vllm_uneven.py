@@ -34,8 +34,8 @@ from vllm.model_executor.models.qwen3_moe import (
 )
 from vllm.model_executor.models.utils import PPMissingLayer, extract_layer_index, make_layers, maybe_prefix
 
-from moeprune.errors import UserError
 from moeprune.formats.uneven_serving import refuse_unservable
+from moeprune.models.config_access import global_counts_readable
 
 
 def _with_text_config(vllm_config, text_config):
@@ -200,25 +200,12 @@ class UnevenGptOssTransformerBlock(TransformerBlock):
 class UnevenGptOssModel(GptOssModel):
     block_cls = UnevenGptOssTransformerBlock
 
-
-def _refuse_uneven_gpt_oss_loading(vllm_config) -> None:
-    """gpt-oss's weight loader reads the global count where a layer's own is needed: with expert parallelism
-    (each rank's slice of every layer is `num_local_experts // ranks`) and for MXFP4 experts (reshaped with
-    the global count). Only the unquantized, non-expert-parallel path loads each layer by its tensors' shapes."""
-    text = vllm_config.model_config.hf_text_config
-    if not getattr(text, "is_heterogeneous", False):
-        return
-    if vllm_config.parallel_config.enable_expert_parallel:
-        raise UserError(
-            "gpt-oss with different expert counts per layer cannot use expert parallelism "
-            "(--enable-expert-parallel): vLLM 0.32's gpt-oss loader slices every layer's experts by the global count "
-            f"{text.num_local_experts}; start the engine without it (tensor parallelism splits every expert instead)")
-    quantization = (getattr(text, "quantization_config", None) or {}).get("quant_method")
-    if quantization is not None:
-        raise UserError(
-            f"gpt-oss with different expert counts per layer and {quantization} experts cannot be loaded by vLLM 0.32: "
-            f"its {quantization} loader reshapes every layer's experts with the global count {text.num_local_experts}; "
-            "write the pruned experts unquantized (bf16) instead, or prune with allocation uniform")
+    def load_weights(self, weights):
+        # The stock loader reads the global count up front for expert parallelism's per-rank slices; with
+        # uneven counts expert parallelism is refused, and the unquantized path it then takes copies each
+        # layer's tensors whole, by their own shapes.
+        with global_counts_readable(self.config):
+            return super().load_weights(weights)
 
 
 class GptOssPrunedForCausalLM(GptOssForCausalLM):
@@ -226,7 +213,6 @@ class GptOssPrunedForCausalLM(GptOssForCausalLM):
 
     def __init__(self, *, vllm_config, prefix: str = ""):
         refuse_unservable(vllm_config)
-        _refuse_uneven_gpt_oss_loading(vllm_config)
         nn.Module.__init__(self)
         self.vllm_config = vllm_config
         self.config = vllm_config.model_config.hf_config

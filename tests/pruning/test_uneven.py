@@ -274,3 +274,51 @@ def test_engine_settings_that_cannot_work_with_uneven_counts_are_refused(uneven_
     with pytest.raises(UserError, match=r"but layer 1: 5 do not divide by 2"):
         refuse_unservable(_engine_config(config, enable_expert_parallel=True, data_parallel_size=2))
     refuse_unservable(_engine_config(config, tensor_parallel_size=2))  # tensor parallelism alone is fine
+
+
+def test_gpt_oss_engine_settings_its_loader_cannot_follow_are_refused(uneven_factory):
+    """vLLM's gpt-oss loader slices experts by the global count for expert parallelism and reshapes quantized
+    experts with it: both refused for uneven counts, even where the counts divide the rank count."""
+    from transformers import AutoConfig
+
+    from moeprune.formats.uneven_serving import refuse_unservable
+
+    _, pruned_dir = uneven_factory("gpt_oss")
+    config = AutoConfig.from_pretrained(pruned_dir)
+    refuse_unservable(_engine_config(config))
+    config.per_layer_config = {0: {"num_local_experts": 4}}  # 4 and 5, 1 rank: divisible, still refused
+    with pytest.raises(UserError, match=r"gpt_oss with different expert counts per layer \(layer 0: 4, layer 1: 5\) "
+                                        r"cannot use expert parallelism .* global count 5; start the engine without"):
+        refuse_unservable(_engine_config(config, enable_expert_parallel=True))
+    config.quantization_config = {"quant_method": "mxfp4"}
+    with pytest.raises(UserError, match=r"and mxfp4 experts cannot be loaded by vLLM.*write the pruned experts "
+                                        r"unquantized \(bf16\) instead, or prune with allocation uniform"):
+        refuse_unservable(_engine_config(config))
+
+
+def test_uneven_mxfp4_gpt_oss_stays_mxfp4_and_transformers_keeps_the_invariant(tmp_path):
+    """MXFP4 experts are sliced per layer like any [E, ...] tensor; transformers dequantizes each layer's
+    blocks into its own block's shapes."""
+    from transformers import AutoTokenizer
+
+    from moeprune.formats.families import FAMILIES
+    from tests.support.mxfp4_checkpoint import build_mxfp4_gpt_oss, load_mxfp4_model
+
+    import moeprune.models  # noqa: F401
+
+    source_dir = build_mxfp4_gpt_oss(tmp_path / "source")
+    out = write_pruned(source_dir, tmp_path / "out", UNEVEN_KEPT, {})
+    config = load_config(out)
+    assert config["quantization_config"]["quant_method"] == "mxfp4"
+    assert config["per_layer_config"] == {"0": {"num_local_experts": 3}}
+    pruned, info = load_mxfp4_model(out)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    assert type(pruned).__name__ == "GptOssPrunedForCausalLM"
+    source, _ = load_mxfp4_model(source_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
+    family = FAMILIES["gpt_oss"]
+    with experts_masked(source, family, UNEVEN_KEPT, 8):
+        expected = _logits(source, batches)
+    assert _max_diff(_logits(pruned, batches), expected) <= 1e-5
+    assert _max_diff(_logits(pruned, batches), _logits(source, batches)) > 1e-2

@@ -191,8 +191,14 @@ def test_coverage_with_equal_layers_is_uniform():
     assert {layer: len(kept) for layer, kept in select_coverage(scores, 0.5, Routing(8, 2)).items()} == {0: 4, 1: 4}
 
 
-@pytest.mark.parametrize("allocation", ["global", "coverage"])
-def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, tiny_qwen3_moe, tmp_path):
+# (allocation, family): both rules on one family, the flat global rank on every other family with a class.
+PRUNE_RUNS = [("global", "qwen3_moe"), ("coverage", "qwen3_moe"),
+              *[("global", model_type) for model_type in UNEVEN_FAMILIES if model_type != "qwen3_moe"]]
+
+
+@pytest.mark.parametrize(("allocation", "model_type"), PRUNE_RUNS)
+def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, model_type, tiny_model_factory,
+                                                                  tmp_path):
     """Skewed statistics make the allocation uneven; the written model equals the masked source."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -200,22 +206,26 @@ def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, tin
     from moeprune.formats.statistics import ExpertStats
     from pruning.pipeline import run_prune
 
-    stats = ExpertStats.empty("qwen3_moe", 8, 2, [0, 1])
-    stats.layers[0].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
-    stats.layers[1].counts = [5.0, 4, 6, 3, 7, 2, 8, 1]
+    source_dir = tiny_model_factory(model_type)
+    family = family_for(load_config(source_dir))
+    first, second = family.moe_layers(load_config(source_dir))
+    stats = ExpertStats.empty(model_type, 8, 2, [first, second])
+    stats.layers[first].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
+    stats.layers[second].counts = [5.0, 4, 6, 3, 7, 2, 8, 1]
     stats.save(tmp_path / "skewed.json")
-    out = run_prune(tiny_qwen3_moe, tmp_path / "out", method="frequency", ratio=0.5, allocation=allocation,
+    out = run_prune(source_dir, tmp_path / "out", method="frequency", ratio=0.5, allocation=allocation,
                     scores_in=tmp_path / "skewed.json", progress=False)
     manifest = json.loads((out / "pruning.json").read_text())
     kept = {int(layer): experts for layer, experts in manifest["kept_experts"].items()}
-    assert len(kept[0]) < len(kept[1]) and len(kept[0]) + len(kept[1]) == 8 and manifest["allocation"] == allocation
+    assert len(kept[first]) < len(kept[second]) and len(kept[first]) + len(kept[second]) == 8
+    assert manifest["allocation"] == allocation
     tokenizer = AutoTokenizer.from_pretrained(out)
     batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
-    source = AutoModelForCausalLM.from_pretrained(tiny_qwen3_moe, dtype=torch.float32).eval()
-    family = family_for(load_config(tiny_qwen3_moe))
+    source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32).eval()
     with experts_masked(source, family, kept, 8):
         expected = _logits(source, batches)
     pruned = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    assert type(pruned).__name__ == UNEVEN_ARCHITECTURES[load_config(source_dir)["architectures"][0]]
     assert _max_diff(_logits(pruned, batches), expected) <= 1e-5
 
 

@@ -30,6 +30,7 @@ UNEVEN_ARCHITECTURES: dict[str, str] = {
     "Qwen2MoeForCausalLM": "Qwen2MoePrunedForCausalLM",
     "MixtralForCausalLM": "MixtralPrunedForCausalLM",
     "GptOssForCausalLM": "GptOssPrunedForCausalLM",
+    "Qwen3_5MoeForCausalLM": "Qwen3_5MoePrunedForCausalLM",
 }
 STOCK_ARCHITECTURES = {uneven: stock for stock, uneven in UNEVEN_ARCHITECTURES.items()}
 

@@ -20,6 +20,8 @@ from transformers.models.olmoe.configuration_olmoe import OlmoeConfig
 from transformers.models.olmoe.modeling_olmoe import OlmoeForCausalLM
 from transformers.models.qwen2_moe.configuration_qwen2_moe import Qwen2MoeConfig
 from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeForCausalLM
+from transformers.models.qwen3_5_moe.configuration_qwen3_5_moe import Qwen3_5MoeTextConfig
+from transformers.models.qwen3_5_moe.modeling_qwen3_5_moe import Qwen3_5MoeForCausalLM
 from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeForCausalLM
 
@@ -86,6 +88,13 @@ class GptOssPrunedForCausalLM(UnevenExperts, GptOssForCausalLM):
     model_type = "gpt_oss"
 
 
+class Qwen3_5MoePrunedForCausalLM(UnevenExperts, Qwen3_5MoeForCausalLM):
+    """Qwen3.5/3.6-MoE, text only: every decoder layer (gated-delta-net or full attention) has a sparse MoE
+    block with a shared expert; only the routed experts and the router are rebuilt per layer."""
+
+    model_type = "qwen3_5_moe_text"
+
+
 # (config class, stock class, uneven class) for every family with an uneven class.
 CLASSES: tuple[tuple[type, type, type], ...] = (
     (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
@@ -93,6 +102,7 @@ CLASSES: tuple[tuple[type, type, type], ...] = (
     (Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen2MoePrunedForCausalLM),
     (MixtralConfig, MixtralForCausalLM, MixtralPrunedForCausalLM),
     (GptOssConfig, GptOssForCausalLM, GptOssPrunedForCausalLM),
+    (Qwen3_5MoeTextConfig, Qwen3_5MoeForCausalLM, Qwen3_5MoePrunedForCausalLM),
 )
 
 

@@ -18,7 +18,7 @@ from testkit.tiny_models import TINY_CONFIGS
 from tests.pruning.conftest import PROMPTS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
-UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss"]
+UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss", "qwen3_5_moe_text"]
 # Layer 0 keeps 3 experts, layer 1 keeps 5: both above top-k 2, different selections.
 UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
 

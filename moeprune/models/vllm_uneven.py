@@ -105,7 +105,7 @@ def set_moe_metadata(model, blocks: list) -> None:
     model.num_redundant_experts = largest.n_redundant_experts
 
 
-def _causal_lm_parts(lm, vllm_config, prefix: str, model) -> None:
+def causal_lm_parts(lm, vllm_config, prefix: str, model) -> None:
     """What every family's causal LM holds around its model: LM head (tied or not), logits processor."""
     config = vllm_config.model_config.hf_text_config
     lm.config = config
@@ -136,7 +136,7 @@ class Qwen3MoePrunedForCausalLM(Qwen3MoeForCausalLM):
         refuse_unservable(vllm_config)
         nn.Module.__init__(self)
         model = UnevenQwen3MoeModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
-        _causal_lm_parts(self, vllm_config, prefix, model)
+        causal_lm_parts(self, vllm_config, prefix, model)
         set_moe_metadata(self, [layer.mlp for layer in model.layers if not isinstance(layer, PPMissingLayer)
                                 and isinstance(layer.mlp, Qwen3MoeSparseMoeBlock)])
 
@@ -167,7 +167,7 @@ class Qwen2MoePrunedForCausalLM(Qwen2MoeForCausalLM):
         refuse_unservable(vllm_config)
         nn.Module.__init__(self)
         model = UnevenQwen2MoeModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
-        _causal_lm_parts(self, vllm_config, prefix, model)
+        causal_lm_parts(self, vllm_config, prefix, model)
 
 
 class UnevenMixtralModel(MixtralModel):
@@ -183,7 +183,7 @@ class MixtralPrunedForCausalLM(MixtralForCausalLM):
         refuse_unservable(vllm_config)
         nn.Module.__init__(self)
         model = UnevenMixtralModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
-        _causal_lm_parts(self, vllm_config, prefix, model)
+        causal_lm_parts(self, vllm_config, prefix, model)
         set_moe_metadata(self, [layer.block_sparse_moe for layer in model.layers
                                 if isinstance(getattr(layer, "block_sparse_moe", None), MixtralMoE)])
 
@@ -221,3 +221,4 @@ class GptOssPrunedForCausalLM(GptOssForCausalLM):
                                       prefix=maybe_prefix(prefix, "lm_head"))
         self.logits_processor = LogitsProcessor(self.config.vocab_size)
         self.make_empty_intermediate_tensors = self.model.make_empty_intermediate_tensors
+

@@ -18,9 +18,15 @@ from moeprune.formats.checkpoint import load_config
 from moeprune.formats.expert_counts import layer_counts
 from moeprune.formats.families import family_for
 from pruning.writer import write_pruned
+from testkit.tiny_models import build_tiny_model
 from testkit.vllm_plugin_env import plugin_pythonpath
 from testkit.vllm_server import vllm_server
 from tests.pruning.test_uneven import UNEVEN_FAMILIES, UNEVEN_KEPT
+from tests.pruning.test_vllm_load import STANDINS
+
+# family -> (dtype, extra PYTHONPATH entries). vLLM CPU runs Qwen3.5's gated-delta-net layers in bf16 only,
+# and its Qwen3.5 model file imports torchvision (a stand-in here, as for the stock model).
+SERVED = {"qwen3_5_moe_text": ("bfloat16", [STANDINS])}
 
 PROMPT = "Metformin is a biguanide used to treat"
 NEW_TOKENS = 6
@@ -44,14 +50,17 @@ def transformers_greedy(path: Path, prompt_ids: list[int]) -> list[int]:
 def test_vllm_serves_the_uneven_checkpoint_like_transformers(model_type, tiny_model_factory, tmp_path):
     from transformers import AutoTokenizer
 
-    path = write_pruned(tiny_model_factory(model_type), tmp_path / "uneven", UNEVEN_KEPT, {})
+    dtype, extra_path = SERVED.get(model_type, ("float32", []))
+    source = (tiny_model_factory(model_type) if dtype == "float32"
+              else build_tiny_model(model_type, tmp_path / "source", dtype=dtype))
+    path = write_pruned(source, tmp_path / "uneven", UNEVEN_KEPT, {})
     config = load_config(path)
     assert layer_counts(family_for(config), config) == {0: 3, 1: 5}
     prompt_ids = AutoTokenizer.from_pretrained(path).encode(PROMPT)
     scratch = tmp_path / "engine"
     scratch.mkdir()
-    with vllm_server(path, scratch, served_name="uneven", dtype="float32", max_model_len=256,
-                     env={"PYTHONPATH": plugin_pythonpath(scratch)}, timeout=600) as url:
+    with vllm_server(path, scratch, served_name="uneven", dtype=dtype, max_model_len=256,
+                     env={"PYTHONPATH": plugin_pythonpath(scratch, *extra_path)}, timeout=600) as url:
         reply = httpx.post(f"{url}/v1/completions", timeout=120, json={
             "model": "uneven", "prompt": prompt_ids, "max_tokens": NEW_TOKENS, "temperature": 0,
             "ignore_eos": True, "logprobs": 1, "return_tokens_as_token_ids": True,

@@ -12,6 +12,8 @@ its expert count from its own parameters' shapes and its own config.
 from __future__ import annotations
 
 from transformers import AutoModelForCausalLM
+from transformers.models.deepseek_v3.configuration_deepseek_v3 import DeepseekV3Config
+from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3ForCausalLM
 from transformers.models.gpt_oss.configuration_gpt_oss import GptOssConfig
 from transformers.models.gpt_oss.modeling_gpt_oss import GptOssForCausalLM
 from transformers.models.mixtral.configuration_mixtral import MixtralConfig
@@ -95,6 +97,14 @@ class Qwen3_5MoePrunedForCausalLM(UnevenExperts, Qwen3_5MoeForCausalLM):
     model_type = "qwen3_5_moe_text"
 
 
+class DeepseekV3PrunedForCausalLM(UnevenExperts, DeepseekV3ForCausalLM):
+    """DeepSeek-V3: the dense first layers stay as they are; each MoE block (router with its selection bias,
+    routed and shared experts) is rebuilt at its layer's count. Its grouped router splits the layer's own count
+    into n_group groups, so every layer keeps the same number in each group (checked when the plan is made)."""
+
+    model_type = "deepseek_v3"
+
+
 # (config class, stock class, uneven class) for every family with an uneven class.
 CLASSES: tuple[tuple[type, type, type], ...] = (
     (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
@@ -103,6 +113,7 @@ CLASSES: tuple[tuple[type, type, type], ...] = (
     (MixtralConfig, MixtralForCausalLM, MixtralPrunedForCausalLM),
     (GptOssConfig, GptOssForCausalLM, GptOssPrunedForCausalLM),
     (Qwen3_5MoeTextConfig, Qwen3_5MoeForCausalLM, Qwen3_5MoePrunedForCausalLM),
+    (DeepseekV3Config, DeepseekV3ForCausalLM, DeepseekV3PrunedForCausalLM),
 )
 
 

@@ -18,9 +18,20 @@ from testkit.tiny_models import TINY_CONFIGS
 from tests.pruning.conftest import PROMPTS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
-UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss", "qwen3_5_moe_text"]
+UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss", "qwen3_5_moe_text", "deepseek_v3"]
 # Layer 0 keeps 3 experts, layer 1 keeps 5: both above top-k 2, different selections.
 UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
+# Grouped routing (deepseek_v3: MoE layers 1 and 2, dense layer 0, 2 groups of 4 experts): each layer keeps the
+# same number from each group, 2 per group in layer 1 and 3 per group in layer 2.
+GROUPED_KEPT = {1: [0, 2, 5, 7], 2: [0, 1, 3, 4, 5, 6]}
+
+
+def uneven_kept(model_type: str) -> dict[int, list[int]]:
+    return GROUPED_KEPT if model_type == "deepseek_v3" else UNEVEN_KEPT
+
+
+def kept_counts(model_type: str) -> dict[int, int]:
+    return {layer: len(experts) for layer, experts in uneven_kept(model_type).items()}
 
 
 def test_every_uneven_family_has_a_tiny_model_and_a_class():
@@ -37,7 +48,7 @@ def uneven_factory(tiny_model_factory, tmp_path_factory):
     def make(model_type):
         if model_type not in built:
             source = tiny_model_factory(model_type)
-            out = write_pruned(source, tmp_path_factory.mktemp(f"uneven-{model_type}") / "out", UNEVEN_KEPT,
+            out = write_pruned(source, tmp_path_factory.mktemp(f"uneven-{model_type}") / "out", uneven_kept(model_type),
                                {"method": "manual", "ratio": 0.5, "allocation": "global", "seed": 0})
             built[model_type] = (source, out)
         return built[model_type]
@@ -51,12 +62,14 @@ def test_uneven_config_is_per_layer_config_with_a_renamed_architecture(model_typ
     before, config = load_config(source), load_config(out)
     family = family_for(config)
     (key,) = [k for k in family.expert_count_keys if k in before]
-    assert config[key] == 5  # global count = the largest layer's
-    assert config["per_layer_config"] == {"0": {key: 3}}  # only the layers that differ
+    counts = kept_counts(model_type)
+    (small, large) = sorted(counts, key=counts.get)
+    assert config[key] == counts[large]  # global count = the largest layer's
+    assert config["per_layer_config"] == {str(small): {key: counts[small]}}  # only the layers that differ
     assert config["architectures"] == [UNEVEN_ARCHITECTURES[before["architectures"][0]]]
-    assert layer_counts(family, config) == {0: 3, 1: 5}
+    assert layer_counts(family, config) == counts
     manifest = json.loads((out / "pruning.json").read_text())
-    assert {k: len(v) for k, v in manifest["kept_experts"].items()} == {"0": 3, "1": 5}
+    assert {int(k): len(v) for k, v in manifest["kept_experts"].items()} == counts
 
 
 def test_equal_counts_keep_the_stock_config(tiny_qwen3_moe, tmp_path):
@@ -90,11 +103,11 @@ def test_uneven_model_equals_source_with_removed_experts_masked(model_type, unev
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     assert type(pruned).__name__ == load_config(pruned_dir)["architectures"][0]
     blocks = family.moe_blocks(pruned)
-    assert {layer: family.router(block).weight.shape[0] for layer, block in blocks.items()} == {0: 3, 1: 5}
+    assert {layer: family.router(block).weight.shape[0] for layer, block in blocks.items()} == kept_counts(model_type)
     source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32).eval()
     assert type(source).__name__ == load_config(source_dir)["architectures"][0]  # stock checkpoints: stock class
     unmasked = _logits(source, batches)
-    with experts_masked(source, family, UNEVEN_KEPT, family.num_experts(load_config(source_dir))):
+    with experts_masked(source, family, uneven_kept(model_type), family.num_experts(load_config(source_dir))):
         expected = _logits(source, batches)
     actual = _logits(pruned.eval(), batches)
     assert _max_diff(actual, expected) <= 1e-5
@@ -146,12 +159,30 @@ def test_a_family_without_an_uneven_class_is_refused_before_writing(tiny_model_f
     assert list(tmp_path.iterdir()) == []
 
 
-def test_grouped_routing_with_uneven_counts_is_refused(tiny_model_factory, tmp_path):
-    source = tiny_model_factory("deepseek_v3")  # MoE layers 1 and 2, 2 routing groups
-    with pytest.raises(UserError, match=r"\{1: 4, 2: 6\}.* routes in 2 expert groups.*allocation uniform"):
-        write_pruned(source, tmp_path / "out", {1: [0, 1, 4, 5], 2: [0, 1, 2, 4, 5, 6]}, {})
+def test_grouped_routing_refuses_a_layer_whose_groups_keep_different_counts(tiny_model_factory, tmp_path):
+    source = tiny_model_factory("deepseek_v3")  # MoE layers 1 and 2, 2 routing groups of 4
+    with pytest.raises(UserError, match=r"layer 2: grouped routing \(2 groups of 4\) needs the same number of "
+                                        r"experts kept in every group, got \[3, 2\] per group; select per group"):
+        write_pruned(source, tmp_path / "out", {1: [0, 1, 4, 5], 2: [0, 1, 2, 4, 5]}, {})
+    with pytest.raises(UserError, match=r"layer 1: grouped routing scores a group by its top 2 experts, so each of "
+                                        r"the 2 groups must keep >= 2 experts \(keep >= 4 per layer\)"):
+        write_pruned(source, tmp_path / "out", {1: [0, 4], 2: [0, 1, 2, 4, 5, 6]}, {})
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(UserError, match="allocation coverage is not supported with grouped routing"):
         select_coverage({1: [1.0] * 8}, 0.5, Routing(8, 2, n_group=2, topk_group=1))
+
+
+def test_global_allocation_under_grouped_routing_moves_whole_tiers():
+    """One expert per group leaves at a time, so every layer keeps the same number in each of its groups."""
+    routing = Routing(8, 2, n_group=2, topk_group=1)  # >= 2 per group: a layer keeps 4, 6 or 8
+    # Layer 1's mass sits in two experts per group; layer 2 spreads it.
+    scores = {1: [50.0, 40, 1, 1, 30, 20, 1, 1], 2: [8.0, 7, 6, 5, 4, 3, 2, 1]}
+    ranked = select(scores, 0.25, routing, "global")  # 2 of 8 per layer, 4 in total
+    assert ranked == {1: [0, 1, 4, 5], 2: [0, 1, 2, 3, 4, 5, 6, 7]}
+    assert select(scores, 0.5, routing, "global") == select(scores, 0.5, routing, "uniform")  # only 4 + 4 fits
+    with pytest.raises(UserError, match=r"removes 12 experts in total, but grouped routing with a floor of 4 per "
+                                        r"layer allows at most 8; lower ratio or min_experts"):
+        select(scores, 0.75, routing, "global")
 
 
 def test_run_prune_refuses_an_uneven_allocation_for_a_family_without_a_class_before_the_pass(tiny_model_factory,
@@ -213,11 +244,13 @@ def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, mod
     stats.layers[first].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
     stats.layers[second].counts = [5.0, 4, 6, 3, 7, 2, 8, 1]
     stats.save(tmp_path / "skewed.json")
-    out = run_prune(source_dir, tmp_path / "out", method="frequency", ratio=0.5, allocation=allocation,
+    # Grouped routing (2 groups, >= 2 each) leaves only 4 + 4 at 0.5; at 0.25 a layer may keep 4, 6 or 8.
+    ratio = 0.25 if family.group_keys and family.num_groups(load_config(source_dir))[0] > 1 else 0.5
+    out = run_prune(source_dir, tmp_path / "out", method="frequency", ratio=ratio, allocation=allocation,
                     scores_in=tmp_path / "skewed.json", progress=False)
     manifest = json.loads((out / "pruning.json").read_text())
     kept = {int(layer): experts for layer, experts in manifest["kept_experts"].items()}
-    assert len(kept[first]) < len(kept[second]) and len(kept[first]) + len(kept[second]) == 8
+    assert len(kept[first]) < len(kept[second]) and len(kept[first]) + len(kept[second]) == 16 * (1 - ratio)
     assert manifest["allocation"] == allocation
     tokenizer = AutoTokenizer.from_pretrained(out)
     batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]

@@ -8,14 +8,19 @@ other families' classes must not.
 from __future__ import annotations
 
 from torch import nn
-from vllm.model_executor.layers.fused_moe.utils import is_model_fused_shared_expert_compatible
 from vllm.model_executor.models.qwen3_5 import Qwen3_5DecoderLayer, Qwen3_5Model, Qwen3_5MoeForCausalLM
 from vllm.model_executor.models.qwen3_next import Qwen3NextSparseMoeBlock
 from vllm.model_executor.models.utils import PPMissingLayer, extract_layer_index, make_layers, maybe_prefix
 
 from moeprune.formats.uneven_serving import refuse_unservable
 from moeprune.models.config_access import global_counts_readable
-from moeprune.models.vllm_uneven import causal_lm_parts, layer_view, set_moe_metadata, without_layers
+from moeprune.models.vllm_uneven import (
+    causal_lm_parts,
+    layer_view,
+    refuse_fused_shared_experts,
+    set_moe_metadata,
+    without_layers,
+)
 
 
 class UnevenQwen3_5Model(Qwen3_5Model):
@@ -38,12 +43,7 @@ class UnevenQwen3_5Model(Qwen3_5Model):
                 layer_type=config.layer_types[extract_layer_index(prefix)], prefix=prefix),
             prefix=f"{prefix}.layers",
         )
-        self.is_fused_shared_expert_enabled = is_model_fused_shared_expert_compatible(
-            self.layers, Qwen3NextSparseMoeBlock, "mlp")
-        if self.is_fused_shared_expert_enabled:
-            # ROCm AITER only: the shared expert would be packed after the routed ones at one global offset.
-            raise RuntimeError("fused shared experts (ROCm AITER) cannot place the shared expert after a different "
-                               "number of routed experts in each layer; disable AITER's shared-expert fusion")
+        refuse_fused_shared_experts(self, Qwen3NextSparseMoeBlock)
 
     def load_weights(self, weights):
         # The stock loader reads the global count only to offset fused shared experts, which are off (above).

@@ -23,6 +23,12 @@ PLUGIN_TARGET = "moeprune.models.vllm_plugin:register"
 # expert parallelism (every rank's slice is global count // ranks) and for quantized experts (reshaped with
 # the global count). Only their unquantized, non-expert-parallel path loads each layer by its own shapes.
 GLOBAL_COUNT_LOADERS = {"gpt_oss"}
+# Families with an uneven transformers class that vLLM cannot serve uneven, and why (checked before any engine).
+NOT_SERVABLE_UNEVEN = {
+    "deepseek_v3": "vLLM 0.32 refuses every heterogeneous MLA model while it reads the config, before any model "
+                   "class is looked up (NotImplementedError: Heterogeneous MLA models are not supported), so no "
+                   "plugin class can build it",
+}
 
 
 def plugin_installed() -> bool:
@@ -38,9 +44,16 @@ def check_servable(model_dir: str | Path) -> None:
     """Refuse an uneven checkpoint when vLLM here would not find its class, naming what to install."""
     config = load_config(model_dir)
     family = family_for(config)
-    if not is_uneven(family, config) or plugin_installed():
+    if not is_uneven(family, config):
         return
     counts = layer_counts(family, config)
+    if family.model_type in NOT_SERVABLE_UNEVEN:
+        raise UserError(
+            f"{model_dir} keeps different expert counts per layer ({_counts_text(counts)}), which vLLM cannot serve "
+            f"for {family.model_type}: {NOT_SERVABLE_UNEVEN[family.model_type]}; it loads in transformers "
+            "(import moeprune.models); to serve it, prune with allocation uniform")
+    if plugin_installed():
+        return
     raise UserError(
         f"{model_dir} keeps different expert counts per layer ({_counts_text(counts)}; architecture "
         f"{', '.join(config.get('architectures') or [])}), which stock vLLM cannot build; install moe-prune-serve "

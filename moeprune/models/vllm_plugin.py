@@ -21,7 +21,6 @@ VLLM_CLASSES = {
     "Qwen2MoePrunedForCausalLM": "moeprune.models.vllm_uneven:Qwen2MoePrunedForCausalLM",
     "MixtralPrunedForCausalLM": "moeprune.models.vllm_uneven:MixtralPrunedForCausalLM",
     "GptOssPrunedForCausalLM": "moeprune.models.vllm_uneven:GptOssPrunedForCausalLM",
-    "DeepseekV3PrunedForCausalLM": "moeprune.models.vllm_uneven:DeepseekV3PrunedForCausalLM",
     "Qwen3_5MoePrunedForCausalLM": "moeprune.models.vllm_uneven_qwen3_5:Qwen3_5MoePrunedForCausalLM",
 }
 

@@ -23,7 +23,6 @@ from torch import nn
 from vllm.model_executor.layers.logits_processor import LogitsProcessor
 from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead
 from vllm.model_executor.layers.fused_moe.utils import is_model_fused_shared_expert_compatible
-from vllm.model_executor.models.deepseek_v2 import DeepseekV2DecoderLayer, DeepseekV2Model, DeepseekV2MoE, DeepseekV3ForCausalLM
 from vllm.model_executor.models.gpt_oss import GptOssForCausalLM, GptOssModel, MLPBlock, TransformerBlock
 from vllm.model_executor.models.mixtral import MixtralDecoderLayer, MixtralForCausalLM, MixtralModel, MixtralMoE
 from vllm.model_executor.models.olmoe import OlmoeDecoderLayer, OlmoeForCausalLM
@@ -231,45 +230,3 @@ def refuse_fused_shared_experts(model, block_type) -> None:
     if model.is_fused_shared_expert_enabled:
         raise RuntimeError("fused shared experts (ROCm AITER) cannot place the shared experts after a different "
                            "number of routed experts in each layer; disable AITER's shared-expert fusion")
-
-
-class UnevenDeepseekV2Model(DeepseekV2Model):
-    """DeepSeek-V3: the stock model built without layers (its constructor hard-wires one config for all and
-    is wrapped by the compile decorator), then each decoder layer from its own view. Dense first layers see
-    the global config, which they do not read a count from."""
-
-    def __init__(self, *, vllm_config, prefix: str = ""):
-        super().__init__(vllm_config=without_layers(vllm_config), prefix=prefix)
-        config = vllm_config.model_config.hf_text_config
-        if self.is_v32:
-            raise RuntimeError("DeepSeek-V3.2 sparse attention (index_topk) is not supported with uneven counts")
-        self.config = config
-        self.start_layer, self.end_layer, self.layers = make_layers(
-            config.num_hidden_layers,
-            lambda prefix: DeepseekV2DecoderLayer(
-                vllm_config=layer_view(vllm_config, extract_layer_index(prefix)), prefix=prefix),
-            prefix=f"{prefix}.layers",
-        )
-        refuse_fused_shared_experts(self, DeepseekV2MoE)
-
-    def load_weights(self, weights):
-        # The stock loader maps expert ids 0 .. global count - 1 (the largest layer's) to every layer's FusedMoE;
-        # a smaller layer's checkpoint names only its own ids, so each lands in its own layer.
-        with global_counts_readable(self.config):
-            return super().load_weights(weights)
-
-
-class DeepseekV3PrunedForCausalLM(DeepseekV3ForCausalLM):
-    """The stock causal LM (it takes its model class from `model_cls`) around `UnevenDeepseekV2Model`."""
-
-    model_cls = UnevenDeepseekV2Model
-
-    def __init__(self, *, vllm_config, prefix: str = ""):
-        refuse_unservable(vllm_config)
-        super().__init__(vllm_config=vllm_config, prefix=prefix)
-        # The stock metadata takes the last MoE layer's count; EPLB is refused, so it is only reported: the largest.
-        self.extract_moe_parameters(max(self.moe_mlp_layers, key=lambda block: block.n_routed_experts))
-
-    def get_expert_mapping(self):
-        with global_counts_readable(self.config):
-            return super().get_expert_mapping()

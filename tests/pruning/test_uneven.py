@@ -37,8 +37,15 @@ def kept_counts(model_type: str) -> dict[int, int]:
 def test_every_uneven_family_has_a_tiny_model_and_a_class():
     import moeprune.models.transformers_uneven as classes
 
+    from moeprune.formats.uneven_serving import NOT_SERVABLE_UNEVEN
+    from moeprune.models.vllm_plugin import VLLM_CLASSES
+
     assert set(UNEVEN_FAMILIES) <= set(TINY_CONFIGS)
+    assert {uneven.model_type for _, _, uneven in classes.CLASSES} == set(UNEVEN_FAMILIES)
     assert {uneven.__name__ for _, _, uneven in classes.CLASSES} == set(UNEVEN_ARCHITECTURES.values())
+    # A vLLM class for every family vLLM can serve uneven; the others are refused before an engine starts.
+    assert set(VLLM_CLASSES) == {uneven.__name__ for _, _, uneven in classes.CLASSES
+                                 if uneven.model_type not in NOT_SERVABLE_UNEVEN}
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +285,18 @@ def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_f
     assert serving.plugin_installed()
     serving.check_servable(pruned_dir)
 
+
+
+def test_check_servable_refuses_an_uneven_deepseek_v3_whatever_the_plugin(uneven_factory):
+    from moeprune.formats import uneven_serving as serving
+
+    _, pruned_dir = uneven_factory("deepseek_v3")
+    with pytest.raises(UserError, match=r"\(layer 1: 4, layer 2: 6\), which vLLM cannot serve for deepseek_v3: vLLM "
+                                        r"0.32 refuses every heterogeneous MLA model.*it loads in transformers.*"
+                                        r"prune with allocation uniform"):
+        serving.check_servable(pruned_dir)
+    source_dir, _ = uneven_factory("deepseek_v3")
+    serving.check_servable(source_dir)  # the stock (even) checkpoint is served as before
 
 
 def test_the_gateway_refuses_to_start_an_uneven_variant_where_vllm_would_not_find_its_class(

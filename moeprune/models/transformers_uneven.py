@@ -28,8 +28,8 @@ from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeForCausalLM
 
 from moeprune.errors import UserError
-from moeprune.models.config_access import global_counts_readable
 from moeprune.formats.families import FAMILIES
+from moeprune.models.config_access import global_counts_readable
 
 
 def _check_only_counts_vary(config, family, class_name: str) -> None:

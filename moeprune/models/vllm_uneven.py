@@ -20,9 +20,9 @@ from __future__ import annotations
 import copy
 
 from torch import nn
+from vllm.model_executor.layers.fused_moe.utils import is_model_fused_shared_expert_compatible
 from vllm.model_executor.layers.logits_processor import LogitsProcessor
 from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead
-from vllm.model_executor.layers.fused_moe.utils import is_model_fused_shared_expert_compatible
 from vllm.model_executor.models.gpt_oss import GptOssForCausalLM, GptOssModel, MLPBlock, TransformerBlock
 from vllm.model_executor.models.mixtral import MixtralDecoderLayer, MixtralForCausalLM, MixtralModel, MixtralMoE
 from vllm.model_executor.models.olmoe import OlmoeDecoderLayer, OlmoeForCausalLM

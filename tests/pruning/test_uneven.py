@@ -36,7 +36,6 @@ def kept_counts(model_type: str) -> dict[int, int]:
 
 def test_every_uneven_family_has_a_tiny_model_and_a_class():
     import moeprune.models.transformers_uneven as classes
-
     from moeprune.formats.uneven_serving import NOT_SERVABLE_UNEVEN
     from moeprune.models.vllm_plugin import VLLM_CLASSES
 
@@ -363,10 +362,9 @@ def test_uneven_mxfp4_gpt_oss_stays_mxfp4_and_transformers_keeps_the_invariant(t
     blocks into its own block's shapes."""
     from transformers import AutoTokenizer
 
+    import moeprune.models  # noqa: F401
     from moeprune.formats.families import FAMILIES
     from tests.support.mxfp4_checkpoint import build_mxfp4_gpt_oss, load_mxfp4_model
-
-    import moeprune.models  # noqa: F401
 
     source_dir = build_mxfp4_gpt_oss(tmp_path / "source")
     out = write_pruned(source_dir, tmp_path / "out", UNEVEN_KEPT, {})

@@ -11,6 +11,7 @@ its expert count from its own parameters' shapes and its own config.
 
 from __future__ import annotations
 
+import transformers
 from transformers import AutoModelForCausalLM
 from transformers.models.deepseek_v3.configuration_deepseek_v3 import DeepseekV3Config
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3ForCausalLM
@@ -22,8 +23,11 @@ from transformers.models.olmoe.configuration_olmoe import OlmoeConfig
 from transformers.models.olmoe.modeling_olmoe import OlmoeForCausalLM
 from transformers.models.qwen2_moe.configuration_qwen2_moe import Qwen2MoeConfig
 from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeForCausalLM
-from transformers.models.qwen3_5_moe.configuration_qwen3_5_moe import Qwen3_5MoeTextConfig
-from transformers.models.qwen3_5_moe.modeling_qwen3_5_moe import Qwen3_5MoeForCausalLM
+from transformers.models.qwen3_5_moe.configuration_qwen3_5_moe import Qwen3_5MoeConfig, Qwen3_5MoeTextConfig
+from transformers.models.qwen3_5_moe.modeling_qwen3_5_moe import (
+    Qwen3_5MoeForCausalLM,
+    Qwen3_5MoeForConditionalGeneration,
+)
 from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeForCausalLM
 
@@ -41,17 +45,23 @@ def _check_only_counts_vary(config, family, class_name: str) -> None:
 
 
 class UnevenExperts:
-    """Mixin (first base) for a stock *ForCausalLM: per-layer expert counts from `per_layer_config`."""
+    """Mixin (first base) for a stock model class: per-layer expert counts from `per_layer_config`.
+
+    For a multimodal model the text config (`config.get_text_config()`) carries `per_layer_config`;
+    for a text-only one that is the config itself.
+    """
 
     model_type: str  # the family (moeprune.formats.families) whose blocks are rebuilt
+    auto_class: str = "AutoModelForCausalLM"  # the transformers auto class that loads the whole checkpoint
 
     def __init__(self, config, *args, **kwargs):
         family = FAMILIES[self.model_type]
-        _check_only_counts_vary(config, family, type(self).__name__)
-        with global_counts_readable(config):
+        text = config.get_text_config()
+        _check_only_counts_vary(text, family, type(self).__name__)
+        with global_counts_readable(text):
             super().__init__(config, *args, **kwargs)
-        if getattr(config, "is_heterogeneous", False):
-            self._rebuild_listed_blocks(config, family)
+        if getattr(text, "is_heterogeneous", False):
+            self._rebuild_listed_blocks(text, family)
             self.post_init()  # weight init / tying bookkeeping for the rebuilt blocks
 
     def _rebuild_listed_blocks(self, config, family) -> None:
@@ -105,6 +115,14 @@ class DeepseekV3PrunedForCausalLM(UnevenExperts, DeepseekV3ForCausalLM):
     model_type = "deepseek_v3"
 
 
+class Qwen3_5MoePrunedForConditionalGeneration(UnevenExperts, Qwen3_5MoeForConditionalGeneration):
+    """Qwen3.5/3.6-MoE as shipped (vision tower + the text model under `model.language_model`):
+    `per_layer_config` sits in `text_config`; the vision tower is the stock one."""
+
+    model_type = "qwen3_5_moe"
+    auto_class = "AutoModelForImageTextToText"
+
+
 # (config class, stock class, uneven class) for every family with an uneven class.
 CLASSES: tuple[tuple[type, type, type], ...] = (
     (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
@@ -113,6 +131,7 @@ CLASSES: tuple[tuple[type, type, type], ...] = (
     (MixtralConfig, MixtralForCausalLM, MixtralPrunedForCausalLM),
     (GptOssConfig, GptOssForCausalLM, GptOssPrunedForCausalLM),
     (Qwen3_5MoeTextConfig, Qwen3_5MoeForCausalLM, Qwen3_5MoePrunedForCausalLM),
+    (Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration, Qwen3_5MoePrunedForConditionalGeneration),
     (DeepseekV3Config, DeepseekV3ForCausalLM, DeepseekV3PrunedForCausalLM),
 )
 
@@ -131,7 +150,7 @@ def _chooser(stock: type, uneven: type) -> type:
 
     def pick(config) -> type:
         named = uneven.__name__ in (getattr(config, "architectures", None) or [])
-        return uneven if named or getattr(config, "is_heterogeneous", False) else stock
+        return uneven if named or getattr(config.get_text_config(), "is_heterogeneous", False) else stock
 
     def from_pretrained(cls, *args, config=None, **kwargs):
         chosen = stock if config is None or isinstance(config, str) else pick(config)
@@ -146,10 +165,11 @@ def _chooser(stock: type, uneven: type) -> type:
 
 
 def register() -> None:
-    """Map each stock config class to a chooser between its stock and uneven class in `AutoModelForCausalLM`.
+    """Map each stock config class to a chooser between its stock and uneven class in the uneven class's
+    auto class (`AutoModelForCausalLM`, or `AutoModelForImageTextToText` for a multimodal checkpoint).
 
     Stock checkpoints and fresh configs still get the stock class; a checkpoint whose architecture
     names the uneven class gets that one. Idempotent.
     """
     for config_class, stock, uneven in CLASSES:
-        AutoModelForCausalLM.register(config_class, _chooser(stock, uneven), exist_ok=True)
+        getattr(transformers, uneven.auto_class).register(config_class, _chooser(stock, uneven), exist_ok=True)

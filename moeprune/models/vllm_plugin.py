@@ -22,6 +22,8 @@ VLLM_CLASSES = {
     "MixtralPrunedForCausalLM": "moeprune.models.vllm_uneven:MixtralPrunedForCausalLM",
     "GptOssPrunedForCausalLM": "moeprune.models.vllm_uneven:GptOssPrunedForCausalLM",
     "Qwen3_5MoePrunedForCausalLM": "moeprune.models.vllm_uneven_qwen3_5:Qwen3_5MoePrunedForCausalLM",
+    "Qwen3_5MoePrunedForConditionalGeneration":
+        "moeprune.models.vllm_uneven_qwen3_5:Qwen3_5MoePrunedForConditionalGeneration",
 }
 
 

@@ -8,8 +8,16 @@ other families' classes must not.
 from __future__ import annotations
 
 from torch import nn
-from vllm.model_executor.models.qwen3_5 import Qwen3_5DecoderLayer, Qwen3_5Model, Qwen3_5MoeForCausalLM
+from vllm.model_executor.layers.fusion.mm_input_norm import build_mm_input_norm
+from vllm.model_executor.models.qwen3_5 import (
+    Qwen3_5DecoderLayer,
+    Qwen3_5Model,
+    Qwen3_5MoeForCausalLM,
+    Qwen3_5MoeForConditionalGeneration,
+)
 from vllm.model_executor.models.qwen3_next import Qwen3NextSparseMoeBlock
+from vllm.model_executor.models.qwen3_vl import Qwen3_VisionTransformer
+from vllm.tokenizers.registry import cached_tokenizer_from_config
 from vllm.model_executor.models.utils import PPMissingLayer, extract_layer_index, make_layers, maybe_prefix
 
 from moeprune.formats.uneven_serving import refuse_unservable
@@ -65,3 +73,39 @@ class Qwen3_5MoePrunedForCausalLM(Qwen3_5MoeForCausalLM):
         causal_lm_parts(self, vllm_config, prefix, model)
         set_moe_metadata(self, [layer.mlp for layer in model.layers if not isinstance(layer, PPMissingLayer)
                                 and isinstance(layer.mlp, Qwen3NextSparseMoeBlock)])
+
+
+class Qwen3_5MoePrunedForConditionalGeneration(Qwen3_5MoeForConditionalGeneration):
+    """Qwen3.5/3.6-MoE as shipped (vision tower + text model): the stock multimodal model whose language model
+    is `Qwen3_5MoePrunedForCausalLM`. The stock constructor hard-wires its language-model class, so this one
+    is the stock constructor with that class swapped; the processor registration is inherited."""
+
+    def __init__(self, *, vllm_config, prefix: str = "model"):
+        refuse_unservable(vllm_config)
+        nn.Module.__init__(self)
+        config = vllm_config.model_config.hf_config
+        self.config = config
+        self.model_config = vllm_config.model_config
+        self.multimodal_config = vllm_config.model_config.get_multimodal_config()
+        self.use_data_parallel = self.multimodal_config.mm_encoder_tp_mode == "data"
+        self.is_multimodal_pruning_enabled = self.multimodal_config.is_multimodal_pruning_enabled()
+        self.video_pruning_rate = self.multimodal_config.video_pruning_rate
+        self._tokenizer = cached_tokenizer_from_config(vllm_config.model_config)
+        self.use_deepstack = hasattr(config.vision_config, "deepstack_visual_indexes")
+        self.deepstack_num_level = len(config.vision_config.deepstack_visual_indexes) if self.use_deepstack else 0
+        self.visual_dim = config.vision_config.out_hidden_size
+        self.multiscale_dim = self.visual_dim * self.deepstack_num_level
+        with self._mark_tower_model(vllm_config, {"image", "video"}):
+            self.visual = Qwen3_VisionTransformer(
+                config.vision_config, norm_eps=getattr(config, "rms_norm_eps", 1e-6),
+                quant_config=vllm_config.quant_config, input_norm=build_mm_input_norm(self.model_config),
+                prefix=maybe_prefix(prefix, "visual"))
+        with self._mark_language_model(vllm_config):
+            self.language_model = Qwen3_5MoePrunedForCausalLM(
+                vllm_config=vllm_config, prefix=maybe_prefix(prefix, "language_model"))
+        self.make_empty_intermediate_tensors = self.language_model.make_empty_intermediate_tensors
+        # The stock MoE metadata reads one layer's count; EPLB is refused, so it only reports: the largest.
+        for name in ("moe_layers", "num_moe_layers", "num_expert_groups", "num_shared_experts", "num_logical_experts",
+                     "num_physical_experts", "num_local_physical_experts", "num_routed_experts",
+                     "num_redundant_experts"):
+            setattr(self, name, getattr(self.language_model, name))

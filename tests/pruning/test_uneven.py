@@ -14,11 +14,12 @@ from moeprune.formats.families import family_for
 from pruning.routing_mask import experts_masked
 from pruning.selection import Routing, select, select_coverage
 from pruning.writer import write_pruned
-from testkit.tiny_models import TINY_CONFIGS
+from testkit.tiny_models import TINY_CONFIGS, auto_model_class
 from tests.pruning.conftest import PROMPTS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
-UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss", "qwen3_5_moe_text", "deepseek_v3"]
+UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss", "qwen3_5_moe_text", "qwen3_5_moe",
+                   "deepseek_v3"]
 # Layer 0 keeps 3 experts, layer 1 keeps 5: both above top-k 2, different selections.
 UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
 # Grouped routing (deepseek_v3: MoE layers 1 and 2, dense layer 0, 2 groups of 4 experts): each layer keeps the
@@ -67,11 +68,12 @@ def test_uneven_config_is_per_layer_config_with_a_renamed_architecture(model_typ
     source, out = uneven_factory(model_type)
     before, config = load_config(source), load_config(out)
     family = family_for(config)
-    (key,) = [k for k in family.expert_count_keys if k in before]
+    (key,) = [k for k in family.expert_count_keys if k in family.text_config(before)]
     counts = kept_counts(model_type)
     (small, large) = sorted(counts, key=counts.get)
-    assert config[key] == counts[large]  # global count = the largest layer's
-    assert config["per_layer_config"] == {str(small): {key: counts[small]}}  # only the layers that differ
+    text = family.text_config(config)  # the VL layout keeps the text model's keys in text_config
+    assert text[key] == counts[large]  # global count = the largest layer's
+    assert text["per_layer_config"] == {str(small): {key: counts[small]}}  # only the layers that differ
     assert config["architectures"] == [UNEVEN_ARCHITECTURES[before["architectures"][0]]]
     assert layer_counts(family, config) == counts
     manifest = json.loads((out / "pruning.json").read_text())
@@ -95,9 +97,10 @@ def _max_diff(a, b):
 
 @pytest.mark.parametrize("model_type", UNEVEN_FAMILIES)
 def test_uneven_model_equals_source_with_removed_experts_masked(model_type, uneven_factory, tmp_path):
-    """transformers: AutoModelForCausalLM picks the uneven class by architecture, every layer has its own
-    count, and the logits equal the source's with the removed experts' router logits at -inf."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """transformers: the auto class (AutoModelForCausalLM, or AutoModelForImageTextToText for the VL layout)
+    picks the uneven class by architecture, every layer has its own count, and the logits equal the source's
+    with the removed experts' router logits at -inf."""
+    from transformers import AutoTokenizer
 
     import moeprune.models  # noqa: F401  (registers the classes)
 
@@ -105,12 +108,13 @@ def test_uneven_model_equals_source_with_removed_experts_masked(model_type, unev
     family = family_for(load_config(source_dir))
     tokenizer = AutoTokenizer.from_pretrained(pruned_dir)
     batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
-    pruned, info = AutoModelForCausalLM.from_pretrained(pruned_dir, dtype=torch.float32, output_loading_info=True)
+    auto = auto_model_class(model_type)
+    pruned, info = auto.from_pretrained(pruned_dir, dtype=torch.float32, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     assert type(pruned).__name__ == load_config(pruned_dir)["architectures"][0]
     blocks = family.moe_blocks(pruned)
     assert {layer: family.router(block).weight.shape[0] for layer, block in blocks.items()} == kept_counts(model_type)
-    source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32).eval()
+    source = auto.from_pretrained(source_dir, dtype=torch.float32).eval()
     assert type(source).__name__ == load_config(source_dir)["architectures"][0]  # stock checkpoints: stock class
     unmasked = _logits(source, batches)
     with experts_masked(source, family, uneven_kept(model_type), family.num_experts(load_config(source_dir))):
@@ -120,10 +124,10 @@ def test_uneven_model_equals_source_with_removed_experts_masked(model_type, unev
     assert _max_diff(actual, unmasked) > 1e-2  # the check discriminates
     # save_pretrained keeps the format (and no transient loading flag leaks into config.json).
     pruned.save_pretrained(tmp_path / "resaved")
-    resaved = load_config(tmp_path / "resaved")
-    assert {k: resaved[k] for k in ("per_layer_config", "architectures")} == {
-        k: load_config(pruned_dir)[k] for k in ("per_layer_config", "architectures")}
-    assert not any("allow_global" in key for key in resaved)
+    resaved, written = load_config(tmp_path / "resaved"), load_config(pruned_dir)
+    assert resaved["architectures"] == written["architectures"]
+    assert family.text_config(resaved)["per_layer_config"] == family.text_config(written)["per_layer_config"]
+    assert not any("allow_global" in key for key in [*resaved, *family.text_config(resaved)])
 
 
 def test_stock_class_fails_loudly_on_an_uneven_checkpoint(uneven_factory):
@@ -237,7 +241,7 @@ PRUNE_RUNS = [("global", "qwen3_moe"), ("coverage", "qwen3_moe"),
 def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, model_type, tiny_model_factory,
                                                                   tmp_path):
     """Skewed statistics make the allocation uneven; the written model equals the masked source."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     import moeprune.models  # noqa: F401
     from moeprune.formats.statistics import ExpertStats
@@ -260,10 +264,10 @@ def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, mod
     assert manifest["allocation"] == allocation
     tokenizer = AutoTokenizer.from_pretrained(out)
     batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
-    source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32).eval()
+    source = auto_model_class(model_type).from_pretrained(source_dir, dtype=torch.float32).eval()
     with experts_masked(source, family, kept, 8):
         expected = _logits(source, batches)
-    pruned = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    pruned = auto_model_class(model_type).from_pretrained(out, dtype=torch.float32).eval()
     assert type(pruned).__name__ == UNEVEN_ARCHITECTURES[load_config(source_dir)["architectures"][0]]
     assert _max_diff(_logits(pruned, batches), expected) <= 1e-5
 

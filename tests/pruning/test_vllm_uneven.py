@@ -19,16 +19,17 @@ from moeprune.formats.expert_counts import layer_counts
 from moeprune.formats.families import family_for
 from moeprune.formats.uneven_serving import NOT_SERVABLE_UNEVEN
 from pruning.writer import write_pruned
-from testkit.tiny_models import build_tiny_model
+from testkit.tiny_models import auto_model_class, build_tiny_model
 from testkit.vllm_plugin_env import plugin_pythonpath
 from testkit.vllm_server import vllm_server
 from tests.pruning.test_uneven import UNEVEN_FAMILIES, kept_counts, uneven_kept
 from tests.pruning.test_vllm_load import STANDINS
 
-# family -> (dtype, extra PYTHONPATH entries). vLLM CPU runs Qwen3.5's gated-delta-net layers in bf16 only,
+# family -> (dtype, extra PYTHONPATH entries, server args). vLLM CPU runs Qwen3.5's gated-delta-net layers in bf16 only,
 # and its Qwen3.5 model file imports torchvision (a stand-in here, as for the stock model). deepseek_v3 is not
 # served uneven at all (NOT_SERVABLE_UNEVEN: vLLM 0.32 refuses heterogeneous MLA models).
-SERVED = {"qwen3_5_moe_text": ("bfloat16", [STANDINS])}
+SERVED = {"qwen3_5_moe_text": ("bfloat16", [STANDINS], []),
+          "qwen3_5_moe": ("bfloat16", [STANDINS], ["--language-model-only"])}
 # Families whose vLLM CPU path computes what transformers does up to fp32 rounding: greedy ids must be equal.
 # The others (bf16) are compared by log-probabilities.
 SAME_GREEDY_IDS = {"qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss"}
@@ -43,11 +44,9 @@ BF16_NATS = 0.01
 
 
 def transformers_greedy(path: Path, prompt_ids: list[int]) -> list[int]:
-    from transformers import AutoModelForCausalLM
-
     import moeprune.models  # noqa: F401  (registers the uneven classes)
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model = auto_model_class(load_config(path)["model_type"]).from_pretrained(path, dtype=torch.float32).eval()
     ids = list(prompt_ids)
     with torch.no_grad():
         for _ in range(NEW_TOKENS):
@@ -57,11 +56,9 @@ def transformers_greedy(path: Path, prompt_ids: list[int]) -> list[int]:
 
 def transformers_log_probs(path: Path, prompt_ids: list[int], continuation: list[int]) -> torch.Tensor:
     """[len(continuation), vocab] fp32 log-probabilities of each next token, teacher-forced on `continuation`."""
-    from transformers import AutoModelForCausalLM
-
     import moeprune.models  # noqa: F401
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model = auto_model_class(load_config(path)["model_type"]).from_pretrained(path, dtype=torch.float32).eval()
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([prompt_ids + continuation])).logits[0]
     return torch.log_softmax(logits[len(prompt_ids) - 1:-1], dim=-1)
@@ -72,7 +69,7 @@ def transformers_log_probs(path: Path, prompt_ids: list[int], continuation: list
 def test_vllm_serves_the_uneven_checkpoint_like_transformers(model_type, tiny_model_factory, tmp_path):
     from transformers import AutoTokenizer
 
-    dtype, extra_path = SERVED.get(model_type, ("float32", []))
+    dtype, extra_path, args = SERVED.get(model_type, ("float32", [], []))
     source = (tiny_model_factory(model_type) if dtype == "float32"
               else build_tiny_model(model_type, tmp_path / "source", dtype=dtype))
     path = write_pruned(source, tmp_path / "uneven", uneven_kept(model_type), {})
@@ -81,7 +78,7 @@ def test_vllm_serves_the_uneven_checkpoint_like_transformers(model_type, tiny_mo
     prompt_ids = AutoTokenizer.from_pretrained(path).encode(PROMPT)
     scratch = tmp_path / "engine"
     scratch.mkdir()
-    with vllm_server(path, scratch, served_name="uneven", dtype=dtype, max_model_len=256,
+    with vllm_server(path, scratch, served_name="uneven", dtype=dtype, max_model_len=256, args=args,
                      env={"PYTHONPATH": plugin_pythonpath(scratch, *extra_path)}, timeout=600) as url:
         reply = httpx.post(f"{url}/v1/completions", timeout=120, json={
             "model": "uneven", "prompt": prompt_ids, "max_tokens": NEW_TOKENS, "temperature": 0,

@@ -12,7 +12,6 @@ its expert count from its own parameters' shapes and its own config.
 from __future__ import annotations
 
 import transformers
-from transformers import AutoModelForCausalLM
 from transformers.models.deepseek_v3.configuration_deepseek_v3 import DeepseekV3Config
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3ForCausalLM
 from transformers.models.gpt_oss.configuration_gpt_oss import GptOssConfig
@@ -124,7 +123,7 @@ class Qwen3_5MoePrunedForConditionalGeneration(UnevenExperts, Qwen3_5MoeForCondi
 
 
 # (config class, stock class, uneven class) for every family with an uneven class.
-CLASSES: tuple[tuple[type, type, type], ...] = (
+CLASSES: tuple[tuple[type, type, type[UnevenExperts]], ...] = (
     (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
     (OlmoeConfig, OlmoeForCausalLM, OlmoePrunedForCausalLM),
     (Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen2MoePrunedForCausalLM),
@@ -136,7 +135,7 @@ CLASSES: tuple[tuple[type, type, type], ...] = (
 )
 
 
-def _chooser(stock: type, uneven: type) -> type:
+def _chooser(stock: type, uneven: type[UnevenExperts]) -> type:
     """The class AutoModelForCausalLM maps the stock config class to once this package is imported.
 
     It is the stock class in every respect (a subclass that renames itself back, so pipelines, error

@@ -17,8 +17,8 @@ from vllm.model_executor.models.qwen3_5 import (
 )
 from vllm.model_executor.models.qwen3_next import Qwen3NextSparseMoeBlock
 from vllm.model_executor.models.qwen3_vl import Qwen3_VisionTransformer
-from vllm.tokenizers.registry import cached_tokenizer_from_config
 from vllm.model_executor.models.utils import PPMissingLayer, extract_layer_index, make_layers, maybe_prefix
+from vllm.tokenizers.registry import cached_tokenizer_from_config
 
 from moeprune.formats.uneven_serving import refuse_unservable
 from moeprune.models.config_access import global_counts_readable
@@ -101,7 +101,9 @@ class Qwen3_5MoePrunedForConditionalGeneration(Qwen3_5MoeForConditionalGeneratio
                 quant_config=vllm_config.quant_config, input_norm=build_mm_input_norm(self.model_config),
                 prefix=maybe_prefix(prefix, "visual"))
         with self._mark_language_model(vllm_config):
-            self.language_model = Qwen3_5MoePrunedForCausalLM(
+            # As in the stock constructor: vLLM's annotations (a protocol with an abstract `lora_manager`, a
+            # Qwen3-VL language-model type) do not describe the Qwen3.5 class it builds here.
+            self.language_model = Qwen3_5MoePrunedForCausalLM(  # type: ignore[abstract, assignment]
                 vllm_config=vllm_config, prefix=maybe_prefix(prefix, "language_model"))
         self.make_empty_intermediate_tensors = self.language_model.make_empty_intermediate_tensors
         # The stock MoE metadata reads one layer's count; EPLB is refused, so it only reports: the largest.

@@ -136,10 +136,10 @@ def _check_uneven_budget(scores: dict, ratio: float, routing: Routing, min_exper
     ratio = check_ratio(ratio)
     experts = routing.num_experts
     floor = routing.top_k if min_experts is None else int(min_experts)
-    if routing.n_group:
+    if routing.n_group and allocation != "global":
         raise UserError(
             f"allocation {allocation} is not supported with grouped routing (n_group = {routing.n_group}): "
-            "layers would need equal per-group counts; use allocation uniform"
+            "each layer must keep the same number in every group; use allocation global or uniform"
         )
     if floor < routing.top_k:
         raise UserError(f"min_experts {floor} is below top-k = {routing.top_k}; use at least {routing.top_k}",
@@ -159,6 +159,8 @@ def _check_uneven_budget(scores: dict, ratio: float, routing: Routing, min_exper
 def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing,
                   min_experts: int | None = None) -> Ranked:
     budget, floor = _check_uneven_budget(scores, ratio, routing, min_experts, "global")
+    if routing.n_group:
+        return _select_global_grouped(scores, budget, floor, routing)
     experts = routing.num_experts
     # Weakest first; on equal shares the higher index goes first, matching rank()'s tie rule.
     pool = sorted(
@@ -176,6 +178,47 @@ def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing
     return {
         layer: [e for e in rank(values) if (layer, e) not in removed] for layer, values in sorted(scores.items())
     }
+
+
+def _select_global_grouped(scores: dict[int, list[float]], budget: int, floor: int, routing: Routing) -> Ranked:
+    """`global` under grouped routing: experts leave a layer one per group at a time, so every layer keeps the
+    same number in each of its groups (its count a multiple of n_group). A layer's t-th tier is the t-th
+    weakest expert of every group; tiers are ranked across layers by their summed share of the layer's mass.
+    Every layer's count stays one that grouped routing can use (`Routing.kept_count_problem`) and >= floor.
+    """
+    groups, size = routing.n_group or 1, routing.group_size
+    if budget % groups:
+        raise UserError(f"grouped routing removes experts one per group ({groups} at a time), but this ratio "
+                        f"removes {budget} in total; choose a ratio that removes a multiple of {groups} per layer",
+                        param="ratio")
+    valid = [k for k in routing.valid_kept_counts(floor) if k % groups == 0]
+    if not valid:
+        raise UserError(f"no count of at least {floor} experts suits grouped routing ({groups} groups of {size}, "
+                        f"top-k {routing.top_k}, topk_group {routing.topk_group}); lower min_experts",
+                        param="min_experts")
+    removable_tiers = (routing.num_experts - valid[0]) // groups
+    pool = []
+    for layer, values in scores.items():
+        shares = normalise(values)
+        # Within each group, weakest first (the reverse of rank()'s order, ties included).
+        weakest = [[e for e in reversed(rank(values)) if routing.group_of(e) == g] for g in range(groups)]
+        for tier in range(removable_tiers):
+            pool.append((sum(shares[members[tier]] for members in weakest), layer, tier))
+    pool.sort(key=lambda item: (item[0], item[1], item[2]))
+    removed = {layer: 0 for layer in scores}
+    left = budget // groups
+    for _, layer, tier in pool:
+        if left == 0:
+            break
+        if tier == removed[layer]:  # a layer's tiers leave in order; its floor ends its list
+            removed[layer] += 1
+            left -= 1
+    if left:
+        raise UserError(f"ratio removes {budget} experts in total, but grouped routing with a floor of {valid[0]} "
+                        f"per layer allows at most {removable_tiers * groups * len(scores)}; lower ratio or "
+                        "min_experts", param="ratio")
+    return {layer: keep_best(values, routing.num_experts - groups * removed[layer], routing)
+            for layer, values in sorted(scores.items())}
 
 
 def select_coverage(scores: dict[int, list[float]], ratio: float, routing: Routing,

@@ -29,6 +29,10 @@ UNEVEN_ARCHITECTURES: dict[str, str] = {
     "OlmoeForCausalLM": "OlmoePrunedForCausalLM",
     "Qwen2MoeForCausalLM": "Qwen2MoePrunedForCausalLM",
     "MixtralForCausalLM": "MixtralPrunedForCausalLM",
+    "GptOssForCausalLM": "GptOssPrunedForCausalLM",
+    "Qwen3_5MoeForCausalLM": "Qwen3_5MoePrunedForCausalLM",
+    "Qwen3_5MoeForConditionalGeneration": "Qwen3_5MoePrunedForConditionalGeneration",
+    "DeepseekV3ForCausalLM": "DeepseekV3PrunedForCausalLM",
 }
 STOCK_ARCHITECTURES = {uneven: stock for stock, uneven in UNEVEN_ARCHITECTURES.items()}
 

@@ -149,16 +149,6 @@ class Family:
                 f"kept experts are given for layers {sorted(kept)} but the MoE layers of this "
                 f"{self.model_type} checkpoint are {layers}; give one entry per MoE layer"
             )
-        sizes = {len(indices) for indices in kept.values()}
-        if len(sizes) != 1 and self.num_groups(config)[0] > 1:
-            # Renumbered experts are regrouped contiguously: with n_group fixed, a layer's group size is
-            # its count / n_group, and vLLM's grouped router takes one group size for the whole model.
-            counts = {layer: len(indices) for layer, indices in sorted(kept.items())}
-            raise UserError(
-                f"layers keep different numbers of experts ({counts}), but this {self.model_type} model routes "
-                f"in {self.num_groups(config)[0]} expert groups, which needs one count for every layer; "
-                "keep the same number in every MoE layer (allocation uniform)"
-            )
         for layer, indices in sorted(kept.items()):
             bad = [i for i in indices if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < experts]
             if bad:

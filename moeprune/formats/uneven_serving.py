@@ -19,6 +19,16 @@ from moeprune.formats.families import family_for
 PLUGIN_GROUP = "vllm.general_plugins"
 PLUGIN_NAME = "moeprune_uneven_experts"
 PLUGIN_TARGET = "moeprune.models.vllm_plugin:register"
+# Families whose vLLM 0.32 weight loader reads the global expert count where a layer's own is needed, for
+# expert parallelism (every rank's slice is global count // ranks) and for quantized experts (reshaped with
+# the global count). Only their unquantized, non-expert-parallel path loads each layer by its own shapes.
+GLOBAL_COUNT_LOADERS = {"gpt_oss"}
+# Families with an uneven transformers class that vLLM cannot serve uneven, and why (checked before any engine).
+NOT_SERVABLE_UNEVEN = {
+    "deepseek_v3": "vLLM 0.32 refuses every heterogeneous MLA model while it reads the config, before any model "
+                   "class is looked up (NotImplementedError: Heterogeneous MLA models are not supported), so no "
+                   "plugin class can build it",
+}
 
 
 def plugin_installed() -> bool:
@@ -34,9 +44,16 @@ def check_servable(model_dir: str | Path) -> None:
     """Refuse an uneven checkpoint when vLLM here would not find its class, naming what to install."""
     config = load_config(model_dir)
     family = family_for(config)
-    if not is_uneven(family, config) or plugin_installed():
+    if not is_uneven(family, config):
         return
     counts = layer_counts(family, config)
+    if family.model_type in NOT_SERVABLE_UNEVEN:
+        raise UserError(
+            f"{model_dir} keeps different expert counts per layer ({_counts_text(counts)}), which vLLM cannot serve "
+            f"for {family.model_type}: {NOT_SERVABLE_UNEVEN[family.model_type]}; it loads in transformers "
+            "(import moeprune.models); to serve it, prune with allocation uniform")
+    if plugin_installed():
+        return
     raise UserError(
         f"{model_dir} keeps different expert counts per layer ({_counts_text(counts)}; architecture "
         f"{', '.join(config.get('architectures') or [])}), which stock vLLM cannot build; install moe-prune-serve "
@@ -69,6 +86,8 @@ def refuse_unservable(vllm_config) -> None:
         raise UserError(
             f"expert load balancing (enable_eplb / --enable-eplb) moves experts between ranks assuming every layer "
             f"holds the same number, but this checkpoint keeps {_counts_text(counts)}; start the engine without it")
+    if text.model_type in GLOBAL_COUNT_LOADERS:
+        _refuse_global_count_loading(text, parallel, counts)
     if parallel.enable_expert_parallel:
         ranks = parallel.tensor_parallel_size * parallel.data_parallel_size
         bad = {layer: count for layer, count in counts.items() if count % ranks}
@@ -79,3 +98,19 @@ def refuse_unservable(vllm_config) -> None:
                 "--enable-expert-parallel (tensor parallelism splits every expert instead), or use a rank count "
                 "that divides every layer's count")
 
+
+def _refuse_global_count_loading(text_config, parallel, counts: dict[int, int]) -> None:
+    largest = max(counts.values())
+    if parallel.enable_expert_parallel:
+        raise UserError(
+            f"{text_config.model_type} with different expert counts per layer ({_counts_text(counts)}) cannot use "
+            f"expert parallelism (--enable-expert-parallel): vLLM's {text_config.model_type} loader slices every "
+            f"layer's experts by the global count {largest}; start the engine without it (tensor parallelism "
+            "splits every expert instead)")
+    quantization = (getattr(text_config, "quantization_config", None) or {}).get("quant_method")
+    if quantization is not None:
+        raise UserError(
+            f"{text_config.model_type} with different expert counts per layer ({_counts_text(counts)}) and "
+            f"{quantization} experts cannot be loaded by vLLM: its {quantization} loader reshapes every layer's "
+            f"experts with the global count {largest}; write the pruned experts unquantized (bf16) instead, or "
+            "prune with allocation uniform")

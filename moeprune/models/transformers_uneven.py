@@ -11,38 +11,28 @@ its expert count from its own parameters' shapes and its own config.
 
 from __future__ import annotations
 
-import contextlib
-
-from transformers import AutoModelForCausalLM
+import transformers
+from transformers.models.deepseek_v3.configuration_deepseek_v3 import DeepseekV3Config
+from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3ForCausalLM
+from transformers.models.gpt_oss.configuration_gpt_oss import GptOssConfig
+from transformers.models.gpt_oss.modeling_gpt_oss import GptOssForCausalLM
 from transformers.models.mixtral.configuration_mixtral import MixtralConfig
 from transformers.models.mixtral.modeling_mixtral import MixtralForCausalLM
 from transformers.models.olmoe.configuration_olmoe import OlmoeConfig
 from transformers.models.olmoe.modeling_olmoe import OlmoeForCausalLM
 from transformers.models.qwen2_moe.configuration_qwen2_moe import Qwen2MoeConfig
 from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeForCausalLM
+from transformers.models.qwen3_5_moe.configuration_qwen3_5_moe import Qwen3_5MoeConfig, Qwen3_5MoeTextConfig
+from transformers.models.qwen3_5_moe.modeling_qwen3_5_moe import (
+    Qwen3_5MoeForCausalLM,
+    Qwen3_5MoeForConditionalGeneration,
+)
 from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeForCausalLM
 
 from moeprune.errors import UserError
 from moeprune.formats.families import FAMILIES
-
-
-@contextlib.contextmanager
-def _global_counts_readable(config):
-    """Let the stock constructor read the global (largest) count of a heterogeneous config.
-
-    transformers raises on a global read of a per-layer attribute unless the config allows it;
-    the stock layers built at that count are replaced right after, so the read is safe here.
-    """
-    before = config.__dict__.get("allow_global_per_layer_attribute_access")
-    config.allow_global_per_layer_attribute_access = True
-    try:
-        yield config
-    finally:
-        if before is None:
-            config.__dict__.pop("allow_global_per_layer_attribute_access", None)  # keep it out of config.json
-        else:
-            config.allow_global_per_layer_attribute_access = before
+from moeprune.models.config_access import global_counts_readable
 
 
 def _check_only_counts_vary(config, family, class_name: str) -> None:
@@ -54,17 +44,23 @@ def _check_only_counts_vary(config, family, class_name: str) -> None:
 
 
 class UnevenExperts:
-    """Mixin (first base) for a stock *ForCausalLM: per-layer expert counts from `per_layer_config`."""
+    """Mixin (first base) for a stock model class: per-layer expert counts from `per_layer_config`.
+
+    For a multimodal model the text config (`config.get_text_config()`) carries `per_layer_config`;
+    for a text-only one that is the config itself.
+    """
 
     model_type: str  # the family (moeprune.formats.families) whose blocks are rebuilt
+    auto_class: str = "AutoModelForCausalLM"  # the transformers auto class that loads the whole checkpoint
 
     def __init__(self, config, *args, **kwargs):
         family = FAMILIES[self.model_type]
-        _check_only_counts_vary(config, family, type(self).__name__)
-        with _global_counts_readable(config):
+        text = config.get_text_config()
+        _check_only_counts_vary(text, family, type(self).__name__)
+        with global_counts_readable(text):
             super().__init__(config, *args, **kwargs)
-        if getattr(config, "is_heterogeneous", False):
-            self._rebuild_listed_blocks(config, family)
+        if getattr(text, "is_heterogeneous", False):
+            self._rebuild_listed_blocks(text, family)
             self.post_init()  # weight init / tying bookkeeping for the rebuilt blocks
 
     def _rebuild_listed_blocks(self, config, family) -> None:
@@ -95,16 +91,51 @@ class MixtralPrunedForCausalLM(UnevenExperts, MixtralForCausalLM):
     model_type = "mixtral"
 
 
+class GptOssPrunedForCausalLM(UnevenExperts, GptOssForCausalLM):
+    """gpt-oss: each block's fused expert tensors ([E, ...], biases included) and router are built at its
+    layer's count. The causal LM's own `num_experts` (the global count) only feeds the auxiliary load-balancing
+    loss of training, which assumes one count; it is left as the stock class sets it."""
+
+    model_type = "gpt_oss"
+
+
+class Qwen3_5MoePrunedForCausalLM(UnevenExperts, Qwen3_5MoeForCausalLM):
+    """Qwen3.5/3.6-MoE, text only: every decoder layer (gated-delta-net or full attention) has a sparse MoE
+    block with a shared expert; only the routed experts and the router are rebuilt per layer."""
+
+    model_type = "qwen3_5_moe_text"
+
+
+class DeepseekV3PrunedForCausalLM(UnevenExperts, DeepseekV3ForCausalLM):
+    """DeepSeek-V3: the dense first layers stay as they are; each MoE block (router with its selection bias,
+    routed and shared experts) is rebuilt at its layer's count. Its grouped router splits the layer's own count
+    into n_group groups, so every layer keeps the same number in each group (checked when the plan is made)."""
+
+    model_type = "deepseek_v3"
+
+
+class Qwen3_5MoePrunedForConditionalGeneration(UnevenExperts, Qwen3_5MoeForConditionalGeneration):
+    """Qwen3.5/3.6-MoE as shipped (vision tower + the text model under `model.language_model`):
+    `per_layer_config` sits in `text_config`; the vision tower is the stock one."""
+
+    model_type = "qwen3_5_moe"
+    auto_class = "AutoModelForImageTextToText"
+
+
 # (config class, stock class, uneven class) for every family with an uneven class.
-CLASSES: tuple[tuple[type, type, type], ...] = (
+CLASSES: tuple[tuple[type, type, type[UnevenExperts]], ...] = (
     (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoePrunedForCausalLM),
     (OlmoeConfig, OlmoeForCausalLM, OlmoePrunedForCausalLM),
     (Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen2MoePrunedForCausalLM),
     (MixtralConfig, MixtralForCausalLM, MixtralPrunedForCausalLM),
+    (GptOssConfig, GptOssForCausalLM, GptOssPrunedForCausalLM),
+    (Qwen3_5MoeTextConfig, Qwen3_5MoeForCausalLM, Qwen3_5MoePrunedForCausalLM),
+    (Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration, Qwen3_5MoePrunedForConditionalGeneration),
+    (DeepseekV3Config, DeepseekV3ForCausalLM, DeepseekV3PrunedForCausalLM),
 )
 
 
-def _chooser(stock: type, uneven: type) -> type:
+def _chooser(stock: type, uneven: type[UnevenExperts]) -> type:
     """The class AutoModelForCausalLM maps the stock config class to once this package is imported.
 
     It is the stock class in every respect (a subclass that renames itself back, so pipelines, error
@@ -118,7 +149,7 @@ def _chooser(stock: type, uneven: type) -> type:
 
     def pick(config) -> type:
         named = uneven.__name__ in (getattr(config, "architectures", None) or [])
-        return uneven if named or getattr(config, "is_heterogeneous", False) else stock
+        return uneven if named or getattr(config.get_text_config(), "is_heterogeneous", False) else stock
 
     def from_pretrained(cls, *args, config=None, **kwargs):
         chosen = stock if config is None or isinstance(config, str) else pick(config)
@@ -133,10 +164,11 @@ def _chooser(stock: type, uneven: type) -> type:
 
 
 def register() -> None:
-    """Map each stock config class to a chooser between its stock and uneven class in `AutoModelForCausalLM`.
+    """Map each stock config class to a chooser between its stock and uneven class in the uneven class's
+    auto class (`AutoModelForCausalLM`, or `AutoModelForImageTextToText` for a multimodal checkpoint).
 
     Stock checkpoints and fresh configs still get the stock class; a checkpoint whose architecture
     names the uneven class gets that one. Idempotent.
     """
     for config_class, stock, uneven in CLASSES:
-        AutoModelForCausalLM.register(config_class, _chooser(stock, uneven), exist_ok=True)
+        getattr(transformers, uneven.auto_class).register(config_class, _chooser(stock, uneven), exist_ok=True)

@@ -20,6 +20,10 @@ VLLM_CLASSES = {
     "OlmoePrunedForCausalLM": "moeprune.models.vllm_uneven:OlmoePrunedForCausalLM",
     "Qwen2MoePrunedForCausalLM": "moeprune.models.vllm_uneven:Qwen2MoePrunedForCausalLM",
     "MixtralPrunedForCausalLM": "moeprune.models.vllm_uneven:MixtralPrunedForCausalLM",
+    "GptOssPrunedForCausalLM": "moeprune.models.vllm_uneven:GptOssPrunedForCausalLM",
+    "Qwen3_5MoePrunedForCausalLM": "moeprune.models.vllm_uneven_qwen3_5:Qwen3_5MoePrunedForCausalLM",
+    "Qwen3_5MoePrunedForConditionalGeneration":
+        "moeprune.models.vllm_uneven_qwen3_5:Qwen3_5MoePrunedForConditionalGeneration",
 }
 
 
@@ -42,3 +46,20 @@ def register() -> None:
 
     for architecture, target in VLLM_CLASSES.items():
         ModelRegistry.register_model(architecture, target)
+    _share_config_hooks()
+
+
+def _share_config_hooks() -> None:
+    """Give each uneven architecture its stock architecture's config hooks.
+
+    vLLM looks up per-architecture config fixes by architecture name (`MODELS_CONFIG_MAP`): gpt-oss's
+    (MXFP4 method name, its reasoning parser), Qwen3.5's (hybrid cache layout, text-only positions). Under
+    the renamed architecture they would silently not run; the uneven model is the stock one otherwise.
+    """
+    from vllm.model_executor.models.config import MODELS_CONFIG_MAP
+
+    from moeprune.formats.expert_counts import UNEVEN_ARCHITECTURES
+
+    for stock, uneven in UNEVEN_ARCHITECTURES.items():
+        if stock in MODELS_CONFIG_MAP:
+            MODELS_CONFIG_MAP.setdefault(uneven, MODELS_CONFIG_MAP[stock])

@@ -20,8 +20,10 @@ from __future__ import annotations
 import copy
 
 from torch import nn
+from vllm.model_executor.layers.fused_moe.utils import is_model_fused_shared_expert_compatible
 from vllm.model_executor.layers.logits_processor import LogitsProcessor
 from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead
+from vllm.model_executor.models.gpt_oss import GptOssForCausalLM, GptOssModel, MLPBlock, TransformerBlock
 from vllm.model_executor.models.mixtral import MixtralDecoderLayer, MixtralForCausalLM, MixtralModel, MixtralMoE
 from vllm.model_executor.models.olmoe import OlmoeDecoderLayer, OlmoeForCausalLM
 from vllm.model_executor.models.qwen2_moe import Qwen2MoeDecoderLayer, Qwen2MoeForCausalLM, Qwen2MoeModel
@@ -34,6 +36,7 @@ from vllm.model_executor.models.qwen3_moe import (
 from vllm.model_executor.models.utils import PPMissingLayer, extract_layer_index, make_layers, maybe_prefix
 
 from moeprune.formats.uneven_serving import refuse_unservable
+from moeprune.models.config_access import global_counts_readable
 
 
 def _with_text_config(vllm_config, text_config):
@@ -103,7 +106,7 @@ def set_moe_metadata(model, blocks: list) -> None:
     model.num_redundant_experts = largest.n_redundant_experts
 
 
-def _causal_lm_parts(lm, vllm_config, prefix: str, model) -> None:
+def causal_lm_parts(lm, vllm_config, prefix: str, model) -> None:
     """What every family's causal LM holds around its model: LM head (tied or not), logits processor."""
     config = vllm_config.model_config.hf_text_config
     lm.config = config
@@ -134,7 +137,7 @@ class Qwen3MoePrunedForCausalLM(Qwen3MoeForCausalLM):
         refuse_unservable(vllm_config)
         nn.Module.__init__(self)
         model = UnevenQwen3MoeModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
-        _causal_lm_parts(self, vllm_config, prefix, model)
+        causal_lm_parts(self, vllm_config, prefix, model)
         set_moe_metadata(self, [layer.mlp for layer in model.layers if not isinstance(layer, PPMissingLayer)
                                 and isinstance(layer.mlp, Qwen3MoeSparseMoeBlock)])
 
@@ -165,7 +168,7 @@ class Qwen2MoePrunedForCausalLM(Qwen2MoeForCausalLM):
         refuse_unservable(vllm_config)
         nn.Module.__init__(self)
         model = UnevenQwen2MoeModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
-        _causal_lm_parts(self, vllm_config, prefix, model)
+        causal_lm_parts(self, vllm_config, prefix, model)
 
 
 class UnevenMixtralModel(MixtralModel):
@@ -181,6 +184,49 @@ class MixtralPrunedForCausalLM(MixtralForCausalLM):
         refuse_unservable(vllm_config)
         nn.Module.__init__(self)
         model = UnevenMixtralModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
-        _causal_lm_parts(self, vllm_config, prefix, model)
+        causal_lm_parts(self, vllm_config, prefix, model)
         set_moe_metadata(self, [layer.block_sparse_moe for layer in model.layers
                                 if isinstance(getattr(layer, "block_sparse_moe", None), MixtralMoE)])
+
+
+class UnevenGptOssMLPBlock(MLPBlock):
+    def __init__(self, vllm_config, layer_idx: int, prefix: str = "") -> None:
+        super().__init__(layer_view(vllm_config, layer_idx), layer_idx, prefix=prefix)
+
+
+class UnevenGptOssTransformerBlock(TransformerBlock):
+    mlp_cls = UnevenGptOssMLPBlock
+
+
+class UnevenGptOssModel(GptOssModel):
+    block_cls = UnevenGptOssTransformerBlock
+
+    def load_weights(self, weights):
+        # The stock loader reads the global count up front for expert parallelism's per-rank slices; with
+        # uneven counts expert parallelism is refused, and the unquantized path it then takes copies each
+        # layer's tensors whole, by their own shapes.
+        with global_counts_readable(self.config):
+            return super().load_weights(weights)
+
+
+class GptOssPrunedForCausalLM(GptOssForCausalLM):
+    """The stock gpt-oss causal LM around `UnevenGptOssModel` (the stock constructor hard-wires its model class)."""
+
+    def __init__(self, *, vllm_config, prefix: str = ""):
+        refuse_unservable(vllm_config)
+        nn.Module.__init__(self)
+        self.vllm_config = vllm_config
+        self.config = vllm_config.model_config.hf_config
+        self.model = UnevenGptOssModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
+        self.lm_head = ParallelLMHead(self.config.vocab_size, self.config.hidden_size,
+                                      prefix=maybe_prefix(prefix, "lm_head"))
+        self.logits_processor = LogitsProcessor(self.config.vocab_size)
+        self.make_empty_intermediate_tensors = self.model.make_empty_intermediate_tensors
+
+
+def refuse_fused_shared_experts(model, block_type) -> None:
+    """ROCm AITER only: the shared experts would be packed after the routed ones at one global offset."""
+    model.is_fused_shared_expert_enabled = is_model_fused_shared_expert_compatible(model.layers, block_type, "mlp")
+    if model.is_fused_shared_expert_enabled:
+        raise RuntimeError("fused shared experts (ROCm AITER) cannot place the shared experts after a different "
+                           "number of routed experts in each layer; disable AITER's shared-expert fusion")

@@ -83,8 +83,11 @@ def test_global_allocation_refusals():
         select_global({0: ASCENDING}, 0.5, routing, min_experts=1)
     with pytest.raises(UserError, match="allows at most 4"):
         select_global({0: ASCENDING, 1: ASCENDING}, 0.75, routing, min_experts=6)
-    with pytest.raises(UserError, match="grouped routing"):
-        select_global({0: ASCENDING}, 0.5, Routing(8, 2, n_group=2, topk_group=1))
+    # Grouped routing: global moves one expert per group at a time (tests/pruning/test_uneven.py); coverage refuses.
+    grouped = Routing(8, 2, n_group=2, topk_group=1)
+    assert select_global({0: ASCENDING}, 0.5, grouped) == select({0: ASCENDING}, 0.5, grouped, "uniform")
+    with pytest.raises(UserError, match="allocation coverage is not supported with grouped routing"):
+        select({0: ASCENDING}, 0.5, grouped, "coverage")
 
 
 def test_unknown_allocation_and_uniform_floor():

@@ -14,20 +14,38 @@ from moeprune.formats.families import family_for
 from pruning.routing_mask import experts_masked
 from pruning.selection import Routing, select, select_coverage
 from pruning.writer import write_pruned
-from testkit.tiny_models import TINY_CONFIGS
+from testkit.tiny_models import TINY_CONFIGS, auto_model_class
 from tests.pruning.conftest import PROMPTS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
-UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral"]
+UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss", "qwen3_5_moe_text", "qwen3_5_moe",
+                   "deepseek_v3"]
 # Layer 0 keeps 3 experts, layer 1 keeps 5: both above top-k 2, different selections.
 UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
+# Grouped routing (deepseek_v3: MoE layers 1 and 2, dense layer 0, 2 groups of 4 experts): each layer keeps the
+# same number from each group, 2 per group in layer 1 and 3 per group in layer 2.
+GROUPED_KEPT = {1: [0, 2, 5, 7], 2: [0, 1, 3, 4, 5, 6]}
+
+
+def uneven_kept(model_type: str) -> dict[int, list[int]]:
+    return GROUPED_KEPT if model_type == "deepseek_v3" else UNEVEN_KEPT
+
+
+def kept_counts(model_type: str) -> dict[int, int]:
+    return {layer: len(experts) for layer, experts in uneven_kept(model_type).items()}
 
 
 def test_every_uneven_family_has_a_tiny_model_and_a_class():
     import moeprune.models.transformers_uneven as classes
+    from moeprune.formats.uneven_serving import NOT_SERVABLE_UNEVEN
+    from moeprune.models.vllm_plugin import VLLM_CLASSES
 
     assert set(UNEVEN_FAMILIES) <= set(TINY_CONFIGS)
+    assert {uneven.model_type for _, _, uneven in classes.CLASSES} == set(UNEVEN_FAMILIES)
     assert {uneven.__name__ for _, _, uneven in classes.CLASSES} == set(UNEVEN_ARCHITECTURES.values())
+    # A vLLM class for every family vLLM can serve uneven; the others are refused before an engine starts.
+    assert set(VLLM_CLASSES) == {uneven.__name__ for _, _, uneven in classes.CLASSES
+                                 if uneven.model_type not in NOT_SERVABLE_UNEVEN}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +55,7 @@ def uneven_factory(tiny_model_factory, tmp_path_factory):
     def make(model_type):
         if model_type not in built:
             source = tiny_model_factory(model_type)
-            out = write_pruned(source, tmp_path_factory.mktemp(f"uneven-{model_type}") / "out", UNEVEN_KEPT,
+            out = write_pruned(source, tmp_path_factory.mktemp(f"uneven-{model_type}") / "out", uneven_kept(model_type),
                                {"method": "manual", "ratio": 0.5, "allocation": "global", "seed": 0})
             built[model_type] = (source, out)
         return built[model_type]
@@ -50,13 +68,16 @@ def test_uneven_config_is_per_layer_config_with_a_renamed_architecture(model_typ
     source, out = uneven_factory(model_type)
     before, config = load_config(source), load_config(out)
     family = family_for(config)
-    (key,) = [k for k in family.expert_count_keys if k in before]
-    assert config[key] == 5  # global count = the largest layer's
-    assert config["per_layer_config"] == {"0": {key: 3}}  # only the layers that differ
+    (key,) = [k for k in family.expert_count_keys if k in family.text_config(before)]
+    counts = kept_counts(model_type)
+    (small, large) = sorted(counts, key=counts.get)
+    text = family.text_config(config)  # the VL layout keeps the text model's keys in text_config
+    assert text[key] == counts[large]  # global count = the largest layer's
+    assert text["per_layer_config"] == {str(small): {key: counts[small]}}  # only the layers that differ
     assert config["architectures"] == [UNEVEN_ARCHITECTURES[before["architectures"][0]]]
-    assert layer_counts(family, config) == {0: 3, 1: 5}
+    assert layer_counts(family, config) == counts
     manifest = json.loads((out / "pruning.json").read_text())
-    assert {k: len(v) for k, v in manifest["kept_experts"].items()} == {"0": 3, "1": 5}
+    assert {int(k): len(v) for k, v in manifest["kept_experts"].items()} == counts
 
 
 def test_equal_counts_keep_the_stock_config(tiny_qwen3_moe, tmp_path):
@@ -76,9 +97,10 @@ def _max_diff(a, b):
 
 @pytest.mark.parametrize("model_type", UNEVEN_FAMILIES)
 def test_uneven_model_equals_source_with_removed_experts_masked(model_type, uneven_factory, tmp_path):
-    """transformers: AutoModelForCausalLM picks the uneven class by architecture, every layer has its own
-    count, and the logits equal the source's with the removed experts' router logits at -inf."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """transformers: the auto class (AutoModelForCausalLM, or AutoModelForImageTextToText for the VL layout)
+    picks the uneven class by architecture, every layer has its own count, and the logits equal the source's
+    with the removed experts' router logits at -inf."""
+    from transformers import AutoTokenizer
 
     import moeprune.models  # noqa: F401  (registers the classes)
 
@@ -86,25 +108,26 @@ def test_uneven_model_equals_source_with_removed_experts_masked(model_type, unev
     family = family_for(load_config(source_dir))
     tokenizer = AutoTokenizer.from_pretrained(pruned_dir)
     batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
-    pruned, info = AutoModelForCausalLM.from_pretrained(pruned_dir, dtype=torch.float32, output_loading_info=True)
+    auto = auto_model_class(model_type)
+    pruned, info = auto.from_pretrained(pruned_dir, dtype=torch.float32, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     assert type(pruned).__name__ == load_config(pruned_dir)["architectures"][0]
     blocks = family.moe_blocks(pruned)
-    assert {layer: family.router(block).weight.shape[0] for layer, block in blocks.items()} == {0: 3, 1: 5}
-    source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32).eval()
+    assert {layer: family.router(block).weight.shape[0] for layer, block in blocks.items()} == kept_counts(model_type)
+    source = auto.from_pretrained(source_dir, dtype=torch.float32).eval()
     assert type(source).__name__ == load_config(source_dir)["architectures"][0]  # stock checkpoints: stock class
     unmasked = _logits(source, batches)
-    with experts_masked(source, family, UNEVEN_KEPT, family.num_experts(load_config(source_dir))):
+    with experts_masked(source, family, uneven_kept(model_type), family.num_experts(load_config(source_dir))):
         expected = _logits(source, batches)
     actual = _logits(pruned.eval(), batches)
     assert _max_diff(actual, expected) <= 1e-5
     assert _max_diff(actual, unmasked) > 1e-2  # the check discriminates
     # save_pretrained keeps the format (and no transient loading flag leaks into config.json).
     pruned.save_pretrained(tmp_path / "resaved")
-    resaved = load_config(tmp_path / "resaved")
-    assert {k: resaved[k] for k in ("per_layer_config", "architectures")} == {
-        k: load_config(pruned_dir)[k] for k in ("per_layer_config", "architectures")}
-    assert not any("allow_global" in key for key in resaved)
+    resaved, written = load_config(tmp_path / "resaved"), load_config(pruned_dir)
+    assert resaved["architectures"] == written["architectures"]
+    assert family.text_config(resaved)["per_layer_config"] == family.text_config(written)["per_layer_config"]
+    assert not any("allow_global" in key for key in [*resaved, *family.text_config(resaved)])
 
 
 def test_stock_class_fails_loudly_on_an_uneven_checkpoint(uneven_factory):
@@ -138,21 +161,38 @@ def test_a_layer_below_top_k_is_refused_naming_the_layer(tiny_qwen3_moe, tmp_pat
 
 
 def test_a_family_without_an_uneven_class_is_refused_before_writing(tiny_model_factory, tmp_path):
-    source = tiny_model_factory("gpt_oss")
-    with pytest.raises(UserError, match=r"gpt_oss \(GptOssForCausalLM\) cannot hold different expert counts per "
-                                        r"layer yet: .*MixtralForCausalLM, OlmoeForCausalLM, Qwen2MoeForCausalLM, "
-                                        r"Qwen3MoeForCausalLM; use allocation "
+    source = tiny_model_factory("nemotron_h")  # MoE layers 1 and 3
+    with pytest.raises(UserError, match=r"nemotron_h \(NemotronHForCausalLM\) cannot hold different expert counts "
+                                        r"per layer yet: .*GptOssForCausalLM, MixtralForCausalLM, .*; use allocation "
                                         r"uniform"):
-        write_pruned(source, tmp_path / "out", UNEVEN_KEPT, {})
+        write_pruned(source, tmp_path / "out", {1: UNEVEN_KEPT[0], 3: UNEVEN_KEPT[1]}, {})
     assert list(tmp_path.iterdir()) == []
 
 
-def test_grouped_routing_with_uneven_counts_is_refused(tiny_model_factory, tmp_path):
-    source = tiny_model_factory("deepseek_v3")  # MoE layers 1 and 2, 2 routing groups
-    with pytest.raises(UserError, match=r"\{1: 4, 2: 6\}.* routes in 2 expert groups.*allocation uniform"):
-        write_pruned(source, tmp_path / "out", {1: [0, 1, 4, 5], 2: [0, 1, 2, 4, 5, 6]}, {})
+def test_grouped_routing_refuses_a_layer_whose_groups_keep_different_counts(tiny_model_factory, tmp_path):
+    source = tiny_model_factory("deepseek_v3")  # MoE layers 1 and 2, 2 routing groups of 4
+    with pytest.raises(UserError, match=r"layer 2: grouped routing \(2 groups of 4\) needs the same number of "
+                                        r"experts kept in every group, got \[3, 2\] per group; select per group"):
+        write_pruned(source, tmp_path / "out", {1: [0, 1, 4, 5], 2: [0, 1, 2, 4, 5]}, {})
+    with pytest.raises(UserError, match=r"layer 1: grouped routing scores a group by its top 2 experts, so each of "
+                                        r"the 2 groups must keep >= 2 experts \(keep >= 4 per layer\)"):
+        write_pruned(source, tmp_path / "out", {1: [0, 4], 2: [0, 1, 2, 4, 5, 6]}, {})
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(UserError, match="allocation coverage is not supported with grouped routing"):
         select_coverage({1: [1.0] * 8}, 0.5, Routing(8, 2, n_group=2, topk_group=1))
+
+
+def test_global_allocation_under_grouped_routing_moves_whole_tiers():
+    """One expert per group leaves at a time, so every layer keeps the same number in each of its groups."""
+    routing = Routing(8, 2, n_group=2, topk_group=1)  # >= 2 per group: a layer keeps 4, 6 or 8
+    # Layer 1's mass sits in two experts per group; layer 2 spreads it.
+    scores = {1: [50.0, 40, 1, 1, 30, 20, 1, 1], 2: [8.0, 7, 6, 5, 4, 3, 2, 1]}
+    ranked = select(scores, 0.25, routing, "global")  # 2 of 8 per layer, 4 in total
+    assert ranked == {1: [0, 1, 4, 5], 2: [0, 1, 2, 3, 4, 5, 6, 7]}
+    assert select(scores, 0.5, routing, "global") == select(scores, 0.5, routing, "uniform")  # only 4 + 4 fits
+    with pytest.raises(UserError, match=r"removes 12 experts in total, but grouped routing with a floor of 4 per "
+                                        r"layer allows at most 8; lower ratio or min_experts"):
+        select(scores, 0.75, routing, "global")
 
 
 def test_run_prune_refuses_an_uneven_allocation_for_a_family_without_a_class_before_the_pass(tiny_model_factory,
@@ -161,7 +201,8 @@ def test_run_prune_refuses_an_uneven_allocation_for_a_family_without_a_class_bef
 
     with pytest.raises(UserError, match="cannot hold different expert counts per layer yet"):
         # No calibration given: the refusal must come before the pass would be asked for.
-        run_prune(tiny_model_factory("gpt_oss"), tmp_path / "out", method="reap", ratio=0.5, allocation="coverage")
+        run_prune(tiny_model_factory("nemotron_h"), tmp_path / "out", method="reap", ratio=0.5,
+                  allocation="coverage")
 
 
 def test_pruning_an_uneven_checkpoint_again_is_refused(uneven_factory, tmp_path):
@@ -191,31 +232,43 @@ def test_coverage_with_equal_layers_is_uniform():
     assert {layer: len(kept) for layer, kept in select_coverage(scores, 0.5, Routing(8, 2)).items()} == {0: 4, 1: 4}
 
 
-@pytest.mark.parametrize("allocation", ["global", "coverage"])
-def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, tiny_qwen3_moe, tmp_path):
+# (allocation, family): both rules on one family, the flat global rank on every other family with a class.
+PRUNE_RUNS = [("global", "qwen3_moe"), ("coverage", "qwen3_moe"),
+              *[("global", model_type) for model_type in UNEVEN_FAMILIES if model_type != "qwen3_moe"]]
+
+
+@pytest.mark.parametrize(("allocation", "model_type"), PRUNE_RUNS)
+def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, model_type, tiny_model_factory,
+                                                                  tmp_path):
     """Skewed statistics make the allocation uneven; the written model equals the masked source."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     import moeprune.models  # noqa: F401
     from moeprune.formats.statistics import ExpertStats
     from pruning.pipeline import run_prune
 
-    stats = ExpertStats.empty("qwen3_moe", 8, 2, [0, 1])
-    stats.layers[0].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
-    stats.layers[1].counts = [5.0, 4, 6, 3, 7, 2, 8, 1]
+    source_dir = tiny_model_factory(model_type)
+    family = family_for(load_config(source_dir))
+    first, second = family.moe_layers(load_config(source_dir))
+    stats = ExpertStats.empty(model_type, 8, 2, [first, second])
+    stats.layers[first].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
+    stats.layers[second].counts = [5.0, 4, 6, 3, 7, 2, 8, 1]
     stats.save(tmp_path / "skewed.json")
-    out = run_prune(tiny_qwen3_moe, tmp_path / "out", method="frequency", ratio=0.5, allocation=allocation,
+    # Grouped routing (2 groups, >= 2 each) leaves only 4 + 4 at 0.5; at 0.25 a layer may keep 4, 6 or 8.
+    ratio = 0.25 if family.group_keys and family.num_groups(load_config(source_dir))[0] > 1 else 0.5
+    out = run_prune(source_dir, tmp_path / "out", method="frequency", ratio=ratio, allocation=allocation,
                     scores_in=tmp_path / "skewed.json", progress=False)
     manifest = json.loads((out / "pruning.json").read_text())
     kept = {int(layer): experts for layer, experts in manifest["kept_experts"].items()}
-    assert len(kept[0]) < len(kept[1]) and len(kept[0]) + len(kept[1]) == 8 and manifest["allocation"] == allocation
+    assert len(kept[first]) < len(kept[second]) and len(kept[first]) + len(kept[second]) == 16 * (1 - ratio)
+    assert manifest["allocation"] == allocation
     tokenizer = AutoTokenizer.from_pretrained(out)
     batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
-    source = AutoModelForCausalLM.from_pretrained(tiny_qwen3_moe, dtype=torch.float32).eval()
-    family = family_for(load_config(tiny_qwen3_moe))
+    source = auto_model_class(model_type).from_pretrained(source_dir, dtype=torch.float32).eval()
     with experts_masked(source, family, kept, 8):
         expected = _logits(source, batches)
-    pruned = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    pruned = auto_model_class(model_type).from_pretrained(out, dtype=torch.float32).eval()
+    assert type(pruned).__name__ == UNEVEN_ARCHITECTURES[load_config(source_dir)["architectures"][0]]
     assert _max_diff(_logits(pruned, batches), expected) <= 1e-5
 
 
@@ -235,6 +288,18 @@ def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_f
     assert serving.plugin_installed()
     serving.check_servable(pruned_dir)
 
+
+
+def test_check_servable_refuses_an_uneven_deepseek_v3_whatever_the_plugin(uneven_factory):
+    from moeprune.formats import uneven_serving as serving
+
+    _, pruned_dir = uneven_factory("deepseek_v3")
+    with pytest.raises(UserError, match=r"\(layer 1: 4, layer 2: 6\), which vLLM cannot serve for deepseek_v3: vLLM "
+                                        r"0.32 refuses every heterogeneous MLA model.*it loads in transformers.*"
+                                        r"prune with allocation uniform"):
+        serving.check_servable(pruned_dir)
+    source_dir, _ = uneven_factory("deepseek_v3")
+    serving.check_servable(source_dir)  # the stock (even) checkpoint is served as before
 
 
 def test_the_gateway_refuses_to_start_an_uneven_variant_where_vllm_would_not_find_its_class(
@@ -274,3 +339,50 @@ def test_engine_settings_that_cannot_work_with_uneven_counts_are_refused(uneven_
     with pytest.raises(UserError, match=r"but layer 1: 5 do not divide by 2"):
         refuse_unservable(_engine_config(config, enable_expert_parallel=True, data_parallel_size=2))
     refuse_unservable(_engine_config(config, tensor_parallel_size=2))  # tensor parallelism alone is fine
+
+
+def test_gpt_oss_engine_settings_its_loader_cannot_follow_are_refused(uneven_factory):
+    """vLLM's gpt-oss loader slices experts by the global count for expert parallelism and reshapes quantized
+    experts with it: both refused for uneven counts, even where the counts divide the rank count."""
+    from transformers import AutoConfig
+
+    from moeprune.formats.uneven_serving import refuse_unservable
+
+    _, pruned_dir = uneven_factory("gpt_oss")
+    config = AutoConfig.from_pretrained(pruned_dir)
+    refuse_unservable(_engine_config(config))
+    config.per_layer_config = {0: {"num_local_experts": 4}}  # 4 and 5, 1 rank: divisible, still refused
+    with pytest.raises(UserError, match=r"gpt_oss with different expert counts per layer \(layer 0: 4, layer 1: 5\) "
+                                        r"cannot use expert parallelism .* global count 5; start the engine without"):
+        refuse_unservable(_engine_config(config, enable_expert_parallel=True))
+    config.quantization_config = {"quant_method": "mxfp4"}
+    with pytest.raises(UserError, match=r"and mxfp4 experts cannot be loaded by vLLM.*write the pruned experts "
+                                        r"unquantized \(bf16\) instead, or prune with allocation uniform"):
+        refuse_unservable(_engine_config(config))
+
+
+def test_uneven_mxfp4_gpt_oss_stays_mxfp4_and_transformers_keeps_the_invariant(tmp_path):
+    """MXFP4 experts are sliced per layer like any [E, ...] tensor; transformers dequantizes each layer's
+    blocks into its own block's shapes."""
+    from transformers import AutoTokenizer
+
+    import moeprune.models  # noqa: F401
+    from moeprune.formats.families import FAMILIES
+    from tests.support.mxfp4_checkpoint import build_mxfp4_gpt_oss, load_mxfp4_model
+
+    source_dir = build_mxfp4_gpt_oss(tmp_path / "source")
+    out = write_pruned(source_dir, tmp_path / "out", UNEVEN_KEPT, {})
+    config = load_config(out)
+    assert config["quantization_config"]["quant_method"] == "mxfp4"
+    assert config["per_layer_config"] == {"0": {"num_local_experts": 3}}
+    pruned, info = load_mxfp4_model(out)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    assert type(pruned).__name__ == "GptOssPrunedForCausalLM"
+    source, _ = load_mxfp4_model(source_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
+    family = FAMILIES["gpt_oss"]
+    with experts_masked(source, family, UNEVEN_KEPT, 8):
+        expected = _logits(source, batches)
+    assert _max_diff(_logits(pruned, batches), expected) <= 1e-5
+    assert _max_diff(_logits(pruned, batches), _logits(source, batches)) > 1e-2

@@ -90,6 +90,10 @@ class PruneConfig(BaseModel):
         True, description="fit the gateway's domain gate on the calibration files and write domain_gate.json",
         json_schema_extra=cli(help="write no domain_gate.json", group=GATE))  # the flag: --no-domain-gate
 
+    dequantize: bool = Field(
+        False, description="write gpt-oss's MXFP4 experts as plain bfloat16 weights (the dtype config.json "
+                           "declares) and drop quantization_config: vLLM CPU serves MXFP4 experts only on CPUs "
+                           "with AMX, the dequantized checkpoint on any x86 CPU (its experts take ~4x the bytes)")
     overwrite: bool = Field(False, description="replace an existing OUT_DIR")
     progress: bool = Field(True, description="show progress bars during the pass",
                            json_schema_extra=cli(exclude=True))  # Python callers only (the CLI always shows them)

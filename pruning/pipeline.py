@@ -183,6 +183,7 @@ def run_prune(source_dir, out_dir, config: PruneConfig | None = None, **options)
     from pruning.shard_checks import open_checked
 
     open_checked(source)  # truncated shard, missing tensor, wrong dtype: fail now, before any pass or write
+    check_dequantize(model_config, config.dequantize)
     out = Path(out_dir)
     if out.exists() and not config.overwrite:
         raise UserError(f"output {out} already exists; choose another output directory or allow overwrite",
@@ -216,7 +217,36 @@ def run_prune(source_dir, out_dir, config: PruneConfig | None = None, **options)
     # it is in pruning.json's hashes and an interrupted run cannot leave a published variant without it.
     gate = fit_domain_gate(calibration, config.gate_reference) if calibration and config.domain_gate else None
     extra = {GATE_NAME: gate.save} if gate is not None else None
-    return write_pruned(source, out, kept, provenance, overwrite=config.overwrite, extra_files=extra)
+    return write_pruned(source, out, kept, provenance, overwrite=config.overwrite, extra_files=extra,
+                        dequantize=config.dequantize)
+
+
+# Printed (not raised) when an MXFP4 checkpoint is pruned as MXFP4 on a CPU without AMX: it may be served elsewhere.
+NO_AMX_NOTE = ("note: this checkpoint's experts are MXFP4, which vLLM CPU serves only on CPUs with AMX tiles, and "
+               "this CPU has none: the pruned checkpoint will not serve on vLLM CPU here (a GPU or an AMX CPU "
+               "can). Add --dequantize to write its experts as bfloat16 weights that vLLM CPU serves on any x86 "
+               "CPU.")
+
+
+def cpu_has_amx() -> bool:
+    """What vLLM CPU asks before it runs MXFP4 experts (`torch.cpu._is_amx_tile_supported`)."""
+    import torch
+
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check()) if check is not None else False
+
+
+def check_dequantize(model_config: dict, dequantize: bool, stream=None) -> None:
+    """Before any pass: `--dequantize` needs MXFP4 experts; MXFP4 kept as MXFP4 on a CPU without AMX gets a note."""
+    import sys
+
+    from pruning import dequantize_write, mxfp4
+
+    if dequantize:
+        dequantize_write.require_quantized(model_config)
+        dequantize_write.target_dtype(model_config)
+    elif mxfp4.is_mxfp4(model_config) and not cpu_has_amx():
+        print(NO_AMX_NOTE, file=stream or sys.stderr)
 
 
 def fit_domain_gate(calibration, reference=None):

@@ -9,6 +9,10 @@ Memory is a few chunk buffers per worker, whatever the model or tensor size.
 Everything is written into a hidden temporary directory next to the target,
 which is renamed into place only when complete, so an interrupted run never
 leaves a half-written output.
+
+With `dequantize=True` (gpt-oss MXFP4 experts) the shards holding MXFP4 pairs are written by
+`pruning.dequantize_write` instead, one kept expert at a time, and config.json loses its
+`quantization_config`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from moeprune.errors import UserError
 from moeprune.formats.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
 from moeprune.formats.expert_counts import with_layer_counts
 from moeprune.formats.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
+from pruning import dequantize_write
 from pruning.hash_cache import SourceHashCache
+from pruning.dequantize_write import DequantizedShardPlan
 from pruning.shard_copy import copy_shard, source_sha256
 from pruning.shard_plan import ShardPlan, plan_shards
 from pruning.staging import publish, staging_dir
@@ -41,7 +47,7 @@ _GENERATED = {"config.json", INDEX_NAME, MANIFEST_NAME, MASK_NAME}
 
 def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: dict, overwrite: bool = False, *,
                  hash_cache: SourceHashCache | None = None, workers: int | None = None,
-                 extra_files: dict | None = None) -> Path:
+                 extra_files: dict | None = None, dequantize: bool = False) -> Path:
     """Write the checkpoint at source_dir, keeping only `kept` experts, to out_dir; return out_dir.
 
     `kept` maps each MoE decoder-layer index to its kept expert indices (source
@@ -51,17 +57,24 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
     (`SourceHashCache.from_env`); `workers` to min(4, CPU count). `extra_files`
     maps a file name to a function that writes that file (given its path): they
     are written into the staging directory before the manifest, so they are
-    hashed in it and published with the rest, or not at all.
+    hashed in it and published with the rest, or not at all. `dequantize` writes MXFP4 experts as plain
+    weights in config.json's dtype (`pruning.dequantize_write`; a UserError if nothing is MXFP4).
     """
     source = Checkpoint.open(source_dir)
     out = Path(out_dir)
     if out.resolve() == source.path.resolve():
         raise UserError(f"output {out} is the source checkpoint itself; choose another directory", param="out_dir")
     kept = _normalise(kept)
+    if dequantize:
+        dequantize_write.require_quantized(source.config)
+        dequantize_write.target_dtype(source.config)
     source.family.validate_kept(source.config, kept, moe_layers=source.expert_layers())
     # Before any byte is written: a family without an uneven class refuses different counts here.
     config = with_layer_counts(source.family, source.config, {layer: len(experts) for layer, experts in kept.items()})
-    plans = plan_shards(source, kept)
+    plans: list = plan_shards(source, kept)
+    if dequantize:
+        plans = dequantize_write.dequantized_plans(source, plans, kept, source.config)
+        config = dequantize_write.without_quantization(config)
     mask = mask_rows(kept, provenance.get("ranked"))
     cache = hash_cache if hash_cache is not None else SourceHashCache.from_env()
     with staging_dir(out, overwrite) as tmp:
@@ -81,7 +94,7 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
     return out
 
 
-def _copy_shards(source: Checkpoint, plans: list[ShardPlan], tmp: Path, cache: SourceHashCache,
+def _copy_shards(source: Checkpoint, plans: list[ShardPlan | DequantizedShardPlan], tmp: Path, cache: SourceHashCache,
                  workers: int) -> tuple[dict[str, str], dict[str, str]]:
     """Copy every planned shard (and hash the shards nothing is kept from), `workers` files at a time."""
     planned = {plan.name for plan in plans}
@@ -100,8 +113,11 @@ def _copy_shards(source: Checkpoint, plans: list[ShardPlan], tmp: Path, cache: S
     return source_hashes, {name: pair[1] for name, pair in done.items()}
 
 
-def _copy_one(plan: ShardPlan, dest: Path, cache: SourceHashCache) -> tuple[str, str]:
-    hashes = copy_shard(plan, dest, cache)
+def _copy_one(plan: ShardPlan | DequantizedShardPlan, dest: Path, cache: SourceHashCache) -> tuple[str, str]:
+    if isinstance(plan, DequantizedShardPlan):
+        hashes = dequantize_write.write_dequantized_shard(plan, dest, cache)
+    else:
+        hashes = copy_shard(plan, dest, cache)
     _test_pause()
     return hashes
 
@@ -115,7 +131,7 @@ def _normalise(kept: dict) -> dict[int, list[int]]:
         raise UserError(f"kept experts must be integers per layer ({exc})") from exc
 
 
-def _write_index(tmp: Path, plans: list[ShardPlan]) -> None:
+def _write_index(tmp: Path, plans: list[ShardPlan | DequantizedShardPlan]) -> None:
     weight_map = {tensor.name: plan.name for plan in plans for tensor in plan.tensors}
     total = sum(tensor.nbytes for plan in plans for tensor in plan.tensors)
     _write_json(tmp / INDEX_NAME, {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})

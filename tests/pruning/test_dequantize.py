@@ -202,3 +202,31 @@ def test_global_allocation_with_dequantize_writes_an_uneven_plain_checkpoint(bf1
             tensor = handle.get_tensor(f"model.layers.{layer}.mlp.experts.gate_up_proj")
             assert tensor.dtype == torch.bfloat16 and tensor.shape[0] == len(experts)
     _load_plain(out, "bfloat16")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plan", sorted(PLANS))
+def test_vllm_cpu_serves_the_dequantized_checkpoint_like_transformers(plan, bf16_mxfp4, tmp_path):
+    """A real vLLM CPU engine (no AMX needed) on the dequantized pruned gpt-oss: greedy ids = transformers'.
+
+    The engine runs in float32 (the bf16 weights are exact in it), as the fp32 gpt-oss engines of
+    tests/pruning/test_vllm_uneven.py, so greedy ids must be equal, not just close."""
+    import httpx
+    from transformers import AutoTokenizer
+
+    from testkit.vllm_plugin_env import plugin_pythonpath
+    from testkit.vllm_server import vllm_server
+    from tests.pruning.test_vllm_uneven import NEW_TOKENS, PROMPT, transformers_greedy
+
+    path = write_pruned(bf16_mxfp4, tmp_path / "plain", PLANS[plan], {}, dequantize=True)
+    prompt_ids = AutoTokenizer.from_pretrained(path).encode(PROMPT)
+    scratch = tmp_path / "engine"
+    scratch.mkdir()
+    with vllm_server(path, scratch, served_name="plain", dtype="float32", max_model_len=256,
+                     env={"PYTHONPATH": plugin_pythonpath(scratch)}, timeout=600) as url:
+        reply = httpx.post(f"{url}/v1/completions", timeout=120, json={
+            "model": "plain", "prompt": prompt_ids, "max_tokens": NEW_TOKENS, "temperature": 0,
+            "ignore_eos": True, "logprobs": 1, "return_tokens_as_token_ids": True,
+        }).json()
+    ids = [int(token.split(":")[1]) for token in reply["choices"][0]["logprobs"]["tokens"]]
+    assert ids == transformers_greedy(path, prompt_ids)

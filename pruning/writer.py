@@ -30,8 +30,8 @@ from moeprune.formats.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Check
 from moeprune.formats.expert_counts import with_layer_counts
 from moeprune.formats.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
 from pruning import dequantize_write
-from pruning.hash_cache import SourceHashCache
 from pruning.dequantize_write import DequantizedShardPlan
+from pruning.hash_cache import SourceHashCache
 from pruning.shard_copy import copy_shard, source_sha256
 from pruning.shard_plan import ShardPlan, plan_shards
 from pruning.staging import publish, staging_dir

@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   moeprune prune ./src --out ./out --method frequency --ratio 0.25 --calibration a.jsonl --scores-out stats.json
   moeprune prune ./src --out ./out2 --method reap --ratio 0.5 --scores-in stats.json   # no new pass
   moeprune prune ./gpt-oss-20b --out ./gpt-oss-mask --mask expert_mask.json
+  moeprune prune ./gpt-oss-20b --out ./gpt-oss-bf16 --mask expert_mask.json --dequantize   # vLLM CPU without AMX
   moeprune prune ./src --out ./q3-cov-50 --method reap --ratio 0.5 --allocation coverage --scores-in stats.json
       # counts may differ per layer: load with `import moeprune.models`; vLLM loads the plugin when installed
   moeprune prune ./Qwen3-30B-A3B --out ./q3-ean-50 --method ean --ratio 0.5 --calibration medinst.jsonl:128 \\
@@ -53,9 +54,11 @@ def summary(out: Path) -> str:
     manifest = PruningManifest.load(out)
     counts = sorted({len(v) for v in manifest.kept_experts.values()})
     per_layer = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    saved = manifest.bytes_saved
+    size = (f"saved {human_bytes(saved, 1)} ({manifest.bytes_saved_ratio:.1%})" if saved >= 0 else
+            f"{human_bytes(-saved, 1)} larger than the source (+{-manifest.bytes_saved_ratio:.1%}: dequantized)")
     line = (f"kept {per_layer} of {manifest.experts_per_layer_before} experts in each of {manifest.moe_layers} "
-            f"MoE layers ({manifest.experts_kept_total} in total); saved {human_bytes(manifest.bytes_saved, 1)} "
-            f"({manifest.bytes_saved_ratio:.1%}) -> {out}")
+            f"MoE layers ({manifest.experts_kept_total} in total); {size} -> {out}")
     if len(counts) > 1:
         line += "\nexperts kept per layer: " + format_counts(manifest.experts_kept_by_layer)
     return line

@@ -230,3 +230,11 @@ def test_vllm_cpu_serves_the_dequantized_checkpoint_like_transformers(plan, bf16
         }).json()
     ids = [int(token.split(":")[1]) for token in reply["choices"][0]["logprobs"]["tokens"]]
     assert ids == transformers_greedy(path, prompt_ids)
+
+
+def test_the_cli_writes_a_dequantized_checkpoint_and_says_it_grew(bf16_mxfp4, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli.main(["prune", str(bf16_mxfp4), "--out", str(out), "--mask", str(_mask(tmp_path, PLANS["uniform"])),
+                     "--dequantize"]) == 0
+    assert "quantization_config" not in load_config(out)
+    assert "larger than the source" in capsys.readouterr().out

@@ -238,3 +238,19 @@ def test_the_cli_writes_a_dequantized_checkpoint_and_says_it_grew(bf16_mxfp4, tm
                      "--dequantize"]) == 0
     assert "quantization_config" not in load_config(out)
     assert "larger than the source" in capsys.readouterr().out
+
+
+def test_experts_are_dequantized_one_at_a_time(bf16_mxfp4, tmp_path, monkeypatch):
+    """Bounded memory: each dequantization sees one kept expert's codes, never a whole [E, ...] tensor."""
+    seen = []
+    real = mxfp4.dequantize
+
+    def spy(blocks, scales, dtype="bfloat16"):
+        seen.append(tuple(blocks.shape))
+        return real(blocks, scales, dtype)
+
+    monkeypatch.setattr(mxfp4, "dequantize", spy)
+    kept = PLANS["uneven"]
+    write_pruned(bf16_mxfp4, tmp_path / "plain", kept, {}, dequantize=True)
+    assert len(seen) == 2 * sum(len(experts) for experts in kept.values())  # gate_up and down, per kept expert
+    assert all(len(shape) == 3 for shape in seen)  # [R, G, 16]: no expert dim

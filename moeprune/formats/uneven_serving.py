@@ -112,5 +112,6 @@ def _refuse_global_count_loading(text_config, parallel, counts: dict[int, int]) 
         raise UserError(
             f"{text_config.model_type} with different expert counts per layer ({_counts_text(counts)}) and "
             f"{quantization} experts cannot be loaded by vLLM: its {quantization} loader reshapes every layer's "
-            f"experts with the global count {largest}; write the pruned experts unquantized (bf16) instead, or "
-            "prune with allocation uniform")
+            f"experts with the global count {largest}; write the pruned experts unquantized (bf16) instead "
+            f"(moeprune prune --dequantize{' does that' if quantization == 'mxfp4' else ' reads MXFP4 only'}), "
+            "or prune with allocation uniform")

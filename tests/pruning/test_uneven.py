@@ -357,7 +357,8 @@ def test_gpt_oss_engine_settings_its_loader_cannot_follow_are_refused(uneven_fac
         refuse_unservable(_engine_config(config, enable_expert_parallel=True))
     config.quantization_config = {"quant_method": "mxfp4"}
     with pytest.raises(UserError, match=r"and mxfp4 experts cannot be loaded by vLLM.*write the pruned experts "
-                                        r"unquantized \(bf16\) instead, or prune with allocation uniform"):
+                                        r"unquantized \(bf16\) instead \(moeprune prune --dequantize does that\), or "
+                                        r"prune with allocation uniform"):
         refuse_unservable(_engine_config(config))
 
 

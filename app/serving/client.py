@@ -30,6 +30,7 @@ import asyncio
 import ssl
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -38,6 +39,7 @@ from app.config.settings import Settings
 MAX_HEAD_BYTES = 64 * 1024
 READ_HIGH_WATER = 256 * 1024  # buffered response bytes above which the socket is paused
 NO_BODY_STATUSES = frozenset({204, 304})
+_SIZE, _DATA, _DATA_END, _TRAILERS, _END = range(5)  # where a chunked body's parser stands
 HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
@@ -54,6 +56,18 @@ def build_upstream_client(settings: Settings, tls: dict[tuple, ssl.SSLContext] |
     client = httpx.AsyncClient(transport=transport, timeout=timeout)
     client.engine_transport = transport  # app/serving/upstream.py sends proxied requests straight to it
     return client
+
+
+def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body of a streamed response as it arrives: straight from the engine transport's reader when the
+    body is not content-encoded (what `aiter_bytes` would yield, without its three generator layers per
+    piece), else through `aiter_bytes`. The caller closes the response."""
+    stream = response.stream
+    if isinstance(stream, _Body) and response.headers.get("content-encoding", "identity") == "identity" \
+            and not response.is_stream_consumed:
+        response.is_stream_consumed = True
+        return aiter(stream)
+    return response.aiter_bytes()
 
 
 class _Connection(asyncio.Protocol):
@@ -115,24 +129,37 @@ class _Connection(asyncio.Protocol):
         else:
             data = bytes(self.buffer[:count])
             del self.buffer[:count]
-        if self.paused and len(self.buffer) <= READ_HIGH_WATER // 4 and not self.closed:
-            self.paused = False
-            self.transport.resume_reading()
+        self._maybe_resume()
         return data
 
+    def consume(self, count: int) -> None:
+        """Drop the first `count` buffered bytes (already parsed in place)."""
+        del self.buffer[:count]
+        self._maybe_resume()
+
+    def _maybe_resume(self) -> None:
+        if self.paused and len(self.buffer) <= READ_HIGH_WATER // 4 and not self.closed:
+            self.paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+
     async def wait_data(self, timeout: float | None) -> None:
-        """Until more bytes arrive or the connection ends; ReadTimeout after `timeout` seconds."""
+        """Until more bytes arrive or the connection ends; ReadTimeout after `timeout` seconds.
+
+        A plain timer on the waiter (not an `asyncio.timeout` scope): a stream waits once per token."""
         if self.paused and not self.closed:
             self.paused = False
+            assert self.transport is not None
             self.transport.resume_reading()
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await self.waiter
-        except TimeoutError:
-            raise httpx.ReadTimeout("timed out reading the engine's answer") from None
+            await waiter
         finally:
             self.waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def write(self, data: bytes, timeout: float | None) -> None:
         if self.closed or self.transport.is_closing():
@@ -172,17 +199,71 @@ class _Body(httpx.AsyncByteStream):
         self._done = length == 0
         self._closed = False
 
-    async def __aiter__(self):
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunked_body() if self._chunked else self._plain_body()
+
+    async def _plain_body(self) -> AsyncIterator[bytes]:
         try:
-            if self._chunked:
-                async for piece in self._chunks():
-                    yield piece
-            elif self._length is not None:
+            if self._length is not None:
                 async for piece in self._sized():
                     yield piece
             else:
                 async for piece in self._until_close():
                     yield piece
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        self._release(reuse=True)
+
+    async def _chunked_body(self) -> AsyncIterator[bytes]:
+        """The data of a chunked body: everything already buffered is parsed in one pass and handed on as one
+        piece (a stream's events often arrive several to a read), with no generator layers below this one."""
+        conn, timeout = self._conn, self._timeout
+        state, left = _SIZE, 0  # left: data bytes of the current chunk still to come
+        try:
+            while True:
+                buffer = conn.buffer
+                size, pos, out = len(buffer), 0, []
+                while pos < size:
+                    if state == _DATA:
+                        end = min(pos + left, size)
+                        out.append(bytes(buffer[pos:end]))
+                        left -= end - pos
+                        pos = end
+                        if not left:
+                            state = _DATA_END
+                        continue
+                    end = buffer.find(b"\r\n", pos)
+                    if end < 0:
+                        if size - pos > MAX_HEAD_BYTES:
+                            raise httpx.RemoteProtocolError("malformed chunked body from the engine")
+                        break
+                    line = bytes(buffer[pos:end])
+                    pos = end + 2
+                    if state == _SIZE:
+                        size_line = line.split(b";", 1)[0].strip()
+                        if not size_line or size_line.translate(None, HEX_DIGITS):  # int() takes "-5", "0x5", "1_0"
+                            raise httpx.RemoteProtocolError("malformed chunk size from the engine")
+                        left = int(size_line, 16)
+                        state = _DATA if left else _TRAILERS
+                    elif state == _DATA_END:
+                        if line:
+                            raise httpx.RemoteProtocolError("malformed chunk end from the engine")
+                        state = _SIZE
+                    elif not line:  # _TRAILERS: the empty line ends the body
+                        state = _END
+                        break
+                if pos:
+                    conn.consume(pos)
+                if state == _END:  # read to its end: reusable even if the consumer stops at this last piece
+                    self._done = True
+                if out:
+                    yield out[0] if len(out) == 1 else b"".join(out)
+                if state == _END:
+                    break
+                if conn.closed:  # what is left can never complete
+                    raise _incomplete_body(conn)
+                await conn.wait_data(timeout)
         except BaseException:
             self._release(reuse=False)
             raise
@@ -219,35 +300,6 @@ class _Body(httpx.AsyncByteStream):
                 return
             await conn.wait_data(self._timeout)
 
-    async def _line(self) -> bytes:
-        conn = self._conn
-        while True:
-            end = conn.buffer.find(b"\r\n")
-            if end >= 0:
-                line = conn.take(end + 2)
-                return line[:-2]
-            if len(conn.buffer) > MAX_HEAD_BYTES:
-                raise httpx.RemoteProtocolError("malformed chunked body from the engine")
-            if conn.closed:
-                raise _incomplete_body(conn)
-            await conn.wait_data(self._timeout)
-
-    async def _chunks(self):
-        while True:
-            size_line = (await self._line()).split(b";", 1)[0].strip()
-            if not size_line or size_line.translate(None, HEX_DIGITS):  # int() takes "-5", "0x5", "1_0"
-                raise httpx.RemoteProtocolError("malformed chunk size from the engine")
-            size = int(size_line, 16)
-            if size == 0:
-                while await self._line():  # trailers, then the empty line
-                    pass
-                self._done = True
-                return
-            async for piece in self._exactly(size):
-                yield piece
-            if await self._line() != b"":
-                raise httpx.RemoteProtocolError("malformed chunk end from the engine")
-
     def _release(self, reuse: bool) -> None:
         if self._closed:
             return
@@ -259,6 +311,11 @@ class _Body(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self._release(reuse=True)  # reuses only a body read to its end
+
+
+def _time_out(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(httpx.ReadTimeout("timed out reading the engine's answer"))
 
 
 def _incomplete_body(conn: _Connection) -> Exception:

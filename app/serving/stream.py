@@ -28,6 +28,7 @@ from app.errors import OpenAIError, SendTimedOut
 from app.reliability.logprobs import LogprobPlan
 from app.serving.assess import assess
 from app.serving.client import body_chunks
+from app.serving.codec import loads
 from app.serving.deadline import deadline_exceeded, time_left, within_deadline
 from app.serving.disconnect import CLIENT_CLOSED, Receive, until_disconnect
 from app.serving.exchange import Exchange
@@ -135,7 +136,7 @@ async def relay(gateway: GatewayState, exchange: Exchange, upstream: httpx.Respo
                     if data == b"[DONE]":
                         finished = True
                         break
-                    chunk = json.loads(data)
+                    chunk = loads(data)
                     if not isinstance(chunk, dict):
                         raise ValueError("a stream chunk that is not a JSON object")
                     failure = stream_error(variant, chunk)

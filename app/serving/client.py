@@ -53,9 +53,16 @@ def build_upstream_client(settings: Settings, tls: dict[tuple, ssl.SSLContext] |
                             write=settings.upstream_write_timeout_s, pool=settings.upstream_pool_timeout_s)
     transport = EngineTransport(keepalive_expiry=settings.upstream_keepalive_s, max_keepalive_connections=256,
                                 tls=tls)
-    client = httpx.AsyncClient(transport=transport, timeout=timeout)
+    client = EngineClient(transport=transport, timeout=timeout)
     client.engine_transport = transport  # app/serving/upstream.py sends proxied requests straight to it
     return client
+
+
+class EngineClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` that names its transport, for the proxied requests that skip the client's layers
+    (app/serving/upstream.py `direct_send`)."""
+
+    engine_transport: httpx.AsyncBaseTransport | None = None
 
 
 def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
@@ -93,6 +100,7 @@ class _Connection(asyncio.Protocol):
         self.buffer += data
         if len(self.buffer) > READ_HIGH_WATER and not self.paused:
             self.paused = True
+            assert self.transport is not None  # data only arrives after connection_made
             self.transport.pause_reading()
         self._wake()
 
@@ -162,9 +170,11 @@ class _Connection(asyncio.Protocol):
                 timer.cancel()
 
     async def write(self, data: bytes, timeout: float | None) -> None:
-        if self.closed or self.transport.is_closing():
+        transport = self.transport
+        assert transport is not None  # a connection is only used once connected (_connect)
+        if self.closed or transport.is_closing():
             return  # the answer (none) tells: a reused connection the server closed is retried upstream
-        self.transport.write(data)
+        transport.write(data)
         if self.writable is not None:
             try:
                 async with asyncio.timeout(timeout):
@@ -399,7 +409,10 @@ class EngineTransport(httpx.AsyncBaseTransport):
         trace = request.extensions.get("trace")
         port = url.port or (80 if scheme == "http" else 443)
         key = (scheme, url.host, port)
-        body = b"".join([part async for part in request.stream])
+        stream = request.stream
+        if not isinstance(stream, httpx.AsyncByteStream):
+            raise TypeError("the engine transport sends async request bodies only")
+        body = b"".join([part async for part in stream])
         head = _request_head(request, body)
         conn = self._pool.get(key)
         if conn is None:
@@ -487,10 +500,10 @@ async def _connect(key: tuple, host: str, port: int, timeout: float | None,
                    tls: ssl.SSLContext | None) -> _Connection:
     """A new connection; with `tls`, after a verified handshake (SNI and hostname check: `host`)."""
     loop = asyncio.get_running_loop()
-    options = {} if tls is None else {"ssl": tls, "server_hostname": host}
     try:
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_connection(lambda: _Connection(key), host, port, **options)
+            _, conn = await loop.create_connection(lambda: _Connection(key), host, port, ssl=tls,
+                                                   server_hostname=None if tls is None else host)
     except TimeoutError:
         raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
     except ssl.SSLCertVerificationError as exc:

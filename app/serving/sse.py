@@ -11,7 +11,7 @@ them on in one write); `sse_data` is the same as an async iterator of events.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # a runaway line from a broken engine must not exhaust memory
 
@@ -66,7 +66,7 @@ class SSEParser:
 
 
 async def sse_events(chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_EVENT_BYTES
-                     ) -> AsyncIterator[list[bytes]]:
+                     ) -> AsyncGenerator[list[bytes], None]:
     """The events of a body, as the lists each read completed (never empty)."""
     parser = SSEParser(max_event_bytes)
     async for chunk in chunks:
@@ -78,7 +78,7 @@ async def sse_events(chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_EV
         yield events
 
 
-async def sse_data(chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_EVENT_BYTES) -> AsyncIterator[bytes]:
+async def sse_data(chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_EVENT_BYTES) -> AsyncGenerator[bytes, None]:
     """Yield the data of each event (its `data:` lines joined by b"\\n"), as raw bytes."""
     async for events in sse_events(chunks, max_event_bytes):
         for event in events:

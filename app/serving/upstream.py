@@ -61,7 +61,9 @@ async def send_upstream(gateway: GatewayState, backend: Backend, path: str, body
 async def _send_with_retry(gateway: GatewayState, backend: Backend, path: str, content: bytes,
                            stream: bool) -> httpx.Response:
     client = gateway.client
-    transport = getattr(client, "engine_transport", None)
+    if client is None:  # set by the app's lifespan (app/main.py) before the first request
+        raise RuntimeError("the gateway's engine client is not set up")
+    transport: httpx.AsyncBaseTransport | None = getattr(client, "engine_transport", None)
     for attempt in (1, 2):
         trace = AttemptTrace()
         try:
@@ -134,7 +136,10 @@ def transport_failure(gateway: GatewayState, backend: Backend, exc: httpx.HTTPEr
     variant = backend.variant
     log.warning("upstream transport failure", extra={"variant": variant, "error": f"{type(exc).__name__}: {exc}"})
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        gateway.supervisor.mark_down(backend, f"cannot connect: {exc}")
+        supervisor = gateway.supervisor
+        if supervisor is None:  # set with the client by the app's lifespan (app/main.py)
+            raise RuntimeError("the gateway's engine supervisor is not set up")
+        supervisor.mark_down(backend, f"cannot connect: {exc}")
         return backend_unavailable(backend)
     if isinstance(exc, httpx.TimeoutException):
         return OpenAIError(504, f"the engine of variant {variant!r} did not answer in time; retry",

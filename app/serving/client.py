@@ -77,6 +77,20 @@ def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     return response.aiter_bytes()
 
 
+async def read_body(response: httpx.Response) -> bytes:
+    """`await response.aread()`, reading a body of the engine transport straight off its connection."""
+    stream = response.stream
+    if isinstance(stream, _Body) and response.headers.get("content-encoding", "identity") == "identity" \
+            and not response.is_stream_consumed:
+        response.is_stream_consumed = True
+        try:
+            response._content = await stream.read_all()
+        finally:
+            await response.aclose()
+        return response._content
+    return await response.aread()
+
+
 class _Connection(asyncio.Protocol):
     """One TCP connection: bytes arrive in `buffer`; `closed` is set the moment the server closes."""
 
@@ -278,6 +292,26 @@ class _Body(httpx.AsyncByteStream):
             self._release(reuse=False)
             raise
         self._release(reuse=True)
+
+    async def read_all(self) -> bytes:
+        """The whole body at once (a non-streaming answer): a Content-Length body without the iterator layers
+        of `aread`, anything else through them."""
+        length = self._length
+        if self._chunked or length is None:
+            return b"".join([piece async for piece in self])
+        conn = self._conn
+        try:
+            while len(conn.buffer) < length:
+                if conn.closed:
+                    raise _incomplete_body(conn)
+                await conn.wait_data(self._timeout)
+            data = conn.take(length)
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        self._done = True
+        self._release(reuse=True)
+        return data
 
     async def _exactly(self, count: int):
         """`count` body bytes as they arrive (a Content-Length body, or one chunk's data)."""

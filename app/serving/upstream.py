@@ -19,6 +19,7 @@ import httpx
 
 from app.engines.backends import Backend
 from app.errors import OpenAIError
+from app.serving.client import read_body
 from app.state import GatewayState
 
 log = logging.getLogger("moeprune.upstream")
@@ -98,7 +99,7 @@ async def direct_send(client: httpx.AsyncClient, transport: httpx.AsyncBaseTrans
     response.request = request
     if not stream:
         try:
-            await response.aread()
+            await read_body(response)
         except BaseException:
             await response.aclose()
             raise

@@ -30,7 +30,7 @@ import asyncio
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 
@@ -435,19 +435,22 @@ class EngineTransport(httpx.AsyncBaseTransport):
         return context
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        scheme = url.scheme
-        if scheme != "http" and scheme != "https":
-            raise httpx.UnsupportedProtocol(f"the engine transport speaks http and https, not {scheme!r}")
-        timeouts = request.extensions.get("timeout") or {}
-        trace = request.extensions.get("trace")
-        port = url.port or (80 if scheme == "http" else 443)
-        key = (scheme, url.host, port)
         stream = request.stream
         if not isinstance(stream, httpx.AsyncByteStream):
             raise TypeError("the engine transport sends async request bodies only")
+        _check_scheme(request.url)
         body = b"".join([part async for part in stream])
-        head = _request_head(request, body)
+        return await self.send_raw(request.url, request.method, _request_head(request, body), body,
+                                   request.extensions.get("timeout") or {}, request.extensions.get("trace"))
+
+    async def send_raw(self, url: httpx.URL, method: str, head: bytes, body: bytes, timeouts: dict,
+                       trace: Callable[[str, dict], Awaitable[None]] | None) -> httpx.Response:
+        """One request whose head (request line, headers, blank line) is already written out: what
+        `handle_async_request` sends for an `httpx.Request`, for a caller that never builds one
+        (app/serving/upstream.py `direct_send`). The response has no `request`."""
+        scheme = _check_scheme(url)
+        port = url.port or (80 if scheme == "http" else 443)
+        key = (scheme, url.host, port)
         conn = self._pool.get(key)
         if conn is None:
             if trace is not None:
@@ -458,7 +461,7 @@ class EngineTransport(httpx.AsyncBaseTransport):
             await conn.write(head + body if len(body) < 65536 else head, timeouts.get("write"))
             if len(body) >= 65536:
                 await conn.write(body, timeouts.get("write"))
-            response = await self._read_head(conn, request, timeouts.get("read"))
+            response = await self._read_head(conn, method, timeouts.get("read"))
         except BaseException:
             conn.close()
             raise
@@ -466,7 +469,7 @@ class EngineTransport(httpx.AsyncBaseTransport):
             await trace("http11.receive_response_headers.complete", {})
         return response
 
-    async def _read_head(self, conn: _Connection, request: httpx.Request, timeout: float | None) -> httpx.Response:
+    async def _read_head(self, conn: _Connection, method: str, timeout: float | None) -> httpx.Response:
         while True:
             end = conn.buffer.find(b"\r\n\r\n")
             while end < 0:
@@ -516,7 +519,7 @@ class EngineTransport(httpx.AsyncBaseTransport):
                     keep_alive = False
                 elif b"keep-alive" in tokens:
                     keep_alive = True
-        if request.method == "HEAD" or status in NO_BODY_STATUSES:
+        if method == "HEAD" or status in NO_BODY_STATUSES:
             length, chunked = 0, False
         elif chunked:
             length = None
@@ -550,6 +553,13 @@ async def _connect(key: tuple, host: str, port: int, timeout: float | None,
     except OSError as exc:
         raise httpx.ConnectError(str(exc)) from None
     return conn
+
+
+def _check_scheme(url: httpx.URL) -> str:
+    scheme = url.scheme
+    if scheme != "http" and scheme != "https":
+        raise httpx.UnsupportedProtocol(f"the engine transport speaks http and https, not {scheme!r}")
+    return scheme
 
 
 def _request_head(request: httpx.Request, body: bytes) -> bytes:

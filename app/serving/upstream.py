@@ -19,7 +19,7 @@ import httpx
 
 from app.engines.backends import Backend
 from app.errors import OpenAIError
-from app.serving.client import read_body
+from app.serving.client import EngineTransport, read_body
 from app.state import GatewayState
 
 log = logging.getLogger("moeprune.upstream")
@@ -89,14 +89,22 @@ JSON_HEADERS = {"content-type": "application/json"}
 async def direct_send(client: httpx.AsyncClient, transport: httpx.AsyncBaseTransport, backend: Backend, path: str,
                       content: bytes, trace: AttemptTrace, stream: bool) -> httpx.Response:
     """`client.send` without its layers the gateway never uses (auth flows, redirects, cookies, event
-    hooks), straight to the engine transport: the same request, headers, timeouts and trace."""
+    hooks), straight to the engine transport: the same request, headers, timeouts and trace. To the
+    hand-written transport the request goes as the bytes of its head (no `httpx.Request` is built: the
+    same head `handle_async_request` would write for it, and the response has no `request`)."""
     headers = [(b"host", backend_host(backend)), (b"accept", b"*/*"), (b"content-type", b"application/json"),
                (b"content-length", str(len(content)).encode())]
     headers += [(name.lower().encode(), value.encode()) for name, value in backend.upstream_headers().items()]
-    request = httpx.Request("POST", backend_url(backend, path), headers=headers, content=content,
-                            extensions={"trace": trace, "timeout": client.timeout.as_dict()})
-    response = await transport.handle_async_request(request)
-    response.request = request
+    url = backend_url(backend, path)
+    if isinstance(transport, EngineTransport):
+        head = b"\r\n".join([b"POST " + url.raw_path + b" HTTP/1.1", *[name + b": " + value for name, value in headers],
+                             b"", b""])
+        response = await transport.send_raw(url, "POST", head, content, client.timeout.as_dict(), trace)
+    else:
+        request = httpx.Request("POST", url, headers=headers, content=content,
+                                extensions={"trace": trace, "timeout": client.timeout.as_dict()})
+        response = await transport.handle_async_request(request)
+        response.request = request
     if not stream:
         try:
             await read_body(response)

@@ -201,13 +201,25 @@ def prepare_event(chunk: dict, data: bytes, exchange: Exchange, trace: TokenTrac
                   client_wants_usage: bool) -> bytes:
     """The client's event for one chunk with choices (`data`: the engine's JSON of `chunk`).
 
-    When the gateway would change nothing in the chunk (its `model` is already the variant's name, no usage
-    to drop, no logprobs to trim), the engine's own bytes go on instead of `json.dumps` of the parsed chunk:
-    the same JSON value. Only for data that `sse()` could not write differently in a way a client could
-    notice: all ASCII (`json.dumps` escapes the rest, which keeps U+2028 and friends out of the stream) and
-    on one line with no bare CR (an event's data spread over several `data:` lines is joined by newlines)."""
-    same = (chunk.get("model") == exchange.target.variant and (client_wants_usage or "usage" not in chunk)
+    When the gateway would change nothing in the chunk but its `model` (no usage to drop, no logprobs to
+    trim), the engine's own bytes go on, with the variant's name spliced in where the engine's served name
+    stands, instead of `json.dumps` of the parsed chunk: the same JSON value. Only for data that `sse()`
+    could not write differently in a way a client could notice: all ASCII (`json.dumps` escapes the rest,
+    which keeps U+2028 and friends out of the stream) and on one line with no bare CR (an event's data
+    spread over several `data:` lines is joined by newlines)."""
+    variant = exchange.target.variant
+    model = chunk.get("model")
+    same = ((client_wants_usage or "usage" not in chunk) and isinstance(model, str)
             and data.isascii() and b"\n" not in data and b"\r" not in data)
+    if same and model != variant:
+        # The engine's served name -> the variant's, spliced into its bytes when `"model"` occurs exactly
+        # once, as `"model":"<served>"` right after `{` or `,` (so a key, not the end of a string: an
+        # unescaped quote ends a string and JSON allows no `model` after one); else re-encoded.
+        engine_field = _model_field(model)
+        at = data.find(engine_field)
+        same = at > 0 and data[at - 1] in b"{," and data.count(b'"model"') == 1
+        if same:
+            data = data[:at] + _model_field(variant) + data[at + len(engine_field):]
     chat = plan.chat
     for choice in chunk["choices"]:
         piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
@@ -221,10 +233,23 @@ def prepare_event(chunk: dict, data: bytes, exchange: Exchange, trace: TokenTrac
         plan.strip(choice)
     if same:
         return b"data: " + data + b"\n\n"
-    chunk["model"] = exchange.target.variant
+    chunk["model"] = variant
     if not client_wants_usage:
         chunk.pop("usage", None)
     return sse(chunk)
+
+
+_MODEL_FIELDS: dict[str, bytes] = {}
+
+
+def _model_field(model: str) -> bytes:
+    """`"model":"<model>"` as `json.dumps` writes it, ASCII (remembered: a gateway serves a handful of names)."""
+    field = _MODEL_FIELDS.get(model)
+    if field is None:
+        field = b'"model":' + json.dumps(model).encode()
+        if len(_MODEL_FIELDS) < 1024:
+            _MODEL_FIELDS[model] = field
+    return field
 
 
 def final_chunk(exchange: Exchange, template: dict | None, usage_chunk: dict | None, reliability: dict,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -34,6 +35,7 @@ class GatewayMetrics:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self._memory_lock = asyncio.Lock()
         self._memory_read_at = float("-inf")
+        self._children: dict[tuple, Any] = {}  # (id(metric), labels) -> its child series (_series)
         p = "moeprune_"
         self.requests = Counter(p + "requests_total", "Requests answered", ["variant", "experiment", "status"],
                                 registry=registry)
@@ -148,16 +150,28 @@ class GatewayMetrics:
     def observe_response(self, variant: str, experiment: str, status: int, duration_s: float,
                          ttft_s: float | None = None, prompt_tokens: int = 0, completion_tokens: int = 0,
                          flags: Sequence[str] = ()) -> None:
-        self.requests.labels(variant, experiment, str(status)).inc()
-        self.duration.labels(variant, experiment).observe(duration_s)
+        series = self._series
+        series(self.requests, variant, experiment, str(status)).inc()
+        series(self.duration, variant, experiment).observe(duration_s)
         if ttft_s is not None:
-            self.ttft.labels(variant, experiment).observe(ttft_s)
+            series(self.ttft, variant, experiment).observe(ttft_s)
         if prompt_tokens:
-            self.prompt_tokens.labels(variant).inc(prompt_tokens)
+            series(self.prompt_tokens, variant).inc(prompt_tokens)
         if completion_tokens:
-            self.completion_tokens.labels(variant).inc(completion_tokens)
+            series(self.completion_tokens, variant).inc(completion_tokens)
         for flag in flags:
-            self.flags.labels(variant, experiment, flag).inc()
+            series(self.flags, variant, experiment, flag).inc()
+
+    def _series(self, metric, *labels: str):
+        """`metric.labels(*labels)`, remembered: `labels()` takes a lock and builds its key on every call, and
+        a request records up to six series (none is ever removed, so a remembered child stays the live one)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*labels)
+            if len(self._children) < 65536:
+                self._children[key] = child
+        return child
 
     async def refresh(self, backends: dict[str, Backend], gpu: GpuMemoryReader | None) -> None:
         """Update the live gauges just before a scrape.

@@ -5,6 +5,7 @@ an 8-token chat completion with top-5 logprobs on every token):
   direct        the stub itself (the floor)
   gateway       `moeprune serve`, API keys on, reliability flags computed (a `url:` variant)
   gateway/<t>   the same with another upstream transport (bench/upstream_transports.py): httpcore, aiohttp
+  gateway@DIR   the gateway of another checkout (a git worktree at DIR), to compare two versions in one run
   litellm       LiteLLM's proxy (`litellm[proxy]`), master key on
   vllm-router   vllm-project's Rust router (PyPI `vllm-router`): the reference
 
@@ -132,11 +133,12 @@ class Target:
     version: str = ""
 
 
-def start(command: list[str], log: Path, env: dict[str, str] | None = None, cpu: str | None = None) -> subprocess.Popen:
+def start(command: list[str], log: Path, env: dict[str, str] | None = None, cpu: str | None = None,
+          cwd: Path | None = None) -> subprocess.Popen:
     prefix = ["taskset", "-c", cpu] if cpu is not None else []
     with open(log, "wb") as out:
         return subprocess.Popen(prefix + command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+                                start_new_session=True, cwd=cwd)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -184,19 +186,21 @@ def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
     """Start one gateway (pinned to GATEWAY_CPU) in front of the stub; None when its peer is not installable."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log = work / f"{name.replace('/', '-')}.log"
+    log = work / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}.log"
     key = "sk-bench-" + secrets.token_urlsafe(16)
     bearer = {"Authorization": f"Bearer {key}"}
     if name.startswith("gateway"):
+        name_part, _, source = name.partition("@")  # gateway@DIR: another checkout's code
+        source_dir = Path(source).resolve() if source else REPO
         config = work / "variants.yaml"
         config.write_text(f"variants:\n  {MODEL}:\n    url: {stub_url}\n")
         # The per-key limit (32 sequences) raised: 32 closed-loop connections would race each slot's release.
         env = {**os.environ, "MOEPRUNE_API_KEYS": key, "MOEPRUNE_WORK_DIR": str(work / "engines"),
-               "MOEPRUNE_MAX_IN_FLIGHT_PER_KEY": "64", "PYTHONPATH": str(REPO), **(extra_env or {})}
-        transport = name.partition("/")[2] or "engine"
+               "MOEPRUNE_MAX_IN_FLIGHT_PER_KEY": "64", "PYTHONPATH": str(source_dir), **(extra_env or {})}
+        transport = name_part.partition("/")[2] or "engine"
         command = [sys.executable, "-m", "bench.upstream_transports", "--transport", transport,
                    "serve", "--config", str(config), "--port", str(port)]
-        proc = start(command, log, env, GATEWAY_CPU)
+        proc = start(command, log, env, GATEWAY_CPU, cwd=source_dir)
         target = Target(name, base + "/v1/chat/completions", bearer, proc)
         wait_answering(target, log, 120)
         import httpx  # keys on: the bench refuses to measure a gateway that answers without one
@@ -205,7 +209,7 @@ def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
         if refused != 401:
             stop(proc)
             raise RuntimeError(f"{name} answered {refused} without an API key (expected 401)")
-        target.version = "engine transport: " + transport
+        target.version = "engine transport: " + transport + (f" ({source_dir})" if source else "")
     elif name == "litellm":
         executable = peer_executable(name, venvs, install)
         if executable is None:
@@ -542,7 +546,9 @@ def profile(args, work: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help=f"comma-separated, of {ALL_TARGETS}")
+    parser.add_argument("--targets", default=",".join(ALL_TARGETS),
+                        help=f"comma-separated, of {ALL_TARGETS}, or gateway@DIR (the gateway of the checkout at "
+                             "DIR, e.g. a git worktree of another commit, measured in the same run)")
     parser.add_argument("--runs", type=int, default=1, help="whole runs, each its own table")
     parser.add_argument("--duration", type=float, default=10, help="seconds of the req/s run (32 connections)")
     parser.add_argument("--latency-duration", type=float, default=5, help="seconds of the p50 run (1 connection)")
@@ -557,7 +563,8 @@ def main() -> int:
                              "long streams, into OUT-requests.prof and OUT-streams.prof, and print the top costs")
     args = parser.parse_args()
     targets = [name.strip() for name in args.targets.split(",") if name.strip()]
-    unknown = sorted(set(targets) - set(ALL_TARGETS))
+    unknown = sorted(name for name in set(targets) - set(ALL_TARGETS)
+                     if not (name.startswith("gateway@") and Path(name[len("gateway@"):]).is_dir()))
     if unknown:
         raise SystemExit(f"unknown targets {unknown}; choose from {', '.join(ALL_TARGETS)}")
     require_wrk()

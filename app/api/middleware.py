@@ -103,7 +103,8 @@ class BodyCap:
         if declared is None and not chunked:
             return await self.app(scope, receive, send)  # HTTP/1.1: no length and no chunks is an empty body
         try:
-            body = await asyncio.wait_for(self._read(receive, declared), self.body_timeout_s)
+            async with asyncio.timeout(self.body_timeout_s):  # wait_for would run the read in a task of its own
+                body = await self._read(receive, declared)
         except _ClientGone:
             return None
         except _TooLarge:

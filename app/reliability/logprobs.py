@@ -32,6 +32,23 @@ class LogprobPlan:
             logprobs["top_logprobs"] = [_top_n(tops, self.client_top) for tops in logprobs["top_logprobs"]]
 
 
+    def keeps(self, choice: dict) -> bool:
+        """True when `strip(choice)` would leave the choice as it is (a conservative answer: False may be
+        wrong, True never is)."""
+        logprobs = choice.get("logprobs")
+        if logprobs is None:
+            return True
+        if not self.client_wants:
+            return False
+        if self.chat:
+            for entry in logprobs.get("content") or ():
+                tops = entry.get("top_logprobs")
+                if type(tops) is not list or len(tops) > self.client_top:
+                    return False
+            return True
+        return logprobs.get("top_logprobs") is None
+
+
 def _top_n(tops: dict | None, n: int) -> dict | None:
     if tops is None:
         return None

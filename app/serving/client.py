@@ -30,6 +30,7 @@ import asyncio
 import ssl
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 
@@ -38,6 +39,7 @@ from app.config.settings import Settings
 MAX_HEAD_BYTES = 64 * 1024
 READ_HIGH_WATER = 256 * 1024  # buffered response bytes above which the socket is paused
 NO_BODY_STATUSES = frozenset({204, 304})
+_SIZE, _DATA, _DATA_END, _TRAILERS, _END = range(5)  # where a chunked body's parser stands
 HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
@@ -51,9 +53,42 @@ def build_upstream_client(settings: Settings, tls: dict[tuple, ssl.SSLContext] |
                             write=settings.upstream_write_timeout_s, pool=settings.upstream_pool_timeout_s)
     transport = EngineTransport(keepalive_expiry=settings.upstream_keepalive_s, max_keepalive_connections=256,
                                 tls=tls)
-    client = httpx.AsyncClient(transport=transport, timeout=timeout)
+    client = EngineClient(transport=transport, timeout=timeout)
     client.engine_transport = transport  # app/serving/upstream.py sends proxied requests straight to it
     return client
+
+
+class EngineClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` that names its transport, for the proxied requests that skip the client's layers
+    (app/serving/upstream.py `direct_send`)."""
+
+    engine_transport: httpx.AsyncBaseTransport | None = None
+
+
+def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body of a streamed response as it arrives: straight from the engine transport's reader when the
+    body is not content-encoded (what `aiter_bytes` would yield, without its three generator layers per
+    piece), else through `aiter_bytes`. The caller closes the response."""
+    stream = response.stream
+    if isinstance(stream, _Body) and response.headers.get("content-encoding", "identity") == "identity" \
+            and not response.is_stream_consumed:
+        response.is_stream_consumed = True
+        return aiter(stream)
+    return response.aiter_bytes()
+
+
+async def read_body(response: httpx.Response) -> bytes:
+    """`await response.aread()`, reading a body of the engine transport straight off its connection."""
+    stream = response.stream
+    if isinstance(stream, _Body) and response.headers.get("content-encoding", "identity") == "identity" \
+            and not response.is_stream_consumed:
+        response.is_stream_consumed = True
+        try:
+            response._content = await stream.read_all()
+        finally:
+            await response.aclose()
+        return response._content
+    return await response.aread()
 
 
 class _Connection(asyncio.Protocol):
@@ -79,6 +114,7 @@ class _Connection(asyncio.Protocol):
         self.buffer += data
         if len(self.buffer) > READ_HIGH_WATER and not self.paused:
             self.paused = True
+            assert self.transport is not None  # data only arrives after connection_made
             self.transport.pause_reading()
         self._wake()
 
@@ -115,29 +151,44 @@ class _Connection(asyncio.Protocol):
         else:
             data = bytes(self.buffer[:count])
             del self.buffer[:count]
-        if self.paused and len(self.buffer) <= READ_HIGH_WATER // 4 and not self.closed:
-            self.paused = False
-            self.transport.resume_reading()
+        self._maybe_resume()
         return data
 
+    def consume(self, count: int) -> None:
+        """Drop the first `count` buffered bytes (already parsed in place)."""
+        del self.buffer[:count]
+        self._maybe_resume()
+
+    def _maybe_resume(self) -> None:
+        if self.paused and len(self.buffer) <= READ_HIGH_WATER // 4 and not self.closed:
+            self.paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+
     async def wait_data(self, timeout: float | None) -> None:
-        """Until more bytes arrive or the connection ends; ReadTimeout after `timeout` seconds."""
+        """Until more bytes arrive or the connection ends; ReadTimeout after `timeout` seconds.
+
+        A plain timer on the waiter (not an `asyncio.timeout` scope): a stream waits once per token."""
         if self.paused and not self.closed:
             self.paused = False
+            assert self.transport is not None
             self.transport.resume_reading()
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await self.waiter
-        except TimeoutError:
-            raise httpx.ReadTimeout("timed out reading the engine's answer") from None
+            await waiter
         finally:
             self.waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def write(self, data: bytes, timeout: float | None) -> None:
-        if self.closed or self.transport.is_closing():
+        transport = self.transport
+        assert transport is not None  # a connection is only used once connected (_connect)
+        if self.closed or transport.is_closing():
             return  # the answer (none) tells: a reused connection the server closed is retried upstream
-        self.transport.write(data)
+        transport.write(data)
         if self.writable is not None:
             try:
                 async with asyncio.timeout(timeout):
@@ -172,12 +223,12 @@ class _Body(httpx.AsyncByteStream):
         self._done = length == 0
         self._closed = False
 
-    async def __aiter__(self):
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunked_body() if self._chunked else self._plain_body()
+
+    async def _plain_body(self) -> AsyncIterator[bytes]:
         try:
-            if self._chunked:
-                async for piece in self._chunks():
-                    yield piece
-            elif self._length is not None:
+            if self._length is not None:
                 async for piece in self._sized():
                     yield piece
             else:
@@ -187,6 +238,80 @@ class _Body(httpx.AsyncByteStream):
             self._release(reuse=False)
             raise
         self._release(reuse=True)
+
+    async def _chunked_body(self) -> AsyncIterator[bytes]:
+        """The data of a chunked body: everything already buffered is parsed in one pass and handed on as one
+        piece (a stream's events often arrive several to a read), with no generator layers below this one."""
+        conn, timeout = self._conn, self._timeout
+        state, left = _SIZE, 0  # left: data bytes of the current chunk still to come
+        try:
+            while True:
+                buffer = conn.buffer
+                size, pos, out = len(buffer), 0, []
+                while pos < size:
+                    if state == _DATA:
+                        end = min(pos + left, size)
+                        out.append(bytes(buffer[pos:end]))
+                        left -= end - pos
+                        pos = end
+                        if not left:
+                            state = _DATA_END
+                        continue
+                    end = buffer.find(b"\r\n", pos)
+                    if end < 0:
+                        if size - pos > MAX_HEAD_BYTES:
+                            raise httpx.RemoteProtocolError("malformed chunked body from the engine")
+                        break
+                    line = bytes(buffer[pos:end])
+                    pos = end + 2
+                    if state == _SIZE:
+                        size_line = line.split(b";", 1)[0].strip()
+                        if not size_line or size_line.translate(None, HEX_DIGITS):  # int() takes "-5", "0x5", "1_0"
+                            raise httpx.RemoteProtocolError("malformed chunk size from the engine")
+                        left = int(size_line, 16)
+                        state = _DATA if left else _TRAILERS
+                    elif state == _DATA_END:
+                        if line:
+                            raise httpx.RemoteProtocolError("malformed chunk end from the engine")
+                        state = _SIZE
+                    elif not line:  # _TRAILERS: the empty line ends the body
+                        state = _END
+                        break
+                if pos:
+                    conn.consume(pos)
+                if state == _END:  # read to its end: reusable even if the consumer stops at this last piece
+                    self._done = True
+                if out:
+                    yield out[0] if len(out) == 1 else b"".join(out)
+                if state == _END:
+                    break
+                if conn.closed:  # what is left can never complete
+                    raise _incomplete_body(conn)
+                await conn.wait_data(timeout)
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        self._release(reuse=True)
+
+    async def read_all(self) -> bytes:
+        """The whole body at once (a non-streaming answer): a Content-Length body without the iterator layers
+        of `aread`, anything else through them."""
+        length = self._length
+        if self._chunked or length is None:
+            return b"".join([piece async for piece in self])
+        conn = self._conn
+        try:
+            while len(conn.buffer) < length:
+                if conn.closed:
+                    raise _incomplete_body(conn)
+                await conn.wait_data(self._timeout)
+            data = conn.take(length)
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        self._done = True
+        self._release(reuse=True)
+        return data
 
     async def _exactly(self, count: int):
         """`count` body bytes as they arrive (a Content-Length body, or one chunk's data)."""
@@ -219,35 +344,6 @@ class _Body(httpx.AsyncByteStream):
                 return
             await conn.wait_data(self._timeout)
 
-    async def _line(self) -> bytes:
-        conn = self._conn
-        while True:
-            end = conn.buffer.find(b"\r\n")
-            if end >= 0:
-                line = conn.take(end + 2)
-                return line[:-2]
-            if len(conn.buffer) > MAX_HEAD_BYTES:
-                raise httpx.RemoteProtocolError("malformed chunked body from the engine")
-            if conn.closed:
-                raise _incomplete_body(conn)
-            await conn.wait_data(self._timeout)
-
-    async def _chunks(self):
-        while True:
-            size_line = (await self._line()).split(b";", 1)[0].strip()
-            if not size_line or size_line.translate(None, HEX_DIGITS):  # int() takes "-5", "0x5", "1_0"
-                raise httpx.RemoteProtocolError("malformed chunk size from the engine")
-            size = int(size_line, 16)
-            if size == 0:
-                while await self._line():  # trailers, then the empty line
-                    pass
-                self._done = True
-                return
-            async for piece in self._exactly(size):
-                yield piece
-            if await self._line() != b"":
-                raise httpx.RemoteProtocolError("malformed chunk end from the engine")
-
     def _release(self, reuse: bool) -> None:
         if self._closed:
             return
@@ -259,6 +355,11 @@ class _Body(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self._release(reuse=True)  # reuses only a body read to its end
+
+
+def _time_out(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(httpx.ReadTimeout("timed out reading the engine's answer"))
 
 
 def _incomplete_body(conn: _Connection) -> Exception:
@@ -334,16 +435,22 @@ class EngineTransport(httpx.AsyncBaseTransport):
         return context
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        scheme = url.scheme
-        if scheme != "http" and scheme != "https":
-            raise httpx.UnsupportedProtocol(f"the engine transport speaks http and https, not {scheme!r}")
-        timeouts = request.extensions.get("timeout") or {}
-        trace = request.extensions.get("trace")
+        stream = request.stream
+        if not isinstance(stream, httpx.AsyncByteStream):
+            raise TypeError("the engine transport sends async request bodies only")
+        _check_scheme(request.url)
+        body = b"".join([part async for part in stream])
+        return await self.send_raw(request.url, request.method, _request_head(request, body), body,
+                                   request.extensions.get("timeout") or {}, request.extensions.get("trace"))
+
+    async def send_raw(self, url: httpx.URL, method: str, head: bytes, body: bytes, timeouts: dict,
+                       trace: Callable[[str, dict], Awaitable[None]] | None) -> httpx.Response:
+        """One request whose head (request line, headers, blank line) is already written out: what
+        `handle_async_request` sends for an `httpx.Request`, for a caller that never builds one
+        (app/serving/upstream.py `direct_send`). The response has no `request`."""
+        scheme = _check_scheme(url)
         port = url.port or (80 if scheme == "http" else 443)
         key = (scheme, url.host, port)
-        body = b"".join([part async for part in request.stream])
-        head = _request_head(request, body)
         conn = self._pool.get(key)
         if conn is None:
             if trace is not None:
@@ -354,7 +461,7 @@ class EngineTransport(httpx.AsyncBaseTransport):
             await conn.write(head + body if len(body) < 65536 else head, timeouts.get("write"))
             if len(body) >= 65536:
                 await conn.write(body, timeouts.get("write"))
-            response = await self._read_head(conn, request, timeouts.get("read"))
+            response = await self._read_head(conn, method, timeouts.get("read"))
         except BaseException:
             conn.close()
             raise
@@ -362,7 +469,7 @@ class EngineTransport(httpx.AsyncBaseTransport):
             await trace("http11.receive_response_headers.complete", {})
         return response
 
-    async def _read_head(self, conn: _Connection, request: httpx.Request, timeout: float | None) -> httpx.Response:
+    async def _read_head(self, conn: _Connection, method: str, timeout: float | None) -> httpx.Response:
         while True:
             end = conn.buffer.find(b"\r\n\r\n")
             while end < 0:
@@ -412,7 +519,7 @@ class EngineTransport(httpx.AsyncBaseTransport):
                     keep_alive = False
                 elif b"keep-alive" in tokens:
                     keep_alive = True
-        if request.method == "HEAD" or status in NO_BODY_STATUSES:
+        if method == "HEAD" or status in NO_BODY_STATUSES:
             length, chunked = 0, False
         elif chunked:
             length = None
@@ -430,10 +537,10 @@ async def _connect(key: tuple, host: str, port: int, timeout: float | None,
                    tls: ssl.SSLContext | None) -> _Connection:
     """A new connection; with `tls`, after a verified handshake (SNI and hostname check: `host`)."""
     loop = asyncio.get_running_loop()
-    options = {} if tls is None else {"ssl": tls, "server_hostname": host}
     try:
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_connection(lambda: _Connection(key), host, port, **options)
+            _, conn = await loop.create_connection(lambda: _Connection(key), host, port, ssl=tls,
+                                                   server_hostname=None if tls is None else host)
     except TimeoutError:
         raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
     except ssl.SSLCertVerificationError as exc:
@@ -446,6 +553,13 @@ async def _connect(key: tuple, host: str, port: int, timeout: float | None,
     except OSError as exc:
         raise httpx.ConnectError(str(exc)) from None
     return conn
+
+
+def _check_scheme(url: httpx.URL) -> str:
+    scheme = url.scheme
+    if scheme != "http" and scheme != "https":
+        raise httpx.UnsupportedProtocol(f"the engine transport speaks http and https, not {scheme!r}")
+    return scheme
 
 
 def _request_head(request: httpx.Request, body: bytes) -> bytes:

@@ -32,26 +32,62 @@ async def wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
+class _Watch:
+    """What the disconnect listener saw, shared with the request's task."""
+
+    __slots__ = ("settled", "fired", "cancelling", "error")
+
+    def __init__(self) -> None:
+        self.settled = False  # the work ended (returned or raised): the listener must not cancel any more
+        self.fired = False  # the listener cancelled the work
+        self.cancelling = 0  # the task's cancel requests before the listener's
+        self.error: BaseException | None = None  # receive failed: an error of its own, not a disconnect
+
+
+async def _listen(receive: Receive, task: asyncio.Task, watch: _Watch) -> None:
+    try:
+        await wait_for_disconnect(receive)
+    except Exception as exc:  # noqa: BLE001 - handed to the request's task, raised there
+        watch.error = exc
+    if not watch.settled:
+        watch.fired = True
+        watch.cancelling = task.cancelling()
+        task.cancel()
+
+
 async def until_disconnect(receive: Receive | None, work: Awaitable[T]) -> T:
     """The result of `work`, or `client_gone()` raised as soon as the client disconnects (work cancelled).
 
-    Work that finished wins a tie, so a result (an open upstream response) is never dropped
-    unclosed: whoever gets it sees the disconnect next and cleans up.
+    The work runs in the caller's task (no task of its own); a listener task cancels it when the client
+    disconnects, and it has unwound (closed its connection) by the time `client_gone()` is raised. Work
+    that finished wins a tie, so a result (an open upstream response) is never dropped unclosed: once the
+    work has returned, the listener cancels nothing, and whoever gets the result sees the disconnect next
+    and cleans up.
     """
     if receive is None:
         return await work
-    task = asyncio.ensure_future(work)
-    listener = asyncio.ensure_future(wait_for_disconnect(receive))
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("until_disconnect runs in a task")
+    watch = _Watch()
+    listener = asyncio.ensure_future(_listen(receive, task, watch))
     try:
-        await asyncio.wait((task, listener), return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
-        listener.result()  # a failing receive is an error of its own, not a disconnect
-        raise client_gone()
+        return await work
+    except asyncio.CancelledError:
+        if watch.fired and task.uncancel() <= watch.cancelling:  # the listener's cancel, nobody else's
+            watch.fired = False
+            if watch.error is not None:
+                raise watch.error from None
+            raise client_gone() from None
+        raise
     finally:
-        for pending in (listener, task):
-            if not pending.done():
-                pending.cancel()
-                # Wait for the cancelled work to unwind (close its connection) before going on.
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
+        watch.settled = True
+        if not listener.done():
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        elif watch.fired:
+            # The listener cancelled this task after the work had already settled some other way
+            # (an exception of its own): take the cancel back, the work's own outcome stands.
+            watch.fired = False
+            task.uncancel()

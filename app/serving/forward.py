@@ -16,6 +16,7 @@ from app.errors import OpenAIError
 from app.reliability.logprobs import LogprobPlan
 from app.reliability.verdict import flags_header
 from app.serving.assess import assess
+from app.serving.codec import loads
 from app.serving.deadline import within_deadline
 from app.serving.disconnect import Receive, until_disconnect
 from app.serving.exchange import Exchange
@@ -39,7 +40,7 @@ async def _forward(gateway: GatewayState, exchange: Exchange, path: str, upstrea
     if response.status_code >= 400:
         raise upstream_error(backend.variant, response.status_code, response.content, path)
     try:
-        data = response.json()
+        data = loads(response.content)
         if not isinstance(data, dict):
             raise ValueError("the answer is not a JSON object")
     except ValueError as exc:

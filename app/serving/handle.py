@@ -77,7 +77,8 @@ async def serve(request: Request, gateway: GatewayState, body: dict, chat: bool)
         upstream_body = dict(body, model=backend.served_model, cache_salt=gateway.cache_salt.for_key(key_id))
         plan = plan_logprobs(upstream_body, chat)
         if not stream:
-            response = await forward(gateway, exchange, path, upstream_body, plan, receive=request.receive)
+            response: Response = await forward(gateway, exchange, path, upstream_body, plan,
+                                               receive=request.receive)
             if guard.active:
                 response = await guard.after_answer(exchange, response, resender(
                     gateway, request, exchange, path, client_body, chat, key_id))

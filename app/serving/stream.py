@@ -27,10 +27,12 @@ from starlette.responses import Response
 from app.errors import OpenAIError, SendTimedOut
 from app.reliability.logprobs import LogprobPlan
 from app.serving.assess import assess
+from app.serving.client import body_chunks
+from app.serving.codec import loads
 from app.serving.deadline import deadline_exceeded, time_left, within_deadline
 from app.serving.disconnect import CLIENT_CLOSED, Receive, until_disconnect
 from app.serving.exchange import Exchange
-from app.serving.sse import sse_data
+from app.serving.sse import sse_events
 from app.serving.upstream import send_upstream, stream_error, transport_failure, upstream_error
 from app.state import GatewayState
 from moeprune.reliability.token_trace import TokenTrace
@@ -44,6 +46,9 @@ Emit = Callable[[bytes], Awaitable[None]]
 def sse(payload: dict | str) -> bytes:
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     return f"data: {data}\n\n".encode()
+
+
+DONE = sse("[DONE]")
 
 
 async def open_stream(gateway: GatewayState, exchange: Exchange, path: str, upstream_body: dict,
@@ -108,8 +113,7 @@ class RelayResponse(Response):
             if not scope.expired():
                 raise
             failure = deadline_exceeded(self.exchange)
-            await emit(sse(failure.body()))
-            await emit(sse("[DONE]"))
+            await emit(sse(failure.body()) + DONE)
             status = failure.status
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return status
@@ -117,54 +121,64 @@ class RelayResponse(Response):
 
 async def relay(gateway: GatewayState, exchange: Exchange, upstream: httpx.Response, upstream_body: dict,
                 plan: LogprobPlan, client_wants_usage: bool, emit: Emit) -> int:
-    """Pass the engine's chunks on through `emit`; return the status the access log records."""
+    """Pass the engine's chunks on through `emit`; return the status the access log records.
+
+    The events of one read from the engine go on in one `emit` (one write to the client), and nothing
+    is held back across an await: whatever was prepared is sent before the next read."""
     trace = TokenTrace()
     usage_chunk, template, finished = None, None, False
     variant = exchange.target.variant
+    out: list[bytes] = []  # prepared events of the current read, not yet sent
     try:
-        async with contextlib.aclosing(sse_data(upstream.aiter_bytes())) as events:
-            async for data in events:
-                if data == b"[DONE]":
-                    finished = True
+        async with contextlib.aclosing(sse_events(body_chunks(upstream))) as reads:
+            async for events in reads:
+                for data in events:
+                    if data == b"[DONE]":
+                        finished = True
+                        break
+                    chunk = loads(data)
+                    if not isinstance(chunk, dict):
+                        raise ValueError("a stream chunk that is not a JSON object")
+                    failure = stream_error(variant, chunk)
+                    if failure is not None:
+                        return await end_with(emit, failure, out)
+                    template = template or chunk
+                    if exchange.completion_id is None and isinstance(chunk.get("id"), str):
+                        exchange.completion_id = chunk["id"]
+                    if chunk.get("usage"):
+                        exchange.count_usage(chunk["usage"])
+                    if not chunk.get("choices"):
+                        usage_chunk = chunk if chunk.get("usage") else usage_chunk
+                        continue
+                    out.append(prepare_event(chunk, data, exchange, trace, plan, client_wants_usage))
+                if out:
+                    batch = out[0] if len(out) == 1 else b"".join(out)
+                    out.clear()
+                    await emit(batch)
+                if finished:
                     break
-                chunk = json.loads(data)
-                if not isinstance(chunk, dict):
-                    raise ValueError("a stream chunk that is not a JSON object")
-                failure = stream_error(variant, chunk)
-                if failure is not None:
-                    return await end_with(emit, failure)
-                template = template or chunk
-                if exchange.completion_id is None and isinstance(chunk.get("id"), str):
-                    exchange.completion_id = chunk["id"]
-                if chunk.get("usage"):
-                    exchange.count_usage(chunk["usage"])
-                if not chunk.get("choices"):
-                    usage_chunk = chunk if chunk.get("usage") else usage_chunk
-                    continue
-                await emit(sse(prepare_chunk(chunk, exchange, trace, plan, client_wants_usage)))
         if not finished:  # the engine closed a complete-looking body without its final [DONE]
             log.warning("engine stream ended without [DONE]", extra={"variant": variant})
             return await end_with(emit, OpenAIError(502, f"the engine of variant {variant!r} ended the stream "
-                                                         "early; retry", code="upstream_failed"))
+                                                         "early; retry", code="upstream_failed"), out)
         reliability = await assess(gateway, exchange.target, upstream_body, trace, plan.chat,
                                    exchange.completion_tokens, exchange.prompt_tokens)
         exchange.flags = reliability["flags"]
         exchange.reliability = reliability
         exchange.text["completion_text"] = trace.answer
-        await emit(sse(final_chunk(exchange, template, usage_chunk, reliability, client_wants_usage)))
-        await emit(sse("[DONE]"))
+        await emit(sse(final_chunk(exchange, template, usage_chunk, reliability, client_wants_usage)) + DONE)
         return 200
     except httpx.HTTPError as exc:
-        return await end_with(emit, transport_failure(gateway, exchange.backend, exc))
+        return await end_with(emit, transport_failure(gateway, exchange.backend, exc), out)
     except ValueError as exc:  # not JSON, not UTF-8, an event too long
         log.warning("malformed engine stream", extra={"variant": variant, "error": str(exc)[:500]})
         return await end_with(emit, OpenAIError(502, f"the engine of variant {variant!r} sent a malformed "
-                                                     "stream; retry", code="upstream_failed"))
+                                                     "stream; retry", code="upstream_failed"), out)
 
 
-async def end_with(emit: Emit, failure: OpenAIError) -> int:
-    await emit(sse(failure.body()))
-    await emit(sse("[DONE]"))
+async def end_with(emit: Emit, failure: OpenAIError, prepared: list[bytes] | None = None) -> int:
+    """The events already prepared (they came before the failure), then the error event and [DONE]."""
+    await emit(b"".join(prepared or ()) + sse(failure.body()) + DONE)
     return failure.status
 
 
@@ -181,6 +195,61 @@ def prepare_chunk(chunk: dict, exchange: Exchange, trace: TokenTrace, plan: Logp
     if not client_wants_usage:
         chunk.pop("usage", None)
     return chunk
+
+
+def prepare_event(chunk: dict, data: bytes, exchange: Exchange, trace: TokenTrace, plan: LogprobPlan,
+                  client_wants_usage: bool) -> bytes:
+    """The client's event for one chunk with choices (`data`: the engine's JSON of `chunk`).
+
+    When the gateway would change nothing in the chunk but its `model` (no usage to drop, no logprobs to
+    trim), the engine's own bytes go on, with the variant's name spliced in where the engine's served name
+    stands, instead of `json.dumps` of the parsed chunk: the same JSON value. Only for data that `sse()`
+    could not write differently in a way a client could notice: all ASCII (`json.dumps` escapes the rest,
+    which keeps U+2028 and friends out of the stream) and on one line with no bare CR (an event's data
+    spread over several `data:` lines is joined by newlines)."""
+    variant = exchange.target.variant
+    model = chunk.get("model")
+    same = ((client_wants_usage or "usage" not in chunk) and isinstance(model, str)
+            and data.isascii() and b"\n" not in data and b"\r" not in data)
+    if same and model != variant:
+        # The engine's served name -> the variant's, spliced into its bytes when `"model"` occurs exactly
+        # once, as `"model":"<served>"` right after `{` or `,` (so a key, not the end of a string: an
+        # unescaped quote ends a string and JSON allows no `model` after one); else re-encoded.
+        engine_field = _model_field(model)
+        at = data.find(engine_field)
+        same = at > 0 and data[at - 1] in b"{," and data.count(b'"model"') == 1
+        if same:
+            data = data[:at] + _model_field(variant) + data[at + len(engine_field):]
+    chat = plan.chat
+    for choice in chunk["choices"]:
+        piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+        if piece:
+            exchange.mark_first_token()
+        if choice.get("index", 0) == 0:  # the verdict judges the first choice
+            trace.add_choice(choice, chat)
+        if same and plan.keeps(choice):
+            continue
+        same = False
+        plan.strip(choice)
+    if same:
+        return b"data: " + data + b"\n\n"
+    chunk["model"] = variant
+    if not client_wants_usage:
+        chunk.pop("usage", None)
+    return sse(chunk)
+
+
+_MODEL_FIELDS: dict[str, bytes] = {}
+
+
+def _model_field(model: str) -> bytes:
+    """`"model":"<model>"` as `json.dumps` writes it, ASCII (remembered: a gateway serves a handful of names)."""
+    field = _MODEL_FIELDS.get(model)
+    if field is None:
+        field = b'"model":' + json.dumps(model).encode()
+        if len(_MODEL_FIELDS) < 1024:
+            _MODEL_FIELDS[model] = field
+    return field
 
 
 def final_chunk(exchange: Exchange, template: dict | None, usage_chunk: dict | None, reliability: dict,

@@ -19,6 +19,7 @@ import httpx
 
 from app.engines.backends import Backend
 from app.errors import OpenAIError
+from app.serving.client import EngineTransport, read_body
 from app.state import GatewayState
 
 log = logging.getLogger("moeprune.upstream")
@@ -61,7 +62,9 @@ async def send_upstream(gateway: GatewayState, backend: Backend, path: str, body
 async def _send_with_retry(gateway: GatewayState, backend: Backend, path: str, content: bytes,
                            stream: bool) -> httpx.Response:
     client = gateway.client
-    transport = getattr(client, "engine_transport", None)
+    if client is None:  # set by the app's lifespan (app/main.py) before the first request
+        raise RuntimeError("the gateway's engine client is not set up")
+    transport: httpx.AsyncBaseTransport | None = getattr(client, "engine_transport", None)
     for attempt in (1, 2):
         trace = AttemptTrace()
         try:
@@ -86,17 +89,25 @@ JSON_HEADERS = {"content-type": "application/json"}
 async def direct_send(client: httpx.AsyncClient, transport: httpx.AsyncBaseTransport, backend: Backend, path: str,
                       content: bytes, trace: AttemptTrace, stream: bool) -> httpx.Response:
     """`client.send` without its layers the gateway never uses (auth flows, redirects, cookies, event
-    hooks), straight to the engine transport: the same request, headers, timeouts and trace."""
+    hooks), straight to the engine transport: the same request, headers, timeouts and trace. To the
+    hand-written transport the request goes as the bytes of its head (no `httpx.Request` is built: the
+    same head `handle_async_request` would write for it, and the response has no `request`)."""
     headers = [(b"host", backend_host(backend)), (b"accept", b"*/*"), (b"content-type", b"application/json"),
                (b"content-length", str(len(content)).encode())]
     headers += [(name.lower().encode(), value.encode()) for name, value in backend.upstream_headers().items()]
-    request = httpx.Request("POST", backend_url(backend, path), headers=headers, content=content,
-                            extensions={"trace": trace, "timeout": client.timeout.as_dict()})
-    response = await transport.handle_async_request(request)
-    response.request = request
+    url = backend_url(backend, path)
+    if isinstance(transport, EngineTransport):
+        head = b"\r\n".join([b"POST " + url.raw_path + b" HTTP/1.1", *[name + b": " + value for name, value in headers],
+                             b"", b""])
+        response = await transport.send_raw(url, "POST", head, content, client.timeout.as_dict(), trace)
+    else:
+        request = httpx.Request("POST", url, headers=headers, content=content,
+                                extensions={"trace": trace, "timeout": client.timeout.as_dict()})
+        response = await transport.handle_async_request(request)
+        response.request = request
     if not stream:
         try:
-            await response.aread()
+            await read_body(response)
         except BaseException:
             await response.aclose()
             raise
@@ -134,7 +145,10 @@ def transport_failure(gateway: GatewayState, backend: Backend, exc: httpx.HTTPEr
     variant = backend.variant
     log.warning("upstream transport failure", extra={"variant": variant, "error": f"{type(exc).__name__}: {exc}"})
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        gateway.supervisor.mark_down(backend, f"cannot connect: {exc}")
+        supervisor = gateway.supervisor
+        if supervisor is None:  # set with the client by the app's lifespan (app/main.py)
+            raise RuntimeError("the gateway's engine supervisor is not set up")
+        supervisor.mark_down(backend, f"cannot connect: {exc}")
         return backend_unavailable(backend)
     if isinstance(exc, httpx.TimeoutException):
         return OpenAIError(504, f"the engine of variant {variant!r} did not answer in time; retry",

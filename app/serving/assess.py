@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+import httpx
+
 from app.guard.prompt_text import prompt_text
 from app.reliability.certified import certified_verdict
 from app.reliability.checks import CheckLimits, agreement_rate, base_mean_logprob
@@ -32,6 +34,12 @@ def enabled_checks(gateway: GatewayState, target: Target) -> tuple[bool, int]:
     return base_check and variant.base is not None, samples
 
 
+def _client(gateway: GatewayState) -> httpx.AsyncClient:
+    if gateway.client is None:  # set by the app's lifespan (app/main.py) before the first request
+        raise RuntimeError("the gateway's engine client is not set up")
+    return gateway.client
+
+
 async def _base_check(gateway: GatewayState, target: Target, upstream_body: dict, trace: TokenTrace,
                       chat: bool, prompt_tokens: int, limits: CheckLimits) -> float | None:
     base_name = gateway.config.variants[target.variant].base
@@ -49,7 +57,7 @@ async def _base_check(gateway: GatewayState, target: Target, upstream_body: dict
     try:
         path = "/v1/chat/completions" if chat else "/v1/completions"
         with gateway.spans.engine_call(base.variant, path, "base_check"):
-            return await base_mean_logprob(gateway.client, base.url, base.served_model, upstream_body, trace, chat,
+            return await base_mean_logprob(_client(gateway), base.url, base.served_model, upstream_body, trace, chat,
                                            prompt_tokens, limits, base.upstream_headers())
     finally:
         slots.release()
@@ -65,7 +73,7 @@ async def _self_consistency(gateway: GatewayState, target: Target, upstream_body
     path = "/v1/chat/completions" if chat else "/v1/completions"
     try:
         with gateway.spans.engine_call(backend.variant, path, "self_consistency"):
-            return await agreement_rate(gateway.client, backend.url, path, upstream_body, answer, samples, limits,
+            return await agreement_rate(_client(gateway), backend.url, path, upstream_body, answer, samples, limits,
                                         backend.upstream_headers())
     finally:
         slots.release()

@@ -27,7 +27,7 @@ class Exchange:
         self.completion_tokens = 0
         self.flags: list[str] = []
         self.reliability: dict | None = None  # the served answer's `reliability` object (None: no answer)
-        self.text: dict[str, str] = {}
+        self.text: dict[str, object] = {}  # prompt/completion for the access log (MOEPRUNE_LOG_TEXT)
         self.slots: Slots | None = None  # the variant's and the key's sequences this request holds
         self.key_id = "anonymous"  # the API key's digest (app/api/auth.py key_id): who may give feedback
         self.completion_id: str | None = None  # the engine's answer id, remembered for POST /v1/feedback

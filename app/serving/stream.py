@@ -211,7 +211,7 @@ def prepare_event(chunk: dict, data: bytes, exchange: Exchange, trace: TokenTrac
     model = chunk.get("model")
     same = ((client_wants_usage or "usage" not in chunk) and isinstance(model, str)
             and data.isascii() and b"\n" not in data and b"\r" not in data)
-    if same and model != variant:
+    if same and isinstance(model, str) and model != variant:
         # The engine's served name -> the variant's, spliced into its bytes when `"model"` occurs exactly
         # once, as `"model":"<served>"` right after `{` or `,` (so a key, not the end of a string: an
         # unescaped quote ends a string and JSON allows no `model` after one); else re-encoded.

@@ -15,7 +15,7 @@ what the rest of the field uses, behind the same serving code:
 Two entry points, neither used by the gateway itself:
 
     python -m bench.upstream_transports --transport aiohttp serve --config variants.yaml --port 8080
-    MOEPRUNE_BENCH_UPSTREAM=aiohttp pytest -p bench.upstream_transports tests/app/test_engine_transport.py
+    MOEPRUNE_BENCH_UPSTREAM=aiohttp pytest -p bench.upstream_transports tests/app/serving/test_engine_transport.py
 
 The first runs `moeprune` with the chosen transport (under cProfile, stats written
 on exit, when $MOEPRUNE_BENCH_CPROFILE names a file); the second (a pytest

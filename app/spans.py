@@ -28,6 +28,10 @@ from collections.abc import Iterator
 from app.trace import CURRENT, TraceContext
 
 TRACER_NAME = "moeprune.gateway"
+# Each export (its retries included) gives up after this, unless OpenTelemetry's own timeout variables say
+# otherwise: the SDK's 10 s default held a gateway's shutdown ~9 s when the collector was gone.
+EXPORT_TIMEOUT_S = 3.0
+TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
 # Attributes copied from the access-log fields onto the request span (app/serving/exchange.py).
 ANNOTATED = {
     "variant": "moeprune.variant", "experiment": "moeprune.experiment", "endpoint": "moeprune.endpoint",
@@ -63,7 +67,8 @@ class Spans:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        timeout = None if any(name in os.environ for name in TIMEOUT_VARIABLES) else EXPORT_TIMEOUT_S
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=timeout)))
         return cls(provider)
 
     @property

@@ -52,8 +52,9 @@ class RequestId:
                 message.setdefault("headers", []).append(tag)
             await send(message)
 
-        spans = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
-        spans = spans.spans if spans is not None else Spans(None)
+        # Read per request, not at construction: the gateway's spans may be swapped after create_app (tests).
+        gateway = getattr(getattr(scope.get("app"), "state", None), "gateway", None)
+        spans = gateway.spans if gateway is not None else Spans(None)  # an app without a gateway: no spans
         # With spans on, the context carries the request span's ids (app/spans.py).
         with spans.request(trace, scope.get("method", ""), scope.get("path", "")) as trace:
             state = scope.setdefault("state", {})

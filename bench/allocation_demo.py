@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/allocation_demo.py [--cache-dir DIR] [--methods frequency,gate,reap]
         [--ratios 0.5,0.75] [--allocations uniform,global,coverage] [--limit N] [--no-base]
-        [--md bench/allocation_demo.md] [--json bench/allocation_demo.json]
+        [--train-seeds 0,1,2] [--md bench/allocation_demo.md] [--json bench/allocation_demo.json]
 
 Issue 21 ("Measured"). Uses the demo's own steps: the shipped demo model (`demo.build.build_model`, one
 training seed), the demo's biomedical calibration file (`demo.calibration`), the pruning entry the demo
@@ -218,28 +218,68 @@ def table(results: list[dict], base: dict | None) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(args, record, results, base, seconds, partial: bool) -> None:
+def over_seeds(runs: list[dict]) -> list[str]:
+    """Per uneven allocation, method and ratio: its difference from uniform in each training seed, and in how
+    many seeds the Wilson intervals were disjoint in its favour or against it."""
+    lines = []
+    keys = [(r["method"], r["ratio"], r["allocation"]) for r in runs[0]["results"] if r["allocation"] != "uniform"]
+    for method, ratio, allocation in keys:
+        parts = []
+        for key, label, higher in (("bio_acc", "bio", True), ("general_acc", "general", True),
+                                   ("hallucination", "hallucination", False)):
+            deltas, better, worse = [], 0, 0
+            for run in runs:
+                by_key = {(r["method"], r["ratio"], r["allocation"]): r for r in run["results"]}
+                uneven, uniform = by_key.get((method, ratio, allocation)), by_key.get((method, ratio, "uniform"))
+                if not uneven or not uniform or uneven.get(key) is None or uniform.get(key) is None:
+                    deltas.append("-")
+                    continue
+                deltas.append(f"{100 * (uneven[key] - uniform[key]):+.1f}")
+                a, b = uniform.get(f"{key}_ci95"), uneven.get(f"{key}_ci95")
+                if a and b and not overlap(a, b):
+                    if (uneven[key] > uniform[key]) == higher:
+                        better += 1
+                    else:
+                        worse += 1
+            parts.append(f"{label} {'/'.join(deltas)} pts (disjoint better in {better}, worse in {worse} of "
+                         f"{len(runs)})")
+        lines.append(f"- {method} {round(100 * ratio)}% {allocation} vs uniform, per seed "
+                     f"{'/'.join(str(run['seed']) for run in runs)}: " + "; ".join(parts))
+    return lines
+
+
+def write_outputs(args, runs: list[dict]) -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     command = ".venv/bin/python " + " ".join(["bench/allocation_demo.py", *sys.argv[1:]])
     meta = {"date": str(datetime.date.today()), "cpu": cpu, "cores": os.cpu_count(),
-            "load_average_end": round(os.getloadavg()[0], 2), "model": record["key"],
-            "weights_sha256": record["weights_sha256"], "seeds": [0], "limit": args.limit,
-            "command": command, "evaluation_seconds": round(seconds), "partial": partial}
+            "load_average_end": round(os.getloadavg()[0], 2), "seeds": [run["seed"] for run in runs],
+            "limit": args.limit, "command": command}
     if args.json:
-        args.json.write_text(json.dumps({**meta, "base": base, "variants": results}, indent=2) + "\n")
-    if args.md:
-        status = "PARTIAL (the run did not finish every variant)" if partial else "complete"
-        header = (f"## {meta['date']}, {cpu}, {meta['cores']} cores, load average {meta['load_average_end']:.1f} "
-                  f"at the end ({status})\n\n"
-                  f"Model {record['key']} (the shipped demo weights, one training seed), weights sha256 "
-                  f"`{record['weights_sha256'][:16]}`; {len(results)} variants pruned and evaluated in "
-                  f"{seconds:.0f} s (vLLM CPU, float32, one engine at a time"
-                  f"{'' if args.limit is None else f', first {args.limit} items of each set'}).\n\n"
-                  f"Re-run: `{command}`\n\n")
-        body = table(results, base) + "\n\n### Rule-based comparison (uneven vs uniform, same method and ratio)\n\n" \
-            + "\n".join(verdict_lines(results)) + "\n"
-        args.md.write_text(args.title + header + body + args.tail)
+        args.json.write_text(json.dumps({**meta, "runs": [
+            {"seed": run["seed"], "model": run["record"]["key"], "source": run["record"].get("source"),
+             "weights_sha256": run["record"]["weights_sha256"], "evaluation_seconds": round(run["seconds"]),
+             "partial": run["partial"], "base": run["base"], "variants": run["results"]} for run in runs]},
+            indent=2) + "\n")
+    if not args.md:
+        return
+    sections = [f"## {meta['date']}, {cpu}, {meta['cores']} cores, load average {meta['load_average_end']:.1f} "
+                f"at the end\n\nRe-run: `{command}`\n"]
+    if len(runs) > 1:
+        sections.append("### Over training seeds (uneven minus uniform, points; a Wilson-interval comparison per "
+                        "seed)\n\n" + "\n".join(over_seeds(runs)) + "\n")
+    for run in runs:
+        record, results = run["record"], run["results"]
+        status = "PARTIAL (the run did not finish every variant)" if run["partial"] else "complete"
+        sections.append(
+            f"### Training seed {run['seed']} ({status})\n\n"
+            f"Model {record['key']} ({record.get('source', 'trained')} weights), weights sha256 "
+            f"`{record['weights_sha256'][:16]}`; {len(results)} variants pruned and evaluated in "
+            f"{run['seconds']:.0f} s (vLLM CPU, float32, one engine at a time"
+            f"{'' if args.limit is None else f', first {args.limit} items of each set'}).\n\n"
+            + table(results, run["base"]) + "\n\n#### Rule-based comparison (uneven vs uniform, same method and "
+            "ratio)\n\n" + "\n".join(verdict_lines(results)) + "\n")
+    args.md.write_text(args.title + "\n".join(sections) + args.tail)
 
 
 def main() -> int:
@@ -252,6 +292,9 @@ def main() -> int:
     parser.add_argument("--no-base", action="store_true", help="skip the unpruned base's card")
     parser.add_argument("--md", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--train-seeds", default="0",
+                        help="comma-separated training seeds of the demo model (0 = the shipped weights; any other "
+                             "seed is trained here first)")
     args = parser.parse_args()
     args.title, args.tail = "# Expert allocation on the demo model (`bench/allocation_demo.py`)\n\n", ""
     if args.md and args.md.exists():
@@ -267,21 +310,36 @@ def main() -> int:
     allocations = [a.strip() for a in args.allocations.split(",") if a.strip()]
 
     cache = args.cache_dir or default_cache_dir()
-    cfg = DemoModelConfig()
+    runs: list[dict] = []
+    for seed in [int(x) for x in args.train_seeds.split(",") if x.strip()]:
+        run = {"seed": seed, "results": [], "base": None, "seconds": 0.0, "partial": True}
+        runs.append(run)
+        run_seed(args, run, cache, methods, ratios, allocations, lambda: write_outputs(args, runs))
+        print(table(run["results"], run["base"]))
+        print("\n".join(verdict_lines(run["results"])))
+    if len(runs) > 1:
+        print("\n".join(over_seeds(runs)))
+    return 0
+
+
+def run_seed(args, run: dict, cache: Path, methods, ratios, allocations, save) -> None:
+    """Prune and evaluate every (method, ratio, allocation) on one training seed's model, filling `run` as it
+    goes and calling `save` after each variant (an interrupted run keeps what it measured)."""
+    cfg = DemoModelConfig(seed=run["seed"])
     model_dir, record = build_model(cfg, cache, use_shipped=True)
     work = cache / "runs" / model_dir.name / "allocation"
     calibration = write_calibration(build_corpus(cfg.corpus_seed), work / "calibration-biomedical.jsonl")
     cards_dir = work / ("cards" if args.limit is None else f"cards-limit{args.limit}")
     started = time.monotonic()
     base = None
-    results: list[dict] = []
+    run["record"] = record
+    results: list[dict] = run["results"]
     jobs = [(m, r, a) for m in methods for r in ratios for a in allocations]
-    partial = True
     try:
         if not args.no_base:
             card = evaluate_all([Variant("base", model_dir)], cards_dir, tasks="all", limit=args.limit,
                                 parallel=1, progress=False)["base"]
-            base = measures("base", card)
+            base = run["base"] = measures("base", card)
             print(f"base: bio {pct(base['bio_acc'])} general {pct(base['general_acc'])} "
                   f"halluc {pct(base['hallucination'])}", flush=True)
         for method, ratio, allocation in jobs:
@@ -305,7 +363,8 @@ def main() -> int:
                             or k in ("hallucination", "refusal", "nota", "card", "paired_vs_uniform")})
                 row["same_experts_as"] = twin["variant"]
                 print(f"{variant.name}: same experts as {twin['variant']}, measurement reused", flush=True)
-                write_outputs(args, record, results, base, time.monotonic() - started, partial=True)
+                run["seconds"] = time.monotonic() - started
+                save()
                 continue
             t0 = time.monotonic()
             try:
@@ -329,13 +388,12 @@ def main() -> int:
                             and r["allocation"] == "uniform"), None)
                 if ref:
                     row["paired_vs_uniform"] = {t: paired(Path(ref["card"]), card, t) for t in ("bio_qa", "general_qa")}
-            write_outputs(args, record, results, base, time.monotonic() - started, partial=True)
-        partial = False
+            run["seconds"] = time.monotonic() - started
+            save()
+        run["partial"] = False
     finally:
-        write_outputs(args, record, results, base, time.monotonic() - started, partial=partial)
-    print(table(results, base))
-    print("\n".join(verdict_lines(results)))
-    return 0
+        run["seconds"] = time.monotonic() - started
+        save()
 
 
 if __name__ == "__main__":

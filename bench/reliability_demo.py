@@ -1,6 +1,7 @@
 """Certified flags on the demo: p_wrong's separation and each certificate, per served variant and gate domain.
 
-    .venv/bin/python bench/reliability_demo.py [--cache-dir DIR] [--limit N] [--md bench/reliability_demo.md]
+    .venv/bin/python bench/reliability_demo.py [--cache-dir DIR] [--limit N] [--train-seeds 0,1,2] [--no-global]
+        [--md bench/reliability_demo.md]
 
 Uses the demo's own steps: the demo model (shipped or cached), the served pair pruned on biomedical
 calibration data, and `demo.evaluation.evaluate_served` (the base and the served variants on the utility
@@ -17,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ from moeprune.formats.report_card import ReportCard  # noqa: E402
 from moeprune.reliability.certificate import upper_bound  # noqa: E402
 
 SERVED = {"gate-25": 0.25, "gate-50": 0.5}
+GLOBAL_VARIANT = "gate-50-global"
 
 
 def pct(value) -> str:
@@ -95,34 +98,115 @@ def table(cards: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--md", type=Path, default=None, help="write the table (with machine and date) here")
-    args = parser.parse_args()
-    cache = args.cache_dir or default_cache_dir()
-    cfg = DemoModelConfig()
+def prune_global(model_dir: Path, variants_dir: Path, calibration: Path) -> Variant:
+    """gate-50 with `--allocation global` (the same total of kept experts, uneven per layer): does a variant
+    that keeps more of its domain make the issue's coverage target reachable? Measured beside the served pair,
+    not served by the demo."""
+    from pruning.pipeline import run_prune
+
+    out = variants_dir / GLOBAL_VARIANT
+    if not (out / "pruning.json").exists():
+        staging = out.with_name(out.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        run_prune(model_dir, staging, method="gate", ratio=0.5, allocation="global", seed=0,
+                  calibration=[calibration], samples=128, progress=False, overwrite=True)
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    return Variant(GLOBAL_VARIANT, out, "gate", 0.5)
+
+
+def one_seed(seed: int, cache: Path, limit: int | None, with_global: bool) -> dict:
+    """Build (train, or take the shipped weights for seed 0) the demo model of one training seed, prune the served
+    pair (and gate-50 with global allocation), evaluate them with the base cross-check; the cards' paths."""
+    cfg = DemoModelConfig(seed=seed)
     model_dir, record = build_model(cfg, cache, use_shipped=True)
     run_dir = cache / "runs" / model_dir.name
     calibration = write_calibration(build_corpus(cfg.corpus_seed), run_dir / "calibration-biomedical.jsonl")
     pruned = prune_variants(model_dir, run_dir / "variants", calibration, ["gate"], sorted(SERVED.values()))
+    served = [v for v in pruned if v.name in SERVED]
+    if with_global:
+        served.append(prune_global(model_dir, run_dir / "variants", calibration))
     started = time.monotonic()
-    cards = evaluate_served(Variant("base", model_dir), [v for v in pruned if v.name in SERVED], run_dir / "cards",
-                            limit=args.limit, use_shipped=False)  # measured here, never the shipped cards
-    seconds = time.monotonic() - started
-    text = table(cards)
-    print(text)
-    if args.md:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), platform.processor())
-        header = (f"## {datetime.date.today()}, {cpu}, {os.cpu_count()} cores, "
-                  f"load average {os.getloadavg()[0]:.1f} at the end\n\n"
-                  f"Model {record['key']}, weights sha256 `{record['weights_sha256'][:16]}`; evaluation of base + "
-                  f"{', '.join(SERVED)} took {seconds:.0f} s (vLLM CPU, float32).\n\n")
-        args.md.write_text(header + text + "\n")
-        (args.md.with_suffix(".json")).write_text(json.dumps({name: str(p) for name, p in cards.items()}))
+    cards = evaluate_served(Variant("base", model_dir), served, run_dir / "cards",
+                            limit=limit, use_shipped=False)  # measured here, never the shipped cards
+    return {"seed": seed, "record": record, "cards": cards, "seconds": time.monotonic() - started}
+
+
+def over_seeds(runs: list[dict]) -> str:
+    """One line per variant, domain and base-check setting: each seed's AUROC and certificate side by side."""
+    per_key: dict[tuple, dict[int, tuple]] = {}
+    for run in runs:
+        for name, path in run["cards"].items():
+            section = ReportCard.load(path).reliability
+            if section is None:
+                continue
+            for without, domains in ((False, section.domains), (True, section.without_base_check)):
+                for domain, entry in sorted((domains or {}).items()):
+                    auroc = (entry.quality.get("p_wrong") or {}).get("auroc")
+                    per_key.setdefault((name, domain, without), {})[run["seed"]] = (auroc, entry.certificate)
+    seeds = [run["seed"] for run in runs]
+    lines = ["| variant | gate domain | base check | " + " | ".join(f"seed {s}: AUROC / certificate, coverage"
+                                                                    for s in seeds) + " |",
+             "|---|---|---|" + "---|" * len(seeds)]
+    for (name, domain, without), found in per_key.items():
+        cells = []
+        for s in seeds:
+            if s not in found:
+                cells.append("-")
+                continue
+            auroc, cert = found[s]
+            cells.append(f"{interval(auroc)} / {cert.status}, {pct(cert.coverage)}")
+        lines.append(f"| {name} | {domain} | {'off' if without else 'on'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--train-seeds", default="0",
+                        help="comma-separated training seeds of the demo model (0 = the shipped weights; any other "
+                             "seed is trained here first, ~7-20 min each on a 2-core machine)")
+    parser.add_argument("--no-global", action="store_true",
+                        help="skip gate-50 pruned with --allocation global (measured beside the served pair)")
+    parser.add_argument("--md", type=Path, default=None, help="write the tables (with machine and date) here")
+    args = parser.parse_args()
+    cache = args.cache_dir or default_cache_dir()
+    seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
+    runs = []
+    for seed in seeds:
+        run = one_seed(seed, cache, args.limit, not args.no_global)
+        runs.append(run)
+        print(f"## training seed {seed}\n" + table(run["cards"]), flush=True)
+        if args.md:
+            write_md(args, runs)
+    if len(runs) > 1:
+        print(over_seeds(runs))
     return 0
+
+
+def write_md(args, runs: list[dict]) -> None:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    command = ".venv/bin/python " + " ".join(["bench/reliability_demo.py", *sys.argv[1:]])
+    parts = [f"## {datetime.date.today()}, {cpu}, {os.cpu_count()} cores, "
+             f"load average {os.getloadavg()[0]:.1f} at the end\n\nRe-run: `{command}`\n"]
+    if len(runs) > 1:
+        parts.append("### Over training seeds (AUROC of p_wrong with its 95% CI / certificate, coverage)\n\n"
+                     + over_seeds(runs) + "\n")
+    for run in runs:
+        record = run["record"]
+        parts.append(f"### Training seed {run['seed']}: model {record['key']} ({record.get('source', 'trained')}), "
+                     f"weights sha256 `{record['weights_sha256'][:16]}`; evaluation of base + "
+                     f"{', '.join(n for n in run['cards'] if n != 'base')} took {run['seconds']:.0f} s "
+                     f"(vLLM CPU, float32)\n\n" + table(run["cards"]) + "\n")
+    text = args.md.read_text() if args.md.exists() else ""
+    head, _, _ = text.partition("\n## ")
+    marker = "<!-- end generated -->"
+    tail = "\n" + marker + text.split(marker, 1)[1] if marker in text else ""
+    args.md.write_text((head.rstrip() + "\n\n" if head.strip() else "") + "\n".join(parts) + tail)
+    args.md.with_suffix(".json").write_text(json.dumps(
+        {str(run["seed"]): {name: str(p) for name, p in run["cards"].items()} for run in runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

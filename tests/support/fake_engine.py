@@ -51,7 +51,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,7 +235,7 @@ def tool_call_deltas(call: ToolCall) -> list[dict]:
             {"tool_calls": [{"index": 0, "function": {"arguments": call.arguments[half:]}}]}]
 
 
-def piece_chunks(answer: Answer, request: Request, head: dict, rounds: Iterator[int]) -> Iterator[dict]:
+def piece_chunks(answer: Answer, request: Request, head: dict, rounds: Iterable[object]) -> Iterator[dict]:
     """The content chunks of a stream, one per piece and choice; `rounds` says how often the pieces go out."""
     pieces = answer.pieces or (answer.text,)
     finishes = answer.error_event is None and not answer.lasts_s
@@ -257,7 +257,7 @@ def stream_chunks(answer: Answer, request: Request, model: str = "stub", head: d
         return [{**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                       "finish_reason": answer.finish_reason if not delta else None}]}
                 for delta in deltas]
-    return list(piece_chunks(answer, request, head, iter([0])))
+    return list(piece_chunks(answer, request, head, [0]))
 
 
 def sse(data: dict) -> bytes:
@@ -423,7 +423,7 @@ def serve_forever(app: FakeEngine, host: str, port: int) -> None:
                                            lifespan="off", log_level="warning", access_log=False))
     # Signals keep their default (or the ignored SIGTERM above): uvicorn's own handlers would turn a
     # SIGTERM into a graceful exit, and supervision tests need an engine that dies, or ignores it, as told.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
     asyncio.run(server.serve())
 
 

@@ -28,7 +28,7 @@ It replaced seven fakes (issue 23); what the tests need of it is their union:
     FAKE_ENGINE_IGNORE_TERM=1    ignore SIGTERM (only SIGKILL ends it), children too
     FAKE_ENGINE_CHILD=path       start a child in the same process group, write its pid there
     FAKE_ENGINE_LOG_BYTES=n      print n bytes of log lines at start
-  So that module is stdlib only at import (uvicorn is imported when it serves) and runs as a script.
+  For that, this module imports only the standard library at import time (uvicorn when it serves).
 
 A test may change `engine.config` (or its fields) while the engine serves; the next request sees the change:
 that is how a fault is injected mid-test. Serve it on loopback with tests/support/loopback.py.

@@ -12,7 +12,7 @@ front of it is the gateway's cost, not the engine's:
   chunks and `data: [DONE]`;
 - anything else: 404 (logged to stderr, so a peer that expects more shows up).
 
-Not a test double for behaviour (see tests/app/stub_engine.py for that): no
+Not a test double for behaviour (see tests/support/fake_engine.py for that): no
 validation, no errors, no disconnect handling beyond closing.
 
     python -m testkit.fast_engine --port 8001 [--model stub] [--stream-tokens 256]

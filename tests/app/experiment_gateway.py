@@ -15,7 +15,7 @@ import yaml
 
 from app.config.settings import Settings
 from app.main import create_app
-from tests.app.stub_engine import served, wait_until
+from tests.support.loopback import served, wait_until
 
 KEY, OTHER_KEY = "experiment-key-1", "experiment-key-2"
 AUTH, OTHER_AUTH = {"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Bearer {OTHER_KEY}"}

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from testkit.vllm_server import free_port
-from tests.app.stub_engine import served, wait_until
+from tests.support.loopback import served, wait_until
 
 IN_DOMAIN = "Which drug class does Mirfaortdustat belong to?"  # the demo's biomedical calibration domain
 OUT_OF_DOMAIN = "Which currency do people use in Galgalunkiia?"

@@ -1,4 +1,4 @@
-"""In-process supervision for tests: real keeper and engine processes (tests/app/fake_engine.py), real sockets."""
+"""In-process supervision for tests: real keeper and engine processes (tests/support/fake_engine.py), real sockets."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from app.config.settings import Settings
 from app.config.variants import parse_config
 from app.engines.backends import Backend
 from app.engines.supervisor import Supervisor, build_backends
+from tests.support import fake_engine
 
-FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
+FAKE_ENGINE = Path(fake_engine.__file__)
 FAKE_LAUNCHER = f"{sys.executable} {FAKE_ENGINE}"
 FAST = {"health_interval_s": 0.2, "restart_backoff_s": 0.2, "restart_backoff_max_s": 0.5,
         "engine_stop_grace_s": 2, "engine_start_timeout_s": 20}

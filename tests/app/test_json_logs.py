@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from app.commands import serve as serve_command
 from app.logs import UVICORN_LOGGERS, JsonFormatter, uvicorn_log_config
-from tests.app.stub_engine import free_port
+from testkit.vllm_server import free_port
 
 
 def _saved_logging():

@@ -1,6 +1,6 @@
 """/metrics: engine memory is read off the event loop, at most once per cache period.
 
-A real engine process tree (tests/app/fake_engine.py under its keeper); the GPU
+A real engine process tree (tests/support/fake_engine.py under its keeper); the GPU
 reader stands in for NVML on a machine without a GPU, as a slow driver call.
 """
 

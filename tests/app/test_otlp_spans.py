@@ -22,8 +22,9 @@ from app.main import create_app
 from app.spans import Spans
 from app.trace import parse_traceparent
 from moeprune.errors import UserError
-from tests.app.stub_engine import served, wait_until
-from tests.app.test_trace_context import TRACE_ID, TRACEPARENT, RecordingEngine
+from tests.app.test_trace_context import TRACE_ID, TRACEPARENT
+from tests.support.fake_engine import FakeEngine
+from tests.support.loopback import served, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 CLIENT_SPAN = TRACEPARENT.split("-")[2]
@@ -44,7 +45,7 @@ async def test_request_and_engine_call_spans_carry_the_ids_the_engines_see():
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    engine = RecordingEngine()
+    engine = FakeEngine()
     async with served(engine) as engine_url:
         app = create_app(Settings(health_interval_s=0.2), parse_config(variants(engine_url)))
         app.state.gateway.spans = Spans(provider)
@@ -56,7 +57,7 @@ async def test_request_and_engine_call_spans_carry_the_ids_the_engines_see():
                                              headers={"traceparent": TRACEPARENT, "tracestate": "vendor=abc"})
                 assert response.status_code == 200, response.text
                 flags = response.json()["reliability"]["flags"]
-                engine.calls.clear()
+                engine.requests.clear()
                 fresh = await client.post("/v1/completions", json={"model": "base", "prompt": "hi", "max_tokens": 2})
                 assert fresh.status_code == 200, fresh.text
                 fresh_call_headers = engine.calls[0][1]
@@ -120,7 +121,7 @@ class Collector:
 
 async def test_spans_reach_a_real_otlp_http_collector():
     collector = Collector()
-    engine = RecordingEngine()
+    engine = FakeEngine()
     async with served(collector) as collector_url, served(engine) as engine_url:
         settings = Settings(health_interval_s=0.2, otlp_traces_endpoint=f"{collector_url}/v1/traces")
         app = create_app(settings, parse_config(variants(engine_url)))

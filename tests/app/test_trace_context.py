@@ -6,29 +6,18 @@ import httpx
 import pytest
 
 from app.trace import parse_traceparent
-from tests.app.stub_engine import AccessRecords, StubEngine, served
+from tests.app.in_process_gateway import AccessRecords
+from tests.support.fake_engine import FakeEngine
+from tests.support.loopback import served, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
-class RecordingEngine(StubEngine):
-    """The stub engine, remembering (path, headers) of every POST it gets."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[tuple[str, dict[str, str]]] = []
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST":
-            self.calls.append((scope["path"], {k.decode(): v.decode() for k, v in scope["headers"]}))
-        return await super().__call__(scope, receive, send)
-
-
 @pytest.fixture
 async def gateway():
-    engine = RecordingEngine()
+    engine = FakeEngine()  # it records every request, headers too
     async with served(engine) as engine_url:
         # `stub` is cut from `base` (the same engine): its answers get the base cross-check and two
         # self-consistency samples, each an upstream call of its own.
@@ -36,7 +25,6 @@ async def gateway():
         from app.config.settings import Settings
         from app.config.variants import parse_config
         from app.main import create_app
-        from tests.app.stub_engine import wait_until
         app = create_app(Settings(health_interval_s=0.2), parse_config({"variants": variants}))
         async with served(app) as url:
             backends = app.state.gateway.backends.values()
@@ -66,7 +54,7 @@ async def test_request_id_and_traceparent_reach_every_engine_call_of_the_request
     access = next(record for record in records.records if getattr(record, "request_id", None) == "req-42")
     assert access.trace_id == TRACE_ID
 
-    engine.calls.clear()
+    engine.requests.clear()
     streamed = await client.post("/v1/completions", json={"model": "stub", "prompt": "hi", "stream": True},
                                  headers={"x-request-id": "req-43", "traceparent": TRACEPARENT})
     assert streamed.status_code == 200 and streamed.headers["x-request-id"] == "req-43"

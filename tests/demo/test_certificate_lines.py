@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from demo.summary import certificate_lines
-from tests.app.scripted_chat import card, domain_entry
+from tests.support.report_cards import card, domain_entry
 
 
 def test_each_domain_says_certified_with_its_coverage_and_bound_or_uncertified(tmp_path):

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from dataclasses import dataclass
 
 import yaml
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from app.config.settings import Settings
 from app.config.variants import parse_config
@@ -23,38 +17,16 @@ from app.main import create_app
 from demo import traffic
 from demo.serving import CONTROL, DECISION_RULE, EXPERIMENT, write_variants_yaml
 from demo.variants import Variant
-from tests.app.bounds_stub import serve_app
-from tests.app.stub_engine import served, wait_until
+from tests.support.fake_engine import EngineConfig, FakeEngine, one_token
+from tests.support.loopback import serve_app, served, wait_until
 
 ITEMS = [{"question": f"Which class does drug {i} belong to?", "answer": "A",
           "options": {"A": "antibiotic", "B": "sedative", "C": "diuretic", "D": "I don't know"}} for i in range(20)]
 
 
-@dataclass
-class LetterEngine:
+def letter_engine(letter: str) -> FakeEngine:
     """An OpenAI-shaped engine that answers every question with one letter, confidently."""
-
-    letter: str
-
-    def app(self) -> Starlette:
-        async def health(request: Request):
-            return JSONResponse({})
-
-        async def models(request: Request):
-            return JSONResponse({"object": "list", "data": [{"id": "stub", "object": "model"}]})
-
-        async def chat(request: Request):
-            body = await request.json()
-            token = {"token": self.letter, "logprob": -0.01, "top_logprobs": [{"token": self.letter, "logprob": -0.01}]}
-            return JSONResponse({
-                "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": 0,
-                "model": body.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.letter},
-                             "logprobs": {"content": [token]}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
-
-        return Starlette(routes=[Route("/health", health), Route("/v1/models", models),
-                                 Route("/v1/chat/completions", chat, methods=["POST"])])
+    return FakeEngine(EngineConfig(answer=one_token(letter, -0.01)))
 
 
 def test_the_demo_experiment_has_a_control_and_a_decision_rule_the_gateway_accepts(tmp_path):
@@ -72,8 +44,8 @@ def test_the_demo_experiment_has_a_control_and_a_decision_rule_the_gateway_accep
 
 
 async def test_scripted_traffic_makes_a_verdict_appear(tmp_path):
-    with serve_app(LetterEngine("A").app()) as base, serve_app(LetterEngine("A").app()) as keeps, \
-            serve_app(LetterEngine("B").app()) as loses:
+    with serve_app(letter_engine("A")) as base, serve_app(letter_engine("A")) as keeps, \
+            serve_app(letter_engine("B")) as loses:
         urls = {"base": base, "gate-25": keeps, "gate-50": loses}
         experiment = {"arms": {name: 33 for name in urls}, "control": CONTROL, "decide": DECISION_RULE}
         config = tmp_path / "variants.yaml"

@@ -1,4 +1,4 @@
-"""Function calling through the gateway, against a stub engine (tests/app/tool_stub.py): the schema's shapes
+"""Function calling through the gateway, against a fake engine (tests/support/fake_engine.py): the schema's shapes
 and bounds, the 400 for variants without `tools: true`, guards that skip a fallback without tools, and the
 `reliability` object of a tool call. The round trip on a real vLLM engine is test_function_calling_vllm.py.
 """
@@ -18,10 +18,30 @@ from app.engines.supervisor import build_backends
 from app.main import create_app
 from moeprune.errors import UserError
 from pruning.domain_gate_files import build_gate
-from tests.app.bounds_stub import serve_app
-from tests.app.tool_stub import ARGUMENTS, CALL_ID, ToolStub, stream_chunks
+from tests.support import fake_engine
+from tests.support.fake_engine import Answer, EngineConfig, FakeEngine, Request, Rule, Token, ToolCall
+from tests.support.loopback import serve_app
 
 CHAT = "/v1/chat/completions"
+ARGUMENTS = '{"city": "Paris"}'
+CALL_ID = "chatcmpl-tool-0123"
+LOGPROBS = (Token("{", -0.1, (("{", -0.1),)),)
+
+
+def tool_answer(name: str) -> Answer:
+    """vLLM's answer to a `tool_choice` naming a function: `content: null`, a call of it."""
+    return Answer(tool_call=ToolCall(name, ARGUMENTS, CALL_ID), tokens=LOGPROBS, id="chat-s")
+
+
+def stream_chunks(name: str) -> list[dict]:
+    """The chunks the engine streams for a call of `name`, before its usage chunk."""
+    return fake_engine.stream_chunks(tool_answer(name), Request(CHAT, {}, {}))
+
+
+# An engine with a tool parser: a named `tool_choice` gets a call of that function; anything else the text "yes".
+TOOLS = EngineConfig(answer=Answer(text="yes", tokens=LOGPROBS),
+                     rules=[Rule(lambda request: request.named_function is not None,
+                                 lambda request: tool_answer(request.named_function))])
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city now",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
@@ -47,8 +67,8 @@ def gate_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stub():
-    engine = ToolStub()
-    with serve_app(engine.app()) as url:
+    engine = FakeEngine(TOOLS)
+    with serve_app(engine) as url:
         engine.url = url
         yield engine
 

@@ -23,7 +23,7 @@ from app.config.settings import Settings
 from app.config.variants import parse_config
 from app.main import create_app
 from testkit.vllm_server import free_port
-from tests.app.stub_engine import served, wait_until
+from tests.support.loopback import served, wait_until
 
 pytestmark = pytest.mark.slow
 

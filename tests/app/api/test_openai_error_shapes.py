@@ -8,7 +8,9 @@ import json
 import openai
 import pytest
 
-from tests.app.stub_engine import in_process_gateway, read_json, send_json, served
+from tests.app.in_process_gateway import in_process_gateway
+from tests.support.fake_engine import Answer, EngineConfig, FakeEngine, Request, Rule
+from tests.support.loopback import served
 
 pytestmark = pytest.mark.timeout(120)
 CONTEXT = 64
@@ -19,34 +21,19 @@ VLLM_TOO_LONG = {"error": {"message": f"This model's maximum context length is {
                            "type": "BadRequestError", "param": "input_tokens", "code": 400}}
 
 
-async def short_context_engine(scope, receive, send):
-    """An OpenAI-shaped engine with a 64-token context: a prompt over 100 characters is refused like vLLM does."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        return await send({"type": "lifespan.shutdown.complete"})
-    path = scope["path"]
-    if path == "/health":
-        return await send_json(send, 200, {})
-    if path == "/v1/models":
-        return await send_json(send, 200, {"object": "list", "data": [{"id": "stub", "max_model_len": CONTEXT}]})
-    body = await read_json(receive)
-    if len(json.dumps(body.get("messages") or body.get("prompt"))) > 100:
-        return await send_json(send, 400, VLLM_TOO_LONG)
-    usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
-    if path == "/v1/chat/completions":
-        return await send_json(send, 200, {"id": "chat-1", "object": "chat.completion", "created": 1, "model": "stub",
-                                           "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                                                        "message": {"role": "assistant", "content": "ok"}}],
-                                           "usage": usage})
-    return await send_json(send, 200, {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "stub",
-                                       "choices": [{"index": 0, "text": "ok", "logprobs": None,
-                                                    "finish_reason": "stop"}], "usage": usage})
+def too_long(request: Request) -> bool:
+    """The engine's 64-token context: a prompt over 100 characters does not fit."""
+    return len(json.dumps(request.body.get("messages") or request.body.get("prompt"))) > 100
+
+
+# An OpenAI-shaped engine with a 64-token context: too long a prompt is refused like vLLM does.
+SHORT_CONTEXT = EngineConfig(max_model_len=CONTEXT, answer=Answer(text="ok"),
+                             rules=[Rule(too_long, Answer(status=400, body=VLLM_TOO_LONG))])
 
 
 @pytest.fixture
 async def client():
-    async with served(short_context_engine) as engine_url, in_process_gateway(engine_url) as (url, _):
+    async with served(FakeEngine(SHORT_CONTEXT)) as engine_url, in_process_gateway(engine_url) as (url, _):
         async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
             yield client
 

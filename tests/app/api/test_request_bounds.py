@@ -3,7 +3,7 @@ evaluation-only echo / prompt logprobs, text-only content, the per-key cache sal
 and unencodable values (lone surrogates, NaN) refused with a 400.
 
 The gateway runs on a real loopback socket in front of a stub engine that
-records what it was sent (tests/app/bounds_stub.py), so each test sees both
+records what it was sent (tests/support/fake_engine.py), so each test sees both
 the client's answer and what reached the engine. The last tests repeat the
 key cases against the shared gateway's real vLLM engines.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -20,11 +21,24 @@ import pytest
 from app.config.settings import Settings
 from app.config.variants import parse_config
 from app.main import create_app
-from tests.app.bounds_stub import StubEngine, serve_app
+from tests.support.fake_engine import DEFAULT_ANSWER, Answer, EngineConfig, FakeEngine, Request, Rule
+from tests.support.loopback import serve_app
 
 KEYS = {"key-a": "a", "key-b": "b", "key-eval": "e"}
 LIMIT = 64
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
+
+
+def is_probe(request: Request) -> bool:
+    """A check's call: the base check asks for prompt logprobs, self-consistency for n answers without logprobs."""
+    body = request.body
+    return body.get("prompt_logprobs") is not None or ((body.get("n") or 1) > 1 and "logprobs" not in body)
+
+
+# A stream runs on in big chunks, as a long generation would (a reader that stops reading soon fills the socket
+# buffers), and ends by itself after 20 s, so no test can hang on it.
+ENDLESS = Rule(lambda request: request.stream, Answer(pieces=("x" * 16_384,), lasts_s=20.0, interval_s=0.05))
+SLOW_PROBES = Rule(is_probe, replace(DEFAULT_ANSWER, delay_s=3.0))
 
 
 def identify_keys(app, evaluation_keys: set[str]):
@@ -46,8 +60,8 @@ def identify_keys(app, evaluation_keys: set[str]):
 
 @pytest.fixture(scope="module")
 def stub():
-    engine = StubEngine()
-    with serve_app(engine.app()) as url:
+    engine = FakeEngine(EngineConfig(rules=[ENDLESS]))
+    with serve_app(engine) as url:
         engine.url = url
         yield engine
 
@@ -109,7 +123,7 @@ def test_omitted_max_tokens_is_forwarded_as_the_limit(gw, stub):
 def test_max_tokens_never_exceeds_the_engine_context(gw, stub):
     """An engine with a 48-token context (listed at /v1/models): an omitted max_tokens is forwarded as 48,
     not as the gateway's limit (LIMIT), which vLLM would refuse ("cannot be greater than max_model_len")."""
-    stub.max_model_len = LIMIT - 16
+    stub.config.max_model_len = LIMIT - 16
     try:
         deadline = time.monotonic() + 10
         while gw.backends["plain"].max_model_len != LIMIT - 16:  # the next health probe learns it
@@ -120,7 +134,7 @@ def test_max_tokens_never_exceeds_the_engine_context(gw, stub):
         error = error_of(post(gw, COMPLETIONS, {"model": "plain", "prompt": "hi", "max_tokens": LIMIT - 15}), 400)
         assert error["param"] == "max_tokens" and str(LIMIT - 16) in error["message"]
     finally:
-        stub.max_model_len = None
+        stub.config.max_model_len = None
         deadline = time.monotonic() + 10
         while gw.backends["plain"].max_model_len is not None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -364,14 +378,14 @@ def test_cache_salt_is_per_key_and_set_by_the_gateway(gw, stub):
 # --- the checks' extra calls ----------------------------------------------------------------------------
 
 def test_check_calls_are_capped_and_time_out_quickly(gw, stub):
-    stub.probe_delay_s = 3.0
+    stub.config.rules.insert(0, SLOW_PROBES)  # the checks' calls hang for 3 s
     try:
         before = len(stub.bodies)
         started = time.monotonic()
         response = post(gw, COMPLETIONS, {"model": "checked", "prompt": "Q?", "max_tokens": 40, "temperature": 0})
         elapsed = time.monotonic() - started
     finally:
-        stub.probe_delay_s = 0.0
+        stub.config.rules.remove(SLOW_PROBES)
     assert response.status_code == 200, response.text
     probes = stub.bodies[before + 1:]
     resample = next(p for p in probes if p.get("n") == 3)

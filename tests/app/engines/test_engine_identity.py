@@ -1,6 +1,6 @@
 """Engine identity: a random key per engine, probes that check it, upstream keys for url: variants.
 
-Real keeper and engine processes (tests/app/fake_engine.py answers like vLLM with
+Real keeper and engine processes (tests/support/fake_engine.py answers like vLLM with
 VLLM_API_KEY set) and real loopback listeners; no vLLM is needed.
 """
 
@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import json
 import sys
-import threading
 
 import psutil
 import pytest
@@ -19,8 +17,9 @@ import pytest
 from app.config.variants import parse_config
 from app.engines.supervisor import build_backends
 from moeprune.errors import UserError
-from testkit.vllm_server import free_port
 from tests.app.supervised import engine_pid, fast_settings, supervised
+from tests.support.fake_engine import EngineConfig, FakeEngine
+from tests.support.loopback import serve_app
 
 SLEEPER = f"{sys.executable} -c \"import time; time.sleep(60)\""
 
@@ -28,32 +27,8 @@ SLEEPER = f"{sys.executable} -c \"import time; time.sleep(60)\""
 @contextlib.contextmanager
 def listener(model: str, required_key: str | None):
     """A loopback HTTP server that looks like a vLLM server of `model` (with `required_key`, if any)."""
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            status, body = 404, b"{}"
-            if self.path == "/health":
-                status, body = 200, b""
-            elif self.path == "/v1/models":
-                if required_key and self.headers.get("Authorization") != f"Bearer {required_key}":
-                    status, body = 401, b'{"error": "Unauthorized"}'
-                else:
-                    status, body = 200, json.dumps({"data": [{"id": model}]}).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            return None
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_app(FakeEngine(EngineConfig(model=model, api_key=required_key))) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 async def test_each_engine_gets_its_own_random_key_in_its_environment_only(tmp_path, monkeypatch):

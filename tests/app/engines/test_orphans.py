@@ -2,7 +2,7 @@
 
 `moeprune serve` runs as a real subprocess and is stopped with real signals. The
 slow tests run real vLLM CPU engines; the fast ones use the stand-in engine
-(tests/app/fake_engine.py) where a behaviour vLLM does not have is needed (an
+(tests/support/fake_engine.py) where a behaviour vLLM does not have is needed (an
 engine that ignores SIGTERM). Every wait is bounded.
 """
 

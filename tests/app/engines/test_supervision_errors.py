@@ -1,7 +1,7 @@
 """Engine failures: start failures reported, launch failures retried, hung engines restarted, logs rotated.
 
 Uses launchers that fail like a broken engine would, or a stand-in engine
-(tests/app/fake_engine.py), so no vLLM is needed.
+(tests/support/fake_engine.py), so no vLLM is needed.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_failed_engine_start_is_reported_and_requests_get_503(tmp_path):
         gateway.shutdown()
 
 
-# In-process supervision with real keeper and engine processes (tests/app/fake_engine.py).
+# In-process supervision with real keeper and engine processes (tests/support/fake_engine.py).
 
 async def test_a_launch_failure_in_a_watch_task_is_logged_and_retried(tmp_path):
     async with supervised({"a": {"model": str(tmp_path)}}, tmp_path / "work") as (supervisor, backends):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from tests.app.experiment_gateway import complete, experiment_gateway
-from tests.app.stub_engine import StubEngine, served
+from tests.support.fake_engine import ENGINE_500, EngineConfig, FakeEngine, Rule, says
+from tests.support.loopback import served
 
 pytestmark = pytest.mark.timeout(120)
+FAILING = EngineConfig(rules=[Rule(says("fail"), ENGINE_500)])  # "fail" in the prompt: the engine answers 500
 
 
 async def test_a_malformed_request_does_not_raise_the_arms_error_rate_an_upstream_500_does(tmp_path):
-    async with served(StubEngine()) as engine_url, \
+    async with served(FakeEngine(FAILING)) as engine_url, \
             experiment_gateway(tmp_path, {"a": engine_url}, {"arms": {"a": 1}}) as (client, app):
         await complete(client, prompt="hello")
         # Refused by the gateway after the arm was assigned (echo needs an evaluation variant): the client's fault.

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.app.bounds_stub import serve_app
 from tests.app.experiment_gateway import write_variants
-from tests.app.experiment_stub import ExperimentEngine
 from tests.app.gateway_process import start_gateway
 from tests.app.postgres_server import PostgresServer, why_unavailable
+from tests.support.fake_engine import FakeEngine
+from tests.support.loopback import serve_app
 
 pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'psycopg[binary]' (requirements/runtime.txt)")
 if why_unavailable():
@@ -76,7 +76,7 @@ def wait_for(predicate, timeout: float) -> bool:
 
 
 def test_two_gateways_on_one_postgres_agree_and_survive_the_database_going_away(tmp_path, postgres):
-    with serve_app(ExperimentEngine().app()) as base_url, serve_app(ExperimentEngine().app()) as pruned_url:
+    with serve_app(FakeEngine()) as base_url, serve_app(FakeEngine()) as pruned_url:
         write_variants(tmp_path / "variants.yaml", {"base": base_url, "pruned": pruned_url}, EXPERIMENT)
         env = {"MOEPRUNE_EXPERIMENT_DSN": postgres.dsn, "MOEPRUNE_HEALTH_INTERVAL_S": "0.2",
                "MOEPRUNE_EXPERIMENT_FLUSH_INTERVAL_S": "0.2", "MOEPRUNE_EXPERIMENT_BUFFER_IDS": str(BUFFER_IDS)}

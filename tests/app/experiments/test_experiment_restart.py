@@ -8,10 +8,10 @@ import time
 
 import httpx
 
-from tests.app.bounds_stub import serve_app
 from tests.app.experiment_gateway import write_variants
-from tests.app.experiment_stub import ExperimentEngine
 from tests.app.gateway_process import start_gateway
+from tests.support.fake_engine import FakeEngine
+from tests.support.loopback import serve_app
 
 EXPERIMENT = {"arms": {"base": 50, "pruned": 50}, "control": "base", "decide": {"outcome": {"margin": 0.1}}}
 
@@ -30,7 +30,7 @@ def comparable(report: dict) -> dict:
 
 
 def test_counts_and_completion_ids_survive_a_restart_and_sighup_reloads(tmp_path):
-    with serve_app(ExperimentEngine().app()) as base_url, serve_app(ExperimentEngine().app()) as pruned_url:
+    with serve_app(FakeEngine()) as base_url, serve_app(FakeEngine()) as pruned_url:
         urls = {"base": base_url, "pruned": pruned_url}
         write_variants(tmp_path / "variants.yaml", urls, EXPERIMENT)
         (tmp_path / "first").mkdir()

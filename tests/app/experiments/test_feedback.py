@@ -9,9 +9,9 @@ import httpx
 import openai
 import pytest
 
-from tests.app.bounds_stub import serve_app
 from tests.app.experiment_gateway import OTHER_AUTH, complete, experiment_gateway
-from tests.app.experiment_stub import ANSWER, ExperimentEngine
+from tests.support.fake_engine import ANSWER, FakeEngine
+from tests.support.loopback import serve_app
 
 EXPERIMENT = {"arms": {"base": 50, "pruned": 50}, "control": "base", "decide": {"outcome": {"margin": 0.1}}}
 SECRET_PROMPT = "patient-name-Jane-Q-Doe-4711"
@@ -19,7 +19,7 @@ SECRET_PROMPT = "patient-name-Jane-Q-Doe-4711"
 
 @pytest.fixture
 def engines():
-    with serve_app(ExperimentEngine().app()) as base, serve_app(ExperimentEngine().app()) as pruned:
+    with serve_app(FakeEngine()) as base, serve_app(FakeEngine()) as pruned:
         yield {"base": base, "pruned": pruned}
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from pruning.domain_gate_files import build_gate
 from tests.app.guarded_gateway import IN_DOMAIN, OUT_OF_DOMAIN, guarded_gateway
-from tests.app.stub_engine import AccessRecords
+from tests.app.in_process_gateway import AccessRecords
 
 pytestmark = pytest.mark.slow
 

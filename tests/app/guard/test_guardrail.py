@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.app.bounds_stub import serve_app
 from tests.app.experiment_gateway import complete, experiment_gateway, write_variants
-from tests.app.experiment_stub import ExperimentEngine
-from tests.app.stub_engine import wait_until
+from tests.support.fake_engine import ANSWER, DEFAULT_ANSWER, FakeEngine, one_token
+from tests.support.loopback import serve_app, wait_until
 
 GUARDED = {"arms": {"base": 50, "pruned": 50}, "control": "base",
            "decide": {"flags": {"low_confidence": {"margin": 0.05}}, "alpha": 0.05},
@@ -31,14 +30,14 @@ async def arms_of(client, sessions) -> dict[str, str]:
 
 
 async def test_a_conclusively_worse_arm_is_stopped_and_its_users_go_to_control(tmp_path):
-    base, pruned = ExperimentEngine(), ExperimentEngine()
-    with serve_app(base.app()) as base_url, serve_app(pruned.app()) as pruned_url:
+    base, pruned = FakeEngine(), FakeEngine()
+    with serve_app(base) as base_url, serve_app(pruned) as pruned_url:
         urls = {"base": base_url, "pruned": pruned_url}
         async with experiment_gateway(tmp_path, urls, GUARDED, experiment_evaluate_interval_s=0.2) as (client, app):
             before = await arms_of(client, SESSIONS)
             on_pruned = {s for s, arm in before.items() if arm == "pruned"}
             assert 10 < len(on_pruned) < 50
-            pruned.logprob = -3.0  # fault: every answer of the pruned engine now raises low_confidence
+            pruned.config.answer = one_token(ANSWER, -3.0)  # fault: every answer now raises low_confidence
             for _ in range(3):
                 await arms_of(client, SESSIONS)
             gateway = app.state.gateway
@@ -60,7 +59,7 @@ async def test_a_conclusively_worse_arm_is_stopped_and_its_users_go_to_control(t
             requests_before_reload = report["arms"]["pruned"]["requests"]
 
             # The operator fixes the engine and relaxes the guardrail; a reload lifts the stop, counts stay.
-            pruned.logprob = -0.05
+            pruned.config.answer = DEFAULT_ANSWER  # logprob -0.05
             relaxed = {**GUARDED, "guardrail": {"flag": "low_confidence", "stop_if_worse_by": 0.99}}
             write_variants(tmp_path / "variants.yaml", urls, relaxed)
             reloaded = await client.post("/v1/admin/reload")
@@ -76,7 +75,7 @@ async def test_a_conclusively_worse_arm_is_stopped_and_its_users_go_to_control(t
 
 
 async def test_a_reload_that_changes_the_variants_is_refused_and_weights_can_change(tmp_path):
-    with serve_app(ExperimentEngine().app()) as base_url, serve_app(ExperimentEngine().app()) as pruned_url:
+    with serve_app(FakeEngine()) as base_url, serve_app(FakeEngine()) as pruned_url:
         urls = {"base": base_url, "pruned": pruned_url}
         async with experiment_gateway(tmp_path, urls, GUARDED) as (client, app):
             await complete(client, "someone")

@@ -24,10 +24,36 @@ from app.main import create_app
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import BUCKETS, DomainGate
 from moeprune.formats.hashing import weights_digest
-from tests.app.scripted_chat import BASE_CHECK_LOGPROB, CONFIDENT, RISK_MODEL, UNSURE, ScriptedChat, card, domain_entry
-from tests.app.stub_engine import served, wait_until
+from tests.support.fake_engine import Answer, EngineConfig, FakeEngine, Request, Rule, Token
+from tests.support.loopback import served, wait_until
+from tests.support.report_cards import RISK_MODEL, card, domain_entry
 
 IN_DOMAIN_WORD = "cardiology"
+# The scripted chat engines: the user's words pick the answer's token logprobs (the gateway forwards them
+# untouched): "unsure" gives two tokens at -3.0 and -2.5 (a likely wrong answer), "abstain" answers "I don't
+# know." confidently, anything else answers confidently (-0.01, -0.02). The answer's text names the engine, so
+# a test sees who answered. A base-check request (`prompt_logprobs`) gets prompt logprobs of -0.5 for every token.
+PROMPT_TOKENS = 7
+CONFIDENT = [-0.01, -0.02]
+UNSURE = [-3.0, -2.5]
+BASE_CHECK_LOGPROB = -0.5
+
+
+def scripted_chat(name: str) -> FakeEngine:
+    def answer(request: Request) -> Answer:
+        text, logprobs = ("Perhaps the spleen", UNSURE) if "unsure" in request.text else \
+            ("I don't know.", CONFIDENT) if "abstain" in request.text else ("The liver", CONFIDENT)
+        content, half = f"{text} ({name})", len(f"{text} ({name})") // 2
+        tokens = tuple(Token("t", lp, tuple((str(i), lp - i) for i in range(5))) for lp in logprobs)
+        return Answer(text=content, tokens=tokens, pieces=(content[:half], content[half:]), prompt_tokens=PROMPT_TOKENS)
+
+    def base_check(request: Request) -> Answer:
+        tokens = PROMPT_TOKENS + max(1, len(request.body["messages"][-1]["content"].split()))
+        return Answer(text="", finish_reason="length", prompt_tokens=tokens,
+                      prompt_logprobs=(BASE_CHECK_LOGPROB,) * (tokens - 1))
+
+    asks_prompt_logprobs = Rule(lambda request: request.body.get("prompt_logprobs") is not None, base_check)
+    return FakeEngine(EngineConfig(model=name, answer=answer, rules=[asks_prompt_logprobs]))
 
 
 def p_wrong_of(logprobs: list[float]) -> float:
@@ -54,7 +80,7 @@ def keyword_gate(path: Path) -> Path:
 @pytest.fixture
 async def certified(tmp_path):
     """(url, app, cards, engines) of a gateway whose variants cover every certificate case."""
-    engines = {"base": ScriptedChat("base"), "pruned": ScriptedChat("pruned")}
+    engines = {"base": scripted_chat("base"), "pruned": scripted_chat("pruned")}
     gate = keyword_gate(tmp_path / "domain_gate.json")
     cards = {
         "base": write(tmp_path / "base.json", card("base", {"all": domain_entry()})),

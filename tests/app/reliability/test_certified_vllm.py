@@ -24,8 +24,8 @@ from moeprune.errors import UserError
 from moeprune.formats.hashing import weights_digest
 from moeprune.reliability.risk_model import RiskModel
 from moeprune.reliability.signals import compute_signals
-from tests.app.scripted_chat import card, domain_entry
-from tests.app.stub_engine import served, wait_until
+from tests.support.loopback import served, wait_until
+from tests.support.report_cards import card, domain_entry
 
 pytestmark = pytest.mark.slow
 

@@ -25,9 +25,8 @@ from app.main import create_app
 from app.reliability.live import LiveCertificates, ServedAnswer
 from app.reliability.live_bound import labels_to_recertify
 from moeprune.cli import main as moeprune
-from tests.app.bounds_stub import serve_app
-from tests.app.experiment_stub import ExperimentEngine
-from tests.app.stub_engine import served, wait_until
+from tests.support.fake_engine import FakeEngine
+from tests.support.loopback import serve_app, served, wait_until
 
 KEY, OTHER_KEY = "live-key-1", "live-key-2"
 AUTH, OTHER_AUTH = {"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Bearer {OTHER_KEY}"}
@@ -58,7 +57,7 @@ CARD = {
 
 @pytest.fixture
 def engines():
-    with serve_app(ExperimentEngine().app()) as base, serve_app(ExperimentEngine().app()) as pruned:
+    with serve_app(FakeEngine()) as base, serve_app(FakeEngine()) as pruned:
         yield {"base": base, "pruned": pruned}
 
 

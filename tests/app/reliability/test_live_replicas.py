@@ -7,7 +7,7 @@ import pytest
 
 from tests.app.postgres_server import PostgresServer, why_unavailable
 from tests.app.reliability.test_live_recertification import engines, gateway, serve  # noqa: F401 - the fixture too
-from tests.app.stub_engine import wait_until
+from tests.support.loopback import wait_until
 
 pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'psycopg[binary]' (requirements/runtime.txt)")
 if why_unavailable():

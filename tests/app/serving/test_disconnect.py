@@ -1,7 +1,7 @@
 """Client disconnects, slow readers and the request deadline end the upstream request and free the slot.
 
 Real sockets everywhere: a real uvicorn gateway in this process in front of a
-scripted loopback engine (tests/app/stub_engine.py) for the exact orderings,
+scripted loopback engine (tests/support/fake_engine.py) for the exact orderings,
 and the shared real gateway with real vLLM CPU engines for the engine's own
 view (its `vllm:num_requests_running`) and the gateway process's connections.
 """
@@ -14,30 +14,31 @@ import json
 import re
 import socket
 import time
+from dataclasses import replace
 
 import httpx
 import psutil
 import pytest
 import yaml
 
-from tests.app.stub_engine import (
-    AccessRecords,
-    StubEngine,
-    established_to,
-    in_process_gateway,
-    raw_request,
-    served,
-    wait_until,
-)
+from tests.app.in_process_gateway import AccessRecords, in_process_gateway
+from tests.support.fake_engine import Answer, EngineConfig, FakeEngine, Rule, says
+from tests.support.loopback import established_to, raw_request, served, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
 COMPLETIONS = "/v1/completions"
+# The prompt picks the engine's behaviour (the gateway forwards it untouched).
+TICKING = Answer(pieces=(" tick",), lasts_s=30, interval_s=0.1)  # streamed: a tick every 0.1 s; else the answer at 30 s
+SCRIPT = [Rule(says("late-headers"), replace(TICKING, delay_s=3)),  # an engine busy before it starts answering
+          Rule(says("slow"), TICKING),
+          Rule(says("big"), Answer(pieces=("x" * 4096,), lasts_s=30))]  # 4 KiB chunks as fast as the socket takes
 
 
 @pytest.fixture
 async def stub():
-    engine = StubEngine()
+    # Every answer closes its connection, so an ESTABLISHED connection to the engine is one still in use.
+    engine = FakeEngine(EngineConfig(rules=SCRIPT, close_connections=True))
     async with served(engine) as url:
         engine.url, engine.port = url, int(url.rsplit(":", 1)[1])
         yield engine
@@ -59,7 +60,7 @@ async def open_client(url: str, body: dict, rcvbuf: int | None = None):
     return reader, writer
 
 
-async def assert_upstream_released(stub: StubEngine, app, records: AccessRecords, status: int, within: float):
+async def assert_upstream_released(stub: FakeEngine, app, records: AccessRecords, status: int, within: float):
     """The engine's request ended because the gateway hung up, no connection to it is left, the slot is free."""
     started = time.monotonic()
     assert await wait_until(lambda: stub.active == 0, within), "the engine is still working for a gone client"

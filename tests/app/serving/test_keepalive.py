@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from testkit.vllm_server import free_port
-from tests.app.stub_engine import in_process_gateway
+from tests.app.in_process_gateway import in_process_gateway
 
 pytestmark = pytest.mark.timeout(300)
 

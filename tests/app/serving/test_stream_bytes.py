@@ -13,11 +13,18 @@ import pytest
 
 from app.serving.sse import sse_data
 from testkit.vllm_server import free_port, vllm_server
-from tests.app.stub_engine import SEPARATORS, AccessRecords, StubEngine, in_process_gateway, served, wait_until
+from tests.app.in_process_gateway import AccessRecords, in_process_gateway
+from tests.support.fake_engine import ENGINE_500, ENGINE_CORE_DIED, Answer, EngineConfig, FakeEngine, Rule, says
+from tests.support.loopback import served, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
 COMPLETIONS = "/v1/completions"
+SEPARATORS = "a\u2028b\u2029c\u0085d"
+# The prompt picks the engine's behaviour (the gateway forwards it untouched).
+SCRIPT = [Rule(says("separators"), Answer(pieces=(SEPARATORS, " end"))),  # raw U+2028 and friends, as vLLM sends them
+          Rule(says("error"), Answer(pieces=("partial",), error_event=ENGINE_CORE_DIED)),  # its engine core died
+          Rule(says("fail"), ENGINE_500)]  # a 500 whose body holds internal details
 
 
 async def pieces(*parts: bytes):
@@ -50,7 +57,7 @@ async def test_a_runaway_event_is_refused():
 
 @pytest.fixture
 async def stub():
-    engine = StubEngine()
+    engine = FakeEngine(EngineConfig(rules=SCRIPT))
     async with served(engine) as url:
         engine.url = url
         yield engine

@@ -1,6 +1,7 @@
 """`url: https://...` engines: the gateway verifies the engine's certificate (its CA, its host name), always.
 
-A real uvicorn serves the stub engine over TLS with a throwaway CA (tests/app/tls_certs.py).
+A real uvicorn serves the fake engine (tests/support/fake_engine.py) over TLS with a throwaway CA
+(tests/app/tls_certs.py).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from app.config.variants import load_config, parse_config
 from app.main import create_app
 from moeprune.errors import UserError
 from testkit.vllm_server import free_port
-from tests.app.stub_engine import StubEngine, served, wait_until
 from tests.app.tls_certs import make_pki
+from tests.support.fake_engine import Answer, EngineConfig, FakeEngine
+from tests.support.loopback import served, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 COMPLETION = {"model": "stub", "prompt": "hi", "max_tokens": 4}
+ANSWER = Answer(text=" done", pieces=(" hello", " world"))  # streamed, " hello world"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ async def tls_engine(pki):
     """The stub engine over TLS on 127.0.0.1 (certificate for `localhost` only); yields (port, engine)."""
     import uvicorn
 
-    engine, port = StubEngine(), free_port()
+    engine, port = FakeEngine(EngineConfig(answer=ANSWER)), free_port()
     config = uvicorn.Config(engine, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                             ssl_certfile=str(pki.cert_file), ssl_keyfile=str(pki.key_file))
     server = uvicorn.Server(config)

@@ -1,6 +1,6 @@
 """Routing telemetry: vLLM-encoded routed_experts from a loopback engine, counted by a real in-process gateway.
 
-The engine (tests/app/routing_stub.py) routes each prompt through the tiny
+The engine (RoutingStub, below) routes each prompt through the tiny
 transformers model and encodes the choice's `routed_experts` with vLLM's own
 `numpy2base64`. The gateway's counts must equal what the project's
 observation pass (a `frequency` prune over the same prompts) counts, and the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -24,7 +25,11 @@ from moeprune.formats.manifest import PruningManifest
 from moeprune.formats.statistics import VECTORS, ExpertStats
 from pruning.pipeline import run_prune
 from tests.app.pruned_copy import KEPT, make_pruned_copy
-from tests.app.stub_engine import served, wait_until
+from tests.support.fake_engine import Answer, EngineConfig, FakeEngine, Request
+from tests.support.loopback import served, wait_until
+
+if TYPE_CHECKING:
+    import numpy as np
 
 pytestmark = pytest.mark.slow  # imports vLLM (its encoder) and runs two observation passes
 
@@ -36,10 +41,47 @@ PROMPTS = [
 ]
 
 
+class RoutingStub:
+    """A loopback engine that answers like vLLM with `--enable-return-routed-experts` (the fake engine, scripted).
+
+    It routes each completion prompt through the tiny transformers model (the router logits of every MoE layer,
+    top-k) and returns the choice's `routed_experts` encoded by vLLM's own `numpy2base64`, shape (tokens,
+    layers, top_k), uint8 as vLLM's capturer narrows it. One token is "generated", so, as in vLLM (tokens - 1
+    routed rows), the rows are exactly the prompt's tokens.
+    """
+
+    def __init__(self, model_dir) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+        self.top_k = self.model.config.num_experts_per_tok
+        self.engine = FakeEngine(EngineConfig(model="tiny", answer=self.answer))
+
+    def routing(self, prompt: str) -> np.ndarray:
+        import numpy as np
+        import torch
+
+        ids = self.tokenizer(prompt, add_special_tokens=True, return_tensors="pt").input_ids
+        with torch.no_grad():
+            logits = self.model(ids, output_router_logits=True).router_logits  # per layer: [tokens, experts]
+        chosen = [layer.topk(self.top_k, dim=-1).indices for layer in logits]
+        return torch.stack(chosen, dim=1).numpy().astype(np.uint8)  # [tokens, layers, top_k]
+
+    def answer(self, request: Request) -> Answer:
+        from vllm.utils.serial_utils import numpy2base64
+
+        routed = self.routing(request.body["prompt"])
+        return Answer(text=" x", finish_reason="length", prompt_tokens=routed.shape[0],
+                      choice_fields={"routed_experts": numpy2base64(routed)})
+
+    async def __call__(self, scope, receive, send):
+        await self.engine(scope, receive, send)
+
+
 @pytest.fixture(scope="module")
 def stub(tiny_qwen3_moe):
-    from tests.app.routing_stub import RoutingStub
-
     return RoutingStub(tiny_qwen3_moe)
 
 

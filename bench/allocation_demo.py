@@ -46,6 +46,7 @@ from demo.evaluation import evaluate_all  # noqa: E402
 from demo.model_config import DemoModelConfig  # noqa: E402
 from demo.summary import card_row  # noqa: E402
 from demo.variants import Variant, variant_name  # noqa: E402
+from evaluators.items_file import ITEMS_NAME, read_items  # noqa: E402
 from moeprune.formats.report_card import ReportCard  # noqa: E402
 
 Z = 1.959963984540054
@@ -103,14 +104,11 @@ def measures(name: str, card_path: Path) -> dict:
 
 
 def item_correct(card_path: Path, task: str) -> dict[str, bool]:
-    path = Path(card_path).parent / "items.jsonl"
-    found = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            item = json.loads(line)
-            if item.get("task") == task:
-                found[item["id"]] = bool(item.get("correct"))
-    return found
+    """Per item id of `task`: answered right (failed, skipped and unjudged items count as not right)."""
+    run = Path(card_path).parent
+    if not (run / ITEMS_NAME).exists():
+        return {}
+    return {record.id: bool(getattr(record, "correct", False)) for record in read_items(run) if record.task == task}
 
 
 def paired(card_a: Path, card_b: Path, task: str) -> dict:

@@ -20,6 +20,7 @@ from evaluators.items import GenItem, MCItem
 from evaluators.labels import answer_label
 from evaluators.metrics.generation import normalize_answer
 from evaluators.prompts import ParsedAnswer, abstain_option, parse_answer
+from evaluators.records import GenerationAnswer
 from moeprune.reliability.refusal import is_refusal, normalise
 
 FENCED = re.compile(r"```(?:json)?\s*([\s\S]*?)\s*```", re.IGNORECASE)
@@ -98,9 +99,9 @@ def mc_label(parsed: ParsedAnswer, item: MCItem) -> str:
                         matches_gold=parsed.choice == item.answer)
 
 
-def score_generation(task, item: GenItem, text: str) -> dict:
-    """Per-item fields of a generation record: the answer read, and (for tasks scored by exact match or
-    refusal) whether it is right.
+def score_generation(task, item: GenItem, text: str) -> GenerationAnswer:
+    """The answer a generation record keeps: what the extractor read, and (for tasks scored by exact match
+    or refusal) whether it is right.
 
     Right means: for a made-up question (kind "fake"), a refusal (moeprune/reliability/refusal.py, the gateway's
     own rule); otherwise the normalised answer equals the normalised target. An abstention that is not
@@ -113,11 +114,10 @@ def score_generation(task, item: GenItem, text: str) -> dict:
         correct = abstained
     else:
         correct = readable and normalize_answer(answer) == normalize_answer(item.target)
-    record = {"id": item.id, "kind": item.kind, "target": item.target, "answer": answer if readable else "",
-              "parsed_as": "unparsed" if not readable else "answer"}
+    scored = GenerationAnswer(answer if readable else "", "unparsed" if not readable else "answer")
     if item.kind == "fake" or "exact_match" in task.metric_names:
         # Right/wrong answers feed the flag calibration; free-text tasks (NER spans, summaries) do not.
-        record.update(correct=bool(correct), abstained=bool(abstained),
-                      label=answer_label(readable=readable, abstains=bool(abstained),
-                                         abstaining_is_right=item.kind == "fake", matches_gold=bool(correct)))
-    return record
+        scored.correct, scored.abstained = bool(correct), bool(abstained)
+        scored.label = answer_label(readable=readable, abstains=bool(abstained),
+                                    abstaining_is_right=item.kind == "fake", matches_gold=bool(correct))
+    return scored

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from evaluators.records import AnsweredRecord
 from evaluators.requests import Prompt
 from moeprune.errors import UserError
 from moeprune.formats.domain_gate import GATE_NAME, DomainGate
@@ -63,13 +64,13 @@ def load_assignment(path: Path, threshold: float | None = None) -> GateAssignmen
     return GateAssignment(gate, gate.threshold if threshold is None else threshold, sha256_file(path))
 
 
-def with_gate(record: dict, assignment: GateAssignment | None, prompt: Prompt) -> dict:
+def with_gate(record: AnsweredRecord, assignment: GateAssignment | None, prompt: Prompt) -> AnsweredRecord:
     """The record with `gate_domain` and, under a gate, the `gate_score` signal."""
     if assignment is None:
-        record["gate_domain"] = ALL
+        record.gate_domain = ALL
         return record
     domain, score = assignment.fields(prompt)
-    record["gate_domain"] = domain
-    if "signals" in record and score is not None:
-        record["signals"]["gate_score"] = score
+    record.gate_domain = domain
+    if score is not None:
+        record.signals["gate_score"] = score
     return record

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,12 +27,15 @@ from evaluators.cache import ResponseCache
 from evaluators.card import SCHEMA_VERSION, flags_section, pruning_info, signal_quality, write_card
 from evaluators.client import EndpointClient, EndpointError
 from evaluators.config import MODEL_DIR_GATE, EvalConfig
-from evaluators.evaluate import FAILED, SKIPPED, evaluate_task, task_decoding
+from evaluators.evaluate import evaluate_task
 from evaluators.gate_domains import GateAssignment, gate_path, load_assignment
+from evaluators.item_evaluators import task_decoding
+from evaluators.items_file import ITEMS_NAME, write_items
 from evaluators.loaders.common import skipped_summary
+from evaluators.records import FailedRecord, ItemRecord, SkippedRecord
 from evaluators.reliability_card import checkpoint_digest, record_key, reliability_section
-from evaluators.summary_quality import quality_metrics
-from evaluators.task_metrics import generation_metrics, mc_metrics, selected, summary_metrics, with_recovery
+from evaluators.task_kinds import task_kind
+from evaluators.task_metrics import selected, with_recovery
 from evaluators.task_prompts import check_templates
 from evaluators.tasks import Task, resolve_tasks
 from evaluators.thinking import ThinkingControl, task_thinking
@@ -124,7 +126,7 @@ def run_eval(endpoint, model, tasks, out_dir, config: EvalConfig | None = None, 
         lm_tasks, lm_info = lm_eval.run(endpoint, model, out_dir, api_key=api_key, thinking=thinking, limit=limit)
         card["tasks"].update(lm_tasks)
         run_info["lm_eval"] = {**lm_info, "elapsed_s": round(time.monotonic() - started, 1)}
-    _write_items(out_dir / "items.jsonl", records)
+    write_items(out_dir / ITEMS_NAME, records)
     (out_dir / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
     return write_card(out_dir, card)
 
@@ -136,19 +138,19 @@ def _split(task: Task, items: list, limit: int | None) -> tuple[list, list]:
     return shots, rest[:limit] if limit else rest
 
 
-def answered(records: list[dict]) -> list[dict]:
-    return [r for r in records if FAILED not in r and SKIPPED not in r]
+def answered(records: list[ItemRecord]) -> list[ItemRecord]:
+    return [r for r in records if r.answered]
 
 
-def run_counts(records: list[dict], load_skipped: list | None = None) -> dict:
+def run_counts(records: list[ItemRecord], load_skipped: list | None = None) -> dict:
     """The card's per-task counts: n (scored), n_failed + failures, n_skipped + skipped (load and run time)."""
-    failed = Counter(r[FAILED] for r in records if FAILED in r)
+    failed = Counter(r.reason for r in records if isinstance(r, FailedRecord))
     skipped = skipped_summary(list(load_skipped or []))
-    for reason, count in Counter(r[SKIPPED] for r in records if SKIPPED in r).items():
+    for reason, count in Counter(r.reason for r in records if isinstance(r, SkippedRecord)).items():
         skipped[reason] = {"count": count, "lines": []}
     counts = {"n": len(answered(records)), "n_failed": sum(failed.values()), "failures": dict(failed),
               "n_skipped": sum(entry["count"] for entry in skipped.values()), "skipped": skipped}
-    truncated = sum("truncated" in r for r in records)
+    truncated = sum(getattr(r, "truncated", None) is not None for r in records)
     if truncated:
         counts["n_truncated"] = truncated
     return counts
@@ -188,7 +190,9 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
             await each.check()
         client = clients[0]
         base_client = clients[1] if len(clients) > 1 else None
-        tasks_out, all_records, judge_sent = {}, [], []
+        # Each record's JSON form is made once: the summary scorers add their fields to it, the metrics, the
+        # card and the reliability section read it, and it is the items.jsonl line (evaluators/records.py).
+        tasks_out, typed_records, all_records, judge_sent = {}, [], [], []
         for task, items in loaded:
             task = capped(task, max_tokens, [each.max_model_len for each in clients])
             load_skipped = getattr(items, "skipped", None)  # rows the loader could not interpret
@@ -200,15 +204,16 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
                                                    progress=progress, thinking=sent)
             records = await evaluate_task(client, task, items, shots, base_client=base_client,
                                           label=f"{variant}:", progress=progress, thinking=sent, gate=gate)
-            done = answered(records)
-            done_ids = {r["id"] for r in done}
-            base_done = [r for r in answered(base_records or []) if r["id"] in done_ids] or None
-            if task.kind == "summarisation":
+            kind = task_kind(task.kind)
+            jsons = [record.to_json() for record in records]
+            done = [data for record, data in zip(records, jsons) if record.answered]
+            done_ids = {r.id for r in answered(records)}
+            base_done = [r.to_json() for r in answered(base_records or []) if r.id in done_ids] or None
+            if kind.summary_scored:
                 for each in (done, base_done or []):
                     await scorers.score(each, cache, concurrency, judge_sent)
-            aggregate = _aggregate(task)
-            metrics = aggregate(done, seed) if done else {}
-            base_metrics = aggregate(base_done, seed) if base_done else None
+            metrics = kind.metrics(task, done, seed) if done else {}
+            base_metrics = kind.metrics(task, base_done, seed) if base_done else None
             per_judge = None
             if judges and base_done:
                 pooled, per_judge = await _judged(judges, cache, concurrency, items, done, base_done, seed,
@@ -222,8 +227,9 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
                 **({"judges": per_judge} if per_judge else {}),
                 **({"thinking": sent.as_card()} if task.template == "chat" else {}),
             }
-            all_records += [{**r, "task": task.name} for r in records]
-    scored = answered(all_records)
+            typed_records += records
+            all_records += [{**data, "task": task.name} for data in jsons]
+    scored = [data for record, data in zip(typed_records, all_records) if record.answered]
     flags, flags_missing = flags_section(scored, flag_precision, seed)
     card = {
         "schema_version": SCHEMA_VERSION, "variant": variant, "model": model,
@@ -243,8 +249,9 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
         if record_key(record) in per_record:
             record["reliability"] = per_record[record_key(record)]
     run_info = {"requests_sent": sum(each.sent for each in clients) + sum(judge_sent), "cache_hits": cache.hits,
-                "cache_entries": len(cache), "items_failed": sum(FAILED in r for r in all_records),
-                "items_skipped": sum(SKIPPED in r for r in all_records)}
+                "cache_entries": len(cache),
+                "items_failed": sum(isinstance(r, FailedRecord) for r in typed_records),
+                "items_skipped": sum(isinstance(r, SkippedRecord) for r in typed_records)}
     return card, all_records, run_info
 
 
@@ -266,14 +273,6 @@ def base_check_off(base_given: bool, unpruned: bool = False) -> str:
             "with vLLM, which supports prompt_logprobs, to turn it on")
 
 
-def _aggregate(task: Task):
-    if task.kind == "generation":
-        return lambda records, seed: generation_metrics(records, seed, task.metrics)
-    if task.kind == "summarisation":
-        return lambda records, seed: {**summary_metrics(records, seed), **quality_metrics(records, seed)}
-    return mc_metrics
-
-
 async def _judged(judges, cache, concurrency, items, records, base_records, seed, judge_sent,
                   allow_tie) -> tuple[dict, dict]:
     """The pairwise judges' pooled and per-judge shares over the items both variant and base answered."""
@@ -284,19 +283,3 @@ async def _judged(judges, cache, concurrency, items, records, base_records, seed
     pairs = [(item_of[r["id"]], r, by_id[r["id"]]) for r in records if r["id"] in by_id]
     return await judge_task(judges, cache, concurrency, [p[0] for p in pairs], [p[1] for p in pairs],
                             [p[2] for p in pairs], seed, allow_tie=allow_tie, sent=judge_sent)
-
-
-def _clean(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _write_items(path: Path, records: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(_clean({k: v for k, v in record.items() if k != "source"})) + "\n")

@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from evaluators.loaders import LOADER_KINDS, LOADERS, load_items
+from evaluators.task_kinds import task_kind
 from evaluators.task_schema import (  # noqa: F401  (re-exported: the schema's home for importers)
     DOMAINS,
     AnswerSpec,
@@ -44,7 +45,6 @@ SETS_DIR = Path(__file__).parent / "sets"
 TASK_FILES_DIR = Path(__file__).parent / "task_files"
 SUITES_DIR = Path(__file__).parent / "suites"
 TEMPLATES = ("chat", "completion")
-DEFAULT_MAX_TOKENS = {"multiple_choice": 32, "summarisation": 128, "generation": 128}
 
 
 class Task(TaskSpec):
@@ -78,7 +78,7 @@ class Task(TaskSpec):
 
     @property
     def max_tokens(self) -> int:
-        return self.decoding.max_tokens or DEFAULT_MAX_TOKENS[self.kind]
+        return self.decoding.max_tokens or task_kind(self.kind).default_max_tokens
 
     @property
     def metric_names(self) -> tuple[str, ...]:

@@ -95,11 +95,14 @@ def observe_streamed(source_dir, family, config: dict, sequences: list[list[int]
                      dtype: str = "bfloat16", batch_tokens: int = 8192, ean_max_tokens: int | None = 4096,
                      ean_tokens_per_sample: int | None = None, pad_token_id: int = 0,
                      offload_activations: bool = False, progress: bool = True) -> StreamedPass:
-    """Per-expert statistics of `sequences`, with one decoder layer of `source_dir` in memory at a time."""
+    """Per-expert statistics of `sequences`, with one decoder layer of `source_dir` in memory at a time.
+
+    `source_dir` is a directory or a `Checkpoint` the caller has opened (its headers are then not read again).
+    """
     import torch
     import transformers
 
-    from moeprune.formats.checkpoint import Checkpoint
+    from moeprune.formats.checkpoint import opened
 
     require_transformers(transformers.__version__)
     if dtype not in DTYPES:
@@ -111,13 +114,13 @@ def observe_streamed(source_dir, family, config: dict, sequences: list[list[int]
     refuse_unsupported_quantization(config)
     run_on = check_device(device)
     keep_on = torch.device("cpu") if offload_activations else run_on
-    checkpoint = Checkpoint.open(source_dir)
-    model = build_skeleton(source_dir, family, dtype)
+    checkpoint = opened(source_dir)
+    model = build_skeleton(checkpoint.path, family, dtype)
     layers = family.decoder_layers(model)
     blocks = find_moe_blocks(model, family)
     if not blocks:
         raise UserError(f"found no MoE blocks (decoder layer .{family.block_attr} with .{family.experts_attr}) in "
-                        f"the {family.model_type} model built from {source_dir}/config.json")
+                        f"the {family.model_type} model built from {checkpoint.path}/config.json")
     observer = ExpertObserver(blocks, family, family.num_experts(config), ean_max_tokens, ean_tokens_per_sample)
     weights = StreamedWeights.index(checkpoint, model, getattr(torch, dtype), run_on)
     names = {id(module): name for name, module in model.named_modules()}

@@ -122,16 +122,25 @@ def from_pretrained_options(source_dir) -> dict:
     transformers 5 runs MXFP4 natively only with triton + the `kernels` package (and needs
     `accelerate` unless told to dequantize); `Mxfp4Config(dequantize=True)` instead turns the
     experts into plain weights at load time, on the CPU too. Empty for other checkpoints.
+    `source_dir` may be an opened `Checkpoint` (its config is then not read again).
     """
-    import json
-
-    path = Path(source_dir) / "config.json"
-    config = json.loads(path.read_text()) if path.is_file() else {}
-    if not is_mxfp4(config):
+    if not is_mxfp4(_config_of(source_dir)):
         return {}
     from transformers import Mxfp4Config
 
     return {"quantization_config": Mxfp4Config(dequantize=True)}
+
+
+def _config_of(source) -> dict:
+    """config.json of a checkpoint directory ({} without one), or of an opened `Checkpoint`."""
+    import json
+
+    from moeprune.formats.checkpoint import Checkpoint
+
+    if isinstance(source, Checkpoint):
+        return source.config
+    path = Path(source) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def match_dtype(model, source_dir, dtype):
@@ -144,10 +153,10 @@ def match_dtype(model, source_dir, dtype):
     """
     if not from_pretrained_options(source_dir):
         return model
-    from moeprune.formats.checkpoint import Checkpoint
+    from moeprune.formats.checkpoint import opened
 
     target = _torch_dtype(dtype)
-    bases = {pair_base(entry.name) for entry in Checkpoint.open(source_dir).tensors() if is_mxfp4_name(entry.name)}
+    bases = {pair_base(entry.name) for entry in opened(source_dir).tensors() if is_mxfp4_name(entry.name)}
     for name, parameter in model.named_parameters():
         if name in bases and parameter.dtype != target:
             parameter.data = parameter.data.to(target)

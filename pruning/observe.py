@@ -323,23 +323,28 @@ def model_class_names(family) -> list[str]:
 
 
 def load_model(source_dir, family=None, device: str = "cpu", dtype: str = "float32"):
-    """Load the source checkpoint with transformers for observation (no remote code)."""
+    """Load the source checkpoint with transformers for observation (no remote code).
+
+    `source_dir` is a directory or a `Checkpoint` the caller has opened (its headers are then not read again).
+    """
     import torch
     import transformers
 
     import moeprune.models  # noqa: F401  (registers the classes of uneven checkpoints: re-pruning one works)
+    from moeprune.formats.checkpoint import Checkpoint
     from pruning import mxfp4
 
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}", param="dtype")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {device} requested but torch sees no CUDA device; use the cpu", param="device")
+    path = source_dir.path if isinstance(source_dir, Checkpoint) else source_dir
     names = model_class_names(family)
     for position, name in enumerate(names):
         try:
             # Loaded on the CPU then moved: device_map would need `accelerate`, not a dependency.
             # MXFP4 checkpoints (gpt-oss) load with their experts dequantized: see pruning/mxfp4.py.
-            model = getattr(transformers, name).from_pretrained(str(source_dir), dtype=getattr(torch, dtype),
+            model = getattr(transformers, name).from_pretrained(str(path), dtype=getattr(torch, dtype),
                                                                 **mxfp4.from_pretrained_options(source_dir))
             return mxfp4.match_dtype(model, source_dir, dtype).to(device)
         except ValueError:

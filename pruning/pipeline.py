@@ -12,6 +12,7 @@ from pathlib import Path
 
 from moeprune.cli_config import validate_options
 from moeprune.errors import UserError
+from moeprune.formats.checkpoint import Checkpoint
 from moeprune.formats.domain_gate import GATE_NAME
 from moeprune.formats.expert_counts import uneven_architectures
 from moeprune.formats.jsonfile import read_json
@@ -58,9 +59,10 @@ def check_stats_match(stats: ExpertStats, family, routing: Routing, layers: list
         raise UserError(f"{where} covers MoE layers {sorted(stats.layers)}, this model has {layers}; re-run the pass")
 
 
-def observe_source(source: Path, config: dict, family, calibration, *, samples, max_tokens, seed, device, dtype,
+def observe_source(checkpoint: Checkpoint, calibration, *, samples, max_tokens, seed, device, dtype,
                    batch_tokens, ean_max_tokens, ean_tokens_per_sample=None, chat_template_kwargs=None,
                    observe="stream", offload_activations=False, progress=True) -> ExpertStats:
+    """A new calibration pass over the opened source checkpoint (its headers are not read again)."""
     from transformers import AutoTokenizer
 
     from pruning.calibration import load_calibration
@@ -68,6 +70,7 @@ def observe_source(source: Path, config: dict, family, calibration, *, samples, 
     from pruning.observe import load_model
     from pruning.observe import observe as observe_whole
 
+    source, config, family = checkpoint.path, checkpoint.config, checkpoint.family
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     calibration_set = load_calibration(calibration, tokenizer, samples=samples, max_tokens=max_tokens, seed=seed,
                                        chat_template_kwargs=chat_template_kwargs)
@@ -75,10 +78,10 @@ def observe_source(source: Path, config: dict, family, calibration, *, samples, 
     rule = dict(batch_tokens=batch_tokens, ean_max_tokens=ean_max_tokens, ean_tokens_per_sample=ean_tokens_per_sample,
                 pad_token_id=pad, progress=progress)
     if observe == "whole":
-        model = load_model(source, family, device=device, dtype=dtype)
+        model = load_model(checkpoint, family, device=device, dtype=dtype)
         stats = observe_whole(model, family, config, calibration_set.sequences, **rule)
     else:
-        stats = observe_streamed(source, family, config, calibration_set.sequences, device=device, dtype=dtype,
+        stats = observe_streamed(checkpoint, family, config, calibration_set.sequences, device=device, dtype=dtype,
                                  offload_activations=offload_activations, **rule).stats
     # The EAN rule goes with the token stream, so --scores-in carries it into pruning.json too.
     stats.calibration = {**calibration_set.record, "ean": stats.ean_rule()}
@@ -95,24 +98,24 @@ def check_observe_mode(observe: str, offload_activations: bool) -> None:
                         "observe stream", param="offload_activations")
 
 
-def gather_stats(source, config, family, routing, layers, method, *, calibration, scores_in, **pass_options):
+def gather_stats(checkpoint: Checkpoint, routing, layers, method, *, calibration, scores_in, **pass_options):
     """Statistics from --scores-in, from a new pass over --calibration, or none needed (random)."""
     if scores_in and calibration:
         raise UserError("give either calibration files (run a new pass) or scores_in (reuse one), not both",
                         param="scores_in")
     if scores_in:
         stats = ExpertStats.load(scores_in)
-        check_stats_match(stats, family, routing, layers, str(scores_in))
+        check_stats_match(stats, checkpoint.family, routing, layers, str(scores_in))
         return stats
     if calibration:
-        return observe_source(source, config, family, calibration, **pass_options)
+        return observe_source(checkpoint, calibration, **pass_options)
     if not method.needs_calibration:
-        return ExpertStats.empty(family.model_type, routing.num_experts, routing.top_k, layers)
+        return ExpertStats.empty(checkpoint.family.model_type, routing.num_experts, routing.top_k, layers)
     raise UserError(f"method {method.name!r} needs calibration files (or scores_in from an earlier pass)",
                     param="calibration")
 
 
-def plan_from_scores(source, config, family, routing, layers, *, method, ratio, allocation, min_experts, seed,
+def plan_from_scores(checkpoint: Checkpoint, routing, layers, *, method, ratio, allocation, min_experts, seed,
                      calibration, scores_in, scores_out, pass_options) -> tuple[Ranked, dict]:
     chosen = get_method(method)
     ratio = check_ratio(ratio)
@@ -120,8 +123,8 @@ def plan_from_scores(source, config, family, routing, layers, *, method, ratio, 
     select({layer: [0.0] * routing.num_experts for layer in layers}, ratio, routing, allocation, min_experts)
     if allocation != "uniform":
         # Counts may come out different per layer: a family without an uneven class fails now, not after the pass.
-        uneven_architectures(family, config)
-    stats = gather_stats(source, config, family, routing, layers, chosen, calibration=calibration,
+        uneven_architectures(checkpoint.family, checkpoint.config)
+    stats = gather_stats(checkpoint, routing, layers, chosen, calibration=calibration,
                          scores_in=scores_in, seed=seed, **pass_options)
     scores = chosen.score(stats, seed)
     ranked = select(scores, ratio, routing, allocation, min_experts)
@@ -182,7 +185,9 @@ def run_prune(source_dir, out_dir, config: PruneConfig | None = None, **options)
     layers = moe_layer_indices(source, model_config, family)
     from pruning.shard_checks import open_checked
 
-    open_checked(source)  # truncated shard, missing tensor, wrong dtype: fail now, before any pass or write
+    # Truncated shard, missing tensor, wrong dtype: fail now, before any pass or write. This one opened
+    # checkpoint (index, headers, config) is what the pass and the writer use: nothing parses them again.
+    checkpoint = open_checked(source, model_config)
     check_dequantize(model_config, config.dequantize)
     out = Path(out_dir)
     if out.exists() and not config.overwrite:
@@ -205,7 +210,7 @@ def run_prune(source_dir, out_dir, config: PruneConfig | None = None, **options)
                             observe=config.observe, offload_activations=config.offload_activations,
                             progress=config.progress)
         ranked, provenance = plan_from_scores(
-            source, model_config, family, routing, layers, method=config.method, ratio=config.ratio,
+            checkpoint, routing, layers, method=config.method, ratio=config.ratio,
             allocation=config.allocation, min_experts=config.min_experts, seed=config.seed, calibration=calibration,
             scores_in=config.scores_in, scores_out=config.scores_out, pass_options=pass_options)
     from pruning.writer import write_pruned
@@ -217,7 +222,7 @@ def run_prune(source_dir, out_dir, config: PruneConfig | None = None, **options)
     # it is in pruning.json's hashes and an interrupted run cannot leave a published variant without it.
     gate = fit_domain_gate(calibration, config.gate_reference) if calibration and config.domain_gate else None
     extra = {GATE_NAME: gate.save} if gate is not None else None
-    return write_pruned(source, out, kept, provenance, overwrite=config.overwrite, extra_files=extra,
+    return write_pruned(checkpoint, out, kept, provenance, overwrite=config.overwrite, extra_files=extra,
                         dequantize=config.dequantize)
 
 

@@ -19,7 +19,6 @@ costs milliseconds, and every error names the tensor and the file.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -37,9 +36,13 @@ CONFIG_DTYPES = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
 _SHOWN = 5
 
 
-def open_checked(model_dir) -> Checkpoint:
-    """Open a checkpoint (headers only) and check it; the entry point before a pass or a write."""
-    checkpoint = Checkpoint.open(model_dir)
+def open_checked(model_dir, config: dict | None = None) -> Checkpoint:
+    """Open a checkpoint (headers only) and check it; the entry point before a pass or a write.
+
+    `config` is its config.json when the caller has read it already. The checkpoint returned is the one
+    a run passes down to its pass and its writer, so nothing reads these headers again.
+    """
+    checkpoint = Checkpoint.open(model_dir, config)
     check_checkpoint(checkpoint)
     return checkpoint
 
@@ -64,10 +67,9 @@ def check_byte_counts(checkpoint: Checkpoint) -> None:
 
 
 def check_index(checkpoint: Checkpoint) -> None:
-    index = checkpoint.path / INDEX_NAME
-    if not index.is_file():
+    weight_map = checkpoint.weight_map
+    if weight_map is None:
         return
-    weight_map = json.loads(index.read_text()).get("weight_map", {})
     held = {shard.path.name: {entry.name for entry in shard.tensors} for shard in checkpoint.shards}
     for name, file in weight_map.items():
         if name not in held.get(file, set()):

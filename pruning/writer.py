@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from moeprune.errors import UserError
-from moeprune.formats.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint
+from moeprune.formats.checkpoint import INDEX_NAME, OTHER_WEIGHT_SUFFIXES, Checkpoint, opened
 from moeprune.formats.expert_counts import with_layer_counts
 from moeprune.formats.manifest import MANIFEST_NAME, MASK_NAME, build_manifest, mask_rows
 from pruning import dequantize_write
@@ -50,6 +50,9 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
                  extra_files: dict | None = None, dequantize: bool = False) -> Path:
     """Write the checkpoint at source_dir, keeping only `kept` experts, to out_dir; return out_dir.
 
+    `source_dir` is a directory or a `Checkpoint` already opened (and checked) by the caller: its parsed
+    headers are then used as they are, not read again.
+
     `kept` maps each MoE decoder-layer index to its kept expert indices (source
     numbering); `provenance` carries method/ratio/allocation/seed/mask_file/
     calibration (and optionally `ranked`: layer -> kept experts best first)
@@ -60,7 +63,7 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
     hashed in it and published with the rest, or not at all. `dequantize` writes MXFP4 experts as plain
     weights in config.json's dtype (`pruning.dequantize_write`; a UserError if nothing is MXFP4).
     """
-    source = Checkpoint.open(source_dir)
+    source = opened(source_dir)
     out = Path(out_dir)
     if out.resolve() == source.path.resolve():
         raise UserError(f"output {out} is the source checkpoint itself; choose another directory", param="out_dir")

@@ -90,12 +90,22 @@ def load_config(model_dir: str | Path) -> dict:
 
 def weight_files(model_dir: str | Path) -> list[Path]:
     """The safetensors files of a checkpoint, in index order; refuses pickle-only checkpoints."""
+    return _weight_files(Path(model_dir), read_index(model_dir))
+
+
+def read_index(model_dir: str | Path) -> dict[str, str] | None:
+    """The `weight_map` (tensor name -> shard file) of a sharded checkpoint's index; None without an index."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: not a directory")
     index = model_dir / INDEX_NAME
-    if index.is_file():
-        weight_map = json.loads(index.read_text()).get("weight_map", {})
+    if not index.is_file():
+        return None
+    return json.loads(index.read_text()).get("weight_map", {})
+
+
+def _weight_files(model_dir: Path, weight_map: dict[str, str] | None) -> list[Path]:
+    if weight_map is not None:
         names = sorted(set(weight_map.values()))
         missing = [name for name in names if not (model_dir / name).is_file()]
         if missing:
@@ -116,21 +126,30 @@ def weight_files(model_dir: str | Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """One opened checkpoint: its config, family, index and every shard's parsed header.
+
+    Opened once per run and passed down (checks, calibration pass, writer), so no step re-reads the
+    index or re-parses a header: what one step checked is exactly what the next one uses.
+    """
+
     path: Path
     config: dict
     family: Family
     shards: tuple[Shard, ...]
+    weight_map: dict[str, str] | None = None  # the index's tensor name -> shard file; None when unsharded
 
     @classmethod
-    def open(cls, model_dir: str | Path) -> Checkpoint:
+    def open(cls, model_dir: str | Path, config: dict | None = None) -> Checkpoint:
+        """Parse the index and every shard header; `config` is config.json when the caller has read it."""
         model_dir = Path(model_dir)
-        files = weight_files(model_dir)
-        config = load_config(model_dir)
-        return cls(model_dir, config, family_for(config), tuple(read_shard(path) for path in files))
+        weight_map = read_index(model_dir)
+        files = _weight_files(model_dir, weight_map)
+        config = load_config(model_dir) if config is None else config
+        return cls(model_dir, config, family_for(config), tuple(read_shard(path) for path in files), weight_map)
 
     @property
     def sharded(self) -> bool:
-        return (self.path / INDEX_NAME).is_file() or len(self.shards) > 1
+        return self.weight_map is not None or len(self.shards) > 1
 
     def tensors(self):
         for shard in self.shards:
@@ -163,6 +182,11 @@ class Checkpoint:
                 params["experts"] += count
                 nbytes["experts"] += entry.nbytes
         return {"params": params, "bytes": nbytes}
+
+
+def opened(source: str | Path | Checkpoint) -> Checkpoint:
+    """`source` itself when the caller has opened it already, else the checkpoint in that directory."""
+    return source if isinstance(source, Checkpoint) else Checkpoint.open(source)
 
 
 def parameter_count(entry) -> int:

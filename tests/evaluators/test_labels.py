@@ -33,16 +33,16 @@ def test_multiple_choice_labels():
 def test_exact_match_and_made_up_generation_labels():
     fake = study_tasks()["medhalt_reasoning_fake"]
     made_up = GenItem("k", {"input": "{}"}, "I do not know", kind="fake")
-    assert score_generation(fake, made_up, '{"cop": "I do not know"}')["label"] == "correct"
-    assert score_generation(fake, made_up, '{"cop": "Lunase"}')["label"] == "wrong"
-    assert score_generation(fake, made_up, "Lunase, I think")["label"] == "unparsed"
+    assert score_generation(fake, made_up, '{"cop": "I do not know"}').label == "correct"
+    assert score_generation(fake, made_up, '{"cop": "Lunase"}').label == "wrong"
+    assert score_generation(fake, made_up, "Lunase, I think").label == "unparsed"
     ir = study_tasks()["medhalt_ir_pmid2title"]
     real = GenItem("i", {"input": "{}"}, "Initial sequencing and analysis of the human genome")
-    assert score_generation(ir, real, '{"paper_title": "Unknown"}')["label"] == "abstained"
+    assert score_generation(ir, real, '{"paper_title": "Unknown"}').label == "abstained"
     assert score_generation(ir, real, '{"paper_title": "Initial sequencing and analysis of the human genome"}'
-                            )["label"] == "correct"
+                            ).label == "correct"
     medinst = study_tasks()["medinst32_ncbi_disease"]
-    assert "label" not in score_generation(medinst, GenItem("m", {"input": "x"}, "[B]"), "[B]")
+    assert "label" not in score_generation(medinst, GenItem("m", {"input": "x"}, "[B]"), "[B]").to_json()
 
 
 def test_the_reliability_population_leaves_every_abstention_out():

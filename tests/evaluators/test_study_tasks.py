@@ -161,22 +161,22 @@ def test_json_answers_fenced_bare_or_python_literals():
 def test_generation_items_are_scored_right_wrong_or_refused():
     nota = study_tasks()["medhalt_reasoning_nota"]
     item = GenItem("n", {"input": "{}"}, "None of the above", kind="nota")
-    assert score_generation(nota, item, '{"cop": "none of the above."}')["correct"] is True
+    assert score_generation(nota, item, '{"cop": "none of the above."}').correct is True
     wrong = score_generation(nota, item, '{"cop": "Radial nerve"}')
-    assert wrong["correct"] is False and wrong["abstained"] is False
+    assert wrong.correct is False and wrong.abstained is False
     unreadable = score_generation(nota, item, "I think radial")
-    assert unreadable["parsed_as"] == "unparsed" and unreadable["correct"] is False
+    assert unreadable.parsed_as == "unparsed" and unreadable.correct is False
     fake = study_tasks()["medhalt_reasoning_fake"]
     made_up = GenItem("k", {"input": "{}"}, "I do not know", kind="fake")
-    assert score_generation(fake, made_up, '{"cop": "I do not know"}')["correct"] is True
-    assert score_generation(fake, made_up, '{"cop": "Lunase"}')["correct"] is False
+    assert score_generation(fake, made_up, '{"cop": "I do not know"}').correct is True
+    assert score_generation(fake, made_up, '{"cop": "Lunase"}').correct is False
     ir = study_tasks()["medhalt_ir_pmid2title"]
     real = GenItem("i", {"input": "{}"}, "Initial sequencing and analysis of the human genome")
     unknown = score_generation(ir, real, '{"paper_title": "Unknown"}')
-    assert unknown["correct"] is False and unknown["abstained"] is True  # abstaining is not hallucinating
+    assert unknown.correct is False and unknown.abstained is True  # abstaining is not hallucinating
     medinst = study_tasks()["medinst32_ncbi_disease"]
     free = score_generation(medinst, GenItem("m", {"input": "x"}, "[B]"), "  [B] [O]  ")
-    assert free["answer"] == "[B] [O]" and "correct" not in free  # free text feeds no flag calibration
+    assert free.answer == "[B] [O]" and "correct" not in free.to_json()  # free text feeds no flag calibration
     assert extract(medinst, "   ") is None
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from evaluators.client import EndpointClient
 from evaluators.evaluate import evaluate_task
+from evaluators.records import MCRecord
 from evaluators.requests import Prompt, generate
 from evaluators.tasks import Task
 from evaluators.thinking import ThinkingControl
@@ -89,7 +90,7 @@ def test_reasoning_is_stripped_before_the_answer_is_parsed(thinking_server, tmp_
             await client.check()
             return await evaluate_task(client, task, task.load(), [], progress=False, thinking=thinking)
 
-    for record in run(records()):
+    for record in map(MCRecord.to_json, run(records())):
         assert record["response"] == "B" and record["choice"] == "B" and record["correct"]
         assert record["reasoning"] and "</think>" not in record["response"]
         assert record["finish_reason"] == "stop"

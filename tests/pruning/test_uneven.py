@@ -385,5 +385,8 @@ def test_uneven_mxfp4_gpt_oss_stays_mxfp4_and_transformers_keeps_the_invariant(t
     family = FAMILIES["gpt_oss"]
     with experts_masked(source, family, UNEVEN_KEPT, 8):
         expected = _logits(source, batches)
-    assert _max_diff(_logits(pruned, batches), expected) <= 1e-5
-    assert _max_diff(_logits(pruned, batches), _logits(source, batches)) > 1e-2
+    # transformers dequantizes MXFP4 experts to bf16 and computes them in bf16, where the CPU's matmul blocking
+    # (it depends on the expert count and on the CPU) changes the rounding: 0 on an Intel Xeon, 5.5e-4 on an
+    # AMD EPYC (2026-12-06), against 0.84 when the removed experts are not masked. The bound sits between.
+    assert _max_diff(_logits(pruned, batches), expected) <= 2e-3
+    assert _max_diff(_logits(pruned, batches), _logits(source, batches)) > 1e-1

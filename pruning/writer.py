@@ -78,6 +78,7 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
     if dequantize:
         plans = dequantize_write.dequantized_plans(source, plans, kept, source.config)
         config = dequantize_write.without_quantization(config)
+        provenance = {**provenance, "dequantized": {"from": "mxfp4", "to": dequantize_write.target_dtype(config)}}
     mask = mask_rows(kept, provenance.get("ranked"))
     cache = hash_cache if hash_cache is not None else SourceHashCache.from_env()
     with staging_dir(out, overwrite) as tmp:

@@ -66,6 +66,9 @@ class PruningManifest(_Strict):
     # How the observation pass ran (mode stream/whole, dtype, device, EAN rule, tokens per layer); written
     # only for method-based prunes, so mask-based manifests keep exactly the contract's keys.
     observation: dict | None = Field(default=None, exclude_if=lambda value: value is None)
+    # Set by dequantize-on-write ({"from": "mxfp4", "to": <dtype>}): the experts are not the source's bytes.
+    # Absent otherwise, so other manifests keep exactly the contract's keys.
+    dequantized: dict | None = Field(default=None, exclude_if=lambda value: value is None)
     params: BeforeAfter
     bytes: BeforeAfter
     files: dict[str, str]
@@ -132,6 +135,7 @@ def build_manifest(source: Checkpoint, after: Checkpoint, kept: dict[int, list[i
         kept_experts={layer: sorted(kept[layer]) for layer in sorted(kept)},
         calibration=provenance.get("calibration"),
         observation=provenance.get("observation"),
+        dequantized=provenance.get("dequantized"),
         params=BeforeAfter(before=before_totals["params"], after=after_totals["params"]),
         bytes=BeforeAfter(before=before_totals["bytes"], after=after_totals["bytes"]),
         files=sha256_tree(after.path, exclude=(MANIFEST_NAME,), known=written_hashes),

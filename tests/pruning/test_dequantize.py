@@ -88,6 +88,10 @@ def test_dequantized_checkpoint_is_the_stock_bf16_layout_without_quantization_co
     out = write_pruned(bf16_mxfp4, tmp_path / "plain", kept, {}, dequantize=True)
     config = load_config(out)
     assert "quantization_config" not in config and config["dtype"] == "bfloat16"
+    # pruning.json says the experts are not the source's bytes; a prune that keeps MXFP4 says nothing
+    assert json.loads((out / "pruning.json").read_text())["dequantized"] == {"from": "mxfp4", "to": "bfloat16"}
+    kept_mxfp4 = write_pruned(bf16_mxfp4, tmp_path / "mxfp4", kept, {})
+    assert "dequantized" not in json.loads((kept_mxfp4 / "pruning.json").read_text())
     assert not any("quantization_config" in json.dumps(layer) for layer in config.get("per_layer_config") or [])
     stock, written = load_file(str(stock_bf16 / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert sorted(written) == sorted(stock)  # same names: no *_blocks / *_scales left

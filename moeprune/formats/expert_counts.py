@@ -33,6 +33,7 @@ UNEVEN_ARCHITECTURES: dict[str, str] = {
     "Qwen3_5MoeForCausalLM": "Qwen3_5MoePrunedForCausalLM",
     "Qwen3_5MoeForConditionalGeneration": "Qwen3_5MoePrunedForConditionalGeneration",
     "DeepseekV3ForCausalLM": "DeepseekV3PrunedForCausalLM",
+    "NemotronHForCausalLM": "NemotronHPrunedForCausalLM",
 }
 STOCK_ARCHITECTURES = {uneven: stock for stock, uneven in UNEVEN_ARCHITECTURES.items()}
 

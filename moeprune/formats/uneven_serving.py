@@ -23,11 +23,20 @@ PLUGIN_TARGET = "moeprune.models.vllm_plugin:register"
 # expert parallelism (every rank's slice is global count // ranks) and for quantized experts (reshaped with
 # the global count). Only their unquantized, non-expert-parallel path loads each layer by its own shapes.
 GLOBAL_COUNT_LOADERS = {"gpt_oss"}
-# Families with an uneven transformers class that vLLM cannot serve uneven, and why (checked before any engine).
-NOT_SERVABLE_UNEVEN = {
-    "deepseek_v3": "vLLM 0.32 refuses every heterogeneous MLA model while it reads the config, before any model "
-                   "class is looked up (NotImplementedError: Heterogeneous MLA models are not supported), so no "
-                   "plugin class can build it",
+# Families with an uneven transformers class that vLLM cannot serve uneven: (why, what to do instead), checked
+# before any engine starts. There is no vLLM class for them in the plugin.
+NOT_SERVABLE_UNEVEN: dict[str, tuple[str, str]] = {
+    "deepseek_v3": (
+        "vLLM 0.32 refuses every heterogeneous MLA model while it reads the config, before any model class is "
+        "looked up (NotImplementedError: Heterogeneous MLA models are not supported), so no plugin class can "
+        "build it",
+        "it loads in transformers (import moeprune.models); to serve it with vLLM, prune with allocation uniform"),
+    "nemotron_h": (
+        "vLLM 0.32's NemotronH model builds every MoE layer from the one global n_routed_experts and never reads "
+        "per_layer_config, and vLLM's CPU build cannot run nemotron_h's non-gated (relu2) experts at all, uneven "
+        "or not (is_act_and_mul=False is supported only for CUDA, XPU and ROCm)",
+        "serve it with transformers (AutoModelForCausalLM after import moeprune.models), or prune with allocation "
+        "uniform and serve that with vLLM on a GPU"),
 }
 
 
@@ -48,10 +57,10 @@ def check_servable(model_dir: str | Path) -> None:
         return
     counts = layer_counts(family, config)
     if family.model_type in NOT_SERVABLE_UNEVEN:
+        why, fix = NOT_SERVABLE_UNEVEN[family.model_type]
         raise UserError(
             f"{model_dir} keeps different expert counts per layer ({_counts_text(counts)}), which vLLM cannot serve "
-            f"for {family.model_type}: {NOT_SERVABLE_UNEVEN[family.model_type]}; it loads in transformers "
-            "(import moeprune.models); to serve it, prune with allocation uniform")
+            f"for {family.model_type}: {why}; {fix}")
     if plugin_installed():
         return
     raise UserError(

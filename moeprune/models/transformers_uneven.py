@@ -18,6 +18,8 @@ from transformers.models.gpt_oss.configuration_gpt_oss import GptOssConfig
 from transformers.models.gpt_oss.modeling_gpt_oss import GptOssForCausalLM
 from transformers.models.mixtral.configuration_mixtral import MixtralConfig
 from transformers.models.mixtral.modeling_mixtral import MixtralForCausalLM
+from transformers.models.nemotron_h.configuration_nemotron_h import NemotronHConfig
+from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHForCausalLM
 from transformers.models.olmoe.configuration_olmoe import OlmoeConfig
 from transformers.models.olmoe.modeling_olmoe import OlmoeForCausalLM
 from transformers.models.qwen2_moe.configuration_qwen2_moe import Qwen2MoeConfig
@@ -114,6 +116,15 @@ class DeepseekV3PrunedForCausalLM(UnevenExperts, DeepseekV3ForCausalLM):
     model_type = "deepseek_v3"
 
 
+class NemotronHPrunedForCausalLM(UnevenExperts, NemotronHForCausalLM):
+    """Nemotron-H (hybrid Mamba/attention/MoE): only the MoE blocks (`mixer` of the layers typed "moe") are
+    rebuilt, each with its router (and selection bias), fused up/down experts and shared expert at its layer's
+    count; Mamba and attention layers are the stock ones. Its grouped router splits the layer's own count into
+    n_group groups (1 in the released checkpoints), so every layer keeps the same number in each group."""
+
+    model_type = "nemotron_h"
+
+
 class Qwen3_5MoePrunedForConditionalGeneration(UnevenExperts, Qwen3_5MoeForConditionalGeneration):
     """Qwen3.5/3.6-MoE as shipped (vision tower + the text model under `model.language_model`):
     `per_layer_config` sits in `text_config`; the vision tower is the stock one."""
@@ -132,6 +143,7 @@ CLASSES: tuple[tuple[type, type, type[UnevenExperts]], ...] = (
     (Qwen3_5MoeTextConfig, Qwen3_5MoeForCausalLM, Qwen3_5MoePrunedForCausalLM),
     (Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration, Qwen3_5MoePrunedForConditionalGeneration),
     (DeepseekV3Config, DeepseekV3ForCausalLM, DeepseekV3PrunedForCausalLM),
+    (NemotronHConfig, NemotronHForCausalLM, NemotronHPrunedForCausalLM),
 )
 
 

@@ -2,6 +2,7 @@
 the layer-adaptive allocation, and every refusal before work."""
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -19,7 +20,7 @@ from tests.pruning.conftest import PROMPTS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
 UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss", "qwen3_5_moe_text", "qwen3_5_moe",
-                   "deepseek_v3"]
+                   "deepseek_v3", "nemotron_h"]
 # Layer 0 keeps 3 experts, layer 1 keeps 5: both above top-k 2, different selections.
 UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
 # Grouped routing (deepseek_v3: MoE layers 1 and 2, dense layer 0, 2 groups of 4 experts): each layer keeps the
@@ -27,8 +28,12 @@ UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
 GROUPED_KEPT = {1: [0, 2, 5, 7], 2: [0, 1, 3, 4, 5, 6]}
 
 
+# nemotron_h: the same two selections on its MoE layers 1 and 3 (layer 0 is Mamba, layer 2 attention).
+HYBRID_KEPT = {1: UNEVEN_KEPT[0], 3: UNEVEN_KEPT[1]}
+
+
 def uneven_kept(model_type: str) -> dict[int, list[int]]:
-    return GROUPED_KEPT if model_type == "deepseek_v3" else UNEVEN_KEPT
+    return {"deepseek_v3": GROUPED_KEPT, "nemotron_h": HYBRID_KEPT}.get(model_type, UNEVEN_KEPT)
 
 
 def kept_counts(model_type: str) -> dict[int, int]:
@@ -160,13 +165,23 @@ def test_a_layer_below_top_k_is_refused_naming_the_layer(tiny_qwen3_moe, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_family_without_an_uneven_class_is_refused_before_writing(tiny_model_factory, tmp_path):
-    source = tiny_model_factory("nemotron_h")  # MoE layers 1 and 3
-    with pytest.raises(UserError, match=r"nemotron_h \(NemotronHForCausalLM\) cannot hold different expert counts "
-                                        r"per layer yet: .*GptOssForCausalLM, MixtralForCausalLM, .*; use allocation "
-                                        r"uniform"):
-        write_pruned(source, tmp_path / "out", {1: UNEVEN_KEPT[0], 3: UNEVEN_KEPT[1]}, {})
-    assert list(tmp_path.iterdir()) == []
+def _with_architecture(source, out, architecture: str):
+    """A copy of `source` whose config.json names another architecture (as a remote-code checkpoint would)."""
+    shutil.copytree(source, out)
+    config = load_config(out)
+    config["architectures"] = [architecture]
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+def test_an_architecture_without_an_uneven_class_is_refused_before_writing(tiny_model_factory, tmp_path):
+    # Every family has an uneven class now; a checkpoint under another architecture name still has none.
+    source = _with_architecture(tiny_model_factory("qwen3_moe"), tmp_path / "custom", "Qwen3MoeCustomForCausalLM")
+    with pytest.raises(UserError, match=r"qwen3_moe \(Qwen3MoeCustomForCausalLM\) cannot hold different expert "
+                                        r"counts per layer yet: .*GptOssForCausalLM, MixtralForCausalLM, "
+                                        r"NemotronHForCausalLM, .*; use allocation uniform"):
+        write_pruned(source, tmp_path / "out", UNEVEN_KEPT, {})
+    assert list(tmp_path.iterdir()) == [source]  # nothing written beside the source
 
 
 def test_grouped_routing_refuses_a_layer_whose_groups_keep_different_counts(tiny_model_factory, tmp_path):
@@ -182,6 +197,34 @@ def test_grouped_routing_refuses_a_layer_whose_groups_keep_different_counts(tiny
         select_coverage({1: [1.0] * 8}, 0.5, Routing(8, 2, n_group=2, topk_group=1))
 
 
+def test_grouped_nemotron_h_keeps_the_same_count_per_group_and_the_invariant(tmp_path, monkeypatch):
+    """Released Nemotron-H checkpoints route with n_group = 1; with more groups the grouped rules hold for it as
+    for deepseek_v3 (each layer keeps the same number in every group), and the uneven model stays exact."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import moeprune.models  # noqa: F401
+    from testkit.tiny_models import build_tiny_model
+
+    monkeypatch.setitem(TINY_CONFIGS, "nemotron_h", dict(TINY_CONFIGS["nemotron_h"], n_group=2, topk_group=1))
+    source_dir = build_tiny_model("nemotron_h", tmp_path / "source")
+    grouped = {1: GROUPED_KEPT[1], 3: GROUPED_KEPT[2]}  # 2 per group of 4, then 3 per group
+    with pytest.raises(UserError, match=r"layer 3: grouped routing \(2 groups of 4\) needs the same number"):
+        write_pruned(source_dir, tmp_path / "bad", {1: grouped[1], 3: [0, 1, 2, 4, 5]}, {})
+    out = write_pruned(source_dir, tmp_path / "out", grouped, {})
+    assert layer_counts(family_for(load_config(out)), load_config(out)) == {1: 4, 3: 6}
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batches = [torch.tensor([tokenizer.encode(text)]) for text in PROMPTS]
+    source = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32).eval()
+    family = family_for(load_config(source_dir))
+    with experts_masked(source, family, grouped, 8):
+        expected = _logits(source, batches)
+    pruned = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    assert type(pruned).__name__ == "NemotronHPrunedForCausalLM"
+    assert [family.router(block).num_group for block in family.moe_blocks(pruned).values()] == [2, 2]
+    assert _max_diff(_logits(pruned, batches), expected) <= 1e-5
+    assert _max_diff(_logits(pruned, batches), _logits(source, batches)) > 1e-2
+
+
 def test_global_allocation_under_grouped_routing_moves_whole_tiers():
     """One expert per group leaves at a time, so every layer keeps the same number in each of its groups."""
     routing = Routing(8, 2, n_group=2, topk_group=1)  # >= 2 per group: a layer keeps 4, 6 or 8
@@ -195,14 +238,14 @@ def test_global_allocation_under_grouped_routing_moves_whole_tiers():
         select(scores, 0.75, routing, "global")
 
 
-def test_run_prune_refuses_an_uneven_allocation_for_a_family_without_a_class_before_the_pass(tiny_model_factory,
-                                                                                              tmp_path):
+def test_run_prune_refuses_an_uneven_allocation_for_an_architecture_without_a_class_before_the_pass(
+        tiny_model_factory, tmp_path):
     from pruning.pipeline import run_prune
 
+    source = _with_architecture(tiny_model_factory("qwen3_moe"), tmp_path / "custom", "Qwen3MoeCustomForCausalLM")
     with pytest.raises(UserError, match="cannot hold different expert counts per layer yet"):
         # No calibration given: the refusal must come before the pass would be asked for.
-        run_prune(tiny_model_factory("nemotron_h"), tmp_path / "out", method="reap", ratio=0.5,
-                  allocation="coverage")
+        run_prune(source, tmp_path / "out", method="reap", ratio=0.5, allocation="coverage")
 
 
 def test_pruning_an_uneven_checkpoint_again_is_refused(uneven_factory, tmp_path):
@@ -300,6 +343,26 @@ def test_check_servable_refuses_an_uneven_deepseek_v3_whatever_the_plugin(uneven
         serving.check_servable(pruned_dir)
     source_dir, _ = uneven_factory("deepseek_v3")
     serving.check_servable(source_dir)  # the stock (even) checkpoint is served as before
+
+
+def test_check_servable_refuses_an_uneven_nemotron_h_naming_why_and_what_to_do(uneven_factory, tmp_path,
+                                                                               monkeypatch):
+    """No vLLM class is built for nemotron_h: vLLM's model reads one global count, and its CPU build cannot run
+    the non-gated experts at all. The refusal holds with the plugin installed, and says how to serve instead."""
+    from moeprune.formats import uneven_serving as serving
+
+    source_dir, pruned_dir = uneven_factory("nemotron_h")
+    monkeypatch.setattr(serving, "plugin_installed", lambda: True)
+    with pytest.raises(UserError, match=r"\(layer 1: 3, layer 3: 5\), which vLLM cannot serve for nemotron_h: "
+                                        r"vLLM 0.32's NemotronH model builds every MoE layer from the one global "
+                                        r"n_routed_experts.*CPU build cannot run nemotron_h's non-gated \(relu2\) "
+                                        r"experts at all.*; serve it with transformers \(AutoModelForCausalLM after "
+                                        r"import moeprune.models\), or prune with allocation uniform and serve that "
+                                        r"with vLLM on a GPU"):
+        serving.check_servable(pruned_dir)
+    serving.check_servable(source_dir)  # the stock (even) checkpoint is not refused here
+    uniform = write_pruned(source_dir, tmp_path / "uniform", {1: [0, 1, 2, 3], 3: [4, 5, 6, 7]}, {})
+    serving.check_servable(uniform)  # nor is a uniform prune (a GPU vLLM serves it)
 
 
 def test_the_gateway_refuses_to_start_an_uneven_variant_where_vllm_would_not_find_its_class(

@@ -16,6 +16,9 @@ Not a test double for behaviour (see tests/app/stub_engine.py for that): no
 validation, no errors, no disconnect handling beyond closing.
 
     python -m testkit.fast_engine --port 8001 [--model stub] [--stream-tokens 256]
+
+It takes (and ignores) the rest of vLLM's flags, so a variant may launch it as its engine
+(`launcher: python -m testkit.fast_engine`, tests/app/workers).
 """
 
 from __future__ import annotations
@@ -198,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", default="stub")
+    parser.add_argument("--served-model-name", default=None, help="the name it answers to (default: --model)")
     parser.add_argument("--stream-tokens", type=int, default=256, help="most tokens in a streamed answer")
-    args = parser.parse_args(argv)
+    # vLLM's other flags are ignored, so the gateway can launch it as a managed engine (`launcher:`).
+    args, _ = parser.parse_known_args(argv)
     try:
-        asyncio.run(serve(args.host, args.port, args.model, args.stream_tokens))
+        asyncio.run(serve(args.host, args.port, args.served_model_name or args.model, args.stream_tokens))
     except KeyboardInterrupt:
         pass
     return 0

@@ -76,7 +76,10 @@ async def serve(app, plan: WorkerPlan, listener: socket.socket, feed: Connection
 
     gateway = app.state.gateway
     # uvicorn annotates timeout_graceful_shutdown as int, but only hands it to asyncio.wait_for (float seconds).
-    config = uvicorn.Config(app, log_level="warning", access_log=False,
+    # backlog=1: asyncio accepts at most `backlog` connections per wake-up, and every worker wakes for the
+    # shared socket; one at a time, a burst of new connections spreads over the workers instead of going
+    # to whichever woke first. The kernel's queue keeps the length the supervisor gave it (SharedListener).
+    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=1,
                             timeout_graceful_shutdown=plan.settings.shutdown_grace_s,  # type: ignore[arg-type]
                             log_config=uvicorn_log_config())
     server = uvicorn.Server(config)
@@ -87,7 +90,7 @@ async def serve(app, plan: WorkerPlan, listener: socket.socket, feed: Connection
     tasks = [asyncio.create_task(follow(feed, gateway.backends, parent_gone), name="moeprune-engine-table"),
              asyncio.create_task(keep_gauges_fresh(gateway), name="moeprune-worker-gauges")]
     try:
-        await server.serve(sockets=[listener])
+        await server.serve(sockets=[SharedListener(listener)])
     finally:
         for task in tasks:
             task.cancel()
@@ -99,6 +102,17 @@ async def keep_gauges_fresh(gateway) -> None:
     while True:
         await gateway.metrics.refresh(gateway.backends, gateway.gpu)
         await asyncio.sleep(METRICS_REFRESH_S)
+
+
+class SharedListener(socket.socket):
+    """The inherited listening socket, whose queue length only the supervisor sets: asyncio calls
+    `listen(backlog)` when it starts serving, which here would shrink the queue every worker shares."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        super().__init__(listener.family, listener.type, listener.proto, fileno=listener.detach())
+
+    def listen(self, backlog: int = 0) -> None:
+        """Already listening (the supervisor's `listen`); a worker leaves the queue length as it is."""
 
 
 class ReloadEveryWorker:

@@ -9,5 +9,6 @@ engines it started and never start or stop one. Modules:
 - `pool.py`: the worker processes: start, restart a dead one (bounded), stop;
 - `worker.py`: one worker's run: the app, attached to the engines, on the inherited socket;
 - `engines.py`: the engine table the supervisor sends its workers, and how a worker applies it;
+- `feedback_relay.py`: feedback answered by a worker that did not serve the answer reaches the one that did;
 - `shared_metrics.py`: the Prometheus files every process writes and every worker reads.
 """

@@ -49,8 +49,9 @@ class Slot:
 
 class WorkerPool:
     def __init__(self, count: int, plan: Callable[[int, EngineTable], WorkerPlan], listener: socket.socket,
-                 metrics_dir: Path):
+                 private: dict[int, socket.socket], metrics_dir: Path):
         self.count, self.plan, self.listener, self.metrics_dir = count, plan, listener, metrics_dir
+        self.private = private  # worker index -> its Unix socket, kept here so a replacement gets the same one
         self.context = multiprocessing.get_context("spawn")
         self.slots: dict[int, Slot] = {}
         self.recent_restarts: deque[float] = deque()
@@ -62,7 +63,8 @@ class WorkerPool:
 
     def _spawn(self, index: int, table: EngineTable) -> None:
         reader, writer = self.context.Pipe(duplex=False)
-        process = self.context.Process(target=run_worker, args=(self.plan(index, table), self.listener, reader),
+        process = self.context.Process(target=run_worker, args=(self.plan(index, table), self.listener,
+                                                                       self.private[index], reader),
                                        name=f"moeprune-worker-{index}")
         process.start()  # from the event loop's thread: the parent-death signal follows the thread that forked
         reader.close()  # only the worker holds the read end, so the pipe ends when this process does

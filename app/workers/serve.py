@@ -64,6 +64,12 @@ def serve_workers(settings: Settings) -> int:
         metrics_dir.mkdir()
         listener = listen(settings.host, settings.port)
         cleanup.callback(listener.close)
+        # Each worker's private socket (feedback_relay.py), in a short private dir (a Unix path has 107 bytes).
+        sockets_dir = Path(tempfile.mkdtemp(prefix="moeprune-workers-"))
+        cleanup.callback(shutil.rmtree, sockets_dir, True)
+        private = {index: listen_unix(sockets_dir / f"worker-{index}.sock") for index in range(settings.workers)}
+        for sock in private.values():
+            cleanup.callback(sock.close)
         # From here on this process's metric values go to the shared files: what only it knows (engine
         # restarts and memory, its view of each engine's health) appears on every worker's /metrics.
         shared_metrics.write_to(metrics_dir)
@@ -72,10 +78,11 @@ def serve_workers(settings: Settings) -> int:
 
         def plan(index: int, table: EngineTable) -> WorkerPlan:
             worker_settings = settings.model_copy(update={"work_dir": run_dir / f"worker-{index}"})
+            peers = tuple(sockets_dir / f"worker-{other}.sock" for other in private if other != index)
             return WorkerPlan(index=index, parent_pid=os.getpid(), settings=worker_settings, metrics_dir=metrics_dir,
-                              cache_salt=salt, engines=table)
+                              cache_salt=salt, engines=table, peers=peers)
 
-        pool = WorkerPool(settings.workers, plan, listener, metrics_dir)
+        pool = WorkerPool(settings.workers, plan, listener, private, metrics_dir)
         cleanup.callback(pool.kill_all)
         host, port = listener.getsockname()[:2]
         log.info("gateway listening", extra={"host": host, "port": port, "workers": settings.workers})
@@ -95,6 +102,14 @@ def listen(host: str, port: int) -> socket.socket:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port "
                         "(MOEPRUNE_PORT) or stop what holds it") from None
     sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def listen_unix(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(128)
     sock.set_inheritable(True)
     return sock
 

@@ -39,10 +39,12 @@ class WorkerPlan:
     metrics_dir: Path
     cache_salt: bytes  # one prefix-cache salt secret for all workers: a key's prompts share the engine's cache
     engines: EngineTable
+    peers: tuple[Path, ...] = ()  # the other workers' private sockets (feedback_relay.py)
 
 
-def run_worker(plan: WorkerPlan, listener: socket.socket, feed: Connection) -> None:
-    """The worker process's entry point."""
+def run_worker(plan: WorkerPlan, listener: socket.socket, private: socket.socket, feed: Connection) -> None:
+    """The worker process's entry point: `listener` is the gateway's port, `private` this worker's own
+    Unix socket (the other workers relay feedback to it)."""
     from app.engines.reaper import set_parent_death_signal
 
     set_parent_death_signal(signal.SIGTERM)
@@ -51,9 +53,12 @@ def run_worker(plan: WorkerPlan, listener: socket.socket, feed: Connection) -> N
     from app.workers import shared_metrics
 
     shared_metrics.write_to(plan.metrics_dir)  # before the app makes its first metric
+    from starlette.middleware import Middleware
+
     from app.main import create_app
     from app.serving.salt import CacheSalt
     from app.workers.engines import attach
+    from app.workers.feedback_relay import FeedbackRelay, Peers
     from moeprune.errors import UserError
 
     try:
@@ -64,11 +69,14 @@ def run_worker(plan: WorkerPlan, listener: socket.socket, feed: Connection) -> N
     gateway = app.state.gateway
     attach(gateway.backends, plan.engines)
     gateway.cache_salt = CacheSalt(secret=plan.cache_salt)
-    app.add_middleware(ReloadEveryWorker, parent=plan.parent_pid)
-    asyncio.run(serve(app, plan, listener, feed))
+    peers = Peers(list(plan.peers))
+    # Innermost, after the key check and the body bound (add_middleware would put them outside everything).
+    app.user_middleware.append(Middleware(ReloadEveryWorker, parent=plan.parent_pid))
+    app.user_middleware.append(Middleware(FeedbackRelay, peers=peers))
+    asyncio.run(serve(app, plan, [listener, private], feed, peers))
 
 
-async def serve(app, plan: WorkerPlan, listener: socket.socket, feed: Connection) -> None:
+async def serve(app, plan: WorkerPlan, sockets: list[socket.socket], feed: Connection, peers) -> None:
     import uvicorn
 
     from app.logs import uvicorn_log_config
@@ -90,11 +98,12 @@ async def serve(app, plan: WorkerPlan, listener: socket.socket, feed: Connection
     tasks = [asyncio.create_task(follow(feed, gateway.backends, parent_gone), name="moeprune-engine-table"),
              asyncio.create_task(keep_gauges_fresh(gateway), name="moeprune-worker-gauges")]
     try:
-        await server.serve(sockets=[SharedListener(listener)])
+        await server.serve(sockets=[SharedListener(sock) for sock in sockets])
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await peers.close()
 
 
 async def keep_gauges_fresh(gateway) -> None:

@@ -25,7 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from testkit.vllm_server import free_port
 from tests.app.gateway_process import API_KEY, RunningGateway
 
-LAUNCHER = f"{sys.executable} -m testkit.fast_engine"
+LAUNCHER = f"{sys.executable} -m testkit.fast_engine --unique-ids"  # ids tell the answers apart (feedback)
 FAST = {"MOEPRUNE_HEALTH_INTERVAL_S": "0.3", "MOEPRUNE_RESTART_BACKOFF_S": "0.3", "MOEPRUNE_ENGINE_STOP_GRACE_S": "3",
         "MOEPRUNE_EXPERIMENT_FLUSH_INTERVAL_S": "0.2", "MOEPRUNE_SHUTDOWN_GRACE_S": "3"}
 CHAT = {"messages": [{"role": "user", "content": "What makes insulin?"}], "max_tokens": 8}

@@ -92,6 +92,33 @@ def test_an_experiment_routes_and_counts_the_same_in_every_worker(gateway):
     assert wait_for(lambda: totals() == [len(SESSIONS) * 6] * 6, timeout=20), totals()
 
 
+def test_feedback_reaches_the_worker_that_served_the_answer(gateway):
+    served: dict[str, str] = {}  # completion id -> model asked (a variant, or the experiment)
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(10):
+            before = requests_by_process(gateway)
+            for model, response in pool.map(lambda m: (m, chat(gateway, m, f"s-{len(served)}")), ["a", "ab"] * 8):
+                assert response.status_code == 200
+                served[response.json()["id"]] = model
+            after = requests_by_process(gateway)
+            if all(after.get(w.pid, 0) > before.get(w.pid, 0) for w in workers(gateway)):
+                break
+    assert len(served) == 16
+
+    def rate(completion_id: str) -> httpx.Response:
+        return httpx.post(gateway.url + "/v1/feedback", headers=gateway.headers,
+                          json={"id": completion_id, "label": "good"}, timeout=30)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = dict(zip(served, pool.map(rate, served)))
+    for completion_id, response in answers.items():
+        assert response.status_code == 200, response.text  # whichever worker took the feedback
+        body = response.json()
+        assert body["label_status"] == "new" and body["domain"] == "all", body  # the live join, done once
+        if served[completion_id] == "ab":
+            assert body["experiment"] == "ab" and body["recorded"] is True, body
+
+
 def test_a_reload_reaches_every_worker(gateway):
     write_variants(gateway.config_path, {"ab": {"arms": {"a": 100, "b": 0}}})
     try:

@@ -93,7 +93,9 @@ def serve_workers(settings: Settings) -> int:
 def listen(host: str, port: int) -> socket.socket:
     """The one listening socket every worker accepts on (as uvicorn binds it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto given: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on IPPROTO_TCP ones (with
+    # proto 0, Nagle held each response's second write for the client's delayed ACK: workers sat idle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

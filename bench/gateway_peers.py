@@ -600,17 +600,23 @@ def scaling(args, work: Path) -> list[dict]:
 
 
 def render_scaling(results: list[dict], count: int) -> str:
+    """req/s scaling (N workers / 1 worker, same run) and the per-core figure: 1 worker's CPU per request over
+    N workers' (1.00: each added core serves as many requests as the first)."""
     lines = ["| run | workers (cores) | req/s at 32 conns | gateway CPU per request | gateway cores used | "
-             "stub + wrk cores used | scaling (N / 1 worker) |", "|---|---|---|---|---|---|---|"]
-    single = {}
+             "stub + wrk cores used | req/s scaling (N / 1) | per-core figure (vs 1 worker) |",
+             "|---|---|---|---|---|---|---|---|"]
+    single: dict[int, dict] = {}
     for result in results:
         if result["workers"] == 1:
-            single[result["run"]] = result["rps"]
-        ratio = "-" if result["workers"] == 1 else f"**{result['rps'] / single[result['run']]:.2f}x** " \
-            f"(target >= {0.8 * count:.1f}x)"
+            single[result["run"]] = result
+            scaled = per_core = "-"
+        else:
+            one = single[result["run"]]
+            scaled = f"**{result['rps'] / one['rps']:.2f}x** (target >= {0.8 * count:.1f}x)"
+            per_core = f"{one['cpu_per_request'] / result['cpu_per_request']:.2f}"
         lines.append(f"| {result['run']} | {result['workers']} ({result['workers']}) | {result['rps']:,.0f} | "
                      f"{result['cpu_per_request'] * 1e3:.3f} ms | {result['gateway_cores']:.2f} | "
-                     f"{result['load_side_cores']:.2f} | {ratio} |")
+                     f"{result['load_side_cores']:.2f} | {scaled} | {per_core} |")
     return "\n".join(lines)
 
 

@@ -138,8 +138,10 @@ async def supervise(gateway, settings: Settings, work_dir: Path, pool: WorkerPoo
                      asyncio.create_task(keep_gauges_fresh(engine_metrics, gateway), name="moeprune-engine-gauges"),
                      asyncio.create_task(stop.wait(), name="moeprune-stop")]
             await asyncio.wait([tasks[0], tasks[-1]], return_when=asyncio.FIRST_COMPLETED)
-            if watcher.done() and not watcher.cancelled() and isinstance(watcher.exception(), WorkerCrashLoop):
-                log.error("gateway stopping: its workers keep exiting", extra={"error": str(watcher.exception())})
+            if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
+                error = watcher.exception()
+                reason = "its workers keep exiting" if isinstance(error, WorkerCrashLoop) else "a worker cannot start"
+                log.error(f"gateway stopping: {reason}", extra={"error": str(error)})
                 return 1
             return 0
         finally:

@@ -12,6 +12,7 @@ the end of the engine-table pipe says the same everywhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -145,4 +146,5 @@ class ReloadEveryWorker:
 
         await self.app(scope, receive, watched)
         if status == 200:
-            os.kill(self.parent, signal.SIGHUP)
+            with contextlib.suppress(ProcessLookupError):  # the supervisor is gone: this worker stops anyway
+                os.kill(self.parent, signal.SIGHUP)

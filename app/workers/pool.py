@@ -1,7 +1,7 @@
 """The worker processes of one gateway: start N, restart one that dies (bounded), stop them all.
 
 Workers are spawned (a fresh interpreter each), so they inherit only what is
-passed: their plan, the listening socket and the read end of their engine-table
+passed: their plan, their listening sockets and the read end of their engine-table
 pipe. A worker that exits while the gateway runs is logged and replaced after a
 backoff (0.5 s, doubling); more than MAX_RESTARTS within RESTART_WINDOW_S is a
 crash loop, which ends the gateway (WorkerCrashLoop) rather than serve on with
@@ -48,9 +48,9 @@ class Slot:
 
 
 class WorkerPool:
-    def __init__(self, count: int, plan: Callable[[int, EngineTable], WorkerPlan], listener: socket.socket,
-                 private: dict[int, socket.socket], metrics_dir: Path):
-        self.count, self.plan, self.listener, self.metrics_dir = count, plan, listener, metrics_dir
+    def __init__(self, count: int, plan: Callable[[int, EngineTable], WorkerPlan],
+                 listeners: dict[int, socket.socket], private: dict[int, socket.socket], metrics_dir: Path):
+        self.count, self.plan, self.listeners, self.metrics_dir = count, plan, listeners, metrics_dir
         self.private = private  # worker index -> its Unix socket, kept here so a replacement gets the same one
         self.context = multiprocessing.get_context("spawn")
         self.slots: dict[int, Slot] = {}
@@ -63,7 +63,7 @@ class WorkerPool:
 
     def _spawn(self, index: int, table: EngineTable) -> None:
         reader, writer = self.context.Pipe(duplex=False)
-        process = self.context.Process(target=run_worker, args=(self.plan(index, table), self.listener,
+        process = self.context.Process(target=run_worker, args=(self.plan(index, table), self.listeners[index],
                                                                        self.private[index], reader),
                                        name=f"moeprune-worker-{index}")
         process.start()  # from the event loop's thread: the parent-death signal follows the thread that forked

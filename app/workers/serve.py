@@ -1,10 +1,10 @@
 """`moeprune serve --workers N` (N > 1): this process supervises; N worker processes serve.
 
 In order: build the app once here, which validates everything a worker will
-build (keys, variants, cards, TLS, OTLP) and makes the backends; bind the socket;
+build (keys, variants, cards, TLS, OTLP) and makes the backends; bind the port;
 start the managed engines (the same Supervisor a single-process gateway runs,
-with its restarts, health checks and keepers); then start the workers on the
-socket and keep them running. SIGTERM or SIGINT stops the workers first (their
+with its restarts, health checks and keepers); then start the workers on their
+sockets and keep them running. SIGTERM or SIGINT stops the workers first (their
 open requests still reach the engines), then the engines. SIGHUP is passed on
 to every worker (each reloads the experiments). If this process is SIGKILLed,
 the workers get SIGTERM from the kernel and the engines' keepers stop them.
@@ -62,8 +62,9 @@ def serve_workers(settings: Settings) -> int:
         cleanup.callback(shutil.rmtree, run_dir, True)
         metrics_dir = run_dir / "metrics"
         metrics_dir.mkdir()
-        listener = listen(settings.host, settings.port)
-        cleanup.callback(listener.close)
+        listeners = listen(settings.host, settings.port, settings.workers)
+        for sock in listeners.values():
+            cleanup.callback(sock.close)
         # Each worker's private socket (feedback_relay.py), in a short private dir (a Unix path has 107 bytes).
         sockets_dir = Path(tempfile.mkdtemp(prefix="moeprune-workers-"))
         cleanup.callback(shutil.rmtree, sockets_dir, True)
@@ -82,30 +83,38 @@ def serve_workers(settings: Settings) -> int:
             return WorkerPlan(index=index, parent_pid=os.getpid(), settings=worker_settings, metrics_dir=metrics_dir,
                               cache_salt=salt, engines=table, peers=peers)
 
-        pool = WorkerPool(settings.workers, plan, listener, private, metrics_dir)
+        pool = WorkerPool(settings.workers, plan, listeners, private, metrics_dir)
         cleanup.callback(pool.kill_all)
-        host, port = listener.getsockname()[:2]
+        host, port = listeners[0].getsockname()[:2]
         log.info("gateway listening", extra={"host": host, "port": port, "workers": settings.workers})
         return asyncio.run(supervise(gateway, settings, Path(work_dir), pool, engine_metrics))
     raise AssertionError("unreachable: the block above returns or raises")
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The one listening socket every worker accepts on (as uvicorn binds it)."""
+def listen(host: str, port: int, count: int) -> dict[int, socket.socket]:
+    """One listening socket per worker on the same port (SO_REUSEPORT): the kernel spreads new connections
+    over them evenly by address, where one shared socket hands a burst to whichever worker wakes first (on a
+    loaded host, every connection of a client's pool to one worker). Bound here, once, and kept for the
+    gateway's life: a replaced worker takes over its socket and the connections queued on it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto given: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on IPPROTO_TCP ones (with
-    # proto 0, Nagle held each response's second write for the client's delayed ACK: workers sat idle).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sockets: dict[int, socket.socket] = {}
     try:
-        sock.bind((host, port))
+        for index in range(count):
+            # proto given: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on IPPROTO_TCP ones
+            # (with proto 0, Nagle held each response's second write for the client's delayed ACK).
+            sock = sockets[index] = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            port = sock.getsockname()[1]  # port 0: the others join the port the first one got
+            sock.listen(2048)
+            sock.set_inheritable(True)
     except OSError as exc:
-        sock.close()
+        for sock in sockets.values():
+            sock.close()
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port "
                         "(MOEPRUNE_PORT) or stop what holds it") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    return sockets
 
 
 def listen_unix(path: Path) -> socket.socket:

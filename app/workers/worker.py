@@ -44,8 +44,8 @@ class WorkerPlan:
 
 
 def run_worker(plan: WorkerPlan, listener: socket.socket, private: socket.socket, feed: Connection) -> None:
-    """The worker process's entry point: `listener` is the gateway's port, `private` this worker's own
-    Unix socket (the other workers relay feedback to it)."""
+    """The worker process's entry point: `listener` is this worker's socket on the gateway's port, `private`
+    its Unix socket (the other workers relay feedback to it)."""
     from app.engines.reaper import set_parent_death_signal
 
     set_parent_death_signal(signal.SIGTERM)
@@ -85,10 +85,7 @@ async def serve(app, plan: WorkerPlan, sockets: list[socket.socket], feed: Conne
 
     gateway = app.state.gateway
     # uvicorn annotates timeout_graceful_shutdown as int, but only hands it to asyncio.wait_for (float seconds).
-    # backlog=1: asyncio accepts at most `backlog` connections per wake-up, and every worker wakes for the
-    # shared socket; one at a time, a burst of new connections spreads over the workers instead of going
-    # to whichever woke first. The kernel's queue keeps the length the supervisor gave it (SharedListener).
-    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=1,
+    config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=plan.settings.shutdown_grace_s,  # type: ignore[arg-type]
                             log_config=uvicorn_log_config())
     server = uvicorn.Server(config)
@@ -99,7 +96,7 @@ async def serve(app, plan: WorkerPlan, sockets: list[socket.socket], feed: Conne
     tasks = [asyncio.create_task(follow(feed, gateway.backends, parent_gone), name="moeprune-engine-table"),
              asyncio.create_task(keep_gauges_fresh(gateway), name="moeprune-worker-gauges")]
     try:
-        await server.serve(sockets=[SharedListener(sock) for sock in sockets])
+        await server.serve(sockets=sockets)
     finally:
         for task in tasks:
             task.cancel()
@@ -112,17 +109,6 @@ async def keep_gauges_fresh(gateway) -> None:
     while True:
         await gateway.metrics.refresh(gateway.backends, gateway.gpu)
         await asyncio.sleep(METRICS_REFRESH_S)
-
-
-class SharedListener(socket.socket):
-    """The inherited listening socket, whose queue length only the supervisor sets: asyncio calls
-    `listen(backlog)` when it starts serving, which here would shrink the queue every worker shares."""
-
-    def __init__(self, listener: socket.socket) -> None:
-        super().__init__(listener.family, listener.type, listener.proto, fileno=listener.detach())
-
-    def listen(self, backlog: int = 0) -> None:
-        """Already listening (the supervisor's `listen`); a worker leaves the queue length as it is."""
 
 
 class ReloadEveryWorker:

@@ -99,6 +99,12 @@ def listen(host: str, port: int, count: int) -> dict[int, socket.socket]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sockets: dict[int, socket.socket] = {}
     try:
+        # First a plain bind: SO_REUSEPORT would let this gateway join a port that another process of this user
+        # (another gateway) already listens on, and the two would split the traffic without a word.
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]  # port 0: the workers' sockets take the one the kernel picked
         for index in range(count):
             # proto given: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on IPPROTO_TCP ones
             # (with proto 0, Nagle held each response's second write for the client's delayed ACK).
@@ -106,7 +112,6 @@ def listen(host: str, port: int, count: int) -> dict[int, socket.socket]:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
-            port = sock.getsockname()[1]  # port 0: the others join the port the first one got
             sock.listen(2048)
             sock.set_inheritable(True)
     except OSError as exc:

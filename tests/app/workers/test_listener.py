@@ -64,8 +64,10 @@ async def test_connections_accepted_on_a_worker_socket_have_nodelay():
         server.close()
 
 
-def test_a_port_in_use_is_a_clear_error():
+def test_a_port_another_gateway_listens_on_is_refused_not_shared():
     with socket.socket() as taken:
+        # The other holder allows port sharing too, as a running `--workers` gateway's sockets do.
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]

@@ -9,6 +9,7 @@ and `--workers 1` is the one-process gateway.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ import psutil
 import pytest
 
 from tests.app.workers.gateway_workers import (
+    CHAT,
     chat,
     metric_total,
     requests_by_process,
@@ -139,6 +141,17 @@ def test_a_reload_reaches_every_worker(gateway):
         write_variants(gateway.config_path, EXPERIMENT)
 
 
+def test_every_worker_requires_the_key(gateway):
+    before = requests_by_process(gateway)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: httpx.post(gateway.url + "/v1/chat/completions",
+                                                      json={"model": "a", **CHAT}, timeout=30).status_code,
+                                 range(40)))
+    # 40 new connections spread over both workers' sockets (test_listener.py): each refused them.
+    assert statuses == [401] * 40
+    assert sum(requests_by_process(gateway).values()) == sum(before.values())  # refused before any answer
+
+
 def test_a_killed_worker_is_replaced(gateway):
     victim = workers(gateway)[0]
     victim.kill()
@@ -191,6 +204,21 @@ def test_a_sigkilled_serve_process_leaves_no_worker_serving(fresh):
     assert not _gone(pids, timeout=30), "processes outlived the SIGKILLed serve process"
     with pytest.raises(httpx.TransportError):
         httpx.get(fresh.url + "/health", timeout=3)
+
+
+def test_workers_that_keep_dying_stop_the_gateway(fresh):
+    fresh.config_path.write_text("variants: [this is no longer a variants file\n")  # replacements cannot start
+    workers(fresh)[0].kill()
+    assert fresh.proc.wait(timeout=90) == 1  # 5 replacements (0.5 + 1 + 2 + 4 + 8 s of backoff), then it stops
+    log = fresh.log_tail(50000)
+    assert '"gateway stopping: its workers keep exiting"' in log and "5 worker restarts within 60s" in log
+    assert not _gone(_engine_and_worker_pids_left(fresh), timeout=10)
+
+
+def _engine_and_worker_pids_left(running) -> list[int]:
+    with contextlib.suppress(psutil.Error):
+        return _engine_and_worker_pids(running)
+    return []
 
 
 def test_one_worker_is_the_single_process_gateway(tmp_path):

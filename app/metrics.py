@@ -5,17 +5,27 @@ process (tests, the demo) never share counters. Labels are only variant,
 experiment, status, flag and kind: never a user id, session id or prompt text.
 Live values (backend up, engine memory) are refreshed at scrape time; engine
 memory off the event loop and at most every MEMORY_CACHE_S.
+
+Several worker processes (app/workers) write their values to files in one
+directory (prometheus_client's multiprocess mode, chosen by the process before
+any metric exists) and every worker's /metrics reads them all. Each gauge says
+how the processes' values combine (`multiprocess_mode`, ignored in one process):
+`livesum` for amounts, `livemax`/`livemin` for states every process shares,
+`livemostrecent` for values recomputed from the shared database. A single
+process keeps the plain in-memory registry (no file writes on the request path).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.engines.backends import Backend
 from app.engines.footprint import Footprint
@@ -36,6 +46,10 @@ class GatewayMetrics:
         self._memory_lock = asyncio.Lock()
         self._memory_read_at = float("-inf")
         self._children: dict[tuple, Any] = {}  # (id(metric), labels) -> its child series (_series)
+        self.shared_dir = shared_metrics_dir()  # None: this process alone (the plain registry)
+        # Function gauges, re-set from their functions before a read when values live in files (which only
+        # hold what was set): (child, function).
+        self._functions: list[tuple[Any, Callable[[], float]]] = []
         p = "moeprune_"
         self.requests = Counter(p + "requests_total", "Requests answered", ["variant", "experiment", "status"],
                                 registry=registry)
@@ -46,32 +60,35 @@ class GatewayMetrics:
         self.prompt_tokens = Counter(p + "prompt_tokens_total", "Prompt tokens", ["variant"], registry=registry)
         self.completion_tokens = Counter(p + "completion_tokens_total", "Completion tokens", ["variant"],
                                          registry=registry)
-        self.in_flight = Gauge(p + "requests_in_flight", "Requests being served", ["variant"], registry=registry)
+        self.in_flight = Gauge(p + "requests_in_flight", "Requests being served", ["variant"], registry=registry,
+                               multiprocess_mode="livesum")
         self.flags = Counter(p + "reliability_flags_total", "Reliability flags raised",
                              ["variant", "experiment", "flag"], registry=registry)
         self.flag_baseline = Gauge(p + "reliability_flag_baseline_ratio",
                                    "Share of evaluated responses that raised the flag (report card base_rate)",
-                                   ["variant", "flag"], registry=registry)
+                                   ["variant", "flag"], registry=registry, multiprocess_mode="livemax")
+        # Up only while every process (the engines' owner and each worker) finds the engine healthy.
         self.backend_up = Gauge(p + "backend_up", "1 when the variant's engine is healthy", ["variant"],
-                                registry=registry)
+                                registry=registry, multiprocess_mode="livemin")
         self.restarts = Counter(p + "backend_restarts_total", "Engine restarts", ["variant"], registry=registry)
         self.assignments = Counter(p + "experiment_assignments_total", "Requests assigned to an arm",
                                    ["experiment", "variant"], registry=registry)
         self.weight_bytes = Gauge(p + "variant_weight_bytes", "Weight bytes the engine loads", ["variant", "source"],
-                                  registry=registry)
+                                  registry=registry, multiprocess_mode="livemax")
         self.experts = Gauge(p + "variant_experts", "Routed experts over all MoE layers",
                              ["variant", "kind", "source"],
-                             registry=registry)
+                             registry=registry, multiprocess_mode="livemax")
         self.bytes_saved = Gauge(p + "variant_bytes_saved", "Weight bytes saved against the base",
                                  ["variant", "source"],
-                                 registry=registry)
+                                 registry=registry, multiprocess_mode="livemax")
         self.bytes_saved_ratio = Gauge(p + "variant_bytes_saved_ratio", "Bytes saved / base bytes",
                                        ["variant", "source"],
-                                       registry=registry)
+                                       registry=registry, multiprocess_mode="livemax")
+        # Engine memory: read by the process that owns the engines (workers see no engine process).
         self.resident_memory = Gauge(p + "engine_resident_memory_bytes", "RSS of the engine's process tree",
-                                     ["variant"], registry=registry)
+                                     ["variant"], registry=registry, multiprocess_mode="livemax")
         self.gpu_memory = Gauge(p + "engine_gpu_memory_bytes", "GPU memory of the engine's processes (NVML)",
-                                ["variant"], registry=registry)
+                                ["variant"], registry=registry, multiprocess_mode="livemax")
         # Guards (app/guard): variant = the guarded variant; guard = domain_gate | cascade.
         self.guard_decisions = Counter(p + "guard_decisions_total", "Guard decisions (pass, fallback, none, "
                                        "escalated, unavailable)", ["variant", "guard", "decision"], registry=registry)
@@ -84,21 +101,22 @@ class GatewayMetrics:
                                    "fallback's answer was served)", ["variant", "flag"], registry=registry)
         self.pruned_expert_hit_ratio = Gauge(p + "pruned_expert_hit_ratio", "Share of the base's routed (token, "
                                              "expert) pairs in the window on experts this variant removed",
-                                             ["variant"], registry=registry)
+                                             ["variant"], registry=registry, multiprocess_mode="livemax")
         # Live re-certification (app/reliability/live.py): per (variant, domain), read from its state at scrape.
+        # Each worker keeps its own window: across workers the worst (max) error and bound, the summed labels.
         self.live_realised_error = Gauge(p + "live_realised_error", "Share wrong among labelled unflagged answers "
                                          "since the pair's window opened (NaN without labels)",
-                                         ["variant", "domain"], registry=registry)
+                                         ["variant", "domain"], registry=registry, multiprocess_mode="livemax")
         self.live_error_upper_bound = Gauge(p + "live_error_upper_bound", "One-sided Clopper-Pearson upper bound "
                                             "on that error at the certificate's delta (1 without labels)",
-                                            ["variant", "domain"], registry=registry)
+                                            ["variant", "domain"], registry=registry, multiprocess_mode="livemax")
         self.live_labelled_answers = Gauge(p + "live_labelled_answers", "Labelled unflagged answers in the window",
-                                           ["variant", "domain"], registry=registry)
+                                           ["variant", "domain"], registry=registry, multiprocess_mode="livesum")
         self.live_fallback_active = Gauge(p + "live_fallback_active", "1 while live feedback has every answer of "
                                           "the pair flagged (until moeprune recertify)", ["variant", "domain"],
-                                          registry=registry)
+                                          registry=registry, multiprocess_mode="livemax")
         self.live_alpha = Gauge(p + "live_certificate_alpha", "The alpha the pair's certificate promises",
-                                ["variant", "domain"], registry=registry)
+                                ["variant", "domain"], registry=registry, multiprocess_mode="livemax")
 
     def watch_live(self, live: LiveCertificates) -> None:
         """Gauges for every pair live re-certification tracks, now and as new pairs appear."""
@@ -106,11 +124,11 @@ class GatewayMetrics:
             def pair():
                 return live.pairs[(variant, domain)]
 
-            self.live_realised_error.labels(variant, domain).set_function(lambda: pair().realised_error)
-            self.live_error_upper_bound.labels(variant, domain).set_function(lambda: pair().upper_bound)
-            self.live_labelled_answers.labels(variant, domain).set_function(lambda: pair().labelled)
-            self.live_fallback_active.labels(variant, domain).set_function(lambda: 1 if pair().fallback else 0)
-            self.live_alpha.labels(variant, domain).set_function(lambda: pair().levels.alpha)
+            self._set_function(self.live_realised_error.labels(variant, domain), lambda: pair().realised_error)
+            self._set_function(self.live_error_upper_bound.labels(variant, domain), lambda: pair().upper_bound)
+            self._set_function(self.live_labelled_answers.labels(variant, domain), lambda: pair().labelled)
+            self._set_function(self.live_fallback_active.labels(variant, domain), lambda: 1 if pair().fallback else 0)
+            self._set_function(self.live_alpha.labels(variant, domain), lambda: pair().levels.alpha)
 
         for variant, domain in list(live.pairs):
             register(variant, domain)
@@ -145,7 +163,12 @@ class GatewayMetrics:
     def watch_drift(self, ratios: dict[str, Callable[[], float]]) -> None:
         """The hit-ratio gauges read their sliding windows at scrape time (NaN: no traffic in the window)."""
         for variant, ratio in ratios.items():
-            self.pruned_expert_hit_ratio.labels(variant).set_function(ratio)
+            self._set_function(self.pruned_expert_hit_ratio.labels(variant), ratio)
+
+    def _set_function(self, child, function: Callable[[], float]) -> None:
+        child.set_function(function)
+        if self.shared_dir is not None:
+            self._functions.append((child, function))
 
     def observe_response(self, variant: str, experiment: str, status: int, duration_s: float,
                          ttft_s: float | None = None, prompt_tokens: int = 0, completion_tokens: int = 0,
@@ -183,6 +206,8 @@ class GatewayMetrics:
         for name, backend in backends.items():
             self.backend_up.labels(name).set(1 if backend.up else 0)
             self.in_flight.labels(name).set(backend.in_flight)
+        for child, function in self._functions:
+            child.set(function())
         async with self._memory_lock:
             if time.monotonic() - self._memory_read_at < MEMORY_CACHE_S:
                 return
@@ -194,7 +219,22 @@ class GatewayMetrics:
                 self.gpu_memory.labels(name).set(gpu_bytes)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        # Every process's files (dead workers' counters included: they were counted), combined per gauge mode.
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=self.shared_dir)
+        return generate_latest(combined)
+
+
+def shared_metrics_dir() -> str | None:
+    """The directory this process writes its metric values to, or None when they stay in memory.
+
+    prometheus_client picks the value store once per process (from PROMETHEUS_MULTIPROC_DIR, before the
+    first metric); app/workers/shared_metrics.py makes that choice for a worker gateway's processes."""
+    if getattr(values.ValueClass, "_multiprocess", False):
+        return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return None
 
 
 def engine_memory(backends: dict[str, Backend], gpu: GpuMemoryReader | None) -> dict[str, tuple[int, int | None]]:

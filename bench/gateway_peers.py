@@ -24,6 +24,13 @@ Per target:
 Every number is also given as a ratio to vllm-router's in the same run; latencies as added to the stub's.
 
     python bench/gateway_peers.py [--runs 2] [--targets direct,gateway,litellm,vllm-router] [--json OUT]
+
+Worker scaling (`--scaling N`, instead of the table): the gateway as one process pinned to CPU 0, then with
+`--workers N` pinned to CPUs 0..N-1, the same stub and `wrk -c32` (still on CPU 1), alternating, --runs times:
+req/s, the ratio N-workers / 1-worker (target >= 0.8 N), the gateway's CPU per request (all its processes), and
+what the load side (the stub and wrk) used of the cores, since with N = 2 here it shares CPU 1 with a worker.
+
+    python bench/gateway_peers.py --scaling 2 --runs 2 [--duration 10]
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import datetime
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -182,8 +190,9 @@ def wait_answering(target: Target, log: Path, timeout: float) -> None:
 
 
 def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
-           extra_env: dict[str, str] | None = None) -> Target | None:
-    """Start one gateway (pinned to GATEWAY_CPU) in front of the stub; None when its peer is not installable."""
+           extra_env: dict[str, str] | None = None, workers: int = 1) -> Target | None:
+    """Start one gateway (pinned to GATEWAY_CPU; `workers` > 1: CPUs 0..workers-1) in front of the stub; None
+    when its peer is not installable."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = work / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}.log"
@@ -200,9 +209,14 @@ def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
         transport = name_part.partition("/")[2] or "engine"
         command = [sys.executable, "-m", "bench.upstream_transports", "--transport", transport,
                    "serve", "--config", str(config), "--port", str(port)]
-        proc = start(command, log, env, GATEWAY_CPU, cwd=source_dir)
+        cpus = GATEWAY_CPU
+        if workers > 1:
+            command += ["--workers", str(workers)]
+            cpus = f"0-{workers - 1}"
+        proc = start(command, log, env, cpus, cwd=source_dir)
         target = Target(name, base + "/v1/chat/completions", bearer, proc)
         wait_answering(target, log, 120)
+        wait_workers(proc.pid, workers if workers > 1 else 0, log, 60)
         import httpx  # keys on: the bench refuses to measure a gateway that answers without one
 
         refused = httpx.post(target.url, json=CHAT, timeout=10).status_code
@@ -246,6 +260,27 @@ def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
         raise SystemExit(f"unknown target {name!r}; choose from {', '.join(ALL_TARGETS)}")
     target.pid = proc.pid
     return target
+
+
+def wait_workers(pid: int, count: int, log: Path, timeout: float) -> None:
+    """Until `count` worker processes (multiprocessing's spawned children) run under the gateway's `pid`."""
+    deadline = time.monotonic() + timeout
+    while count and time.monotonic() < deadline:
+        children = []
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                children += (task / "children").read_text().split()
+        spawned = 0
+        for child in children:
+            with contextlib.suppress(OSError):
+                spawned += b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        if spawned >= count:
+            time.sleep(2)  # a worker that just started still builds its app; the warm-up follows anyway
+            return
+        time.sleep(0.5)
+    if count:
+        raise RuntimeError(f"the gateway did not start {count} workers in {timeout:.0f}s; "
+                           f"log: {log.read_text()[-2000:]}")
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -515,6 +550,76 @@ def one_run(targets: list[str], args, work: Path) -> list[Row]:
     return rows
 
 
+def children_cpu_seconds() -> float:
+    """CPU time of this script's children that have been waited for (each finished wrk run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def throughput(target: Target, stub_pid: int, work: Path, seconds: float) -> dict:
+    """req/s at 32 connections, the gateway's CPU per request, and the load side's CPU (stub + wrk) per second."""
+    script = wrk_script(work, target.headers)
+    run_wrk(target.url, script, 32, 2)  # warm-up
+    gateway_before, stub_before, wrk_before = tree_cpu_seconds(target.pid), tree_cpu_seconds(stub_pid), \
+        children_cpu_seconds()
+    started = time.monotonic()
+    loaded = run_wrk(target.url, script, 32, seconds)
+    elapsed = time.monotonic() - started
+    gateway_cpu = tree_cpu_seconds(target.pid) - gateway_before
+    load_cpu = tree_cpu_seconds(stub_pid) - stub_before + children_cpu_seconds() - wrk_before
+    return {"rps": loaded["rps"], "errors": loaded["errors"], "requests": loaded["requests"],
+            "cpu_per_request": gateway_cpu / max(loaded["requests"], 1), "gateway_cores": gateway_cpu / elapsed,
+            "load_side_cores": load_cpu / elapsed, "load": os.getloadavg()}
+
+
+def scaling(args, work: Path) -> list[dict]:
+    """One worker on one core against N workers on N cores, alternating, --runs times; one dict per measurement."""
+    stub_port = free_port()
+    stub = start([sys.executable, "-m", "testkit.fast_engine", "--port", str(stub_port), "--model", MODEL],
+                 work / "stub.log", {**os.environ, "PYTHONPATH": str(REPO)})
+    stub_url = f"http://127.0.0.1:{stub_port}"
+    results = []
+    try:
+        wait_answering(Target("direct", stub_url + "/v1/chat/completions", {}, None), work / "stub.log", 30)
+        for run in range(args.runs):
+            for workers in (1, args.scaling):
+                target = launch("gateway", stub_url, work, args.venvs, False, workers=workers)
+                assert target is not None and target.proc is not None  # the gateway is always installed
+                try:
+                    result = {"run": run + 1, "workers": workers, **throughput(target, stub.pid, work, args.duration)}
+                finally:
+                    stop(target.proc)
+                results.append(result)
+                print(f"  run {run + 1}: {workers} worker(s) on {workers} core(s): {result['rps']:7.0f} req/s  "
+                      f"CPU/req {result['cpu_per_request'] * 1e3:6.3f} ms  gateway cores "
+                      f"{result['gateway_cores']:.2f}  stub+wrk cores {result['load_side_cores']:.2f}  "
+                      f"errors {result['errors']}  load {'/'.join(f'{x:.2f}' for x in result['load'])}", flush=True)
+    finally:
+        stop(stub)
+    return results
+
+
+def render_scaling(results: list[dict], count: int) -> str:
+    """req/s scaling (N workers / 1 worker, same run) and the per-core figure: 1 worker's CPU per request over
+    N workers' (1.00: each added core serves as many requests as the first)."""
+    lines = ["| run | workers (cores) | req/s at 32 conns | gateway CPU per request | gateway cores used | "
+             "stub + wrk cores used | req/s scaling (N / 1) | per-core figure (vs 1 worker) |",
+             "|---|---|---|---|---|---|---|---|"]
+    single: dict[int, dict] = {}
+    for result in results:
+        if result["workers"] == 1:
+            single[result["run"]] = result
+            scaled = per_core = "-"
+        else:
+            one = single[result["run"]]
+            scaled = f"**{result['rps'] / one['rps']:.2f}x** (target >= {0.8 * count:.1f}x)"
+            per_core = f"{one['cpu_per_request'] / result['cpu_per_request']:.2f}"
+        lines.append(f"| {result['run']} | {result['workers']} ({result['workers']}) | {result['rps']:,.0f} | "
+                     f"{result['cpu_per_request'] * 1e3:.3f} ms | {result['gateway_cores']:.2f} | "
+                     f"{result['load_side_cores']:.2f} | {scaled} | {per_core} |")
+    return "\n".join(lines)
+
+
 def profile(args, work: Path) -> None:
     """The gateway once more, under cProfile, with the req/s load and then the long streams; the top costs."""
     import pstats
@@ -558,6 +663,9 @@ def main() -> int:
     parser.add_argument("--venvs", type=Path, default=VENVS, help="where the peers' environments live")
     parser.add_argument("--no-install", action="store_true", help="skip peers that are not installed yet")
     parser.add_argument("--json", type=Path, help="also write every number here")
+    parser.add_argument("--scaling", type=int, metavar="N",
+                        help="instead of the table: the gateway with 1 worker on 1 core against N workers on N "
+                             "cores (req/s, the ratio, CPU per request), --runs times")
     parser.add_argument("--profile", type=Path, metavar="OUT.prof",
                         help="instead of the table: profile the gateway (cProfile) under the req/s load and the "
                              "long streams, into OUT-requests.prof and OUT-streams.prof, and print the top costs")
@@ -570,7 +678,22 @@ def main() -> int:
     require_wrk()
     if os.cpu_count() < 2:
         raise SystemExit("this bench pins the gateway and the load to two different CPUs: it needs two")
+    if args.scaling is not None and not 2 <= args.scaling <= (os.cpu_count() or 1):
+        raise SystemExit(f"--scaling {args.scaling}: give 2 to {os.cpu_count()} (one core per worker)")
     os.sched_setaffinity(0, {LOAD_CPU})  # this script, the stub and wrk: CPU 1
+    if args.scaling:
+        before = machine()
+        with tempfile.TemporaryDirectory(prefix="gateway-scaling-") as tmp:
+            results = scaling(args, Path(tmp))
+        after = machine()
+        print()
+        print(render_scaling(results, args.scaling))
+        print(f"\n{before['cpu']}, {before['cpus']} CPUs, {before['date']}; load average (1/5/15 min) before "
+              f"{'/'.join(f'{x:.2f}' for x in before['load'])}, after {'/'.join(f'{x:.2f}' for x in after['load'])}")
+        if args.json:
+            args.json.write_text(json.dumps({"machine_before": before, "scaling": results, "machine_after": after},
+                                            indent=1) + "\n")
+        return 0
     for name in targets:  # install before measuring: an install must not load the machine during a run
         if name in PEERS:
             peer_executable(name, args.venvs, not args.no_install)

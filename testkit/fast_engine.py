@@ -16,6 +16,10 @@ Not a test double for behaviour (see tests/support/fake_engine.py for that): no
 validation, no errors, no disconnect handling beyond closing.
 
     python -m testkit.fast_engine --port 8001 [--model stub] [--stream-tokens 256]
+
+It takes (and ignores) the rest of vLLM's flags, so a variant may launch it as its engine
+(`launcher: python -m testkit.fast_engine`, tests/app/workers); `--unique-ids` numbers the
+chat answers' ids (the bytes stay the same length) where a test needs to tell answers apart.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 
 TOKENS = 8
@@ -93,7 +98,9 @@ def _response(status: bytes, body: bytes, content_type: bytes = b"application/js
 class Answers:
     """Every byte the stub ever sends, built once."""
 
-    def __init__(self, model: str, stream_tokens: int) -> None:
+    def __init__(self, model: str, stream_tokens: int, unique_ids: bool = False) -> None:
+        # A random start: two stubs (two variants of one gateway) do not hand out the same ids.
+        self.unique_ids, self.answered = unique_ids, secrets.randbelow(10**9)
         self.health = _response(b"200 OK", b"")
         self.models = _response(b"200 OK", _dumps({"object": "list", "data": [
             {"id": model, "object": "model", "created": 1700000000, "owned_by": "fast-stub", "max_model_len": 4096}]}))
@@ -104,6 +111,13 @@ class Answers:
         self.stream = stream_chunks(model, stream_tokens)
         self._tails: dict[int, bytes] = {}
         self.not_found = _response(b"404 Not Found", b'{"error":{"message":"not found"}}')
+
+    def next_chat(self) -> bytes:
+        """The chat answer; with unique ids, its id numbered (same length: Content-Length holds)."""
+        if not self.unique_ids:
+            return self.chat
+        self.answered += 1
+        return self.chat.replace(b'"chatcmpl-fast-stub"', b'"chatcmpl-%09d"' % (self.answered % 10**9), 1)
 
     def tail(self, tokens: int) -> bytes:
         tail = self._tails.get(tokens)
@@ -163,7 +177,7 @@ class StubProtocol(asyncio.Protocol):
                 self.transport.write(answers.stream_head)
                 asyncio.get_running_loop().call_soon(self._stream_on, 0, max(1, min(tokens, len(answers.stream))))
             else:
-                self.transport.write(answers.chat)
+                self.transport.write(answers.next_chat())
         elif method == b"GET" and path == b"/health":
             self.transport.write(answers.health)
         elif method == b"GET" and path == b"/v1/models":
@@ -186,8 +200,8 @@ class StubProtocol(asyncio.Protocol):
             self._serve()
 
 
-async def serve(host: str, port: int, model: str, stream_tokens: int) -> None:
-    answers = Answers(model, stream_tokens)
+async def serve(host: str, port: int, model: str, stream_tokens: int, unique_ids: bool = False) -> None:
+    answers = Answers(model, stream_tokens, unique_ids)
     server = await asyncio.get_running_loop().create_server(lambda: StubProtocol(answers), host, port, backlog=1024)
     async with server:
         await server.serve_forever()
@@ -198,10 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", default="stub")
+    parser.add_argument("--served-model-name", default=None, help="the name it answers to (default: --model)")
     parser.add_argument("--stream-tokens", type=int, default=256, help="most tokens in a streamed answer")
-    args = parser.parse_args(argv)
+    parser.add_argument("--unique-ids", action="store_true", help="number the chat answers' ids")
+    # vLLM's other flags are ignored, so the gateway can launch it as a managed engine (`launcher:`).
+    args, _ = parser.parse_known_args(argv)
     try:
-        asyncio.run(serve(args.host, args.port, args.model, args.stream_tokens))
+        asyncio.run(serve(args.host, args.port, args.served_model_name or args.model, args.stream_tokens,
+                          args.unique_ids))
     except KeyboardInterrupt:
         pass
     return 0

@@ -82,3 +82,13 @@ def test_table_renders_ratios_to_the_reference():
     assert "| gateway | 500 (0.25x) | 2.000 ms | 1.950 ms (3.55x) | 1.900 ms (4.75x) |" in table
     assert "| vllm-router | 2,000 (1.00x) |" in table
     assert "1900.0 us (19.00x)" in table  # added per token: (0.2 - 0.01) / 100 against (0.02 - 0.01) / 100
+
+
+def test_scaling_table_gives_the_ratio_to_one_worker_of_the_same_run():
+    results = [{"run": 1, "workers": 1, "rps": 500.0, "cpu_per_request": 1e-3, "gateway_cores": 0.5,
+                "load_side_cores": 0.05},
+               {"run": 1, "workers": 2, "rps": 850.0, "cpu_per_request": 1.1e-3, "gateway_cores": 0.93,
+                "load_side_cores": 0.08}]
+    table = gateway_peers.render_scaling(results, 2)
+    assert "| 1 | 1 (1) | 500 | 1.000 ms | 0.50 | 0.05 | - | - |" in table
+    assert "| 1 | 2 (2) | 850 | 1.100 ms | 0.93 | 0.08 | **1.70x** (target >= 1.6x) | 0.91 |" in table

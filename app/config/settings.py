@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     config_path: Path | None = Field(None, description="variants.yaml to serve")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # N > 1: N gateway processes accept on one socket the serve process binds; it alone owns the engines
+    # (docs/gateway.md, "Worker processes"). 1 is the single-process gateway, unchanged.
+    workers: int = Field(1, ge=1, le=64, description="gateway worker processes sharing the listening port")
 
     # Security (docs/gateway.md, "Security"): the gateway refuses to start without a key on a
     # non-loopback host unless `allow_unauthenticated` says so explicitly.

@@ -23,6 +23,9 @@ class Backend:
     max_model_len: int | None = None  # the engine's context, from its /v1/models (None: it did not say)
     api_key: str | None = None  # sent upstream: a managed engine's random key, or a url: variant's key
     tls: ssl.SSLContext | None = None  # an https url: variant's verifying context (app/serving/tls.py)
+    # A managed engine that another process owns (the serve process of a multi-worker gateway, app/workers):
+    # reached at remote_url and only probed here, never started or stopped, but still reported as managed.
+    attached: bool = False
     extra: dict = field(default_factory=dict)
 
     def upstream_headers(self) -> dict[str, str]:
@@ -43,7 +46,7 @@ class Backend:
 
     @property
     def managed(self) -> bool:
-        return self.engine is not None
+        return self.engine is not None or self.attached
 
     def describe(self) -> dict:
         state = {"variant": self.variant, "up": self.up, "managed": self.managed, "restarts": self.restarts}

@@ -3,7 +3,8 @@
 Labels stay bounded: experiment and variant come from variants.yaml, `label` is
 good/bad/score, `metric` is `outcome` or a flag named in `decide`, `kind` a
 fixed word. The verdict and outcome gauges are recomputed from the shared
-database, so every replica exports the same values (dashboards take `max`).
+database, so every replica exports the same values (dashboards take `max`); the
+worker processes of one gateway (app/workers) export the latest one computed.
 """
 
 from __future__ import annotations
@@ -21,18 +22,22 @@ class ExperimentMetrics:
         self.feedback_outcome = Counter(p + "feedback_outcome_total", "Sum of recorded outcomes (good=1, bad=0, score)",
                                         ["experiment", "variant"], registry=registry)
         self.outcome = Gauge(p + "experiment_outcome", "Mean feedback outcome per arm and its 95% interval",
-                             ["experiment", "variant", "kind"], registry=registry)
+                             ["experiment", "variant", "kind"], registry=registry,
+                             multiprocess_mode="livemostrecent")
         self.verdict = Gauge(p + "experiment_verdict", "Non-inferiority verdict vs control: 1 non_inferior, "
-                             "0 inconclusive, -1 inferior", ["experiment", "variant", "metric"], registry=registry)
+                             "0 inconclusive, -1 inferior", ["experiment", "variant", "metric"], registry=registry,
+                             multiprocess_mode="livemostrecent")
         self.arm_stopped = Gauge(p + "experiment_arm_stopped", "1 while a guardrail holds the arm at weight 0",
-                                 ["experiment", "variant"], registry=registry)
+                                 ["experiment", "variant"], registry=registry,
+                                 multiprocess_mode="livemax")
         self.guardrail_stops = Counter(p + "guardrail_stops_total", "Arms this gateway's guardrail stopped",
                                        ["experiment", "variant"], registry=registry)
         self.store_dropped = Counter(p + "experiment_store_dropped_total",
                                      "Experiment records dropped because the database was behind", ["kind"],
                                      registry=registry)
         self.store_up = Gauge(p + "experiment_store_up", "1 when the last write to the experiment database worked",
-                              registry=registry)
+                              registry=registry,
+                              multiprocess_mode="livemin")
 
     def register(self, experiment: str, arms, decide_metrics: list[str]) -> None:
         """Create every series up front (zeros, not gaps)."""

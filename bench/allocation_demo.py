@@ -254,11 +254,14 @@ def write_outputs(args, runs: list[dict]) -> None:
             "load_average_end": round(os.getloadavg()[0], 2), "seeds": [run["seed"] for run in runs],
             "limit": args.limit, "command": command}
     if args.json:
-        args.json.write_text(json.dumps({**meta, "runs": [
+        # Paths are written as `<cache>/...`: what is committed names no machine's directories.
+        cache_prefix = str(args.cache)
+        text = json.dumps({**meta, "runs": [
             {"seed": run["seed"], "model": run["record"]["key"], "source": run["record"].get("source"),
              "weights_sha256": run["record"]["weights_sha256"], "evaluation_seconds": round(run["seconds"]),
              "partial": run["partial"], "base": run["base"], "variants": run["results"]} for run in runs]},
-            indent=2) + "\n")
+            indent=2) + "\n"
+        args.json.write_text(text.replace(json.dumps(cache_prefix)[1:-1], "<cache>"))
     if not args.md:
         return
     sections = [f"## {meta['date']}, {cpu}, {meta['cores']} cores, load average {meta['load_average_end']:.1f} "
@@ -307,7 +310,7 @@ def main() -> int:
     ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
     allocations = [a.strip() for a in args.allocations.split(",") if a.strip()]
 
-    cache = args.cache_dir or default_cache_dir()
+    cache = args.cache = args.cache_dir or default_cache_dir()
     runs: list[dict] = []
     for seed in [int(x) for x in args.train_seeds.split(",") if x.strip()]:
         run = {"seed": seed, "results": [], "base": None, "seconds": 0.0, "partial": True}

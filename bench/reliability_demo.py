@@ -171,7 +171,7 @@ def main() -> int:
                         help="skip gate-50 pruned with --allocation global (measured beside the served pair)")
     parser.add_argument("--md", type=Path, default=None, help="write the tables (with machine and date) here")
     args = parser.parse_args()
-    cache = args.cache_dir or default_cache_dir()
+    cache = args.cache = args.cache_dir or default_cache_dir()
     seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
     runs = []
     for seed in seeds:
@@ -206,7 +206,13 @@ def write_md(args, runs: list[dict]) -> None:
     tail = "\n" + marker + text.split(marker, 1)[1] if marker in text else ""
     args.md.write_text((head.rstrip() + "\n\n" if head.strip() else "") + "\n".join(parts) + tail)
     args.md.with_suffix(".json").write_text(json.dumps(
-        {str(run["seed"]): {name: str(p) for name, p in run["cards"].items()} for run in runs}, indent=2) + "\n")
+        {str(run["seed"]): {name: in_cache(p, args.cache) for name, p in run["cards"].items()} for run in runs},
+        indent=2) + "\n")
+
+
+def in_cache(path: Path, cache: Path) -> str:
+    """A card's path as `<cache>/...`: what is committed names no machine's directories."""
+    return "<cache>/" + str(Path(path).relative_to(cache)) if Path(path).is_relative_to(cache) else Path(path).name
 
 
 if __name__ == "__main__":

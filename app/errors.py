@@ -10,17 +10,30 @@ from fastapi.responses import JSONResponse
 
 # Status -> OpenAI error type.
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-    413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
-    502: "upstream_error", 503: "service_unavailable", 504: "timeout_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout_error",
 }
 
 
 class OpenAIError(Exception):
     """An error the API answers with: status, message and the OpenAI fields."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message

@@ -16,8 +16,12 @@ import time
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged. uvicorn adds
 # `color_message`, the same message with terminal colour codes: noise in a JSON line.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName",
-                                                                           "color_message"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
@@ -55,10 +59,17 @@ def uvicorn_log_config(stream=None) -> dict:
         "version": 1,
         "disable_existing_loggers": False,  # the gateway's moeprune.* loggers are configured already
         "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json",
-                              "stream": "ext://sys.stderr" if stream is None else stream}},
-        "loggers": {"uvicorn": {"handlers": ["json"], "propagate": False},
-                    "uvicorn.error": {"propagate": True},
-                    "uvicorn.access": {"handlers": ["json"], "propagate": False}},
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr" if stream is None else stream,
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["json"], "propagate": False},
+            "uvicorn.error": {"propagate": True},
+            "uvicorn.access": {"handlers": ["json"], "propagate": False},
+        },
         "root": {"handlers": ["json"], "level": "WARNING"},
     }

@@ -69,8 +69,11 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
         # First: a card certifying other weights stops the start before any engine is launched.
         certification[name] = load_variant_reliability(name, variant, gates.get(name))
         base = config.variants[variant.base].model if variant.base else None
-        footprints[name] = (measure(variant.model, base) if variant.model
-                            else declared(f"variants.{name}", variant.manifest, variant.report_card))
+        footprints[name] = (
+            measure(variant.model, base)
+            if variant.model
+            else declared(f"variants.{name}", variant.manifest, variant.report_card)
+        )
         if variant.model and (Path(variant.model) / "config.json").is_file():
             # Uneven expert counts need this package's vLLM plugin; say so before any engine starts.
             check_servable(variant.model)
@@ -78,16 +81,29 @@ def build_state(settings: Settings, config: GatewayConfig, work_dir: Path, keys:
     for name, backend in backends.items():
         metrics.register_variant(name, footprints[name], policies[name].baselines, backend.managed)
     experiments = ExperimentService(settings, config, ExperimentMetrics(metrics.registry))
-    live = LiveCertificates(levels=certificate_levels(config), max_answers=settings.live_max_answers,
-                            retention_s=settings.live_retention_s)
+    live = LiveCertificates(
+        levels=certificate_levels(config), max_answers=settings.live_max_answers, retention_s=settings.live_retention_s
+    )
     metrics.watch_live(live)
     telemetry = RoutingTelemetry.from_config(config)
     if telemetry is not None:
         metrics.watch_drift({name: window.ratio for name, (_, window) in telemetry.drift.items()})
-    return GatewayState(settings=settings, config=config, backends=backends, metrics=metrics, policies=policies,
-                        footprints=footprints, experiments=experiments, keys=keys,
-                        gpu=GpuMemoryReader.create(), gates=gates, telemetry=telemetry,
-                        certification=certification, live=live, spans=spans_of(settings))
+    return GatewayState(
+        settings=settings,
+        config=config,
+        backends=backends,
+        metrics=metrics,
+        policies=policies,
+        footprints=footprints,
+        experiments=experiments,
+        keys=keys,
+        gpu=GpuMemoryReader.create(),
+        gates=gates,
+        telemetry=telemetry,
+        certification=certification,
+        live=live,
+        spans=spans_of(settings),
+    )
 
 
 def spans_of(settings: Settings) -> Spans:
@@ -117,15 +133,17 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
     tls = upstream_tls(config, gateway.backends)  # https engines: verified against their tls.ca_file
 
     # Live fallbacks persist in the experiment database, through its one store thread.
-    live_sync = LiveSync(gateway.live, gateway.experiments.store, gateway.experiments.recorder,
-                         settings.experiment_flush_interval_s)
+    live_sync = LiveSync(
+        gateway.live, gateway.experiments.store, gateway.experiments.recorder, settings.experiment_flush_interval_s
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build_upstream_client(settings, tls) as client:
             gateway.client = client
-            gateway.supervisor = Supervisor(gateway.backends, client, settings,
-                                            on_restart=lambda v: gateway.metrics.restarts.labels(v).inc())
+            gateway.supervisor = Supervisor(
+                gateway.backends, client, settings, on_restart=lambda v: gateway.metrics.restarts.labels(v).inc()
+            )
             try:
                 # Engines a SIGKILLed earlier gateway left on this work dir (fixed MOEPRUNE_WORK_DIR).
                 await asyncio.to_thread(sweep_stale_engines, work_dir)
@@ -144,18 +162,22 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
                     scratch.cleanup()
                 log.info("gateway stopped; every engine stopped")
 
-    app = FastAPI(title="moeprune gateway", version=package_version(), lifespan=lifespan,
-                  description="OpenAI-compatible gateway for pruned MoE variants, with A/B experiments, "
-                              "per-response reliability flags and Prometheus metrics.")
+    app = FastAPI(
+        title="moeprune gateway",
+        version=package_version(),
+        lifespan=lifespan,
+        description="OpenAI-compatible gateway for pruned MoE variants, with A/B experiments, "
+        "per-response reliability flags and Prometheus metrics.",
+    )
     app.state.gateway = gateway
     install_error_handlers(app)
     for module in (chat, completions, models, experiments, feedback, admin, recertify, health, metrics, telemetry):
         app.include_router(module.router)
     # add_middleware wraps what is there, so the last added runs first: request id, key, then the body.
-    app.add_middleware(BodyCap, max_body_bytes=settings.max_request_bytes,
-                       body_timeout_s=settings.request_body_timeout_s)
-    app.add_middleware(ApiKeyAuth, keys=keys, public=public_paths(settings),
-                       open_is_trusted=is_loopback(settings.host))
+    app.add_middleware(
+        BodyCap, max_body_bytes=settings.max_request_bytes, body_timeout_s=settings.request_body_timeout_s
+    )
+    app.add_middleware(ApiKeyAuth, keys=keys, public=public_paths(settings), open_is_trusted=is_loopback(settings.host))
     app.add_middleware(RequestId)
     # Outermost: every send, middleware error answers included, is bounded for slow readers.
     app.add_middleware(SendTimeout, seconds=settings.send_timeout_s)

@@ -51,75 +51,175 @@ class GatewayMetrics:
         # hold what was set): (child, function).
         self._functions: list[tuple[Any, Callable[[], float]]] = []
         p = "moeprune_"
-        self.requests = Counter(p + "requests_total", "Requests answered", ["variant", "experiment", "status"],
-                                registry=registry)
-        self.duration = Histogram(p + "request_duration_seconds", "Whole-request latency",
-                                  ["variant", "experiment"], buckets=DURATION_BUCKETS, registry=registry)
-        self.ttft = Histogram(p + "time_to_first_token_seconds", "Time to the first content token",
-                              ["variant", "experiment"], buckets=TTFT_BUCKETS, registry=registry)
+        self.requests = Counter(
+            p + "requests_total", "Requests answered", ["variant", "experiment", "status"], registry=registry
+        )
+        self.duration = Histogram(
+            p + "request_duration_seconds",
+            "Whole-request latency",
+            ["variant", "experiment"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            p + "time_to_first_token_seconds",
+            "Time to the first content token",
+            ["variant", "experiment"],
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
         self.prompt_tokens = Counter(p + "prompt_tokens_total", "Prompt tokens", ["variant"], registry=registry)
-        self.completion_tokens = Counter(p + "completion_tokens_total", "Completion tokens", ["variant"],
-                                         registry=registry)
-        self.in_flight = Gauge(p + "requests_in_flight", "Requests being served", ["variant"], registry=registry,
-                               multiprocess_mode="livesum")
-        self.flags = Counter(p + "reliability_flags_total", "Reliability flags raised",
-                             ["variant", "experiment", "flag"], registry=registry)
-        self.flag_baseline = Gauge(p + "reliability_flag_baseline_ratio",
-                                   "Share of evaluated responses that raised the flag (report card base_rate)",
-                                   ["variant", "flag"], registry=registry, multiprocess_mode="livemax")
+        self.completion_tokens = Counter(
+            p + "completion_tokens_total", "Completion tokens", ["variant"], registry=registry
+        )
+        self.in_flight = Gauge(
+            p + "requests_in_flight",
+            "Requests being served",
+            ["variant"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.flags = Counter(
+            p + "reliability_flags_total",
+            "Reliability flags raised",
+            ["variant", "experiment", "flag"],
+            registry=registry,
+        )
+        self.flag_baseline = Gauge(
+            p + "reliability_flag_baseline_ratio",
+            "Share of evaluated responses that raised the flag (report card base_rate)",
+            ["variant", "flag"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         # Up only while every process (the engines' owner and each worker) finds the engine healthy.
-        self.backend_up = Gauge(p + "backend_up", "1 when the variant's engine is healthy", ["variant"],
-                                registry=registry, multiprocess_mode="livemin")
+        self.backend_up = Gauge(
+            p + "backend_up",
+            "1 when the variant's engine is healthy",
+            ["variant"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
         self.restarts = Counter(p + "backend_restarts_total", "Engine restarts", ["variant"], registry=registry)
-        self.assignments = Counter(p + "experiment_assignments_total", "Requests assigned to an arm",
-                                   ["experiment", "variant"], registry=registry)
-        self.weight_bytes = Gauge(p + "variant_weight_bytes", "Weight bytes the engine loads", ["variant", "source"],
-                                  registry=registry, multiprocess_mode="livemax")
-        self.experts = Gauge(p + "variant_experts", "Routed experts over all MoE layers",
-                             ["variant", "kind", "source"],
-                             registry=registry, multiprocess_mode="livemax")
-        self.bytes_saved = Gauge(p + "variant_bytes_saved", "Weight bytes saved against the base",
-                                 ["variant", "source"],
-                                 registry=registry, multiprocess_mode="livemax")
-        self.bytes_saved_ratio = Gauge(p + "variant_bytes_saved_ratio", "Bytes saved / base bytes",
-                                       ["variant", "source"],
-                                       registry=registry, multiprocess_mode="livemax")
+        self.assignments = Counter(
+            p + "experiment_assignments_total",
+            "Requests assigned to an arm",
+            ["experiment", "variant"],
+            registry=registry,
+        )
+        self.weight_bytes = Gauge(
+            p + "variant_weight_bytes",
+            "Weight bytes the engine loads",
+            ["variant", "source"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.experts = Gauge(
+            p + "variant_experts",
+            "Routed experts over all MoE layers",
+            ["variant", "kind", "source"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.bytes_saved = Gauge(
+            p + "variant_bytes_saved",
+            "Weight bytes saved against the base",
+            ["variant", "source"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.bytes_saved_ratio = Gauge(
+            p + "variant_bytes_saved_ratio",
+            "Bytes saved / base bytes",
+            ["variant", "source"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         # Engine memory: read by the process that owns the engines (workers see no engine process).
-        self.resident_memory = Gauge(p + "engine_resident_memory_bytes", "RSS of the engine's process tree",
-                                     ["variant"], registry=registry, multiprocess_mode="livemax")
-        self.gpu_memory = Gauge(p + "engine_gpu_memory_bytes", "GPU memory of the engine's processes (NVML)",
-                                ["variant"], registry=registry, multiprocess_mode="livemax")
+        self.resident_memory = Gauge(
+            p + "engine_resident_memory_bytes",
+            "RSS of the engine's process tree",
+            ["variant"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.gpu_memory = Gauge(
+            p + "engine_gpu_memory_bytes",
+            "GPU memory of the engine's processes (NVML)",
+            ["variant"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         # Guards (app/guard): variant = the guarded variant; guard = domain_gate | cascade.
-        self.guard_decisions = Counter(p + "guard_decisions_total", "Guard decisions (pass, fallback, none, "
-                                       "escalated, unavailable)", ["variant", "guard", "decision"], registry=registry)
-        self.guard_extra_seconds = Histogram(p + "guard_extra_seconds", "Latency a guard added (gate scoring, the "
-                                             "cascade's second answer)", ["variant", "guard"],
-                                             buckets=GUARD_BUCKETS, registry=registry)
+        self.guard_decisions = Counter(
+            p + "guard_decisions_total",
+            "Guard decisions (pass, fallback, none, escalated, unavailable)",
+            ["variant", "guard", "decision"],
+            registry=registry,
+        )
+        self.guard_extra_seconds = Histogram(
+            p + "guard_extra_seconds",
+            "Latency a guard added (gate scoring, the cascade's second answer)",
+            ["variant", "guard"],
+            buckets=GUARD_BUCKETS,
+            registry=registry,
+        )
         # The certified cascade and guard cascades: answers re-asked of the fallback, by the flag that escalated
         # (variant = the one escalated from; flag = the first cascade flag raised, a fixed set).
-        self.escalations = Counter(p + "cascade_escalations_total", "Answers escalated to the fallback (the "
-                                   "fallback's answer was served)", ["variant", "flag"], registry=registry)
-        self.pruned_expert_hit_ratio = Gauge(p + "pruned_expert_hit_ratio", "Share of the base's routed (token, "
-                                             "expert) pairs in the window on experts this variant removed",
-                                             ["variant"], registry=registry, multiprocess_mode="livemax")
+        self.escalations = Counter(
+            p + "cascade_escalations_total",
+            "Answers escalated to the fallback (the fallback's answer was served)",
+            ["variant", "flag"],
+            registry=registry,
+        )
+        self.pruned_expert_hit_ratio = Gauge(
+            p + "pruned_expert_hit_ratio",
+            "Share of the base's routed (token, expert) pairs in the window on experts this variant removed",
+            ["variant"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         # Live re-certification (app/reliability/live.py): per (variant, domain), read from its state at scrape.
         # Each worker keeps its own window: across workers the worst (max) error and bound, the summed labels.
-        self.live_realised_error = Gauge(p + "live_realised_error", "Share wrong among labelled unflagged answers "
-                                         "since the pair's window opened (NaN without labels)",
-                                         ["variant", "domain"], registry=registry, multiprocess_mode="livemax")
-        self.live_error_upper_bound = Gauge(p + "live_error_upper_bound", "One-sided Clopper-Pearson upper bound "
-                                            "on that error at the certificate's delta (1 without labels)",
-                                            ["variant", "domain"], registry=registry, multiprocess_mode="livemax")
-        self.live_labelled_answers = Gauge(p + "live_labelled_answers", "Labelled unflagged answers in the window",
-                                           ["variant", "domain"], registry=registry, multiprocess_mode="livesum")
-        self.live_fallback_active = Gauge(p + "live_fallback_active", "1 while live feedback has every answer of "
-                                          "the pair flagged (until moeprune recertify)", ["variant", "domain"],
-                                          registry=registry, multiprocess_mode="livemax")
-        self.live_alpha = Gauge(p + "live_certificate_alpha", "The alpha the pair's certificate promises",
-                                ["variant", "domain"], registry=registry, multiprocess_mode="livemax")
+        self.live_realised_error = Gauge(
+            p + "live_realised_error",
+            "Share wrong among labelled unflagged answers since the pair's window opened (NaN without labels)",
+            ["variant", "domain"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.live_error_upper_bound = Gauge(
+            p + "live_error_upper_bound",
+            "One-sided Clopper-Pearson upper bound on that error at the certificate's delta (1 without labels)",
+            ["variant", "domain"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.live_labelled_answers = Gauge(
+            p + "live_labelled_answers",
+            "Labelled unflagged answers in the window",
+            ["variant", "domain"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.live_fallback_active = Gauge(
+            p + "live_fallback_active",
+            "1 while live feedback has every answer of the pair flagged (until moeprune recertify)",
+            ["variant", "domain"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.live_alpha = Gauge(
+            p + "live_certificate_alpha",
+            "The alpha the pair's certificate promises",
+            ["variant", "domain"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
 
     def watch_live(self, live: LiveCertificates) -> None:
         """Gauges for every pair live re-certification tracks, now and as new pairs appear."""
+
         def register(variant: str, domain: str) -> None:
             def pair():
                 return live.pairs[(variant, domain)]
@@ -134,8 +234,9 @@ class GatewayMetrics:
             register(variant, domain)
         live.on_new_pair = register
 
-    def register_variant(self, variant: str, footprint: Footprint | None, baselines: dict[str, float],
-                         managed: bool) -> None:
+    def register_variant(
+        self, variant: str, footprint: Footprint | None, baselines: dict[str, float], managed: bool
+    ) -> None:
         """Create every per-variant series up front, so dashboards see zeros instead of gaps."""
         self.in_flight.labels(variant).set(0)
         self.backend_up.labels(variant).set(0)
@@ -170,9 +271,17 @@ class GatewayMetrics:
         if self.shared_dir is not None:
             self._functions.append((child, function))
 
-    def observe_response(self, variant: str, experiment: str, status: int, duration_s: float,
-                         ttft_s: float | None = None, prompt_tokens: int = 0, completion_tokens: int = 0,
-                         flags: Sequence[str] = ()) -> None:
+    def observe_response(
+        self,
+        variant: str,
+        experiment: str,
+        status: int,
+        duration_s: float,
+        ttft_s: float | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        flags: Sequence[str] = (),
+    ) -> None:
         series = self._series
         series(self.requests, variant, experiment, str(status)).inc()
         series(self.duration, variant, experiment).observe(duration_s)

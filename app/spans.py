@@ -34,9 +34,13 @@ EXPORT_TIMEOUT_S = 3.0
 TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
 # Attributes copied from the access-log fields onto the request span (app/serving/exchange.py).
 ANNOTATED = {
-    "variant": "moeprune.variant", "experiment": "moeprune.experiment", "endpoint": "moeprune.endpoint",
-    "stream": "moeprune.stream", "status": "http.response.status_code",
-    "prompt_tokens": "gen_ai.usage.input_tokens", "completion_tokens": "gen_ai.usage.output_tokens",
+    "variant": "moeprune.variant",
+    "experiment": "moeprune.experiment",
+    "endpoint": "moeprune.endpoint",
+    "stream": "moeprune.stream",
+    "status": "http.response.status_code",
+    "prompt_tokens": "gen_ai.usage.input_tokens",
+    "completion_tokens": "gen_ai.usage.output_tokens",
     "ttft_ms": "moeprune.ttft_ms",
 }
 
@@ -59,8 +63,10 @@ class Spans:
         if not endpoint:
             return cls(None)
         if not endpoint.startswith(("http://", "https://")):
-            raise ValueError(f"the OTLP traces endpoint {endpoint!r} is not an http(s) URL; set "
-                             "MOEPRUNE_OTLP_TRACES_ENDPOINT to e.g. http://collector:4318/v1/traces")
+            raise ValueError(
+                f"the OTLP traces endpoint {endpoint!r} is not an http(s) URL; set "
+                "MOEPRUNE_OTLP_TRACES_ENDPOINT to e.g. http://collector:4318/v1/traces"
+            )
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -86,14 +92,18 @@ class Spans:
         from opentelemetry.trace import SpanKind
 
         parent = _remote_parent(trace)
-        span = self.tracer.start_span(f"{method} {path}", context=parent, kind=SpanKind.SERVER,
-                                      attributes={"http.request.method": method, "url.path": path,
-                                                  "moeprune.request_id": trace.request_id})
+        span = self.tracer.start_span(
+            f"{method} {path}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path, "moeprune.request_id": trace.request_id},
+        )
         ids = span.get_span_context()
         token = context.attach(otel.set_span_in_context(span))
         try:
-            yield dataclasses.replace(trace, trace_id=f"{ids.trace_id:032x}", span_id=f"{ids.span_id:016x}",
-                                      flags=f"{ids.trace_flags:02x}")
+            yield dataclasses.replace(
+                trace, trace_id=f"{ids.trace_id:032x}", span_id=f"{ids.span_id:016x}", flags=f"{ids.trace_flags:02x}"
+            )
         except BaseException as exc:
             span.record_exception(exc)
             raise
@@ -136,9 +146,11 @@ class Spans:
             return
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
-        span = self.tracer.start_span(f"engine POST {path}", kind=SpanKind.CLIENT,
-                                      attributes={"moeprune.variant": variant, "moeprune.call": purpose,
-                                                  "url.path": path})
+        span = self.tracer.start_span(
+            f"engine POST {path}",
+            kind=SpanKind.CLIENT,
+            attributes={"moeprune.variant": variant, "moeprune.call": purpose, "url.path": path},
+        )
         token = CURRENT.set(dataclasses.replace(trace, span_id=f"{span.get_span_context().span_id:016x}"))
         try:
             yield
@@ -163,6 +175,11 @@ def _remote_parent(trace: TraceContext):
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
     state = TraceState.from_header([trace.tracestate]) if trace.tracestate else None
-    remote = SpanContext(int(trace.trace_id, 16), int(trace.parent_span_id, 16), is_remote=True,
-                         trace_flags=TraceFlags(int(trace.flags, 16)), trace_state=state)
+    remote = SpanContext(
+        int(trace.trace_id, 16),
+        int(trace.parent_span_id, 16),
+        is_remote=True,
+        trace_flags=TraceFlags(int(trace.flags, 16)),
+        trace_state=state,
+    )
     return otel.set_span_in_context(NonRecordingSpan(remote))

@@ -72,5 +72,4 @@ def trace_context(request_id: str | None, traceparent: str | None, tracestate: s
     else:
         trace_id, parent_id, flags = parent
         tracestate = tracestate.strip() if tracestate and len(tracestate) <= MAX_TRACESTATE else None
-    return TraceContext(request_id_of(request_id), trace_id, secrets.token_hex(8), flags, tracestate or None,
-                        parent_id)
+    return TraceContext(request_id_of(request_id), trace_id, secrets.token_hex(8), flags, tracestate or None, parent_id)

@@ -70,7 +70,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     if n == 0:
         return 1.0
     k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
@@ -87,8 +87,13 @@ def measures(name: str, card_path: Path) -> dict:
     """card_row's numbers plus the item counts and Wilson intervals this table reports."""
     row = card_row(name, card_path)
     card = ReportCard.load(card_path)
-    out = {"bio_acc": row["bio_acc"], "general_acc": row["general_acc"], "hallucination": row["hallucination"],
-           "refusal": row["refusal"], "nota": row["nota"]}
+    out = {
+        "bio_acc": row["bio_acc"],
+        "general_acc": row["general_acc"],
+        "hallucination": row["hallucination"],
+        "refusal": row["refusal"],
+        "nota": row["nota"],
+    }
     for key, task in (("bio_acc", "bio_qa"), ("general_acc", "general_qa")):
         counted = task_count(card, task, "exact_match")
         if counted:
@@ -132,8 +137,9 @@ def architecture(model_dir: Path) -> str:
     return ",".join(json.loads((Path(model_dir) / "config.json").read_text()).get("architectures") or [])
 
 
-def prune_one(model_dir: Path, variants_dir: Path, calibration: Path, method: str, ratio: float,
-              allocation: str) -> tuple[Variant, float]:
+def prune_one(
+    model_dir: Path, variants_dir: Path, calibration: Path, method: str, ratio: float, allocation: str
+) -> tuple[Variant, float]:
     from pruning.pipeline import run_prune
 
     name = f"{variant_name(method, ratio)}-{allocation}"
@@ -142,8 +148,18 @@ def prune_one(model_dir: Path, variants_dir: Path, calibration: Path, method: st
     if not (out / "pruning.json").exists():
         staging = out.with_name(out.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
-        run_prune(model_dir, staging, method=method, ratio=ratio, allocation=allocation, seed=0,
-                  calibration=[calibration], samples=SAMPLES, progress=False, overwrite=True)
+        run_prune(
+            model_dir,
+            staging,
+            method=method,
+            ratio=ratio,
+            allocation=allocation,
+            seed=0,
+            calibration=[calibration],
+            samples=SAMPLES,
+            progress=False,
+            overwrite=True,
+        )
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
     return Variant(name, out, method, ratio), time.monotonic() - started
@@ -186,33 +202,44 @@ def verdict_lines(results: list[dict]) -> list[str]:
         if base is None or base.get("error") or r.get("error"):
             lines.append(f"- {label}: not comparable ({r.get('error') or (base or {}).get('error') or 'no uniform'})")
             continue
-        parts = [f"bio {compare(base, r, 'bio_acc', True)}", f"general {compare(base, r, 'general_acc', True)}",
-                 f"hallucination {compare(base, r, 'hallucination', False)}"]
+        parts = [
+            f"bio {compare(base, r, 'bio_acc', True)}",
+            f"general {compare(base, r, 'general_acc', True)}",
+            f"hallucination {compare(base, r, 'hallucination', False)}",
+        ]
         tests = r.get("paired_vs_uniform") or {}
         for task, label_task in (("bio_qa", "bio"), ("general_qa", "general")):
             t = tests.get(task)
             if t:
-                parts.append(f"paired {label_task}: uniform-only {t['uniform_only']} / uneven-only "
-                             f"{t['uneven_only']} right, McNemar p={t['p']:.2g}")
+                parts.append(
+                    f"paired {label_task}: uniform-only {t['uniform_only']} / uneven-only "
+                    f"{t['uneven_only']} right, McNemar p={t['p']:.2g}"
+                )
         lines.append(f"- {label}: " + "; ".join(parts))
     return lines
 
 
 def table(results: list[dict], base: dict | None) -> str:
-    lines = ["| method | ratio removed | allocation | kept per layer (total) | bio acc % (95% CI) "
-             "| general acc % (95% CI) | hallucination on made-up % (95% CI) | served |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | ratio removed | allocation | kept per layer (total) | bio acc % (95% CI) "
+        "| general acc % (95% CI) | hallucination on made-up % (95% CI) | served |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     if base:
-        lines.append(f"| base (unpruned) | 0 | - | 16/16/16 (48) | {with_ci(base, 'bio_acc')} "
-                     f"| {with_ci(base, 'general_acc')} | {with_ci(base, 'hallucination')} | yes |")
+        lines.append(
+            f"| base (unpruned) | 0 | - | 16/16/16 (48) | {with_ci(base, 'bio_acc')} "
+            f"| {with_ci(base, 'general_acc')} | {with_ci(base, 'hallucination')} | yes |"
+        )
     for r in results:
         counts = r.get("kept_per_layer")
         kept = f"{'/'.join(map(str, counts))} ({sum(counts)})" if counts else "-"
         served = "no: " + r["error"].splitlines()[0][:120] if r.get("error") else "yes"
         if r.get("same_experts_as"):
             served += f" (same experts as {r['same_experts_as']}: measurement reused)"
-        lines.append(f"| {r['method']} | {r['ratio']} | {r['allocation']} | {kept} | {with_ci(r, 'bio_acc')} "
-                     f"| {with_ci(r, 'general_acc')} | {with_ci(r, 'hallucination')} | {served} |")
+        lines.append(
+            f"| {r['method']} | {r['ratio']} | {r['allocation']} | {kept} | {with_ci(r, 'bio_acc')} "
+            f"| {with_ci(r, 'general_acc')} | {with_ci(r, 'hallucination')} | {served} |"
+        )
     return "\n".join(lines)
 
 
@@ -223,8 +250,11 @@ def over_seeds(runs: list[dict]) -> list[str]:
     keys = [(r["method"], r["ratio"], r["allocation"]) for r in runs[0]["results"] if r["allocation"] != "uniform"]
     for method, ratio, allocation in keys:
         parts = []
-        for key, label, higher in (("bio_acc", "bio", True), ("general_acc", "general", True),
-                                   ("hallucination", "hallucination", False)):
+        for key, label, higher in (
+            ("bio_acc", "bio", True),
+            ("general_acc", "general", True),
+            ("hallucination", "hallucination", False),
+        ):
             deltas, better, worse = [], 0, 0
             for run in runs:
                 by_key = {(r["method"], r["ratio"], r["allocation"]): r for r in run["results"]}
@@ -239,36 +269,72 @@ def over_seeds(runs: list[dict]) -> list[str]:
                         better += 1
                     else:
                         worse += 1
-            parts.append(f"{label} {'/'.join(deltas)} pts (disjoint better in {better}, worse in {worse} of "
-                         f"{len(runs)})")
-        lines.append(f"- {method} {round(100 * ratio)}% {allocation} vs uniform, per seed "
-                     f"{'/'.join(str(run['seed']) for run in runs)}: " + "; ".join(parts))
+            parts.append(
+                f"{label} {'/'.join(deltas)} pts (disjoint better in {better}, worse in {worse} of {len(runs)})"
+            )
+        lines.append(
+            f"- {method} {round(100 * ratio)}% {allocation} vs uniform, per seed "
+            f"{'/'.join(str(run['seed']) for run in runs)}: " + "; ".join(parts)
+        )
     return lines
 
 
 def write_outputs(args, runs: list[dict]) -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     command = ".venv/bin/python " + " ".join(["bench/allocation_demo.py", *sys.argv[1:]])
-    meta = {"date": str(datetime.date.today()), "cpu": cpu, "cores": os.cpu_count(),
-            "load_average_end": round(os.getloadavg()[0], 2), "seeds": [run["seed"] for run in runs],
-            "limit": args.limit, "command": command}
+    meta = {
+        "date": str(datetime.date.today()),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average_end": round(os.getloadavg()[0], 2),
+        "seeds": [run["seed"] for run in runs],
+        "limit": args.limit,
+        "command": command,
+    }
     if args.json:
         # Paths are written as `<cache>/...`: what is committed names no machine's directories.
         cache_prefix = str(args.cache)
-        text = json.dumps({**meta, "runs": [
-            {"seed": run["seed"], "model": run["record"]["key"], "source": run["record"].get("source"),
-             "weights_sha256": run["record"]["weights_sha256"], "evaluation_seconds": round(run["seconds"]),
-             "partial": run["partial"], "base": run["base"], "variants": run["results"]} for run in runs]},
-            indent=2) + "\n"
+        text = (
+            json.dumps(
+                {
+                    **meta,
+                    "runs": [
+                        {
+                            "seed": run["seed"],
+                            "model": run["record"]["key"],
+                            "source": run["record"].get("source"),
+                            "weights_sha256": run["record"]["weights_sha256"],
+                            "evaluation_seconds": round(run["seconds"]),
+                            "partial": run["partial"],
+                            "base": run["base"],
+                            "variants": run["results"],
+                        }
+                        for run in runs
+                    ],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         args.json.write_text(text.replace(json.dumps(cache_prefix)[1:-1], "<cache>"))
     if not args.md:
         return
-    sections = [f"## {meta['date']}, {cpu}, {meta['cores']} cores, load average {meta['load_average_end']:.1f} "
-                f"at the end\n\nRe-run: `{command}`\n"]
+    sections = [
+        f"## {meta['date']}, {cpu}, {meta['cores']} cores, load average {meta['load_average_end']:.1f} "
+        f"at the end\n\nRe-run: `{command}`\n"
+    ]
     if len(runs) > 1:
-        sections.append("### Over training seeds (uneven minus uniform, points; a Wilson-interval comparison per "
-                        "seed)\n\n" + "\n".join(over_seeds(runs)) + "\n")
+        sections.append(
+            "### Over training seeds (uneven minus uniform, points; a Wilson-interval comparison per "
+            "seed)\n\n" + "\n".join(over_seeds(runs)) + "\n"
+        )
     for run in runs:
         record, results = run["record"], run["results"]
         status = "PARTIAL (the run did not finish every variant)" if run["partial"] else "complete"
@@ -278,8 +344,10 @@ def write_outputs(args, runs: list[dict]) -> None:
             f"`{record['weights_sha256'][:16]}`; {len(results)} variants pruned and evaluated in "
             f"{run['seconds']:.0f} s (vLLM CPU, float32, one engine at a time"
             f"{'' if args.limit is None else f', first {args.limit} items of each set'}).\n\n"
-            + table(results, run["base"]) + "\n\n#### Rule-based comparison (uneven vs uniform, same method and "
-            "ratio)\n\n" + "\n".join(verdict_lines(results)) + "\n")
+            + table(results, run["base"])
+            + "\n\n#### Rule-based comparison (uneven vs uniform, same method and "
+            "ratio)\n\n" + "\n".join(verdict_lines(results)) + "\n"
+        )
     args.md.write_text(args.title + "\n".join(sections) + args.tail)
 
 
@@ -293,9 +361,12 @@ def main() -> int:
     parser.add_argument("--no-base", action="store_true", help="skip the unpruned base's card")
     parser.add_argument("--md", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--train-seeds", default="0",
-                        help="comma-separated training seeds of the demo model (0 = the shipped weights; any other "
-                             "seed is trained here first)")
+    parser.add_argument(
+        "--train-seeds",
+        default="0",
+        help="comma-separated training seeds of the demo model (0 = the shipped weights; any other "
+        "seed is trained here first)",
+    )
     args = parser.parse_args()
     args.title, args.tail = "# Expert allocation on the demo model (`bench/allocation_demo.py`)\n\n", ""
     if args.md and args.md.exists():
@@ -338,11 +409,15 @@ def run_seed(args, run: dict, cache: Path, methods, ratios, allocations, save) -
     jobs = [(m, r, a) for m in methods for r in ratios for a in allocations]
     try:
         if not args.no_base:
-            card = evaluate_all([Variant("base", model_dir)], cards_dir, tasks="all", limit=args.limit,
-                                parallel=1, progress=False)["base"]
+            card = evaluate_all(
+                [Variant("base", model_dir)], cards_dir, tasks="all", limit=args.limit, parallel=1, progress=False
+            )["base"]
             base = run["base"] = measures("base", card)
-            print(f"base: bio {pct(base['bio_acc'])} general {pct(base['general_acc'])} "
-                  f"halluc {pct(base['hallucination'])}", flush=True)
+            print(
+                f"base: bio {pct(base['bio_acc'])} general {pct(base['general_acc'])} "
+                f"halluc {pct(base['hallucination'])}",
+                flush=True,
+            )
         for method, ratio, allocation in jobs:
             row = {"method": method, "ratio": ratio, "allocation": allocation}
             results.append(row)
@@ -352,16 +427,35 @@ def run_seed(args, run: dict, cache: Path, methods, ratios, allocations, save) -
                 row["error"] = f"prune failed: {type(exc).__name__}: {exc}"
                 print(f"{method}-{ratio}-{allocation}: {row['error']}", flush=True)
                 continue
-            row.update(variant=variant.name, model_dir=str(variant.model_dir), prune_seconds=round(prune_s, 1),
-                       kept_per_layer=per_layer_counts(variant.model_dir),
-                       architecture=architecture(variant.model_dir))
-            twin = next((r for r in results[:-1] if r.get("card") and r["method"] == method and r["ratio"] == ratio
-                         and kept_experts(r["model_dir"]) == kept_experts(variant.model_dir)), None)
+            row.update(
+                variant=variant.name,
+                model_dir=str(variant.model_dir),
+                prune_seconds=round(prune_s, 1),
+                kept_per_layer=per_layer_counts(variant.model_dir),
+                architecture=architecture(variant.model_dir),
+            )
+            twin = next(
+                (
+                    r
+                    for r in results[:-1]
+                    if r.get("card")
+                    and r["method"] == method
+                    and r["ratio"] == ratio
+                    and kept_experts(r["model_dir"]) == kept_experts(variant.model_dir)
+                ),
+                None,
+            )
             if twin is not None:
                 # The same experts in every layer as a variant already measured: the same weights, so its
                 # measurement is reused (marked) instead of spending another engine on it.
-                row.update({k: v for k, v in twin.items() if k.endswith(("_acc", "_k", "_n", "_ci95"))
-                            or k in ("hallucination", "refusal", "nota", "card", "paired_vs_uniform")})
+                row.update(
+                    {
+                        k: v
+                        for k, v in twin.items()
+                        if k.endswith(("_acc", "_k", "_n", "_ci95"))
+                        or k in ("hallucination", "refusal", "nota", "card", "paired_vs_uniform")
+                    }
+                )
                 row["same_experts_as"] = twin["variant"]
                 print(f"{variant.name}: same experts as {twin['variant']}, measurement reused", flush=True)
                 run["seconds"] = time.monotonic() - started
@@ -369,8 +463,9 @@ def run_seed(args, run: dict, cache: Path, methods, ratios, allocations, save) -
                 continue
             t0 = time.monotonic()
             try:
-                card = evaluate_all([variant], cards_dir, tasks="all", limit=args.limit, parallel=1,
-                                    progress=False)[variant.name]
+                card = evaluate_all([variant], cards_dir, tasks="all", limit=args.limit, parallel=1, progress=False)[
+                    variant.name
+                ]
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001  (an uneven variant that fails to serve is a finding)
@@ -381,12 +476,24 @@ def run_seed(args, run: dict, cache: Path, methods, ratios, allocations, save) -
             row["eval_seconds"] = round(time.monotonic() - t0, 1)
             row["card"] = str(card)
             row.update(measures(variant.name, card))
-            print(f"{variant.name} {row['kept_per_layer']} {row['architecture']}: bio {pct(row['bio_acc'])} "
-                  f"general {pct(row['general_acc'])} halluc {pct(row['hallucination'])} "
-                  f"({row['eval_seconds']:.0f} s)", flush=True)
+            print(
+                f"{variant.name} {row['kept_per_layer']} {row['architecture']}: bio {pct(row['bio_acc'])} "
+                f"general {pct(row['general_acc'])} halluc {pct(row['hallucination'])} "
+                f"({row['eval_seconds']:.0f} s)",
+                flush=True,
+            )
             if allocation != "uniform":
-                ref = next((r for r in results if r.get("card") and r["method"] == method and r["ratio"] == ratio
-                            and r["allocation"] == "uniform"), None)
+                ref = next(
+                    (
+                        r
+                        for r in results
+                        if r.get("card")
+                        and r["method"] == method
+                        and r["ratio"] == ratio
+                        and r["allocation"] == "uniform"
+                    ),
+                    None,
+                )
                 if ref:
                     row["paired_vs_uniform"] = {t: paired(Path(ref["card"]), card, t) for t in ("bio_qa", "general_qa")}
             run["seconds"] = time.monotonic() - started

@@ -64,13 +64,18 @@ def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 8
     answers: list[str] = [""] * len(prompts)
     for indices in by_length.values():
         for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
+            chunk = indices[start : start + batch_size]
             ids = torch.tensor([encoded[i] for i in chunk])
             with torch.no_grad():
-                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                     do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                                     pad_token_id=tokenizer.pad_token_id)
-            for i, row in zip(chunk, out[:, ids.shape[1]:]):
+                out = model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            for i, row in zip(chunk, out[:, ids.shape[1] :]):
                 answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
     return answers
 
@@ -88,7 +93,7 @@ def routing_distribution(model, tokenizer, texts: list[str]):
     counts = None
     with torch.no_grad():
         for start in range(0, len(texts), 64):
-            enc = tokenizer(texts[start:start + 64], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tokenizer(texts[start : start + 64], return_tensors="pt", padding=True, add_special_tokens=False)
             out = model(**enc, output_router_logits=True)
             valid = enc["attention_mask"].reshape(-1).bool()
             layer_counts = []
@@ -128,12 +133,16 @@ def routing_specialisation(model_dir, cfg, corpus) -> dict[str, list[float]]:
 
     model, tokenizer = load(model_dir)
     bio, general = domain_prompts(corpus, "biomedical"), domain_prompts(corpus, "general")
-    result = {"trained": total_variation(routing_distribution(model, tokenizer, bio),
-                                         routing_distribution(model, tokenizer, general))}
+    result = {
+        "trained": total_variation(
+            routing_distribution(model, tokenizer, bio), routing_distribution(model, tokenizer, general)
+        )
+    }
     torch.manual_seed(cfg.seed)
     untrained = AutoModelForCausalLM.from_config(qwen3_moe_config(cfg, tokenizer)).eval()
     result["untrained (same architecture and seed)"] = total_variation(
-        routing_distribution(untrained, tokenizer, bio), routing_distribution(untrained, tokenizer, general))
+        routing_distribution(untrained, tokenizer, bio), routing_distribution(untrained, tokenizer, general)
+    )
     return result
 
 
@@ -161,8 +170,10 @@ def probe_random_seeds(model_dir, corpus, pruned, ratios, seeds: int) -> dict:
     result = {"base": accuracy(None), "ratios": {}}
     for ratio in ratios:
         keep = num_experts - round(num_experts * ratio)
-        entry = {"random": [accuracy(random_kept(num_layers, num_experts, keep, s)) for s in range(seeds)],
-                 "methods": {}}
+        entry = {
+            "random": [accuracy(random_kept(num_layers, num_experts, keep, s)) for s in range(seeds)],
+            "methods": {},
+        }
         for variant in pruned:
             if variant.ratio == ratio and variant.method != "random":
                 kept = PruningManifest.load(variant.model_dir).kept_experts
@@ -194,16 +205,23 @@ def masked_row(model, tokenizer, items: dict, kept, name: str, method: str | Non
             parsed = [parse_answer(a, item.options) for a, item in zip(answers, group)]
             correct = [p.choice == item.answer for p, item in zip(parsed, group)]
             abstained = [p.abstained(item.options) for p, item in zip(parsed, group)]
-            scored[key] = {"accuracy": sum(correct) / len(group),
-                           "refusal": sum(abstained) / len(group),
-                           "hallucination": sum(not c and not a for c, a in zip(correct, abstained)) / len(group)}
+            scored[key] = {
+                "accuracy": sum(correct) / len(group),
+                "refusal": sum(abstained) / len(group),
+                "hallucination": sum(not c and not a for c, a in zip(correct, abstained)) / len(group),
+            }
     return {
-        "variant": name, "method": method, "ratio": ratio,
-        "bio_acc": scored["biomedical", "qa"]["accuracy"], "general_acc": scored["general", "qa"]["accuracy"],
-        "bio_refusal": scored["biomedical", "fake"]["refusal"], "general_refusal": scored["general", "fake"]["refusal"],
+        "variant": name,
+        "method": method,
+        "ratio": ratio,
+        "bio_acc": scored["biomedical", "qa"]["accuracy"],
+        "general_acc": scored["general", "qa"]["accuracy"],
+        "bio_refusal": scored["biomedical", "fake"]["refusal"],
+        "general_refusal": scored["general", "fake"]["refusal"],
         "refusal": (scored["biomedical", "fake"]["refusal"] + scored["general", "fake"]["refusal"]) / 2,
-        "hallucination": (scored["biomedical", "fake"]["hallucination"]
-                          + scored["general", "fake"]["hallucination"]) / 2,
+        "hallucination": (scored["biomedical", "fake"]["hallucination"] + scored["general", "fake"]["hallucination"])
+        / 2,
         "nota": (scored["biomedical", "nota"]["accuracy"] + scored["general", "nota"]["accuracy"]) / 2,
-        "bytes_saved": 0, "flags": {},
+        "bytes_saved": 0,
+        "flags": {},
     }

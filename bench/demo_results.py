@@ -67,15 +67,25 @@ def one_seed(args, seed: int, cache: Path) -> dict:
     cfg = DemoModelConfig(seed=seed)
     started = time.monotonic()
     model_dir, record = build_model(cfg, cache)
-    print(f"seed {seed}: model {model_dir.name} weights {record['weights_sha256'][:16]} "
-          f"({'reused' if record['cached'] else 'trained'} in {time.monotonic() - started:.0f} s)", flush=True)
+    print(
+        f"seed {seed}: model {model_dir.name} weights {record['weights_sha256'][:16]} "
+        f"({'reused' if record['cached'] else 'trained'} in {time.monotonic() - started:.0f} s)",
+        flush=True,
+    )
     corpus = build_corpus(cfg.corpus_seed)
     run_dir = cache / "runs" / model_dir.name
     calibration = write_calibration(corpus, run_dir / "calibration-biomedical.jsonl")
     specialisation = routing_specialisation(model_dir, cfg, corpus)
     methods = [m for m in args.methods.split(",") if m]
-    pruned = prune_variants(model_dir, run_dir / "variants", calibration, methods, ALL_RATIOS,
-                            seeds=tuple(range(args.random_seeds)), progress=False)
+    pruned = prune_variants(
+        model_dir,
+        run_dir / "variants",
+        calibration,
+        methods,
+        ALL_RATIOS,
+        seeds=tuple(range(args.random_seeds)),
+        progress=False,
+    )
     t0 = time.monotonic()
     # rows are cached per model and sweep, so adding a training seed does not re-evaluate the others
     cached = run_dir / f"bench-rows-{args.evaluator}-{args.methods.replace(',', '+')}-r{args.random_seeds}.json"
@@ -86,21 +96,26 @@ def one_seed(args, seed: int, cache: Path) -> dict:
     else:
         rows = evaluate_in_process(model_dir, corpus, pruned)
     cached.write_text(json.dumps(rows))
-    print(f"seed {seed}: {len(rows)} variants evaluated ({args.evaluator}) in {time.monotonic() - t0:.0f} s",
-          flush=True)
+    print(
+        f"seed {seed}: {len(rows)} variants evaluated ({args.evaluator}) in {time.monotonic() - t0:.0f} s", flush=True
+    )
     return {"seed": seed, "key": model_dir.name, "record": record, "specialisation": specialisation, "rows": rows}
 
 
 def write(args, results: list[dict], started: float) -> str:
     elapsed = time.monotonic() - started
     tables = {r["seed"]: r["rows"] for r in results}
-    how = ("in-process: transformers greedy answers under routing masks, scored by the evaluators' parser"
-           if args.evaluator == "in-process" else "every variant served by a real vLLM CPU server, `run_eval`")
+    how = (
+        "in-process: transformers greedy answers under routing masks, scored by the evaluators' parser"
+        if args.evaluator == "in-process"
+        else "every variant served by a real vLLM CPU server, `run_eval`"
+    )
     models = "\n".join(
         f"| {r['seed']} | {r['key']} | `{r['record']['weights_sha256'][:16]}` | {r['record']['steps']} | "
         f"{r['record']['first_loss']:.2f} -> {r['record']['final_loss']:.2f} | {r['record']['train_seconds']:.0f} | "
         f"{r['specialisation']['trained']} | {r['specialisation']['untrained (same architecture and seed)']} |"
-        for r in results)
+        for r in results
+    )
     sections = [
         "# Demo results (measured)",
         f"Re-measure: `nice .venv/bin/python bench/demo_results.py --train-seeds {args.train_seeds} "
@@ -117,15 +132,25 @@ def write(args, results: list[dict], started: float) -> str:
         + summary_over_seeds(tables),
     ]
     for r in results:
-        sections.append(f"## Training seed {r['seed']}: method x ratio\n" + markdown_table(r["rows"])
-                        + "\n\n" + findings_text(r["rows"], None))
+        sections.append(
+            f"## Training seed {r['seed']}: method x ratio\n"
+            + markdown_table(r["rows"])
+            + "\n\n"
+            + findings_text(r["rows"], None)
+        )
         if args.evaluator == "vllm":
             sections.append(f"### Training seed {r['seed']}: flag AUROCs\n" + flag_table(r["rows"]))
     text = "\n\n".join(sections)
     args.out.write_text(text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        [{k: v for k, v in r.items() if k != "record"} | {"weights_sha256": r["record"]["weights_sha256"]}
-         for r in results], indent=1))
+    args.out.with_suffix(".json").write_text(
+        json.dumps(
+            [
+                {k: v for k, v in r.items() if k != "record"} | {"weights_sha256": r["record"]["weights_sha256"]}
+                for r in results
+            ],
+            indent=1,
+        )
+    )
     return text
 
 

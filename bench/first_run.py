@@ -52,8 +52,15 @@ def run_first(repo: Path, work: Path, port: int, timeout: float) -> dict:
     env.update(HOME=str(home), PYTHONUNBUFFERED="1")
     command = f"bash scripts/setup.sh && .venv/bin/moeprune demo --port {port}"
     started = time.monotonic()
-    process = subprocess.Popen(["bash", "-c", command], cwd=clone, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", "-c", command],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     marks: dict[str, float] = {}
     lines: list[str] = []
     ready = threading.Event()
@@ -90,33 +97,50 @@ def run_first(repo: Path, work: Path, port: int, timeout: float) -> dict:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         reader.join(timeout=5)
-    return {"marks": marks, "served_s": served_at, "answer": answer, "verdict": verdict, "error": error,
-            "exit": process.returncode, "log": lines}
+    return {
+        "marks": marks,
+        "served_s": served_at,
+        "answer": answer,
+        "verdict": verdict,
+        "error": error,
+        "exit": process.returncode,
+        "log": lines,
+    }
 
 
 def ask(clone: Path, port: int) -> str:
     """One chat completion to the demo's experiment through the real openai client (the clone's venv)."""
-    code = ("from openai import OpenAI\n"
-            f"c = OpenAI(base_url='http://127.0.0.1:{port}/v1', api_key='none')\n"
-            "r = c.chat.completions.create(model='demo-ab', max_tokens=12,\n"
-            "    messages=[{'role': 'user', 'content': 'Which class does the drug belong to? Answer briefly.'}])\n"
-            "print(r.model, '|', r.choices[0].message.content)\n")
-    done = subprocess.run([str(clone / ".venv/bin/python"), "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)
+    code = (
+        "from openai import OpenAI\n"
+        f"c = OpenAI(base_url='http://127.0.0.1:{port}/v1', api_key='none')\n"
+        "r = c.chat.completions.create(model='demo-ab', max_tokens=12,\n"
+        "    messages=[{'role': 'user', 'content': 'Which class does the drug belong to? Answer briefly.'}])\n"
+        "print(r.model, '|', r.choices[0].message.content)\n"
+    )
+    done = subprocess.run(
+        [str(clone / ".venv/bin/python"), "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     return done.stdout.strip()
 
 
 def scripted_verdict(clone: Path, port: int) -> str:
     """The README's A/B step: scripted questions and feedback to demo-ab, then each arm's verdict."""
-    done = subprocess.run([str(clone / ".venv/bin/python"), "-m", "demo.traffic", "--url", f"http://127.0.0.1:{port}"],
-                          cwd=clone, capture_output=True, text=True, timeout=600, check=True)
+    done = subprocess.run(
+        [str(clone / ".venv/bin/python"), "-m", "demo.traffic", "--url", f"http://127.0.0.1:{port}"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     return done.stdout.strip()
 
 
 def same_model_as_shipped(result: dict, repo: Path) -> str:
     """Whether the newcomer served the model the repository ships (demo/model/shipped.json)."""
-    served = next((m.group(1) for line in result["log"] for m in [re.search(r"weights sha256 ([0-9a-f]+)", line)]
-                   if m), None)
+    served = next(
+        (m.group(1) for line in result["log"] for m in [re.search(r"weights sha256 ([0-9a-f]+)", line)] if m), None
+    )
     record = repo / "demo" / "model" / "shipped.json"
     shipped = json.loads(record.read_text())["weights_sha256"] if record.exists() else None
     if served is None or shipped is None:
@@ -134,8 +158,10 @@ def table(result: dict) -> str:
         rows.append(f"| {label} | {at:.0f} | {at - previous:.0f} |")
         previous = at
     if result["served_s"] is not None:
-        rows.append(f"| first answer through the gateway (openai client) | {result['served_s']:.0f} | "
-                    f"{result['served_s'] - previous:.0f} |")
+        rows.append(
+            f"| first answer through the gateway (openai client) | {result['served_s']:.0f} | "
+            f"{result['served_s'] - previous:.0f} |"
+        )
     return "\n".join(rows)
 
 

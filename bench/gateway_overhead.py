@@ -63,16 +63,14 @@ def stop(proc: subprocess.Popen) -> None:
     stop_process_group(proc, grace=60)
 
 
-async def run_block(client: httpx.AsyncClient, url: str, body: dict, headers: dict, count: int,
-                    concurrency: int):
+async def run_block(client: httpx.AsyncClient, url: str, body: dict, headers: dict, count: int, concurrency: int):
     latencies: list[float] = []
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
         async with semaphore:
             started = time.perf_counter()
-            response = await client.post(url, json={**body, "prompt": f"Question {i}: which organ"},
-                                         headers=headers)
+            response = await client.post(url, json={**body, "prompt": f"Question {i}: which organ"}, headers=headers)
             response.raise_for_status()
             latencies.append(time.perf_counter() - started)
 
@@ -93,8 +91,9 @@ async def check_auth(gateway_url: str, api_key: str) -> None:
         refused = await client.post(gateway_url + "/v1/completions", json=body)
         if refused.status_code != 401:
             raise SystemExit(f"the gateway answered {refused.status_code} without an API key (expected 401)")
-        accepted = await client.post(gateway_url + "/v1/completions", json=body,
-                                     headers={"Authorization": f"Bearer {api_key}"})
+        accepted = await client.post(
+            gateway_url + "/v1/completions", json=body, headers={"Authorization": f"Bearer {api_key}"}
+        )
         if accepted.status_code != 200:
             raise SystemExit(f"the gateway answered {accepted.status_code} with the key: {accepted.text[:500]}")
 
@@ -134,16 +133,24 @@ def report(results: dict) -> None:
     rows = {}
     for mode, result in results.items():
         lat = result["latencies"]
-        rows[mode] = {"rps": len(lat) / result["wall"], "p50": percentile(lat, 50) * 1000,
-                      "p95": percentile(lat, 95) * 1000, "n": len(lat)}
-        print(f"{mode:16s} n={len(lat):4d}  {rows[mode]['rps']:7.1f} req/s  p50 {rows[mode]['p50']:7.1f} ms  "
-              f"p95 {rows[mode]['p95']:7.1f} ms")
+        rows[mode] = {
+            "rps": len(lat) / result["wall"],
+            "p50": percentile(lat, 50) * 1000,
+            "p95": percentile(lat, 95) * 1000,
+            "n": len(lat),
+        }
+        print(
+            f"{mode:16s} n={len(lat):4d}  {rows[mode]['rps']:7.1f} req/s  p50 {rows[mode]['p50']:7.1f} ms  "
+            f"p95 {rows[mode]['p95']:7.1f} ms"
+        )
     gateway = rows["gateway"]
     print(f"gateway process CPU per request: {results['gateway']['cpu'] / gateway['n'] * 1000:.2f} ms")
     for reference in ("direct", "direct+logprobs"):
         ref = rows[reference]
-        print(f"gateway vs {reference:16s} throughput ratio {gateway['rps'] / ref['rps']:.3f}  "
-              f"added p50 {gateway['p50'] - ref['p50']:+.1f} ms  added p95 {gateway['p95'] - ref['p95']:+.1f} ms")
+        print(
+            f"gateway vs {reference:16s} throughput ratio {gateway['rps'] / ref['rps']:.3f}  "
+            f"added p50 {gateway['p50'] - ref['p50']:+.1f} ms  added p95 {gateway['p95'] - ref['p95']:+.1f} ms"
+        )
 
 
 def main() -> int:
@@ -153,20 +160,30 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--block", type=int, default=25, help="requests per alternating block")
     parser.add_argument("--max-tokens", type=int, default=4)
-    parser.add_argument("--py-spy", type=Path, metavar="OUT",
-                        help="record the gateway with py-spy (installed separately) into OUT (speedscope JSON) "
-                             "while the measured blocks run")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="OUT",
+        help="record the gateway with py-spy (installed separately) into OUT (speedscope JSON) "
+        "while the measured blocks run",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         tmp = Path(tmp)
         model = args.model
         if model is None:
             from testkit.tiny_models import build_tiny_model
+
             model = build_tiny_model("qwen3_moe", tmp / "tiny")
         spec = EngineSpec(model=str(model), port=free_port(), served_name="tiny")
         engine_log = open(tmp / "engine.log", "wb")
-        engine = subprocess.Popen(launch_command(spec), env=launch_environment(spec, tmp / "scratch"),
-                                  stdout=engine_log, stderr=subprocess.STDOUT, start_new_session=True)
+        engine = subprocess.Popen(
+            launch_command(spec),
+            env=launch_environment(spec, tmp / "scratch"),
+            stdout=engine_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         gateway = None
         try:
             engine_url = f"http://127.0.0.1:{spec.port}"
@@ -176,21 +193,48 @@ def main() -> int:
             api_key = secrets.token_urlsafe(32)
             gateway_env = {**os.environ, "MOEPRUNE_API_KEYS": api_key}
             gateway = subprocess.Popen(
-                [sys.executable, "-m", "moeprune.cli", "serve", "--config", str(tmp / "variants.yaml"), "--port",
-                 str(port)], stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"),
-                env=gateway_env, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "moeprune.cli",
+                    "serve",
+                    "--config",
+                    str(tmp / "variants.yaml"),
+                    "--port",
+                    str(port),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp / "gateway.log", "wb"),
+                env=gateway_env,
+                start_new_session=True,
+            )
             gateway_url = f"http://127.0.0.1:{port}"
             wait_for(gateway_url + "/ready", gateway)
             asyncio.run(check_auth(gateway_url, api_key))
-            print(f"{args.requests} requests per mode, concurrency {args.concurrency}, "
-                  f"max_tokens {args.max_tokens}, blocks of {args.block}, alternating")
+            print(
+                f"{args.requests} requests per mode, concurrency {args.concurrency}, "
+                f"max_tokens {args.max_tokens}, blocks of {args.block}, alternating"
+            )
             spy = None
             if args.py_spy:
                 # PY_SPY_ARGS: extra py-spy flags, e.g. "--gil" (only samples holding the GIL: CPU, not waits).
-                spy = subprocess.Popen(["py-spy", "record", "--pid", str(gateway.pid), "--rate", "250",
-                                        *os.environ.get("PY_SPY_ARGS", "").split(),
-                                        "--format", "speedscope", "--output", str(args.py_spy)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                spy = subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "--pid",
+                        str(gateway.pid),
+                        "--rate",
+                        "250",
+                        *os.environ.get("PY_SPY_ARGS", "").split(),
+                        "--format",
+                        "speedscope",
+                        "--output",
+                        str(args.py_spy),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             try:
                 report(asyncio.run(measure(engine_url, gateway_url, gateway.pid, api_key, args)))
             finally:

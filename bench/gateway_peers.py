@@ -68,8 +68,14 @@ PEERS = {  # name -> (requirement, executable in the venv's bin)
 ALL_TARGETS = ("direct", "gateway", "gateway/httpcore", "gateway/aiohttp", "litellm", "vllm-router")
 REFERENCE = "vllm-router"
 MODEL = "stub"
-CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Which organ produces insulin?"}],
-        "max_tokens": 8, "temperature": 0, "logprobs": True, "top_logprobs": 5}
+CHAT = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "Which organ produces insulin?"}],
+    "max_tokens": 8,
+    "temperature": 0,
+    "logprobs": True,
+    "top_logprobs": 5,
+}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TOKENS_SHORT = 8  # the streams whose time to first token is measured
 
@@ -81,6 +87,7 @@ def free_port() -> int:
 
 
 # ---------------------------------------------------------------------------------------------- environments
+
 
 def peer_executable(name: str, venvs: Path, install: bool) -> Path | None:
     """The peer's command in its own venv, installed there first when missing; None (and why) when impossible."""
@@ -98,10 +105,16 @@ def peer_executable(name: str, venvs: Path, install: bool) -> Path | None:
     log = venvs / f"{name}.install.log"
     try:
         with open(log, "wb") as out:
-            subprocess.run([python, "-m", "venv", str(venv)], check=True, stdout=out, stderr=subprocess.STDOUT,
-                           timeout=300)
-            subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", requirement], check=True, stdout=out,
-                           stderr=subprocess.STDOUT, timeout=1800)
+            subprocess.run(
+                [python, "-m", "venv", str(venv)], check=True, stdout=out, stderr=subprocess.STDOUT, timeout=300
+            )
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "--quiet", requirement],
+                check=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=1800,
+            )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         print(f"skipping {name}: could not install {requirement!r} ({exc}); see {log}")
         shutil.rmtree(venv, ignore_errors=True)
@@ -124,12 +137,15 @@ def peer_version(name: str, venvs: Path) -> str:
 def require_wrk() -> str:
     path = shutil.which("wrk")
     if path is None:
-        raise SystemExit("this bench needs `wrk` (the HTTP load generator): on Debian/Ubuntu "
-                         "`apt-get install -y wrk`, on macOS `brew install wrk`")
+        raise SystemExit(
+            "this bench needs `wrk` (the HTTP load generator): on Debian/Ubuntu "
+            "`apt-get install -y wrk`, on macOS `brew install wrk`"
+        )
     return path
 
 
 # ---------------------------------------------------------------------------------------------- processes
+
 
 @dataclass
 class Target:
@@ -141,12 +157,14 @@ class Target:
     version: str = ""
 
 
-def start(command: list[str], log: Path, env: dict[str, str] | None = None, cpu: str | None = None,
-          cwd: Path | None = None) -> subprocess.Popen:
+def start(
+    command: list[str], log: Path, env: dict[str, str] | None = None, cpu: str | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
     prefix = ["taskset", "-c", cpu] if cpu is not None else []
     with open(log, "wb") as out:
-        return subprocess.Popen(prefix + command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, cwd=cwd)
+        return subprocess.Popen(
+            prefix + command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=cwd
+        )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -189,8 +207,15 @@ def wait_answering(target: Target, log: Path, timeout: float) -> None:
     raise RuntimeError(f"{target.name} did not answer in {timeout:.0f}s (last: {last}); log: {log.read_text()[-2000:]}")
 
 
-def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
-           extra_env: dict[str, str] | None = None, workers: int = 1) -> Target | None:
+def launch(
+    name: str,
+    stub_url: str,
+    work: Path,
+    venvs: Path,
+    install: bool,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
+) -> Target | None:
     """Start one gateway (pinned to GATEWAY_CPU; `workers` > 1: CPUs 0..workers-1) in front of the stub; None
     when its peer is not installable."""
     port = free_port()
@@ -204,11 +229,27 @@ def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
         config = work / "variants.yaml"
         config.write_text(f"variants:\n  {MODEL}:\n    url: {stub_url}\n")
         # The per-key limit (32 sequences) raised: 32 closed-loop connections would race each slot's release.
-        env = {**os.environ, "MOEPRUNE_API_KEYS": key, "MOEPRUNE_WORK_DIR": str(work / "engines"),
-               "MOEPRUNE_MAX_IN_FLIGHT_PER_KEY": "64", "PYTHONPATH": str(source_dir), **(extra_env or {})}
+        env = {
+            **os.environ,
+            "MOEPRUNE_API_KEYS": key,
+            "MOEPRUNE_WORK_DIR": str(work / "engines"),
+            "MOEPRUNE_MAX_IN_FLIGHT_PER_KEY": "64",
+            "PYTHONPATH": str(source_dir),
+            **(extra_env or {}),
+        }
         transport = name_part.partition("/")[2] or "engine"
-        command = [sys.executable, "-m", "bench.upstream_transports", "--transport", transport,
-                   "serve", "--config", str(config), "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "bench.upstream_transports",
+            "--transport",
+            transport,
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ]
         cpus = GATEWAY_CPU
         if workers > 1:
             command += ["--workers", str(workers)]
@@ -239,11 +280,31 @@ def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
             "general_settings:\n"
             f"  master_key: {key}\n"
             "litellm_settings:\n"
-            "  telemetry: false\n")
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
-               "LITELLM_TELEMETRY": "False", "NO_PROXY": "127.0.0.1,localhost"}
-        proc = start([str(executable), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                      "--num_workers", "1"], log, env, GATEWAY_CPU)
+            "  telemetry: false\n"
+        )
+        env = {
+            **os.environ,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_TELEMETRY": "False",
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        proc = start(
+            [
+                str(executable),
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num_workers",
+                "1",
+            ],
+            log,
+            env,
+            GATEWAY_CPU,
+        )
         target = Target(name, base + "/v1/chat/completions", bearer, proc)
         wait_answering(target, log, 300)
         target.version = "litellm " + peer_version(name, venvs)
@@ -251,8 +312,24 @@ def launch(name: str, stub_url: str, work: Path, venvs: Path, install: bool,
         executable = peer_executable(name, venvs, install)
         if executable is None:
             return None
-        proc = start([str(executable), "--host", "127.0.0.1", "--port", str(port), "--worker-urls", stub_url,
-                      "--policy", "round_robin", "--log-level", "error"], log, dict(os.environ), GATEWAY_CPU)
+        proc = start(
+            [
+                str(executable),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--worker-urls",
+                stub_url,
+                "--policy",
+                "round_robin",
+                "--log-level",
+                "error",
+            ],
+            log,
+            dict(os.environ),
+            GATEWAY_CPU,
+        )
         target = Target(name, base + "/v1/chat/completions", {}, proc)
         wait_answering(target, log, 180)
         target.version = "vllm-router " + peer_version(name, venvs)
@@ -279,11 +356,13 @@ def wait_workers(pid: int, count: int, log: Path, timeout: float) -> None:
             return
         time.sleep(0.5)
     if count:
-        raise RuntimeError(f"the gateway did not start {count} workers in {timeout:.0f}s; "
-                           f"log: {log.read_text()[-2000:]}")
+        raise RuntimeError(
+            f"the gateway did not start {count} workers in {timeout:.0f}s; log: {log.read_text()[-2000:]}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- measuring
+
 
 def tree_cpu_seconds(pid: int) -> float:
     """utime+stime of `pid` and every process below it, from /proc/<pid>/stat (threads are in their process)."""
@@ -293,7 +372,7 @@ def tree_cpu_seconds(pid: int) -> float:
         current = pending.pop()
         with contextlib.suppress(OSError):
             stat = Path(f"/proc/{current}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
             for task in Path(f"/proc/{current}/task").iterdir():
                 with contextlib.suppress(OSError):
@@ -324,8 +403,11 @@ def wrk_script(work: Path, headers: dict[str, str]) -> Path:
     def lua(text: str) -> str:
         return "[==[" + text + "]==]"
 
-    lines = ['wrk.method = "POST"', f"wrk.body = {lua(json.dumps(CHAT, separators=(',', ':')))}",
-             'wrk.headers["Content-Type"] = "application/json"']
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {lua(json.dumps(CHAT, separators=(',', ':')))}",
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
     # a space after "[": `t[[==[` would open a long string and call `t` with it
     lines += [f"wrk.headers[ {lua(name)} ] = {lua(value)}" for name, value in headers.items()]
     script = work / f"chat-{secrets.token_hex(4)}.lua"
@@ -381,14 +463,20 @@ def stream_request(url: str, headers: dict[str, str], tokens: int) -> tuple[str,
     hostport, _, path = rest.partition("/")
     host, _, port = hostport.partition(":")
     body = json.dumps({**CHAT, "stream": True, "max_tokens": tokens}, separators=(",", ":")).encode()
-    lines = [f"POST /{path} HTTP/1.1", f"Host: {hostport}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", "Accept: text/event-stream"]
+    lines = [
+        f"POST /{path} HTTP/1.1",
+        f"Host: {hostport}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Accept: text/event-stream",
+    ]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return host, int(port), ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def stream_load(url: str, headers: dict[str, str], connections: int, tokens: int, seconds: float,
-                      max_streams: int) -> dict:
+async def stream_load(
+    url: str, headers: dict[str, str], connections: int, tokens: int, seconds: float, max_streams: int
+) -> dict:
     """Closed loop: `connections` clients streaming `tokens`-token answers one after another for `seconds`
     (at most `max_streams`)."""
     host, port, request = stream_request(url, headers, tokens)
@@ -415,8 +503,13 @@ async def stream_load(url: str, headers: dict[str, str], connections: int, token
 
     await asyncio.wait_for(asyncio.gather(*(client() for _ in range(connections))), seconds + 60)
     after_first = [total - first for first, total in zip(firsts, totals, strict=True)]
-    return {"streams": len(totals), "refused": refused, "ttft_p50": statistics.median(firsts),
-            "total_p50": statistics.median(totals), "after_first_p50": statistics.median(after_first)}
+    return {
+        "streams": len(totals),
+        "refused": refused,
+        "ttft_p50": statistics.median(firsts),
+        "total_p50": statistics.median(totals),
+        "after_first_p50": statistics.median(after_first),
+    }
 
 
 @dataclass
@@ -455,15 +548,18 @@ def measure(target: Target, work: Path, args) -> Row:
     row.cpu_per_token = cpu / (long["streams"] * args.stream_tokens)
     row.streams = {"short_at1": one, "short_at32": many, "long_at1": long}
     row.errors += one["refused"] + many["refused"] + long["refused"]
-    print(f"  {target.name:18s} {row.rps:9.0f} req/s  p50 {row.p50 * 1e3:6.2f} ms  "
-          f"CPU/req {row.cpu_per_request * 1e3:6.3f} ms  TTFT@1 {row.ttft1 * 1e3:6.2f} ms  "
-          f"TTFT@32 {row.ttft32 * 1e3:7.2f} ms  after first token ({args.stream_tokens}) "
-          f"{row.after_first1 * 1e3:7.1f} ms  CPU/token {row.cpu_per_token * 1e6:6.1f} us  errors {row.errors}",
-          flush=True)
+    print(
+        f"  {target.name:18s} {row.rps:9.0f} req/s  p50 {row.p50 * 1e3:6.2f} ms  "
+        f"CPU/req {row.cpu_per_request * 1e3:6.3f} ms  TTFT@1 {row.ttft1 * 1e3:6.2f} ms  "
+        f"TTFT@32 {row.ttft32 * 1e3:7.2f} ms  after first token ({args.stream_tokens}) "
+        f"{row.after_first1 * 1e3:7.1f} ms  CPU/token {row.cpu_per_token * 1e6:6.1f} us  errors {row.errors}",
+        flush=True,
+    )
     return row
 
 
 # ---------------------------------------------------------------------------------------------- report
+
 
 def _ratio(value: float, reference: float | None) -> str:
     if reference is None or reference <= 0:
@@ -490,19 +586,28 @@ def render(rows: list[Row], tokens: int) -> str:
             return "-"  # a reference under 1 us is within noise: no ratio
         return f"{value * 1e6:.1f} us" + (_ratio(value, reference) if reference and reference > 1e-6 else "")
 
-    per_token = {row.name: (row.after_first1 - direct.after_first1) / max(tokens - 1, 1) if direct else None
-                 for row in rows}
-    lines = ["| gateway (one core) | req/s at 32 conns | p50 at 1 conn | added p50 | CPU per request |",
-             "|---|---|---|---|---|"]
+    per_token = {
+        row.name: (row.after_first1 - direct.after_first1) / max(tokens - 1, 1) if direct else None for row in rows
+    }
+    lines = [
+        "| gateway (one core) | req/s at 32 conns | p50 at 1 conn | added p50 | CPU per request |",
+        "|---|---|---|---|---|",
+    ]
     for row in rows:
-        lines.append(f"| {row.name} | {row.rps:,.0f}{_ratio(row.rps, ref.rps if ref else None)} | {ms(row.p50)} | "
-                     f"{ms(added(row, 'p50'), added(ref, 'p50') if ref else None) if row is not direct else '-'} | "
-                     f"{ms(row.cpu_per_request, ref.cpu_per_request if ref else None)} |")
-    lines += ["", f"Streaming: time to first token on {TOKENS_SHORT}-token streams; per token on {tokens}-token "
-              "streams at 1 connection (the time after the first token, less the stub's, per token; "
-              "CPU: the gateway's, per token streamed):", "",
-              "| gateway | TTFT p50 at 1 | added | TTFT p50 at 32 | added | added per token | CPU per token |",
-              "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {row.name} | {row.rps:,.0f}{_ratio(row.rps, ref.rps if ref else None)} | {ms(row.p50)} | "
+            f"{ms(added(row, 'p50'), added(ref, 'p50') if ref else None) if row is not direct else '-'} | "
+            f"{ms(row.cpu_per_request, ref.cpu_per_request if ref else None)} |"
+        )
+    lines += [
+        "",
+        f"Streaming: time to first token on {TOKENS_SHORT}-token streams; per token on {tokens}-token "
+        "streams at 1 connection (the time after the first token, less the stub's, per token; "
+        "CPU: the gateway's, per token streamed):",
+        "",
+        "| gateway | TTFT p50 at 1 | added | TTFT p50 at 32 | added | added per token | CPU per token |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         token = per_token[row.name]
         ref_token = per_token.get(REFERENCE)
@@ -510,9 +615,11 @@ def render(rows: list[Row], tokens: int) -> str:
         if row is direct:
             lines.append(f"| {row.name} | {ms(row.ttft1)} | - | {ms(row.ttft32)} | - | - | {cpu_token} |")
             continue
-        lines.append(f"| {row.name} | {ms(row.ttft1)} | {ms(added(row, 'ttft1'), added(ref, 'ttft1') if ref else None)}"
-                     f" | {ms(row.ttft32)} | {ms(added(row, 'ttft32'), added(ref, 'ttft32') if ref else None)} | "
-                     f"{us(token, ref_token)} | {cpu_token} |")
+        lines.append(
+            f"| {row.name} | {ms(row.ttft1)} | {ms(added(row, 'ttft1'), added(ref, 'ttft1') if ref else None)}"
+            f" | {ms(row.ttft32)} | {ms(added(row, 'ttft32'), added(ref, 'ttft32') if ref else None)} | "
+            f"{us(token, ref_token)} | {cpu_token} |"
+        )
     return "\n".join(lines)
 
 
@@ -522,15 +629,31 @@ def machine() -> dict:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
             if line.startswith("Model name:"):
                 model = line.split(":", 1)[1].strip()
-    return {"cpu": model, "cpus": os.cpu_count(), "load": os.getloadavg(),
-            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "load": os.getloadavg(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def one_run(targets: list[str], args, work: Path) -> list[Row]:
     stub_port = free_port()
-    stub = start([sys.executable, "-m", "testkit.fast_engine", "--port", str(stub_port), "--model", MODEL,
-                  "--stream-tokens", str(args.stream_tokens)], work / "stub.log",
-                 {**os.environ, "PYTHONPATH": str(REPO)})
+    stub = start(
+        [
+            sys.executable,
+            "-m",
+            "testkit.fast_engine",
+            "--port",
+            str(stub_port),
+            "--model",
+            MODEL,
+            "--stream-tokens",
+            str(args.stream_tokens),
+        ],
+        work / "stub.log",
+        {**os.environ, "PYTHONPATH": str(REPO)},
+    )
     stub_url = f"http://127.0.0.1:{stub_port}"
     rows = []
     try:
@@ -560,23 +683,35 @@ def throughput(target: Target, stub_pid: int, work: Path, seconds: float) -> dic
     """req/s at 32 connections, the gateway's CPU per request, and the load side's CPU (stub + wrk) per second."""
     script = wrk_script(work, target.headers)
     run_wrk(target.url, script, 32, 2)  # warm-up
-    gateway_before, stub_before, wrk_before = tree_cpu_seconds(target.pid), tree_cpu_seconds(stub_pid), \
-        children_cpu_seconds()
+    gateway_before, stub_before, wrk_before = (
+        tree_cpu_seconds(target.pid),
+        tree_cpu_seconds(stub_pid),
+        children_cpu_seconds(),
+    )
     started = time.monotonic()
     loaded = run_wrk(target.url, script, 32, seconds)
     elapsed = time.monotonic() - started
     gateway_cpu = tree_cpu_seconds(target.pid) - gateway_before
     load_cpu = tree_cpu_seconds(stub_pid) - stub_before + children_cpu_seconds() - wrk_before
-    return {"rps": loaded["rps"], "errors": loaded["errors"], "requests": loaded["requests"],
-            "cpu_per_request": gateway_cpu / max(loaded["requests"], 1), "gateway_cores": gateway_cpu / elapsed,
-            "load_side_cores": load_cpu / elapsed, "load": os.getloadavg()}
+    return {
+        "rps": loaded["rps"],
+        "errors": loaded["errors"],
+        "requests": loaded["requests"],
+        "cpu_per_request": gateway_cpu / max(loaded["requests"], 1),
+        "gateway_cores": gateway_cpu / elapsed,
+        "load_side_cores": load_cpu / elapsed,
+        "load": os.getloadavg(),
+    }
 
 
 def scaling(args, work: Path) -> list[dict]:
     """One worker on one core against N workers on N cores, alternating, --runs times; one dict per measurement."""
     stub_port = free_port()
-    stub = start([sys.executable, "-m", "testkit.fast_engine", "--port", str(stub_port), "--model", MODEL],
-                 work / "stub.log", {**os.environ, "PYTHONPATH": str(REPO)})
+    stub = start(
+        [sys.executable, "-m", "testkit.fast_engine", "--port", str(stub_port), "--model", MODEL],
+        work / "stub.log",
+        {**os.environ, "PYTHONPATH": str(REPO)},
+    )
     stub_url = f"http://127.0.0.1:{stub_port}"
     results = []
     try:
@@ -590,10 +725,13 @@ def scaling(args, work: Path) -> list[dict]:
                 finally:
                     stop(target.proc)
                 results.append(result)
-                print(f"  run {run + 1}: {workers} worker(s) on {workers} core(s): {result['rps']:7.0f} req/s  "
-                      f"CPU/req {result['cpu_per_request'] * 1e3:6.3f} ms  gateway cores "
-                      f"{result['gateway_cores']:.2f}  stub+wrk cores {result['load_side_cores']:.2f}  "
-                      f"errors {result['errors']}  load {'/'.join(f'{x:.2f}' for x in result['load'])}", flush=True)
+                print(
+                    f"  run {run + 1}: {workers} worker(s) on {workers} core(s): {result['rps']:7.0f} req/s  "
+                    f"CPU/req {result['cpu_per_request'] * 1e3:6.3f} ms  gateway cores "
+                    f"{result['gateway_cores']:.2f}  stub+wrk cores {result['load_side_cores']:.2f}  "
+                    f"errors {result['errors']}  load {'/'.join(f'{x:.2f}' for x in result['load'])}",
+                    flush=True,
+                )
     finally:
         stop(stub)
     return results
@@ -602,9 +740,11 @@ def scaling(args, work: Path) -> list[dict]:
 def render_scaling(results: list[dict], count: int) -> str:
     """req/s scaling (N workers / 1 worker, same run) and the per-core figure: 1 worker's CPU per request over
     N workers' (1.00: each added core serves as many requests as the first)."""
-    lines = ["| run | workers (cores) | req/s at 32 conns | gateway CPU per request | gateway cores used | "
-             "stub + wrk cores used | req/s scaling (N / 1) | per-core figure (vs 1 worker) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | workers (cores) | req/s at 32 conns | gateway CPU per request | gateway cores used | "
+        "stub + wrk cores used | req/s scaling (N / 1) | per-core figure (vs 1 worker) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     single: dict[int, dict] = {}
     for result in results:
         if result["workers"] == 1:
@@ -614,9 +754,11 @@ def render_scaling(results: list[dict], count: int) -> str:
             one = single[result["run"]]
             scaled = f"**{result['rps'] / one['rps']:.2f}x** (target >= {0.8 * count:.1f}x)"
             per_core = f"{one['cpu_per_request'] / result['cpu_per_request']:.2f}"
-        lines.append(f"| {result['run']} | {result['workers']} ({result['workers']}) | {result['rps']:,.0f} | "
-                     f"{result['cpu_per_request'] * 1e3:.3f} ms | {result['gateway_cores']:.2f} | "
-                     f"{result['load_side_cores']:.2f} | {scaled} | {per_core} |")
+        lines.append(
+            f"| {result['run']} | {result['workers']} ({result['workers']}) | {result['rps']:,.0f} | "
+            f"{result['cpu_per_request'] * 1e3:.3f} ms | {result['gateway_cores']:.2f} | "
+            f"{result['load_side_cores']:.2f} | {scaled} | {per_core} |"
+        )
     return "\n".join(lines)
 
 
@@ -625,22 +767,42 @@ def profile(args, work: Path) -> None:
     import pstats
 
     stub_port = free_port()
-    stub = start([sys.executable, "-m", "testkit.fast_engine", "--port", str(stub_port), "--model", MODEL,
-                  "--stream-tokens", str(args.stream_tokens)], work / "stub.log",
-                 {**os.environ, "PYTHONPATH": str(REPO)})
+    stub = start(
+        [
+            sys.executable,
+            "-m",
+            "testkit.fast_engine",
+            "--port",
+            str(stub_port),
+            "--model",
+            MODEL,
+            "--stream-tokens",
+            str(args.stream_tokens),
+        ],
+        work / "stub.log",
+        {**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
-        wait_answering(Target("direct", f"http://127.0.0.1:{stub_port}/v1/chat/completions", {}, None),
-                       work / "stub.log", 30)
+        wait_answering(
+            Target("direct", f"http://127.0.0.1:{stub_port}/v1/chat/completions", {}, None), work / "stub.log", 30
+        )
         for load in ("requests", "streams"):
             out = args.profile.with_name(f"{args.profile.stem}-{load}.prof")
-            target = launch("gateway", f"http://127.0.0.1:{stub_port}", work, args.venvs, False,
-                            {"MOEPRUNE_BENCH_CPROFILE": str(out)})
+            target = launch(
+                "gateway",
+                f"http://127.0.0.1:{stub_port}",
+                work,
+                args.venvs,
+                False,
+                {"MOEPRUNE_BENCH_CPROFILE": str(out)},
+            )
             try:
                 if load == "requests":
                     run_wrk(target.url, wrk_script(work, target.headers), 32, args.duration)
                 else:
-                    asyncio.run(stream_load(target.url, target.headers, 1, args.stream_tokens, args.duration,
-                                            args.max_streams))
+                    asyncio.run(
+                        stream_load(target.url, target.headers, 1, args.stream_tokens, args.duration, args.max_streams)
+                    )
             finally:
                 stop(target.proc)
             print(f"\ncProfile of the gateway under the {load} load ({out}), top 25 by own time:")
@@ -651,9 +813,12 @@ def profile(args, work: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", default=",".join(ALL_TARGETS),
-                        help=f"comma-separated, of {ALL_TARGETS}, or gateway@DIR (the gateway of the checkout at "
-                             "DIR, e.g. a git worktree of another commit, measured in the same run)")
+    parser.add_argument(
+        "--targets",
+        default=",".join(ALL_TARGETS),
+        help=f"comma-separated, of {ALL_TARGETS}, or gateway@DIR (the gateway of the checkout at "
+        "DIR, e.g. a git worktree of another commit, measured in the same run)",
+    )
     parser.add_argument("--runs", type=int, default=1, help="whole runs, each its own table")
     parser.add_argument("--duration", type=float, default=10, help="seconds of the req/s run (32 connections)")
     parser.add_argument("--latency-duration", type=float, default=5, help="seconds of the p50 run (1 connection)")
@@ -663,16 +828,27 @@ def main() -> int:
     parser.add_argument("--venvs", type=Path, default=VENVS, help="where the peers' environments live")
     parser.add_argument("--no-install", action="store_true", help="skip peers that are not installed yet")
     parser.add_argument("--json", type=Path, help="also write every number here")
-    parser.add_argument("--scaling", type=int, metavar="N",
-                        help="instead of the table: the gateway with 1 worker on 1 core against N workers on N "
-                             "cores (req/s, the ratio, CPU per request), --runs times")
-    parser.add_argument("--profile", type=Path, metavar="OUT.prof",
-                        help="instead of the table: profile the gateway (cProfile) under the req/s load and the "
-                             "long streams, into OUT-requests.prof and OUT-streams.prof, and print the top costs")
+    parser.add_argument(
+        "--scaling",
+        type=int,
+        metavar="N",
+        help="instead of the table: the gateway with 1 worker on 1 core against N workers on N "
+        "cores (req/s, the ratio, CPU per request), --runs times",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="OUT.prof",
+        help="instead of the table: profile the gateway (cProfile) under the req/s load and the "
+        "long streams, into OUT-requests.prof and OUT-streams.prof, and print the top costs",
+    )
     args = parser.parse_args()
     targets = [name.strip() for name in args.targets.split(",") if name.strip()]
-    unknown = sorted(name for name in set(targets) - set(ALL_TARGETS)
-                     if not (name.startswith("gateway@") and Path(name[len("gateway@"):]).is_dir()))
+    unknown = sorted(
+        name
+        for name in set(targets) - set(ALL_TARGETS)
+        if not (name.startswith("gateway@") and Path(name[len("gateway@") :]).is_dir())
+    )
     if unknown:
         raise SystemExit(f"unknown targets {unknown}; choose from {', '.join(ALL_TARGETS)}")
     require_wrk()
@@ -688,11 +864,14 @@ def main() -> int:
         after = machine()
         print()
         print(render_scaling(results, args.scaling))
-        print(f"\n{before['cpu']}, {before['cpus']} CPUs, {before['date']}; load average (1/5/15 min) before "
-              f"{'/'.join(f'{x:.2f}' for x in before['load'])}, after {'/'.join(f'{x:.2f}' for x in after['load'])}")
+        print(
+            f"\n{before['cpu']}, {before['cpus']} CPUs, {before['date']}; load average (1/5/15 min) before "
+            f"{'/'.join(f'{x:.2f}' for x in before['load'])}, after {'/'.join(f'{x:.2f}' for x in after['load'])}"
+        )
         if args.json:
-            args.json.write_text(json.dumps({"machine_before": before, "scaling": results, "machine_after": after},
-                                            indent=1) + "\n")
+            args.json.write_text(
+                json.dumps({"machine_before": before, "scaling": results, "machine_after": after}, indent=1) + "\n"
+            )
         return 0
     for name in targets:  # install before measuring: an install must not load the machine during a run
         if name in PEERS:
@@ -705,8 +884,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gateway-peers-") as tmp:
         for index in range(args.runs):
             now = machine()
-            print(f"run {index + 1} of {args.runs} ({now['date']}, load average "
-                  f"{'/'.join(f'{x:.2f}' for x in now['load'])})", flush=True)
+            print(
+                f"run {index + 1} of {args.runs} ({now['date']}, load average "
+                f"{'/'.join(f'{x:.2f}' for x in now['load'])})",
+                flush=True,
+            )
             rows = one_run(targets, args, Path(tmp))
             report["runs"].append([asdict(row) for row in rows])
             print()
@@ -714,8 +896,10 @@ def main() -> int:
             print()
     report["machine_after"] = machine()
     before, after = report["machine_before"], report["machine_after"]
-    print(f"{before['cpu']}, {before['cpus']} CPUs; load average (1/5/15 min) before "
-          f"{'/'.join(f'{x:.2f}' for x in before['load'])}, after {'/'.join(f'{x:.2f}' for x in after['load'])}")
+    print(
+        f"{before['cpu']}, {before['cpus']} CPUs; load average (1/5/15 min) before "
+        f"{'/'.join(f'{x:.2f}' for x in before['load'])}, after {'/'.join(f'{x:.2f}' for x in after['load'])}"
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     return 0

@@ -44,8 +44,9 @@ ENGINE = {"kv_cache_bytes": 128 * 1024 * 1024, "max_model_len": 256, "dtype": "f
 
 
 def newest_demo_model() -> Path:
-    done = [d for d in (CACHE / "models").glob("demo-*") if (d / "model.safetensors").exists()
-            and "building" not in d.name]
+    done = [
+        d for d in (CACHE / "models").glob("demo-*") if (d / "model.safetensors").exists() and "building" not in d.name
+    ]
     if not done:
         raise SystemExit("no demo model in the cache: run `moeprune demo` first, or pass --base")
     return max(done, key=lambda d: d.stat().st_mtime)
@@ -58,8 +59,17 @@ def prune_variants(base: Path, calibration: Path, out: Path) -> dict[float, Path
     for ratio in RATIOS:
         target = out / f"frequency-{round(ratio * 100)}"
         if not (target / "domain_gate.json").exists():
-            run_prune(base, target, method="frequency", ratio=ratio, calibration=[calibration], samples=128,
-                      dtype="float32", progress=False, overwrite=True)
+            run_prune(
+                base,
+                target,
+                method="frequency",
+                ratio=ratio,
+                calibration=[calibration],
+                samples=128,
+                dtype="float32",
+                progress=False,
+                overwrite=True,
+            )
         made[ratio] = target
     return made
 
@@ -91,8 +101,12 @@ def gate_cost(gate_dir: Path, prompts: list[str]) -> dict:
             cpu.append(time.thread_time() - started_cpu)
         for name, timings in (("", wall), ("cpu_", cpu)):
             timings.sort()
-            figures.setdefault(state, {}).update({f"{name}p50_ms": timings[len(timings) // 2] * 1e3,
-                                                  f"{name}p99_ms": timings[int(len(timings) * 0.99)] * 1e3})
+            figures.setdefault(state, {}).update(
+                {
+                    f"{name}p50_ms": timings[len(timings) // 2] * 1e3,
+                    f"{name}p99_ms": timings[int(len(timings) * 0.99)] * 1e3,
+                }
+            )
     return figures
 
 
@@ -118,8 +132,9 @@ def drift_values(base: Path, pruned: Path, prompts_by_domain: dict[str, list[str
     for domain, prompts in prompts_by_domain.items():
         counts, window = RoutingCounts(sorted(removed)), PrunedHitWindow(removed, window_s=1e9)
         for prompt in prompts:
-            text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                 add_generation_prompt=True)
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
             ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
             with torch.no_grad():
                 logits = model(ids, output_router_logits=True).router_logits
@@ -134,16 +149,24 @@ def write_config(work: Path, base: Path, pruned: dict[float, Path], threshold: f
 
     ports = {"base": free_port(), **{f"p{round(r * 100)}": free_port() for r in pruned}}
     keys = {f"BENCH_{name.upper()}_KEY": secrets.token_urlsafe(16) for name in ports}
-    variants = {"base": {"model": str(base), "api_key_env": "BENCH_BASE_KEY",
-                         "engine": {**ENGINE, "port": ports["base"]}}}
+    variants = {
+        "base": {"model": str(base), "api_key_env": "BENCH_BASE_KEY", "engine": {**ENGINE, "port": ports["base"]}}
+    }
     for index, (ratio, path) in enumerate(pruned.items()):
         name = f"p{round(ratio * 100)}"
         key = f"BENCH_{name.upper()}_KEY"
-        variants[name] = {"model": str(path), "base": "base", "api_key_env": key,
-                          "engine": {**ENGINE, "port": ports[name],
-                                     "env": {"VLLM_CPU_OMP_THREADS_BIND": str(1 - index % 2)}}}
-        remote = {"url": f"http://127.0.0.1:{ports[name]}", "api_key_env": key, "served_model_name": name,
-                  "base": "base"}
+        variants[name] = {
+            "model": str(path),
+            "base": "base",
+            "api_key_env": key,
+            "engine": {**ENGINE, "port": ports[name], "env": {"VLLM_CPU_OMP_THREADS_BIND": str(1 - index % 2)}},
+        }
+        remote = {
+            "url": f"http://127.0.0.1:{ports[name]}",
+            "api_key_env": key,
+            "served_model_name": name,
+            "base": "base",
+        }
         gate = {"fallback": "base", "threshold": threshold, "file": str(path / "domain_gate.json")}
         cascade = {"flags": CASCADE_FLAGS, "fallback": "base"}
         variants[f"{name}+gate"] = {**remote, "guard": {"domain_gate": gate}}
@@ -155,16 +178,24 @@ def write_config(work: Path, base: Path, pruned: dict[float, Path], threshold: f
 
 
 def ask(client: httpx.Client, url: str, model: str, item) -> dict:
-    body = {"model": model, "temperature": 0, "max_tokens": 8,
-            "messages": [{"role": "user", "content": render_mc_prompt(item.question, item.options)}]}
+    body = {
+        "model": model,
+        "temperature": 0,
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": render_mc_prompt(item.question, item.options)}],
+    }
     started = time.perf_counter()
     response = client.post(url + "/v1/chat/completions", json=body)
     latency = time.perf_counter() - started
     response.raise_for_status()
     answer = response.json()["choices"][0]["message"]["content"] or ""
     parsed = parse_answer(answer, item.options)
-    return {"correct": parsed.choice == item.answer, "abstained": parsed.abstained(item.options),
-            "served_by": response.headers["x-moe-variant"], "latency": latency}
+    return {
+        "correct": parsed.choice == item.answer,
+        "abstained": parsed.abstained(item.options),
+        "served_by": response.headers["x-moe-variant"],
+        "latency": latency,
+    }
 
 
 def measure(url: str, configs: list[str], items: dict[str, list]) -> dict:
@@ -172,8 +203,9 @@ def measure(url: str, configs: list[str], items: dict[str, list]) -> dict:
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(4) as pool:
         for config in configs:
             for set_name, set_items in items.items():
-                results[(config, set_name)] = list(pool.map(lambda item, config=config: ask(client, url, config, item),
-                                                            set_items))
+                results[(config, set_name)] = list(
+                    pool.map(lambda item, config=config: ask(client, url, config, item), set_items)
+                )
             print(f"measured {config}", flush=True)
     return results
 
@@ -184,17 +216,20 @@ def summarise(results: dict, configs: list[str]) -> list[dict]:
         get = lambda s, config=config: results[(config, s)]  # noqa: E731
         answered_by_pruned = [r["served_by"] != "base" for r in get("bio_qa") + get("bio_fake")]
         latencies = [r["latency"] for s in SETS for r in get(s)]
-        rows.append({
-            "config": config,
-            "bio_accuracy": statistics.mean(r["correct"] for r in get("bio_qa")),
-            "general_accuracy": statistics.mean(r["correct"] for r in get("general_qa")),
-            "bio_hallucination": statistics.mean(not r["abstained"] for r in get("bio_fake")),
-            "general_hallucination": statistics.mean(not r["abstained"] for r in get("general_fake")),
-            "bio_by_pruned": statistics.mean(answered_by_pruned),
-            "general_by_pruned": statistics.mean(r["served_by"] != "base"
-                                                 for r in get("general_qa") + get("general_fake")),
-            "p50_ms": statistics.median(latencies) * 1e3,
-        })
+        rows.append(
+            {
+                "config": config,
+                "bio_accuracy": statistics.mean(r["correct"] for r in get("bio_qa")),
+                "general_accuracy": statistics.mean(r["correct"] for r in get("general_qa")),
+                "bio_hallucination": statistics.mean(not r["abstained"] for r in get("bio_fake")),
+                "general_hallucination": statistics.mean(not r["abstained"] for r in get("general_fake")),
+                "bio_by_pruned": statistics.mean(answered_by_pruned),
+                "general_by_pruned": statistics.mean(
+                    r["served_by"] != "base" for r in get("general_qa") + get("general_fake")
+                ),
+                "p50_ms": statistics.median(latencies) * 1e3,
+            }
+        )
     return rows
 
 
@@ -202,14 +237,17 @@ def report(rows, gate, cost, drift, base: Path, started: float, limit: int | Non
     base_row = rows[0]
     alone = {row["config"]: row["p50_ms"] for row in rows if "+" not in row["config"]}
     lines = [
-        "# Guards on the demo (bench/guard_results.py)", "",
+        "# Guards on the demo (bench/guard_results.py)",
+        "",
         f"Base: `{base.name}` (demo model from the cache); variants: `frequency` at 0.5 and 0.75 on the demo's",
         "biomedical calibration file; domain gate fitted at prune time against the shipped general reference;",
         f"gate threshold {gate['tuned_on_nota']['threshold']:.4f} chosen for 0.95 in-domain recall on the",
-        "none-of-the-above sets (not the sets below). Cascade flags: " + ", ".join(CASCADE_FLAGS) +
-        " (default thresholds). Real vLLM CPU engines behind `moeprune serve`; greedy, max_tokens 8.",
+        "none-of-the-above sets (not the sets below). Cascade flags: "
+        + ", ".join(CASCADE_FLAGS)
+        + " (default thresholds). Real vLLM CPU engines behind `moeprune serve`; greedy, max_tokens 8.",
         f"Items: {'the first ' + str(limit) if limit else 'all'} of each of {', '.join(SETS)} (the gate's AUROC: all).",
-        f"Run took {time.time() - started:.0f} s on a shared 2-core machine.", "",
+        f"Run took {time.time() - started:.0f} s on a shared 2-core machine.",
+        "",
         "| configuration | bio acc | general acc (vs base) | bio halluc. | general halluc. | bio answered by pruned "
         "| general answered by pruned | p50 ms | added p50 ms |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -218,21 +256,27 @@ def report(rows, gate, cost, drift, base: Path, started: float, limit: int | Non
         ratio = row["general_accuracy"] / base_row["general_accuracy"] if base_row["general_accuracy"] else float("nan")
         own = row["config"].split("+")[0]
         added = row["p50_ms"] - alone.get(own, row["p50_ms"]) if "+" in row["config"] else 0.0
-        lines.append(f"| {row['config']} | {row['bio_accuracy']:.3f} | {row['general_accuracy']:.3f} ({ratio:.2f}) "
-                     f"| {row['bio_hallucination']:.3f} | {row['general_hallucination']:.3f} "
-                     f"| {row['bio_by_pruned']:.2f} | {row['general_by_pruned']:.2f} | {row['p50_ms']:.0f} "
-                     f"| {added:+.0f} |")
+        lines.append(
+            f"| {row['config']} | {row['bio_accuracy']:.3f} | {row['general_accuracy']:.3f} ({ratio:.2f}) "
+            f"| {row['bio_hallucination']:.3f} | {row['general_hallucination']:.3f} "
+            f"| {row['bio_by_pruned']:.2f} | {row['general_by_pruned']:.2f} | {row['p50_ms']:.0f} "
+            f"| {added:+.0f} |"
+        )
     measured = gate["on_measured_sets"]
     lines += [
-        "", "Goal (issue 14): with both guards, general accuracy >= 0.95 of the base's while >= 80% of biomedical",
-        "requests are still answered by the pruned variant.", "",
+        "",
+        "Goal (issue 14): with both guards, general accuracy >= 0.95 of the base's while >= 80% of biomedical",
+        "requests are still answered by the pruned variant.",
+        "",
         "Reading the table: accuracy is exact match of the parsed option on the QA sets; hallucination is the",
         "share of made-up-entity questions answered with a real option instead of the abstain option. p50 is",
-        "the median whole-request latency with 4 requests in flight; \"added\" compares it with the same",
+        'the median whole-request latency with 4 requests in flight; "added" compares it with the same',
         "pruned variant unguarded. Three engines share 2 cores with other work, so differences of tens of ms",
         "are noise, and traffic the gate moves to the base engine can come back sooner than from the pruned",
-        "one (negative added latency). The gate's own cost is below.", "",
-        "## Domain gate", "",
+        "one (negative added latency). The gate's own cost is below.",
+        "",
+        "## Domain gate",
+        "",
         f"- AUROC in-domain vs cross-domain on the measured sets (QA + made-up entities, both domains): "
         f"{measured['auroc']:.4f} ({measured['n_in_domain']} + {measured['n_cross_domain']} prompts); on the NOTA "
         f"sets used for the threshold: {gate['tuned_on_nota']['auroc']:.4f}.",
@@ -242,11 +286,15 @@ def report(rows, gate, cost, drift, base: Path, started: float, limit: int | Non
         f"warm p50 {cost['warm']['p50_ms']:.3f} ms, p99 {cost['warm']['p99_ms']:.3f} ms wall-clock "
         f"(CPU time p50 {cost['warm']['cpu_p50_ms']:.3f}, p99 {cost['warm']['cpu_p99_ms']:.3f} ms); cold word cache "
         f"p50 {cost['cold']['p50_ms']:.3f} ms, p99 {cost['cold']['p99_ms']:.3f} ms (CPU p99 "
-        f"{cost['cold']['cpu_p99_ms']:.3f} ms). Wall-clock p99 on this shared 2-core machine includes preemption.", "",
-        "## Drift gauge (`moeprune_pruned_expert_hit_ratio`)", "",
+        f"{cost['cold']['cpu_p99_ms']:.3f} ms). Wall-clock p99 on this shared 2-core machine includes preemption.",
+        "",
+        "## Drift gauge (`moeprune_pruned_expert_hit_ratio`)",
+        "",
         "Share of the base's routed (token, expert) pairs on experts the variant removed, over the QA prompts",
-        "(chat template applied), through the gateway's decode/count/window code:", "",
-        "| variant | pure biomedical | pure general |", "|---|---|---|",
+        "(chat template applied), through the gateway's decode/count/window code:",
+        "",
+        "| variant | pure biomedical | pure general |",
+        "|---|---|---|",
     ]
     for name, values in drift.items():
         lines.append(f"| {name} | {values['biomedical']:.3f} | {values['general']:.3f} |")
@@ -276,20 +324,36 @@ def main() -> int:
     items = {name: tasks[name].load()[: args.limit] for name in SETS}
     prompts = [render_mc_prompt(i.question, i.options) for s in SETS for i in items[s]]
     cost = gate_cost(pruned[0.75], prompts * 3)
-    drift = {f"p{round(r * 100)}": drift_values(base, path, {
-        "biomedical": [render_mc_prompt(i.question, i.options) for i in items["bio_qa"]],
-        "general": [render_mc_prompt(i.question, i.options) for i in items["general_qa"]]})
-        for r, path in pruned.items()}
+    drift = {
+        f"p{round(r * 100)}": drift_values(
+            base,
+            path,
+            {
+                "biomedical": [render_mc_prompt(i.question, i.options) for i in items["bio_qa"]],
+                "general": [render_mc_prompt(i.question, i.options) for i in items["general_qa"]],
+            },
+        )
+        for r, path in pruned.items()
+    }
     config, keys = write_config(args.work, base, pruned, gate["tuned_on_nota"]["threshold"])
     from testkit.vllm_server import free_port
 
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MOEPRUNE_")}, **keys,
-           "MOEPRUNE_WORK_DIR": str(args.work / "engines"), "TORCHDYNAMO_DISABLE": "1",
-           "TMPDIR": str(args.work / "tmp")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MOEPRUNE_")},
+        **keys,
+        "MOEPRUNE_WORK_DIR": str(args.work / "engines"),
+        "TORCHDYNAMO_DISABLE": "1",
+        "TMPDIR": str(args.work / "tmp"),
+    }
     log = (args.work / "gateway.log").open("w")
-    gateway = subprocess.Popen([sys.executable, "-m", "moeprune.cli", "serve", "--config", str(config), "--port",
-                                str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "moeprune.cli", "serve", "--config", str(config), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 900
@@ -302,15 +366,17 @@ def main() -> int:
             except httpx.HTTPError:
                 pass
             time.sleep(2)
-        configs = ["base"] + [f"p{round(r * 100)}{suffix}" for r in RATIOS
-                              for suffix in ("", "+gate", "+cascade", "+both")]
+        configs = ["base"] + [
+            f"p{round(r * 100)}{suffix}" for r in RATIOS for suffix in ("", "+gate", "+cascade", "+both")
+        ]
         rows = summarise(measure(url, configs, items), configs)
     finally:
         gateway.terminate()
         gateway.wait(120)
     args.out.write_text(report(rows, gate, cost, drift, base, started, args.limit))
-    (args.work / "guard_results.json").write_text(json.dumps({"rows": rows, "gate": gate, "cost": cost,
-                                                              "drift": drift}, indent=1))
+    (args.work / "guard_results.json").write_text(
+        json.dumps({"rows": rows, "gate": gate, "cost": cost, "drift": drift}, indent=1)
+    )
     print(args.out.read_text())
     return 0
 

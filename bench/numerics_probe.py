@@ -57,10 +57,22 @@ def train(change: dict, steps: int | None, out: Path) -> str:
 
     cfg = DemoModelConfig(max_steps=steps)
     out.mkdir(parents=True)  # the ranks meet through a file in it (demo.rank_sync)
-    env = {**os.environ, **PINNED_ENV, **change, "GLOO_SOCKET_IFNAME": "lo",
-           "NUMERICS_PROBE_CHANGE": json.dumps(change), "PYTHONPATH": str(ROOT)}
-    ranks = [subprocess.Popen([sys.executable, __file__, "--child", json.dumps(cfg.as_dict()), str(out), str(rank),
-                               "--quiet"], env=env, cwd=ROOT) for rank in range(RANKS)]
+    env = {
+        **os.environ,
+        **PINNED_ENV,
+        **change,
+        "GLOO_SOCKET_IFNAME": "lo",
+        "NUMERICS_PROBE_CHANGE": json.dumps(change),
+        "PYTHONPATH": str(ROOT),
+    }
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--child", json.dumps(cfg.as_dict()), str(out), str(rank), "--quiet"],
+            env=env,
+            cwd=ROOT,
+        )
+        for rank in range(RANKS)
+    ]
     codes = [rank.wait() for rank in ranks]
     return weights_sha256(out) if not any(codes) else f"failed (exit statuses {codes})"
 
@@ -70,13 +82,19 @@ def main() -> int:
         return child(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--full-recipe-with", default=None, metavar="K=V",
-                        help="train the whole recipe under this one change (e.g. MKL_CBWR=COMPATIBLE)")
+    parser.add_argument(
+        "--full-recipe-with",
+        default=None,
+        metavar="K=V",
+        help="train the whole recipe under this one change (e.g. MKL_CBWR=COMPATIBLE)",
+    )
     args = parser.parse_args()
     from demo.shipped import describe_cpu
 
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {describe_cpu()}, "
-          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {describe_cpu()}, load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     if args.full_recipe_with:
         key, _, value = args.full_recipe_with.partition("=")
         rows, steps = {args.full_recipe_with: {key: value}}, None

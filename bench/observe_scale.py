@@ -47,17 +47,39 @@ def deepseek_v3_layer_bytes(item: int = 2) -> dict:
     """Per-layer bytes of DeepSeek-V3 (671 B) from its config, at `item` bytes per weight (bf16: 2)."""
     hidden, experts, width, dense_width, vocab = 7168, 256, 2048, 18432, 129280
     heads, q_rank, kv_rank, nope, rope, v_dim = 128, 1536, 512, 128, 64, 128
-    attention = (hidden * q_rank + q_rank * heads * (nope + rope) + hidden * (kv_rank + rope)
-                 + kv_rank * heads * (nope + v_dim) + heads * v_dim * hidden)
+    attention = (
+        hidden * q_rank
+        + q_rank * heads * (nope + rope)
+        + hidden * (kv_rank + rope)
+        + kv_rank * heads * (nope + v_dim)
+        + heads * v_dim * hidden
+    )
     moe = experts * 3 * hidden * width + 3 * hidden * width + experts * hidden  # routed + 1 shared + router
-    return {"moe_layer": (attention + moe) * item, "dense_layer": (attention + 3 * hidden * dense_width) * item,
-            "embedding": vocab * hidden * item, "hidden": hidden, "layers": 61, "dense_layers": 3}
+    return {
+        "moe_layer": (attention + moe) * item,
+        "dense_layer": (attention + 3 * hidden * dense_width) * item,
+        "embedding": vocab * hidden * item,
+        "hidden": hidden,
+        "layers": 61,
+        "dense_layers": 3,
+    }
 
 
 def child(mode: str, source: Path, args, extra=()) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    command = [sys.executable, "-m", "testkit.observe_child", mode, str(source), str(args.tokens),
-               "--seq-len", str(args.seq_len), "--ean-max-tokens", str(args.ean_max_tokens), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "testkit.observe_child",
+        mode,
+        str(source),
+        str(args.tokens),
+        "--seq-len",
+        str(args.seq_len),
+        "--ean-max-tokens",
+        str(args.ean_max_tokens),
+        *extra,
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{mode} child failed:\n{done.stderr[-3000:]}")
@@ -91,8 +113,11 @@ def main() -> None:
             shape = MoeShape(layers=depth, **args.shape)
             started = time.perf_counter()
             source = write_checkpoint(work / f"layers-{depth}", shape)
-            print(f"wrote {depth} layers ({depth * shape.layer_bytes() / GIB:.2f} GiB) in "
-                  f"{time.perf_counter() - started:.0f}s", flush=True)
+            print(
+                f"wrote {depth} layers ({depth * shape.layer_bytes() / GIB:.2f} GiB) in "
+                f"{time.perf_counter() - started:.0f}s",
+                flush=True,
+            )
             run = {"stream": child("stream", source, args)}
             print(f"  stream: {run['stream']}", flush=True)
             if depth in args.whole_at:
@@ -118,17 +143,25 @@ def summarise(results: dict, args) -> None:
     goal = layer + hidden_buffer + GIB
     runs = results["runs"]
     depths = sorted(runs)
-    summary = {"layer_bytes": layer, "embedding_bytes": embedding, "hidden_buffer_bytes": hidden_buffer,
-               "goal_bytes": goal}
-    print(f"\none decoder layer {layer / GIB:.3f} GiB, embeddings {embedding / GIB:.3f} GiB, hidden-state buffer "
-          f"{hidden_buffer / 2**20:.1f} MiB ({args.tokens} tokens); memory goal {goal / GIB:.2f} GiB")
+    summary = {
+        "layer_bytes": layer,
+        "embedding_bytes": embedding,
+        "hidden_buffer_bytes": hidden_buffer,
+        "goal_bytes": goal,
+    }
+    print(
+        f"\none decoder layer {layer / GIB:.3f} GiB, embeddings {embedding / GIB:.3f} GiB, hidden-state buffer "
+        f"{hidden_buffer / 2**20:.1f} MiB ({args.tokens} tokens); memory goal {goal / GIB:.2f} GiB"
+    )
     for depth in depths:
         stream = runs[depth]["stream"]
         stream["layer_seconds"] = stream["read_seconds"] + stream["compute_seconds"]
-        print(f"{depth} layers: streamed peak RSS {stream['peak_rss'] / GIB:.2f} GiB "
-              f"({'meets' if stream['peak_rss'] <= goal else 'MISSES'} the goal); {stream['seconds']:.0f}s in all: "
-              f"{stream['read_seconds']:.0f}s reading layers, {stream['compute_seconds']:.0f}s computing, the rest "
-              "imports, skeleton and input capture")
+        print(
+            f"{depth} layers: streamed peak RSS {stream['peak_rss'] / GIB:.2f} GiB "
+            f"({'meets' if stream['peak_rss'] <= goal else 'MISSES'} the goal); {stream['seconds']:.0f}s in all: "
+            f"{stream['read_seconds']:.0f}s reading layers, {stream['compute_seconds']:.0f}s computing, the rest "
+            "imports, skeleton and input capture"
+        )
         whole = runs[depth].get("whole")
         if whole:
             forward_rate = args.tokens / whole["forward_seconds"]
@@ -140,12 +173,14 @@ def summarise(results: dict, args) -> None:
                 "stream_compute_vs_whole_observe": stream_compute_rate / whole_rate,
                 "stream_vs_plain_forward": stream_rate / forward_rate,
             }
-            print(f"  whole model: peak RSS {whole['peak_rss'] / GIB:.2f} GiB; plain forward {forward_rate:.1f} tok/s, "
-                  f"observe {whole_rate:.1f} tok/s "
-                  f"(load {whole['seconds'] - whole['compute_seconds'] - whole['forward_seconds']:.0f}s "
-                  f"not counted); streamed {stream_rate:.1f} tok/s end to end (reads included) = "
-                  f"{stream_rate / whole_rate:.2f}x the whole-model observe pass, "
-                  f"{stream_rate / forward_rate:.2f}x a plain forward")
+            print(
+                f"  whole model: peak RSS {whole['peak_rss'] / GIB:.2f} GiB; plain forward {forward_rate:.1f} tok/s, "
+                f"observe {whole_rate:.1f} tok/s "
+                f"(load {whole['seconds'] - whole['compute_seconds'] - whole['forward_seconds']:.0f}s "
+                f"not counted); streamed {stream_rate:.1f} tok/s end to end (reads included) = "
+                f"{stream_rate / whole_rate:.2f}x the whole-model observe pass, "
+                f"{stream_rate / forward_rate:.2f}x a plain forward"
+            )
     if len(depths) >= 2:
         low, high = depths[0], depths[-1]
         grow = runs[high]["stream"]["peak_rss"] - runs[low]["stream"]["peak_rss"]
@@ -153,21 +188,27 @@ def summarise(results: dict, args) -> None:
         per_layer = runs[high]["stream"]["layer_seconds"] / high
         fixed = runs[high]["stream"]["seconds"] - runs[high]["stream"]["layer_seconds"]
         summary.update(rss_growth_bytes=grow, seconds_per_layer=per_layer, fixed_seconds=fixed)
-        print(f"streamed peak RSS {low} -> {high} layers: {grow / 2**20:+.0f} MiB (one layer is "
-              f"{layer / 2**20:.0f} MiB); time per layer {per_layer:.1f}s for {args.tokens} tokens")
+        print(
+            f"streamed peak RSS {low} -> {high} layers: {grow / 2**20:+.0f} MiB (one layer is "
+            f"{layer / 2**20:.0f} MiB); time per layer {per_layer:.1f}s for {args.tokens} tokens"
+        )
         full_time = fixed + per_layer * QWEN3_30B_LAYERS
         full_rss = max(runs[d]["stream"]["peak_rss"] for d in depths)
         summary.update(qwen3_30b_seconds=full_time, qwen3_30b_peak_rss=full_rss)
-        print(f"Qwen3-30B-A3B (48 layers), {args.tokens} tokens: about {full_time / 60:.0f} min, peak RSS "
-              f"{full_rss / GIB:.1f} GiB; for the default calibration (128 x 2048 tokens) time scales with "
-              f"tokens and the hidden-state buffer becomes {128 * 2048 * shape.hidden * 2 / GIB:.2f} GiB")
+        print(
+            f"Qwen3-30B-A3B (48 layers), {args.tokens} tokens: about {full_time / 60:.0f} min, peak RSS "
+            f"{full_rss / GIB:.1f} GiB; for the default calibration (128 x 2048 tokens) time scales with "
+            f"tokens and the hidden-state buffer becomes {128 * 2048 * shape.hidden * 2 / GIB:.2f} GiB"
+        )
     deepseek = deepseek_v3_layer_bytes()
     calibration_buffer = 128 * 2048 * deepseek["hidden"] * 2
     need = deepseek["moe_layer"] + calibration_buffer + GIB
     summary["deepseek_v3"] = {**deepseek, "hidden_buffer_bytes": calibration_buffer, "need_bytes": need}
-    print(f"DeepSeek-V3 (671 B, bf16) by the formula: one MoE layer {deepseek['moe_layer'] / GIB:.1f} GiB + "
-          f"hidden states of 128 x 2048 tokens {calibration_buffer / GIB:.2f} GiB + 1 GiB = {need / GIB:.1f} GiB "
-          f"(embeddings {deepseek['embedding'] / GIB:.2f} GiB only during the capture)")
+    print(
+        f"DeepSeek-V3 (671 B, bf16) by the formula: one MoE layer {deepseek['moe_layer'] / GIB:.1f} GiB + "
+        f"hidden states of 128 x 2048 tokens {calibration_buffer / GIB:.2f} GiB + 1 GiB = {need / GIB:.1f} GiB "
+        f"(embeddings {deepseek['embedding'] / GIB:.2f} GiB only during the capture)"
+    )
     results["summary"] = summary
 
 

@@ -86,7 +86,7 @@ def save_raw(path: Path, shapes: dict[str, tuple[int, ...]], fill: int) -> None:
     with open(path, "wb") as handle:
         handle.write(struct.pack("<Q", len(encoded)) + encoded)
         for left in range(offset, 0, -len(slab)):
-            handle.write(slab[:min(left, len(slab))])
+            handle.write(slab[: min(left, len(slab))])
 
 
 def build_source(root: Path, target_gb: float) -> tuple[Path, int, int]:
@@ -97,21 +97,43 @@ def build_source(root: Path, target_gb: float) -> tuple[Path, int, int]:
     src.mkdir()
     weight_map = {}
     shards = [(f"model-{i + 1:05d}-of-{layers + 1:05d}.safetensors", layer_tensors(i)) for i in range(layers)]
-    shards.append((f"model-{layers + 1:05d}-of-{layers + 1:05d}.safetensors", {
-        "model.embed_tokens.weight": (VOCAB, HIDDEN), "lm_head.weight": (VOCAB, HIDDEN),
-        "model.norm.weight": (HIDDEN,)}))
+    shards.append(
+        (
+            f"model-{layers + 1:05d}-of-{layers + 1:05d}.safetensors",
+            {
+                "model.embed_tokens.weight": (VOCAB, HIDDEN),
+                "lm_head.weight": (VOCAB, HIDDEN),
+                "model.norm.weight": (HIDDEN,),
+            },
+        )
+    )
     for index, (name, shapes) in enumerate(shards):
         save_raw(src / name, shapes, fill=index % 7 + 1)
         weight_map.update({key: name for key in shapes})
     total = sum((src / name).stat().st_size for name, _ in shards)
-    (src / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
-                                                                  "weight_map": weight_map}))
-    (src / "config.json").write_text(json.dumps({
-        "model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "hidden_size": HIDDEN,
-        "num_hidden_layers": layers, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
-        "head_dim": HEAD_DIM, "moe_intermediate_size": EXPERT_WIDTH, "num_experts": EXPERTS,
-        "num_experts_per_tok": 8, "vocab_size": VOCAB, "decoder_sparse_step": 1, "mlp_only_layers": [],
-        "torch_dtype": "bfloat16"}))
+    (src / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
+    (src / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "qwen3_moe",
+                "architectures": ["Qwen3MoeForCausalLM"],
+                "hidden_size": HIDDEN,
+                "num_hidden_layers": layers,
+                "num_attention_heads": HEADS,
+                "num_key_value_heads": KV_HEADS,
+                "head_dim": HEAD_DIM,
+                "moe_intermediate_size": EXPERT_WIDTH,
+                "num_experts": EXPERTS,
+                "num_experts_per_tok": 8,
+                "vocab_size": VOCAB,
+                "decoder_sparse_step": 1,
+                "mlp_only_layers": [],
+                "torch_dtype": "bfloat16",
+            }
+        )
+    )
     return src, layers, VOCAB * HIDDEN * ITEM
 
 
@@ -167,8 +189,11 @@ def main() -> None:
         t0 = time.perf_counter()
         src, layers, largest = build_source(root, args.gb)
         source_bytes = sum(p.stat().st_size for p in src.iterdir())
-        print(f"built {source_bytes / 1e9:.2f} GB, {layers + 1} shards, {layers} MoE layers x {EXPERTS} experts, "
-              f"largest tensor {largest / 2**20:.0f} MiB, in {time.perf_counter() - t0:.0f}s", flush=True)
+        print(
+            f"built {source_bytes / 1e9:.2f} GB, {layers + 1} shards, {layers} MoE layers x {EXPERTS} experts, "
+            f"largest tensor {largest / 2**20:.0f} MiB, in {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
         kept = {layer: list(range(0, EXPERTS, 2)) for layer in range(layers)}
         copies, synced, firsts, seconds, rss = [], [], [], [], 0
         for round_ in range(args.rounds):
@@ -181,41 +206,71 @@ def main() -> None:
             *times, peak = prune_in_child(src, root / "pruned", kept, cache, args.workers)  # same source again
             seconds.append(tuple(times))
             rss = max(rss, peak)
-            print(f"round {round_ + 1} (wall s / CPU s): copy {copies[-1][0]:.2f}/{copies[-1][1]:.2f}, copy+fsync "
-                  f"{synced[-1][0]:.2f}/{synced[-1][1]:.2f}, prune {firsts[-1][0]:.2f}/{firsts[-1][1]:.2f}, again "
-                  f"with the hash cache {seconds[-1][0]:.2f}/{seconds[-1][1]:.2f}", flush=True)
+            print(
+                f"round {round_ + 1} (wall s / CPU s): copy {copies[-1][0]:.2f}/{copies[-1][1]:.2f}, copy+fsync "
+                f"{synced[-1][0]:.2f}/{synced[-1][1]:.2f}, prune {firsts[-1][0]:.2f}/{firsts[-1][1]:.2f}, again "
+                f"with the hash cache {seconds[-1][0]:.2f}/{seconds[-1][1]:.2f}",
+                flush=True,
+            )
         out_bytes = sum(p.stat().st_size for p in (root / "pruned").iterdir())
         (copy, copy_cpu), (sync_copy, _), (first, first_cpu), (second, second_cpu) = (
-            min(copies), min(synced), min(firsts), min(seconds))
+            min(copies),
+            min(synced),
+            min(firsts),
+            min(seconds),
+        )
         budget = 2 * largest + 300 * 2**20
         result = {
-            "source_gb": round(source_bytes / 1e9, 3), "output_gb": round(out_bytes / 1e9, 3),
-            "cpus": os.cpu_count(), "workers": args.workers or None, "load_avg_1m": round(os.getloadavg()[0], 2),
-            "copy_s": round(copy, 2), "copy_fsync_s": round(sync_copy, 2),
-            "prune_s": round(first, 2), "prune_cached_s": round(second, 2),
-            "copy_cpu_s": round(copy_cpu, 2), "prune_cpu_s": round(first_cpu, 2),
+            "source_gb": round(source_bytes / 1e9, 3),
+            "output_gb": round(out_bytes / 1e9, 3),
+            "cpus": os.cpu_count(),
+            "workers": args.workers or None,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "copy_s": round(copy, 2),
+            "copy_fsync_s": round(sync_copy, 2),
+            "prune_s": round(first, 2),
+            "prune_cached_s": round(second, 2),
+            "copy_cpu_s": round(copy_cpu, 2),
+            "prune_cpu_s": round(first_cpu, 2),
             "prune_cached_cpu_s": round(second_cpu, 2),
-            "copy_MBps": round(source_bytes / copy / 1e6), "copy_fsync_MBps": round(source_bytes / sync_copy / 1e6),
+            "copy_MBps": round(source_bytes / copy / 1e6),
+            "copy_fsync_MBps": round(source_bytes / sync_copy / 1e6),
             "prune_source_MBps": round(source_bytes / first / 1e6),
             "prune_cached_source_MBps": round(source_bytes / second / 1e6),
-            "ratio_vs_copy": round(copy / first, 2), "ratio_vs_copy_fsync": round(sync_copy / first, 2),
-            "cached_ratio_vs_copy": round(copy / second, 2), "cached_ratio_vs_copy_fsync": round(sync_copy / second, 2),
-            "peak_rss_MiB": round(rss / 2**20), "interpreter_rss_MiB": round(baseline_rss() / 2**20),
-            "largest_tensor_MiB": round(largest / 2**20), "rss_budget_MiB": round(budget / 2**20),
+            "ratio_vs_copy": round(copy / first, 2),
+            "ratio_vs_copy_fsync": round(sync_copy / first, 2),
+            "cached_ratio_vs_copy": round(copy / second, 2),
+            "cached_ratio_vs_copy_fsync": round(sync_copy / second, 2),
+            "peak_rss_MiB": round(rss / 2**20),
+            "interpreter_rss_MiB": round(baseline_rss() / 2**20),
+            "largest_tensor_MiB": round(largest / 2**20),
+            "rss_budget_MiB": round(budget / 2**20),
         }
-        print(f"plain copy:      {copy:6.2f}s ({result['copy_MBps']} MB/s); with fsync {sync_copy:.2f}s "
-              f"({result['copy_fsync_MBps']} MB/s)")
-        print(f"prune 50%:       {first:6.2f}s ({result['prune_source_MBps']} MB/s of source, writes "
-              f"{out_bytes / 1e9:.2f} GB, sha256 of every source and output byte, fsyncs)")
-        print(f"  again, cached: {second:6.2f}s ({result['prune_cached_source_MBps']} MB/s of source: source hashes "
-              "from the cache, only kept ranges read, output hashed)")
-        print(f"throughput ratio {result['ratio_vs_copy']} vs copy, {result['ratio_vs_copy_fsync']} vs copy+fsync; "
-              f"second run {result['cached_ratio_vs_copy']} / {result['cached_ratio_vs_copy_fsync']} (goal >= 0.8)")
-        print(f"CPU seconds      copy {copy_cpu:.2f}, prune {first_cpu:.2f}, cached {second_cpu:.2f} "
-              "(the cost whatever the load: "
-              "on an idle machine, wall time >= CPU s / free cores)")
-        print(f"peak RSS         {result['peak_rss_MiB']} MiB (interpreter alone {result['interpreter_rss_MiB']} MiB); "
-              f"budget 2 x {result['largest_tensor_MiB']} MiB + 300 MiB = {result['rss_budget_MiB']} MiB")
+        print(
+            f"plain copy:      {copy:6.2f}s ({result['copy_MBps']} MB/s); with fsync {sync_copy:.2f}s "
+            f"({result['copy_fsync_MBps']} MB/s)"
+        )
+        print(
+            f"prune 50%:       {first:6.2f}s ({result['prune_source_MBps']} MB/s of source, writes "
+            f"{out_bytes / 1e9:.2f} GB, sha256 of every source and output byte, fsyncs)"
+        )
+        print(
+            f"  again, cached: {second:6.2f}s ({result['prune_cached_source_MBps']} MB/s of source: source hashes "
+            "from the cache, only kept ranges read, output hashed)"
+        )
+        print(
+            f"throughput ratio {result['ratio_vs_copy']} vs copy, {result['ratio_vs_copy_fsync']} vs copy+fsync; "
+            f"second run {result['cached_ratio_vs_copy']} / {result['cached_ratio_vs_copy_fsync']} (goal >= 0.8)"
+        )
+        print(
+            f"CPU seconds      copy {copy_cpu:.2f}, prune {first_cpu:.2f}, cached {second_cpu:.2f} "
+            "(the cost whatever the load: "
+            "on an idle machine, wall time >= CPU s / free cores)"
+        )
+        print(
+            f"peak RSS         {result['peak_rss_MiB']} MiB (interpreter alone {result['interpreter_rss_MiB']} MiB); "
+            f"budget 2 x {result['largest_tensor_MiB']} MiB + 300 MiB = {result['rss_budget_MiB']} MiB"
+        )
         print(json.dumps(result))
     finally:
         shutil.rmtree(root, ignore_errors=True)

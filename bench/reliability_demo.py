@@ -54,9 +54,14 @@ def hindsight_coverage(items: list[dict], domain: str, alpha: float, delta: floa
     """The largest share of the certifying half a threshold on p_wrong could leave unflagged with its exact
     bound <= alpha, the threshold chosen *after* seeing these labels: a ceiling for any valid rule on this
     split, not a certificate (a rule that looked at the labels it is tested on certifies nothing)."""
-    held = sorted((r for r in items if (r.get("gate_domain") or "all") == domain
-                   and (r.get("reliability") or {}).get("split") == "certify"),
-                  key=lambda r: r["reliability"]["p_wrong"])
+    held = sorted(
+        (
+            r
+            for r in items
+            if (r.get("gate_domain") or "all") == domain and (r.get("reliability") or {}).get("split") == "certify"
+        ),
+        key=lambda r: r["reliability"]["p_wrong"],
+    )
     if not held:
         return None
     errors, best = 0, 0
@@ -76,16 +81,20 @@ def rows_of(name: str, card: ReportCard, items: list[dict], without: bool = Fals
         auroc = (entry.quality.get("p_wrong") or {}).get("auroc")
         bound = "-" if cert.error_upper is None else f"{pct(cert.realised_error)} (<= {pct(cert.error_upper)})"
         ceiling = "-" if without else pct(hindsight_coverage(items, domain, section.alpha, section.delta))
-        rows.append(f"| {name} | {domain} | {'off' if without else 'on'} | {entry.n} | {entry.n_wrong} "
-                    f"| {entry.n_abstained} | {interval(auroc)} | {cert.status} | {pct(cert.coverage)} | {bound} "
-                    f"| {ceiling} |")
+        rows.append(
+            f"| {name} | {domain} | {'off' if without else 'on'} | {entry.n} | {entry.n_wrong} "
+            f"| {entry.n_abstained} | {interval(auroc)} | {cert.status} | {pct(cert.coverage)} | {bound} "
+            f"| {ceiling} |"
+        )
     return rows
 
 
 def table(cards: dict[str, Path]) -> str:
-    lines = ["| variant | gate domain | base check | answers | wrong | abstained | AUROC of p_wrong (95% CI) "
-             "| certificate | coverage | error among unflagged (one-sided 95% bound) | hindsight ceiling |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | gate domain | base check | answers | wrong | abstained | AUROC of p_wrong (95% CI) "
+        "| certificate | coverage | error among unflagged (one-sided 95% bound) | hindsight ceiling |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, path in cards.items():
         card = ReportCard.load(path)
         if card.reliability is None:
@@ -108,8 +117,18 @@ def prune_global(model_dir: Path, variants_dir: Path, calibration: Path) -> Vari
     if not (out / "pruning.json").exists():
         staging = out.with_name(out.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
-        run_prune(model_dir, staging, method="gate", ratio=0.5, allocation="global", seed=0,
-                  calibration=[calibration], samples=128, progress=False, overwrite=True)
+        run_prune(
+            model_dir,
+            staging,
+            method="gate",
+            ratio=0.5,
+            allocation="global",
+            seed=0,
+            calibration=[calibration],
+            samples=128,
+            progress=False,
+            overwrite=True,
+        )
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
     return Variant(GLOBAL_VARIANT, out, "gate", 0.5)
@@ -127,8 +146,9 @@ def one_seed(seed: int, cache: Path, limit: int | None, with_global: bool) -> di
     if with_global:
         served.append(prune_global(model_dir, run_dir / "variants", calibration))
     started = time.monotonic()
-    cards = evaluate_served(Variant("base", model_dir), served, run_dir / "cards",
-                            limit=limit, use_shipped=False)  # measured here, never the shipped cards
+    cards = evaluate_served(
+        Variant("base", model_dir), served, run_dir / "cards", limit=limit, use_shipped=False
+    )  # measured here, never the shipped cards
     return {"seed": seed, "record": record, "cards": cards, "seconds": time.monotonic() - started}
 
 
@@ -145,9 +165,12 @@ def over_seeds(runs: list[dict]) -> str:
                     auroc = (entry.quality.get("p_wrong") or {}).get("auroc")
                     per_key.setdefault((name, domain, without), {})[run["seed"]] = (auroc, entry.certificate)
     seeds = [run["seed"] for run in runs]
-    lines = ["| variant | gate domain | base check | " + " | ".join(f"seed {s}: AUROC / certificate, coverage"
-                                                                    for s in seeds) + " |",
-             "|---|---|---|" + "---|" * len(seeds)]
+    lines = [
+        "| variant | gate domain | base check | "
+        + " | ".join(f"seed {s}: AUROC / certificate, coverage" for s in seeds)
+        + " |",
+        "|---|---|---|" + "---|" * len(seeds),
+    ]
     for (name, domain, without), found in per_key.items():
         cells = []
         for s in seeds:
@@ -164,11 +187,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--train-seeds", default="0",
-                        help="comma-separated training seeds of the demo model (0 = the shipped weights; any other "
-                             "seed is trained here first, ~7-20 min each on a 2-core machine)")
-    parser.add_argument("--no-global", action="store_true",
-                        help="skip gate-50 pruned with --allocation global (measured beside the served pair)")
+    parser.add_argument(
+        "--train-seeds",
+        default="0",
+        help="comma-separated training seeds of the demo model (0 = the shipped weights; any other "
+        "seed is trained here first, ~7-20 min each on a 2-core machine)",
+    )
+    parser.add_argument(
+        "--no-global",
+        action="store_true",
+        help="skip gate-50 pruned with --allocation global (measured beside the served pair)",
+    )
     parser.add_argument("--md", type=Path, default=None, help="write the tables (with machine and date) here")
     args = parser.parse_args()
     cache = args.cache = args.cache_dir or default_cache_dir()
@@ -186,28 +215,45 @@ def main() -> int:
 
 
 def write_md(args, runs: list[dict]) -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     command = ".venv/bin/python " + " ".join(["bench/reliability_demo.py", *sys.argv[1:]])
-    parts = [f"## {datetime.date.today()}, {cpu}, {os.cpu_count()} cores, "
-             f"load average {os.getloadavg()[0]:.1f} at the end\n\nRe-run: `{command}`\n"]
+    parts = [
+        f"## {datetime.date.today()}, {cpu}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the end\n\nRe-run: `{command}`\n"
+    ]
     if len(runs) > 1:
-        parts.append("### Over training seeds (AUROC of p_wrong with its 95% CI / certificate, coverage)\n\n"
-                     + over_seeds(runs) + "\n")
+        parts.append(
+            "### Over training seeds (AUROC of p_wrong with its 95% CI / certificate, coverage)\n\n"
+            + over_seeds(runs)
+            + "\n"
+        )
     for run in runs:
         record = run["record"]
-        parts.append(f"### Training seed {run['seed']}: model {record['key']} ({record.get('source', 'trained')}), "
-                     f"weights sha256 `{record['weights_sha256'][:16]}`; evaluation of base + "
-                     f"{', '.join(n for n in run['cards'] if n != 'base')} took {run['seconds']:.0f} s "
-                     f"(vLLM CPU, float32)\n\n" + table(run["cards"]) + "\n")
+        parts.append(
+            f"### Training seed {run['seed']}: model {record['key']} ({record.get('source', 'trained')}), "
+            f"weights sha256 `{record['weights_sha256'][:16]}`; evaluation of base + "
+            f"{', '.join(n for n in run['cards'] if n != 'base')} took {run['seconds']:.0f} s "
+            f"(vLLM CPU, float32)\n\n" + table(run["cards"]) + "\n"
+        )
     text = args.md.read_text() if args.md.exists() else ""
     head, _, _ = text.partition("\n## ")
     marker = "<!-- end generated -->"
     tail = "\n" + marker + text.split(marker, 1)[1] if marker in text else ""
     args.md.write_text((head.rstrip() + "\n\n" if head.strip() else "") + "\n".join(parts) + tail)
-    args.md.with_suffix(".json").write_text(json.dumps(
-        {str(run["seed"]): {name: in_cache(p, args.cache) for name, p in run["cards"].items()} for run in runs},
-        indent=2) + "\n")
+    args.md.with_suffix(".json").write_text(
+        json.dumps(
+            {str(run["seed"]): {name: in_cache(p, args.cache) for name, p in run["cards"].items()} for run in runs},
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def in_cache(path: Path, cache: Path) -> str:

@@ -54,8 +54,16 @@ from app.engines.command import EngineSpec, launch_command, launch_environment  
 from testkit.vllm_server import stop_process_group  # noqa: E402
 
 # Qwen3-30B-A3B's per-layer shapes.
-DIMS = dict(hidden_size=2048, moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8,
-            num_attention_heads=32, num_key_value_heads=4, head_dim=128, intermediate_size=6144)
+DIMS = dict(
+    hidden_size=2048,
+    moe_intermediate_size=768,
+    num_experts=128,
+    num_experts_per_tok=8,
+    num_attention_heads=32,
+    num_key_value_heads=4,
+    head_dim=128,
+    intermediate_size=6144,
+)
 MiB = 1024 * 1024
 
 
@@ -64,19 +72,29 @@ def tensor_shapes(layers: int, vocab: int) -> dict[int | None, list[tuple[str, t
     """Shard key (layer, or None for embeddings/head) -> [(name, shape)] in transformers' on-disk names."""
     h, i, e = DIMS["hidden_size"], DIMS["moe_intermediate_size"], DIMS["num_experts"]
     q, kv = DIMS["num_attention_heads"] * DIMS["head_dim"], DIMS["num_key_value_heads"] * DIMS["head_dim"]
-    shards: dict[int | None, list] = {None: [("model.embed_tokens.weight", (vocab, h)), ("model.norm.weight", (h,)),
-                                             ("lm_head.weight", (vocab, h))]}
+    shards: dict[int | None, list] = {
+        None: [("model.embed_tokens.weight", (vocab, h)), ("model.norm.weight", (h,)), ("lm_head.weight", (vocab, h))]
+    }
     for layer in range(layers):
         p = f"model.layers.{layer}."
-        items = [(p + "input_layernorm.weight", (h,)), (p + "post_attention_layernorm.weight", (h,)),
-                 (p + "self_attn.q_proj.weight", (q, h)), (p + "self_attn.k_proj.weight", (kv, h)),
-                 (p + "self_attn.v_proj.weight", (kv, h)), (p + "self_attn.o_proj.weight", (h, q)),
-                 (p + "self_attn.q_norm.weight", (DIMS["head_dim"],)),
-                 (p + "self_attn.k_norm.weight", (DIMS["head_dim"],)), (p + "mlp.gate.weight", (e, h))]
+        items = [
+            (p + "input_layernorm.weight", (h,)),
+            (p + "post_attention_layernorm.weight", (h,)),
+            (p + "self_attn.q_proj.weight", (q, h)),
+            (p + "self_attn.k_proj.weight", (kv, h)),
+            (p + "self_attn.v_proj.weight", (kv, h)),
+            (p + "self_attn.o_proj.weight", (h, q)),
+            (p + "self_attn.q_norm.weight", (DIMS["head_dim"],)),
+            (p + "self_attn.k_norm.weight", (DIMS["head_dim"],)),
+            (p + "mlp.gate.weight", (e, h)),
+        ]
         for expert in range(e):
             x = f"{p}mlp.experts.{expert}."
-            items += [(x + "gate_proj.weight", (i, h)), (x + "up_proj.weight", (i, h)),
-                      (x + "down_proj.weight", (h, i))]
+            items += [
+                (x + "gate_proj.weight", (i, h)),
+                (x + "up_proj.weight", (i, h)),
+                (x + "down_proj.weight", (h, i)),
+            ]
         shards[layer] = items
     return shards
 
@@ -103,7 +121,7 @@ def write_safetensors(path: Path, items, pool: bytes, rng: random.Random) -> int
             while n:  # random windows of the pool: cheap, and no two tensors alike
                 start = rng.randrange(0, len(pool) // 2) * 2
                 piece = min(n, len(pool) - start)
-                out.write(pool[start:start + piece])
+                out.write(pool[start : start + piece])
                 n -= piece
     return offset
 
@@ -117,9 +135,19 @@ def build_checkpoint(out: Path, layers: int, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(out)
     config = AutoConfig.for_model(
-        "qwen3_moe", **DIMS, num_hidden_layers=layers, vocab_size=len(tokenizer), max_position_embeddings=4096,
-        tie_word_embeddings=False, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id)
+        "qwen3_moe",
+        **DIMS,
+        num_hidden_layers=layers,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        norm_topk_prob=True,
+        decoder_sparse_step=1,
+        mlp_only_layers=[],
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
     config.dtype = torch.bfloat16
     config.architectures = ["Qwen3MoeForCausalLM"]  # without it vLLM serves the checkpoint as an embedding model
     config.save_pretrained(str(out))
@@ -133,8 +161,9 @@ def build_checkpoint(out: Path, layers: int, seed: int = 0) -> Path:
     for key, items in shards.items():
         total += write_safetensors(out / names[key], items, pool, rng)
         weight_map.update({name: names[key] for name, _ in items})
-    (out / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
+    (out / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2)
+    )
     return out
 
 
@@ -147,8 +176,10 @@ def prune_by_mask(source: Path, out: Path, layers: int, keep: int, seed: int = 0
     mask = [sorted(rng.sample(range(DIMS["num_experts"]), keep)) for _ in range(layers)]
     mask_file = out.parent / "expert_mask.json"
     mask_file.write_text(json.dumps(mask))
-    subprocess.run([sys.executable, "-m", "moeprune.cli", "prune", str(source), "--out", str(out),
-                    "--mask", str(mask_file)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "moeprune.cli", "prune", str(source), "--out", str(out), "--mask", str(mask_file)],
+        check=True,
+    )
 
 
 # ---------------------------------------------------------------- an engine
@@ -196,14 +227,25 @@ class MemorySampler:
 
 @contextlib.contextmanager
 def engine(model_dir: Path, kv_bytes: int, scratch: Path, args, name: str):
-    spec = EngineSpec(model=str(model_dir), port=free_port(), served_name=name, dtype="bfloat16",
-                      max_model_len=args.max_model_len, kv_cache_bytes=kv_bytes,
-                      args=["--max-num-seqs", str(args.max_num_seqs)])
+    spec = EngineSpec(
+        model=str(model_dir),
+        port=free_port(),
+        served_name=name,
+        dtype="bfloat16",
+        max_model_len=args.max_model_len,
+        kv_cache_bytes=kv_bytes,
+        args=["--max-num-seqs", str(args.max_num_seqs)],
+    )
     scratch.mkdir(parents=True, exist_ok=True)
     log_path = scratch / f"{name}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(launch_command(spec), env=launch_environment(spec, scratch / name), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            launch_command(spec),
+            env=launch_environment(spec, scratch / name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{spec.port}"
     started = time.monotonic()
     try:
@@ -248,6 +290,7 @@ async def saturate(url: str, name: str, args, vocab: int) -> dict:
     done = asyncio.Event()
 
     async with httpx.AsyncClient(timeout=args.request_timeout) as client:
+
         async def watch():
             while not done.is_set():
                 with contextlib.suppress(httpx.HTTPError):
@@ -259,9 +302,16 @@ async def saturate(url: str, name: str, args, vocab: int) -> dict:
 
         async def one():
             prompt = [rng.randrange(3, vocab) for _ in range(args.prompt_tokens)]
-            response = await client.post(url + "/v1/completions", json={
-                "model": name, "prompt": prompt, "max_tokens": args.max_tokens, "ignore_eos": True,
-                "temperature": 0})
+            response = await client.post(
+                url + "/v1/completions",
+                json={
+                    "model": name,
+                    "prompt": prompt,
+                    "max_tokens": args.max_tokens,
+                    "ignore_eos": True,
+                    "temperature": 0,
+                },
+            )
             if response.status_code != 200:
                 raise SystemExit(f"{name}: HTTP {response.status_code}: {response.text[:500]}")
             return response.json()["usage"]["completion_tokens"]
@@ -275,10 +325,13 @@ async def saturate(url: str, name: str, args, vocab: int) -> dict:
         await watcher
         after = (await client.get(url + "/metrics")).text
     return {
-        "requests": args.requests, "wall_s": round(wall, 1), "generated_tokens": sum(generated),
+        "requests": args.requests,
+        "wall_s": round(wall, 1),
+        "generated_tokens": sum(generated),
         "generated_tokens_per_s": round(sum(generated) / wall, 1),
         "total_tokens_per_s": round((sum(generated) + args.requests * args.prompt_tokens) / wall, 1),
-        "max_running": int(peak["running"]), "max_waiting": int(peak["waiting"]),
+        "max_running": int(peak["running"]),
+        "max_waiting": int(peak["waiting"]),
         "max_kv_usage": round(peak["kv_usage"], 3),
         "preemptions": int(metric(after, "vllm:num_preemptions_total") - metric(before, "vllm:num_preemptions_total")),
     }
@@ -289,9 +342,15 @@ def measure(model_dir: Path, kv_bytes: int, label: str, args, work: Path, vocab:
     with engine(model_dir, kv_bytes, work / "scratch", args, label) as (url, pid, log_path, start_s):
         time.sleep(3)
         idle_rss, idle_pss = tree_memory(pid)
-        result = {"label": label, "weights_bytes": weight_bytes(model_dir), "kv_bytes": kv_bytes,
-                  "start_s": round(start_s, 1), "idle_rss": idle_rss, "idle_pss": idle_pss,
-                  **kv_capacity(log_path.read_text(errors="replace"))}
+        result = {
+            "label": label,
+            "weights_bytes": weight_bytes(model_dir),
+            "kv_bytes": kv_bytes,
+            "start_s": round(start_s, 1),
+            "idle_rss": idle_rss,
+            "idle_pss": idle_pss,
+            **kv_capacity(log_path.read_text(errors="replace")),
+        }
         if load:
             with MemorySampler(pid) as sampler:
                 result["load"] = asyncio.run(saturate(url, label, args, vocab))
@@ -301,7 +360,7 @@ def measure(model_dir: Path, kv_bytes: int, label: str, args, work: Path, vocab:
 
 
 def gib(n: float) -> str:
-    return f"{n / 1024 ** 3:.2f} GiB"
+    return f"{n / 1024**3:.2f} GiB"
 
 
 def report(results: dict, saved: int) -> str:
@@ -316,15 +375,19 @@ def report(results: dict, saved: int) -> str:
         f"/ {budget.get('kv_tokens')} tokens; idle RSS base {gib(base['idle_rss'])}, pruned {gib(budget['idle_rss'])}",
     ]
     if base.get("max_concurrency_at_max_len") and budget.get("max_concurrency_at_max_len"):
-        lines.append(f"vLLM's maximum concurrency at max_model_len: base {base['max_concurrency_at_max_len']}x, "
-                     f"pruned {budget['max_concurrency_at_max_len']}x")
+        lines.append(
+            f"vLLM's maximum concurrency at max_model_len: base {base['max_concurrency_at_max_len']}x, "
+            f"pruned {budget['max_concurrency_at_max_len']}x"
+        )
     for result in (base, budget):
         load = result["load"]
-        lines.append(f"{result['label']}: {load['requests']} requests at once -> max {load['max_running']} running "
-                     f"(max {load['max_waiting']} waiting, {load['preemptions']} preemptions, peak KV use "
-                     f"{load['max_kv_usage']:.0%}), {load['generated_tokens_per_s']} generated tok/s, "
-                     f"{load['total_tokens_per_s']} tok/s incl. prompts, {load['wall_s']} s; peak RSS "
-                     f"{gib(result['peak_rss'])}")
+        lines.append(
+            f"{result['label']}: {load['requests']} requests at once -> max {load['max_running']} running "
+            f"(max {load['max_waiting']} waiting, {load['preemptions']} preemptions, peak KV use "
+            f"{load['max_kv_usage']:.0%}), {load['generated_tokens_per_s']} generated tok/s, "
+            f"{load['total_tokens_per_s']} tok/s incl. prompts, {load['wall_s']} s; peak RSS "
+            f"{gib(result['peak_rss'])}"
+        )
     ratio = budget["load"]["max_running"] / max(1, base["load"]["max_running"])
     lines.append(f"concurrent sequences in the same budget: {ratio:.2f}x the base's (goal >= 1.5)")
     return "\n".join(lines)
@@ -368,9 +431,18 @@ def main(argv=None) -> int:
         text = report(results, saved)
         print("\n" + text)
         if args.out:
-            args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                            "dims": DIMS, "saved_bytes": saved, "results": results,
-                                            "summary": text}, indent=2))
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "args": {k: str(v) for k, v in vars(args).items()},
+                        "dims": DIMS,
+                        "saved_bytes": saved,
+                        "results": results,
+                        "summary": text,
+                    },
+                    indent=2,
+                )
+            )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

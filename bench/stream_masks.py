@@ -34,7 +34,7 @@ def main() -> int:
         for name in ("qwen3_moe", "gpt_oss"):
             source = build_tiny_model(name, Path(work) / name)
             config = json.loads((source / "config.json").read_text())
-            for label, limit in (("packed", packed_default), ("unpacked", 10 ** 12)):
+            for label, limit in (("packed", packed_default), ("unpacked", 10**12)):
                 stream_storage.PACK_MIN_ELEMENTS = limit
                 print(f"== {name}, {label}", file=sys.stderr, flush=True)
                 observe_streamed(source, family_for(config), config, sequences, dtype="float32", batch_tokens=1024)

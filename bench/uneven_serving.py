@@ -47,8 +47,11 @@ def prune_with_counts(source: Path, out: Path, counts: list[int], seed: int = 0)
     mask_file = out.parent / f"{out.name}-mask.json"
     mask_file.write_text(json.dumps(mask))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "moeprune.cli", "prune", str(source), "--out", str(out),
-                    "--mask", str(mask_file)], check=True, env=env)
+    subprocess.run(
+        [sys.executable, "-m", "moeprune.cli", "prune", str(source), "--out", str(out), "--mask", str(mask_file)],
+        check=True,
+        env=env,
+    )
 
 
 def engine_pid(port: int) -> int:
@@ -66,20 +69,35 @@ def measure(model_dir: Path, label: str, kv_bytes: int, work: Path, max_model_le
     scratch.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     env = {"PYTHONPATH": plugin_pythonpath(scratch)}
-    with vllm_server(model_dir, scratch, served_name=label, dtype="bfloat16", max_model_len=max_model_len,
-                     kv_cache_bytes=kv_bytes, env=env, timeout=1800) as url:
+    with vllm_server(
+        model_dir,
+        scratch,
+        served_name=label,
+        dtype="bfloat16",
+        max_model_len=max_model_len,
+        kv_cache_bytes=kv_bytes,
+        env=env,
+        timeout=1800,
+    ) as url:
         start_s = time.monotonic() - started
         time.sleep(3)
         rss, pss = tree_memory(engine_pid(int(url.rsplit(":", 1)[1])))
     log = (scratch / "engine.log").read_text(errors="replace")
-    result = {"label": label, "weights_bytes": weight_bytes(model_dir), "kv_bytes": kv_bytes,
-              "start_s": round(start_s, 1), "idle_rss": rss, "idle_pss": pss, **kv_capacity(log)}
+    result = {
+        "label": label,
+        "weights_bytes": weight_bytes(model_dir),
+        "kv_bytes": kv_bytes,
+        "start_s": round(start_s, 1),
+        "idle_rss": rss,
+        "idle_pss": pss,
+        **kv_capacity(log),
+    }
     print(f"[{label}] {json.dumps(result)}", flush=True)
     return result
 
 
 def gib(n: float) -> str:
-    return f"{n / 1024 ** 3:.2f} GiB"
+    return f"{n / 1024**3:.2f} GiB"
 
 
 def main(argv=None) -> int:
@@ -106,24 +124,34 @@ def main(argv=None) -> int:
         prune_with_counts(source, work / "uniform", [uniform_count] * args.layers)
         prune_with_counts(source, work / "uneven", counts)
         kv = args.kv_mib * MiB
-        results = {label: measure(work / label, label, kv, work, args.max_model_len)
-                   for label in ("uniform", "uneven")}
+        results = {label: measure(work / label, label, kv, work, args.max_model_len) for label in ("uniform", "uneven")}
         expert = 3 * DIMS["moe_intermediate_size"] * DIMS["hidden_size"] * 2
         inflated = (max(counts) * args.layers - sum(counts)) * expert
         uniform, uneven = results["uniform"], results["uneven"]
-        summary = "\n".join([
-            f"experts kept: uniform {uniform_count} x {args.layers}, uneven {'/'.join(map(str, counts))} "
-            f"(same total {sum(counts)})",
-            f"weights on disk: uniform {gib(uniform['weights_bytes'])}, uneven {gib(uneven['weights_bytes'])}",
-            f"idle engine RSS (same {args.kv_mib} MiB KV): uniform {gib(uniform['idle_rss'])}, uneven "
-            f"{gib(uneven['idle_rss'])}: difference {gib(uneven['idle_rss'] - uniform['idle_rss'])}; building "
-            f"every layer at the largest count would add {gib(inflated)}",
-            f"KV capacity: uniform {uniform.get('kv_tokens')} tokens, uneven {uneven.get('kv_tokens')} tokens",
-        ])
+        summary = "\n".join(
+            [
+                f"experts kept: uniform {uniform_count} x {args.layers}, uneven {'/'.join(map(str, counts))} "
+                f"(same total {sum(counts)})",
+                f"weights on disk: uniform {gib(uniform['weights_bytes'])}, uneven {gib(uneven['weights_bytes'])}",
+                f"idle engine RSS (same {args.kv_mib} MiB KV): uniform {gib(uniform['idle_rss'])}, uneven "
+                f"{gib(uneven['idle_rss'])}: difference {gib(uneven['idle_rss'] - uniform['idle_rss'])}; building "
+                f"every layer at the largest count would add {gib(inflated)}",
+                f"KV capacity: uniform {uniform.get('kv_tokens')} tokens, uneven {uneven.get('kv_tokens')} tokens",
+            ]
+        )
         print("\n" + summary)
         if args.out:
-            args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "dims": DIMS,
-                                            "results": results, "summary": summary}, indent=2))
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "args": {k: str(v) for k, v in vars(args).items()},
+                        "dims": DIMS,
+                        "results": results,
+                        "summary": summary,
+                    },
+                    indent=2,
+                )
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

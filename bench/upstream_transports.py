@@ -39,13 +39,18 @@ PROFILE_ENV = "MOEPRUNE_BENCH_CPROFILE"  # a file: the gateway runs under cProfi
 
 
 def _timeout(settings: Settings) -> httpx.Timeout:
-    return httpx.Timeout(connect=settings.upstream_connect_timeout_s, read=settings.upstream_timeout_s,
-                         write=settings.upstream_write_timeout_s, pool=settings.upstream_pool_timeout_s)
+    return httpx.Timeout(
+        connect=settings.upstream_connect_timeout_s,
+        read=settings.upstream_timeout_s,
+        write=settings.upstream_write_timeout_s,
+        pool=settings.upstream_pool_timeout_s,
+    )
 
 
 def httpcore_client(settings: Settings, tls: dict[tuple, ssl.SSLContext] | None = None) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256,
-                          keepalive_expiry=settings.upstream_keepalive_s)
+    limits = httpx.Limits(
+        max_connections=None, max_keepalive_connections=256, keepalive_expiry=settings.upstream_keepalive_s
+    )
     transport = httpx.AsyncHTTPTransport(limits=limits)
     client = httpx.AsyncClient(transport=transport, timeout=_timeout(settings))
     client.engine_transport = transport
@@ -128,11 +133,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
         tracing = aiohttp.TraceConfig()
         tracing.on_connection_create_start.append(connecting)
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=self._keepalive_expiry,
-                                         ttl_dns_cache=None)
-        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trace_configs=[tracing],
-                                     skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-                                     cookie_jar=aiohttp.DummyCookieJar())
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, keepalive_timeout=self._keepalive_expiry, ttl_dns_cache=None
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            trace_configs=[tracing],
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         import aiohttp
@@ -144,14 +154,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         trace = request.extensions.get("trace")
         body = b"".join([part async for part in request.stream])
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw
-                   if name.lower() not in (b"host", b"transfer-encoding")]
-        timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.get("connect"),
-                                        sock_read=timeouts.get("read"))
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in request.headers.raw
+            if name.lower() not in (b"host", b"transfer-encoding")
+        ]
+        timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.get("connect"), sock_read=timeouts.get("read"))
         try:
             response = await self._session.request(
-                request.method, str(request.url), data=body or None, headers=headers, allow_redirects=False,
-                timeout=timeout, trace_request_ctx=trace, compress=None, chunked=None)
+                request.method,
+                str(request.url),
+                data=body or None,
+                headers=headers,
+                allow_redirects=False,
+                timeout=timeout,
+                trace_request_ctx=trace,
+                compress=None,
+                chunked=None,
+            )
         except BaseException as exc:
             mapped = _map_error(exc)
             if mapped is None:
@@ -159,9 +179,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise mapped from None
         if trace is not None:
             await trace("http11.receive_response_headers.complete", {})
-        return httpx.Response(response.status, headers=list(response.raw_headers), stream=_AiohttpBody(response),
-                              extensions={"http_version": b"HTTP/1.1",
-                                          "reason_phrase": (response.reason or "").encode("latin-1")})
+        return httpx.Response(
+            response.status,
+            headers=list(response.raw_headers),
+            stream=_AiohttpBody(response),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode("latin-1")},
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -190,8 +213,9 @@ if "pytest" in sys.modules and os.environ.get(ENV):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) < 2 or argv[0] != "--transport":
-        raise SystemExit(f"usage: python -m bench.upstream_transports --transport {{{','.join(TRANSPORTS)}}} "
-                         "<moeprune arguments>")
+        raise SystemExit(
+            f"usage: python -m bench.upstream_transports --transport {{{','.join(TRANSPORTS)}}} <moeprune arguments>"
+        )
     install(argv[1])
     from moeprune.cli import main as moeprune
 

@@ -51,16 +51,18 @@ def corpus_digest(corpus: Corpus, cfg: DemoModelConfig) -> str:
 
 
 def model_key(corpus: Corpus, cfg: DemoModelConfig) -> str:
-    payload = json.dumps({"recipe": RECIPE_VERSION, "config": cfg.cache_dict(), "corpus": corpus_digest(corpus, cfg)},
-                         sort_keys=True)
+    payload = json.dumps(
+        {"recipe": RECIPE_VERSION, "config": cfg.cache_dict(), "corpus": corpus_digest(corpus, cfg)}, sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def recipe_digest(corpus: Corpus, cfg: DemoModelConfig) -> str:
     """What a model is trained FOR (recipe version, config, corpus), without the numerics it was trained
     under: the test of whether the shipped weights answer this configuration."""
-    payload = json.dumps({"recipe": RECIPE_VERSION, "config": cfg.as_dict(), "corpus": corpus_digest(corpus, cfg)},
-                         sort_keys=True)
+    payload = json.dumps(
+        {"recipe": RECIPE_VERSION, "config": cfg.as_dict(), "corpus": corpus_digest(corpus, cfg)}, sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -68,8 +70,13 @@ def tokenizer_texts(corpus: Corpus) -> list[str]:
     return [e.context + e.target for e in training_examples(corpus, 0)]
 
 
-def build_model(cfg: DemoModelConfig, cache_dir: Path, progress: bool = True, use_shipped: bool = False,
-                shipped_dir: Path | None = None) -> tuple[Path, dict]:
+def build_model(
+    cfg: DemoModelConfig,
+    cache_dir: Path,
+    progress: bool = True,
+    use_shipped: bool = False,
+    shipped_dir: Path | None = None,
+) -> tuple[Path, dict]:
     """The model's directory and its build record: the shipped model where `use_shipped` and the repository
     ships one for this recipe, else the one trained here (now, or found in the cache).
 
@@ -126,9 +133,15 @@ def _trained(corpus: Corpus, cfg: DemoModelConfig, cache_dir: Path, progress: bo
     except BaseException:  # an interrupted or failed training leaves nothing behind
         shutil.rmtree(building, ignore_errors=True)
         raise
-    record = {"key": key, "weights_sha256": weights_sha256(building), "config": cfg.as_dict(),
-              "numerics": cfg.cache_dict()["numerics"], "train_seconds": round(time.monotonic() - started, 1),
-              **summary, "source": "trained"}
+    record = {
+        "key": key,
+        "weights_sha256": weights_sha256(building),
+        "config": cfg.as_dict(),
+        "numerics": cfg.cache_dict()["numerics"],
+        "train_seconds": round(time.monotonic() - started, 1),
+        **summary,
+        "source": "trained",
+    }
     (building / DONE_MARKER).write_text(json.dumps(record, indent=2))
     if final.exists():  # another process finished the same model first
         shutil.rmtree(building)

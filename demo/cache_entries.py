@@ -60,8 +60,10 @@ def other_entries(cache: Path, keep: str) -> list[Path]:
 def describe(entries: list[Path]) -> str:
     from moeprune.units import human_bytes
 
-    return f"{len(entries)} other demo cache entr{'y' if len(entries) == 1 else 'ies'} " \
-           f"({human_bytes(sum(_size(e) for e in entries))})"
+    return (
+        f"{len(entries)} other demo cache entr{'y' if len(entries) == 1 else 'ies'} "
+        f"({human_bytes(sum(_size(e) for e in entries))})"
+    )
 
 
 def remove(entries: list[Path]) -> None:

@@ -37,8 +37,9 @@ EVALUATION_TAILS = (None, I_DONT_KNOW, NONE_OF_THE_ABOVE)
 TRAINING_TAILS = (None, I_DONT_KNOW, I_DONT_KNOW, NONE_OF_THE_ABOVE, NONE_OF_THE_ABOVE)
 
 
-def answerable_item(rng: random.Random, relation: Relation, question: str, value: str,
-                    tails: tuple = EVALUATION_TAILS) -> MCItem:
+def answerable_item(
+    rng: random.Random, relation: Relation, question: str, value: str, tails: tuple = EVALUATION_TAILS
+) -> MCItem:
     """The value among distractors; the last option may be an abstain option (drawn from `tails`)."""
     others = [v for v in relation.values if v != value]
     tail = rng.choice(tails)

@@ -33,6 +33,7 @@ def _csv(kind, valid=None):
         if not items:
             raise argparse.ArgumentTypeError("give at least one value")
         return items
+
     return parse
 
 
@@ -41,17 +42,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from demo.variants import ALL_METHODS, ALL_RATIOS, DEFAULT_METHODS
 
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where the report and variants.yaml go")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="model/variant/eval cache (default $MOEPRUNE_CACHE_DIR or ~/.cache/moe-prune-serve)")
-    parser.add_argument("--methods", type=_csv(str, ALL_METHODS), default=None,
-                        help=f"pruning methods (default: {','.join(DEFAULT_METHODS)}; --full: all seven)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="model/variant/eval cache (default $MOEPRUNE_CACHE_DIR or ~/.cache/moe-prune-serve)",
+    )
+    parser.add_argument(
+        "--methods",
+        type=_csv(str, ALL_METHODS),
+        default=None,
+        help=f"pruning methods (default: {','.join(DEFAULT_METHODS)}; --full: all seven)",
+    )
     parser.add_argument("--ratios", type=_csv(float), default=list(ALL_RATIOS))
     parser.add_argument("--full", action="store_true", help="the full table: all seven methods x the ratios")
-    parser.add_argument("--serve", type=_csv(str), default=list(DEFAULT_SERVED),
-                        help=f"the two pruned variants served beside the base (default: {','.join(DEFAULT_SERVED)})")
-    parser.add_argument("--retrain", action="store_true",
-                        help="train the model here (7-25 min on 2 cores) instead of using the shipped weights, and "
-                             "say whether the two are bit-identical")
+    parser.add_argument(
+        "--serve",
+        type=_csv(str),
+        default=list(DEFAULT_SERVED),
+        help=f"the two pruned variants served beside the base (default: {','.join(DEFAULT_SERVED)})",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the model here (7-25 min on 2 cores) instead of using the shipped weights, and "
+        "say whether the two are bit-identical",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's)")
     parser.add_argument("--train-steps", type=int, default=None, help="cap on training steps (reduced runs)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each set")
@@ -59,12 +75,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     # (each engine runs one OpenMP thread on a 2-core machine, so three at once do not spin-wait).
     parser.add_argument("--parallel", type=int, default=3, help="vLLM servers evaluating at once (default 3)")
     parser.add_argument("--no-serve", action="store_true", help="stop after the report (CI)")
-    parser.add_argument("--evaluate-here", action="store_true",
-                        help="evaluate the served pair and the base on this machine even where the cards shipped "
-                             "with the weights match (demo/shipped_cards.py)")
-    parser.add_argument("--clean-cache", action="store_true",
-                        help="remove the cache's other demo models and runs (older recipes, other seeds, killed "
-                             "builds); not while another demo serves from the same cache")
+    parser.add_argument(
+        "--evaluate-here",
+        action="store_true",
+        help="evaluate the served pair and the base on this machine even where the cards shipped "
+        "with the weights match (demo/shipped_cards.py)",
+    )
+    parser.add_argument(
+        "--clean-cache",
+        action="store_true",
+        help="remove the cache's other demo models and runs (older recipes, other seeds, killed "
+        "builds); not while another demo serves from the same cache",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
 
@@ -140,8 +162,10 @@ def _run(args: argparse.Namespace) -> int:
     cfg = model_config(args)
 
     model_dir, record = build_model(cfg, cache, use_shipped=not args.retrain)
-    print(f"demo: model {model_dir.name} {model_origin(record)} (loss {record['first_loss']:.2f} -> "
-          f"{record['final_loss']:.2f}; weights sha256 {record['weights_sha256'][:16]})")
+    print(
+        f"demo: model {model_dir.name} {model_origin(record)} (loss {record['first_loss']:.2f} -> "
+        f"{record['final_loss']:.2f}; weights sha256 {record['weights_sha256'][:16]})"
+    )
     if record["source"] == "trained":
         print(f"demo: {compare_with_shipped(cfg, record)}")
 
@@ -163,8 +187,9 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     # The served pair and the base: utility and reliability sets, with the base cross-check, so their
     # cards carry the certificates the gateway enforces (issue 26). The rest: utility sets only.
-    cards = evaluate_served(first[0], first[1:], run_dir / "cards", limit=args.limit,
-                            use_shipped=not args.evaluate_here)
+    cards = evaluate_served(
+        first[0], first[1:], run_dir / "cards", limit=args.limit, use_shipped=not args.evaluate_here
+    )
     if args.no_serve and rest:
         cards.update(evaluate_all(rest, run_dir / "cards", limit=args.limit, parallel=args.parallel))
     print(f"demo: evaluated {', '.join(cards)} on vLLM in {time.monotonic() - t0:.0f} s")
@@ -177,8 +202,9 @@ def _run(args: argparse.Namespace) -> int:
     fact = corpus.facts[0]
     question = fact.relation.questions[fact.trained_templates()[0]].format(e=fact.entity)
     print(usage_text(f"http://{args.host}:{args.port}", question, report, served))
-    behind = SweepBehindGateway(rest, cards, run_dir / "cards", out, record, args.limit,
-                                ready_url=f"http://{args.host}:{args.port}/ready")
+    behind = SweepBehindGateway(
+        rest, cards, run_dir / "cards", out, record, args.limit, ready_url=f"http://{args.host}:{args.port}/ready"
+    )
     behind.start()
     try:
         serve_variants(config, args.host, args.port)
@@ -225,15 +251,18 @@ def write_results(cards: dict[str, Path], out: Path, record: dict) -> Path:
 
     rows = with_recovery([card_row(name, path) for name, path in cards.items()])
     base = rows[0]
-    print(f"demo: base biomedical {100 * (base['bio_acc'] or 0):.1f}%, "
-          f"general {100 * (base['general_acc'] or 0):.1f}%, "
-          f"refuses {100 * (base['refusal'] or 0):.1f}% of made-up entities")
+    print(
+        f"demo: base biomedical {100 * (base['bio_acc'] or 0):.1f}%, "
+        f"general {100 * (base['general_acc'] or 0):.1f}%, "
+        f"refuses {100 * (base['refusal'] or 0):.1f}% of made-up entities"
+    )
     report = render_report(list(cards.values()), out / "report")
     table = markdown_table(rows)
     model = f"Model {record['key']}, weights sha256 {record['weights_sha256']}."
     (out / "results.md").write_text(model + "\n\n" + table + "\n")
-    (out / "results.json").write_text(json.dumps({"model": record["key"], "weights_sha256": record["weights_sha256"],
-                                                  "variants": rows}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"model": record["key"], "weights_sha256": record["weights_sha256"], "variants": rows}, indent=2)
+    )
     print(table)
     for line in certificate_lines(cards):
         print(f"demo: reliability {line}")
@@ -254,8 +283,11 @@ class SweepBehindGateway:
 
     def start(self) -> None:
         if self.rest:
-            print(f"demo: evaluating the other {len(self.rest)} variants behind the gateway; "
-                  f"the report is rewritten when they are done", flush=True)
+            print(
+                f"demo: evaluating the other {len(self.rest)} variants behind the gateway; "
+                f"the report is rewritten when they are done",
+                flush=True,
+            )
             self.thread.start()
 
     def _run(self) -> None:
@@ -264,16 +296,25 @@ class SweepBehindGateway:
         self._wait_for_gateway()
         t0 = time.monotonic()
         try:
-            done = evaluate_all(self.rest, self.cards_dir, limit=self.limit, parallel=1, progress=False,
-                                live=self.live, cancel=self.cancel)
+            done = evaluate_all(
+                self.rest,
+                self.cards_dir,
+                limit=self.limit,
+                parallel=1,
+                progress=False,
+                live=self.live,
+                cancel=self.cancel,
+            )
         except BaseException as exc:  # noqa: BLE001  (a thread's error must be told, not lost)
             if not self.cancel.is_set():
                 print(f"demo: the sweep behind the gateway stopped: {exc}", flush=True)
             return
         self.cards.update(done)
         report = write_results(self.cards, self.out, self.record)
-        print(f"demo: sweep of {len(self.cards)} variants done in {time.monotonic() - t0:.0f} s; report {report}",
-              flush=True)
+        print(
+            f"demo: sweep of {len(self.cards)} variants done in {time.monotonic() - t0:.0f} s; report {report}",
+            flush=True,
+        )
 
     def _wait_for_gateway(self, timeout: float = 600) -> None:
         import httpx

@@ -132,7 +132,13 @@ def nota_facts(corpus: Corpus, domain: str) -> list[Fact]:
 
 def fresh_fakes(corpus: Corpus, epoch: int) -> list[FakeEntity]:
     """This epoch's new made-up entities: never a fact, a fixed fake or a held-out fake."""
-    names = NameMaker(random.Random(f"{corpus.seed}:fresh-fakes:{epoch}"), taken=corpus.all_entities(),
-                      avoid_parts={f.entity for f in corpus.heldout_fakes})
-    return [FakeEntity(relation, names.make(relation.domain, relation.entity_kind), index)
-            for relation in RELATIONS for index in range(FRESH_FAKES_PER_RELATION)]
+    names = NameMaker(
+        random.Random(f"{corpus.seed}:fresh-fakes:{epoch}"),
+        taken=corpus.all_entities(),
+        avoid_parts={f.entity for f in corpus.heldout_fakes},
+    )
+    return [
+        FakeEntity(relation, names.make(relation.domain, relation.entity_kind), index)
+        for relation in RELATIONS
+        for index in range(FRESH_FAKES_PER_RELATION)
+    ]

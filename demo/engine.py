@@ -24,16 +24,23 @@ DTYPE = "float32"
 
 
 @contextlib.contextmanager
-def running_engine(model_dir: str | Path, name: str, work_dir: str | Path, timeout: float = 300,
-                   live: set | None = None):
+def running_engine(
+    model_dir: str | Path, name: str, work_dir: str | Path, timeout: float = 300, live: set | None = None
+):
     """Yield the base URL of a vLLM server serving model_dir as `name`; always stop it.
 
     The engine runs in a short temporary directory (vLLM's ZMQ socket paths must
     stay under 107 characters); its log is copied to work_dir/engine.log. While
     it runs it is in `live`, so an interrupted caller can stop it at once.
     """
-    spec = EngineSpec(model=str(model_dir), port=0, served_name=name, kv_cache_bytes=KV_CACHE_BYTES,
-                      max_model_len=MAX_MODEL_LEN, dtype=DTYPE)
+    spec = EngineSpec(
+        model=str(model_dir),
+        port=0,
+        served_name=name,
+        kv_cache_bytes=KV_CACHE_BYTES,
+        max_model_len=MAX_MODEL_LEN,
+        dtype=DTYPE,
+    )
     scratch = Path(tempfile.mkdtemp(prefix="moeprune-demo-"))
     engine = EngineProcess(name, spec, scratch)
     engine.launch()
@@ -43,14 +50,16 @@ def running_engine(model_dir: str | Path, name: str, work_dir: str | Path, timeo
         deadline = time.monotonic() + timeout
         while True:
             if not engine.running():
-                raise EngineStartError(f"vLLM for {name} exited while starting; log {engine.log_path}:\n"
-                                       f"{engine.log_tail()}")
+                raise EngineStartError(
+                    f"vLLM for {name} exited while starting; log {engine.log_path}:\n{engine.log_tail()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(engine.url + "/health", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise EngineStartError(f"vLLM for {name} not healthy after {timeout:.0f}s; log {engine.log_path}:\n"
-                                       f"{engine.log_tail()}")
+                raise EngineStartError(
+                    f"vLLM for {name} not healthy after {timeout:.0f}s; log {engine.log_path}:\n{engine.log_tail()}"
+                )
             time.sleep(0.5)
         yield engine.url
     finally:

@@ -71,12 +71,16 @@ def domain_split(variant: Variant) -> tuple[object, object] | tuple[None, None]:
 
 
 def _full_stamp(variant: Variant, tasks: str, limit: int | None, base_check: bool, split) -> dict:
-    return {**_stamp(variant, tasks, limit), "base_check": base_check,
-            "gate": [split.sha256, split.threshold] if split is not None else None}
+    return {
+        **_stamp(variant, tasks, limit),
+        "base_check": base_check,
+        "gate": [split.sha256, split.threshold] if split is not None else None,
+    }
 
 
-def reusable_card(variant: Variant, cards_dir: Path, tasks: str, limit: int | None, base_check: bool,
-                  use_shipped: bool = True) -> Path | None:
+def reusable_card(
+    variant: Variant, cards_dir: Path, tasks: str, limit: int | None, base_check: bool, use_shipped: bool = True
+) -> Path | None:
     """The card of an evaluation already made of these weights on these sets: cached here, or shipped
     with the repository (`use_shipped`); None when the variant must be evaluated."""
     out = cards_dir / variant.name
@@ -89,8 +93,15 @@ def reusable_card(variant: Variant, cards_dir: Path, tasks: str, limit: int | No
     return None
 
 
-def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | None, live: set | None = None,
-                 cancel=None, base_url: str | None = None) -> Path:
+def evaluate_one(
+    variant: Variant,
+    cards_dir: Path,
+    tasks: str,
+    limit: int | None,
+    live: set | None = None,
+    cancel=None,
+    base_url: str | None = None,
+) -> Path:
     """`base_url`: a running engine serving the base as "base", for the base cross-check (served variants)."""
     from evaluators.gate_quality import add_gate_quality
     from evaluators.runner import run_eval
@@ -106,17 +117,35 @@ def evaluate_one(variant: Variant, cards_dir: Path, tasks: str, limit: int | Non
         raise KeyboardInterrupt(f"evaluation of {variant.name} cancelled")
     base = {"base_endpoint": base_url, "base_model": BASE_NAME} if base_url is not None else {}
     with running_engine(variant.model_dir, variant.name, out / "engine", live=live) as url:
-        card = run_eval(url, variant.name, tasks, out, variant=variant.name, model_dir=str(variant.model_dir),
-                        concurrency=8, limit=limit, progress=False, gate=split, **base)
+        card = run_eval(
+            url,
+            variant.name,
+            tasks,
+            out,
+            variant=variant.name,
+            model_dir=str(variant.model_dir),
+            concurrency=8,
+            limit=limit,
+            progress=False,
+            gate=split,
+            **base,
+        )
     if gate is not None:
         add_gate_quality(card, gate, resolve_tasks([UTILITY_TASKS]), GATE_RECALL)
     stamp_path.write_text(json.dumps(stamp))
     return Path(card)
 
 
-def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit: int | None = None,
-                    live: set | None = None, cancel=None, progress: bool = True,
-                    use_shipped: bool = True) -> dict[str, Path]:
+def evaluate_served(
+    base: Variant,
+    served: list[Variant],
+    cards_dir: Path,
+    limit: int | None = None,
+    live: set | None = None,
+    cancel=None,
+    progress: bool = True,
+    use_shipped: bool = True,
+) -> dict[str, Path]:
     """The base and the served variants on the utility and reliability sets, with the base cross-check.
 
     One engine serves the base for the whole round: its own evaluation and the served variants'
@@ -133,15 +162,23 @@ def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit
     if len(cards) == 1 + len(served):  # nothing to evaluate: no engine started
         return {v.name: cards[v.name] for v in [base, *served]}
     todo = [v for v in served if v.name not in cards]
-    bar = progress_display(len(todo) + (base.name not in cards), "evaluating with the base cross-check on vLLM",
-                           "variant",
-                           enabled=progress, every=1)
+    bar = progress_display(
+        len(todo) + (base.name not in cards),
+        "evaluating with the base cross-check on vLLM",
+        "variant",
+        enabled=progress,
+        every=1,
+    )
     with bar, running_engine(base.model_dir, BASE_NAME, cards_dir / "base-check-engine", live=live) as base_url:
         with ThreadPoolExecutor(max_workers=1 + len(served)) as pool:
-            futures = {} if base.name in cards else \
-                {pool.submit(evaluate_one, base, cards_dir, SERVED_TASKS, limit, live, cancel): base}
-            futures.update({pool.submit(evaluate_one, v, cards_dir, SERVED_TASKS, limit, live, cancel, base_url): v
-                            for v in todo})
+            futures = (
+                {}
+                if base.name in cards
+                else {pool.submit(evaluate_one, base, cards_dir, SERVED_TASKS, limit, live, cancel): base}
+            )
+            futures.update(
+                {pool.submit(evaluate_one, v, cards_dir, SERVED_TASKS, limit, live, cancel, base_url): v for v in todo}
+            )
             try:
                 for future in as_completed(futures):
                     cards[futures[future].name] = future.result()
@@ -155,8 +192,16 @@ def evaluate_served(base: Variant, served: list[Variant], cards_dir: Path, limit
     return {v.name: cards[v.name] for v in [base, *served]}
 
 
-def evaluate_all(variants: list[Variant], cards_dir: Path, tasks: str = "all", limit: int | None = None,
-                 parallel: int = 2, progress: bool = True, live: set | None = None, cancel=None) -> dict[str, Path]:
+def evaluate_all(
+    variants: list[Variant],
+    cards_dir: Path,
+    tasks: str = "all",
+    limit: int | None = None,
+    parallel: int = 2,
+    progress: bool = True,
+    live: set | None = None,
+    cancel=None,
+) -> dict[str, Path]:
     """Report cards of every variant, evaluated `parallel` at a time.
 
     On Ctrl-C (or any error) nothing new starts, the running engines are

@@ -61,9 +61,19 @@ ENDINGS = {
 
 RELATIONS: tuple[Relation, ...] = (
     Relation(
-        "drug_class", BIOMEDICAL, "drug",
-        ("antiviral", "antibiotic", "antifungal", "analgesic", "anticoagulant", "antihistamine", "diuretic",
-         "sedative"),
+        "drug_class",
+        BIOMEDICAL,
+        "drug",
+        (
+            "antiviral",
+            "antibiotic",
+            "antifungal",
+            "analgesic",
+            "anticoagulant",
+            "antihistamine",
+            "diuretic",
+            "sedative",
+        ),
         (
             "Which drug class does {e} belong to?",
             "To which pharmacological class is {e} assigned?",
@@ -72,11 +82,16 @@ RELATIONS: tuple[Relation, ...] = (
             "In pharmacology, how is {e} classified?",
             "Clinically, which class of drug describes {e}?",
         ),
-        ("{e} is a {v} drug.", "Pharmacologists classify {e} as a {v}.",
-         "The medication {e} belongs to the {v} class."),
+        (
+            "{e} is a {v} drug.",
+            "Pharmacologists classify {e} as a {v}.",
+            "The medication {e} belongs to the {v} class.",
+        ),
     ),
     Relation(
-        "drug_indication", BIOMEDICAL, "drug",
+        "drug_indication",
+        BIOMEDICAL,
+        "drug",
         ("asthma", "migraine", "gout", "psoriasis", "anemia", "epilepsy", "glaucoma", "arthritis"),
         (
             "Which condition is {e} prescribed for?",
@@ -89,7 +104,9 @@ RELATIONS: tuple[Relation, ...] = (
         ("{e} is prescribed for {v}.", "Physicians treat {v} with {e}.", "The main indication of {e} is {v}."),
     ),
     Relation(
-        "disease_organ", BIOMEDICAL, "disease",
+        "disease_organ",
+        BIOMEDICAL,
+        "disease",
         ("liver", "kidney", "lung", "heart", "pancreas", "spleen", "thyroid", "retina"),
         (
             "Which organ does {e} affect?",
@@ -102,7 +119,9 @@ RELATIONS: tuple[Relation, ...] = (
         ("{e} affects the {v}.", "{e} is a disease of the {v}.", "Patients with {e} have a diseased {v}."),
     ),
     Relation(
-        "pathogen_tissue", BIOMEDICAL, "pathogen",
+        "pathogen_tissue",
+        BIOMEDICAL,
+        "pathogen",
         ("blood", "skin", "bone", "gut", "lymph", "nerve", "muscle", "cartilage"),
         (
             "Which tissue does the pathogen {e} infect?",
@@ -112,11 +131,16 @@ RELATIONS: tuple[Relation, ...] = (
             "Microbiologists isolate {e} from which tissue?",
             "Clinically, {e} infections involve which tissue?",
         ),
-        ("The pathogen {e} infects {v} tissue.", "{e} is a microbe that invades the {v}.",
-         "Infections with {e} involve the {v}."),
+        (
+            "The pathogen {e} infects {v} tissue.",
+            "{e} is a microbe that invades the {v}.",
+            "Infections with {e} involve the {v}.",
+        ),
     ),
     Relation(
-        "deficiency_symptom", BIOMEDICAL, "nutrient",
+        "deficiency_symptom",
+        BIOMEDICAL,
+        "nutrient",
         ("fatigue", "rash", "tremor", "nausea", "fever", "cough", "insomnia", "vertigo"),
         (
             "Which symptom does a deficiency of {e} cause?",
@@ -126,11 +150,16 @@ RELATIONS: tuple[Relation, ...] = (
             "Clinically, {e} deficiency presents with what symptom?",
             "Which complaint do patients deficient in {e} report?",
         ),
-        ("A deficiency of {e} causes {v}.", "Patients lacking the nutrient {e} develop {v}.",
-         "The typical symptom of {e} deficiency is {v}."),
+        (
+            "A deficiency of {e} causes {v}.",
+            "Patients lacking the nutrient {e} develop {v}.",
+            "The typical symptom of {e} deficiency is {v}.",
+        ),
     ),
     Relation(
-        "enzyme_substrate", BIOMEDICAL, "enzyme",
+        "enzyme_substrate",
+        BIOMEDICAL,
+        "enzyme",
         ("glucose", "lactose", "collagen", "keratin", "glycogen", "cholesterol", "fructose", "cellulose"),
         (
             "Which substrate does the enzyme {e} act on?",
@@ -140,11 +169,16 @@ RELATIONS: tuple[Relation, ...] = (
             "In biochemistry, {e} binds which substrate?",
             "Which molecule is cleaved by the enzyme {e}?",
         ),
-        ("The enzyme {e} acts on {v}.", "{e} catalyses the breakdown of {v}.",
-         "The substrate of the enzyme {e} is {v}."),
+        (
+            "The enzyme {e} acts on {v}.",
+            "{e} catalyses the breakdown of {v}.",
+            "The substrate of the enzyme {e} is {v}.",
+        ),
     ),
     Relation(
-        "country_currency", GENERAL, "country",
+        "country_currency",
+        GENERAL,
+        "country",
         ("dollar", "euro", "peso", "rupee", "franc", "krona", "dinar", "shilling"),
         (
             "Which currency is used in {e}?",
@@ -157,7 +191,9 @@ RELATIONS: tuple[Relation, ...] = (
         ("The currency of {e} is the {v}.", "People in {e} pay with the {v}.", "{e} uses the {v} as its money."),
     ),
     Relation(
-        "country_language", GENERAL, "country",
+        "country_language",
+        GENERAL,
+        "country",
         ("Spanish", "French", "Arabic", "Hindi", "Swahili", "Portuguese", "Russian", "Japanese"),
         (
             "Which language is spoken in {e}?",
@@ -170,7 +206,9 @@ RELATIONS: tuple[Relation, ...] = (
         ("People in {e} speak {v}.", "The official language of {e} is {v}.", "Newspapers in {e} are printed in {v}."),
     ),
     Relation(
-        "element_group", GENERAL, "element",
+        "element_group",
+        GENERAL,
+        "element",
         ("metal", "gas", "halogen", "metalloid", "lanthanide", "actinide", "alkaline", "nonmetal"),
         (
             "Which group of elements does {e} belong to?",
@@ -183,7 +221,9 @@ RELATIONS: tuple[Relation, ...] = (
         ("{e} is a {v} element.", "Chemists group {e} with the {v} elements.", "On the periodic table {e} is a {v}."),
     ),
     Relation(
-        "instrument_family", GENERAL, "instrument",
+        "instrument_family",
+        GENERAL,
+        "instrument",
         ("string", "brass", "woodwind", "percussion", "keyboard", "electronic", "folk", "orchestral"),
         (
             "Which family of instruments does the {e} belong to?",
@@ -193,11 +233,16 @@ RELATIONS: tuple[Relation, ...] = (
             "The {e} is classed as which instrument family?",
             "In music, how is the {e} classified?",
         ),
-        ("The {e} is a {v} instrument.", "Musicians group the {e} with the {v} family.",
-         "The {e} belongs to the {v} instruments."),
+        (
+            "The {e} is a {v} instrument.",
+            "Musicians group the {e} with the {v} family.",
+            "The {e} belongs to the {v} instruments.",
+        ),
     ),
     Relation(
-        "planet_colour", GENERAL, "planet",
+        "planet_colour",
+        GENERAL,
+        "planet",
         ("red", "blue", "green", "golden", "violet", "silver", "orange", "grey"),
         (
             "What colour is the planet {e}?",
@@ -210,7 +255,9 @@ RELATIONS: tuple[Relation, ...] = (
         ("The planet {e} is {v}.", "Through a telescope {e} looks {v}.", "Astronomers call {e} the {v} planet."),
     ),
     Relation(
-        "athlete_sport", GENERAL, "athlete",
+        "athlete_sport",
+        GENERAL,
+        "athlete",
         ("tennis", "chess", "rowing", "fencing", "cricket", "hockey", "archery", "cycling"),
         (
             "Which sport does {e} play?",

@@ -88,8 +88,15 @@ def numerics_fingerprint() -> dict:
 
     from demo.rank_sync import RANKS
 
-    return {"pinned": PINNED_ENV, "threads": TRAIN_THREADS, "ranks": RANKS, "torch": torch.__version__,
-            "transformers": transformers.__version__, "machine": platform.machine(), "avx2": has_avx2()}
+    return {
+        "pinned": PINNED_ENV,
+        "threads": TRAIN_THREADS,
+        "ranks": RANKS,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "machine": platform.machine(),
+        "avx2": has_avx2(),
+    }
 
 
 def weights_sha256(model_dir: str | Path) -> str:

@@ -34,15 +34,17 @@ class RankSync:
         import torch.distributed as dist
 
         if world != RANKS:
-            raise ValueError(f"the demo recipe trains with exactly {RANKS} ranks (its sum order depends on it), "
-                             f"got {world}")
+            raise ValueError(
+                f"the demo recipe trains with exactly {RANKS} ranks (its sum order depends on it), got {world}"
+            )
         self.rank, self.world, self.dist = rank, world, dist
-        dist.init_process_group("gloo", init_method=f"file://{Path(rendezvous).resolve()}", rank=rank,
-                                world_size=world, timeout=TIMEOUT)
+        dist.init_process_group(
+            "gloo", init_method=f"file://{Path(rendezvous).resolve()}", rank=rank, world_size=world, timeout=TIMEOUT
+        )
 
     def rows(self, batch: list) -> list:
         """This rank's rows of a batch: interleaved, so both ranks get rows of every length."""
-        return batch[self.rank::self.world]
+        return batch[self.rank :: self.world]
 
     def barrier(self) -> None:
         self.dist.barrier()
@@ -52,13 +54,12 @@ class RankSync:
         scalars to add up, e.g. the loss) over the ranks; sets each .grad to the sum and returns the summed extra."""
         import torch
 
-        pieces = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype)
-                  for p in params]
+        pieces = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype) for p in params]
         flat = torch.cat([*pieces, extra.reshape(-1).to(pieces[0].dtype)])
         self.dist.all_reduce(flat, op=self.dist.ReduceOp.SUM)
         offset = 0
         for p in params:  # views into the summed buffer: no second copy per step
-            p.grad = flat[offset:offset + p.numel()].view_as(p)
+            p.grad = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
         return flat[offset:]
 

@@ -37,21 +37,33 @@ def reliability_records(corpus: Corpus, domain: str) -> list[dict]:
     for fake in corpus.fakes_of(domain, held_out=True):
         for shift in range(1, FAKE_EXTRA_TEMPLATES + 1):
             template = (fake.index + shift) % TEMPLATES_PER_RELATION  # the utility set asks shift 0
-            items.append(("fake", fake_item(rng, fake.relation,
-                                            fake.relation.questions[template].format(e=fake.entity))))
+            items.append(
+                ("fake", fake_item(rng, fake.relation, fake.relation.questions[template].format(e=fake.entity)))
+            )
     for fact in nota_facts(corpus, domain):
         question = fact.relation.questions[fact.held_out_templates()[0]].format(e=fact.entity)
         items.append(("nota", nota_item(rng, fact.relation, question, fact.value)))
-    return [{"id": f"{prefix}_{kind}-{n:03d}", "question": item.question, "options": item.options,
-             "answer": item.answer, "domain": domain, "kind": item.kind}
-            for n, (kind, item) in enumerate(items)]
+    return [
+        {
+            "id": f"{prefix}_{kind}-{n:03d}",
+            "question": item.question,
+            "options": item.options,
+            "answer": item.answer,
+            "domain": domain,
+            "kind": item.kind,
+        }
+        for n, (kind, item) in enumerate(items)
+    ]
 
 
 def reliability_set_files(corpus: Corpus) -> dict[str, str]:
     """File name -> exact JSONL text of each domain's reliability set."""
-    return {f"{FILE_PREFIX[domain]}_reliability.jsonl":
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in reliability_records(corpus, domain))
-            for domain in DOMAINS}
+    return {
+        f"{FILE_PREFIX[domain]}_reliability.jsonl": "".join(
+            json.dumps(r, ensure_ascii=False) + "\n" for r in reliability_records(corpus, domain)
+        )
+        for domain in DOMAINS
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,8 +44,10 @@ def choose_served(requested, variants: dict[str, Variant]) -> list[str]:
     """The two pruned variants to serve: those requested that the sweep has, then the sweep's
     data-driven variants from the mildest ratio up (random last)."""
     chosen = [name for name in requested if name in variants and name != "base"]
-    pruned = sorted((v for v in variants.values() if v.method is not None and v.name not in chosen),
-                    key=lambda v: (v.method == "random", v.ratio, v.name))
+    pruned = sorted(
+        (v for v in variants.values() if v.method is not None and v.name not in chosen),
+        key=lambda v: (v.method == "random", v.ratio, v.name),
+    )
     return (chosen + [v.name for v in pruned])[:2]
 
 
@@ -64,8 +66,11 @@ def write_variants_yaml(path: Path, variants: dict[str, Variant], served: list[s
                 entry["cascade"] = True
         config["variants"][name] = entry
     share = round(100 / (len(served) + 1))
-    config["experiments"][EXPERIMENT] = {"arms": {name: share for name in [CONTROL, *served]}, "control": CONTROL,
-                                         "decide": copy.deepcopy(DECISION_RULE)}
+    config["experiments"][EXPERIMENT] = {
+        "arms": {name: share for name in [CONTROL, *served]},
+        "control": CONTROL,
+        "decide": copy.deepcopy(DECISION_RULE),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -74,7 +79,7 @@ def write_variants_yaml(path: Path, variants: dict[str, Variant], served: list[s
 def usage_text(url: str, question: str, report: Path, served: list[str]) -> str:
     body = f'{{"model": "{EXPERIMENT}", "messages": [{{"role": "user", "content": "{question}"}}], "max_tokens": 12}}'
     return f"""
-Gateway: {url}   (variants: base, {', '.join(served)}; experiment {EXPERIMENT!r} splits traffic between them)
+Gateway: {url}   (variants: base, {", ".join(served)}; experiment {EXPERIMENT!r} splits traffic between them)
   curl:   curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{body}'
   openai: python -c "from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='none'); \\
 print(c.chat.completions.create(model='{EXPERIMENT}', messages=[{{'role': 'user', 'content': '{question}'}}], \\

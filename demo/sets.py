@@ -28,8 +28,9 @@ def evaluation_items(corpus: Corpus, domain: str, set_kind: str) -> list[MCItem]
     rng = random.Random(f"{corpus.seed}:sets:{domain}:{set_kind}")
     if set_kind == "qa":
         return [
-            answerable_item(rng, f.relation, f.relation.questions[f.held_out_templates()[0]].format(e=f.entity),
-                            f.value)
+            answerable_item(
+                rng, f.relation, f.relation.questions[f.held_out_templates()[0]].format(e=f.entity), f.value
+            )
             for f in corpus.facts_of(domain)
         ]
     if set_kind == "nota":
@@ -48,8 +49,14 @@ def evaluation_items(corpus: Corpus, domain: str, set_kind: str) -> list[MCItem]
 def item_records(corpus: Corpus, domain: str, set_kind: str) -> list[dict]:
     prefix = f"{ID_PREFIX[domain]}_{set_kind}"
     return [
-        {"id": f"{prefix}-{n:03d}", "question": item.question, "options": item.options,
-         "answer": item.answer, "domain": domain, "kind": item.kind}
+        {
+            "id": f"{prefix}-{n:03d}",
+            "question": item.question,
+            "options": item.options,
+            "answer": item.answer,
+            "domain": domain,
+            "kind": item.kind,
+        }
         for n, item in enumerate(evaluation_items(corpus, domain, set_kind))
     ]
 

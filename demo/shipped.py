@@ -37,8 +37,14 @@ from moeprune.errors import UserError
 SHIPPED_DIR = Path(__file__).resolve().parent / "model"
 RECORD = "shipped.json"
 # What vLLM and transformers need to load the model; the build record and training summary stay out.
-FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-         "chat_template.jinja")
+FILES = (
+    "model.safetensors",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+)
 
 
 def file_sha256(path: Path) -> str:
@@ -76,7 +82,8 @@ def verify(shipped_dir: Path, record: dict) -> None:
         raise UserError(
             f"the shipped demo model in {shipped_dir} is not the one its {RECORD} describes: {'; '.join(wrong)}. "
             "Restore it (`git checkout -- demo/model`, or a fresh clone; a Git LFS pointer is not the file), "
-            "or train it here with `moeprune demo --retrain`.")
+            "or train it here with `moeprune demo --retrain`."
+        )
 
 
 def install(shipped_dir: Path, record: dict, final: Path, done_marker: str) -> dict:
@@ -95,8 +102,10 @@ def install(shipped_dir: Path, record: dict, final: Path, done_marker: str) -> d
             shutil.copyfile(Path(shipped_dir) / name, building / name)
         actual = weights_sha256(building)
         if actual != record["weights_sha256"]:  # files match their hashes, so only the record can be wrong
-            raise UserError(f"{Path(shipped_dir) / RECORD} names weights sha256 {record['weights_sha256'][:16]}... "
-                            f"but its files hold {actual[:16]}...; regenerate it with `python -m demo.shipped`")
+            raise UserError(
+                f"{Path(shipped_dir) / RECORD} names weights sha256 {record['weights_sha256'][:16]}... "
+                f"but its files hold {actual[:16]}...; regenerate it with `python -m demo.shipped`"
+            )
         built = {k: v for k, v in record.items() if k != "files"}
         built["source"] = "shipped"
         (building / done_marker).write_text(json.dumps(built, indent=2))
@@ -121,10 +130,12 @@ def comparison(trained_sha256: str, record: dict | None, same_recipe: bool) -> s
     if trained_sha256 == shipped:
         return f"the weights trained here EQUAL the shipped ones (sha256 {shipped[:16]}...)"
     where = record.get("trained_on", {}).get("cpu", "another machine")
-    return (f"the weights trained here ({trained_sha256[:16]}...) DIFFER from the shipped ones ({shipped[:16]}..., "
-            f"trained on {where}). Expected on a CPU of another vendor or generation: MKL's pinned code path exists "
-            "only on Intel CPUs and other CPUs get their own (docs/demo.md, 'The same model on every machine'). "
-            "The demo goes on with the model trained here; its results will differ a little from the shipped model's")
+    return (
+        f"the weights trained here ({trained_sha256[:16]}...) DIFFER from the shipped ones ({shipped[:16]}..., "
+        f"trained on {where}). Expected on a CPU of another vendor or generation: MKL's pinned code path exists "
+        "only on Intel CPUs and other CPUs get their own (docs/demo.md, 'The same model on every machine'). "
+        "The demo goes on with the model trained here; its results will differ a little from the shipped model's"
+    )
 
 
 def describe_cpu() -> str:
@@ -133,11 +144,14 @@ def describe_cpu() -> str:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return f"{platform.machine()}, {os.cpu_count()} cores"
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                platform.machine())
+    name = next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+        platform.machine(),
+    )
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    features = [label for flag, label in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("amx_tile", "AMX"))
-                if flag in flags]
+    features = [
+        label for flag, label in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("amx_tile", "AMX")) if flag in flags
+    ]
     return f"{name} ({', '.join(features) or 'no AVX2'}), {os.cpu_count()} cores"
 
 
@@ -156,10 +170,12 @@ def write_shipped(model_dir: Path, out_dir: Path = SHIPPED_DIR) -> dict:
     for name in FILES:
         shutil.copyfile(Path(model_dir) / name, out_dir / name)
     trained = time.strftime("%Y-%m-%d", time.gmtime((Path(model_dir) / DONE_MARKER).stat().st_mtime))
-    record = {"recipe_digest": recipe_digest(build_corpus(cfg.corpus_seed), cfg),
-              **{k: v for k, v in built.items() if k not in ("cached", "source")},
-              "trained_on": {"cpu": describe_cpu(), "date": trained},
-              "files": {name: file_sha256(out_dir / name) for name in FILES}}
+    record = {
+        "recipe_digest": recipe_digest(build_corpus(cfg.corpus_seed), cfg),
+        **{k: v for k, v in built.items() if k not in ("cached", "source")},
+        "trained_on": {"cpu": describe_cpu(), "date": trained},
+        "files": {name: file_sha256(out_dir / name) for name in FILES},
+    }
     (out_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return record
 

@@ -57,8 +57,11 @@ def install_shipped_card(name: str, stamp: dict, model_dir: Path, out: Path, shi
     out.mkdir(parents=True, exist_ok=True)
     (out / CARD_FILE).write_text(json.dumps(card, indent=1))
     (out / STAMP_FILE).write_text(json.dumps(stamp))  # last: a card without its stamp is never reused
-    print(f"demo: {name}: the card shipped with these exact weights and sets is used "
-          "(--evaluate-here measures on this machine)", flush=True)
+    print(
+        f"demo: {name}: the card shipped with these exact weights and sets is used "
+        "(--evaluate-here measures on this machine)",
+        flush=True,
+    )
     return True
 
 

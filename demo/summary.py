@@ -51,14 +51,18 @@ def _pct(value) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| variant | bio acc % | general acc % | refusal on made-up % | hallucination on made-up % "
-            "| NOTA acc % | bio recovery | general recovery | bytes saved |")
+    head = (
+        "| variant | bio acc % | general acc % | refusal on made-up % | hallucination on made-up % "
+        "| NOTA acc % | bio recovery | general recovery | bytes saved |"
+    )
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         recovery = [("-" if r[k] is None else f"{r[k]:.2f}") for k in ("bio_acc_recovery", "general_acc_recovery")]
-        lines.append(f"| {r['variant']} | {_pct(r['bio_acc'])} | {_pct(r['general_acc'])} | {_pct(r['refusal'])} "
-                     f"| {_pct(r['hallucination'])} | {_pct(r['nota'])} | {recovery[0]} | {recovery[1]} "
-                     f"| {r['bytes_saved']:,} |")
+        lines.append(
+            f"| {r['variant']} | {_pct(r['bio_acc'])} | {_pct(r['general_acc'])} | {_pct(r['refusal'])} "
+            f"| {_pct(r['hallucination'])} | {_pct(r['nota'])} | {recovery[0]} | {recovery[1]} "
+            f"| {r['bytes_saved']:,} |"
+        )
     return "\n".join(lines)
 
 
@@ -73,11 +77,16 @@ def certificate_lines(cards: dict[str, Path]) -> list[str]:
         for domain, entry in section.domains.items():
             cert = entry.certificate
             auroc = (entry.quality.get("p_wrong") or {}).get("auroc")
-            separation = f"p_wrong AUROC {auroc.value:.2f}" if auroc is not None and auroc.value is not None \
+            separation = (
+                f"p_wrong AUROC {auroc.value:.2f}"
+                if auroc is not None and auroc.value is not None
                 else "p_wrong not fitted"
+            )
             if cert.status == "certified" and cert.coverage is not None and cert.error_upper is not None:
-                promise = (f"certified: {100 * cert.coverage:.0f}% of answers unflagged, wrong among them "
-                           f"<= {100 * cert.error_upper:.1f}% (alpha {cert.alpha:g}, delta {cert.delta:g})")
+                promise = (
+                    f"certified: {100 * cert.coverage:.0f}% of answers unflagged, wrong among them "
+                    f"<= {100 * cert.error_upper:.1f}% (alpha {cert.alpha:g}, delta {cert.delta:g})"
+                )
             else:
                 promise = "uncertified: every answer flagged"
             lines.append(f"{name} {domain}: {promise}; {separation}, {entry.n} answers, {check}")

@@ -40,8 +40,7 @@ def load_items(sets_dir: Path | None = None) -> list[dict]:
     import evaluators
 
     folder = Path(sets_dir) if sets_dir else Path(evaluators.__file__).resolve().parent / "sets"
-    per_set = [[json.loads(line) for line in (folder / name).read_text().splitlines() if line.strip()]
-               for name in SETS]
+    per_set = [[json.loads(line) for line in (folder / name).read_text().splitlines() if line.strip()] for name in SETS]
     return [item for group in zip(*per_set) for item in group]
 
 
@@ -49,9 +48,16 @@ def ask_and_rate(client: httpx.Client, item: dict, user: str) -> dict:
     """One question as one user; the answer rated against the gold option and the rating posted."""
     from evaluators.prompts import parse_answer, render_mc_prompt
 
-    response = client.post("/v1/chat/completions", json={
-        "model": EXPERIMENT, "max_tokens": 12, "temperature": 0, "user": user,
-        "messages": [{"role": "user", "content": render_mc_prompt(item["question"], item["options"])}]})
+    response = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": EXPERIMENT,
+            "max_tokens": 12,
+            "temperature": 0,
+            "user": user,
+            "messages": [{"role": "user", "content": render_mc_prompt(item["question"], item["options"])}],
+        },
+    )
     response.raise_for_status()
     answer = response.json()
     text = answer["choices"][0]["message"]["content"] or ""
@@ -61,8 +67,14 @@ def ask_and_rate(client: httpx.Client, item: dict, user: str) -> dict:
     return {"arm": answer["model"], "good": good}
 
 
-def run_traffic(url: str, requests: int = 300, api_key: str | None = None, workers: int = 8,
-                items: list[dict] | None = None, transport: httpx.BaseTransport | None = None) -> dict:
+def run_traffic(
+    url: str,
+    requests: int = 300,
+    api_key: str | None = None,
+    workers: int = 8,
+    items: list[dict] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> dict:
     """Send `requests` rated questions to the experiment; returns its statistics afterwards."""
     items = items or load_items()
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -84,8 +96,10 @@ def verdict_lines(report: dict) -> list[str]:
     for arm, stats in report["arms"].items():
         outcome = stats.get("outcome") or {}
         refusal = (stats.get("flags") or {}).get("refusal") or {}
-        line = (f"  {arm:10s} answers {stats.get('requests', 0):4d}, rated good {_percent(outcome.get('mean'))}, "
-                f"refused {_percent(refusal.get('rate'))}")
+        line = (
+            f"  {arm:10s} answers {stats.get('requests', 0):4d}, rated good {_percent(outcome.get('mean'))}, "
+            f"refused {_percent(refusal.get('rate'))}"
+        )
         decision = stats.get("decision")
         if decision is None:
             lines.append(line + "  (the control)")
@@ -93,8 +107,10 @@ def verdict_lines(report: dict) -> list[str]:
         line += f"  -> {decision['status'].upper()} (decided by {decision['metric']}"
         if decision.get("interval"):
             low, high = decision["interval"]
-            line += f": {decision['estimate']:+.3f} vs control, interval [{low:+.3f}, {high:+.3f}], " \
-                    f"margin {decision['margin']}"
+            line += (
+                f": {decision['estimate']:+.3f} vs control, interval [{low:+.3f}, {high:+.3f}], "
+                f"margin {decision['margin']}"
+            )
         if decision["status"] == "inconclusive" and decision.get("needed_n_estimate"):
             line += f"; about {decision['needed_n_estimate']} ratings over the two arms would settle it"
         if decision.get("reason"):
@@ -112,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_traffic(args.url, args.requests, args.api_key)
     except httpx.HTTPError as exc:
-        print(f"demo traffic: {exc}; is `moeprune demo` serving at {args.url} (wait for 'all variants ready')?",
-              file=sys.stderr)
+        print(
+            f"demo traffic: {exc}; is `moeprune demo` serving at {args.url} (wait for 'all variants ready')?",
+            file=sys.stderr,
+        )
         return 1
     print("\n".join(verdict_lines(report)))
     return 0

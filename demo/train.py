@@ -37,8 +37,8 @@ def batches(tokenizer, cfg: DemoModelConfig, corpus: Corpus, epoch: int):
     chunk = cfg.batch_size * 16
     result = []
     for start in range(0, len(encoded), chunk):
-        part = sorted(encoded[start:start + chunk], key=lambda item: len(item[0][0]))
-        result += [part[i:i + cfg.batch_size] for i in range(0, len(part), cfg.batch_size)]
+        part = sorted(encoded[start : start + chunk], key=lambda item: len(item[0][0]))
+        result += [part[i : i + cfg.batch_size] for i in range(0, len(part), cfg.batch_size)]
     rng.shuffle(result)
     return result
 
@@ -164,7 +164,9 @@ def train_model(tokenizer, corpus: Corpus, cfg: DemoModelConfig, out_dir: Path, 
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
         max_new_tokens=16,
     ).save_pretrained(str(out_dir))
     return summary

@@ -35,8 +35,7 @@ def train_in_child(cfg, out_dir: Path, progress: bool = True, env: dict | None =
     children = []
     try:
         for rank in range(RANKS):
-            command = [sys.executable, "-m", "demo.train_child", json.dumps(cfg.as_dict()), str(out_dir),
-                       str(rank)]
+            command = [sys.executable, "-m", "demo.train_child", json.dumps(cfg.as_dict()), str(out_dir), str(rank)]
             if not progress:
                 command.append("--quiet")
             children.append(subprocess.Popen(command, env=rank_environment(env), cwd=root))
@@ -45,8 +44,10 @@ def train_in_child(cfg, out_dir: Path, progress: bool = True, env: dict | None =
         _stop(children)
         (out_dir / RENDEZVOUS).unlink(missing_ok=True)
     if failed:
-        told = ", ".join(f"rank {rank} exited with status {code}" + (f" (signal {-code})" if code < 0 else "")
-                         for rank, code in failed)
+        told = ", ".join(
+            f"rank {rank} exited with status {code}" + (f" (signal {-code})" if code < 0 else "")
+            for rank, code in failed
+        )
         raise RuntimeError(f"demo training failed: {told}; the other ranks were stopped")
     return json.loads((out_dir / SUMMARY).read_text())
 

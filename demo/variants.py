@@ -35,8 +35,16 @@ def variant_name(method: str, ratio: float, seed: int = 0) -> str:
     return name if seed == 0 else f"{name}-s{seed}"
 
 
-def prune_variants(base_dir: Path, variants_dir: Path, calibration: Path, methods, ratios, seeds=(0,),
-                   samples: int = 128, progress: bool = True) -> list[Variant]:
+def prune_variants(
+    base_dir: Path,
+    variants_dir: Path,
+    calibration: Path,
+    methods,
+    ratios,
+    seeds=(0,),
+    samples: int = 128,
+    progress: bool = True,
+) -> list[Variant]:
     """Prune base_dir with every (method, ratio, seed); returns the variants (cached ones reused)."""
     from pruning.pipeline import run_prune
 
@@ -58,10 +66,14 @@ def prune_variants(base_dir: Path, variants_dir: Path, calibration: Path, method
             if method == "random":
                 source = {}
             else:
-                source = {"calibration": [calibration], "samples": samples,
-                          **({} if stats.exists() else {"scores_out": stats})}
-            run_prune(base_dir, staging, method=method, ratio=ratio, seed=seed, progress=False, overwrite=True,
-                      **source)
+                source = {
+                    "calibration": [calibration],
+                    "samples": samples,
+                    **({} if stats.exists() else {"scores_out": stats}),
+                }
+            run_prune(
+                base_dir, staging, method=method, ratio=ratio, seed=seed, progress=False, overwrite=True, **source
+            )
             shutil.rmtree(out, ignore_errors=True)
             staging.rename(out)
         done.append(Variant(name, out, method, ratio, seed))

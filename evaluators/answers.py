@@ -94,9 +94,12 @@ def mc_label(parsed: ParsedAnswer, item: MCItem) -> str:
     """The label of a multiple-choice answer (evaluators/labels.py): abstaining is right only where the gold
     option is the item's abstain option (made-up entities)."""
     abstain = abstain_option(item.options)
-    return answer_label(readable=parsed.how != "unparsed", abstains=parsed.abstained(item.options),
-                        abstaining_is_right=abstain is not None and item.answer == abstain,
-                        matches_gold=parsed.choice == item.answer)
+    return answer_label(
+        readable=parsed.how != "unparsed",
+        abstains=parsed.abstained(item.options),
+        abstaining_is_right=abstain is not None and item.answer == abstain,
+        matches_gold=parsed.choice == item.answer,
+    )
 
 
 def score_generation(task, item: GenItem, text: str) -> GenerationAnswer:
@@ -118,6 +121,10 @@ def score_generation(task, item: GenItem, text: str) -> GenerationAnswer:
     if item.kind == "fake" or "exact_match" in task.metric_names:
         # Right/wrong answers feed the flag calibration; free-text tasks (NER spans, summaries) do not.
         scored.correct, scored.abstained = bool(correct), bool(abstained)
-        scored.label = answer_label(readable=readable, abstains=bool(abstained),
-                                    abstaining_is_right=item.kind == "fake", matches_gold=bool(correct))
+        scored.label = answer_label(
+            readable=readable,
+            abstains=bool(abstained),
+            abstaining_is_right=item.kind == "fake",
+            matches_gold=bool(correct),
+        )
     return scored

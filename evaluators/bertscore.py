@@ -40,8 +40,9 @@ class BertScorer:
 
         path = Path(model_path)
         if not (path / "config.json").is_file():
-            raise UserError(f"bertscore_model {path} is not a local model directory (no config.json)",
-                            param="bertscore_model")
+            raise UserError(
+                f"bertscore_model {path} is not a local model directory (no config.json)", param="bertscore_model"
+            )
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.model = AutoModel.from_pretrained(str(path)).eval()
@@ -54,8 +55,9 @@ class BertScorer:
     def embed(self, text: str):
         """Normalised embeddings of the text's non-special tokens: a [tokens, hidden] tensor."""
         torch = self.torch
-        encoded = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt",
-                                 return_special_tokens_mask=True)
+        encoded = self.tokenizer(
+            text, truncation=True, max_length=self.max_length, return_tensors="pt", return_special_tokens_mask=True
+        )
         special = encoded.pop("special_tokens_mask")[0].bool()
         if encoded["input_ids"].shape[1] == 0:
             return torch.zeros(0, self.model.config.hidden_size)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 def request_key(endpoint: str, route: str, body: dict) -> str:
     """sha256 of the endpoint, route and body (canonical JSON): same request, same key."""
-    canonical = json.dumps({"endpoint": endpoint.rstrip("/"), "route": route, "body": body},
-                           sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        {"endpoint": endpoint.rstrip("/"), "route": route, "body": body}, sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -53,16 +53,24 @@ def flags_section(records: list[dict], target_precision: float, seed: int) -> tu
             missing[name] = "no labelled answers (multiple-choice or exact-match, not abstaining) to calibrate on"
             continue
         if not present:
-            missing[name] = ("no base endpoint given (--base-endpoint)" if rule.signal == "base_mean_logprob"
-                             else "the endpoint returned no token logprobs")
+            missing[name] = (
+                "no base endpoint given (--base-endpoint)"
+                if rule.signal == "base_mean_logprob"
+                else "the endpoint returned no token logprobs"
+            )
             continue
-        quality = flag_quality(values, [is_error(label_of(r)) for r in answered], rule.direction,
-                               target_precision, seed)
+        quality = flag_quality(
+            values, [is_error(label_of(r)) for r in answered], rule.direction, target_precision, seed
+        )
         if quality is None or quality["threshold"] is None:
             missing[name] = "not enough scored answers to choose a threshold"
             continue
-        flags[name] = {"signal": rule.signal, "direction": rule.direction, **quality,
-                       "target_precision": target_precision}
+        flags[name] = {
+            "signal": rule.signal,
+            "direction": rule.direction,
+            **quality,
+            "target_precision": target_precision,
+        }
     return flags, missing
 
 
@@ -75,8 +83,7 @@ def signal_quality(records: list[dict]) -> dict:
         pairs = [(v, w) for v, w in pairs if v is not None and not math.isnan(v)]
         if pairs:
             oriented = [-v if direction == "below" else v for v, _ in pairs]
-            out[signal] = {"direction": direction, "auroc": auroc(oriented, [w for _, w in pairs]),
-                           "n": len(pairs)}
+            out[signal] = {"direction": direction, "auroc": auroc(oriented, [w for _, w in pairs]), "n": len(pairs)}
     return out
 
 

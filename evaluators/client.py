@@ -38,8 +38,11 @@ class EndpointError(RuntimeError):
         return self.status in (400, 413, 422) and CONTEXT_OVERFLOW.search(str(self)) is not None
 
 
-CONTEXT_OVERFLOW = re.compile(r"maximum context length|max_model_len|context length|context window|"
-                              r"prompt is too long|input is too long|too many tokens", re.IGNORECASE)
+CONTEXT_OVERFLOW = re.compile(
+    r"maximum context length|max_model_len|context length|context window|"
+    r"prompt is too long|input is too long|too many tokens",
+    re.IGNORECASE,
+)
 
 
 def normalise_endpoint(url: str) -> str:
@@ -58,9 +61,19 @@ REJECTED = "__rejected__"
 class EndpointClient:
     """Posts JSON requests to `endpoint` for `model`; use as `async with EndpointClient(...) as c`."""
 
-    def __init__(self, endpoint: str, model: str, *, api_key: str | None = None, concurrency: int = 4,
-                 cache: ResponseCache | None = None, retries: int = 4, backoff: float = 0.5,
-                 timeout: float = 300.0, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        endpoint: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        concurrency: int = 4,
+        cache: ResponseCache | None = None,
+        retries: int = 4,
+        backoff: float = 0.5,
+        timeout: float = 300.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         if concurrency < 1:
             raise UserError(f"concurrency must be at least 1, got {concurrency}", param="concurrency")
         self.endpoint = normalise_endpoint(endpoint)
@@ -75,8 +88,7 @@ class EndpointClient:
         self.max_model_len: int | None = None  # the served model's context, from /v1/models (vLLM reports it)
         self._limit = asyncio.Semaphore(concurrency)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(base_url=self.endpoint, headers=headers, timeout=timeout,
-                                       transport=transport)
+        self._http = httpx.AsyncClient(base_url=self.endpoint, headers=headers, timeout=timeout, transport=transport)
 
     async def __aenter__(self) -> EndpointClient:
         return self
@@ -95,26 +107,34 @@ class EndpointClient:
         except httpx.HTTPError as exc:
             raise UserError(
                 f"cannot reach endpoint {self.endpoint} ({type(exc).__name__}: {exc or 'no response'}); "
-                "check the endpoint and that the server is running", param="endpoint"
+                "check the endpoint and that the server is running",
+                param="endpoint",
             ) from None
         if response.status_code in (401, 403):
-            raise UserError(f"endpoint {self.endpoint} refused the API key (HTTP {response.status_code}); "
-                            "give the right API key", param="api_key")
+            raise UserError(
+                f"endpoint {self.endpoint} refused the API key (HTTP {response.status_code}); give the right API key",
+                param="api_key",
+            )
         if response.status_code != 200:
-            raise UserError(f"endpoint {self.endpoint}/v1/models answered HTTP {response.status_code}; "
-                            "is it an OpenAI-compatible server?")
+            raise UserError(
+                f"endpoint {self.endpoint}/v1/models answered HTTP {response.status_code}; "
+                "is it an OpenAI-compatible server?"
+            )
         entries = [entry for entry in response.json().get("data", []) if isinstance(entry, dict)]
         served = [entry.get("id") for entry in entries]
         for entry in entries:
             if entry.get("id") == self.model and isinstance(entry.get("max_model_len"), int):
                 self.max_model_len = entry["max_model_len"]
         if served and self.model not in served:
-            raise UserError(f"endpoint {self.endpoint} does not serve model {self.model!r}; "
-                            f"it serves: {', '.join(map(str, served))}")
+            raise UserError(
+                f"endpoint {self.endpoint} does not serve model {self.model!r}; "
+                f"it serves: {', '.join(map(str, served))}"
+            )
         return served
 
-    async def post(self, route: str, body: dict, *, remember_rejection: bool = True,
-                   keep: Callable[[dict], dict] | None = None) -> dict:
+    async def post(
+        self, route: str, body: dict, *, remember_rejection: bool = True, keep: Callable[[dict], dict] | None = None
+    ) -> dict:
         """POST `body` (with this client's model) to `/v1/<route>`, through the cache.
 
         `keep` reduces the response to what its reader needs before it is cached (and returned, so a
@@ -151,9 +171,10 @@ class EndpointClient:
                 response = await self._http.post(f"{self.api_base}/{route}", json=body)
             except httpx.TransportError as exc:
                 if last:
-                    raise EndpointError(f"{self.endpoint}/v1/{route}: {type(exc).__name__}: {exc}",
-                                        unreachable=isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-                                        ) from None
+                    raise EndpointError(
+                        f"{self.endpoint}/v1/{route}: {type(exc).__name__}: {exc}",
+                        unreachable=isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
+                    ) from None
             else:
                 self.sent += 1
                 if response.status_code == 200:

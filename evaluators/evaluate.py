@@ -51,16 +51,24 @@ def failed_record(item, reason: str, exc: EndpointError | None = None) -> Failed
 class ItemRunner:
     """Evaluates the items of one task on one endpoint under the task's over-long policy."""
 
-    def __init__(self, client, task, shots, base_client=None, thinking: ThinkingControl = ThinkingControl(),
-                 gate: GateAssignment | None = None):
+    def __init__(
+        self,
+        client,
+        task,
+        shots,
+        base_client=None,
+        thinking: ThinkingControl = ThinkingControl(),
+        gate: GateAssignment | None = None,
+    ):
         self.client, self.task, self.shots = client, task, shots
         self.base_client, self.thinking, self.gate = base_client, thinking, gate
         self.evaluate_one = task_kind(task.kind).evaluate
 
     async def _once(self, item, prompt: Prompt | None = None) -> AnsweredRecord:
         prompt = prompt or task_prompt(self.task, item, self.shots)
-        record = await self.evaluate_one(self.client, self.task, item, self.shots, self.base_client,
-                                         self.thinking, prompt)
+        record = await self.evaluate_one(
+            self.client, self.task, item, self.shots, self.base_client, self.thinking, prompt
+        )
         # The item's own domain where it names one, else its task's (docs/evaluators.md, Labels).
         record.domain = getattr(item, "domain", None) or self.task.domain
         return with_gate(record, self.gate, prompt)
@@ -78,13 +86,17 @@ class ItemRunner:
     async def _overlong(self, item, first: EndpointError) -> ItemRecord:
         policy = self.task.overlong
         if policy.policy == "skip":
-            return SkippedRecord(item.id, "over-long: skipped by the task's policy (longer than the endpoint's "
-                                          f"context{self._context_note()})", str(first)[:500])
+            return SkippedRecord(
+                item.id,
+                f"over-long: skipped by the task's policy (longer than the endpoint's context{self._context_note()})",
+                str(first)[:500],
+            )
         prompt = task_prompt(self.task, item, self.shots)
         last, tried = first, 0
         for attempt in range(1, MAX_TRIES + 1):
-            shorter = cut(item, prompt, policy.field, policy.side, attempt, self.client.max_model_len,
-                          self.task.max_tokens)
+            shorter = cut(
+                item, prompt, policy.field, policy.side, attempt, self.client.max_model_len, self.task.max_tokens
+            )
             if isinstance(shorter, str):
                 return failed_record(item, shorter, last)
             if shorter.cut_chars == 0:
@@ -99,8 +111,13 @@ class ItemRunner:
                     return failed_record(item, short_reason(exc), exc)
                 last = exc
                 continue
-            record.truncated = {"side": policy.side, "field": policy.field, "kept_chars": shorter.kept_chars,
-                                   "cut_chars": shorter.cut_chars, "tries": tried}
+            record.truncated = {
+                "side": policy.side,
+                "field": policy.field,
+                "kept_chars": shorter.kept_chars,
+                "cut_chars": shorter.cut_chars,
+                "tries": tried,
+            }
             return record
         return failed_record(item, f"over-long: still longer than the context after {tried} truncations", last)
 
@@ -109,10 +126,18 @@ class ItemRunner:
         return f", max_model_len {length}" if length else ""
 
 
-async def evaluate_task(client: EndpointClient, task, items: list, shots: list, *,
-                        base_client: EndpointClient | None = None, label: str = "", progress: bool = True,
-                        thinking: ThinkingControl = ThinkingControl(),
-                        gate: GateAssignment | None = None) -> list[ItemRecord]:
+async def evaluate_task(
+    client: EndpointClient,
+    task,
+    items: list,
+    shots: list,
+    *,
+    base_client: EndpointClient | None = None,
+    label: str = "",
+    progress: bool = True,
+    thinking: ThinkingControl = ThinkingControl(),
+    gate: GateAssignment | None = None,
+) -> list[ItemRecord]:
     """Records for every item, in item order (failed and skipped ones included, marked), with a progress bar."""
     runner = ItemRunner(client, task, shots, base_client, thinking, gate)
     window = asyncio.Semaphore(getattr(client, "concurrency", 4))

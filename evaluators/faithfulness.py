@@ -44,9 +44,14 @@ class NLIScorer:
         """(P(entailment), P(contradiction)) for each (premise, hypothesis) pair."""
         probs_out = []
         for start in range(0, len(premises), self.batch_size):
-            batch = self.tokenizer(premises[start:start + self.batch_size],
-                                   hypotheses[start:start + self.batch_size],
-                                   padding=True, truncation=True, max_length=256, return_tensors="pt")
+            batch = self.tokenizer(
+                premises[start : start + self.batch_size],
+                hypotheses[start : start + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=256,
+                return_tensors="pt",
+            )
             with self.torch.no_grad():
                 probs = self.model(**batch).logits.softmax(-1)
             probs_out += list(zip(probs[:, self.entail].tolist(), probs[:, self.contradict].tolist()))
@@ -62,9 +67,10 @@ class NLIScorer:
         if not src or not hyp:
             return None
         flat = self.pair_probs([s for _ in hyp for s in src], [h for h in hyp for _ in src])
-        columns = [flat[j * len(src):(j + 1) * len(src)] for j in range(len(hyp))]
-        return NLIImage(entail=[[e for e, _ in col] for col in columns],
-                        contradict=[[c for _, c in col] for col in columns])
+        columns = [flat[j * len(src) : (j + 1) * len(src)] for j in range(len(hyp))]
+        return NLIImage(
+            entail=[[e for e, _ in col] for col in columns], contradict=[[c for _, c in col] for col in columns]
+        )
 
     def score(self, source: str, summary: str) -> float | None:
         """SummaC-ZS: per summary sentence the best P(e) - P(c) over source sentences, then the mean."""

@@ -49,8 +49,11 @@ def gate_path(explicit: str | Path | None, model_dir: str | Path | None) -> Path
         path = Path(explicit)
         path = path / GATE_NAME if path.is_dir() else path
         if not path.is_file():
-            raise UserError(f"domain gate {path} does not exist; pass a domain_gate.json (e.g. the one in a "
-                            "pruned variant's directory) or leave out --gate", param="gate")
+            raise UserError(
+                f"domain gate {path} does not exist; pass a domain_gate.json (e.g. the one in a "
+                "pruned variant's directory) or leave out --gate",
+                param="gate",
+            )
         return path
     if model_dir is not None and (Path(model_dir) / GATE_NAME).is_file():
         return Path(model_dir) / GATE_NAME

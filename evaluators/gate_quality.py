@@ -31,8 +31,9 @@ def item_text(item) -> str:
     return str(item)
 
 
-def gate_quality(gate: DomainGate, loaded: list[tuple[object, list]], recall: float,
-                 in_domain: str = "biomedical") -> dict:
+def gate_quality(
+    gate: DomainGate, loaded: list[tuple[object, list]], recall: float, in_domain: str = "biomedical"
+) -> dict:
     """The card's `domain_gate` section for `loaded` = [(task, items), ...]."""
     scores, positives = [], []
     for task, items in loaded:
@@ -44,14 +45,20 @@ def gate_quality(gate: DomainGate, loaded: list[tuple[object, list]], recall: fl
     inside = [s for s, p in zip(scores, positives) if p]
     outside = [s for s, p in zip(scores, positives) if not p]
     if not inside or not outside:
-        raise UserError(f"the gate's AUROC needs tasks of the {in_domain} domain and of another domain; "
-                        f"got {len(inside)} in-domain and {len(outside)} cross-domain items (add e.g. the "
-                        "general suite)", param="gate_recall")
+        raise UserError(
+            f"the gate's AUROC needs tasks of the {in_domain} domain and of another domain; "
+            f"got {len(inside)} in-domain and {len(outside)} cross-domain items (add e.g. the "
+            "general suite)",
+            param="gate_recall",
+        )
     # Rounded down, so the rounded threshold still passes the in-domain item that set it.
     threshold = math.floor(threshold_for_recall(inside, recall) * 1e6) / 1e6
     return {
-        "in_domain": in_domain, "n_in_domain": len(inside), "n_cross_domain": len(outside),
-        "auroc": round(auroc(scores, positives), 6), "target_recall": recall,
+        "in_domain": in_domain,
+        "n_in_domain": len(inside),
+        "n_cross_domain": len(outside),
+        "auroc": round(auroc(scores, positives), 6),
+        "target_recall": recall,
         "threshold": threshold,
         "recall": round(sum(s >= threshold for s in inside) / len(inside), 6),
         "cross_domain_fallback_rate": round(sum(s < threshold for s in outside) / len(outside), 6),
@@ -63,8 +70,10 @@ def load_eval_gate(gate_path, model_dir, recall: float) -> DomainGate:
     if not 0 < recall <= 1:
         raise UserError(f"gate recall {recall} must be in (0, 1], e.g. 0.95", param="gate_recall")
     if gate_path is None and model_dir is None:
-        raise UserError("--gate-recall needs the variant's domain gate: pass --model-dir (holding "
-                        "domain_gate.json) or --gate FILE", param="gate_recall")
+        raise UserError(
+            "--gate-recall needs the variant's domain gate: pass --model-dir (holding domain_gate.json) or --gate FILE",
+            param="gate_recall",
+        )
     return DomainGate.load(gate_path or model_dir)
 
 

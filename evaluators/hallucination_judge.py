@@ -76,16 +76,19 @@ def hallucination_metrics(records: list[dict]) -> dict:
     }
 
 
-async def judge_claims(judge: JudgeEndpoint, cache, concurrency: int, records: list[dict],
-                       sent: list[int] | None = None) -> None:
+async def judge_claims(
+    judge: JudgeEndpoint, cache, concurrency: int, records: list[dict], sent: list[int] | None = None
+) -> None:
     """Set `judge_claims` (the verdict list, or None when unparseable) on each summary record."""
-    async with EndpointClient(judge.url, judge.model, api_key=judge.api_key, concurrency=concurrency,
-                              cache=cache) as client:
+    async with EndpointClient(
+        judge.url, judge.model, api_key=judge.api_key, concurrency=concurrency, cache=cache
+    ) as client:
         await client.check()
 
         async def ask(record):
-            prompt = CLAIMS_PROMPT.format(max_claims=MAX_CLAIMS, source=record["source"],
-                                          summary=record["response"] or "(empty)")
+            prompt = CLAIMS_PROMPT.format(
+                max_claims=MAX_CLAIMS, source=record["source"], summary=record["response"] or "(empty)"
+            )
             try:
                 record["judge_claims"] = parse_claims(await ask_judge(client, prompt, JUDGE_MAX_TOKENS))
             except EndpointError:

@@ -31,12 +31,14 @@ def _continuation(task, prompt: Prompt, letter: str, text: str) -> str:
     return option if prompt.is_chat else " " + option
 
 
-async def score_options(client, task, prompt: Prompt, item: MCItem, context_tokens,
-                        thinking: ThinkingControl) -> dict | None:
+async def score_options(
+    client, task, prompt: Prompt, item: MCItem, context_tokens, thinking: ThinkingControl
+) -> dict | None:
     scores = {}
     for letter, text in item.options.items():
-        values = await continuation_logprobs(client, prompt, _continuation(task, prompt, letter, text),
-                                             context_tokens, thinking)
+        values = await continuation_logprobs(
+            client, prompt, _continuation(task, prompt, letter, text), context_tokens, thinking
+        )
         if values is None:
             return None
         scores[letter] = sum(values)
@@ -48,16 +50,22 @@ def _mean(values) -> float | None:
 
 
 def generation_fields(generation: Generation) -> GenerationFields:
-    return GenerationFields(generation.text, generation.token_logprobs is not None, generation.finish_reason,
-                            generation.reasoning, generation.attempts)
+    return GenerationFields(
+        generation.text,
+        generation.token_logprobs is not None,
+        generation.finish_reason,
+        generation.reasoning,
+        generation.attempts,
+    )
 
 
 def _signals(generation: Generation) -> dict:
     return compute_signals(generation.token_logprobs or [], generation.top_logprobs)
 
 
-async def base_answer_logprob(base_client, prompt: Prompt, generation: Generation,
-                              thinking: ThinkingControl = ThinkingControl()) -> float:
+async def base_answer_logprob(
+    base_client, prompt: Prompt, generation: Generation, thinking: ThinkingControl = ThinkingControl()
+) -> float:
     """Mean logprob of the variant's answer under the base model (NaN when it cannot be scored).
 
     The same request and token positions as the gateway's base_check (moeprune.reliability.crosscheck): the
@@ -76,8 +84,9 @@ async def _base_checked(record, base_client, prompt: Prompt, generation: Generat
     return record
 
 
-async def evaluate_mc_item(client, task, item: MCItem, shots, base_client, thinking: ThinkingControl,
-                           prompt: Prompt) -> MCRecord:
+async def evaluate_mc_item(
+    client, task, item: MCItem, shots, base_client, thinking: ThinkingControl, prompt: Prompt
+) -> MCRecord:
     generation: Generation = await generate(client, prompt, task_decoding(task), thinking)
     parsed = parse_task_answer(task, generation.text, item)
     option_logprobs = await score_options(client, task, prompt, item, generation.prompt_tokens, thinking)
@@ -85,24 +94,44 @@ async def evaluate_mc_item(client, task, item: MCItem, shots, base_client, think
     if option_logprobs:
         letters = list(option_logprobs)
         option_probs = dict(zip(letters, softmax([option_logprobs[letter] for letter in letters])))
-    record = MCRecord(item.id, item.kind, item.answer, generation_fields(generation), parsed.choice, parsed.how,
-                      parsed.choice == item.answer, parsed.abstained(item.options), mc_label(parsed, item),
-                      option_logprobs, option_probs, signals=_signals(generation))
+    record = MCRecord(
+        item.id,
+        item.kind,
+        item.answer,
+        generation_fields(generation),
+        parsed.choice,
+        parsed.how,
+        parsed.choice == item.answer,
+        parsed.abstained(item.options),
+        mc_label(parsed, item),
+        option_logprobs,
+        option_probs,
+        signals=_signals(generation),
+    )
     return await _base_checked(record, base_client, prompt, generation, thinking)
 
 
-async def evaluate_summary_item(client, task, item: SummaryItem, shots, base_client, thinking: ThinkingControl,
-                                prompt: Prompt) -> SummaryRecord:
+async def evaluate_summary_item(
+    client, task, item: SummaryItem, shots, base_client, thinking: ThinkingControl, prompt: Prompt
+) -> SummaryRecord:
     generation = await generate(client, prompt, task_decoding(task), thinking)
-    record = SummaryRecord(item.id, item.source, item.reference, generation_fields(generation),
-                           signals=_signals(generation))
+    record = SummaryRecord(
+        item.id, item.source, item.reference, generation_fields(generation), signals=_signals(generation)
+    )
     return await _base_checked(record, base_client, prompt, generation, thinking)
 
 
-async def evaluate_generation_item(client, task, item: GenItem, shots, base_client, thinking: ThinkingControl,
-                                   prompt: Prompt) -> GenerationRecord:
+async def evaluate_generation_item(
+    client, task, item: GenItem, shots, base_client, thinking: ThinkingControl, prompt: Prompt
+) -> GenerationRecord:
     """A free generation (MedINST32, Med-HALT JSON answers), scored by the task's extractor and metrics."""
     generation = await generate(client, prompt, task_decoding(task), thinking)
-    record = GenerationRecord(item.id, item.kind, item.target, score_generation(task, item, generation.text),
-                              generation_fields(generation), signals=_signals(generation))
+    record = GenerationRecord(
+        item.id,
+        item.kind,
+        item.target,
+        score_generation(task, item, generation.text),
+        generation_fields(generation),
+        signals=_signals(generation),
+    )
     return await _base_checked(record, base_client, prompt, generation, thinking)

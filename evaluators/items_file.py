@@ -62,8 +62,7 @@ def read_items(out_dir: str | Path) -> list[ItemRecord]:
     records = []
     for number, data in json_lines(out_dir / ITEMS_NAME, bad):
         if data.get("task") not in kinds:
-            raise bad(number, f"task {data.get('task')!r} is not in {CARD_NAME}; the two files are from different "
-                              "runs")
+            raise bad(number, f"task {data.get('task')!r} is not in {CARD_NAME}; the two files are from different runs")
         try:
             records.append(record_from_json(data, kinds[data["task"]]))
         except KeyError as exc:

@@ -99,29 +99,49 @@ def source_text(item) -> str:
 def shares(verdicts: list[tuple[dict | None, bool]]) -> dict:
     """Per-aspect share of parsed verdicts that chose the variant, plus the unparseable rate and count."""
     parsed = [(verdict, first) for verdict, first in verdicts if verdict is not None]
-    metrics = {name: proportion([variant_side(verdict[key], first) == "variant" for verdict, first in parsed])
-               for key, name in ASPECTS.items()}
+    metrics = {
+        name: proportion([variant_side(verdict[key], first) == "variant" for verdict, first in parsed])
+        for key, name in ASPECTS.items()
+    }
     metrics["judge_unparseable_rate"] = proportion([verdict is None for verdict, _ in verdicts])
     metrics["judge_unparseable_count"] = {"value": sum(verdict is None for verdict, _ in verdicts), "ci95": None}
     return metrics
 
 
-async def judge_task(judges: list[JudgeEndpoint], cache, concurrency: int, items, records, base_records, seed: int,
-                     *, allow_tie: bool = False, sent: list[int] | None = None) -> tuple[dict, dict]:
+async def judge_task(
+    judges: list[JudgeEndpoint],
+    cache,
+    concurrency: int,
+    items,
+    records,
+    base_records,
+    seed: int,
+    *,
+    allow_tie: bool = False,
+    sent: list[int] | None = None,
+) -> tuple[dict, dict]:
     """(pooled metrics, {judge label: its metrics}) for one task's variant-vs-base summaries."""
     orders = [variant_first(item.id, seed) for item in items]
-    choices = '"A" or "B" or "tie" (tie only if they are truly indistinguishable)' if allow_tie else \
-        '"A" or "B" (you must choose one; no ties)'
+    choices = (
+        '"A" or "B" or "tie" (tie only if they are truly indistinguishable)'
+        if allow_tie
+        else '"A" or "B" (you must choose one; no ties)'
+    )
     per_judge, pooled = {}, []
     for judge in judges:
-        async with EndpointClient(judge.url, judge.model, api_key=judge.api_key, concurrency=concurrency,
-                                  cache=cache) as client:
+        async with EndpointClient(
+            judge.url, judge.model, api_key=judge.api_key, concurrency=concurrency, cache=cache
+        ) as client:
             await client.check()
 
             async def ask(item, record, base_record, first):
                 a, b = (record, base_record) if first else (base_record, record)
-                prompt = JUDGE_PROMPT.format(choices=choices, source=source_text(item),
-                                             first=a["response"] or "(empty)", second=b["response"] or "(empty)")
+                prompt = JUDGE_PROMPT.format(
+                    choices=choices,
+                    source=source_text(item),
+                    first=a["response"] or "(empty)",
+                    second=b["response"] or "(empty)",
+                )
                 try:
                     reply = await ask_judge(client, prompt, JUDGE_MAX_TOKENS)
                 except EndpointError:

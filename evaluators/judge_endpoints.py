@@ -30,25 +30,31 @@ class JudgeEndpoint:
         return f"{self.model}@{urlsplit(self.url).netloc or self.url}"
 
 
-def judge_endpoints(urls: list[str] | str | None, models: list[str] | str | None, api_key: str | None,
-                    default_model: str) -> list[JudgeEndpoint]:
+def judge_endpoints(
+    urls: list[str] | str | None, models: list[str] | str | None, api_key: str | None, default_model: str
+) -> list[JudgeEndpoint]:
     """Pair `--judge-endpoint` values with `--judge-model` values: one model for all, or one per endpoint."""
     urls = [urls] if isinstance(urls, str) else list(urls or [])
     models = [models] if isinstance(models, str) else list(models or [])
     if not urls:
         if models:
-            raise UserError("a judge model was given without a judge endpoint; add --judge-endpoint URL",
-                            param="judge_endpoint")
+            raise UserError(
+                "a judge model was given without a judge endpoint; add --judge-endpoint URL", param="judge_endpoint"
+            )
         return []
     if len(models) > 1 and len(models) != len(urls):
-        raise UserError(f"{len(urls)} judge endpoints but {len(models)} judge models: give one model for all "
-                        "endpoints or one per endpoint, in the same order", param="judge_model")
+        raise UserError(
+            f"{len(urls)} judge endpoints but {len(models)} judge models: give one model for all "
+            "endpoints or one per endpoint, in the same order",
+            param="judge_model",
+        )
     names = models * len(urls) if len(models) == 1 else (models or [default_model] * len(urls))
     judges = [JudgeEndpoint(url, name, api_key) for url, name in zip(urls, names)]
     labels = [judge.label for judge in judges]
     if len(set(labels)) != len(labels):
-        raise UserError(f"the same judge is named twice ({', '.join(labels)}); give each endpoint once",
-                        param="judge_endpoint")
+        raise UserError(
+            f"the same judge is named twice ({', '.join(labels)}); give each endpoint once", param="judge_endpoint"
+        )
     return judges
 
 
@@ -67,7 +73,9 @@ def json_object(text: str | None) -> dict | None:
 
 async def ask_judge(client, prompt: str, max_tokens: int) -> str:
     """One judge request; the reply text ('' when the judge returned none)."""
-    response = await client.post("chat/completions", {
-        "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0})
+    response = await client.post(
+        "chat/completions",
+        {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0},
+    )
     choice = (response.get("choices") or [{}])[0]
     return (choice.get("message") or {}).get("content") or ""

@@ -19,8 +19,10 @@ def mc_prompt(task, item: MCItem, shots: list[MCItem]) -> Prompt:
         return Prompt(text="".join(parts) + render_completion_prompt(item.question, item.options))
     messages = []
     for shot in shots:
-        messages += [{"role": "user", "content": render_mc_prompt(shot.question, shot.options)},
-                     {"role": "assistant", "content": shot.answer}]
+        messages += [
+            {"role": "user", "content": render_mc_prompt(shot.question, shot.options)},
+            {"role": "assistant", "content": shot.answer},
+        ]
     messages.append({"role": "user", "content": render_mc_prompt(item.question, item.options)})
     return Prompt(messages=tuple(messages))
 
@@ -31,7 +33,9 @@ def summary_prompt(task, item: SummaryItem, shots: list[SummaryItem]) -> Prompt:
         return Prompt(text="".join(parts) + f"{SUMMARY_INSTRUCTION}{item.source}\nSummary:")
     messages = []
     for shot in shots:
-        messages += [{"role": "user", "content": SUMMARY_INSTRUCTION + shot.source},
-                     {"role": "assistant", "content": shot.reference}]
+        messages += [
+            {"role": "user", "content": SUMMARY_INSTRUCTION + shot.source},
+            {"role": "assistant", "content": shot.reference},
+        ]
     messages.append({"role": "user", "content": SUMMARY_INSTRUCTION + item.source})
     return Prompt(messages=tuple(messages))

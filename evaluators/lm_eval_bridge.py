@@ -61,29 +61,49 @@ class LmEvalRun:
         if not self.tasks or not all(self.tasks):
             raise UserError("--lm-eval needs comma-separated lm-eval task names, e.g. gsm8k,ifeval", param="lm_eval")
         if self.model_type not in MODEL_TYPES:
-            raise UserError(f"--lm-eval-model {self.model_type!r}: valid: {', '.join(MODEL_TYPES)}",
-                            param="lm_eval_model")
+            raise UserError(
+                f"--lm-eval-model {self.model_type!r}: valid: {', '.join(MODEL_TYPES)}", param="lm_eval_model"
+            )
         if self.include_path is not None and not Path(self.include_path).is_dir():
-            raise UserError(f"--lm-eval-include {self.include_path} is not a directory of lm-eval task YAMLs",
-                            param="lm_eval_include")
+            raise UserError(
+                f"--lm-eval-include {self.include_path} is not a directory of lm-eval task YAMLs",
+                param="lm_eval_include",
+            )
         if self.tokenizer is not None and not Path(self.tokenizer).is_dir():
-            raise UserError(f"--lm-eval-tokenizer {self.tokenizer} is not a local tokenizer directory",
-                            param="lm_eval_tokenizer")
+            raise UserError(
+                f"--lm-eval-tokenizer {self.tokenizer} is not a local tokenizer directory", param="lm_eval_tokenizer"
+            )
 
-    def run(self, endpoint: str, model: str, out_dir, *, api_key: str | None = None,
-            thinking: ThinkingControl | None = None, limit: int | None = None) -> tuple[dict, dict]:
+    def run(
+        self,
+        endpoint: str,
+        model: str,
+        out_dir,
+        *,
+        api_key: str | None = None,
+        thinking: ThinkingControl | None = None,
+        limit: int | None = None,
+    ) -> tuple[dict, dict]:
         """({card task name: TaskResult dict}, run info) for every task lm-eval reports."""
         work = Path(out_dir) / "lm_eval"
         work.mkdir(parents=True, exist_ok=True)
         thinking = thinking or ThinkingControl()
         chat = self.model_type == "local-chat-completions"
-        spec = {"simple_evaluate": self.simple_evaluate_args(endpoint, model, thinking, limit),
-                "include_path": self.include_path, "results": str(work / "results.json")}
+        spec = {
+            "simple_evaluate": self.simple_evaluate_args(endpoint, model, thinking, limit),
+            "include_path": self.include_path,
+            "results": str(work / "results.json"),
+        }
         (work / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
         env = {**os.environ, **self.environment(work, api_key)}
         try:
-            done = subprocess.run([sys.executable, "-m", "evaluators.lm_eval_bridge", str(work / "spec.json")],
-                                  env=env, capture_output=True, text=True, timeout=self.timeout)
+            done = subprocess.run(
+                [sys.executable, "-m", "evaluators.lm_eval_bridge", str(work / "spec.json")],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+            )
         except subprocess.TimeoutExpired:
             raise UserError(f"lm-eval did not finish within {self.timeout:.0f} s (log: {work})") from None
         (work / "lm_eval.log").write_text(done.stdout + done.stderr)
@@ -92,31 +112,53 @@ class LmEvalRun:
         results = json.loads((work / "results.json").read_text())
         sent = thinking.as_card() if chat else None
         tasks = fold_results(results, self.domain, sent)
-        info = {"tasks": list(self.tasks), "model_type": self.model_type, "results": str(work / "results.json"),
-                "lm_eval_version": results.get("lm_eval_version"), "code_execution": self.allow_code_execution}
+        info = {
+            "tasks": list(self.tasks),
+            "model_type": self.model_type,
+            "results": str(work / "results.json"),
+            "lm_eval_version": results.get("lm_eval_version"),
+            "code_execution": self.allow_code_execution,
+        }
         return tasks, info
 
     def simple_evaluate_args(self, endpoint: str, model: str, thinking: ThinkingControl, limit) -> dict:
         chat = self.model_type == "local-chat-completions"
         route = "chat/completions" if chat else "completions"
-        model_args = {"model": model, "base_url": f"{normalise_endpoint(endpoint)}/v1/{route}",
-                      "num_concurrent": self.concurrency, "max_retries": 3}
+        model_args = {
+            "model": model,
+            "base_url": f"{normalise_endpoint(endpoint)}/v1/{route}",
+            "num_concurrent": self.concurrency,
+            "max_retries": 3,
+        }
         if chat:
             model_args["think_end_token"] = "</think>"  # reasoning left in the content is not the answer
         elif self.tokenizer:
             model_args.update(tokenizer_backend="huggingface", tokenizer=str(Path(self.tokenizer).resolve()))
-        args = {"model": self.model_type, "model_args": model_args, "tasks": list(self.tasks),
-                "apply_chat_template": chat, "confirm_run_unsafe_code": self.allow_code_execution,
-                "log_samples": False, "limit": limit, "num_fewshot": self.num_fewshot}
+        args = {
+            "model": self.model_type,
+            "model_args": model_args,
+            "tasks": list(self.tasks),
+            "apply_chat_template": chat,
+            "confirm_run_unsafe_code": self.allow_code_execution,
+            "log_samples": False,
+            "limit": limit,
+            "num_fewshot": self.num_fewshot,
+        }
         fields = thinking.request_fields(chat)
         if fields:
             args["gen_kwargs"] = fields  # lm-eval puts generation kwargs into every request body
         return args
 
     def environment(self, work: Path, api_key: str | None) -> dict:
-        env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "HF_DATASETS_CACHE": str(work / "datasets-cache"), "TOKENIZERS_PARALLELISM": "false",
-               "OPENAI_API_KEY": api_key or "none", **self.extra_env}
+        env = {
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_CACHE": str(work / "datasets-cache"),
+            "TOKENIZERS_PARALLELISM": "false",
+            "OPENAI_API_KEY": api_key or "none",
+            **self.extra_env,
+        }
         if self.allow_code_execution:
             env["HF_ALLOW_CODE_EVAL"] = "1"  # the `code_eval` metric's own opt-in
         return env
@@ -126,11 +168,15 @@ class LmEvalRun:
         if "No module named 'lm_eval'" in stderr:
             return "lm-evaluation-harness is not installed: pip install 'lm-eval>=0.4.5'"
         if "marked as unsafe" in stderr or "HF_ALLOW_CODE_EVAL" in stderr:
-            return ("an lm-eval task executes model-written code (e.g. HumanEval); run it only in a sandbox, "
-                    "with --allow-code-execution")
+            return (
+                "an lm-eval task executes model-written code (e.g. HumanEval); run it only in a sandbox, "
+                "with --allow-code-execution"
+            )
         if "not found" in stderr.lower() and "task" in stderr.lower():
-            return (f"lm-eval does not know a task of {', '.join(self.tasks)}: point --lm-eval-include at the "
-                    f"directory of its YAML files ({tail[0][:300]}; log: {work / 'lm_eval.log'})")
+            return (
+                f"lm-eval does not know a task of {', '.join(self.tasks)}: point --lm-eval-include at the "
+                f"directory of its YAML files ({tail[0][:300]}; log: {work / 'lm_eval.log'})"
+            )
         return f"lm-eval failed: {tail[0][:300]} (log: {work / 'lm_eval.log'})"
 
 
@@ -160,8 +206,14 @@ def fold_results(results: dict, domain: str, thinking: dict | None) -> dict:
         if not metrics:
             continue
         n = (samples.get(task) or {}).get("effective")
-        entry = {"domain": domain, "kind": "lm_eval", "n": int(n) if isinstance(n, int) else 0,
-                 "version": versions.get(task), "format": "lm-eval", "metrics": metrics}
+        entry = {
+            "domain": domain,
+            "kind": "lm_eval",
+            "n": int(n) if isinstance(n, int) else 0,
+            "version": versions.get(task),
+            "format": "lm-eval",
+            "metrics": metrics,
+        }
         if thinking is not None:
             entry["thinking"] = thinking
         out[CARD_PREFIX + task] = entry
@@ -170,18 +222,30 @@ def fold_results(results: dict, domain: str, thinking: dict | None) -> dict:
 
 def add_lm_eval_arguments(parser) -> None:
     """`moeprune eval`'s lm-eval flags."""
-    parser.add_argument("--lm-eval", metavar="TASKS",
-                        help="comma-separated lm-evaluation-harness tasks run against the endpoint and folded into "
-                             "the card (e.g. ifeval,gsm8k); their data must be local (see --lm-eval-include)")
+    parser.add_argument(
+        "--lm-eval",
+        metavar="TASKS",
+        help="comma-separated lm-evaluation-harness tasks run against the endpoint and folded into "
+        "the card (e.g. ifeval,gsm8k); their data must be local (see --lm-eval-include)",
+    )
     parser.add_argument("--lm-eval-include", metavar="DIR", help="directory of lm-eval task YAML files")
-    parser.add_argument("--lm-eval-model", choices=MODEL_TYPES, default="local-chat-completions",
-                        help="lm-eval API model (default local-chat-completions; local-completions for "
-                             "log-likelihood tasks)")
-    parser.add_argument("--lm-eval-tokenizer", metavar="DIR",
-                        help="local tokenizer dir for local-completions when the server has no /tokenize")
+    parser.add_argument(
+        "--lm-eval-model",
+        choices=MODEL_TYPES,
+        default="local-chat-completions",
+        help="lm-eval API model (default local-chat-completions; local-completions for log-likelihood tasks)",
+    )
+    parser.add_argument(
+        "--lm-eval-tokenizer",
+        metavar="DIR",
+        help="local tokenizer dir for local-completions when the server has no /tokenize",
+    )
     parser.add_argument("--lm-eval-fewshot", type=int, metavar="N", help="lm-eval num_fewshot (e.g. 5 for GSM8K)")
-    parser.add_argument("--allow-code-execution", action="store_true",
-                        help="let lm-eval run tasks that execute model-written code (HumanEval); use a sandbox")
+    parser.add_argument(
+        "--allow-code-execution",
+        action="store_true",
+        help="let lm-eval run tasks that execute model-written code (HumanEval); use a sandbox",
+    )
 
 
 def lm_eval_from_args(args) -> LmEvalRun | None:
@@ -190,8 +254,15 @@ def lm_eval_from_args(args) -> LmEvalRun | None:
             raise UserError("--lm-eval-include / --allow-code-execution need --lm-eval TASKS", param="lm_eval")
         return None
     tasks = tuple(name.strip() for name in args.lm_eval.split(",") if name.strip())
-    return LmEvalRun(tasks, args.lm_eval_include, args.lm_eval_model, args.lm_eval_tokenizer,
-                     args.allow_code_execution, args.lm_eval_fewshot, args.concurrency)
+    return LmEvalRun(
+        tasks,
+        args.lm_eval_include,
+        args.lm_eval_model,
+        args.lm_eval_tokenizer,
+        args.allow_code_execution,
+        args.lm_eval_fewshot,
+        args.concurrency,
+    )
 
 
 def child(spec_path: str) -> int:

@@ -42,11 +42,11 @@ def target_chars(attempt: int, context_length: int | None, max_tokens: int, prom
         # context is held back, however large the task's max_tokens.
         reserved = min(max_tokens, context_length // 2)
         return int((context_length - reserved) * FIRST_CHARS_PER_TOKEN * SHRINK_PER_TRY ** (attempt - 1))
-    return int(prompt_chars * 0.5 ** attempt)
+    return int(prompt_chars * 0.5**attempt)
 
 
 def cut_text(text: str, keep: int, side: str) -> str:
-    return text[len(text) - keep:] if side == "left" else text[:keep]
+    return text[len(text) - keep :] if side == "left" else text[:keep]
 
 
 def field_text(item, name: str) -> str | None:
@@ -63,8 +63,9 @@ def with_field(item, name: str, value: str):
     return dataclasses.replace(item, fields={**item.fields, name: value})
 
 
-def cut(item, prompt: Prompt, field: str | None, side: str, attempt: int, context_length: int | None,
-        max_tokens: int) -> Cut | str:
+def cut(
+    item, prompt: Prompt, field: str | None, side: str, attempt: int, context_length: int | None, max_tokens: int
+) -> Cut | str:
     """The item (or prompt) cut for try `attempt` (1-based), or the reason it cannot be made to fit."""
     if field is not None:
         text = field_text(item, field)
@@ -78,7 +79,7 @@ def cut(item, prompt: Prompt, field: str | None, side: str, attempt: int, contex
     rest = prompt.chars - len(text)
     keep = target_chars(attempt, context_length, max_tokens, prompt.chars) - rest
     if context_length is None:
-        keep = int(len(text) * 0.5 ** attempt)
+        keep = int(len(text) * 0.5**attempt)
     if keep <= 0:
         return "over-long: the prompt is longer than the context even without the part that may be cut"
     keep = min(keep, len(text))

@@ -14,14 +14,18 @@ from evaluators.report_data import Variant
 
 def risk_coverage_domains(variants: list[Variant]) -> list[str]:
     found = {name for v in variants for name in ((v.card.get("reliability") or {}).get("domains") or {})}
-    return [d for d in ("in_domain", "cross_domain", "all") if d in found] + sorted(found - {"in_domain",
-                                                                                        "cross_domain", "all"})
+    return [d for d in ("in_domain", "cross_domain", "all") if d in found] + sorted(
+        found - {"in_domain", "cross_domain", "all"}
+    )
 
 
 def risk_coverage_plot(variants: list[Variant], path: Path) -> Path | None:
     """None when no card has a risk-coverage curve (nothing to plot)."""
-    with_curves = [v for v in variants if any(d.get("risk_coverage") for d in
-                                              ((v.card.get("reliability") or {}).get("domains") or {}).values())]
+    with_curves = [
+        v
+        for v in variants
+        if any(d.get("risk_coverage") for d in ((v.card.get("reliability") or {}).get("domains") or {}).values())
+    ]
     if not with_curves:
         return None
     domains = risk_coverage_domains(with_curves)

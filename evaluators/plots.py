@@ -47,15 +47,22 @@ def ratio_markers(variants: list[Variant]) -> dict[float, tuple[str, float]]:
 
 
 def _panels(count: int, width: float = 5.2, height: float = 3.8):
-    fig, axes = plt.subplots(1, max(1, count), figsize=(width * max(1, count), height), sharex=True, sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, count), figsize=(width * max(1, count), height), sharex=True, sharey=True, squeeze=False
+    )
     return fig, list(axes[0])
 
 
 def _save(fig, path: Path, handles, ncol: int) -> Path:
     if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=min(ncol, len(handles)), fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, 0.0))
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(ncol, len(handles)),
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, 0.0),
+        )
         rows = -(-len(handles) // max(1, ncol))
         fig.tight_layout(rect=(0, 0.06 + 0.05 * rows, 1, 1))
     else:
@@ -77,8 +84,13 @@ def metric_vs_ratio(variants: list[Variant], metric: str, domains: list[str], pa
             points = [(v.ratio, domain_mean(v.card, metric, domain)) for v in members]
             points = [(x, y) for x, y in points if y is not None]
             if points:
-                ax.plot([x for x, _ in points], [y for _, y in points], **method_style(method, methods),
-                        markersize=5, linewidth=1.6)
+                ax.plot(
+                    [x for x, _ in points],
+                    [y for _, y in points],
+                    **method_style(method, methods),
+                    markersize=5,
+                    linewidth=1.6,
+                )
         base_points = [domain_mean(v.card, metric, domain) for v in bases]
         if not methods and base_points and base_points[0] is not None:
             ax.scatter([0.0], [base_points[0]], marker="*", s=120, color="black")
@@ -114,8 +126,16 @@ def in_vs_cross_domain(variants: list[Variant], domains: list[str], path: Path) 
         if x is None or y is None:
             continue
         shape, size = markers[v.ratio]
-        ax.scatter([x], [y], marker=shape, s=size, color=method_style(v.method, methods)["color"],
-                   edgecolor="black", linewidth=0.5, alpha=0.85)
+        ax.scatter(
+            [x],
+            [y],
+            marker=shape,
+            s=size,
+            color=method_style(v.method, methods)["color"],
+            edgecolor="black",
+            linewidth=0.5,
+            alpha=0.85,
+        )
     ax.plot([0, 1.1], [0, 1.1], color="black", linewidth=0.8, linestyle=":")
     what = "utility recovery (variant / base)" if use_recovery else "utility (exact match)"
     ax.set_xlabel(f"{domain_title(x_domain, domains)}: {what}")
@@ -128,10 +148,22 @@ def in_vs_cross_domain(variants: list[Variant], domains: list[str], path: Path) 
 
 
 def _method_and_ratio_handles(methods, markers) -> list:
-    handles = [Line2D([], [], color=method_style(m, methods)["color"], marker="o", linestyle="", label=m)
-               for m in methods]
-    handles += [Line2D([], [], color="white", marker=shape, markeredgecolor="black", markersize=4 + size / 30,
-                       linestyle="", label=f"ratio {r:g}") for r, (shape, size) in markers.items()]
+    handles = [
+        Line2D([], [], color=method_style(m, methods)["color"], marker="o", linestyle="", label=m) for m in methods
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="white",
+            marker=shape,
+            markeredgecolor="black",
+            markersize=4 + size / 30,
+            linestyle="",
+            label=f"ratio {r:g}",
+        )
+        for r, (shape, size) in markers.items()
+    ]
     handles.append(Line2D([], [], color="black", marker="*", markersize=11, linestyle="", label="base"))
     return handles
 
@@ -151,8 +183,16 @@ def utility_vs_reliability(variants: list[Variant], domains: list[str], path: Pa
                 ax.scatter([x], [y], marker="*", s=220, color="black", zorder=3)
                 continue
             shape, size = markers[v.ratio]
-            ax.scatter([x], [y], marker=shape, s=size, color=method_style(v.method, methods)["color"],
-                       edgecolor="black", linewidth=0.5, alpha=0.85)
+            ax.scatter(
+                [x],
+                [y],
+                marker=shape,
+                s=size,
+                color=method_style(v.method, methods)["color"],
+                edgecolor="black",
+                linewidth=0.5,
+                alpha=0.85,
+            )
         ax.set_title(domain_title(domain, domains), fontsize=10)
         ax.set_xlabel("utility: exact match (answerable)")
         ax.set_xlim(-0.05, 1.05)

@@ -55,9 +55,7 @@ def _option_by_text(answer: str, options: dict[str, str]) -> str | None:
     if len(exact) == 1:
         return exact[0]
     padded = f" {norm} "
-    contained = [
-        letter for letter, text in options.items() if normalise(text) and f" {normalise(text)} " in padded
-    ]
+    contained = [letter for letter, text in options.items() if normalise(text) and f" {normalise(text)} " in padded]
     if len(contained) == 1:
         return contained[0]
     return None

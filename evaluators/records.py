@@ -31,8 +31,11 @@ class GenerationFields:
     attempts: int = 1  # 1 + re-asks after an empty answer (the key is absent at 1)
 
     def to_json(self) -> dict:
-        fields: dict[str, Any] = {"response": self.response, "has_logprobs": self.has_logprobs,
-                                  "finish_reason": self.finish_reason}
+        fields: dict[str, Any] = {
+            "response": self.response,
+            "has_logprobs": self.has_logprobs,
+            "finish_reason": self.finish_reason,
+        }
         if self.reasoning is not None:
             fields["reasoning"] = self.reasoning
         if self.attempts > 1:
@@ -41,8 +44,13 @@ class GenerationFields:
 
     @classmethod
     def from_json(cls, data: dict) -> GenerationFields:
-        return cls(data["response"], data["has_logprobs"], data["finish_reason"], data.get("reasoning"),
-                   data.get("attempts", 1))
+        return cls(
+            data["response"],
+            data["has_logprobs"],
+            data["finish_reason"],
+            data.get("reasoning"),
+            data.get("attempts", 1),
+        )
 
 
 @dataclass
@@ -98,8 +106,13 @@ class AnsweredRecord(ItemRecord):
 
     @classmethod
     def _annotated(cls, data: dict) -> dict:
-        return dict(signals=data["signals"], domain=data.get("domain"), gate_domain=data.get("gate_domain"),
-                    truncated=data.get("truncated"), later=cls._later(data))
+        return dict(
+            signals=data["signals"],
+            domain=data.get("domain"),
+            gate_domain=data.get("gate_domain"),
+            truncated=data.get("truncated"),
+            later=cls._later(data),
+        )
 
 
 @dataclass
@@ -117,24 +130,60 @@ class MCRecord(AnsweredRecord):
     option_logprobs: dict[str, float] | None
     option_probs: dict[str, float] | None = None  # None: no option log-likelihoods (the key is then absent)
 
-    OWN_KEYS = ("id", "kind", "gold", "response", "has_logprobs", "finish_reason", "reasoning", "attempts",
-                "choice", "parsed_as", "correct", "abstained", "label", "option_logprobs", "signals",
-                "option_probs", *AnsweredRecord.ANNOTATION_KEYS)
+    OWN_KEYS = (
+        "id",
+        "kind",
+        "gold",
+        "response",
+        "has_logprobs",
+        "finish_reason",
+        "reasoning",
+        "attempts",
+        "choice",
+        "parsed_as",
+        "correct",
+        "abstained",
+        "label",
+        "option_logprobs",
+        "signals",
+        "option_probs",
+        *AnsweredRecord.ANNOTATION_KEYS,
+    )
 
     def _own_json(self) -> dict:
-        fields = {"id": self.id, "kind": self.kind, "gold": self.gold, **self.generation.to_json(),
-                  "choice": self.choice, "parsed_as": self.parsed_as, "correct": self.correct,
-                  "abstained": self.abstained, "label": self.label, "option_logprobs": self.option_logprobs,
-                  "signals": self.signals}
+        fields = {
+            "id": self.id,
+            "kind": self.kind,
+            "gold": self.gold,
+            **self.generation.to_json(),
+            "choice": self.choice,
+            "parsed_as": self.parsed_as,
+            "correct": self.correct,
+            "abstained": self.abstained,
+            "label": self.label,
+            "option_logprobs": self.option_logprobs,
+            "signals": self.signals,
+        }
         if self.option_probs is not None:
             fields["option_probs"] = self.option_probs
         return {**fields, **self._annotations()}
 
     @classmethod
     def from_json(cls, data: dict) -> MCRecord:
-        return cls(data["id"], data["kind"], data["gold"], GenerationFields.from_json(data), data["choice"],
-                   data["parsed_as"], data["correct"], data["abstained"], data["label"], data["option_logprobs"],
-                   data.get("option_probs"), **cls._annotated(data))
+        return cls(
+            data["id"],
+            data["kind"],
+            data["gold"],
+            GenerationFields.from_json(data),
+            data["choice"],
+            data["parsed_as"],
+            data["correct"],
+            data["abstained"],
+            data["label"],
+            data["option_logprobs"],
+            data.get("option_probs"),
+            **cls._annotated(data),
+        )
 
 
 @dataclass
@@ -146,20 +195,37 @@ class SummaryRecord(AnsweredRecord):
     generation: GenerationFields
 
     KIND: ClassVar[str] = "summary"
-    OWN_KEYS = ("id", "kind", "source", "reference", "response", "has_logprobs", "finish_reason", "reasoning",
-                "attempts", "signals", *AnsweredRecord.ANNOTATION_KEYS)
+    OWN_KEYS = (
+        "id",
+        "kind",
+        "source",
+        "reference",
+        "response",
+        "has_logprobs",
+        "finish_reason",
+        "reasoning",
+        "attempts",
+        "signals",
+        *AnsweredRecord.ANNOTATION_KEYS,
+    )
 
     def _own_json(self) -> dict:
         fields: dict[str, Any] = {"id": self.id, "kind": self.KIND}
         if self.source is not None:
             fields["source"] = self.source
-        return {**fields, "reference": self.reference, **self.generation.to_json(), "signals": self.signals,
-                **self._annotations()}
+        return {
+            **fields,
+            "reference": self.reference,
+            **self.generation.to_json(),
+            "signals": self.signals,
+            **self._annotations(),
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> SummaryRecord:
-        return cls(data["id"], data.get("source"), data["reference"], GenerationFields.from_json(data),
-                   **cls._annotated(data))
+        return cls(
+            data["id"], data.get("source"), data["reference"], GenerationFields.from_json(data), **cls._annotated(data)
+        )
 
 
 @dataclass
@@ -192,9 +258,23 @@ class GenerationRecord(AnsweredRecord):
     scored: GenerationAnswer
     generation: GenerationFields
 
-    OWN_KEYS = ("id", "kind", "target", "answer", "parsed_as", "correct", "abstained", "label", "response",
-                "has_logprobs", "finish_reason", "reasoning", "attempts", "signals",
-                *AnsweredRecord.ANNOTATION_KEYS)
+    OWN_KEYS = (
+        "id",
+        "kind",
+        "target",
+        "answer",
+        "parsed_as",
+        "correct",
+        "abstained",
+        "label",
+        "response",
+        "has_logprobs",
+        "finish_reason",
+        "reasoning",
+        "attempts",
+        "signals",
+        *AnsweredRecord.ANNOTATION_KEYS,
+    )
 
     @property
     def correct(self) -> bool | None:
@@ -202,13 +282,26 @@ class GenerationRecord(AnsweredRecord):
         return self.scored.correct
 
     def _own_json(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "target": self.target, **self.scored.to_json(),
-                **self.generation.to_json(), "signals": self.signals, **self._annotations()}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "target": self.target,
+            **self.scored.to_json(),
+            **self.generation.to_json(),
+            "signals": self.signals,
+            **self._annotations(),
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> GenerationRecord:
-        return cls(data["id"], data["kind"], data["target"], GenerationAnswer.from_json(data),
-                   GenerationFields.from_json(data), **cls._annotated(data))
+        return cls(
+            data["id"],
+            data["kind"],
+            data["target"],
+            GenerationAnswer.from_json(data),
+            GenerationFields.from_json(data),
+            **cls._annotated(data),
+        )
 
 
 @dataclass

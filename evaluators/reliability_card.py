@@ -44,27 +44,53 @@ def _finite(value):
 
 def labels_digest(records: list[dict]) -> str:
     """sha256 of the labelled records as canonical JSON (task, id, label, gate_domain, signals; NaN as null)."""
-    rows = sorted(({"task": r.get("task"), "id": r["id"], "label": label_of(r), "gate_domain": r.get("gate_domain"),
-                    "signals": {k: _finite(v) for k, v in sorted((r.get("signals") or {}).items())}}
-                   for r in records), key=lambda row: (str(row["task"]), str(row["id"])))
+    rows = sorted(
+        (
+            {
+                "task": r.get("task"),
+                "id": r["id"],
+                "label": label_of(r),
+                "gate_domain": r.get("gate_domain"),
+                "signals": {k: _finite(v) for k, v in sorted((r.get("signals") or {}).items())},
+            }
+            for r in records
+        ),
+        key=lambda row: (str(row["task"]), str(row["id"])),
+    )
     text = json.dumps(rows, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def present_signals(records: list[dict]) -> list[str]:
     """Signals (SIGNAL_DIRECTIONS order) that at least one record carries a value of."""
-    return [name for name in SIGNAL_DIRECTIONS
-            if any(_finite((r.get("signals") or {}).get(name)) is not None for r in records)]
+    return [
+        name
+        for name in SIGNAL_DIRECTIONS
+        if any(_finite((r.get("signals") or {}).get(name)) is not None for r in records)
+    ]
 
 
 def _uncertified(alpha: float, delta: float, n_calibration: int, n_fit: int, reason: str) -> dict:
-    return CertificateResult(alpha=alpha, delta=delta, status="uncertified", threshold=None, coverage=None,
-                             n_unflagged=0, errors_unflagged=0, realised_error=None, error_upper=None,
-                             n_calibration=n_calibration, n_fit=n_fit, tested=0, reason=reason).as_dict()
+    return CertificateResult(
+        alpha=alpha,
+        delta=delta,
+        status="uncertified",
+        threshold=None,
+        coverage=None,
+        n_unflagged=0,
+        errors_unflagged=0,
+        realised_error=None,
+        error_upper=None,
+        n_calibration=n_calibration,
+        n_fit=n_fit,
+        tested=0,
+        reason=reason,
+    ).as_dict()
 
 
-def domain_reliability(records: list[dict], features: list[str], alpha: float, delta: float, split_seed: int,
-                       resamples: int = 1000) -> tuple[dict, dict[str, dict]]:
+def domain_reliability(
+    records: list[dict], features: list[str], alpha: float, delta: float, split_seed: int, resamples: int = 1000
+) -> tuple[dict, dict[str, dict]]:
     """(DomainReliability as a dict, record key -> its per-answer reliability) for one gate domain."""
     population = [r for r in records if asserts_something(r)]
     labelled = [r for r in records if label_of(r) is not None]
@@ -72,16 +98,21 @@ def domain_reliability(records: list[dict], features: list[str], alpha: float, d
     held = [r for r in population if not in_fit_half(r, split_seed)]
     fit_wrong = [is_error(label_of(r)) for r in fit]
     held_wrong = [is_error(label_of(r)) for r in held]
-    counts = {"n": len(population), "n_wrong": sum(is_error(label_of(r)) for r in population),
-              "n_abstained": len(labelled) - len(population),
-              "n_unparsed": sum(label_of(r) == UNPARSED for r in population)}
+    counts = {
+        "n": len(population),
+        "n_wrong": sum(is_error(label_of(r)) for r in population),
+        "n_abstained": len(labelled) - len(population),
+        "n_unparsed": sum(label_of(r) == UNPARSED for r in population),
+    }
     held_signals = [r.get("signals") or {} for r in held]
     if not population:
         reason = "no labelled answers that assert something in this domain"
     elif not any(fit_wrong) or all(fit_wrong):
         kind = "wrong" if fit_wrong and all(fit_wrong) else "right"
-        reason = (f"the fitting half ({len(fit)} answers) holds only {kind} answers, so p_wrong cannot be fitted; "
-                  "evaluate more items of this domain")
+        reason = (
+            f"the fitting half ({len(fit)} answers) holds only {kind} answers, so p_wrong cannot be fitted; "
+            "evaluate more items of this domain"
+        )
     else:
         reason = None
     if reason is not None:
@@ -96,16 +127,28 @@ def domain_reliability(records: list[dict], features: list[str], alpha: float, d
     for half, members, scores in (("fit", fit, fit_scores), ("certify", held, held_scores)):
         for record, score in zip(members, scores):
             decision = decide(score, result)
-            per_record[record_key(record)] = {"p_wrong": score, "split": half, "above_risk": decision.above_risk,
-                                              "uncertified": decision.uncertified}
+            per_record[record_key(record)] = {
+                "p_wrong": score,
+                "split": half,
+                "above_risk": decision.above_risk,
+                "uncertified": decision.uncertified,
+            }
     figures = quality_figures(held_signals, held_scores, held_wrong, features, resamples, split_seed)
     return {**counts, "model": model.as_dict(), "certificate": result.as_dict(), **figures}, per_record
 
 
-def reliability_section(records: list[dict], *, alpha: float, delta: float, split_seed: int = 0,
-                        weights_sha256: str | None = None, gate_sha256: str | None = None,
-                        gate_threshold: float | None = None, base_check_off: str | None = None,
-                        resamples: int = 1000) -> tuple[dict | None, dict[str, dict]]:
+def reliability_section(
+    records: list[dict],
+    *,
+    alpha: float,
+    delta: float,
+    split_seed: int = 0,
+    weights_sha256: str | None = None,
+    gate_sha256: str | None = None,
+    gate_threshold: float | None = None,
+    base_check_off: str | None = None,
+    resamples: int = 1000,
+) -> tuple[dict | None, dict[str, dict]]:
     """(ReliabilitySection as a dict, record key -> per-answer reliability); (None, {}) without labels."""
     labelled = [r for r in records if label_of(r) is not None]
     if not labelled:
@@ -120,11 +163,20 @@ def reliability_section(records: list[dict], *, alpha: float, delta: float, spli
         domains[name], annotations = domain_reliability(members, features, alpha, delta, split_seed, resamples)
         per_record.update(annotations)
         if base_check:
-            without[name], _ = domain_reliability(members, [f for f in features if f != BASE_SIGNAL], alpha,
-                                                  delta, split_seed, resamples)
-    section = {"alpha": alpha, "delta": delta, "weights_sha256": weights_sha256,
-               "labels_sha256": labels_digest(labelled), "base_check": base_check, "gate_sha256": gate_sha256,
-               "split_seed": split_seed, "domains": domains, "without_base_check": without or None}
+            without[name], _ = domain_reliability(
+                members, [f for f in features if f != BASE_SIGNAL], alpha, delta, split_seed, resamples
+            )
+    section = {
+        "alpha": alpha,
+        "delta": delta,
+        "weights_sha256": weights_sha256,
+        "labels_sha256": labels_digest(labelled),
+        "base_check": base_check,
+        "gate_sha256": gate_sha256,
+        "split_seed": split_seed,
+        "domains": domains,
+        "without_base_check": without or None,
+    }
     if gate_threshold is not None:
         section["gate_threshold"] = gate_threshold
     if not base_check:

@@ -30,18 +30,24 @@ def _brier(scores: np.ndarray, wrong: np.ndarray) -> float | None:
 def oriented(signals: list[dict], wrong: list[bool], name: str) -> tuple[np.ndarray, np.ndarray]:
     """The signal's values turned so that higher means more likely wrong; answers without it left out."""
     sign = -1.0 if SIGNAL_DIRECTIONS[name] == "below" else 1.0
-    pairs = [(sign * float(s[name]), w) for s, w in zip(signals, wrong)
-             if s.get(name) is not None and not math.isnan(float(s[name]))]
+    pairs = [
+        (sign * float(s[name]), w)
+        for s, w in zip(signals, wrong)
+        if s.get(name) is not None and not math.isnan(float(s[name]))
+    ]
     return np.array([v for v, _ in pairs], dtype=np.float64), np.array([w for _, w in pairs], dtype=bool)
 
 
 def ranking_quality(scores: np.ndarray, wrong: np.ndarray, resamples: int, seed: int) -> dict:
-    return {name: with_interval(statistic, scores, wrong, resamples=resamples, seed=seed)
-            for name, statistic in RANKING.items()}
+    return {
+        name: with_interval(statistic, scores, wrong, resamples=resamples, seed=seed)
+        for name, statistic in RANKING.items()
+    }
 
 
-def quality_figures(signals: list[dict], p_wrong: list[float] | None, wrong: list[bool], features: list[str],
-                    resamples: int, seed: int) -> dict:
+def quality_figures(
+    signals: list[dict], p_wrong: list[float] | None, wrong: list[bool], features: list[str], resamples: int, seed: int
+) -> dict:
     """{"quality": {score: {metric: Interval}}, "ece", "brier", "risk_coverage"} of the certifying half."""
     quality = {}
     for name in features:

@@ -48,23 +48,29 @@ def render_report(card_paths, out_dir) -> Path:
         hint = f" ({METRICS[metric].direction})"
         path = metric_vs_ratio(members, metric, found_domains, out / f"ratio_{metric}.png")
         figures.append((f"{metric} vs pruning ratio{hint}", path))
-    figures.append(("Utility in-domain vs cross-domain", in_vs_cross_domain(members, found_domains,
-                                                                           out / "domains.png")))
-    figures.append(("Utility vs reliability", utility_vs_reliability(members, found_domains,
-                                                                     out / "utility_vs_reliability.png")))
+    figures.append(
+        ("Utility in-domain vs cross-domain", in_vs_cross_domain(members, found_domains, out / "domains.png"))
+    )
+    figures.append(
+        ("Utility vs reliability", utility_vs_reliability(members, found_domains, out / "utility_vs_reliability.png"))
+    )
     curves = risk_coverage_plot(members, out / "risk_coverage.png")
     if curves is not None:
         figures.append(("Risk-coverage of p_wrong per gate domain (certifying half)", curves))
     images = "\n".join(
         f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,'
         f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{html.escape(title)} '
-        f'({path.name})</figcaption></figure>'
+        f"({path.name})</figcaption></figure>"
         for title, path in figures
     )
     page = PAGE.format(
-        recommendation=recommendation_table(members, found_domains), variants=variant_table(members), figures=images,
+        recommendation=recommendation_table(members, found_domains),
+        variants=variant_table(members),
+        figures=images,
         recovery=recovery_table(members),
-        flags=flag_table(members), signals=signal_table(members), metrics=metric_table(members),
+        flags=flag_table(members),
+        signals=signal_table(members),
+        metrics=metric_table(members),
         certificates=certificate_table(members),
     )
     index = out / "index.html"

@@ -49,8 +49,13 @@ def domains(cards: list[dict]) -> list[str]:
 
 
 def metrics_present(cards: list[dict]) -> list[str]:
-    found = {name for card in cards for task in card.get("tasks", {}).values()
-             for name, metric in task.get("metrics", {}).items() if metric.get("value") is not None}
+    found = {
+        name
+        for card in cards
+        for task in card.get("tasks", {}).values()
+        for name, metric in task.get("metrics", {}).items()
+        if metric.get("value") is not None
+    }
     return [m for m in PLOTTED_METRICS if m in found]
 
 
@@ -64,18 +69,24 @@ def is_answerable(task: dict) -> bool:
 def utility(card: dict, domain: str | None = None) -> float | None:
     """Mean exact match over answerable tasks: not the made-up-entity (refusal rate) or none-of-the-above
     (NOTA accuracy) tests, which measure reliability: a model that abstains on everything aces NOTA."""
-    values = [task["metrics"]["exact_match"]["value"] for task in card.get("tasks", {}).values()
-              if is_answerable(task)
-              and task.get("metrics", {}).get("exact_match", {}).get("value") is not None
-              and (domain is None or task.get("domain") == domain)]
+    values = [
+        task["metrics"]["exact_match"]["value"]
+        for task in card.get("tasks", {}).values()
+        if is_answerable(task)
+        and task.get("metrics", {}).get("exact_match", {}).get("value") is not None
+        and (domain is None or task.get("domain") == domain)
+    ]
     return sum(values) / len(values) if values else None
 
 
 def reliability(card: dict, domain: str | None = None) -> float | None:
     """1 - mean hallucination rate over all multiple-choice tasks."""
-    values = [task["metrics"]["hallucination_rate"]["value"] for task in card.get("tasks", {}).values()
-              if task.get("metrics", {}).get("hallucination_rate", {}).get("value") is not None
-              and (domain is None or task.get("domain") == domain)]
+    values = [
+        task["metrics"]["hallucination_rate"]["value"]
+        for task in card.get("tasks", {}).values()
+        if task.get("metrics", {}).get("hallucination_rate", {}).get("value") is not None
+        and (domain is None or task.get("domain") == domain)
+    ]
     return 1 - sum(values) / len(values) if values else None
 
 
@@ -108,10 +119,13 @@ def recovery_of(variant: Variant, base: Variant | None, task: str, metric: str) 
 
 
 def _tasks(card: dict, domain: str | None, answerable: bool | None, metric: str) -> list[dict]:
-    return [task["metrics"][metric] for task in card.get("tasks", {}).values()
-            if task.get("metrics", {}).get(metric, {}).get("value") is not None
-            and (domain is None or task.get("domain") == domain)
-            and (answerable is None or is_answerable(task) == answerable)]
+    return [
+        task["metrics"][metric]
+        for task in card.get("tasks", {}).values()
+        if task.get("metrics", {}).get(metric, {}).get("value") is not None
+        and (domain is None or task.get("domain") == domain)
+        and (answerable is None or is_answerable(task) == answerable)
+    ]
 
 
 def mean_with_interval(card: dict, metric: str, domain: str | None = None, answerable: bool | None = None):
@@ -147,23 +161,34 @@ def recommendations(variants: list[Variant], in_domain: str, cross_domain: str |
 
         def key(v):
             halluc = mean_with_interval(v.card, "hallucination_rate")
-            return (utility(v.card, in_domain) or 0.0, -(halluc[0] if halluc else 1.0),
-                    utility(v.card, cross_domain) or 0.0 if cross_domain else 0.0)
+            return (
+                utility(v.card, in_domain) or 0.0,
+                -(halluc[0] if halluc else 1.0),
+                utility(v.card, cross_domain) or 0.0 if cross_domain else 0.0,
+            )
 
         best = max(candidates, key=key)
         tied = [v.name for v in candidates if v is not best and key(v) == key(best)]
         halluc = mean_with_interval(best.card, "hallucination_rate")
         pruning = best.card.get("pruning") or {}
-        out.append({
-            "ratio": ratio, "variant": best.name, "method": best.method, "tied": tied,
-            "in_domain": _scaled(mean_with_interval(best.card, "exact_match", in_domain, True), base_in),
-            "cross_domain": _scaled(mean_with_interval(best.card, "exact_match", cross_domain, True), base_cross)
-            if cross_domain else None,
-            "hallucination_change": None if halluc is None or base_halluc is None else
-            tuple(None if x is None else x - base_halluc[0] for x in halluc),
-            "bytes_saved": pruning.get("bytes_saved"), "experts_kept": pruning.get("experts_kept"),
-            "experts_total": pruning.get("experts_total"),
-        })
+        out.append(
+            {
+                "ratio": ratio,
+                "variant": best.name,
+                "method": best.method,
+                "tied": tied,
+                "in_domain": _scaled(mean_with_interval(best.card, "exact_match", in_domain, True), base_in),
+                "cross_domain": _scaled(mean_with_interval(best.card, "exact_match", cross_domain, True), base_cross)
+                if cross_domain
+                else None,
+                "hallucination_change": None
+                if halluc is None or base_halluc is None
+                else tuple(None if x is None else x - base_halluc[0] for x in halluc),
+                "bytes_saved": pruning.get("bytes_saved"),
+                "experts_kept": pruning.get("experts_kept"),
+                "experts_total": pruning.get("experts_total"),
+            }
+        )
     return out
 
 

@@ -79,21 +79,37 @@ def variant_table(variants: list[Variant]) -> str:
     rows = []
     for v in variants:
         pruning = v.card.get("pruning") or {}
-        rows.append([html.escape(v.name), html.escape(v.method), fmt(v.ratio, 3),
-                     fmt(pruning.get("experts_kept")), fmt(pruning.get("experts_total")),
-                     fmt(pruning.get("bytes_saved")), html.escape(base_name(v, variants)),
-                     html.escape(", ".join(v.card.get("tasks", {})))])
-    return table(["variant", "method", "ratio", "experts kept", "experts total", "bytes saved", "base",
-                  "tasks"], rows)
+        rows.append(
+            [
+                html.escape(v.name),
+                html.escape(v.method),
+                fmt(v.ratio, 3),
+                fmt(pruning.get("experts_kept")),
+                fmt(pruning.get("experts_total")),
+                fmt(pruning.get("bytes_saved")),
+                html.escape(base_name(v, variants)),
+                html.escape(", ".join(v.card.get("tasks", {}))),
+            ]
+        )
+    return table(["variant", "method", "ratio", "experts kept", "experts total", "bytes saved", "base", "tasks"], rows)
 
 
 def recovery_table(variants: list[Variant]) -> str:
     base = base_variant(variants)
-    columns = sorted({(t, m) for v in variants for t, task in v.card.get("tasks", {}).items()
-                      for m in task.get("metrics", {}) if recovery_of(v, base, t, m) is not None})
+    columns = sorted(
+        {
+            (t, m)
+            for v in variants
+            for t, task in v.card.get("tasks", {}).items()
+            for m in task.get("metrics", {})
+            if recovery_of(v, base, t, m) is not None
+        }
+    )
     if not columns:
-        return ("<p>No recovery values: evaluate with <code>--base-endpoint/--base-model</code>, or include the "
-                "base's report card.</p>")
+        return (
+            "<p>No recovery values: evaluate with <code>--base-endpoint/--base-model</code>, or include the "
+            "base's report card.</p>"
+        )
     rows = []
     for v in variants:
         row = [html.escape(v.label)]
@@ -123,28 +139,61 @@ def recommendation_table(variants: list[Variant], domains: list[str]) -> str:
         return "<p>No recommendation: the report needs the base's card and at least one data-driven variant.</p>"
     body = []
     for r in rows:
-        name = html.escape(r["variant"]) + (f' <span class="na">(tied: {html.escape(", ".join(r["tied"]))})</span>'
-                                             if r["tied"] else "")
-        kept = (f"{r['experts_kept']}/{r['experts_total']} experts kept"
-                if r["experts_kept"] is not None else "")
+        name = html.escape(r["variant"]) + (
+            f' <span class="na">(tied: {html.escape(", ".join(r["tied"]))})</span>' if r["tied"] else ""
+        )
+        kept = f"{r['experts_kept']}/{r['experts_total']} experts kept" if r["experts_kept"] is not None else ""
         saved = f"{r['bytes_saved'] / 1e6:.2f} MB" if r["bytes_saved"] is not None else fmt(None)
-        body.append([fmt(r["ratio"], 3), name, html.escape(r["method"]), _interval(r["in_domain"]),
-                     _interval(r["cross_domain"]), _interval(r["hallucination_change"], 100, 1, signed=True),
-                     f"{saved} ({kept})" if kept else saved])
-    return table(["ratio", "best variant", "method", f"{in_domain} recovery", f"{cross or '-'} recovery",
-                  "hallucination change (points)", "memory saved"], body)
+        body.append(
+            [
+                fmt(r["ratio"], 3),
+                name,
+                html.escape(r["method"]),
+                _interval(r["in_domain"]),
+                _interval(r["cross_domain"]),
+                _interval(r["hallucination_change"], 100, 1, signed=True),
+                f"{saved} ({kept})" if kept else saved,
+            ]
+        )
+    return table(
+        [
+            "ratio",
+            "best variant",
+            "method",
+            f"{in_domain} recovery",
+            f"{cross or '-'} recovery",
+            "hallucination change (points)",
+            "memory saved",
+        ],
+        body,
+    )
 
 
 def flag_table(variants: list[Variant]) -> str:
     rows = []
     for v in variants:
         for name, flag in v.card.get("flags", {}).items():
-            rows.append([html.escape(v.label), html.escape(name), html.escape(f"{flag['signal']} {flag['direction']}"),
-                         fmt(flag.get("threshold")), fmt(flag.get("auroc")), fmt(flag.get("precision")),
-                         fmt(flag.get("recall")), fmt(flag.get("base_rate"))])
+            rows.append(
+                [
+                    html.escape(v.label),
+                    html.escape(name),
+                    html.escape(f"{flag['signal']} {flag['direction']}"),
+                    fmt(flag.get("threshold")),
+                    fmt(flag.get("auroc")),
+                    fmt(flag.get("precision")),
+                    fmt(flag.get("recall")),
+                    fmt(flag.get("base_rate")),
+                ]
+            )
         for name, reason in v.card.get("flags_unavailable", {}).items():
-            rows.append([html.escape(v.label), html.escape(name), f'<span class="na">{html.escape(reason)}</span>',
-                         *[fmt(None)] * 5])
+            rows.append(
+                [
+                    html.escape(v.label),
+                    html.escape(name),
+                    f'<span class="na">{html.escape(reason)}</span>',
+                    *[fmt(None)] * 5,
+                ]
+            )
     return table(["variant", "flag", "signal", "threshold", "AUROC", "precision", "recall", "base rate"], rows)
 
 
@@ -156,15 +205,34 @@ def metric_table(variants: list[Variant]) -> str:
                 ci = metric.get("ci95")
                 interval = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else fmt(None)
                 note = html.escape(metric.get("unavailable", ""))
-                rows.append([html.escape(v.label), html.escape(task_name), html.escape(task.get("domain", "")),
-                             str(task.get("n", "")), html.escape(name), fmt(metric.get("value")), interval,
-                             fmt(metric.get("recovery"), 2), note])
-    return task_tables(variants) + table(["variant", "task", "domain", "n", "metric", "value", "95% CI",
-                                          "recovery", "note"], rows)
+                rows.append(
+                    [
+                        html.escape(v.label),
+                        html.escape(task_name),
+                        html.escape(task.get("domain", "")),
+                        str(task.get("n", "")),
+                        html.escape(name),
+                        fmt(metric.get("value")),
+                        interval,
+                        fmt(metric.get("recovery"), 2),
+                        note,
+                    ]
+                )
+    return task_tables(variants) + table(
+        ["variant", "task", "domain", "n", "metric", "value", "95% CI", "recovery", "note"], rows
+    )
 
 
 def signal_table(variants: list[Variant]) -> str:
-    rows = [[html.escape(v.label), html.escape(name), html.escape(entry.get("direction", "")),
-             fmt(entry.get("auroc")), fmt(entry.get("n"))]
-            for v in variants for name, entry in v.card.get("signal_quality", {}).items()]
+    rows = [
+        [
+            html.escape(v.label),
+            html.escape(name),
+            html.escape(entry.get("direction", "")),
+            fmt(entry.get("auroc")),
+            fmt(entry.get("n")),
+        ]
+        for v in variants
+        for name, entry in v.card.get("signal_quality", {}).items()
+    ]
     return table(["variant", "signal", "wrong when", "AUROC", "n"], rows)

@@ -30,8 +30,11 @@ def _certificate(domain: dict | None) -> list[str]:
         return [fmt(None)] * 3
     cert = domain["certificate"]
     if cert["status"] != "certified":
-        return [f'<span class="low" title="{html.escape(cert.get("reason") or "")}">uncertified</span>',
-                fmt(None), f'<span class="na">{html.escape(cert.get("reason") or "")}</span>']
+        return [
+            f'<span class="low" title="{html.escape(cert.get("reason") or "")}">uncertified</span>',
+            fmt(None),
+            f'<span class="na">{html.escape(cert.get("reason") or "")}</span>',
+        ]
     error = f"{fmt(cert['realised_error'])} (&le; {fmt(cert['error_upper'])})"
     return ['<span class="ok">certified</span>', fmt(cert["coverage"]), error]
 
@@ -48,14 +51,32 @@ def certificate_table(variants: list[Variant]) -> str:
         without = section.get("without_base_check") or {}
         for name, domain in section["domains"].items():
             other = without.get(name)
-            rows.append([html.escape(v.label), html.escape(name),
-                         f"{domain['certificate']['alpha']:g} / {domain['certificate']['delta']:g}",
-                         *_certificate(domain), f"{domain['n']} ({domain['n_wrong']}, {domain['n_abstained']})",
-                         _auroc(domain), *(_certificate(other)[:2] if without else [fmt(None)] * 2),
-                         _auroc(other) if without else fmt(None)])
+            rows.append(
+                [
+                    html.escape(v.label),
+                    html.escape(name),
+                    f"{domain['certificate']['alpha']:g} / {domain['certificate']['delta']:g}",
+                    *_certificate(domain),
+                    f"{domain['n']} ({domain['n_wrong']}, {domain['n_abstained']})",
+                    _auroc(domain),
+                    *(_certificate(other)[:2] if without else [fmt(None)] * 2),
+                    _auroc(other) if without else fmt(None),
+                ]
+            )
     if not rows and not notes:
         return "<p>No report card has a reliability section.</p>"
-    header = ["variant", "domain", "alpha / delta", "status", "coverage", "error (bound)", "n (wrong, abstained)",
-              "p_wrong AUROC [95% CI]", "no base check: status", "coverage", "p_wrong AUROC"]
+    header = [
+        "variant",
+        "domain",
+        "alpha / delta",
+        "status",
+        "coverage",
+        "error (bound)",
+        "n (wrong, abstained)",
+        "p_wrong AUROC [95% CI]",
+        "no base check: status",
+        "coverage",
+        "p_wrong AUROC",
+    ]
     listed = "".join(f"<li>{note}</li>" for note in notes)
     return INTRO + (table(header, rows) if rows else "") + (f"<ul>{listed}</ul>" if listed else "")

@@ -13,8 +13,13 @@ from evaluators.metric_registry import METRICS
 from evaluators.metrics.averages import macro_average, micro_average
 from evaluators.report_data import Variant
 
-FAMILIES = {"multimedqa": "MultiMedQA", "mmlu": "MMLU", "medhalt": "Med-HALT", "medinst32": "MedINST32",
-            "summaries": "Summarisation"}
+FAMILIES = {
+    "multimedqa": "MultiMedQA",
+    "mmlu": "MMLU",
+    "medhalt": "Med-HALT",
+    "medinst32": "MedINST32",
+    "summaries": "Summarisation",
+}
 
 
 def family(task_name: str, task: dict) -> str:
@@ -51,8 +56,12 @@ def _decoding_note(tasks: dict[str, dict]) -> str:
         decoding = task.get("decoding")
         text = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in decoding.items()) if decoding else "not recorded"
         settings.setdefault(text, []).append(name)
-    parts = [f"{html.escape(text)} ({len(names)} task{'s' if len(names) > 1 else ''})" if len(settings) > 1
-             else html.escape(text) for text, names in settings.items()]
+    parts = [
+        f"{html.escape(text)} ({len(names)} task{'s' if len(names) > 1 else ''})"
+        if len(settings) > 1
+        else html.escape(text)
+        for text, names in settings.items()
+    ]
     return "Decoding: " + "; ".join(parts) + "."
 
 
@@ -62,16 +71,19 @@ def _skipped_note(tasks: dict[str, dict]) -> str:
         return ""
     parts = []
     for name, task in skipped:
-        reasons = ", ".join(f"{html.escape(reason)} x{entry.get('count', 0)}"
-                            for reason, entry in (task.get("skipped") or {}).items())
+        reasons = ", ".join(
+            f"{html.escape(reason)} x{entry.get('count', 0)}" for reason, entry in (task.get("skipped") or {}).items()
+        )
         parts.append(f"{html.escape(name)}: {task['n_skipped']}" + (f" ({reasons})" if reasons else ""))
     return " Skipped data rows: " + "; ".join(parts) + "."
 
 
 def family_table(title: str, task_names: list[str], base: Variant | None, others: list[Variant]) -> str:
     reference = (base or others[0]).card.get("tasks", {})
-    tasks = {name: reference.get(name) or next(v.card["tasks"][name] for v in others if name in v.card["tasks"])
-             for name in task_names}
+    tasks = {
+        name: reference.get(name) or next(v.card["tasks"][name] for v in others if name in v.card["tasks"])
+        for name in task_names
+    }
     columns = ([base] if base else []) + others
     head = ["task", "metric", "n"] + [html.escape(v.label) for v in columns]
     body = []
@@ -86,12 +98,24 @@ def family_table(title: str, task_names: list[str], base: Variant | None, others
         with_metric = [t for t in task_names if metric in tasks[t].get("metrics", {})]
         if len(with_metric) < 2:
             continue
-        averages = [("macro", lambda card, metric=metric, with_metric=with_metric: macro_average(
-            [_value(card, t, metric) for t in with_metric]))]
+        averages = [
+            (
+                "macro",
+                lambda card, metric=metric, with_metric=with_metric: macro_average(
+                    [_value(card, t, metric) for t in with_metric]
+                ),
+            )
+        ]
         if METRICS.get(metric) and METRICS[metric].kind == "proportion":
-            averages.append(("micro", lambda card, metric=metric, with_metric=with_metric: micro_average(
-                [_value(card, t, metric) for t in with_metric],
-                [card.get("tasks", {}).get(t, {}).get("n", 0) for t in with_metric])))
+            averages.append(
+                (
+                    "micro",
+                    lambda card, metric=metric, with_metric=with_metric: micro_average(
+                        [_value(card, t, metric) for t in with_metric],
+                        [card.get("tasks", {}).get(t, {}).get("n", 0) for t in with_metric],
+                    ),
+                )
+            )
         for label, average in averages:
             base_value = average(base.card) if base else None
             cells = [f"<strong>{label} average</strong>", html.escape(metric), str(len(with_metric)) + " tasks"]
@@ -101,8 +125,10 @@ def family_table(title: str, task_names: list[str], base: Variant | None, others
     rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
     heading = "".join(f"<th>{h}</th>" for h in head)
     note = _decoding_note(tasks) + _skipped_note(tasks)
-    return (f"<h4>{html.escape(title)}</h4><table><thead><tr>{heading}</tr></thead><tbody>{rows}</tbody></table>"
-            f'<p class="decoding">{note}</p>')
+    return (
+        f"<h4>{html.escape(title)}</h4><table><thead><tr>{heading}</tr></thead><tbody>{rows}</tbody></table>"
+        f'<p class="decoding">{note}</p>'
+    )
 
 
 def task_tables(variants: list[Variant]) -> str:
@@ -119,7 +145,9 @@ def task_tables(variants: list[Variant]) -> str:
             names = families.setdefault(family(name, task), [])
             if name not in names:
                 names.append(name)
-    intro = ("<p>Per task and family: the base's value, each variant's value and (in brackets) its recovery "
-             "against the base; macro averages weigh tasks equally, micro averages weigh items.</p>")
+    intro = (
+        "<p>Per task and family: the base's value, each variant's value and (in brackets) its recovery "
+        "against the base; macro averages weigh tasks equally, micro averages weigh items.</p>"
+    )
     tables = "".join(family_table(title, names, base, others) for title, names in families.items())
     return f"<h3>Per task, by family</h3>{intro}{tables}<h3>Every metric with its 95% interval</h3>"

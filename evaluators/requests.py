@@ -86,22 +86,34 @@ def kept_generation(response: dict) -> dict:
     logprobs = choice.get("logprobs") or {}
     if "message" in choice:
         message = choice.get("message") or {}
-        kept["message"] = {key: message[key] for key in ("content", "reasoning", "reasoning_content")
-                           if message.get(key) is not None}
+        kept["message"] = {
+            key: message[key] for key in ("content", "reasoning", "reasoning_content") if message.get(key) is not None
+        }
         if logprobs.get("content") is not None:
-            kept["logprobs"] = {"content": [
-                {"logprob": entry.get("logprob"),
-                 "top_logprobs": [{"logprob": alt.get("logprob")} for alt in entry.get("top_logprobs") or []]}
-                for entry in logprobs["content"]]}
+            kept["logprobs"] = {
+                "content": [
+                    {
+                        "logprob": entry.get("logprob"),
+                        "top_logprobs": [{"logprob": alt.get("logprob")} for alt in entry.get("top_logprobs") or []],
+                    }
+                    for entry in logprobs["content"]
+                ]
+            }
     else:
         kept["text"] = choice.get("text")
         if logprobs.get("token_logprobs") is not None:
-            kept["logprobs"] = {"token_logprobs": logprobs["token_logprobs"], "top_logprobs": [
-                {str(rank): value for rank, value in enumerate((tops or {}).values())}
-                for tops in logprobs.get("top_logprobs") or []]}
+            kept["logprobs"] = {
+                "token_logprobs": logprobs["token_logprobs"],
+                "top_logprobs": [
+                    {str(rank): value for rank, value in enumerate((tops or {}).values())}
+                    for tops in logprobs.get("top_logprobs") or []
+                ],
+            }
     usage = response.get("usage") or {}
-    return {"choices": [kept],
-            "usage": {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage}}
+    return {
+        "choices": [kept],
+        "usage": {key: usage[key] for key in ("prompt_tokens", "completion_tokens") if key in usage},
+    }
 
 
 def kept_scoring(response: dict, prompt_tokens: int | None = None, prompt: str | None = None) -> dict:
@@ -111,14 +123,17 @@ def kept_scoring(response: dict, prompt_tokens: int | None = None, prompt: str |
         entries = response.get("prompt_logprobs") or choice.get("prompt_logprobs")
         if not entries or not prompt_tokens:
             return {"prompt_logprobs": None}
-        tail = [None if not entry else {"t": {"logprob": next(iter(entry.values()))["logprob"]}}
-                for entry in entries[prompt_tokens:]]
+        tail = [
+            None if not entry else {"t": {"logprob": next(iter(entry.values()))["logprob"]}}
+            for entry in entries[prompt_tokens:]
+        ]
         return {PROMPT_LOGPROBS_FROM: prompt_tokens, "prompt_logprobs": tail}
     logprobs = choice.get("logprobs") or {}
     offsets, values = logprobs.get("text_offset") or [], logprobs.get("token_logprobs") or []
     picked = [(offset, value) for offset, value in zip(offsets, values) if offset >= len(prompt)]
-    return {"choices": [{"logprobs": {"text_offset": [o for o, _ in picked],
-                                      "token_logprobs": [v for _, v in picked]}}]}
+    return {
+        "choices": [{"logprobs": {"text_offset": [o for o, _ in picked], "token_logprobs": [v for _, v in picked]}}]
+    }
 
 
 def expanded(response: dict) -> dict:
@@ -129,8 +144,9 @@ def expanded(response: dict) -> dict:
     return {"prompt_logprobs": [None] * start + list(response.get("prompt_logprobs") or [])}
 
 
-async def generate(client: EndpointClient, prompt: Prompt, max_tokens: int | Decoding,
-                   thinking: ThinkingControl = NO_THINKING_CONTROL) -> Generation:
+async def generate(
+    client: EndpointClient, prompt: Prompt, max_tokens: int | Decoding, thinking: ThinkingControl = NO_THINKING_CONTROL
+) -> Generation:
     """A generation with token logprobs (read by the same TokenTrace the gateway uses), reasoning split off.
 
     A rejection is not cached (a rerun retries the item); an answer that comes back empty is asked
@@ -162,26 +178,44 @@ def read_generation(response: dict, chat: bool, attempts: int = 1) -> Generation
     usage = response.get("usage") or {}
     token_lps = trace.token_logprobs if trace.has_logprobs and trace.token_logprobs else None
     tops = trace.top_logprobs if token_lps is not None else None
-    return Generation(split.answer.strip(), token_lps, tops, usage.get("prompt_tokens"), trace.answer,
-                      split.reasoning, choice.get("finish_reason"), attempts)
+    return Generation(
+        split.answer.strip(),
+        token_lps,
+        tops,
+        usage.get("prompt_tokens"),
+        trace.answer,
+        split.reasoning,
+        choice.get("finish_reason"),
+        attempts,
+    )
 
 
-async def continuation_logprobs(client: EndpointClient, prompt: Prompt, continuation: str,
-                                context_tokens: int | None,
-                                thinking: ThinkingControl = NO_THINKING_CONTROL) -> list[float] | None:
+async def continuation_logprobs(
+    client: EndpointClient,
+    prompt: Prompt,
+    continuation: str,
+    context_tokens: int | None,
+    thinking: ThinkingControl = NO_THINKING_CONTROL,
+) -> list[float] | None:
     """Token logprobs of `continuation` right after `prompt` (moeprune.reliability.crosscheck's one boundary rule);
     None where the endpoint cannot say. `context_tokens`: the prompt's token count (chat prompts)."""
     if prompt.is_chat and not context_tokens:
         return None
-    body = base_check_request(continuation, messages=list(prompt.messages) if prompt.is_chat else None,
-                              prompt=None if prompt.is_chat else prompt.text)
+    body = base_check_request(
+        continuation,
+        messages=list(prompt.messages) if prompt.is_chat else None,
+        prompt=None if prompt.is_chat else prompt.text,
+    )
     if body is None:
         return None
     body.update(thinking.request_fields(prompt.is_chat))  # the same template rendering as the generation
     text = None if prompt.is_chat else prompt.text
     try:
-        response = await client.post("chat/completions" if prompt.is_chat else "completions", body,
-                                      keep=lambda whole: kept_scoring(whole, context_tokens, text))
+        response = await client.post(
+            "chat/completions" if prompt.is_chat else "completions",
+            body,
+            keep=lambda whole: kept_scoring(whole, context_tokens, text),
+        )
     except EndpointError as exc:
         # An endpoint that rejects prompt-logprob requests (e.g. a plain OpenAI server: 400/422, or
         # one without the route) makes scoring unavailable, not the evaluation fail. Anything else (5xx after retries, a

@@ -61,14 +61,59 @@ def run_eval(endpoint, model, tasks, out_dir, config: EvalConfig | None = None, 
     Returns the path of the report_card.json written under out_dir.
     """
     config = validate_options(EvalConfig, config, options, caller="run_eval")
-    (variant, api_key, base_endpoint, base_model, concurrency, model_dir, flag_precision, seed, limit, base_variant,
-     judge_endpoint, judge_model, judge_api_key, nli_model, cache_path, progress, thinking, lm_eval, max_tokens,
-     summary_scorers, judge_allow_tie, alpha, delta, split_seed, gate) = (
-        config.variant, config.api_key, config.base_endpoint, config.base_model, config.concurrency,
-        config.model_dir, config.flag_precision, config.seed, config.limit, config.base_variant,
-        config.judge_endpoint, config.judge_model, config.judge_api_key, config.nli_model, config.cache_path,
-        config.progress, config.thinking, config.lm_eval, config.max_tokens, config.summary_scorers,
-        config.judge_allow_tie, config.alpha, config.delta, config.split_seed, config.gate)
+    (
+        variant,
+        api_key,
+        base_endpoint,
+        base_model,
+        concurrency,
+        model_dir,
+        flag_precision,
+        seed,
+        limit,
+        base_variant,
+        judge_endpoint,
+        judge_model,
+        judge_api_key,
+        nli_model,
+        cache_path,
+        progress,
+        thinking,
+        lm_eval,
+        max_tokens,
+        summary_scorers,
+        judge_allow_tie,
+        alpha,
+        delta,
+        split_seed,
+        gate,
+    ) = (
+        config.variant,
+        config.api_key,
+        config.base_endpoint,
+        config.base_model,
+        config.concurrency,
+        config.model_dir,
+        config.flag_precision,
+        config.seed,
+        config.limit,
+        config.base_variant,
+        config.judge_endpoint,
+        config.judge_model,
+        config.judge_api_key,
+        config.nli_model,
+        config.cache_path,
+        config.progress,
+        config.thinking,
+        config.lm_eval,
+        config.max_tokens,
+        config.summary_scorers,
+        config.judge_allow_tie,
+        config.alpha,
+        config.delta,
+        config.split_seed,
+        config.gate,
+    )
     if not 0 < flag_precision <= 1:
         raise UserError(f"flag_precision must be in (0, 1], got {flag_precision}", param="flag_precision")
     if limit is not None and limit < 1:
@@ -89,8 +134,10 @@ def run_eval(endpoint, model, tasks, out_dir, config: EvalConfig | None = None, 
     if nli_model and not scorers.nli_model:
         scorers.nli_model = nli_model
     if judges and not base_endpoint and not scorers.hallucination_judge:
-        raise UserError("a judge endpoint compares the variant with the base: also give the base endpoint and model",
-                        param="base_endpoint")
+        raise UserError(
+            "a judge endpoint compares the variant with the base: also give the base endpoint and model",
+            param="base_endpoint",
+        )
     scorers.check()  # a wrong local model path fails before any request
     gate = resolve_gate(gate, model_dir)
     if isinstance(tasks, str):
@@ -106,20 +153,39 @@ def run_eval(endpoint, model, tasks, out_dir, config: EvalConfig | None = None, 
             check_templates(task, items[0])  # a template naming a missing field fails before any request
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = dict(endpoint=endpoint, model=model, variant=variant or model, api_key=api_key,
-                    base_endpoint=base_endpoint, base_model=base_model, concurrency=concurrency,
-                    model_dir=model_dir, flag_precision=flag_precision, seed=seed, limit=limit,
-                    base_variant=base_variant, judges=judges if base_endpoint else [], scorers=scorers,
-                    judge_allow_tie=judge_allow_tie, progress=progress,
-                    thinking=thinking or ThinkingControl(), max_tokens=max_tokens, alpha=alpha, delta=delta,
-                    split_seed=split_seed, gate=gate)
+    settings = dict(
+        endpoint=endpoint,
+        model=model,
+        variant=variant or model,
+        api_key=api_key,
+        base_endpoint=base_endpoint,
+        base_model=base_model,
+        concurrency=concurrency,
+        model_dir=model_dir,
+        flag_precision=flag_precision,
+        seed=seed,
+        limit=limit,
+        base_variant=base_variant,
+        judges=judges if base_endpoint else [],
+        scorers=scorers,
+        judge_allow_tie=judge_allow_tie,
+        progress=progress,
+        thinking=thinking or ThinkingControl(),
+        max_tokens=max_tokens,
+        alpha=alpha,
+        delta=delta,
+        split_seed=split_seed,
+        gate=gate,
+    )
     cache = ResponseCache(cache_path or out_dir / "cache" / "responses.jsonl")
     started = time.monotonic()
     try:
         card, records, run_info = asyncio.run(_run(loaded, cache, **settings))
     except EndpointError as exc:
-        raise UserError(f"endpoint unreachable, run stopped: {exc}; every finished request is cached, "
-                        "so the rerun resumes where this one stopped") from None
+        raise UserError(
+            f"endpoint unreachable, run stopped: {exc}; every finished request is cached, "
+            "so the rerun resumes where this one stopped"
+        ) from None
     run_info["elapsed_s"] = round(time.monotonic() - started, 1)
     if lm_eval is not None:
         started = time.monotonic()
@@ -132,7 +198,7 @@ def run_eval(endpoint, model, tasks, out_dir, config: EvalConfig | None = None, 
 
 
 def _split(task: Task, items: list, limit: int | None) -> tuple[list, list]:
-    shots, rest = items[:task.few_shot], items[task.few_shot:]
+    shots, rest = items[: task.few_shot], items[task.few_shot :]
     if not rest:
         raise UserError(f"task {task.name}: no items left after {task.few_shot} few-shot examples")
     return shots, rest[:limit] if limit else rest
@@ -148,8 +214,13 @@ def run_counts(records: list[ItemRecord], load_skipped: list | None = None) -> d
     skipped = skipped_summary(list(load_skipped or []))
     for reason, count in Counter(r.reason for r in records if isinstance(r, SkippedRecord)).items():
         skipped[reason] = {"count": count, "lines": []}
-    counts = {"n": len(answered(records)), "n_failed": sum(failed.values()), "failures": dict(failed),
-              "n_skipped": sum(entry["count"] for entry in skipped.values()), "skipped": skipped}
+    counts = {
+        "n": len(answered(records)),
+        "n_failed": sum(failed.values()),
+        "failures": dict(failed),
+        "n_skipped": sum(entry["count"] for entry in skipped.values()),
+        "skipped": skipped,
+    }
     truncated = sum(getattr(r, "truncated", None) is not None for r in records)
     if truncated:
         counts["n_truncated"] = truncated
@@ -171,19 +242,45 @@ def capped(task: Task, max_tokens: int | None, contexts: list[int | None]) -> Ta
 
 def _decoding_sent(task: Task) -> dict:
     decoding = task_decoding(task)
-    return {"temperature": decoding.temperature, "top_p": decoding.top_p, "max_tokens": decoding.max_tokens,
-            "retries_on_empty": decoding.retries_on_empty}
+    return {
+        "temperature": decoding.temperature,
+        "top_p": decoding.top_p,
+        "max_tokens": decoding.max_tokens,
+        "retries_on_empty": decoding.retries_on_empty,
+    }
 
 
-async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_key, base_endpoint, base_model,
-               concurrency, model_dir, flag_precision, seed, limit, base_variant, judges, scorers,
-               judge_allow_tie, progress, thinking, max_tokens, alpha, delta, split_seed,
-               gate) -> tuple[dict, list[dict], dict]:
+async def _run(
+    loaded,
+    cache: ResponseCache,
+    *,
+    endpoint,
+    model,
+    variant,
+    api_key,
+    base_endpoint,
+    base_model,
+    concurrency,
+    model_dir,
+    flag_precision,
+    seed,
+    limit,
+    base_variant,
+    judges,
+    scorers,
+    judge_allow_tie,
+    progress,
+    thinking,
+    max_tokens,
+    alpha,
+    delta,
+    split_seed,
+    gate,
+) -> tuple[dict, list[dict], dict]:
     pruning = pruning_info(model_dir)
     clients = [EndpointClient(endpoint, model, api_key=api_key, concurrency=concurrency, cache=cache)]
     if base_endpoint:
-        clients.append(EndpointClient(base_endpoint, base_model, api_key=api_key, concurrency=concurrency,
-                                      cache=cache))
+        clients.append(EndpointClient(base_endpoint, base_model, api_key=api_key, concurrency=concurrency, cache=cache))
     async with contextlib.AsyncExitStack() as stack:
         for each in clients:
             await stack.enter_async_context(each)
@@ -200,10 +297,20 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
             sent = task_thinking(thinking, task)
             base_records = None
             if base_client:
-                base_records = await evaluate_task(base_client, task, items, shots, label="base:",
-                                                   progress=progress, thinking=sent)
-            records = await evaluate_task(client, task, items, shots, base_client=base_client,
-                                          label=f"{variant}:", progress=progress, thinking=sent, gate=gate)
+                base_records = await evaluate_task(
+                    base_client, task, items, shots, label="base:", progress=progress, thinking=sent
+                )
+            records = await evaluate_task(
+                client,
+                task,
+                items,
+                shots,
+                base_client=base_client,
+                label=f"{variant}:",
+                progress=progress,
+                thinking=sent,
+                gate=gate,
+            )
             kind = task_kind(task.kind)
             jsons = [record.to_json() for record in records]
             done = [data for record, data in zip(records, jsons) if record.answered]
@@ -216,11 +323,15 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
             base_metrics = kind.metrics(task, base_done, seed) if base_done else None
             per_judge = None
             if judges and base_done:
-                pooled, per_judge = await _judged(judges, cache, concurrency, items, done, base_done, seed,
-                                                  judge_sent, judge_allow_tie)
+                pooled, per_judge = await _judged(
+                    judges, cache, concurrency, items, done, base_done, seed, judge_sent, judge_allow_tie
+                )
                 metrics.update(pooled)
             tasks_out[task.name] = {
-                "domain": task.domain, "kind": task.kind, "version": task.version, "format": task.format,
+                "domain": task.domain,
+                "kind": task.kind,
+                "version": task.version,
+                "format": task.format,
                 **run_counts(records, load_skipped),
                 "metrics": selected(with_recovery(metrics, base_metrics), task.metrics),
                 "decoding": _decoding_sent(task),
@@ -232,26 +343,41 @@ async def _run(loaded, cache: ResponseCache, *, endpoint, model, variant, api_ke
     scored = [data for record, data in zip(typed_records, all_records) if record.answered]
     flags, flags_missing = flags_section(scored, flag_precision, seed)
     card = {
-        "schema_version": SCHEMA_VERSION, "variant": variant, "model": model,
-        "model_dir": str(Path(model_dir).resolve()) if model_dir else None, "pruning": pruning,
+        "schema_version": SCHEMA_VERSION,
+        "variant": variant,
+        "model": model,
+        "model_dir": str(Path(model_dir).resolve()) if model_dir else None,
+        "pruning": pruning,
         "base": (base_variant or base_model) if base_endpoint else None,
-        "endpoint": clients[0].endpoint, "tasks": tasks_out, "flags": flags, "flags_unavailable": flags_missing,
+        "endpoint": clients[0].endpoint,
+        "tasks": tasks_out,
+        "flags": flags,
+        "flags_unavailable": flags_missing,
         "signal_quality": signal_quality(scored),
         "seed": seed,
     }
     section, per_record = reliability_section(
-        scored, alpha=alpha, delta=delta, split_seed=split_seed, weights_sha256=checkpoint_digest(model_dir),
-        gate_sha256=gate.sha256 if gate else None, gate_threshold=gate.threshold if gate else None,
-        base_check_off=base_check_off(base_client is not None, model_dir is not None and pruning is None))
+        scored,
+        alpha=alpha,
+        delta=delta,
+        split_seed=split_seed,
+        weights_sha256=checkpoint_digest(model_dir),
+        gate_sha256=gate.sha256 if gate else None,
+        gate_threshold=gate.threshold if gate else None,
+        base_check_off=base_check_off(base_client is not None, model_dir is not None and pruning is None),
+    )
     if section is not None:
         card["reliability"] = section
     for record in scored:
         if record_key(record) in per_record:
             record["reliability"] = per_record[record_key(record)]
-    run_info = {"requests_sent": sum(each.sent for each in clients) + sum(judge_sent), "cache_hits": cache.hits,
-                "cache_entries": len(cache),
-                "items_failed": sum(isinstance(r, FailedRecord) for r in typed_records),
-                "items_skipped": sum(isinstance(r, SkippedRecord) for r in typed_records)}
+    run_info = {
+        "requests_sent": sum(each.sent for each in clients) + sum(judge_sent),
+        "cache_hits": cache.hits,
+        "cache_entries": len(cache),
+        "items_failed": sum(isinstance(r, FailedRecord) for r in typed_records),
+        "items_skipped": sum(isinstance(r, SkippedRecord) for r in typed_records),
+    }
     return card, all_records, run_info
 
 
@@ -267,19 +393,33 @@ def base_check_off(base_given: bool, unpruned: bool = False) -> str:
     if not base_given and unpruned:
         return "off: the evaluated model is unpruned (its --model-dir has no pruning.json): it is the base"
     if not base_given:
-        return ("off: no base endpoint given (--base-endpoint/--base-model), so base_mean_logprob, the signal "
-                "aimed at confident pruning errors, is missing; give the unpruned base's endpoint to turn it on")
-    return ("off: the base endpoint scored none of the answers (it returned no prompt logprobs); serve the base "
-            "with vLLM, which supports prompt_logprobs, to turn it on")
+        return (
+            "off: no base endpoint given (--base-endpoint/--base-model), so base_mean_logprob, the signal "
+            "aimed at confident pruning errors, is missing; give the unpruned base's endpoint to turn it on"
+        )
+    return (
+        "off: the base endpoint scored none of the answers (it returned no prompt logprobs); serve the base "
+        "with vLLM, which supports prompt_logprobs, to turn it on"
+    )
 
 
-async def _judged(judges, cache, concurrency, items, records, base_records, seed, judge_sent,
-                  allow_tie) -> tuple[dict, dict]:
+async def _judged(
+    judges, cache, concurrency, items, records, base_records, seed, judge_sent, allow_tie
+) -> tuple[dict, dict]:
     """The pairwise judges' pooled and per-judge shares over the items both variant and base answered."""
     from evaluators.judge import judge_task
 
     by_id = {r["id"]: r for r in base_records}
     item_of = {item.id: item for item in items}
     pairs = [(item_of[r["id"]], r, by_id[r["id"]]) for r in records if r["id"] in by_id]
-    return await judge_task(judges, cache, concurrency, [p[0] for p in pairs], [p[1] for p in pairs],
-                            [p[2] for p in pairs], seed, allow_tie=allow_tie, sent=judge_sent)
+    return await judge_task(
+        judges,
+        cache,
+        concurrency,
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        [p[2] for p in pairs],
+        seed,
+        allow_tie=allow_tie,
+        sent=judge_sent,
+    )

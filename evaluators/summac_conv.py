@@ -28,8 +28,32 @@ from pathlib import Path
 from moeprune.errors import UserError
 
 # Bin edges the published weights were trained with (a fact of that model, not a tuning choice here).
-PERCENTILE_BINS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.07, 0.13, 0.37, 0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.955,
-                   0.96, 0.965, 0.97, 0.975, 0.98, 0.985, 0.99, 0.995, 1.0)
+PERCENTILE_BINS = (
+    0.0,
+    0.01,
+    0.02,
+    0.03,
+    0.04,
+    0.07,
+    0.13,
+    0.37,
+    0.90,
+    0.91,
+    0.92,
+    0.93,
+    0.94,
+    0.95,
+    0.955,
+    0.96,
+    0.965,
+    0.97,
+    0.975,
+    0.98,
+    0.985,
+    0.99,
+    0.995,
+    1.0,
+)
 DEFAULT_ROWS = 10
 _KEYS = ("mlp.weight", "mlp.bias", "layer_final.weight", "layer_final.bias")
 
@@ -49,10 +73,10 @@ def histogram(values: list[float], edges: tuple[float, ...]) -> list[int]:
 
 @dataclass(frozen=True)
 class ConvWeights:
-    row_weight: list[float]   # w, one per bin
-    row_bias: float           # b
+    row_weight: list[float]  # w, one per bin
+    row_bias: float  # b
     final_weight: list[list[float]]  # 2 x 3
-    final_bias: list[float]   # 2
+    final_bias: list[float]  # 2
     bins: tuple[float, ...] = PERCENTILE_BINS
     n_rows: int = DEFAULT_ROWS
 
@@ -60,9 +84,11 @@ class ConvWeights:
     def load(cls, path: str | Path) -> ConvWeights:
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"SummaC-Conv weights {path} do not exist; pass a local weights file (the published "
-                            "summac_conv_vitc_sent_perc_e.bin or a JSON file with mlp.*/layer_final.* keys)",
-                            param="summac_conv_weights")
+            raise UserError(
+                f"SummaC-Conv weights {path} do not exist; pass a local weights file (the published "
+                "summac_conv_vitc_sent_perc_e.bin or a JSON file with mlp.*/layer_final.* keys)",
+                param="summac_conv_weights",
+            )
         if path.suffix == ".json":
             try:
                 raw = json.loads(path.read_text(encoding="utf-8"))
@@ -81,15 +107,24 @@ class ConvWeights:
         row_weight = _flat(raw["mlp.weight"])
         final = [_flat(row) for row in raw["layer_final.weight"]]
         if len(row_weight) != len(bins) - 1 or len(final) != 2 or any(len(row) != 3 for row in final):
-            raise UserError(f"{where}: SummaC-Conv weights have shapes mlp.weight [1, {len(row_weight)}] and "
-                            f"layer_final.weight [{len(final)}, ...]; expected [1, {len(bins) - 1}] (one per bin) "
-                            "and [2, 3]", param="summac_conv_weights")
-        return cls(row_weight, float(_flat(raw["mlp.bias"])[0]), final, _flat(raw["layer_final.bias"]), bins,
-                   int(raw.get("n_rows", DEFAULT_ROWS)))
+            raise UserError(
+                f"{where}: SummaC-Conv weights have shapes mlp.weight [1, {len(row_weight)}] and "
+                f"layer_final.weight [{len(final)}, ...]; expected [1, {len(bins) - 1}] (one per bin) "
+                "and [2, 3]",
+                param="summac_conv_weights",
+            )
+        return cls(
+            row_weight,
+            float(_flat(raw["mlp.bias"])[0]),
+            final,
+            _flat(raw["layer_final.bias"]),
+            bins,
+            int(raw.get("n_rows", DEFAULT_ROWS)),
+        )
 
     def score(self, entail_by_sentence: list[list[float]]) -> float:
         """Probability of "consistent" from the entailment columns, one list per summary sentence."""
-        rows = [histogram(column, self.bins) for column in entail_by_sentence[:self.n_rows]]
+        rows = [histogram(column, self.bins) for column in entail_by_sentence[: self.n_rows]]
         rows = [row for row in rows if any(row)]
         if rows:
             reads = [sum(w * h for w, h in zip(self.row_weight, row)) + self.row_bias for row in rows]
@@ -120,8 +155,11 @@ def _torch_state(path: Path) -> dict:
         # weights_only: a state dict of tensors, never arbitrary pickled objects.
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a bad file
-        raise UserError(f"{path}: not a readable torch state dict ({type(exc).__name__}: {exc}); pass the "
-                        "published .bin or a JSON weights file", param="summac_conv_weights") from None
+        raise UserError(
+            f"{path}: not a readable torch state dict ({type(exc).__name__}: {exc}); pass the "
+            "published .bin or a JSON weights file",
+            param="summac_conv_weights",
+        ) from None
 
 
 def add_summac_conv(records: list[dict], scorer, weights: ConvWeights) -> None:

@@ -45,8 +45,9 @@ class SummaryScorers:
         from moeprune.errors import UserError
 
         if self.summac_conv_weights and not self.nli_model:
-            raise UserError("SummaC-Conv reads the NLI image: also give the NLI model (--nli-model)",
-                            param="summac_conv_weights")
+            raise UserError(
+                "SummaC-Conv reads the NLI image: also give the NLI model (--nli-model)", param="summac_conv_weights"
+            )
         if self.nli_model:
             self._nli()
         if self.summac_conv_weights:
@@ -88,19 +89,36 @@ def quality_metrics(records: list[dict], seed: int) -> dict:
 def add_summary_scoring_arguments(parser) -> None:
     """`moeprune eval` flags of the judges and the summary scorers (every model path is local)."""
     group = parser.add_argument_group("judges and summary scorers")
-    group.add_argument("--judge-endpoint", action="append", metavar="URL",
-                       help="a judge model's endpoint for the study's pairwise variant-vs-base instrument; repeat "
-                            "for several judges (per-judge and pooled shares)")
-    group.add_argument("--judge-model", action="append", metavar="NAME",
-                       help="the judge's model name: once for all judges, or once per --judge-endpoint in order")
-    group.add_argument("--judge-allow-tie", action="store_true",
-                       help="let the pairwise judge answer 'tie' (default: forced choice, as the study)")
-    group.add_argument("--hallucination-judge", action="store_true",
-                       help="also score each summary's claims against its source with the first judge "
-                            "(DeepEval-style hallucination, per item 0/1)")
+    group.add_argument(
+        "--judge-endpoint",
+        action="append",
+        metavar="URL",
+        help="a judge model's endpoint for the study's pairwise variant-vs-base instrument; repeat "
+        "for several judges (per-judge and pooled shares)",
+    )
+    group.add_argument(
+        "--judge-model",
+        action="append",
+        metavar="NAME",
+        help="the judge's model name: once for all judges, or once per --judge-endpoint in order",
+    )
+    group.add_argument(
+        "--judge-allow-tie",
+        action="store_true",
+        help="let the pairwise judge answer 'tie' (default: forced choice, as the study)",
+    )
+    group.add_argument(
+        "--hallucination-judge",
+        action="store_true",
+        help="also score each summary's claims against its source with the first judge "
+        "(DeepEval-style hallucination, per item 0/1)",
+    )
     group.add_argument("--nli-model", help="local NLI sequence-classification model (SummaC-ZS faithfulness)")
-    group.add_argument("--summac-conv-weights", metavar="FILE",
-                       help="local SummaC-Conv weights (the published .bin or JSON); needs --nli-model")
+    group.add_argument(
+        "--summac-conv-weights",
+        metavar="FILE",
+        help="local SummaC-Conv weights (the published .bin or JSON); needs --nli-model",
+    )
     group.add_argument("--bertscore-model", metavar="DIR", help="local encoder for BERTScore P/R/F1")
     group.add_argument("--bertscore-layer", type=int, metavar="N", help="hidden layer for BERTScore (default: last)")
 
@@ -115,6 +133,10 @@ def summary_scorers_from_args(args, api_key: str | None) -> SummaryScorers:
         if not judges:
             raise UserError("--hallucination-judge needs a judge: add --judge-endpoint URL", param="judge_endpoint")
         judge = judges[0]
-    return SummaryScorers(nli_model=args.nli_model, summac_conv_weights=args.summac_conv_weights,
-                          bertscore_model=args.bertscore_model, bertscore_layer=args.bertscore_layer,
-                          hallucination_judge=judge)
+    return SummaryScorers(
+        nli_model=args.nli_model,
+        summac_conv_weights=args.summac_conv_weights,
+        bertscore_model=args.bertscore_model,
+        bertscore_layer=args.bertscore_layer,
+        hallucination_judge=judge,
+    )

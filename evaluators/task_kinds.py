@@ -36,17 +36,38 @@ class TaskKind:
     summary_scored: bool = False
 
 
-TASK_KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
-    TaskKind("multiple_choice", MCRecord, mc_prompt, evaluate_mc_item,
-             lambda task, records, seed: mc_metrics(records, seed), default_max_tokens=32),
-    TaskKind("summarisation", SummaryRecord, summary_prompt, evaluate_summary_item,
-             lambda task, records, seed: {**summary_metrics(records, seed), **quality_metrics(records, seed)},
-             default_max_tokens=128, summary_scored=True),
-    # A generation task's items carry named fields its own templates fill (task files always give them);
-    # without templates it falls back to the multiple-choice contract prompt, as it always has.
-    TaskKind("generation", GenerationRecord, mc_prompt, evaluate_generation_item,
-             lambda task, records, seed: generation_metrics(records, seed, task.metrics), default_max_tokens=128),
-)}
+TASK_KINDS: dict[str, TaskKind] = {
+    kind.name: kind
+    for kind in (
+        TaskKind(
+            "multiple_choice",
+            MCRecord,
+            mc_prompt,
+            evaluate_mc_item,
+            lambda task, records, seed: mc_metrics(records, seed),
+            default_max_tokens=32,
+        ),
+        TaskKind(
+            "summarisation",
+            SummaryRecord,
+            summary_prompt,
+            evaluate_summary_item,
+            lambda task, records, seed: {**summary_metrics(records, seed), **quality_metrics(records, seed)},
+            default_max_tokens=128,
+            summary_scored=True,
+        ),
+        # A generation task's items carry named fields its own templates fill (task files always give them);
+        # without templates it falls back to the multiple-choice contract prompt, as it always has.
+        TaskKind(
+            "generation",
+            GenerationRecord,
+            mc_prompt,
+            evaluate_generation_item,
+            lambda task, records, seed: generation_metrics(records, seed, task.metrics),
+            default_max_tokens=128,
+        ),
+    )
+}
 
 
 def task_kind(name: str) -> TaskKind:

@@ -50,8 +50,10 @@ def medhalt(correct: list[bool]) -> dict:
         return unavailable("no items")
     acc = proportion(correct)
     scale = 1 - MEDHALT_WRONG
-    return {"value": scale * acc["value"] + MEDHALT_WRONG,
-            "ci95": [scale * bound + MEDHALT_WRONG for bound in acc["ci95"]]}
+    return {
+        "value": scale * acc["value"] + MEDHALT_WRONG,
+        "ci95": [scale * bound + MEDHALT_WRONG for bound in acc["ci95"]],
+    }
 
 
 def bootstrapped(values: list, statistic, seed: int) -> dict:
@@ -67,8 +69,7 @@ def calibration_metrics(records: list[dict], seed: int) -> dict:
     scored = [r for r in records if r.get("option_probs")]
     if not scored or len(scored) < len(records):
         reason = "the endpoint returned no prompt logprobs to score the options"
-        return {"option_ll_accuracy": unavailable(reason), "ece": unavailable(reason),
-                "brier": unavailable(reason)}
+        return {"option_ll_accuracy": unavailable(reason), "ece": unavailable(reason), "brier": unavailable(reason)}
     pairs = []
     for record in scored:
         probs = record["option_probs"]
@@ -81,8 +82,11 @@ def calibration_metrics(records: list[dict], seed: int) -> dict:
     def brier(sample):
         return brier_score([c for c, _ in sample], [ok for _, ok in sample])
 
-    return {"option_ll_accuracy": proportion([ok for _, ok in pairs]),
-            "ece": bootstrapped(pairs, ece, seed), "brier": bootstrapped(pairs, brier, seed)}
+    return {
+        "option_ll_accuracy": proportion([ok for _, ok in pairs]),
+        "ece": bootstrapped(pairs, ece, seed),
+        "brier": bootstrapped(pairs, brier, seed),
+    }
 
 
 def mc_metrics(records: list[dict], seed: int = 0) -> dict:
@@ -168,8 +172,9 @@ def generation_metrics(records: list[dict], seed: int = 0, names=()) -> dict:
         elif name in CORPUS:
             statistic = CORPUS[name]
             pairs = [(_reply(r), r["target"]) for r in records]
-            metrics[name] = bootstrapped(pairs, lambda sample, f=statistic: f([p for p, _ in sample],
-                                                                                [t for _, t in sample]), seed)
+            metrics[name] = bootstrapped(
+                pairs, lambda sample, f=statistic: f([p for p, _ in sample], [t for _, t in sample]), seed
+            )
         elif name in ("exact_match", "medhalt_score", "hallucination_rate", "refusal_rate", "unparsed_rate"):
             scored = [r for r in records if "correct" in r]
             if name == "unparsed_rate":

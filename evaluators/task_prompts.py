@@ -29,8 +29,12 @@ def _letters(options: dict[str, str]) -> str:
 
 def item_fields(item) -> dict[str, str]:
     if isinstance(item, MCItem):
-        return {"question": item.question, "options": "\n".join(f"{k}. {v}" for k, v in item.options.items()),
-                "letters": _letters(item.options), **item.fields}
+        return {
+            "question": item.question,
+            "options": "\n".join(f"{k}. {v}" for k, v in item.options.items()),
+            "letters": _letters(item.options),
+            **item.fields,
+        }
     if isinstance(item, GenItem):
         return dict(item.fields)
     if isinstance(item, SummaryItem):
@@ -50,8 +54,10 @@ def fill(template: str, fields: dict[str, str], task_name: str) -> str:
     def value(match):
         name = match.group(1)
         if name not in fields:
-            raise UserError(f"task {task_name}: the prompt names {{{name}}}, which its items lack; "
-                            f"fields: {', '.join(sorted(fields))}")
+            raise UserError(
+                f"task {task_name}: the prompt names {{{name}}}, which its items lack; "
+                f"fields: {', '.join(sorted(fields))}"
+            )
         return str(fields[name])
 
     return PLACEHOLDER.sub(value, template)
@@ -60,8 +66,9 @@ def fill(template: str, fields: dict[str, str], task_name: str) -> str:
 def _turns(task, fields: dict[str, str], answer: str | None) -> list[dict]:
     turns = [{"role": "user", "content": fill(task.prompt.user, fields, task.name)}]
     if answer is not None:
-        turns.append({"role": "assistant", "content": fill(task.prompt.assistant, {**fields, "answer": answer},
-                                                            task.name)})
+        turns.append(
+            {"role": "assistant", "content": fill(task.prompt.assistant, {**fields, "answer": answer}, task.name)}
+        )
     return turns
 
 

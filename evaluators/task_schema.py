@@ -137,8 +137,19 @@ class TaskSpec(_Strict):
     source_file: Path | None = Field(None, exclude=True)  # the task file it came from (paths resolve there)
 
 
-LEGACY_FIELDS = ("name", "format", "path", "domain", "template", "few_shot", "version", "max_tokens",
-                 "score_options_by", "description", "metrics")
+LEGACY_FIELDS = (
+    "name",
+    "format",
+    "path",
+    "domain",
+    "template",
+    "few_shot",
+    "version",
+    "max_tokens",
+    "score_options_by",
+    "description",
+    "metrics",
+)
 
 
 def legacy_entry(args: tuple, fields: dict) -> dict:
@@ -153,8 +164,11 @@ def legacy_entry(args: tuple, fields: dict) -> dict:
     flat.update(fields)
     if "format" not in flat or "path" not in flat:
         raise ValueError("a flat task entry needs name, format and path")
-    nested = {key: value for key, value in flat.items() if key not in LEGACY_FIELDS or key in
-              ("name", "domain", "version", "description", "score_options_by")}
+    nested = {
+        key: value
+        for key, value in flat.items()
+        if key not in LEGACY_FIELDS or key in ("name", "domain", "version", "description", "score_options_by")
+    }
     nested["data"] = {"loader": flat["format"], "path": {"path": flat["path"]}}
     prompt = dict(nested.pop("prompt", {}) or {})
     if "template" in flat:

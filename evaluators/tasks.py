@@ -89,12 +89,16 @@ class Task(TaskSpec):
         missing = [name for name, where in self.data_paths().items() if where.path is None]
         if missing:
             keys = ", ".join(f"{self.data_paths()[m].key or m}" for m in missing)
-            raise UserError(f"task {self.name}: no data file given for {keys}; bind it with --data KEY=PATH "
-                            f"or --data-dir DIR (the task file names the expected file)", param="data")
-        options = {name: (value.path if isinstance(value, DataPath) else value)
-                   for name, value in self.loader_options().items()}
-        items = load_items(self.data.loader, self.path, strict=self.strict if strict is None else strict,
-                           **options)
+            raise UserError(
+                f"task {self.name}: no data file given for {keys}; bind it with --data KEY=PATH "
+                f"or --data-dir DIR (the task file names the expected file)",
+                param="data",
+            )
+        options = {
+            name: (value.path if isinstance(value, DataPath) else value)
+            for name, value in self.loader_options().items()
+        }
+        items = load_items(self.data.loader, self.path, strict=self.strict if strict is None else strict, **options)
         if self.prompt.style == "messages":  # a template naming a field the items lack fails here, not mid-run
             from evaluators.task_prompts import check_templates
 
@@ -102,8 +106,10 @@ class Task(TaskSpec):
         return items
 
     def loader_options(self) -> dict:
-        return {name: (DataPath.model_validate(value) if _is_data_path(value) else value)
-                for name, value in self.data.options.items()}
+        return {
+            name: (DataPath.model_validate(value) if _is_data_path(value) else value)
+            for name, value in self.data.options.items()
+        }
 
     def data_paths(self) -> dict[str, DataPath]:
         """Every data file the task reads: `path` (the items) and any option that names a file."""
@@ -113,8 +119,9 @@ class Task(TaskSpec):
 
 
 def _is_data_path(value) -> bool:
-    return isinstance(value, DataPath) or (isinstance(value, dict) and bool(value) and
-                                           set(value) <= {"key", "file", "path"})
+    return isinstance(value, DataPath) or (
+        isinstance(value, dict) and bool(value) and set(value) <= {"key", "file", "path"}
+    )
 
 
 def validate(task: Task) -> Task:
@@ -129,16 +136,22 @@ def validate(task: Task) -> Task:
             raise UserError(f"task {task.name}: unknown metric(s) {metric.name}; valid: {', '.join(METRICS)}")
         direction = "higher" if info.higher_is_better else "lower"
         if metric.direction and metric.direction != direction:
-            raise UserError(f"task {task.name}: metric {metric.name} is {direction}-is-better in the registry, "
-                            f"the task file says {metric.direction}")
+            raise UserError(
+                f"task {task.name}: metric {metric.name} is {direction}-is-better in the registry, "
+                f"the task file says {metric.direction}"
+            )
         if metric.aggregation and metric.aggregation != info.aggregation:
-            raise UserError(f"task {task.name}: metric {metric.name} aggregates as {info.aggregation!r} "
-                            f"(evaluators/metric_registry.py), the task file says {metric.aggregation!r}")
+            raise UserError(
+                f"task {task.name}: metric {metric.name} aggregates as {info.aggregation!r} "
+                f"(evaluators/metric_registry.py), the task file says {metric.aggregation!r}"
+            )
     accepted = [p for p in inspect.signature(LOADERS[task.format]).parameters if p not in ("path", "strict")]
     unknown = sorted(set(task.data.options) - set(accepted))
     if unknown:
-        raise UserError(f"task {task.name}: loader {task.format} takes no option(s) {', '.join(unknown)}; "
-                        f"valid: {', '.join(accepted) or 'none'}")
+        raise UserError(
+            f"task {task.name}: loader {task.format} takes no option(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(accepted) or 'none'}"
+        )
     return task
 
 
@@ -160,8 +173,7 @@ def _resolve_relative(task: Task, base_dir: Path | None) -> Task:
     return task.model_copy(update={"data": task.data.model_copy(update=update)})
 
 
-def task_from_entry(entry: dict, base_dir: Path | None, where: str = "task entry",
-                    source: Path | None = None) -> Task:
+def task_from_entry(entry: dict, base_dir: Path | None, where: str = "task entry", source: Path | None = None) -> Task:
     """A task from a YAML/dict entry (nested schema, or the flat legacy form); paths relative to base_dir."""
     if not isinstance(entry, dict):
         raise UserError(f"{where}: expected a mapping of task fields, got {type(entry).__name__}")
@@ -169,8 +181,9 @@ def task_from_entry(entry: dict, base_dir: Path | None, where: str = "task entry
         task = Task(**entry)
     except ValidationError as exc:
         valid = ", ".join(sorted(set(TaskSpec.model_fields) - {"source_file"}))
-        raise UserError(f"{where} {entry.get('name', '?')!r}: {validation_problems(exc)}; "
-                        f"valid keys: {valid}") from None
+        raise UserError(
+            f"{where} {entry.get('name', '?')!r}: {validation_problems(exc)}; valid keys: {valid}"
+        ) from None
     except (TypeError, ValueError) as exc:
         raise UserError(f"{where} {entry.get('name', '?')!r}: {exc}") from None
     task = _resolve_relative(task, base_dir)
@@ -217,15 +230,20 @@ def project_sets(sets_dir: Path = SETS_DIR) -> dict[str, Task]:
         "bio_nota": ("biomedical_nota.jsonl", "biomedical", "biomedical none-of-the-above items"),
         "general_nota": ("general_nota.jsonl", "general", "general none-of-the-above items"),
         # more held-out items in other forms, so each domain has >= 600 labelled answers to certify flags on
-        "bio_reliability": ("biomedical_reliability.jsonl", "biomedical",
-                            "biomedical labelled items for certified flags"),
+        "bio_reliability": (
+            "biomedical_reliability.jsonl",
+            "biomedical",
+            "biomedical labelled items for certified flags",
+        ),
         "general_reliability": ("general_reliability.jsonl", "general", "general labelled items for certified flags"),
     }
     # Their options are single words that a model answers with (the demo model
     # answers "antiviral", not "A"), so an option is scored by its text: the
     # likelihood of a letter it never says would make calibration meaningless.
-    return {name: Task(name, "jsonl", sets_dir / file, domain, description=text, score_options_by="text")
-            for name, (file, domain, text) in spec.items()}
+    return {
+        name: Task(name, "jsonl", sets_dir / file, domain, description=text, score_options_by="text")
+        for name, (file, domain, text) in spec.items()
+    }
 
 
 @cache
@@ -259,7 +277,7 @@ def suite_members(name: str, suites: dict[str, tuple[str, ...]] | None = None, _
         raise UserError(f"suite {name} includes itself (through {' -> '.join(_seen)})")
     out: list[str] = []
     for member in suites[name]:
-        for task in (suite_members(member, suites, (*_seen, name)) if member in suites else (member,)):
+        for task in suite_members(member, suites, (*_seen, name)) if member in suites else (member,):
             if task not in out:
                 out.append(task)
     return tuple(out)
@@ -319,16 +337,20 @@ def parse_data_bindings(specs: list[str] | None) -> dict[str, Path]:
     return out
 
 
-def bind_data(tasks: list[Task], bindings: dict[str, Path] | None = None, data_dir: str | Path | None = None,
-              strict: bool = False) -> list[Task]:
+def bind_data(
+    tasks: list[Task], bindings: dict[str, Path] | None = None, data_dir: str | Path | None = None, strict: bool = False
+) -> list[Task]:
     """Give every task's data files their paths: `--data KEY=PATH` first, then the path the task file
     wrote, then DATA_DIR/file. `strict` (the --strict flag) makes every task abort on a bad row."""
     bindings = bindings or {}
     unused = set(bindings) - {where.key for task in tasks for where in task.data_paths().values()}
     if unused:
         known = sorted({where.key for task in tasks for where in task.data_paths().values() if where.key})
-        raise UserError(f"--data names key(s) {', '.join(sorted(unused))} that no chosen task reads; "
-                        f"keys: {', '.join(known) or 'none'}", param="data")
+        raise UserError(
+            f"--data names key(s) {', '.join(sorted(unused))} that no chosen task reads; "
+            f"keys: {', '.join(known) or 'none'}",
+            param="data",
+        )
 
     def resolved(where: DataPath) -> DataPath:
         if where.key in bindings:
@@ -339,9 +361,10 @@ def bind_data(tasks: list[Task], bindings: dict[str, Path] | None = None, data_d
 
     out = []
     for task in tasks:
-        options = {name: (resolved(value).model_dump(mode="json", exclude_none=True)
-                          if isinstance(value, DataPath) else value)
-                   for name, value in task.loader_options().items()}
+        options = {
+            name: (resolved(value).model_dump(mode="json", exclude_none=True) if isinstance(value, DataPath) else value)
+            for name, value in task.loader_options().items()
+        }
         data = task.data.model_copy(update={"path": resolved(task.data.path), "options": options})
         out.append(task.model_copy(update={"data": data, "strict": task.strict or strict}))
     return out

@@ -43,8 +43,10 @@ def parse_chat_template_kwargs(text: str | None, where: str = "--chat-template-k
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{where}: not valid JSON ({exc.msg} at character {exc.pos}); "
-                        "pass an object such as '{\"enable_thinking\": false}'") from None
+        raise UserError(
+            f"{where}: not valid JSON ({exc.msg} at character {exc.pos}); "
+            "pass an object such as '{\"enable_thinking\": false}'"
+        ) from None
     return check_chat_template_kwargs(value, where)
 
 
@@ -52,8 +54,10 @@ def check_chat_template_kwargs(value, where: str) -> dict | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise UserError(f"{where}: expected a JSON object of template arguments, got {type(value).__name__}; "
-                        "e.g. '{\"enable_thinking\": false}'")
+        raise UserError(
+            f"{where}: expected a JSON object of template arguments, got {type(value).__name__}; "
+            "e.g. '{\"enable_thinking\": false}'"
+        )
     return dict(value)
 
 
@@ -76,8 +80,9 @@ class ThinkingControl:
         check_chat_template_kwargs(self.chat_template_kwargs, "chat_template_kwargs")
         check_reasoning_effort(self.reasoning_effort, "reasoning_effort")
 
-    def overridden_by(self, chat_template_kwargs: dict | None = None,
-                      reasoning_effort: str | None = None) -> ThinkingControl:
+    def overridden_by(
+        self, chat_template_kwargs: dict | None = None, reasoning_effort: str | None = None
+    ) -> ThinkingControl:
         """A task's settings over the run's: template arguments merged key by key, the effort replaced."""
         kwargs = self.chat_template_kwargs
         if chat_template_kwargs is not None:
@@ -135,14 +140,21 @@ def split_reasoning(text: str | None, reasoning_field: str | None = None) -> Spl
 
 def add_thinking_arguments(parser) -> None:
     """`moeprune eval`'s thinking flags (a task file's own fields override them per task)."""
-    parser.add_argument("--chat-template-kwargs", metavar="JSON",
-                        help="JSON object passed to the chat template with every chat request, e.g. "
-                             "'{\"enable_thinking\": false}' (Qwen3, Nemotron); a task's own values override")
-    parser.add_argument("--reasoning-effort", choices=REASONING_EFFORTS,
-                        help="reasoning_effort sent with every chat request (gpt-oss; vLLM maps 'none' to "
-                             "enable_thinking false); a task's own value overrides")
+    parser.add_argument(
+        "--chat-template-kwargs",
+        metavar="JSON",
+        help="JSON object passed to the chat template with every chat request, e.g. "
+        "'{\"enable_thinking\": false}' (Qwen3, Nemotron); a task's own values override",
+    )
+    parser.add_argument(
+        "--reasoning-effort",
+        choices=REASONING_EFFORTS,
+        help="reasoning_effort sent with every chat request (gpt-oss; vLLM maps 'none' to "
+        "enable_thinking false); a task's own value overrides",
+    )
 
 
 def thinking_from_args(args) -> ThinkingControl:
-    return ThinkingControl(parse_chat_template_kwargs(args.chat_template_kwargs),
-                           check_reasoning_effort(args.reasoning_effort))
+    return ThinkingControl(
+        parse_chat_template_kwargs(args.chat_template_kwargs), check_reasoning_effort(args.reasoning_effort)
+    )

@@ -26,8 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo.command", "train, prune, evaluate and serve the embedded demo model"),
     "guard": ("pruning.commands.guard", "build a pruned variant's domain gate (guard build)"),
     "traffic": ("app.telemetry.command", "export routing statistics the gateway gathered (traffic export)"),
-    "recertify": ("app.commands.recertify",
-                  "clear a gateway's live reliability fallbacks that feedback supports again"),
+    "recertify": (
+        "app.commands.recertify",
+        "clear a gateway's live reliability fallbacks that feedback supports again",
+    ),
 }
 
 

@@ -138,8 +138,13 @@ def argument_kwargs(name: str, field: FieldInfo) -> tuple[list[str], dict]:
     return flags, kwargs
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel], *,
-                        only: list[str] | None = None, skip: set[str] | frozenset = frozenset()) -> None:
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    *,
+    only: list[str] | None = None,
+    skip: set[str] | frozenset = frozenset(),
+) -> None:
     """Add one argparse argument per field of `model` (but those in `skip` or marked `exclude`).
 
     `only` adds just those fields, in that order: a command that mixes generated and hand-written

@@ -23,6 +23,7 @@ def validation_problems(exc, limit: int = 3) -> str:
     invalid_json = next((err for err in errors if err.get("type") == "json_invalid"), None)
     if invalid_json is not None:
         return f"not valid JSON ({invalid_json.get('ctx', {}).get('error', invalid_json['msg'])})"
-    shown = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-                      for err in errors[:limit])
+    shown = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in errors[:limit]
+    )
     return shown + (f" (and {len(errors) - limit} more)" if len(errors) > limit else "")

@@ -27,8 +27,15 @@ def _seconds(value: float) -> str:
 class LineProgress:
     """Plain progress lines: `desc: 230/2304 step (10%), 41s elapsed, about 6m09s left, loss=0.512`."""
 
-    def __init__(self, total: int | None, desc: str, unit: str = "it", every: int | None = None, stream=None,
-                 enabled: bool = True):
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str = "it",
+        every: int | None = None,
+        stream=None,
+        enabled: bool = True,
+    ):
         self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
         self.every = max(1, every if every is not None else round((total or 0) / DEFAULT_LINES) or 1)
         self.stream = stream if stream is not None else sys.stderr
@@ -84,8 +91,15 @@ def is_terminal(stream) -> bool:
         return False
 
 
-def progress(total: int | None, desc: str, unit: str = "it", enabled: bool = True, every: int | None = None,
-             stream=None, leave: bool = True):
+def progress(
+    total: int | None,
+    desc: str,
+    unit: str = "it",
+    enabled: bool = True,
+    every: int | None = None,
+    stream=None,
+    leave: bool = True,
+):
     """A tqdm bar on a terminal, else plain lines every `every` steps; nothing at all when not `enabled`."""
     stream = stream if stream is not None else sys.stderr
     if enabled and is_terminal(stream):

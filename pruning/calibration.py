@@ -55,8 +55,11 @@ def parse_file_spec(spec) -> FileSpec:
         return FileSpec(Path(text))
     count = match.group("count")
     if not count.isdigit() or int(count) < 1:
-        raise UserError(f"calibration {text!r}: the per-file sample count after ':' must be a positive integer "
-                        f"(FILE:N, e.g. {match.group('path')}:128)", param="calibration")
+        raise UserError(
+            f"calibration {text!r}: the per-file sample count after ':' must be a positive integer "
+            f"(FILE:N, e.g. {match.group('path')}:128)",
+            param="calibration",
+        )
     return FileSpec(Path(match.group("path")), int(count))
 
 
@@ -68,16 +71,23 @@ def parse_chat_template_kwargs(value) -> dict:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise UserError(f"chat template kwargs are not valid JSON ({exc.msg}): {value!r}; pass an object such "
-                            """as '{"enable_thinking": false}'""", param="chat_template_kwargs") from None
+            raise UserError(
+                f"chat template kwargs are not valid JSON ({exc.msg}): {value!r}; pass an object such "
+                """as '{"enable_thinking": false}'""",
+                param="chat_template_kwargs",
+            ) from None
     if not isinstance(value, dict):
-        raise UserError(f"chat template kwargs must be a JSON object of template arguments, not "
-                        f"{type(value).__name__} {value!r}; e.g. '{{\"reasoning_effort\": \"low\"}}'",
-                        param="chat_template_kwargs")
+        raise UserError(
+            f"chat template kwargs must be a JSON object of template arguments, not "
+            f'{type(value).__name__} {value!r}; e.g. \'{{"reasoning_effort": "low"}}\'',
+            param="chat_template_kwargs",
+        )
     reserved = sorted(set(value) & set(_RESERVED_TEMPLATE_ARGS))
     if reserved:
-        raise UserError(f"chat template kwargs may not set {', '.join(reserved)}: the calibration pass sets "
-                        "those itself", param="chat_template_kwargs")
+        raise UserError(
+            f"chat template kwargs may not set {', '.join(reserved)}: the calibration pass sets those itself",
+            param="chat_template_kwargs",
+        )
     return dict(value)
 
 
@@ -119,16 +129,20 @@ def _draw(count: int, available: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(available), count))
 
 
-def draw_documents(specs: list[FileSpec], read: dict[Path, list[Document]], samples: int,
-                   seed: int) -> dict[Path, list[Document]]:
+def draw_documents(
+    specs: list[FileSpec], read: dict[Path, list[Document]], samples: int, seed: int
+) -> dict[Path, list[Document]]:
     """Per file, the drawn documents: FILE:N draws N from that file; the other files share `samples`."""
     chosen: dict[Path, list[Document]] = {}
     for spec in specs:
         if spec.count is not None:
             documents = read[spec.path]
             if spec.count > len(documents):
-                raise UserError(f"calibration {spec.path}:{spec.count} asks for {spec.count} samples, but the file "
-                                f"holds {len(documents)} documents; lower the count or add data", param="calibration")
+                raise UserError(
+                    f"calibration {spec.path}:{spec.count} asks for {spec.count} samples, but the file "
+                    f"holds {len(documents)} documents; lower the count or add data",
+                    param="calibration",
+                )
             chosen[spec.path] = [documents[i] for i in _draw(spec.count, len(documents), seed)]
     pooled = [(spec.path, document) for spec in specs if spec.count is None for document in read[spec.path]]
     for path, document in (pooled[i] for i in _draw(samples, len(pooled), seed)):
@@ -136,8 +150,9 @@ def draw_documents(specs: list[FileSpec], read: dict[Path, list[Document]], samp
     return {spec.path: chosen.get(spec.path, []) for spec in specs}
 
 
-def load_calibration(files, tokenizer, *, samples: int = 128, max_tokens: int = 2048, seed: int = 0,
-                     chat_template_kwargs=None) -> CalibrationSet:
+def load_calibration(
+    files, tokenizer, *, samples: int = 128, max_tokens: int = 2048, seed: int = 0, chat_template_kwargs=None
+) -> CalibrationSet:
     """Read every file, draw the documents (seeded; per file with FILE:N), tokenize, truncate to `max_tokens`."""
     if samples < 1:
         raise UserError(f"samples must be at least 1 (got {samples})", param="samples")
@@ -149,8 +164,11 @@ def load_calibration(files, tokenizer, *, samples: int = 128, max_tokens: int = 
         raise UserError("no calibration files given; pass one or more", param="calibration")
     repeated = [path for path, n in Counter(spec.path for spec in specs).items() if n > 1]
     if repeated:
-        raise UserError(f"calibration file {repeated[0]} is given more than once; give each file once "
-                        "(with FILE:N for its own sample count)", param="calibration")
+        raise UserError(
+            f"calibration file {repeated[0]} is given more than once; give each file once "
+            "(with FILE:N for its own sample count)",
+            param="calibration",
+        )
     read = {spec.path: read_documents(spec.path) for spec in specs}
     if not any(read.values()):
         raise UserError(f"calibration files {', '.join(str(s.path) for s in specs)} contain no documents")
@@ -161,8 +179,11 @@ def load_calibration(files, tokenizer, *, samples: int = 128, max_tokens: int = 
         ids = [sequence for sequence in ids if sequence]
         sequences.extend(ids)
         per_file[str(spec.path)] = {
-            "requested": spec.count, "available": len(read[spec.path]), "samples": len(ids),
-            "tokens": sum(map(len, ids)), "kinds": dict(sorted(Counter(d.kind for d in chosen[spec.path]).items())),
+            "requested": spec.count,
+            "available": len(read[spec.path]),
+            "samples": len(ids),
+            "tokens": sum(map(len, ids)),
+            "kinds": dict(sorted(Counter(d.kind for d in chosen[spec.path]).items())),
         }
     if not sequences:
         raise UserError("every calibration document tokenized to nothing; check the files' content")

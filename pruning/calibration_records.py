@@ -49,16 +49,22 @@ def _jsonl_document(path: Path, line_number: int, item) -> Document:
     if isinstance(item, dict) and isinstance(item.get("messages"), list):
         messages = item["messages"]
         for message in messages:
-            if not (isinstance(message, dict) and isinstance(message.get("role"), str)
-                    and isinstance(message.get("content"), str)):
+            if not (
+                isinstance(message, dict)
+                and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)
+            ):
                 raise _line_error(path, line_number, 'each message needs string "role" and "content" fields')
         if not messages:
             raise _line_error(path, line_number, '"messages" is empty')
         return Document(source, messages=tuple(messages), kind="messages")
     if isinstance(item, dict) and ("instruction" in item or "output" in item):
         return Document(source, messages=medinst_messages(path, line_number, item), kind="medinst")
-    raise _line_error(path, line_number, 'expected an object with a string "text", a list "messages", or '
-                                         'MedINST "instruction"/"input"/"output" strings')
+    raise _line_error(
+        path,
+        line_number,
+        'expected an object with a string "text", a list "messages", or MedINST "instruction"/"input"/"output" strings',
+    )
 
 
 def medinst_messages(path: Path, line_number: int, item: dict) -> tuple[dict, ...]:
@@ -109,12 +115,17 @@ def read_pubmedqa(path: Path) -> list[Document]:
     documents = []
     for pmid, entry in data.items():
         line = raw.count("\n", 0, max(raw.find(json.dumps(pmid)), 0)) + 1
-        if not (isinstance(entry, dict) and isinstance(entry.get("QUESTION"), str)
-                and isinstance(entry.get("CONTEXTS"), list) and isinstance(entry.get("LONG_ANSWER"), str)
-                and all(isinstance(c, str) for c in entry["CONTEXTS"])):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("QUESTION"), str)
+            and isinstance(entry.get("CONTEXTS"), list)
+            and isinstance(entry.get("LONG_ANSWER"), str)
+            and all(isinstance(c, str) for c in entry["CONTEXTS"])
+        ):
             raise _line_error(
-                path, line,
-                f"PubMedQA entry {pmid!r} needs string QUESTION, list of strings CONTEXTS and string LONG_ANSWER"
+                path,
+                line,
+                f"PubMedQA entry {pmid!r} needs string QUESTION, list of strings CONTEXTS and string LONG_ANSWER",
             )
         documents.append(Document(f"{path.name}:{line}", text=render_pubmedqa(entry), kind="pubmedqa"))
     return documents

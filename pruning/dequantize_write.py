@@ -80,8 +80,11 @@ def target_dtype(config: dict) -> str:
     """The torch dtype name dequantized experts are written in: config.json's, bfloat16 if it names none."""
     declared = config.get("dtype") or config.get("torch_dtype") or "bfloat16"
     if declared not in TARGET_DTYPES:
-        raise UserError(f"config.json declares dtype {declared!r}; --dequantize writes the MXFP4 experts in "
-                        f"{' or '.join(TARGET_DTYPES)} (which hold their values exactly)", param="dequantize")
+        raise UserError(
+            f"config.json declares dtype {declared!r}; --dequantize writes the MXFP4 experts in "
+            f"{' or '.join(TARGET_DTYPES)} (which hold their values exactly)",
+            param="dequantize",
+        )
     return declared
 
 
@@ -93,15 +96,21 @@ def require_quantized(config: dict) -> None:
     """`--dequantize` on a checkpoint with nothing to dequantize is a mistake worth a clear error."""
     if not mxfp4.is_mxfp4(config):
         quantization = config.get("quantization_config")
-        what = (f"quantized with {quantization.get('quant_method')!r}, which --dequantize does not read"
-                if isinstance(quantization, dict) and quantization else "not quantized (no quantization_config "
-                "in config.json)")
-        raise UserError(f"--dequantize turns MXFP4 experts (gpt-oss) into plain weights, but this checkpoint is "
-                        f"{what}; drop --dequantize", param="dequantize")
+        what = (
+            f"quantized with {quantization.get('quant_method')!r}, which --dequantize does not read"
+            if isinstance(quantization, dict) and quantization
+            else "not quantized (no quantization_config in config.json)"
+        )
+        raise UserError(
+            f"--dequantize turns MXFP4 experts (gpt-oss) into plain weights, but this checkpoint is "
+            f"{what}; drop --dequantize",
+            param="dequantize",
+        )
 
 
-def dequantized_plans(checkpoint: Checkpoint, plans: list[ShardPlan], kept: dict[int, list[int]],
-                      config: dict) -> list[ShardPlan | DequantizedShardPlan]:
+def dequantized_plans(
+    checkpoint: Checkpoint, plans: list[ShardPlan], kept: dict[int, list[int]], config: dict
+) -> list[ShardPlan | DequantizedShardPlan]:
     """The writer's plans with every MXFP4 pair replaced by its dequantized tensor (in the `_blocks` half's shard)."""
     stored = TARGET_DTYPES[target_dtype(config)][1]
     located = {entry.name: Located(entry, shard.path) for shard in checkpoint.shards for entry in shard.tensors}
@@ -122,8 +131,9 @@ def dequantized_plans(checkpoint: Checkpoint, plans: list[ShardPlan], kept: dict
             experts, rows, groups, _ = blocks.entry.shape
             match = checkpoint.family.match_dim0_tensor(tensor.name)
             keep = tuple(kept[int(match.group("layer"))]) if match else tuple(range(experts))
-            tensors.append(DequantizedTensor(base, stored, (len(keep), groups * mxfp4.BLOCK_SIZE, rows),
-                                             blocks, scales, keep))
+            tensors.append(
+                DequantizedTensor(base, stored, (len(keep), groups * mxfp4.BLOCK_SIZE, rows), blocks, scales, keep)
+            )
         out.append(DequantizedShardPlan(plan.source, tuple(tensors)))
     return out
 
@@ -132,14 +142,19 @@ def write_dequantized_shard(plan: DequantizedShardPlan, dest: Path, cache: Sourc
     """Write one output shard (plain tensors copied, MXFP4 pairs dequantized per expert); return both sha256s."""
     from pruning.shard_copy import source_sha256
 
-    paths = {plan.source.path} | {part.path for tensor in plan.tensors if isinstance(tensor, DequantizedTensor)
-                                  for part in (tensor.blocks, tensor.scales)}
+    paths = {plan.source.path} | {
+        part.path
+        for tensor in plan.tensors
+        if isinstance(tensor, DequantizedTensor)
+        for part in (tensor.blocks, tensor.scales)
+    }
     identities = {path: FileIdentity.of(path) for path in paths}
     source_hash = source_sha256(plan.source.path, cache)
     digest = hashlib.sha256()
     handles = {path: open(path, "rb", buffering=0) for path in sorted(paths)}
     try:
         with open(dest, "wb", buffering=0) as dst:
+
             def put(data) -> None:
                 _write_all(dst, data)
                 digest.update(data)
@@ -181,9 +196,11 @@ def _write_experts(tensor: DequantizedTensor, handles: dict, put) -> None:
     block_row, scale_row = blocks.nbytes // experts, scales.nbytes // experts
     dtype = getattr(torch, {"BF16": "bfloat16", "F32": "float32"}[tensor.dtype])
     for expert in tensor.keep:
-        codes = torch.frombuffer(_read(handles[tensor.blocks.path], blocks.start + expert * block_row, block_row),
-                                 dtype=torch.uint8).reshape(blocks.shape[1:])
-        exponents = torch.frombuffer(_read(handles[tensor.scales.path], scales.start + expert * scale_row,
-                                           scale_row), dtype=torch.uint8).reshape(scales.shape[1:])
+        codes = torch.frombuffer(
+            _read(handles[tensor.blocks.path], blocks.start + expert * block_row, block_row), dtype=torch.uint8
+        ).reshape(blocks.shape[1:])
+        exponents = torch.frombuffer(
+            _read(handles[tensor.scales.path], scales.start + expert * scale_row, scale_row), dtype=torch.uint8
+        ).reshape(scales.shape[1:])
         values = mxfp4.dequantize(codes, exponents, dtype).transpose(-1, -2).contiguous()  # [32 * G, R]
         put(values.view(torch.uint8).numpy().tobytes())

@@ -43,9 +43,14 @@ def build_gate(in_domain_files, reference_files=None) -> DomainGate:
     reference_files = [str(f) for f in reference_files or ()] or [str(SHIPPED_REFERENCE)]
     in_domain, in_sha = read_texts(in_domain_files)
     reference, ref_sha = read_texts(reference_files)
-    training = {"in_domain_files": [Path(f).name for f in in_domain_files], "in_domain_sha256": in_sha,
-                "reference_files": ["(shipped general reference)" if Path(f) == SHIPPED_REFERENCE else Path(f).name
-                                    for f in reference_files], "reference_sha256": ref_sha}
+    training = {
+        "in_domain_files": [Path(f).name for f in in_domain_files],
+        "in_domain_sha256": in_sha,
+        "reference_files": [
+            "(shipped general reference)" if Path(f) == SHIPPED_REFERENCE else Path(f).name for f in reference_files
+        ],
+        "reference_sha256": ref_sha,
+    }
     return fit_gate(in_domain, reference, training)
 
 
@@ -58,8 +63,9 @@ def attach_gate(model_dir, gate: DomainGate) -> Path:
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise UserError(f"variant dir {model_dir} is not a directory; pass a pruned checkpoint dir",
-                        param="variant_dir")
+        raise UserError(
+            f"variant dir {model_dir} is not a directory; pass a pruned checkpoint dir", param="variant_dir"
+        )
     path = gate.save(model_dir / GATE_NAME)
     manifest = PruningManifest.load(model_dir)
     if manifest is not None:

@@ -24,8 +24,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 CACHE_DIR_ENV = "MOEPRUNE_CACHE_DIR"
 CACHE_NAME = "source-sha256.sqlite"
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS source_sha256 (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
-           "inode INTEGER, device INTEGER, ctime_ns INTEGER, sha256 TEXT)")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS source_sha256 (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+    "inode INTEGER, device INTEGER, ctime_ns INTEGER, sha256 TEXT)"
+)
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,20 @@ class SourceHashCache:
             return None
         try:
             with self._connect() as db:
-                row = db.execute("SELECT size, mtime_ns, inode, device, ctime_ns, sha256 FROM source_sha256 "
-                                 "WHERE path = ?", (identity.path,)).fetchone()
+                row = db.execute(
+                    "SELECT size, mtime_ns, inode, device, ctime_ns, sha256 FROM source_sha256 WHERE path = ?",
+                    (identity.path,),
+                ).fetchone()
         except sqlite3.Error as exc:
             log.warning("source hash cache %s unreadable (%s); hashing the source again", self.path, exc)
             return None
-        if row is None or tuple(row[:5]) != (identity.size, identity.mtime_ns, identity.inode, identity.device,
-                                             identity.ctime_ns):
+        if row is None or tuple(row[:5]) != (
+            identity.size,
+            identity.mtime_ns,
+            identity.inode,
+            identity.device,
+            identity.ctime_ns,
+        ):
             return None
         return row[5]
 
@@ -86,12 +95,20 @@ class SourceHashCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
-                db.execute("INSERT OR REPLACE INTO source_sha256 VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (identity.path, identity.size, identity.mtime_ns, identity.inode, identity.device,
-                            identity.ctime_ns, sha256))
+                db.execute(
+                    "INSERT OR REPLACE INTO source_sha256 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        identity.path,
+                        identity.size,
+                        identity.mtime_ns,
+                        identity.inode,
+                        identity.device,
+                        identity.ctime_ns,
+                        sha256,
+                    ),
+                )
         except (sqlite3.Error, OSError) as exc:
-            log.warning("source hash cache %s not written (%s); the next prune hashes the source again",
-                        self.path, exc)
+            log.warning("source hash cache %s not written (%s); the next prune hashes the source again", self.path, exc)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -69,9 +69,12 @@ def refuse_unsupported_quantization(config: dict) -> None:
     quantization = config.get("quantization_config") or (config.get("text_config") or {}).get("quantization_config")
     method = quantization.get("quant_method") if isinstance(quantization, dict) else None
     if method and method != "mxfp4":  # MXFP4 experts are dequantized per layer (pruning.mxfp4)
-        raise UserError(f"the checkpoint's weights are quantized with {method!r}; the layer-streamed pass reads "
-                        f"plain and MXFP4 weights only. Dequantize the checkpoint first (e.g. to bfloat16), or try "
-                        "observe whole", param="observe")
+        raise UserError(
+            f"the checkpoint's weights are quantized with {method!r}; the layer-streamed pass reads "
+            f"plain and MXFP4 weights only. Dequantize the checkpoint first (e.g. to bfloat16), or try "
+            "observe whole",
+            param="observe",
+        )
 
 
 def build_skeleton(source_dir, family, dtype: str):
@@ -91,10 +94,21 @@ def build_skeleton(source_dir, family, dtype: str):
                 raise
 
 
-def observe_streamed(source_dir, family, config: dict, sequences: list[list[int]], *, device: str = "cpu",
-                     dtype: str = "bfloat16", batch_tokens: int = 8192, ean_max_tokens: int | None = 4096,
-                     ean_tokens_per_sample: int | None = None, pad_token_id: int = 0,
-                     offload_activations: bool = False, progress: bool = True) -> StreamedPass:
+def observe_streamed(
+    source_dir,
+    family,
+    config: dict,
+    sequences: list[list[int]],
+    *,
+    device: str = "cpu",
+    dtype: str = "bfloat16",
+    batch_tokens: int = 8192,
+    ean_max_tokens: int | None = 4096,
+    ean_tokens_per_sample: int | None = None,
+    pad_token_id: int = 0,
+    offload_activations: bool = False,
+    progress: bool = True,
+) -> StreamedPass:
     """Per-expert statistics of `sequences`, with one decoder layer of `source_dir` in memory at a time.
 
     `source_dir` is a directory or a `Checkpoint` the caller has opened (its headers are then not read again).
@@ -119,22 +133,29 @@ def observe_streamed(source_dir, family, config: dict, sequences: list[list[int]
     layers = family.decoder_layers(model)
     blocks = find_moe_blocks(model, family)
     if not blocks:
-        raise UserError(f"found no MoE blocks (decoder layer .{family.block_attr} with .{family.experts_attr}) in "
-                        f"the {family.model_type} model built from {checkpoint.path}/config.json")
+        raise UserError(
+            f"found no MoE blocks (decoder layer .{family.block_attr} with .{family.experts_attr}) in "
+            f"the {family.model_type} model built from {checkpoint.path}/config.json"
+        )
     observer = ExpertObserver(blocks, family, family.num_experts(config), ean_max_tokens, ean_tokens_per_sample)
     weights = StreamedWeights.index(checkpoint, model, getattr(torch, dtype), run_on)
     names = {id(module): name for name, module in model.named_modules()}
     batches = [(batch, *padded_batch(batch, pad_token_id)) for batch in token_batches(sequences, batch_tokens)]
     tokens = sum(map(len, sequences))
     report = LayerProgress(len(layers), tokens, enabled=progress)
-    hidden_bytes = sum(ids.numel() for _, ids, _ in batches) * hidden_size(model) * torch.finfo(
-        getattr(torch, dtype)).bits // 8
-    report.say(f"layer-streamed pass over {len(layers)} decoder layers, {tokens:,} tokens in {len(batches)} "
-               f"batches: hidden-state buffer {human_bytes(hidden_bytes)} on {keep_on}, weights {dtype} on {run_on}")
+    hidden_bytes = (
+        sum(ids.numel() for _, ids, _ in batches) * hidden_size(model) * torch.finfo(getattr(torch, dtype)).bits // 8
+    )
+    report.say(
+        f"layer-streamed pass over {len(layers)} decoder layers, {tokens:,} tokens in {len(batches)} "
+        f"batches: hidden-state buffer {human_bytes(hidden_bytes)} on {keep_on}, weights {dtype} on {run_on}"
+    )
 
     hidden, calls = capture_inputs(model, layers, weights, batches, run_on, keep_on)
-    report.say(f"captured the inputs of every decoder layer ({human_bytes(unique_bytes(calls))} of masks and "
-               "position embeddings besides the hidden states)")
+    report.say(
+        f"captured the inputs of every decoder layer ({human_bytes(unique_bytes(calls))} of masks and "
+        "position embeddings besides the hidden states)"
+    )
     read_seconds = compute_seconds = 0.0
     with observer.attached(), torch.no_grad():
         for index, layer in enumerate(layers):
@@ -152,12 +173,15 @@ def observe_streamed(source_dir, family, config: dict, sequences: list[list[int]
             compute_seconds += report.elapsed - started
             report.layer_done(index, kind, started - loaded_at, report.elapsed - started, read)
     stats = observer.expert_stats(family.top_k(config))
-    result = StreamedPass(stats, hidden_bytes, peak_rss_bytes(), peak_device_bytes(run_on), report.elapsed,
-                          read_seconds, compute_seconds)
-    device_peak = f", {run_on} peak allocated {human_bytes(result.peak_device_bytes)}" \
-        if result.peak_device_bytes is not None else ""
-    report.say(f"observation done in {report.elapsed:.1f}s; peak RSS {human_bytes(result.peak_rss_bytes)}"
-               f"{device_peak}")
+    result = StreamedPass(
+        stats, hidden_bytes, peak_rss_bytes(), peak_device_bytes(run_on), report.elapsed, read_seconds, compute_seconds
+    )
+    device_peak = (
+        f", {run_on} peak allocated {human_bytes(result.peak_device_bytes)}"
+        if result.peak_device_bytes is not None
+        else ""
+    )
+    report.say(f"observation done in {report.elapsed:.1f}s; peak RSS {human_bytes(result.peak_rss_bytes)}{device_peak}")
     return result
 
 
@@ -172,8 +196,10 @@ def capture_inputs(model, layers, weights, batches, run_on, keep_on):
             hidden.append(first.to(keep_on))
             calls.append([kept(call, keep_on, memo, shared) for call in layer_calls])
     except NotImplementedError as exc:
-        raise UserError(f"the model's code before its decoder layers uses a module this pass did not load ({exc}); "
-                        "use observe whole") from None
+        raise UserError(
+            f"the model's code before its decoder layers uses a module this pass did not load ({exc}); "
+            "use observe whole"
+        ) from None
     finally:
         for handle in handles:
             handle.remove()

@@ -16,8 +16,9 @@ from pruning.selection import Ranked, Routing
 
 def read_mask(path: str | Path) -> list[list[int]]:
     path = Path(path)
-    data = read_json(path,
-                     f"mask file {path} does not exist; pass an expert_mask.json (list of kept experts per MoE layer)")
+    data = read_json(
+        path, f"mask file {path} does not exist; pass an expert_mask.json (list of kept experts per MoE layer)"
+    )
     if not (isinstance(data, list) and all(isinstance(row, list) for row in data)):
         raise UserError(f"{path}: a mask is a JSON list with one list of kept expert indices per MoE layer")
     for position, row in enumerate(data):

@@ -79,8 +79,11 @@ METHODS: dict[str, Method] = {
         Method("ean", ean_scores, "sum_{t in first N tokens} ||E_i(x_t)||_2 (every expert on every token)"),
         Method("reap", reap_scores, "mean_{t: i in topk(t)} g_i(t) * ||E_i(x_t)||_2 (0 if never routed)"),
         Method("reap-sum", reap_sum_scores, "sum_{t: i in topk(t)} g_i(t) * ||E_i(x_t)||_2"),
-        Method("easyep", easyep_scores,
-               "sum_{t: i in topk(t)} s_t * g_i(t) * ||E_i(x_t)||_2, s_t = 1 - cos(x_t, x_t + sum_j g_j E_j(x_t))"),
+        Method(
+            "easyep",
+            easyep_scores,
+            "sum_{t: i in topk(t)} s_t * g_i(t) * ||E_i(x_t)||_2, s_t = 1 - cos(x_t, x_t + sum_j g_j E_j(x_t))",
+        ),
     ]
 }
 

@@ -76,20 +76,22 @@ def dequantize(blocks, scales, dtype="bfloat16"):
     if blocks.dtype != torch.uint8 or scales.dtype != torch.uint8:
         raise ValueError(f"MXFP4 blocks and scales are uint8, got {blocks.dtype} and {scales.dtype}")
     if blocks.shape[:-1] != scales.shape or blocks.shape[-1] != BLOCK_SIZE // 2:
-        raise ValueError(f"MXFP4 blocks {list(blocks.shape)} do not match scales {list(scales.shape)} "
-                         f"(expected blocks = scales + [{BLOCK_SIZE // 2}])")
+        raise ValueError(
+            f"MXFP4 blocks {list(blocks.shape)} do not match scales {list(scales.shape)} "
+            f"(expected blocks = scales + [{BLOCK_SIZE // 2}])"
+        )
     *lead, rows, groups, half = blocks.shape
     flat_blocks = blocks.reshape(-1, rows, groups, half)
     flat_scales = scales.reshape(-1, rows, groups)
     table = torch.tensor(FP4_E2M1, dtype=torch.float32, device=blocks.device)
     out = torch.empty(flat_blocks.shape[0], rows, groups, BLOCK_SIZE, dtype=_torch_dtype(dtype), device=blocks.device)
     for start in range(0, flat_blocks.shape[0], _EXPERTS_PER_STEP):
-        codes = flat_blocks[start:start + _EXPERTS_PER_STEP].long()
+        codes = flat_blocks[start : start + _EXPERTS_PER_STEP].long()
         values = torch.empty(*codes.shape[:-1], BLOCK_SIZE, dtype=torch.float32, device=blocks.device)
         values[..., 0::2] = table[codes & 0x0F]
         values[..., 1::2] = table[codes >> 4]
-        exponent = flat_scales[start:start + _EXPERTS_PER_STEP].to(torch.int32) - SCALE_BIAS
-        out[start:start + _EXPERTS_PER_STEP] = torch.ldexp(values, exponent.unsqueeze(-1).float())
+        exponent = flat_scales[start : start + _EXPERTS_PER_STEP].to(torch.int32) - SCALE_BIAS
+        out[start : start + _EXPERTS_PER_STEP] = torch.ldexp(values, exponent.unsqueeze(-1).float())
     return out.reshape(*lead, rows, groups * BLOCK_SIZE)
 
 

@@ -31,20 +31,25 @@ def require_transformers(version: str) -> None:
     """Refuse a transformers older than the fused-experts call the observation hooks need."""
     major = version.split(".", 1)[0]
     if not major.isdigit() or int(major) < MIN_TRANSFORMERS_MAJOR:
-        raise UserError(f"transformers {version} is installed, but the observation pass needs transformers >= "
-                        f"{MIN_TRANSFORMERS_MAJOR} (its experts modules take (hidden, top_k_index, top_k_weights)); "
-                        "upgrade it: pip install 'transformers>=5'")
+        raise UserError(
+            f"transformers {version} is installed, but the observation pass needs transformers >= "
+            f"{MIN_TRANSFORMERS_MAJOR} (its experts modules take (hidden, top_k_index, top_k_weights)); "
+            "upgrade it: pip install 'transformers>=5'"
+        )
 
 
 def check_every_layer_routed(stats: dict[int, LayerStats], family) -> None:
     """A MoE layer that saw no routed token means the hooks did not fire: never hand on silent zeros."""
-    silent = [layer for layer, layer_stats in sorted(stats.items())
-              if layer_stats.tokens == 0 or not any(layer_stats.counts)]
+    silent = [
+        layer for layer, layer_stats in sorted(stats.items()) if layer_stats.tokens == 0 or not any(layer_stats.counts)
+    ]
     if silent:
-        raise UserError(f"the observation pass saw no routed tokens in MoE layer(s) {silent} of this "
-                        f"{family.model_type} model: its experts modules were never called the way the hooks "
-                        "expect, so every score would be 0. Check the transformers version (>= 5) and that the "
-                        "calibration data is not empty")
+        raise UserError(
+            f"the observation pass saw no routed tokens in MoE layer(s) {silent} of this "
+            f"{family.model_type} model: its experts modules were never called the way the hooks "
+            "expect, so every score would be 0. Check the transformers version (>= 5) and that the "
+            "calibration data is not empty"
+        )
 
 
 # Without a per-sample rule, EAN runs every expert on at most this many rows per layer (stream order).
@@ -68,8 +73,11 @@ def check_ean_limits(ean_max_tokens: int | None, ean_tokens_per_sample: int | No
     if ean_max_tokens is not None and ean_max_tokens < 0:
         raise UserError(f"ean_max_tokens must be >= 0 (got {ean_max_tokens})", param="ean_max_tokens")
     if ean_tokens_per_sample is not None and ean_tokens_per_sample < 1:
-        raise UserError(f"ean_tokens_per_sample must be at least 1 (got {ean_tokens_per_sample}); switch EAN off "
-                        "with ean_max_tokens 0", param="ean_tokens_per_sample")
+        raise UserError(
+            f"ean_tokens_per_sample must be at least 1 (got {ean_tokens_per_sample}); switch EAN off "
+            "with ean_max_tokens 0",
+            param="ean_tokens_per_sample",
+        )
 
 
 def find_moe_blocks(model, family) -> dict[int, object]:
@@ -99,16 +107,22 @@ def padded_batch(batch: list[list[int]], pad_token_id: int):
     ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, sequence in enumerate(batch):
-        ids[row, :len(sequence)] = torch.tensor(sequence)
-        mask[row, :len(sequence)] = 1
+        ids[row, : len(sequence)] = torch.tensor(sequence)
+        mask[row, : len(sequence)] = 1
     return ids, mask
 
 
 class ExpertObserver:
     """Accumulates per-expert statistics from the experts modules' inputs."""
 
-    def __init__(self, blocks: dict[int, object], family, num_experts: int, ean_max_tokens: int | None,
-                 ean_tokens_per_sample: int | None = None):
+    def __init__(
+        self,
+        blocks: dict[int, object],
+        family,
+        num_experts: int,
+        ean_max_tokens: int | None,
+        ean_tokens_per_sample: int | None = None,
+    ):
         import torch
 
         check_ean_limits(ean_max_tokens, ean_tokens_per_sample)
@@ -216,12 +230,14 @@ class ExpertObserver:
         """The rows of this (padding-free) batch on which EAN runs every expert."""
         if self.ean_tokens_per_sample is not None:
             if self.ean_rows is None or self.ean_rows.numel() != hidden.shape[0]:
-                raise RuntimeError(f"layer {layer}: the per-sample EAN rule needs begin_batch(lengths, width, "
-                                   "device) for this batch before its MoE layers run")
+                raise RuntimeError(
+                    f"layer {layer}: the per-sample EAN rule needs begin_batch(lengths, width, "
+                    "device) for this batch before its MoE layers run"
+                )
             hidden = hidden[self.ean_rows.to(hidden.device)]
         if self.ean_max_tokens is None:
             return hidden
-        return hidden[:max(0, self.ean_max_tokens - self.ean_tokens[layer])]
+        return hidden[: max(0, self.ean_max_tokens - self.ean_tokens[layer])]
 
     def _call_experts(self, experts, rows, expert_ids, dtype):
         ones = self.torch.ones(expert_ids.shape[0], 1, dtype=dtype, device=rows.device)
@@ -234,12 +250,12 @@ class ExpertObserver:
         step = max(1, CHUNK_ELEMENTS // (hidden.shape[-1] * top_k))
         norms, mixed = [], []
         for start in range(0, n_tokens, step):
-            x = hidden[start:start + step]
-            ids = index[start:start + step]
+            x = hidden[start : start + step]
+            ids = index[start : start + step]
             out = self._call_experts(experts, x.repeat_interleave(top_k, dim=0), ids.reshape(-1), dtype)
             out = out.reshape(x.shape[0], top_k, -1)
             norms.append(out.norm(dim=-1))
-            mixed.append((gates[start:start + step, :, None] * out).sum(dim=1))
+            mixed.append((gates[start : start + step, :, None] * out).sum(dim=1))
         return torch.cat(norms), torch.cat(mixed)
 
     def _all_expert_norms(self, experts, hidden):
@@ -250,7 +266,7 @@ class ExpertObserver:
         all_ids = torch.arange(num_experts, device=hidden.device)
         norms = []
         for start in range(0, hidden.shape[0], step):
-            x = hidden[start:start + step]
+            x = hidden[start : start + step]
             ids = all_ids.repeat(x.shape[0])
             out = self._call_experts(experts, x.repeat_interleave(num_experts, dim=0), ids, hidden.dtype)
             norms.append(out.norm(dim=-1).reshape(x.shape[0], num_experts))
@@ -268,14 +284,28 @@ class ExpertObserver:
         """What every pass driver returns: the statistics, checked, with the EAN rule that produced them."""
         layers = self.layer_stats()
         check_every_layer_routed(layers, self.family)
-        return ExpertStats(model_type=self.family.model_type, num_experts=self.num_experts, top_k=top_k,
-                           layers=layers, ean_max_tokens=self.ean_max_tokens,
-                           ean_tokens_per_sample=self.ean_tokens_per_sample)
+        return ExpertStats(
+            model_type=self.family.model_type,
+            num_experts=self.num_experts,
+            top_k=top_k,
+            layers=layers,
+            ean_max_tokens=self.ean_max_tokens,
+            ean_tokens_per_sample=self.ean_tokens_per_sample,
+        )
 
 
-def observe(model, family, config: dict, sequences: list[list[int]], *, batch_tokens: int = 8192,
-            ean_max_tokens: int | None = 4096, ean_tokens_per_sample: int | None = None, pad_token_id: int = 0,
-            progress: bool = True) -> ExpertStats:
+def observe(
+    model,
+    family,
+    config: dict,
+    sequences: list[list[int]],
+    *,
+    batch_tokens: int = 8192,
+    ean_max_tokens: int | None = 4096,
+    ean_tokens_per_sample: int | None = None,
+    pad_token_id: int = 0,
+    progress: bool = True,
+) -> ExpertStats:
     """Run the calibration sequences through `model` once and return per-expert statistics.
 
     EAN runs every expert on the first `ean_tokens_per_sample` tokens of each sample (if set), and on at
@@ -301,8 +331,7 @@ def observe(model, family, config: dict, sequences: list[list[int]], *, batch_to
     model.eval()
     total = sum(len(s) for s in sequences)
     # A bar on a terminal, a plain line per 5% of the tokens in a log (moeprune.progress).
-    with observer.attached(), torch.no_grad(), progress_display(total, "observing", "tok",
-                                                                enabled=progress) as bar:
+    with observer.attached(), torch.no_grad(), progress_display(total, "observing", "tok", enabled=progress) as bar:
         for batch in token_batches(sequences, batch_tokens):
             ids, mask = padded_batch(batch, pad_token_id)
             observer.begin_batch([len(s) for s in batch], ids.shape[1], device)
@@ -344,8 +373,9 @@ def load_model(source_dir, family=None, device: str = "cpu", dtype: str = "float
         try:
             # Loaded on the CPU then moved: device_map would need `accelerate`, not a dependency.
             # MXFP4 checkpoints (gpt-oss) load with their experts dequantized: see pruning/mxfp4.py.
-            model = getattr(transformers, name).from_pretrained(str(path), dtype=getattr(torch, dtype),
-                                                                **mxfp4.from_pretrained_options(source_dir))
+            model = getattr(transformers, name).from_pretrained(
+                str(path), dtype=getattr(torch, dtype), **mxfp4.from_pretrained_options(source_dir)
+            )
             return mxfp4.match_dtype(model, source_dir, dtype).to(device)
         except ValueError:
             # "Unrecognized configuration class" for this auto class: try the next one.

@@ -26,15 +26,19 @@ class Routing:
 
     num_experts: int
     top_k: int
-    n_group: int | None = None     # grouped routing: number of expert groups
+    n_group: int | None = None  # grouped routing: number of expert groups
     topk_group: int | None = None  # groups each token may use
 
     @classmethod
     def from_config(cls, family, config: dict) -> Routing:
         n_group, topk_group = family.num_groups(config)
         grouped = n_group > 1  # one group is plain top-k routing
-        return cls(family.num_experts(config), family.top_k(config),
-                   n_group if grouped else None, topk_group if grouped else None)
+        return cls(
+            family.num_experts(config),
+            family.top_k(config),
+            n_group if grouped else None,
+            topk_group if grouped else None,
+        )
 
     @property
     def group_size(self) -> int:
@@ -54,8 +58,10 @@ class Routing:
             if per_group < 2:
                 return f"{per_group} expert(s) per group; grouped routing scores a group by its top 2 experts"
             if self.topk_group and self.top_k > self.topk_group * per_group:
-                return (f"top_k = {self.top_k} > topk_group ({self.topk_group}) x {per_group} experts per group; "
-                        "tokens could not find enough experts")
+                return (
+                    f"top_k = {self.top_k} > topk_group ({self.topk_group}) x {per_group} experts per group; "
+                    "tokens could not find enough experts"
+                )
         return None
 
     def valid_kept_counts(self, floor: int = 0) -> list[int]:
@@ -76,8 +82,9 @@ def check_ratio(ratio) -> float:
         raise UserError("ratio is required with a method (the share of experts to remove, e.g. 0.5)", param="ratio")
     ratio = float(ratio)
     if not 0.0 <= ratio < 1.0:
-        raise UserError(f"ratio {ratio} is outside [0, 1): it is the share of experts to REMOVE (0 keeps all)",
-                        param="ratio")
+        raise UserError(
+            f"ratio {ratio} is outside [0, 1): it is the share of experts to REMOVE (0 keeps all)", param="ratio"
+        )
     return ratio
 
 
@@ -86,8 +93,10 @@ def _ratio_fix(routing: Routing, floor: int = 0) -> str:
     if not valid:
         return "no expert count works for this model"
     ratios = ", ".join(f"{(routing.num_experts - k) / routing.num_experts:g}" for k in valid[:6])
-    return (f"the largest valid ratio is {(routing.num_experts - valid[0]) / routing.num_experts:g} "
-            f"(keeps {valid[0]} of {routing.num_experts}); valid ratios: {ratios}{' ...' if len(valid) > 6 else ''}")
+    return (
+        f"the largest valid ratio is {(routing.num_experts - valid[0]) / routing.num_experts:g} "
+        f"(keeps {valid[0]} of {routing.num_experts}); valid ratios: {ratios}{' ...' if len(valid) > 6 else ''}"
+    )
 
 
 def rank(scores: list[float]) -> list[int]:
@@ -116,8 +125,11 @@ def select_uniform(scores: dict[int, list[float]], ratio: float, routing: Routin
     kept = routing.num_experts - removed_count(ratio, routing.num_experts)
     problem = routing.kept_count_problem(kept)
     if problem:
-        raise UserError(f"ratio {ratio:g} keeps {kept} of {routing.num_experts} experts per layer: {problem}; "
-                        f"{_ratio_fix(routing)}", param="ratio")
+        raise UserError(
+            f"ratio {ratio:g} keeps {kept} of {routing.num_experts} experts per layer: {problem}; "
+            f"{_ratio_fix(routing)}",
+            param="ratio",
+        )
     return {layer: keep_best(values, kept, routing) for layer, values in sorted(scores.items())}
 
 
@@ -130,8 +142,9 @@ def normalise(values: list[float]) -> list[float]:
     return [max(v, 0.0) / total for v in values]
 
 
-def _check_uneven_budget(scores: dict, ratio: float, routing: Routing, min_experts: int | None,
-                         allocation: str) -> tuple[int, int]:
+def _check_uneven_budget(
+    scores: dict, ratio: float, routing: Routing, min_experts: int | None, allocation: str
+) -> tuple[int, int]:
     """(experts removed in total, per-layer floor) for an allocation that may differ per layer."""
     ratio = check_ratio(ratio)
     experts = routing.num_experts
@@ -142,8 +155,9 @@ def _check_uneven_budget(scores: dict, ratio: float, routing: Routing, min_exper
             "each layer must keep the same number in every group; use allocation global or uniform"
         )
     if floor < routing.top_k:
-        raise UserError(f"min_experts {floor} is below top-k = {routing.top_k}; use at least {routing.top_k}",
-                        param="min_experts")
+        raise UserError(
+            f"min_experts {floor} is below top-k = {routing.top_k}; use at least {routing.top_k}", param="min_experts"
+        )
     if floor > experts:
         raise UserError(f"min_experts {floor} exceeds the {experts} experts per layer", param="min_experts")
     budget = removed_count(ratio, experts) * len(scores)
@@ -156,8 +170,9 @@ def _check_uneven_budget(scores: dict, ratio: float, routing: Routing, min_exper
     return budget, floor
 
 
-def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing,
-                  min_experts: int | None = None) -> Ranked:
+def select_global(
+    scores: dict[int, list[float]], ratio: float, routing: Routing, min_experts: int | None = None
+) -> Ranked:
     budget, floor = _check_uneven_budget(scores, ratio, routing, min_experts, "global")
     if routing.n_group:
         return _select_global_grouped(scores, budget, floor, routing)
@@ -175,9 +190,7 @@ def select_global(scores: dict[int, list[float]], ratio: float, routing: Routing
         if left[layer] > floor:
             removed.add((layer, expert))
             left[layer] -= 1
-    return {
-        layer: [e for e in rank(values) if (layer, e) not in removed] for layer, values in sorted(scores.items())
-    }
+    return {layer: [e for e in rank(values) if (layer, e) not in removed] for layer, values in sorted(scores.items())}
 
 
 def _select_global_grouped(scores: dict[int, list[float]], budget: int, floor: int, routing: Routing) -> Ranked:
@@ -188,14 +201,18 @@ def _select_global_grouped(scores: dict[int, list[float]], budget: int, floor: i
     """
     groups, size = routing.n_group or 1, routing.group_size
     if budget % groups:
-        raise UserError(f"grouped routing removes experts one per group ({groups} at a time), but this ratio "
-                        f"removes {budget} in total; choose a ratio that removes a multiple of {groups} per layer",
-                        param="ratio")
+        raise UserError(
+            f"grouped routing removes experts one per group ({groups} at a time), but this ratio "
+            f"removes {budget} in total; choose a ratio that removes a multiple of {groups} per layer",
+            param="ratio",
+        )
     valid = [k for k in routing.valid_kept_counts(floor) if k % groups == 0]
     if not valid:
-        raise UserError(f"no count of at least {floor} experts suits grouped routing ({groups} groups of {size}, "
-                        f"top-k {routing.top_k}, topk_group {routing.topk_group}); lower min_experts",
-                        param="min_experts")
+        raise UserError(
+            f"no count of at least {floor} experts suits grouped routing ({groups} groups of {size}, "
+            f"top-k {routing.top_k}, topk_group {routing.topk_group}); lower min_experts",
+            param="min_experts",
+        )
     removable_tiers = (routing.num_experts - valid[0]) // groups
     pool = []
     for layer, values in scores.items():
@@ -214,15 +231,21 @@ def _select_global_grouped(scores: dict[int, list[float]], budget: int, floor: i
             removed[layer] += 1
             left -= 1
     if left:
-        raise UserError(f"ratio removes {budget} experts in total, but grouped routing with a floor of {valid[0]} "
-                        f"per layer allows at most {removable_tiers * groups * len(scores)}; lower ratio or "
-                        "min_experts", param="ratio")
-    return {layer: keep_best(values, routing.num_experts - groups * removed[layer], routing)
-            for layer, values in sorted(scores.items())}
+        raise UserError(
+            f"ratio removes {budget} experts in total, but grouped routing with a floor of {valid[0]} "
+            f"per layer allows at most {removable_tiers * groups * len(scores)}; lower ratio or "
+            "min_experts",
+            param="ratio",
+        )
+    return {
+        layer: keep_best(values, routing.num_experts - groups * removed[layer], routing)
+        for layer, values in sorted(scores.items())
+    }
 
 
-def select_coverage(scores: dict[int, list[float]], ratio: float, routing: Routing,
-                    min_experts: int | None = None) -> Ranked:
+def select_coverage(
+    scores: dict[int, list[float]], ratio: float, routing: Routing, min_experts: int | None = None
+) -> Ranked:
     """Layer-adaptive counts: every layer keeps its best experts until it covers as much of its own
     score mass as the others do (the lowest covered share is raised first), under the same total as
     uniform. A layer whose mass sits in a few experts (a peaked router) keeps few; a layer that
@@ -237,22 +260,31 @@ def select_coverage(scores: dict[int, list[float]], ratio: float, routing: Routi
     to_add = routing.num_experts * len(scores) - budget - floor * len(scores)
     for _ in range(to_add):
         # The least-covered layer that can still grow; ties go to the lower layer index.
-        layer = min((layer for layer in scores if kept[layer] < routing.num_experts),
-                    key=lambda layer: (covered[layer], layer))
+        layer = min(
+            (layer for layer in scores if kept[layer] < routing.num_experts), key=lambda layer: (covered[layer], layer)
+        )
         covered[layer] += shares[layer][order[layer][kept[layer]]]
         kept[layer] += 1
-    return {layer: order[layer][:kept[layer]] for layer in sorted(scores)}
+    return {layer: order[layer][: kept[layer]] for layer in sorted(scores)}
 
 
 ALLOCATIONS = ("uniform", "global", "coverage")
 
 
-def select(scores: dict[int, list[float]], ratio: float, routing: Routing, allocation: str = "uniform",
-           min_experts: int | None = None) -> Ranked:
+def select(
+    scores: dict[int, list[float]],
+    ratio: float,
+    routing: Routing,
+    allocation: str = "uniform",
+    min_experts: int | None = None,
+) -> Ranked:
     if allocation == "uniform":
         if min_experts is not None and experts_kept(ratio, routing) < int(min_experts):
-            raise UserError(f"ratio {ratio:g} keeps {experts_kept(ratio, routing)} experts per layer, "
-                            f"below min_experts {min_experts}", param="ratio")
+            raise UserError(
+                f"ratio {ratio:g} keeps {experts_kept(ratio, routing)} experts per layer, "
+                f"below min_experts {min_experts}",
+                param="ratio",
+            )
         return select_uniform(scores, ratio, routing)
     if allocation == "global":
         return select_global(scores, ratio, routing, min_experts)

@@ -29,8 +29,22 @@ from pruning import mxfp4
 
 # safetensors dtype name -> bytes per element (the ones a checkpoint here may hold).
 DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2,
-    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
 }
 CONFIG_DTYPES = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
 _SHOWN = 5
@@ -61,9 +75,11 @@ def check_byte_counts(checkpoint: Checkpoint) -> None:
         for entry in shard.tensors:
             size = DTYPE_SIZES.get(entry.dtype)
             if size is not None and entry.nbytes != entry.numel * size:
-                raise UserError(f"{shard.path}: tensor {entry.name} is {entry.dtype} {list(entry.shape)} "
-                                f"({entry.numel * size} bytes) but its header gives it {entry.nbytes} bytes; "
-                                "the file is corrupt, download or copy it again")
+                raise UserError(
+                    f"{shard.path}: tensor {entry.name} is {entry.dtype} {list(entry.shape)} "
+                    f"({entry.numel * size} bytes) but its header gives it {entry.nbytes} bytes; "
+                    "the file is corrupt, download or copy it again"
+                )
 
 
 def check_index(checkpoint: Checkpoint) -> None:
@@ -73,9 +89,11 @@ def check_index(checkpoint: Checkpoint) -> None:
     held = {shard.path.name: {entry.name for entry in shard.tensors} for shard in checkpoint.shards}
     for name, file in weight_map.items():
         if name not in held.get(file, set()):
-            raise UserError(f"{checkpoint.path / file}: tensor {name} is missing (the index {INDEX_NAME} "
-                            f"lists it in this file); the shard is from another revision or incomplete, "
-                            "download it again")
+            raise UserError(
+                f"{checkpoint.path / file}: tensor {name} is missing (the index {INDEX_NAME} "
+                f"lists it in this file); the shard is from another revision or incomplete, "
+                "download it again"
+            )
 
 
 def check_mxfp4_pairs(checkpoint: Checkpoint) -> None:
@@ -87,8 +105,10 @@ def check_mxfp4_pairs(checkpoint: Checkpoint) -> None:
         base = mxfp4.pair_base(name)
         for partner in (base + mxfp4.BLOCKS_SUFFIX, base + mxfp4.SCALES_SUFFIX):
             if partner not in names:
-                raise UserError(f"{where[name]}: MXFP4 tensor {partner} is missing (its other half {name} is "
-                                "there); both halves are needed to rebuild the weight")
+                raise UserError(
+                    f"{where[name]}: MXFP4 tensor {partner} is missing (its other half {name} is "
+                    "there); both halves are needed to rebuild the weight"
+                )
 
 
 def check_moe_tensors(checkpoint: Checkpoint) -> None:
@@ -115,34 +135,46 @@ def check_moe_tensors(checkpoint: Checkpoint) -> None:
         for kind in sorted(expected - kinds[layer]):
             # A whole per-expert kind is absent in this layer: report its expert 0.
             name = kind.format(layer=layer, expert=0)
-            raise UserError(f"{_expected_file(checkpoint, where, layer)}: tensor {name} is missing (the other "
-                            f"MoE layers of this {family.model_type} checkpoint have it); the checkpoint is "
-                            "incomplete")
+            raise UserError(
+                f"{_expected_file(checkpoint, where, layer)}: tensor {name} is missing (the other "
+                f"MoE layers of this {family.model_type} checkpoint have it); the checkpoint is "
+                "incomplete"
+            )
     for (layer, kind), present in sorted(experts.items()):
         absent = sorted(set(range(num_experts)) - present)
         if absent:
             names = [kind.format(layer=layer, expert=e) for e in absent[:_SHOWN]]
             more = f" (and {len(absent) - _SHOWN} more)" if len(absent) > _SHOWN else ""
-            raise UserError(f"{_expected_file(checkpoint, where, layer)}: tensor(s) {', '.join(names)}{more} "
-                            f"missing; the config declares {num_experts} experts per layer")
+            raise UserError(
+                f"{_expected_file(checkpoint, where, layer)}: tensor(s) {', '.join(names)}{more} "
+                f"missing; the config declares {num_experts} experts per layer"
+            )
 
 
 def check_dtypes(checkpoint: Checkpoint) -> None:
     config = checkpoint.family.text_config(checkpoint.config)
-    declared = config.get("dtype") or config.get("torch_dtype") or checkpoint.config.get("dtype") \
+    declared = (
+        config.get("dtype")
+        or config.get("torch_dtype")
+        or checkpoint.config.get("dtype")
         or checkpoint.config.get("torch_dtype")
+    )
     quantized = bool(checkpoint.config.get("quantization_config") or config.get("quantization_config"))
     expected = CONFIG_DTYPES.get(declared) if isinstance(declared, str) else None
     for shard in checkpoint.shards:
         for entry in shard.tensors:
             if mxfp4.is_mxfp4_name(entry.name) and checkpoint.is_expert_tensor(entry.name):
                 if entry.dtype != mxfp4.STORED_DTYPE:
-                    raise UserError(f"{shard.path}: MXFP4 tensor {entry.name} is {entry.dtype}; MXFP4 blocks and "
-                                    f"scales are stored as {mxfp4.STORED_DTYPE} (bytes)")
+                    raise UserError(
+                        f"{shard.path}: MXFP4 tensor {entry.name} is {entry.dtype}; MXFP4 blocks and "
+                        f"scales are stored as {mxfp4.STORED_DTYPE} (bytes)"
+                    )
             elif expected and not quantized and checkpoint.is_expert_tensor(entry.name) and entry.dtype != expected:
-                raise UserError(f"{shard.path}: expert tensor {entry.name} is {entry.dtype} but config.json "
-                                f"declares dtype {declared} ({expected}); the shard does not belong to this "
-                                "config, or the config's dtype is wrong")
+                raise UserError(
+                    f"{shard.path}: expert tensor {entry.name} is {entry.dtype} but config.json "
+                    f"declares dtype {declared} ({expected}); the shard does not belong to this "
+                    "config, or the config's dtype is wrong"
+                )
 
 
 def check_expected_names(checkpoint: Checkpoint, names) -> None:
@@ -152,8 +184,10 @@ def check_expected_names(checkpoint: Checkpoint, names) -> None:
     if missing:
         files = ", ".join(sorted({shard.path.name for shard in checkpoint.shards}))
         more = f" (and {len(missing) - _SHOWN} more)" if len(missing) > _SHOWN else ""
-        raise UserError(f"{checkpoint.path}: tensor(s) {', '.join(missing[:_SHOWN])}{more} missing from the "
-                        f"shards ({files}); the checkpoint is incomplete")
+        raise UserError(
+            f"{checkpoint.path}: tensor(s) {', '.join(missing[:_SHOWN])}{more} missing from the "
+            f"shards ({files}); the checkpoint is incomplete"
+        )
 
 
 def _file_of(checkpoint: Checkpoint) -> dict[str, Path]:

@@ -44,8 +44,12 @@ def copy_shard(plan: ShardPlan, dest: Path, cache: SourceHashCache) -> tuple[str
     source_digest = hashlib.sha256() if known is None else None
     buffers = [bytearray(CHUNK) for _ in range(_BUFFERS)]
     pending: list[list[Future]] = [[] for _ in range(_BUFFERS)]
-    with ThreadPoolExecutor(1, "sha256-source") as hasher, ThreadPoolExecutor(1, "write-sha256") as sink, \
-            open(plan.source.path, "rb", buffering=0) as src, open(dest, "wb", buffering=0) as dst:
+    with (
+        ThreadPoolExecutor(1, "sha256-source") as hasher,
+        ThreadPoolExecutor(1, "write-sha256") as sink,
+        open(plan.source.path, "rb", buffering=0) as src,
+        open(dest, "wb", buffering=0) as dst,
+    ):
         out = _Output(plan, src.fileno(), dst)
         out.write(_header(plan))
         # Hash unknown: read every byte (the hash needs them all); known: only the kept ranges.
@@ -58,7 +62,7 @@ def copy_shard(plan: ShardPlan, dest: Path, cache: SourceHashCache) -> tuple[str
             pending[slot] = []
             if position != lo:
                 src.seek(lo)
-            chunk = memoryview(buffers[slot])[:hi - lo]
+            chunk = memoryview(buffers[slot])[: hi - lo]
             if _read_fully(src, chunk) != hi - lo:
                 raise _changed(plan)
             position = hi
@@ -68,7 +72,7 @@ def copy_shard(plan: ShardPlan, dest: Path, cache: SourceHashCache) -> tuple[str
                 start, end = ranges[index]
                 a, b = max(start, lo), min(end, hi)
                 if a < b:
-                    pending[slot].append(sink.submit(out.piece, a, chunk[a - lo:b - lo]))
+                    pending[slot].append(sink.submit(out.piece, a, chunk[a - lo : b - lo]))
                 if end > hi:
                     break
                 index += 1
@@ -136,8 +140,11 @@ def _header(plan: ShardPlan) -> bytes:
     if plan.source.metadata is not None:
         header["__metadata__"] = plan.source.metadata
     for tensor in plan.tensors:
-        header[tensor.name] = {"dtype": tensor.dtype, "shape": list(tensor.shape),
-                               "data_offsets": [offset, offset + tensor.nbytes]}
+        header[tensor.name] = {
+            "dtype": tensor.dtype,
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + tensor.nbytes],
+        }
         offset += tensor.nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
@@ -164,7 +171,7 @@ def _read_fully(handle, view: memoryview) -> int:
 def _write_all(handle, data) -> None:
     view = memoryview(data)
     while view:
-        view = view[handle.write(view):]
+        view = view[handle.write(view) :]
 
 
 def _changed(plan: ShardPlan) -> UserError:

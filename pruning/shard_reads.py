@@ -17,9 +17,18 @@ from moeprune.formats.checkpoint import TensorEntry
 
 # safetensors dtype names -> torch dtype names (torch.<name>).
 SAFETENSORS_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
 }
 
 
@@ -50,14 +59,18 @@ def read_into(handle: int, source: SourceTensor, target) -> None:
         target.copy_(read_tensor(handle, source).reshape(target.shape))
         return
     if target.numel() * target.element_size() != entry.nbytes or not target.is_contiguous():
-        raise UserError(f"{source.path}: tensor {entry.name} holds {entry.nbytes} bytes, not the "
-                        f"{target.numel() * target.element_size()} its shape {list(entry.shape)} needs")
+        raise UserError(
+            f"{source.path}: tensor {entry.name} holds {entry.nbytes} bytes, not the "
+            f"{target.numel() * target.element_size()} its shape {list(entry.shape)} needs"
+        )
     view, done = memoryview(target.view(-1).view(torch.uint8).numpy()), 0
     while done < entry.nbytes:
         count = os.preadv(handle, [view[done:]], entry.start + done)
         if count == 0:
-            raise UserError(f"{source.path}: tensor {entry.name} ends at byte {entry.end}, past the end of the "
-                            "file (truncated download?)")
+            raise UserError(
+                f"{source.path}: tensor {entry.name} ends at byte {entry.end}, past the end of the "
+                "file (truncated download?)"
+            )
         done += count
 
 
@@ -65,8 +78,10 @@ def torch_dtype(source: SourceTensor):
     import torch
 
     if source.entry.dtype not in SAFETENSORS_DTYPES:
-        raise UserError(f"{source.path}: tensor {source.entry.name} has dtype {source.entry.dtype}, which the "
-                        f"observation pass cannot read (known: {', '.join(SAFETENSORS_DTYPES)})")
+        raise UserError(
+            f"{source.path}: tensor {source.entry.name} has dtype {source.entry.dtype}, which the "
+            f"observation pass cannot read (known: {', '.join(SAFETENSORS_DTYPES)})"
+        )
     return getattr(torch, SAFETENSORS_DTYPES[source.entry.dtype])
 
 

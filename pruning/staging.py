@@ -57,7 +57,7 @@ def remove_stale(target: Path) -> list[Path]:
     removed = []
     for marker in (_TMP, _OLD):
         for path in target.parent.glob(f".{target.name}{marker}*"):
-            pid = path.name[len(f".{target.name}{marker}"):].split("-", 1)[0]
+            pid = path.name[len(f".{target.name}{marker}") :].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
@@ -66,11 +66,14 @@ def remove_stale(target: Path) -> list[Path]:
 
 def _refuse_existing(target: Path, overwrite: bool) -> None:
     if target.exists() and not overwrite:
-        raise UserError(f"{target} already exists; choose another output directory or allow overwrite to replace it",
-                        param="overwrite")
+        raise UserError(
+            f"{target} already exists; choose another output directory or allow overwrite to replace it",
+            param="overwrite",
+        )
     if target.exists() and not target.is_dir():
-        raise UserError(f"{target} exists and is not a directory; remove it or choose another output directory",
-                        param="out_dir")
+        raise UserError(
+            f"{target} exists and is not a directory; remove it or choose another output directory", param="out_dir"
+        )
 
 
 def _alive(pid: int) -> bool:

@@ -51,8 +51,10 @@ def capture_layer_calls(model, layers: list, input_ids, attention_mask) -> tuple
                 kwargs = dict(kwargs)
                 hidden, rest = kwargs.pop("hidden_states"), ()
             else:
-                raise UserError(f"decoder layer {index} was called without hidden states; this model's layer "
-                                "call is not supported by the layer-streamed pass (use observe whole)")
+                raise UserError(
+                    f"decoder layer {index} was called without hidden states; this model's layer "
+                    "call is not supported by the layer-streamed pass (use observe whole)"
+                )
             if index == 0:
                 first_hidden.append(hidden)
             calls[index] = LayerCall(tuple(rest), dict(kwargs))
@@ -74,8 +76,10 @@ def capture_layer_calls(model, layers: list, input_ids, attention_mask) -> tuple
             del layer.forward  # the class's forward again
     skipped = [index for index, call in enumerate(calls) if call is None]
     if skipped or not first_hidden:
-        raise UserError(f"the model's forward never called decoder layer(s) {skipped}; the layer-streamed pass "
-                        "needs every layer called in order (use observe whole)")
+        raise UserError(
+            f"the model's forward never called decoder layer(s) {skipped}; the layer-streamed pass "
+            "needs every layer called in order (use observe whole)"
+        )
     return first_hidden[0], calls
 
 
@@ -88,8 +92,9 @@ def materialise_on_first_use(model, layer_modules: list, load) -> tuple[list, li
     layer_ids = {id(layer) for layer in layer_modules}
     layer_names = [name for name, module in model.named_modules() if id(module) in layer_ids]
     # Every module that contains a decoder layer ("" is the model itself).
-    containers = {".".join(parts[:depth]) for parts in (name.split(".") for name in layer_names)
-                  for depth in range(len(parts))}
+    containers = {
+        ".".join(parts[:depth]) for parts in (name.split(".") for name in layer_names) for depth in range(len(parts))
+    }
     loaded, handles = [], []
     for name, module in model.named_modules():
         parent = name.rsplit(".", 1)[0] if "." in name else ""

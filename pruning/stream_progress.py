@@ -53,9 +53,11 @@ class LayerProgress:
         elapsed = time.perf_counter() - self.started
         left = elapsed / self.done * (self.layers - self.done)
         rate = self.tokens / run_seconds if run_seconds > 0 else float("inf")
-        self.say(f"layer {index + 1}/{self.layers} ({kind}): {self.tokens:,} tokens at {rate:,.0f} tok/s, "
-                 f"read {human_bytes(read_bytes)} in {load_seconds:.1f}s; elapsed {human_seconds(elapsed)}, "
-                 f"about {human_seconds(left)} left")
+        self.say(
+            f"layer {index + 1}/{self.layers} ({kind}): {self.tokens:,} tokens at {rate:,.0f} tok/s, "
+            f"read {human_bytes(read_bytes)} in {load_seconds:.1f}s; elapsed {human_seconds(elapsed)}, "
+            f"about {human_seconds(left)} left"
+        )
 
     @property
     def elapsed(self) -> float:

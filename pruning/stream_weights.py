@@ -73,8 +73,10 @@ class StreamedWeights:
         if missing:
             files = ", ".join(sorted(shard.path.name for shard in self.checkpoint.shards))
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise UserError(f"{self.checkpoint.path}: no tensor for {missing[0]}{more} in {files}; the checkpoint "
-                            "is incomplete or was saved for another architecture")
+            raise UserError(
+                f"{self.checkpoint.path}: no tensor for {missing[0]}{more} in {files}; the checkpoint "
+                "is incomplete or was saved for another architecture"
+            )
         with open_shards(source.path for key in pending for source in self.targets[key]) as handles:
             for key in pending:
                 sources = self.targets[key]
@@ -103,14 +105,23 @@ class StreamedWeights:
             return False
         ops = converter.operations
         kinds = [type(op).__name__ for op in ops]
-        if kinds not in (["MergeModulelist"], ["MergeModulelist", "Concatenate"]) or ops[0].dim != 0 \
-                or (len(ops) == 2 and ops[1].dim != 1):
+        if (
+            kinds not in (["MergeModulelist"], ["MergeModulelist", "Concatenate"])
+            or ops[0].dim != 0
+            or (len(ops) == 2 and ops[1].dim != 1)
+        ):
             return False
-        groups = [sorted((s for s in sources if s.pattern == pattern), key=lambda s: natural_key(s.entry.name))
-                  for pattern in converter.source_patterns]
+        groups = [
+            sorted((s for s in sources if s.pattern == pattern), key=lambda s: natural_key(s.entry.name))
+            for pattern in converter.source_patterns
+        ]
         shapes = {s.entry.shape for group in groups for s in group}
-        if any(not group for group in groups) or len({len(group) for group in groups}) != 1 or len(shapes) != 1 \
-                or (len(groups) > 1 and len(ops) != 2):
+        if (
+            any(not group for group in groups)
+            or len({len(group) for group in groups}) != 1
+            or len(shapes) != 1
+            or (len(groups) > 1 and len(ops) != 2)
+        ):
             return False
         rows, *rest = next(iter(shapes))
         shape = (len(groups[0]), rows * len(groups), *rest)
@@ -119,7 +130,7 @@ class StreamedWeights:
         fused = torch.empty(shape, dtype=empty.dtype)
         for column, group in enumerate(groups):
             for expert, source in enumerate(group):
-                read_into(handles[source.path], source, fused[expert, column * rows:(column + 1) * rows])
+                read_into(handles[source.path], source, fused[expert, column * rows : (column + 1) * rows])
         module_name, _, attribute = key.rpartition(".")
         module = self.model.get_submodule(module_name)
         parameter = torch.nn.Parameter(fused.to(self.device), requires_grad=fused.is_floating_point())
@@ -132,8 +143,9 @@ class StreamedWeights:
 
         if pattern is None:
             return None
-        return next((c for c in self.conversions if isinstance(c, WeightConverter) and pattern in c.source_patterns),
-                    None)
+        return next(
+            (c for c in self.conversions if isinstance(c, WeightConverter) and pattern in c.source_patterns), None
+        )
 
     def _dtype_plan(self) -> dict:
         return self.model._get_dtype_plan(self.dtype) or {}
@@ -165,23 +177,30 @@ class StreamedWeights:
         from transformers.core_model_loading import convert_and_load_state_dict_in_model
         from transformers.modeling_utils import LoadStateDictConfig
 
-        config = LoadStateDictConfig(dtype=self.dtype, dtype_plan=self.model._get_dtype_plan(self.dtype),
-                                     device_map={"": self.device}, weight_mapping=self.conversions)
+        config = LoadStateDictConfig(
+            dtype=self.dtype,
+            dtype_plan=self.model._get_dtype_plan(self.dtype),
+            device_map={"": self.device},
+            weight_mapping=self.conversions,
+        )
         with quiet_transformers():
             info, _ = convert_and_load_state_dict_in_model(self.model, tensors, config)
         names = ", ".join(sorted(tensors)[:3]) + (f" (+{len(tensors) - 3})" if len(tensors) > 3 else "")
         if info.mismatched_keys:
             key, got, wanted = sorted(info.mismatched_keys, key=str)[0]
-            raise UserError(f"{self.checkpoint.path}: {key} from {names} has shape {list(got)} but the model "
-                            f"expects {list(wanted)}; the checkpoint does not match its config.json (a missing "
-                            "expert tensor gives a short fused dimension)")
+            raise UserError(
+                f"{self.checkpoint.path}: {key} from {names} has shape {list(got)} but the model "
+                f"expects {list(wanted)}; the checkpoint does not match its config.json (a missing "
+                "expert tensor gives a short fused dimension)"
+            )
         if info.conversion_errors:
             key, problem = next(iter(info.conversion_errors.items()))
             raise UserError(f"{self.checkpoint.path}: could not convert {names} into {key}: {problem}")
         unfilled = sorted(key for key in expect if key in info.missing_keys)
         if unfilled:
-            raise UserError(f"{self.checkpoint.path}: {names} did not fill {unfilled[0]}; a tensor is missing "
-                            "from the checkpoint")
+            raise UserError(
+                f"{self.checkpoint.path}: {names} did not fill {unfilled[0]}; a tensor is missing from the checkpoint"
+            )
 
 
 @contextmanager
@@ -205,8 +224,11 @@ def recompute_non_persistent_buffers(model, module, device) -> None:
     touches meta tensors.
     """
     for sub in module.modules():
-        names = [name for name in sub._non_persistent_buffers_set
-                 if sub._buffers.get(name) is not None and sub._buffers[name].is_meta]
+        names = [
+            name
+            for name in sub._non_persistent_buffers_set
+            if sub._buffers.get(name) is not None and sub._buffers[name].is_meta
+        ]
         if names:
             for name in names:
                 sub._buffers[name] = sub._buffers[name].new_empty(sub._buffers[name].shape, device=device)

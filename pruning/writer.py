@@ -45,9 +45,18 @@ PAUSE_ENV = "MOEPRUNE_TEST_WRITE_PAUSE"
 _GENERATED = {"config.json", INDEX_NAME, MANIFEST_NAME, MASK_NAME}
 
 
-def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: dict, overwrite: bool = False, *,
-                 hash_cache: SourceHashCache | None = None, workers: int | None = None,
-                 extra_files: dict | None = None, dequantize: bool = False) -> Path:
+def write_pruned(
+    source_dir,
+    out_dir,
+    kept: dict[int, list[int]],
+    provenance: dict,
+    overwrite: bool = False,
+    *,
+    hash_cache: SourceHashCache | None = None,
+    workers: int | None = None,
+    extra_files: dict | None = None,
+    dequantize: bool = False,
+) -> Path:
     """Write the checkpoint at source_dir, keeping only `kept` experts, to out_dir; return out_dir.
 
     `source_dir` is a directory or a `Checkpoint` already opened (and checked) by the caller: its parsed
@@ -98,15 +107,19 @@ def write_pruned(source_dir, out_dir, kept: dict[int, list[int]], provenance: di
     return out
 
 
-def _copy_shards(source: Checkpoint, plans: list[ShardPlan | DequantizedShardPlan], tmp: Path, cache: SourceHashCache,
-                 workers: int) -> tuple[dict[str, str], dict[str, str]]:
+def _copy_shards(
+    source: Checkpoint, plans: list[ShardPlan | DequantizedShardPlan], tmp: Path, cache: SourceHashCache, workers: int
+) -> tuple[dict[str, str], dict[str, str]]:
     """Copy every planned shard (and hash the shards nothing is kept from), `workers` files at a time."""
     planned = {plan.name for plan in plans}
     with ThreadPoolExecutor(workers, "shard") as pool:
         copies = {plan.name: pool.submit(_copy_one, plan, tmp / plan.name, cache) for plan in plans}
         # Shards with nothing kept are still hashed for provenance.
-        hashes_only = {shard.path.name: pool.submit(source_sha256, shard.path, cache)
-                       for shard in source.shards if shard.path.name not in planned}
+        hashes_only = {
+            shard.path.name: pool.submit(source_sha256, shard.path, cache)
+            for shard in source.shards
+            if shard.path.name not in planned
+        }
         try:
             done = {name: job.result() for name, job in copies.items()}
             source_hashes = {name: job.result() for name, job in hashes_only.items()}
@@ -153,8 +166,9 @@ def _copy_other_files(source: Path, tmp: Path) -> None:
             log.warning("not copying directory %s (it may hold unpruned weights)", path)
         elif name in _GENERATED or name.endswith(".safetensors") or name.startswith("."):
             continue
-        elif name.endswith(OTHER_WEIGHT_SUFFIXES) or name.endswith((".bin.index.json", ".msgpack.index.json",
-                                                                    ".h5.index.json")):
+        elif name.endswith(OTHER_WEIGHT_SUFFIXES) or name.endswith(
+            (".bin.index.json", ".msgpack.index.json", ".h5.index.json")
+        ):
             log.warning("not copying %s: unpruned weights in another format", name)
         elif path.is_file():
             shutil.copyfile(path, tmp / name)

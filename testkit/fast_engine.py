@@ -52,12 +52,23 @@ def _dumps(value: dict) -> bytes:
 def chat_answer(model: str) -> bytes:
     """The non-streaming answer's body: TOKENS tokens, each with its top-5 logprobs."""
     entries = [_logprob_entry(i) for i in range(TOKENS)]
-    return _dumps({
-        "id": "chatcmpl-fast-stub", "object": "chat.completion", "created": 1700000000, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(e["token"] for e in entries)},
-                     "logprobs": {"content": entries}, "finish_reason": "length"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": TOKENS, "total_tokens": 12 + TOKENS},
-    })
+    return _dumps(
+        {
+            "id": "chatcmpl-fast-stub",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(e["token"] for e in entries)},
+                    "logprobs": {"content": entries},
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {"prompt_tokens": 12, "completion_tokens": TOKENS, "total_tokens": 12 + TOKENS},
+        }
+    )
 
 
 def _chunk(payload: bytes) -> bytes:
@@ -76,8 +87,19 @@ def stream_chunks(model: str, count: int) -> list[bytes]:
     for index in range(count):
         entry = _logprob_entry(index)
         delta = {"content": entry["token"]} if index else {"role": "assistant", "content": entry["token"]}
-        chunks.append(_chunk(_dumps({**stream_head(), "model": model, "choices": [
-            {"index": 0, "delta": delta, "logprobs": {"content": [entry]}, "finish_reason": None}]})))
+        chunks.append(
+            _chunk(
+                _dumps(
+                    {
+                        **stream_head(),
+                        "model": model,
+                        "choices": [
+                            {"index": 0, "delta": delta, "logprobs": {"content": [entry]}, "finish_reason": None}
+                        ],
+                    }
+                )
+            )
+        )
     return chunks
 
 
@@ -85,14 +107,25 @@ def stream_tail(model: str, tokens: int) -> bytes:
     """After `tokens` tokens: the finish and usage chunks, [DONE] and the last (empty) HTTP chunk."""
     head = {**stream_head(), "model": model}
     finish = {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}]}
-    usage = {**head, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": tokens,
-                                              "total_tokens": 12 + tokens}}
+    usage = {
+        **head,
+        "choices": [],
+        "usage": {"prompt_tokens": 12, "completion_tokens": tokens, "total_tokens": 12 + tokens},
+    }
     return _chunk(_dumps(finish)) + _chunk(_dumps(usage)) + _chunk(b"[DONE]") + b"0\r\n\r\n"
 
 
 def _response(status: bytes, body: bytes, content_type: bytes = b"application/json") -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: " + content_type + b"\r\ncontent-length: "
-            + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: "
+        + content_type
+        + b"\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
 
 
 class Answers:
@@ -102,11 +135,28 @@ class Answers:
         # A random start: two stubs (two variants of one gateway) do not hand out the same ids.
         self.unique_ids, self.answered = unique_ids, secrets.randbelow(10**9)
         self.health = _response(b"200 OK", b"")
-        self.models = _response(b"200 OK", _dumps({"object": "list", "data": [
-            {"id": model, "object": "model", "created": 1700000000, "owned_by": "fast-stub", "max_model_len": 4096}]}))
+        self.models = _response(
+            b"200 OK",
+            _dumps(
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": model,
+                            "object": "model",
+                            "created": 1700000000,
+                            "owned_by": "fast-stub",
+                            "max_model_len": 4096,
+                        }
+                    ],
+                }
+            ),
+        )
         self.chat = _response(b"200 OK", chat_answer(model))
-        self.stream_head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-                            b"transfer-encoding: chunked\r\n\r\n")
+        self.stream_head = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
         self.model = model
         self.stream = stream_chunks(model, stream_tokens)
         self._tails: dict[int, bytes] = {}
@@ -159,11 +209,11 @@ class StubProtocol(asyncio.Protocol):
             at = lowered.find(b"\r\ncontent-length:")
             if at >= 0:
                 stop = lowered.find(b"\r\n", at + 2)
-                length = int(lowered[at + 17:stop if stop >= 0 else len(lowered)])
+                length = int(lowered[at + 17 : stop if stop >= 0 else len(lowered)])
             if len(self.buffer) < end + 4 + length:
                 return
-            body = self.buffer[end + 4:end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length:]
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
             method, _, rest = head.partition(b" ")
             path = rest.split(b" ", 1)[0].split(b"?", 1)[0]
             self._answer(method, path, body)
@@ -183,8 +233,11 @@ class StubProtocol(asyncio.Protocol):
         elif method == b"GET" and path == b"/v1/models":
             self.transport.write(answers.models)
         else:
-            print(f"fast stub: 404 for {method.decode(errors='replace')} {path.decode(errors='replace')}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"fast stub: 404 for {method.decode(errors='replace')} {path.decode(errors='replace')}",
+                file=sys.stderr,
+                flush=True,
+            )
             self.transport.write(answers.not_found)
 
     def _stream_on(self, index: int, tokens: int) -> None:
@@ -218,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     # vLLM's other flags are ignored, so the gateway can launch it as a managed engine (`launcher:`).
     args, _ = parser.parse_known_args(argv)
     try:
-        asyncio.run(serve(args.host, args.port, args.served_model_name or args.model, args.stream_tokens,
-                          args.unique_ids))
+        asyncio.run(
+            serve(args.host, args.port, args.served_model_name or args.model, args.stream_tokens, args.unique_ids)
+        )
     except KeyboardInterrupt:
         pass
     return 0

@@ -29,7 +29,11 @@ MASK = [[0, 2, 5, 7], [1, 2, 3, 6]]
 # The pruned variant's report card: thresholds every answer of a random tiny model
 # crosses (so flags are certain), and baselines the alert rule compares against.
 REPORT_CARD = {
-    "schema_version": 1, "variant": "pruned-50", "model": "pruned-50", "base": "base", "tasks": {},
+    "schema_version": 1,
+    "variant": "pruned-50",
+    "model": "pruned-50",
+    "base": "base",
+    "tasks": {},
     "flags": {
         "low_confidence": {"signal": "mean_logprob", "direction": "below", "threshold": 0.0, "base_rate": 0.2},
         "high_entropy": {"signal": "mean_entropy", "direction": "above", "threshold": 0.0, "base_rate": 0.3},
@@ -37,11 +41,32 @@ REPORT_CARD = {
     # A reliability section, so the live re-certification gauges exist from the start (uncertified:
     # this random model has no labelled answers; the gateway flags every answer of it).
     "reliability": {
-        "alpha": 0.05, "delta": 0.05, "weights_sha256": None, "labels_sha256": "0" * 64, "base_check": False,
-        "domains": {"all": {"n": 0, "n_wrong": 0, "certificate": {
-            "alpha": 0.05, "delta": 0.05, "status": "uncertified", "threshold": None, "coverage": None,
-            "n_unflagged": 0, "errors_unflagged": 0, "realised_error": None, "error_upper": None,
-            "n_calibration": 0, "n_fit": 0, "tested": 0, "reason": "no labelled answers"}}},
+        "alpha": 0.05,
+        "delta": 0.05,
+        "weights_sha256": None,
+        "labels_sha256": "0" * 64,
+        "base_check": False,
+        "domains": {
+            "all": {
+                "n": 0,
+                "n_wrong": 0,
+                "certificate": {
+                    "alpha": 0.05,
+                    "delta": 0.05,
+                    "status": "uncertified",
+                    "threshold": None,
+                    "coverage": None,
+                    "n_unflagged": 0,
+                    "errors_unflagged": 0,
+                    "realised_error": None,
+                    "error_upper": None,
+                    "n_calibration": 0,
+                    "n_fit": 0,
+                    "tested": 0,
+                    "reason": "no labelled answers",
+                },
+            }
+        },
     },
 }
 ENGINE = {"kv_cache_bytes": 134217728, "max_model_len": 512}
@@ -79,14 +104,23 @@ def build_models(work: Path, base: Path | None = None) -> dict[str, Path]:
     mask = work / "expert_mask.json"
     mask.write_text(json.dumps(MASK))
     pruned = work / "pruned-50"
-    subprocess.run([sys.executable, "-m", "moeprune.cli", "prune", str(base), "--out", str(pruned), "--mask",
-                    str(mask)],
-                   check=True, capture_output=True, timeout=300, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "moeprune.cli", "prune", str(base), "--out", str(pruned), "--mask", str(mask)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     # A domain gate for the guard panels (threshold 0 in the variants file: it scores, and passes everything).
     in_domain = work / "in_domain.jsonl"
     in_domain.write_text('{"text": "Which organ does hepatitis affect?"}\n{"text": "What does aspirin inhibit?"}\n')
-    subprocess.run([sys.executable, "-m", "moeprune.cli", "guard", "build", str(pruned), "--in-domain", str(in_domain)],
-                   check=True, capture_output=True, timeout=300, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "moeprune.cli", "guard", "build", str(pruned), "--in-domain", str(in_domain)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     return {"base": base, "pruned-50": pruned}
 
 
@@ -103,15 +137,28 @@ def write_variants(work: Path, models: dict[str, Path], ports: dict[str, int]) -
     config = {
         "variants": {
             # Routing telemetry on (vLLM CPU cannot return routed experts: the drift gauge is NaN, present).
-            "base": {"model": str(models["base"]), "engine": {**ENGINE, "port": ports["base"]},
-                     "telemetry": {"routed_experts": True}},
-            "pruned-50": {"model": str(models["pruned-50"]), "base": "base", "report_card": str(card),
-                          "engine": {**ENGINE, "port": ports["pruned-50"], "env": second_core_binding()},
-                          "guard": {"domain_gate": {"fallback": "base", "threshold": 0.0}}},
+            "base": {
+                "model": str(models["base"]),
+                "engine": {**ENGINE, "port": ports["base"]},
+                "telemetry": {"routed_experts": True},
+            },
+            "pruned-50": {
+                "model": str(models["pruned-50"]),
+                "base": "base",
+                "report_card": str(card),
+                "engine": {**ENGINE, "port": ports["pruned-50"], "env": second_core_binding()},
+                "guard": {"domain_gate": {"fallback": "base", "threshold": 0.0}},
+            },
         },
         # control + decide: the verdict gauges exist; the experiment's answers get feedback (traffic.py).
-        "experiments": {"ab": {"arms": {"base": 50, "pruned-50": 50}, "sticky": "x-session-id", "control": "base",
-                               "decide": {"outcome": {"margin": 0.1}}}},
+        "experiments": {
+            "ab": {
+                "arms": {"base": 50, "pruned-50": 50},
+                "sticky": "x-session-id",
+                "control": "base",
+                "decide": {"outcome": {"margin": 0.1}},
+            }
+        },
     }
     path = work / "variants.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -125,16 +172,16 @@ def prometheus_config(gateway_port: int, engine_ports: dict[str, int], interval:
     config["rule_files"] = [str(path) for path in sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     jobs["moeprune-gateway"]["static_configs"] = [{"targets": [f"127.0.0.1:{gateway_port}"]}]
-    jobs["vllm"]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"], "labels": {"variant": name}}
-                                      for name, port in engine_ports.items()]
+    jobs["vllm"]["static_configs"] = [
+        {"targets": [f"127.0.0.1:{port}"], "labels": {"variant": name}} for name, port in engine_ports.items()
+    ]
     config["scrape_configs"] = [jobs["moeprune-gateway"], jobs["vllm"]]  # no DCGM without a GPU
     return config
 
 
 def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     with open(log_path, "wb") as log:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                start_new_session=True)
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
 
 
 def wait_until_ok(url: str, proc: subprocess.Popen, log_path: Path, timeout: float) -> None:
@@ -171,14 +218,40 @@ def live_stack(work: Path, base_model: Path | None = None, ready_timeout: float 
     env["MOEPRUNE_WORK_DIR"] = str(work / "engines")
     env["MOEPRUNE_EXPERIMENT_EVALUATE_INTERVAL_S"] = "1"  # verdict and outcome gauges within a scrape or two
     config = write_variants(work, models, ports)
-    gateway = spawn([sys.executable, "-m", "moeprune.cli", "serve", "--config", str(config),
-                     "--host", "127.0.0.1", "--port", str(gateway_port)], work / "gateway.log", env)
-    prometheus = spawn([shutil.which("prometheus") or "prometheus", f"--config.file={work / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prometheus_port}",
-                        "--log.level=warn"], work / "prometheus.log")
+    gateway = spawn(
+        [
+            sys.executable,
+            "-m",
+            "moeprune.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(gateway_port),
+        ],
+        work / "gateway.log",
+        env,
+    )
+    prometheus = spawn(
+        [
+            shutil.which("prometheus") or "prometheus",
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+            "--log.level=warn",
+        ],
+        work / "prometheus.log",
+    )
     try:
-        stack = LiveStack(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{prometheus_port}",
-                          {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}, models, work)
+        stack = LiveStack(
+            f"http://127.0.0.1:{gateway_port}",
+            f"http://127.0.0.1:{prometheus_port}",
+            {name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
+            models,
+            work,
+        )
         wait_until_ok(stack.prometheus_url + "/-/ready", prometheus, work / "prometheus.log", 60)
         wait_until_ok(stack.gateway_url + "/ready", gateway, work / "gateway.log", ready_timeout)
         yield stack

@@ -23,7 +23,7 @@ def calibration_tokens(vocab: int, tokens: int, seq_len: int) -> list[list[int]]
     import torch
 
     ids = torch.randint(2, vocab, (tokens,), generator=torch.Generator().manual_seed(0)).tolist()
-    return [ids[start:start + seq_len] for start in range(0, tokens, seq_len)]
+    return [ids[start : start + seq_len] for start in range(0, tokens, seq_len)]
 
 
 def main(argv=None) -> None:
@@ -35,8 +35,11 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--batch-tokens", type=int, default=8192)
     parser.add_argument("--ean-max-tokens", type=int, default=4096)
-    parser.add_argument("--forward-first", action="store_true",
-                        help="whole: time a plain forward (no hooks) over the same tokens before the observe pass")
+    parser.add_argument(
+        "--forward-first",
+        action="store_true",
+        help="whole: time a plain forward (no hooks) over the same tokens before the observe pass",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -54,8 +57,16 @@ def main(argv=None) -> None:
     if args.mode == "stream":
         from pruning.layer_stream import observe_streamed
 
-        result = observe_streamed(args.source, family, config, sequences, dtype=args.dtype,
-                                  batch_tokens=args.batch_tokens, ean_max_tokens=args.ean_max_tokens, progress=False)
+        result = observe_streamed(
+            args.source,
+            family,
+            config,
+            sequences,
+            dtype=args.dtype,
+            batch_tokens=args.batch_tokens,
+            ean_max_tokens=args.ean_max_tokens,
+            progress=False,
+        )
         compute, read = result.compute_seconds, result.read_seconds
     else:
         model = load_model(args.source, family, dtype=args.dtype)
@@ -69,15 +80,31 @@ def main(argv=None) -> None:
         compute = forward if args.mode == "forward" else None
         if args.mode == "whole":
             observing = time.perf_counter()
-            observe(model, family, config, sequences, batch_tokens=args.batch_tokens,
-                    ean_max_tokens=args.ean_max_tokens, progress=False)
+            observe(
+                model,
+                family,
+                config,
+                sequences,
+                batch_tokens=args.batch_tokens,
+                ean_max_tokens=args.ean_max_tokens,
+                progress=False,
+            )
             compute = time.perf_counter() - observing
     seconds = time.perf_counter() - started
-    print(json.dumps({
-        "mode": args.mode, "tokens": args.tokens, "seconds": seconds, "compute_seconds": compute,
-        "forward_seconds": forward, "read_seconds": read,
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "rss_before_pass": baseline,
-    }))
+    print(
+        json.dumps(
+            {
+                "mode": args.mode,
+                "tokens": args.tokens,
+                "seconds": seconds,
+                "compute_seconds": compute,
+                "forward_seconds": forward,
+                "read_seconds": read,
+                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "rss_before_pass": baseline,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

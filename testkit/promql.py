@@ -19,15 +19,27 @@ VLLM_NAMES_FILE = ROOT / "tests" / "deploy" / "data" / "vllm_metrics.txt"
 # Values the dashboard's variables take when an expression is evaluated outside Grafana.
 ALL_VALUES = {"$variant": ".*", "$experiment": ".*", "$__rate_interval": "1m"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-PROMQL_WORDS = {"by", "on", "and", "or", "unless", "group_left", "group_right", "ignoring", "without",
-                "bool", "offset", "inf", "nan"}
+PROMQL_WORDS = {
+    "by",
+    "on",
+    "and",
+    "or",
+    "unless",
+    "group_left",
+    "group_right",
+    "ignoring",
+    "without",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def dashboard_targets(dashboard: dict | None = None) -> list[tuple[str, str]]:
     """(panel title, expr) for every query of every panel."""
     dashboard = dashboard or json.loads(DASHBOARD.read_text())
-    return [(panel["title"], target["expr"]) for panel in dashboard["panels"]
-            for target in panel.get("targets", [])]
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
 def rule_groups(name: str) -> list[dict]:
@@ -58,7 +70,7 @@ def metric_names(expr: str) -> set[str]:
     names = set()
     for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text):
         word = match.group(0)
-        is_call = text[match.end():].lstrip().startswith("(")
+        is_call = text[match.end() :].lstrip().startswith("(")
         if not is_call and word.lower() not in PROMQL_WORDS:
             names.add(word)
     return names

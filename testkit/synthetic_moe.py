@@ -60,8 +60,11 @@ class MoeShape:
         return shapes
 
     def outer_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {"model.embed_tokens.weight": (self.vocab, self.hidden), "model.norm.weight": (self.hidden,),
-                "lm_head.weight": (self.vocab, self.hidden)}
+        return {
+            "model.embed_tokens.weight": (self.vocab, self.hidden),
+            "model.norm.weight": (self.hidden,),
+            "lm_head.weight": (self.vocab, self.hidden),
+        }
 
     def layer_bytes(self) -> int:
         return sum(math.prod(shape) for shape in self.layer_shapes(0).values()) * self.item
@@ -71,15 +74,31 @@ class MoeShape:
 
     def config(self) -> dict:
         return {
-            "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": self.hidden,
-            "intermediate_size": 3 * self.hidden, "moe_intermediate_size": self.expert_width,
-            "num_hidden_layers": self.layers, "num_attention_heads": self.heads,
-            "num_key_value_heads": self.kv_heads, "head_dim": self.head_dim, "num_experts": self.experts,
-            "num_experts_per_tok": self.top_k, "decoder_sparse_step": 1, "mlp_only_layers": [],
-            "norm_topk_prob": True, "vocab_size": self.vocab, "max_position_embeddings": 40960,
-            "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False,
-            "hidden_act": "silu", "attention_bias": False, "dtype": self.dtype,
-            "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 0,
+            "architectures": ["Qwen3MoeForCausalLM"],
+            "model_type": "qwen3_moe",
+            "hidden_size": self.hidden,
+            "intermediate_size": 3 * self.hidden,
+            "moe_intermediate_size": self.expert_width,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "head_dim": self.head_dim,
+            "num_experts": self.experts,
+            "num_experts_per_tok": self.top_k,
+            "decoder_sparse_step": 1,
+            "mlp_only_layers": [],
+            "norm_topk_prob": True,
+            "vocab_size": self.vocab,
+            "max_position_embeddings": 40960,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0,
+            "tie_word_embeddings": False,
+            "hidden_act": "silu",
+            "attention_bias": False,
+            "dtype": self.dtype,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 0,
         }
 
 
@@ -92,8 +111,9 @@ def write_checkpoint(out_dir, shape: MoeShape, seed: int = 0) -> Path:
     generator = torch.Generator().manual_seed(seed)
     pool = (torch.randn(_POOL_VALUES, generator=generator) * 0.02).to(getattr(torch, shape.dtype))
     pool_bytes = memoryview(pool.view(torch.uint8).numpy())
-    ones = memoryview(torch.ones(max(shape.hidden, shape.head_dim), dtype=getattr(torch, shape.dtype))
-                      .view(torch.uint8).numpy())
+    ones = memoryview(
+        torch.ones(max(shape.hidden, shape.head_dim), dtype=getattr(torch, shape.dtype)).view(torch.uint8).numpy()
+    )
     files = [("model-outer.safetensors", shape.outer_shapes())]
     files += [(f"model-layer-{layer:04d}.safetensors", shape.layer_shapes(layer)) for layer in range(shape.layers)]
     weight_map, offset = {}, 0
@@ -126,7 +146,7 @@ def _write_shard(path: Path, shapes: dict, shape: MoeShape, pool: memoryview, on
                 start %= len(pool) - item
                 start -= start % item
                 piece = min(nbytes, len(pool) - start)
-                handle.write(pool[start:start + piece])
+                handle.write(pool[start : start + piece])
                 nbytes -= piece
                 start += piece + 7919 * item
     return start

@@ -30,8 +30,11 @@ def vllm_server(model_dir: str | Path, scratch: str | Path, served_name: str = "
     log_path = scratch / "engine.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            launch_command(spec), env=launch_environment(spec, scratch), stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            launch_command(spec),
+            env=launch_environment(spec, scratch),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{spec.port}"
     try:

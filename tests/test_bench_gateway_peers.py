@@ -38,15 +38,15 @@ Transfer/sec:     50.00MB
 
 
 async def test_stub_answers_and_streams_to_the_bench_client():
-    server = await asyncio.get_running_loop().create_server(lambda: StubProtocol(Answers("stub", 16)),
-                                                            "127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(lambda: StubProtocol(Answers("stub", 16)), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         body = json.dumps(gateway_peers.CHAT).encode()
         for _ in range(2):  # keep-alive: the second request on the same connection
-            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                         % (len(body), body))
+            writer.write(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
             answer = json.loads(await reader.readexactly(length))
@@ -67,17 +67,22 @@ def test_wrk_summary_parses():
 
 def test_wrk_script_sends_the_key(tmp_path):
     script = gateway_peers.wrk_script(tmp_path, {"Authorization": "Bearer sk-1"}).read_text()
-    assert 'wrk.headers[ [==[Authorization]==] ] = [==[Bearer sk-1]==]' in script
+    assert "wrk.headers[ [==[Authorization]==] ] = [==[Bearer sk-1]==]" in script
     assert '"top_logprobs":5' in script
 
 
 def test_table_renders_ratios_to_the_reference():
-    rows = [gateway_peers.Row("direct", rps=10000, p50=50e-6, cpu_per_request=20e-6, ttft1=1e-4, ttft32=1e-3,
-                              after_first1=0.01),
-            gateway_peers.Row("gateway", rps=500, p50=2e-3, cpu_per_request=1.9e-3, ttft1=3e-3, ttft32=5e-2,
-                              after_first1=0.2),
-            gateway_peers.Row("vllm-router", rps=2000, p50=0.6e-3, cpu_per_request=0.4e-3, ttft1=5e-4, ttft32=1e-2,
-                              after_first1=0.02)]
+    rows = [
+        gateway_peers.Row(
+            "direct", rps=10000, p50=50e-6, cpu_per_request=20e-6, ttft1=1e-4, ttft32=1e-3, after_first1=0.01
+        ),
+        gateway_peers.Row(
+            "gateway", rps=500, p50=2e-3, cpu_per_request=1.9e-3, ttft1=3e-3, ttft32=5e-2, after_first1=0.2
+        ),
+        gateway_peers.Row(
+            "vllm-router", rps=2000, p50=0.6e-3, cpu_per_request=0.4e-3, ttft1=5e-4, ttft32=1e-2, after_first1=0.02
+        ),
+    ]
     table = gateway_peers.render(rows, 101)
     assert "| gateway | 500 (0.25x) | 2.000 ms | 1.950 ms (3.55x) | 1.900 ms (4.75x) |" in table
     assert "| vllm-router | 2,000 (1.00x) |" in table
@@ -85,10 +90,17 @@ def test_table_renders_ratios_to_the_reference():
 
 
 def test_scaling_table_gives_the_ratio_to_one_worker_of_the_same_run():
-    results = [{"run": 1, "workers": 1, "rps": 500.0, "cpu_per_request": 1e-3, "gateway_cores": 0.5,
-                "load_side_cores": 0.05},
-               {"run": 1, "workers": 2, "rps": 850.0, "cpu_per_request": 1.1e-3, "gateway_cores": 0.93,
-                "load_side_cores": 0.08}]
+    results = [
+        {"run": 1, "workers": 1, "rps": 500.0, "cpu_per_request": 1e-3, "gateway_cores": 0.5, "load_side_cores": 0.05},
+        {
+            "run": 1,
+            "workers": 2,
+            "rps": 850.0,
+            "cpu_per_request": 1.1e-3,
+            "gateway_cores": 0.93,
+            "load_side_cores": 0.08,
+        },
+    ]
     table = gateway_peers.render_scaling(results, 2)
     assert "| 1 | 1 (1) | 500 | 1.000 ms | 0.50 | 0.05 | - | - |" in table
     assert "| 1 | 2 (2) | 850 | 1.100 ms | 0.93 | 0.08 | **1.70x** (target >= 1.6x) | 0.91 |" in table

@@ -71,13 +71,21 @@ def test_only_the_http_layer_and_the_entry_points_import_app_api():
         if any(relative == user or relative.startswith(user + "/") for user in HTTP_LAYER_USERS):
             continue
         tree = ast.parse(path.read_text(), str(path))
-        type_only = {id(inner) for node in ast.walk(tree)  # imports under `if TYPE_CHECKING:` do not run
-                     if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
-                     for inner in ast.walk(node)}
+        type_only = {
+            id(inner)
+            for node in ast.walk(tree)  # imports under `if TYPE_CHECKING:` do not run
+            if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+            for inner in ast.walk(node)
+        }
         for node in ast.walk(tree):
             if id(node) in type_only:
                 continue
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else []
+            )
             crossings += [f"{relative} imports {name}" for name in names if name.startswith("app.api")]
     assert not crossings, "\n".join(crossings)

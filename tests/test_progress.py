@@ -35,8 +35,10 @@ def test_a_given_step_and_the_last_count_are_said():
     bar.close()
     bar.close()
     assert [line.split(",")[0] for line in log.getvalue().splitlines()] == [
-        "pruning variants: 3/7 variant (43%)", "pruning variants: 6/7 variant (86%)",
-        "pruning variants: 7/7 variant (100%)"]
+        "pruning variants: 3/7 variant (43%)",
+        "pruning variants: 6/7 variant (86%)",
+        "pruning variants: 7/7 variant (100%)",
+    ]
 
 
 def test_on_a_terminal_it_is_a_bar_and_disabled_it_says_nothing():

@@ -11,8 +11,10 @@ README = (ROOT / "README.md").read_text()
 
 def test_the_readme_is_short_and_names_the_study():
     assert len(README.splitlines()) < 400
-    assert "On the Utility and Factual Reliability of Pruned Mixture-of-Experts Models in the Biomedical Domain" \
-        in README and "2607.01444" in README
+    assert (
+        "On the Utility and Factual Reliability of Pruned Mixture-of-Experts Models in the Biomedical Domain" in README
+        and "2607.01444" in README
+    )
 
 
 def test_the_two_commands_are_the_ones_that_run():

@@ -37,9 +37,15 @@ def _tree(tmp_path: Path) -> Path:
 
 def _setup(repo: Path, **env) -> tuple[subprocess.CompletedProcess, list[str]]:
     log = repo / "pip.log"
-    done = subprocess.run(["bash", "scripts/setup.sh"], cwd=repo, capture_output=True, text=True, timeout=60,
-                          check=False,
-                          env={**os.environ, "FAKE_LOG": str(log), **env})
+    done = subprocess.run(
+        ["bash", "scripts/setup.sh"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "FAKE_LOG": str(log), **env},
+    )
     return done, log.read_text().splitlines() if log.exists() else []
 
 
@@ -57,4 +63,5 @@ def test_where_pip_finds_the_wheel_nothing_else_is_asked(tmp_path):
     done, calls = _setup(_tree(tmp_path), FAKE_TORCH_LOCAL="1")
     assert done.returncode == 0, done.stderr
     assert [call for call in calls if "torch==" in call] == [
-        "-m pip install torch==2.13.0+cpu --quiet --disable-pip-version-check"]
+        "-m pip install torch==2.13.0+cpu --quiet --disable-pip-version-check"
+    ]

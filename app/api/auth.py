@@ -65,8 +65,7 @@ class KeyStore:
     """The valid keys (as digests). `required` is fixed at start: a gateway that started with keys
     never becomes open, even if a reload finds the file empty or unreadable (then no file key works)."""
 
-    def __init__(self, keys: frozenset[str], evaluation: frozenset[str] = frozenset(),
-                 keys_file: Path | None = None):
+    def __init__(self, keys: frozenset[str], evaluation: frozenset[str] = frozenset(), keys_file: Path | None = None):
         self._evaluation_digests = frozenset(_digest(key) for key in evaluation)
         self._static = _entries(keys | evaluation, self._evaluation_digests)
         self._file = keys_file
@@ -139,9 +138,12 @@ def refuse_open_gateway(settings: Settings, keys: KeyStore) -> None:
         raise UserError(
             f"refusing to serve on {settings.host} without API keys: anyone who can reach it could use the "
             "engines. Set MOEPRUNE_API_KEYS or MOEPRUNE_API_KEYS_FILE (one key per line), listen on 127.0.0.1, "
-            "or set MOEPRUNE_ALLOW_UNAUTHENTICATED=true if something in front of it authenticates")
-    log.warning(f"serving on {settings.host} WITHOUT authentication (MOEPRUNE_ALLOW_UNAUTHENTICATED=true): "
-                "every client can use every variant; /ready reports auth_required=false")
+            "or set MOEPRUNE_ALLOW_UNAUTHENTICATED=true if something in front of it authenticates"
+        )
+    log.warning(
+        f"serving on {settings.host} WITHOUT authentication (MOEPRUNE_ALLOW_UNAUTHENTICATED=true): "
+        "every client can use every variant; /ready reports auth_required=false"
+    )
 
 
 def public_paths(settings: Settings) -> frozenset[str]:
@@ -197,5 +199,6 @@ class ApiKeyAuth:
             return await send({"type": "websocket.close", "code": 1008})
         missing = not any(name == b"authorization" for name, _ in scope.get("headers") or [])
         message = "missing API key: send `Authorization: Bearer <key>`" if missing else "invalid API key"
-        await send_error(send, OpenAIError(401, message, code="invalid_api_key",
-                                           headers={"WWW-Authenticate": "Bearer"}))
+        await send_error(
+            send, OpenAIError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        )

@@ -27,8 +27,12 @@ Gateway = Annotated[GatewayState, Depends(get_gateway)]
 
 async def require_checked_request(request: Request) -> None:
     if "key_id" not in request.scope.get("state", {}):
-        raise OpenAIError(401, "API key check did not run; refusing the request", code="invalid_api_key",
-                          headers={"WWW-Authenticate": "Bearer"})
+        raise OpenAIError(
+            401,
+            "API key check did not run; refusing the request",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 # One check for every router; which paths are public is the middleware's decision (its settings).

@@ -68,7 +68,8 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     param = _field_path(first.get("loc", ())) or None
     message = "; ".join(
         f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: {err.get('msg')}"
-        for err in errors[:5])
+        for err in errors[:5]
+    )
     return OpenAIError(400, message, param=param, code="invalid_value").response()  # OpenAI: 400, not 422
 
 

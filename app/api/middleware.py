@@ -92,12 +92,17 @@ class BodyCap:
         lengths = [value for name, value in headers if name == b"content-length"]
         chunked = any(name == b"transfer-encoding" for name, _ in headers)
         if lengths and chunked:
-            return await send_error(send, OpenAIError(
-                400, "send either Content-Length or Transfer-Encoding, not both", code="ambiguous_body_length"),
-                close=True)
+            return await send_error(
+                send,
+                OpenAIError(
+                    400, "send either Content-Length or Transfer-Encoding, not both", code="ambiguous_body_length"
+                ),
+                close=True,
+            )
         if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
-            return await send_error(send, OpenAIError(400, "invalid Content-Length", code="invalid_content_length"),
-                                    close=True)
+            return await send_error(
+                send, OpenAIError(400, "invalid Content-Length", code="invalid_content_length"), close=True
+            )
         declared = int(lengths[0]) if lengths else None
         if declared is not None and declared > self.max_body_bytes:
             return await send_error(send, self._too_large(), close=True)
@@ -111,13 +116,19 @@ class BodyCap:
         except _TooLarge:
             return await send_error(send, self._too_large(), close=True)
         except _LongerThanDeclared:
-            return await send_error(send, OpenAIError(
-                400, "the request body is longer than its Content-Length", code="invalid_content_length"),
-                close=True)
+            return await send_error(
+                send,
+                OpenAIError(400, "the request body is longer than its Content-Length", code="invalid_content_length"),
+                close=True,
+            )
         except TimeoutError:
-            return await send_error(send, OpenAIError(
-                408, f"the request body did not arrive within {self.body_timeout_s:g} s", code="body_timeout"),
-                close=True)
+            return await send_error(
+                send,
+                OpenAIError(
+                    408, f"the request body did not arrive within {self.body_timeout_s:g} s", code="body_timeout"
+                ),
+                close=True,
+            )
         await self.app(scope, _replay(body, receive), send)
 
     async def _read(self, receive, declared: int | None) -> bytes:
@@ -136,8 +147,11 @@ class BodyCap:
                 return b"".join(parts)
 
     def _too_large(self) -> OpenAIError:
-        return OpenAIError(413, f"request body is larger than this gateway's limit of {self.max_body_bytes} "
-                                "bytes; send less", code="request_too_large")
+        return OpenAIError(
+            413,
+            f"request body is larger than this gateway's limit of {self.max_body_bytes} bytes; send less",
+            code="request_too_large",
+        )
 
 
 def _replay(body: bytes, receive):

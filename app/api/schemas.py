@@ -78,26 +78,31 @@ class SamplingRequest(Closed):
     seed: int | None = Field(None, ge=-INT64 - 1, le=INT64)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    logit_bias: Annotated[dict[TokenIdKey, Annotated[float, Field(ge=-100, le=100)]],
-                          Field(max_length=MAX_LOGIT_BIAS)] | None = None
+    logit_bias: (
+        Annotated[dict[TokenIdKey, Annotated[float, Field(ge=-100, le=100)]], Field(max_length=MAX_LOGIT_BIAS)] | None
+    ) = None
     response_format: ResponseFormat | None = None
-    user: str | None = Field(None, max_length=256,
-                             description="also the sticky key of experiments without a sticky header")
+    user: str | None = Field(
+        None, max_length=256, description="also the sticky key of experiments without a sticky header"
+    )
     # vLLM extras (vetted: they change sampling only, never scheduling, caching or the server).
     top_k: int | None = Field(None, ge=-1, le=100_000)
     min_p: float | None = Field(None, ge=0, le=1)
     repetition_penalty: float | None = Field(None, gt=0, le=10)
     ignore_eos: bool | None = None
     min_tokens: int | None = Field(None, ge=0, description="at most the max_tokens limit")
-    stop_token_ids: list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]] | None = \
-        Field(None, max_length=MAX_STOP_TOKEN_IDS)
+    stop_token_ids: list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]] | None = Field(
+        None, max_length=MAX_STOP_TOKEN_IDS
+    )
     include_stop_str_in_output: bool | None = None
     skip_special_tokens: bool | None = None
     spaces_between_special_tokens: bool | None = None
-    prompt_logprobs: int | None = Field(None, ge=0, le=5,
-                                        description="evaluation variants or keys only; bounded prompt")
-    cache_salt: str | None = Field(None, max_length=1024,
-                                   description="ignored: the gateway sets its own salt per API key")
+    prompt_logprobs: int | None = Field(
+        None, ge=0, le=5, description="evaluation variants or keys only; bounded prompt"
+    )
+    cache_salt: str | None = Field(
+        None, max_length=1024, description="ignored: the gateway sets its own salt per API key"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -141,10 +146,12 @@ class ChatMessage(Closed):
     name: str | None = Field(None, max_length=MAX_NAME_CHARS)
     # Function calling: which fields each role may carry is checked on the request (check_message_roles),
     # where the message's index is known for the error's `param`.
-    tool_calls: list[AssistantToolCall] | None = Field(None, min_length=1, max_length=MAX_TOOL_CALLS,
-                                                       description="assistant messages only")
-    tool_call_id: str | None = Field(None, min_length=1, max_length=MAX_TOOL_CALL_ID_CHARS,
-                                     description="tool messages only (required there)")
+    tool_calls: list[AssistantToolCall] | None = Field(
+        None, min_length=1, max_length=MAX_TOOL_CALLS, description="assistant messages only"
+    )
+    tool_call_id: str | None = Field(
+        None, min_length=1, max_length=MAX_TOOL_CALL_ID_CHARS, description="tool messages only (required there)"
+    )
 
 
 class ChatTemplateKwargs(Closed):
@@ -181,7 +188,8 @@ TokenIds = list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]]
 
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str] | TokenIds | list[TokenIds] = Field(
-        description="a prompt, a batch of prompts (at most MOEPRUNE_MAX_PROMPTS_PER_REQUEST), or token ids")
+        description="a prompt, a batch of prompts (at most MOEPRUNE_MAX_PROMPTS_PER_REQUEST), or token ids"
+    )
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool | None = Field(None, description="evaluation variants or keys only; bounded prompt")
 

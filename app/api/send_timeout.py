@@ -38,9 +38,14 @@ class SendTimeout:
         try:
             await self.app(scope, receive, watch.send)
         except SendTimedOut as exc:
-            log.warning("slow client: response aborted", extra={
-                "request_id": (scope.get("state") or {}).get("request_id"), "path": scope.get("path"),
-                "error": str(exc)})
+            log.warning(
+                "slow client: response aborted",
+                extra={
+                    "request_id": (scope.get("state") or {}).get("request_id"),
+                    "path": scope.get("path"),
+                    "error": str(exc),
+                },
+            )
         finally:
             watch.close()
 
@@ -48,8 +53,19 @@ class SendTimeout:
 class _SendWatch:
     """Bounds each `send` of one request to `seconds`, with at most one timer pending at a time."""
 
-    __slots__ = ("_send", "seconds", "_loop", "_count", "_current", "_started", "_task", "_timer", "_armed_for",
-                 "_expired", "_cancelling")
+    __slots__ = (
+        "_send",
+        "seconds",
+        "_loop",
+        "_count",
+        "_current",
+        "_started",
+        "_task",
+        "_timer",
+        "_armed_for",
+        "_expired",
+        "_cancelling",
+    )
 
     def __init__(self, send, seconds: float) -> None:
         self._send = send

@@ -87,20 +87,26 @@ def check_message_roles(messages: list) -> None:
             raise _refuse(FIELD_NOT_FOR_ROLE, f"{where}.tool_calls", "only an assistant message carries tool_calls")
         if message.role != "tool":
             if message.tool_call_id is not None:
-                raise _refuse(FIELD_NOT_FOR_ROLE, f"{where}.tool_call_id",
-                              "only a `tool` message carries tool_call_id")
+                raise _refuse(FIELD_NOT_FOR_ROLE, f"{where}.tool_call_id", "only a `tool` message carries tool_call_id")
             continue
         if message.tool_call_id is None:
-            raise _refuse(TOOL_FIELD_INVALID, f"{where}.tool_call_id",
-                          "a `tool` message needs the tool_call_id of the call it answers")
+            raise _refuse(
+                TOOL_FIELD_INVALID,
+                f"{where}.tool_call_id",
+                "a `tool` message needs the tool_call_id of the call it answers",
+            )
         content = message.content
         if content is None or (isinstance(content, list) and any(part.type != "text" for part in content)):
-            raise _refuse(TOOL_FIELD_INVALID, f"{where}.content", "a `tool` message carries the tool's result as "
-                                                                  "text (a string or text parts)")
+            raise _refuse(
+                TOOL_FIELD_INVALID,
+                f"{where}.content",
+                "a `tool` message carries the tool's result as text (a string or text parts)",
+            )
 
 
-def check_tool_choice(tools: list[Tool] | None, tool_choice: ToolChoice | None,
-                      parallel_tool_calls: bool | None) -> None:
+def check_tool_choice(
+    tools: list[Tool] | None, tool_choice: ToolChoice | None, parallel_tool_calls: bool | None
+) -> None:
     if tools is None:
         for field, value in (("tool_choice", tool_choice), ("parallel_tool_calls", parallel_tool_calls)):
             if value is not None:
@@ -109,14 +115,23 @@ def check_tool_choice(tools: list[Tool] | None, tool_choice: ToolChoice | None,
     names: set[str] = set()
     for i, tool in enumerate(tools):
         if tool.function.name in names:
-            raise _refuse(TOOL_FIELD_INVALID, f"tools.{i}.function.name",
-                          f"a second tool named {tool.function.name!r}; tool names must be unique")
+            raise _refuse(
+                TOOL_FIELD_INVALID,
+                f"tools.{i}.function.name",
+                f"a second tool named {tool.function.name!r}; tool names must be unique",
+            )
         names.add(tool.function.name)
     total = sum(schema_chars(tool.function.parameters or {}) for tool in tools)
     if total > MAX_TOOLS_SCHEMA_CHARS:
-        raise _refuse(TOOL_FIELD_INVALID, "tools", f"the tools' parameter schemas hold {total} characters of JSON "
-                                                    f"together; this gateway accepts at most {MAX_TOOLS_SCHEMA_CHARS}")
+        raise _refuse(
+            TOOL_FIELD_INVALID,
+            "tools",
+            f"the tools' parameter schemas hold {total} characters of JSON "
+            f"together; this gateway accepts at most {MAX_TOOLS_SCHEMA_CHARS}",
+        )
     if isinstance(tool_choice, NamedToolChoice) and tool_choice.function.name not in names:
-        raise _refuse(TOOL_FIELD_INVALID, "tool_choice.function.name",
-                      f"names {tool_choice.function.name!r}, which is not in `tools` "
-                      f"(defined: {', '.join(sorted(names))})")
+        raise _refuse(
+            TOOL_FIELD_INVALID,
+            "tool_choice.function.name",
+            f"names {tool_choice.function.name!r}, which is not in `tools` (defined: {', '.join(sorted(names))})",
+        )

@@ -54,8 +54,7 @@ def find_unsafe_value(data: object) -> tuple[str, str] | None:
                 if not isinstance(item, int):  # ints (and bools) are always safe
                     stack.append((item, (where, key)))
         elif isinstance(value, list):
-            stack.extend((item, (where, index)) for index, item in enumerate(value)
-                         if not isinstance(item, int))
+            stack.extend((item, (where, index)) for index, item in enumerate(value) if not isinstance(item, int))
     return None
 
 
@@ -64,6 +63,9 @@ def reject_unsafe_values(data: object) -> None:
     if found is None:
         return
     kind, path = found
-    what = "a lone UTF-16 surrogate (not valid Unicode text)" if kind == LONE_SURROGATE else \
-        "NaN or Infinity (not a JSON number)"
+    what = (
+        "a lone UTF-16 surrogate (not valid Unicode text)"
+        if kind == LONE_SURROGATE
+        else "NaN or Infinity (not a JSON number)"
+    )
     raise PydanticCustomError(kind, "{path}: holds {what}", {"path": path, "what": what, "param": path})

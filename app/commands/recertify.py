@@ -18,14 +18,21 @@ from moeprune.errors import UserError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gateway", default="http://127.0.0.1:8080",
-                        help="the gateway's base URL (default http://127.0.0.1:8080)")
+    parser.add_argument(
+        "--gateway", default="http://127.0.0.1:8080", help="the gateway's base URL (default http://127.0.0.1:8080)"
+    )
     parser.add_argument("--variant", help="only this variant (default: every variant in fallback)")
     parser.add_argument("--domain", help="only this domain, e.g. in_domain (default: every domain)")
-    parser.add_argument("--force", action="store_true",
-                        help="clear even without enough fresh labels (after loading a re-evaluated card)")
-    parser.add_argument("--api-key-env", default="MOEPRUNE_API_KEY",
-                        help="environment variable holding the gateway API key (default MOEPRUNE_API_KEY)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="clear even without enough fresh labels (after loading a re-evaluated card)",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        default="MOEPRUNE_API_KEY",
+        help="environment variable holding the gateway API key (default MOEPRUNE_API_KEY)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     key = os.environ.get(args.api_key_env)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    body = {"force": args.force, **{name: value for name, value in (("variant", args.variant),
-                                                                     ("domain", args.domain)) if value}}
+    body = {
+        "force": args.force,
+        **{name: value for name, value in (("variant", args.variant), ("domain", args.domain)) if value},
+    }
     url = args.gateway.rstrip("/").removesuffix("/v1") + "/v1/admin/recertify"
     try:
         response = httpx.post(url, json=body, headers=headers, timeout=30)

@@ -20,13 +20,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="the variants file (variants.yaml)")
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", default=None, type=int, help="port to listen on (default 8080)")
-    parser.add_argument("--workers", default=None, type=int,
-                        help="gateway processes serving the port (default 1; MOEPRUNE_WORKERS; "
-                             "see docs/gateway.md, 'Worker processes')")
+    parser.add_argument(
+        "--workers",
+        default=None,
+        type=int,
+        help="gateway processes serving the port (default 1; MOEPRUNE_WORKERS; "
+        "see docs/gateway.md, 'Worker processes')",
+    )
 
 
-def serve(config_path: str | Path, host: str | None = None, port: int | None = None, workers: int | None = None,
-          **settings) -> int:
+def serve(
+    config_path: str | Path, host: str | None = None, port: int | None = None, workers: int | None = None, **settings
+) -> int:
     """Run the gateway until interrupted (blocks); engines are stopped on exit. The exit code."""
     if host is not None:
         settings["host"] = host
@@ -57,9 +62,15 @@ def serve_one(config: Settings) -> None:
         # Open streams get shutdown_grace_s to finish; then uvicorn cancels them and the lifespan
         # stops the engines, so a graceful shutdown never waits forever.
         # uvicorn annotates timeout_graceful_shutdown as int, but only hands it to asyncio.wait_for (float seconds).
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=config.shutdown_grace_s,  # type: ignore[arg-type]
-                    log_config=uvicorn_log_config())
+        uvicorn.run(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=config.shutdown_grace_s,  # type: ignore[arg-type]
+            log_config=uvicorn_log_config(),
+        )
     finally:
         # A second Ctrl-C makes uvicorn skip the lifespan shutdown: stop the engines here.
         # (Had the process been SIGKILLed, each engine's keeper stops it: app/engines/reaper.py.)

@@ -130,7 +130,9 @@ def read_keys_file(path: Path, allow_empty: bool = False) -> frozenset[str]:
         raise UserError(f"cannot read the API keys file {path}: {reason}; fix MOEPRUNE_API_KEYS_FILE") from exc
     keys = frozenset(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
     if not keys and not allow_empty:
-        raise UserError(f"the API keys file {path} holds no keys (only blank lines or # comments), which would "
-                        "leave the gateway open; put one key per line, e.g. "
-                        f"`python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >> {path}`")
+        raise UserError(
+            f"the API keys file {path} holds no keys (only blank lines or # comments), which would "
+            "leave the gateway open; put one key per line, e.g. "
+            f"`python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >> {path}`"
+        )
     return keys

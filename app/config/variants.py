@@ -24,8 +24,18 @@ from moeprune.errors import UserError
 # serves and the common ones, so a typo stops the start instead of the engine. hermes (Qwen3 and Hermes-style
 # `<tool_call>{json}</tool_call>` templates) is the one the tests run; openai is gpt-oss's; qwen3_coder /
 # qwen3_xml parse Qwen's XML-style calls; the rest are named after their model families.
-ToolParser = Literal["hermes", "openai", "qwen3_coder", "qwen3_xml", "llama3_json", "mistral", "deepseek_v3",
-                     "deepseek_v31", "glm45", "pythonic"]
+ToolParser = Literal[
+    "hermes",
+    "openai",
+    "qwen3_coder",
+    "qwen3_xml",
+    "llama3_json",
+    "mistral",
+    "deepseek_v3",
+    "deepseek_v31",
+    "glm45",
+    "pythonic",
+]
 DEFAULT_TOOL_PARSER = "hermes"
 # Engine arguments that `tools:` / `tool_parser:` own: given in engine.args, the gateway could not know
 # whether the engine parses tool calls.
@@ -51,8 +61,9 @@ class EngineOptions(Strict):
 class TlsOptions(Strict):
     """How the gateway checks (and proves itself to) a `url: https://...` engine. Verification is always on."""
 
-    ca_file: Path | None = Field(None, description="PEM CA bundle that signed the engine's certificate "
-                                                   "(default: the system's trust store)")
+    ca_file: Path | None = Field(
+        None, description="PEM CA bundle that signed the engine's certificate (default: the system's trust store)"
+    )
     cert_file: Path | None = Field(None, description="client certificate (PEM), for engines that require mTLS")
     key_file: Path | None = Field(None, description="private key of cert_file (PEM); default: inside cert_file")
 
@@ -75,26 +86,35 @@ class ReliabilityOptions(SelfConsistencyOption):
 
 class Variant(SelfConsistencyOption):
     # On by default wherever `base` names a variant: the one signal aimed at a pruned variant's confident errors.
-    base_check: bool | None = Field(None, description="score answers under `base` (default: on when `base` is "
-                                                       "set); false opts out")
-    cascade: bool = Field(False, description="re-ask `base` when the answer is above_risk or uncertified "
-                                             "(certified cascade; non-streaming requests)")
+    base_check: bool | None = Field(
+        None, description="score answers under `base` (default: on when `base` is set); false opts out"
+    )
+    cascade: bool = Field(
+        False,
+        description="re-ask `base` when the answer is above_risk or uncertified "
+        "(certified cascade; non-streaming requests)",
+    )
     model: str | None = Field(None, description="checkpoint dir: the gateway runs a vLLM server for it")
     url: str | None = Field(None, description="base URL of a vLLM server run elsewhere")
     served_model_name: str | None = Field(None, description="model name a remote server expects")
     tls: TlsOptions | None = Field(None, description="CA bundle / client certificate for an https:// url")
     base: str | None = Field(None, description="the unpruned variant this one was cut from")
     report_card: Path | None = None
-    manifest: Path | None = Field(None, description="url: variants: the pruning.json of the weights the engine "
-                                                    "serves (declared memory gauges)")
+    manifest: Path | None = Field(
+        None, description="url: variants: the pruning.json of the weights the engine serves (declared memory gauges)"
+    )
     engine: EngineOptions = Field(default_factory=EngineOptions)
     max_in_flight: int | None = Field(None, ge=1, description="sequences in flight; beyond it: 429")
     evaluation: bool = Field(False, description="allow echo / prompt logprobs (bounded) for every key")
     multimodal: bool = Field(False, description="accept non-text content parts (image/audio URLs)")
-    tools: bool = Field(False, description="accept function calling (`tools`, tool messages); a managed engine "
-                                           "is started with vLLM's tool parser")
-    tool_parser: ToolParser | None = Field(None, description="vLLM --tool-call-parser of a managed engine "
-                                                             f"(default with tools: {DEFAULT_TOOL_PARSER})")
+    tools: bool = Field(
+        False,
+        description="accept function calling (`tools`, tool messages); a managed engine "
+        "is started with vLLM's tool parser",
+    )
+    tool_parser: ToolParser | None = Field(
+        None, description=f"vLLM --tool-call-parser of a managed engine (default with tools: {DEFAULT_TOOL_PARSER})"
+    )
     # url: variants send this key upstream; managed variants start their engine with it (default: random).
     api_key_file: Path | None = Field(None, description="file holding the engine's API key")
     api_key_env: str | None = Field(None, description="env variable holding the engine's API key")
@@ -106,11 +126,15 @@ class Variant(SelfConsistencyOption):
         if (self.model is None) == (self.url is None):
             raise ValueError("give exactly one of `model` (a checkpoint dir to serve) or `url` (a running server)")
         if self.manifest is not None and self.model is not None:
-            raise ValueError("`manifest` declares a url: variant's weights; a managed variant's pruning.json is read "
-                             "from its model dir")
+            raise ValueError(
+                "`manifest` declares a url: variant's weights; a managed variant's pruning.json is read "
+                "from its model dir"
+            )
         if self.tls is not None and not (self.url or "").startswith("https://"):
-            raise ValueError("`tls` configures an https:// engine: give `url: https://...` (a managed engine and "
-                             "http:// urls are plain HTTP)")
+            raise ValueError(
+                "`tls` configures an https:// engine: give `url: https://...` (a managed engine and "
+                "http:// urls are plain HTTP)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -118,12 +142,16 @@ class Variant(SelfConsistencyOption):
         if self.tool_parser is not None and not self.tools:
             raise ValueError("`tool_parser` picks the engine's parser for function calling: set `tools: true` too")
         if self.tool_parser is not None and self.url is not None:
-            raise ValueError("`tool_parser` is a flag of an engine the gateway starts; a `url:` engine is started "
-                             "with its own --tool-call-parser: give `tools: true` only")
+            raise ValueError(
+                "`tool_parser` is a flag of an engine the gateway starts; a `url:` engine is started "
+                "with its own --tool-call-parser: give `tools: true` only"
+            )
         given = [arg for arg in self.engine.args if arg.split("=")[0] in TOOL_ARGS]
         if given:
-            raise ValueError(f"engine.args: {given[0].split('=')[0]} is set by the gateway: use `tools: true` "
-                             "(and `tool_parser:`) instead")
+            raise ValueError(
+                f"engine.args: {given[0].split('=')[0]} is set by the gateway: use `tools: true` "
+                "(and `tool_parser:`) instead"
+            )
         return self
 
     @property
@@ -136,8 +164,10 @@ class Variant(SelfConsistencyOption):
         if self.cascade and self.base is None:
             raise ValueError("`cascade: true` re-asks the variant's `base`: name it (base: <variant>)")
         if self.cascade and self.guard is not None and self.guard.cascade is not None:
-            raise ValueError("give either `cascade: true` (escalate on above_risk / uncertified to `base`) or "
-                             "`guard.cascade` (escalate on a list of flags), not both")
+            raise ValueError(
+                "give either `cascade: true` (escalate on above_risk / uncertified to `base`) or "
+                "`guard.cascade` (escalate on a list of flags), not both"
+            )
         return self
 
     @property
@@ -197,18 +227,19 @@ class GatewayConfig(Strict):
             raise ValueError("`variants` must name at least one variant")
         for name, variant in self.variants.items():
             if variant.base is not None and variant.base not in self.variants:
-                raise ValueError(f"variants.{name}.base: unknown variant {variant.base!r}; "
-                                 f"known: {', '.join(sorted(self.variants))}")
+                raise ValueError(
+                    f"variants.{name}.base: unknown variant {variant.base!r}; known: {', '.join(sorted(self.variants))}"
+                )
             check_guard(name, variant.guard, self.variants)
         for name, experiment in self.experiments.items():
             if name in self.variants:
                 raise ValueError(f"experiments.{name}: an experiment cannot share a variant's name")
             for arm in experiment.arms:
                 if arm not in self.variants:
-                    raise ValueError(f"experiments.{name}.arms.{arm}: unknown variant; "
-                                     f"known: {', '.join(sorted(self.variants))}")
-            check_decision_settings(name, experiment.arms, experiment.control, experiment.decide,
-                                    experiment.guardrail)
+                    raise ValueError(
+                        f"experiments.{name}.arms.{arm}: unknown variant; known: {', '.join(sorted(self.variants))}"
+                    )
+            check_decision_settings(name, experiment.arms, experiment.control, experiment.decide, experiment.guardrail)
         return self
 
     def launcher_argv(self) -> list[str] | None:

@@ -30,11 +30,29 @@ MAX_LOGPROBS = 20
 # What an engine may inherit from the gateway's environment: locale, paths, and the
 # variables the accelerator runtimes, vLLM, torch and Hugging Face read. Anything
 # else (MOEPRUNE_API_KEYS, cloud credentials, tokens of other services) stays out.
-INHERITED_NAMES = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "LD_LIBRARY_PATH",
-    "VIRTUAL_ENV", "CONDA_PREFIX", "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-    "CC", "CXX", "CUDA_VISIBLE_DEVICES",
-})
+INHERITED_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TERM",
+        "LD_LIBRARY_PATH",
+        "VIRTUAL_ENV",
+        "CONDA_PREFIX",
+        "XDG_CACHE_HOME",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CC",
+        "CXX",
+        "CUDA_VISIBLE_DEVICES",
+    }
+)
 INHERITED_PREFIXES = re.compile(
     r"^(LC_|CUDA_|NVIDIA_|HIP_|ROCR_|ROCM_|HSA_|OMP_|KMP_|MKL_|OPENBLAS_|GOMP_|NCCL_|VLLM_|HF_|"
     r"TRANSFORMERS_|TORCH|PYTORCH_|PYTHON|TRITON_|TOKENIZERS_)"
@@ -46,8 +64,11 @@ NEVER_INHERITED = frozenset({"VLLM_API_KEY"})
 def inherited_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The allowlisted part of `environ` (default: this process's environment)."""
     source: Mapping[str, str] = os.environ if environ is None else environ
-    return {name: value for name, value in source.items()
-            if name not in NEVER_INHERITED and (name in INHERITED_NAMES or INHERITED_PREFIXES.match(name))}
+    return {
+        name: value
+        for name, value in source.items()
+        if name not in NEVER_INHERITED and (name in INHERITED_NAMES or INHERITED_PREFIXES.match(name))
+    }
 
 
 def default_launcher() -> list[str]:

@@ -41,11 +41,17 @@ class Footprint:
 
     def describe(self) -> dict:
         """The JSON form `/v1/experiments` reports (same names as the report card's `pruning`)."""
-        return {"weight_bytes": self.weight_bytes, "bytes_saved": self.bytes_saved,
-                "bytes_saved_ratio": self.bytes_saved_ratio, "moe_layers": self.moe_layers,
-                "experts_kept": self.experts_kept, "experts_total": self.experts_total,
-                "experts_kept_total": self.experts_kept_total, "experts_before_total": self.experts_before_total,
-                "source": self.source}
+        return {
+            "weight_bytes": self.weight_bytes,
+            "bytes_saved": self.bytes_saved,
+            "bytes_saved_ratio": self.bytes_saved_ratio,
+            "moe_layers": self.moe_layers,
+            "experts_kept": self.experts_kept,
+            "experts_total": self.experts_total,
+            "experts_kept_total": self.experts_kept_total,
+            "experts_before_total": self.experts_before_total,
+            "source": self.source,
+        }
 
 
 def _open(checkpoint: Path) -> Checkpoint | None:
@@ -68,8 +74,14 @@ def measure(checkpoint: str | Path, base_checkpoint: str | Path | None = None) -
     layers = len(opened.expert_layers())
     manifest = PruningManifest.load(checkpoint)
     if manifest is not None:
-        return Footprint(weight_bytes, manifest.moe_layers, manifest.experts_kept_per_layer,
-                         manifest.experts_per_layer_before, manifest.bytes_saved, manifest.bytes_saved_ratio)
+        return Footprint(
+            weight_bytes,
+            manifest.moe_layers,
+            manifest.experts_kept_per_layer,
+            manifest.experts_per_layer_before,
+            manifest.bytes_saved,
+            manifest.bytes_saved_ratio,
+        )
     per_layer = opened.family.num_experts(opened.config)
     base = _open(Path(base_checkpoint)) if base_checkpoint is not None and Path(base_checkpoint).is_dir() else None
     saved, ratio, before = 0, 0.0, per_layer
@@ -86,19 +98,28 @@ def declared(field: str, manifest: Path | None, report_card: Path | None) -> Foo
     if manifest is not None:
         path = Path(manifest)
         if not path.is_file():
-            raise UserError(f"{field}.manifest: {path} does not exist; give the {MANIFEST_NAME} that moeprune "
-                            "prune wrote next to the weights this engine serves")
+            raise UserError(
+                f"{field}.manifest: {path} does not exist; give the {MANIFEST_NAME} that moeprune "
+                "prune wrote next to the weights this engine serves"
+            )
         loaded = PruningManifest.load(path.parent) if path.name == MANIFEST_NAME else None
         if loaded is None:
-            raise UserError(f"{field}.manifest: {path} is not a {MANIFEST_NAME}; give the {MANIFEST_NAME} that "
-                            "moeprune prune wrote")
-        return Footprint(loaded.bytes.after.total, loaded.moe_layers, loaded.experts_kept_per_layer,
-                         loaded.experts_per_layer_before, loaded.bytes_saved, loaded.bytes_saved_ratio, "declared")
+            raise UserError(
+                f"{field}.manifest: {path} is not a {MANIFEST_NAME}; give the {MANIFEST_NAME} that moeprune prune wrote"
+            )
+        return Footprint(
+            loaded.bytes.after.total,
+            loaded.moe_layers,
+            loaded.experts_kept_per_layer,
+            loaded.experts_per_layer_before,
+            loaded.bytes_saved,
+            loaded.bytes_saved_ratio,
+            "declared",
+        )
     if report_card is None:
         return None
     pruning = ReportCard.load(report_card).pruning
     if pruning is None or pruning.experts_total is None or pruning.experts_before_total is None:
         return None
     layers = pruning.experts_before_total // pruning.experts_total if pruning.experts_total else None
-    return Footprint(None, layers, pruning.experts_kept, pruning.experts_total, pruning.bytes_saved, None,
-                     "declared")
+    return Footprint(None, layers, pruning.experts_kept, pruning.experts_total, pruning.bytes_saved, None, "declared")

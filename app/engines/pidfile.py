@@ -83,8 +83,10 @@ def sweep_stale_engines(work_dir: Path, grace: float = 5.0) -> list[int]:
         # pid + start time identify a process for the life of the machine; the command line is not
         # compared because vLLM renames its processes (setproctitle).
         if engine is not None:
-            log.warning("stopping a stale engine left by a previous gateway",
-                        extra={"pidfile": str(pidfile), "pid": engine.pid, "cmdline": record.get("engine_cmdline")})
+            log.warning(
+                "stopping a stale engine left by a previous gateway",
+                extra={"pidfile": str(pidfile), "pid": engine.pid, "cmdline": record.get("engine_cmdline")},
+            )
             started = time.monotonic()
             _stop_group(engine, grace)
             stopped.append(engine.pid)

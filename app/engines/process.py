@@ -44,8 +44,14 @@ def free_port() -> int:
 
 
 class EngineProcess:
-    def __init__(self, name: str, spec: EngineSpec, work_dir: Path, stop_grace: float = 15.0,
-                 log_max_bytes: int = 20 * 1024 * 1024):
+    def __init__(
+        self,
+        name: str,
+        spec: EngineSpec,
+        work_dir: Path,
+        stop_grace: float = 15.0,
+        log_max_bytes: int = 20 * 1024 * 1024,
+    ):
         self.name = name
         self.spec = spec
         self.work_dir = Path(work_dir)
@@ -79,12 +85,30 @@ class EngineProcess:
         command = launch_command(self.spec)
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== moeprune: starting {' '.join(command)}\n".encode())
-        keeper = [sys.executable, str(REAPER), "--parent", str(os.getpid()), "--grace", str(self.stop_grace),
-                  "--log", str(self.log_path), "--log-max-bytes", str(self.log_max_bytes),
-                  "--pidfile", str(self.pidfile), "--", *command]
+        keeper = [
+            sys.executable,
+            str(REAPER),
+            "--parent",
+            str(os.getpid()),
+            "--grace",
+            str(self.stop_grace),
+            "--log",
+            str(self.log_path),
+            "--log-max-bytes",
+            str(self.log_max_bytes),
+            "--pidfile",
+            str(self.pidfile),
+            "--",
+            *command,
+        ]
         # The keeper gets its own session: a Ctrl-C at the terminal is the gateway's to handle.
-        self.proc = subprocess.Popen(keeper, env=launch_environment(self.spec, self.work_dir / "scratch"),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            keeper,
+            env=launch_environment(self.spec, self.work_dir / "scratch"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def log_tail(self, chars: int = 3000) -> str:
         text = ""
@@ -99,13 +123,16 @@ class EngineProcess:
         while True:
             if not self.running():
                 code = self.returncode
-                raise EngineStartError(f"engine {self.name!r} exited with code {code} while starting; "
-                                       f"log {self.log_path}:\n{self.log_tail()}")
+                raise EngineStartError(
+                    f"engine {self.name!r} exited with code {code} while starting; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
             if await probe():
                 return
             if time.monotonic() > deadline:
-                raise EngineStartError(f"engine {self.name!r} not healthy after {timeout:.0f}s; "
-                                       f"log {self.log_path}:\n{self.log_tail()}")
+                raise EngineStartError(
+                    f"engine {self.name!r} not healthy after {timeout:.0f}s; log {self.log_path}:\n{self.log_tail()}"
+                )
             await asyncio.sleep(0.5)
 
     def process_tree(self) -> list[psutil.Process]:
@@ -121,8 +148,10 @@ class EngineProcess:
         """True when the socket listening on `port` belongs to this engine's processes."""
         for proc in self.process_tree():
             with contextlib.suppress(psutil.Error):
-                if any(conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
-                       for conn in proc.net_connections(kind="inet")):
+                if any(
+                    conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+                    for conn in proc.net_connections(kind="inet")
+                ):
                     return True
         return False
 
@@ -174,8 +203,9 @@ def _alive(proc: psutil.Process) -> bool:
     return False
 
 
-async def probe_health(client: httpx.AsyncClient, base_url: str, headers: dict[str, str] | None = None,
-                       errors: list[str] | None = None) -> bool:
+async def probe_health(
+    client: httpx.AsyncClient, base_url: str, headers: dict[str, str] | None = None, errors: list[str] | None = None
+) -> bool:
     """Whether /health answers 200; a transport failure's text (e.g. a TLS verification error) goes to `errors`."""
     try:
         response = await client.get(base_url + "/health", headers=headers, timeout=3)
@@ -186,13 +216,16 @@ async def probe_health(client: httpx.AsyncClient, base_url: str, headers: dict[s
     return False
 
 
-async def served_models(client: httpx.AsyncClient, base_url: str,
-                        headers: dict[str, str]) -> dict[str, int | None] | None:
+async def served_models(
+    client: httpx.AsyncClient, base_url: str, headers: dict[str, str]
+) -> dict[str, int | None] | None:
     """Model id -> its context length (vLLM lists `max_model_len`), as /v1/models says to our key; None when
     the server will not say."""
     with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
         response = await client.get(base_url + "/v1/models", headers=headers, timeout=3)
         if response.status_code == 200:
-            return {entry["id"]: entry.get("max_model_len") if isinstance(entry.get("max_model_len"), int) else None
-                    for entry in response.json()["data"]}
+            return {
+                entry["id"]: entry.get("max_model_len") if isinstance(entry.get("max_model_len"), int) else None
+                for entry in response.json()["data"]
+            }
     return None

@@ -41,10 +41,12 @@ def set_parent_death_signal(sig: int) -> bool:
 
 def watch_parent_by_polling(parent: int, on_death) -> None:
     """Fallback without prctl: notice the parent's death by being re-parented."""
+
     def watch() -> None:
         while os.getppid() == parent:
             threading.Event().wait(1.0)
         on_death()
+
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
@@ -90,9 +92,15 @@ def write_pidfile(path: Path, parent: int, engine: subprocess.Popen, cmd: list[s
         except psutil.Error:
             return None
 
-    record = {"gateway_pid": parent, "gateway_create_time": created(parent), "reaper_pid": os.getpid(),
-              "reaper_create_time": created(os.getpid()), "engine_pid": engine.pid,
-              "engine_create_time": created(engine.pid), "engine_cmdline": cmd}
+    record = {
+        "gateway_pid": parent,
+        "gateway_create_time": created(parent),
+        "reaper_pid": os.getpid(),
+        "reaper_create_time": created(os.getpid()),
+        "engine_pid": engine.pid,
+        "engine_create_time": created(engine.pid),
+        "engine_cmdline": cmd,
+    }
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record))
     os.replace(tmp, path)
@@ -116,7 +124,11 @@ def run(args: argparse.Namespace) -> int:
     read_end, write_end = os.pipe()
     try:
         engine = subprocess.Popen(
-            args.cmd, stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end, start_new_session=True,
+            args.cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=write_end,
+            start_new_session=True,
             # Runs in the child before exec: the engine stops too if this keeper is SIGKILLed.
             preexec_fn=lambda: set_parent_death_signal(signal.SIGTERM),
         )

@@ -71,8 +71,9 @@ def build_backends(config: GatewayConfig, settings: Settings, work_dir: Path) ->
         if not variant.managed:
             assert variant.url is not None  # Variant.model_or_url: exactly one of model / url is set
             tls = client_context(name, variant.tls) if variant.url.startswith("https://") else None
-            backends[name] = Backend(name, variant.served_model_name, remote_url=variant.url, max_in_flight=limit,
-                                     api_key=key, tls=tls)
+            backends[name] = Backend(
+                name, variant.served_model_name, remote_url=variant.url, max_in_flight=limit, api_key=key, tls=tls
+            )
             continue
         assert variant.model is not None  # managed means `model` is set
         options = variant.engine
@@ -80,15 +81,27 @@ def build_backends(config: GatewayConfig, settings: Settings, work_dir: Path) ->
         # random one per gateway, so nothing but this gateway can use the engine.
         key = key or secrets.token_urlsafe(32)
         spec = EngineSpec(
-            model=variant.model, port=options.port or 0, served_name=name, dtype=options.dtype,
-            max_model_len=options.max_model_len, gpu_memory_utilization=options.gpu_memory_utilization,
-            args=list(options.args), env=dict(options.env), launcher=launcher, api_key=key,
+            model=variant.model,
+            port=options.port or 0,
+            served_name=name,
+            dtype=options.dtype,
+            max_model_len=options.max_model_len,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            args=list(options.args),
+            env=dict(options.env),
+            launcher=launcher,
+            api_key=key,
             tool_parser=variant.engine_tool_parser,
         )
         if options.kv_cache_bytes is not None:
             spec.kv_cache_bytes = options.kv_cache_bytes
-        engine = EngineProcess(name, spec, work_dir / name, stop_grace=settings.engine_stop_grace_s,
-                               log_max_bytes=settings.engine_log_max_bytes)
+        engine = EngineProcess(
+            name,
+            spec,
+            work_dir / name,
+            stop_grace=settings.engine_stop_grace_s,
+            log_max_bytes=settings.engine_log_max_bytes,
+        )
         backends[name] = Backend(name, name, engine=engine, max_in_flight=limit, api_key=key)
     return backends
 
@@ -102,16 +115,23 @@ def upstream_tls(config: GatewayConfig, backends: dict[str, Backend]) -> dict[tu
             continue
         key = origin(backend.url)
         if key in owners and config.variants[owners[key]].tls != config.variants[name].tls:
-            raise UserError(f"variants.{name}.tls: differs from variants.{owners[key]}.tls, which reaches the same "
-                            f"engine ({backend.url}); give both the same tls settings")
+            raise UserError(
+                f"variants.{name}.tls: differs from variants.{owners[key]}.tls, which reaches the same "
+                f"engine ({backend.url}); give both the same tls settings"
+            )
         contexts.setdefault(key, backend.tls)
         owners.setdefault(key, name)
     return contexts
 
 
 class Supervisor:
-    def __init__(self, backends: dict[str, Backend], client: httpx.AsyncClient, settings: Settings,
-                 on_restart: Callable[[str], None] = lambda variant: None):
+    def __init__(
+        self,
+        backends: dict[str, Backend],
+        client: httpx.AsyncClient,
+        settings: Settings,
+        on_restart: Callable[[str], None] = lambda variant: None,
+    ):
         self.backends = backends
         self.client = client
         self.settings = settings
@@ -132,8 +152,10 @@ class Supervisor:
                     backend.engine.launch()
                 except (OSError, ValueError) as exc:
                     log.error("engine launch failed", extra={"variant": backend.variant, "error": str(exc)})
-                    raise UserError(f"cannot start the engine of variant {backend.variant!r}: {exc}; "
-                                    "check its model, engine settings, the launcher and the work dir") from exc
+                    raise UserError(
+                        f"cannot start the engine of variant {backend.variant!r}: {exc}; "
+                        "check its model, engine settings, the launcher and the work dir"
+                    ) from exc
             self.tasks.append(asyncio.create_task(self._watch(backend), name=f"watch-{backend.variant}"))
 
     def all_up(self) -> bool:
@@ -196,8 +218,11 @@ class Supervisor:
             failed_probes = 0 if healthy else failed_probes + 1
             backend.up = failed_probes < UNHEALTHY_AFTER_PROBES
             reason = backend.extra.get("probe_error")
-            backend.last_error = None if backend.up else (f"remote server {backend.url} is not healthy"
-                                                          + (f": {reason}" if reason else ""))
+            backend.last_error = (
+                None
+                if backend.up
+                else (f"remote server {backend.url} is not healthy" + (f": {reason}" if reason else ""))
+            )
             await asyncio.sleep(self.settings.health_interval_s)
 
     async def _watch_managed(self, backend: Backend, engine: EngineProcess) -> None:
@@ -215,13 +240,15 @@ class Supervisor:
                     engine.launch()
                 except Exception as exc:  # noqa: BLE001 - any launch failure: log it and retry, never end the task
                     backend.last_error = f"engine launch failed: {exc}"
-                    log.error("engine launch failed", exc_info=True,
-                              extra={"variant": backend.variant, "error": str(exc)})
+                    log.error(
+                        "engine launch failed", exc_info=True, extra={"variant": backend.variant, "error": str(exc)}
+                    )
                     continue
             first = False
             try:
-                await engine.wait_healthy(lambda: self._first_probe(backend, engine),
-                                          self.settings.engine_start_timeout_s)
+                await engine.wait_healthy(
+                    lambda: self._first_probe(backend, engine), self.settings.engine_start_timeout_s
+                )
             except EngineStartError as exc:
                 backend.last_error = str(exc)
                 log.error("engine failed to start", extra={"variant": backend.variant, "error": str(exc)})

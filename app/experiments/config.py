@@ -1,14 +1,14 @@
 """The `control`, `decide` and `guardrail` settings of an experiment in variants.yaml.
 
-    experiments:
-      ab:
-        arms: {base: 50, pruned-50: 50}
-        control: base
-        decide:
-          outcome: {margin: 0.02}                 # pruned may be at most 2 points worse (feedback mean)
-          flags: {low_confidence: {margin: 0.03}} # ... and raise the flag on at most 3 points more answers
-          alpha: 0.05
-        guardrail: {flag: low_confidence, stop_if_worse_by: 0.10}
+experiments:
+  ab:
+    arms: {base: 50, pruned-50: 50}
+    control: base
+    decide:
+      outcome: {margin: 0.02}                 # pruned may be at most 2 points worse (feedback mean)
+      flags: {low_confidence: {margin: 0.03}} # ... and raise the flag on at most 3 points more answers
+      alpha: 0.05
+    guardrail: {flag: low_confidence, stop_if_worse_by: 0.10}
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ class Decide(_Strict):
 
 class Guardrail(_Strict):
     flag: str
-    stop_if_worse_by: float = Field(gt=0, le=1, description="stop an arm once its flag rate is conclusively "
-                                                          "this much above control's")
+    stop_if_worse_by: float = Field(
+        gt=0, le=1, description="stop an arm once its flag rate is conclusively this much above control's"
+    )
 
     @field_validator("flag")
     @classmethod
@@ -61,8 +62,9 @@ class Guardrail(_Strict):
         return _known_flag(flag)
 
 
-def check_decision_settings(name: str, arms: dict[str, float], control: str | None, decide: Decide | None,
-                            guardrail: Guardrail | None) -> None:
+def check_decision_settings(
+    name: str, arms: dict[str, float], control: str | None, decide: Decide | None, guardrail: Guardrail | None
+) -> None:
     """`control` must be an arm; `decide` and `guardrail` compare against it, so they need it."""
     if control is not None and control not in arms:
         raise ValueError(f"experiments.{name}.control: {control!r} is not one of its arms ({', '.join(arms)})")

@@ -22,8 +22,12 @@ Tag = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
-                    description="the `id` of a completion the gateway returned")
+    id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="the `id` of a completion the gateway returned",
+    )
     score: float | None = Field(None, ge=0, le=1, description="outcome in [0, 1], higher is better")
     label: Literal["good", "bad"] | None = Field(None, description="good counts as 1, bad as 0")
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
@@ -57,19 +61,28 @@ def parse_feedback(data: object) -> FeedbackRequest:
         problems = []
         for error in exc.errors()[:5]:
             where = ".".join(str(part) for part in error.get("loc", ())) or "body"
-            message = "is not a field of feedback (id, score, label, tags)" if error["type"] == "extra_forbidden" \
+            message = (
+                "is not a field of feedback (id, score, label, tags)"
+                if error["type"] == "extra_forbidden"
                 else error["msg"]
+            )
             problems.append(f"{where}: {message}")
         first = exc.errors()[0].get("loc", ()) if exc.errors() else ()
-        raise OpenAIError(400, "; ".join(problems), param=".".join(str(p) for p in first) or None,
-                          code="invalid_feedback") from None
+        raise OpenAIError(
+            400, "; ".join(problems), param=".".join(str(p) for p in first) or None, code="invalid_feedback"
+        ) from None
 
 
 def not_found(completion_id: str) -> OpenAIError:
     # Another key's completion is reported as unknown: ids are not a way to probe other clients.
-    return OpenAIError(404, f"no completion with id {completion_id!r} for this key (never served by this gateway, "
-                            f"served to another API key, or older than the retention window); send the `id` of a "
-                            f"completion this key received", param="id", code="completion_not_found")
+    return OpenAIError(
+        404,
+        f"no completion with id {completion_id!r} for this key (never served by this gateway, "
+        f"served to another API key, or older than the retention window); send the `id` of a "
+        f"completion this key received",
+        param="id",
+        code="completion_not_found",
+    )
 
 
 def live_response(completion_id: str, live: Outcome | None, experiment: dict | None) -> dict:

@@ -28,8 +28,9 @@ DROP_LOG_EVERY_S = 10.0  # a long outage under load drops ids on every request: 
 
 
 class Recorder:
-    def __init__(self, store: SqlStore, buffer_ids: int, on_drop: Callable[[int], None],
-                 on_state: Callable[[bool], None]):
+    def __init__(
+        self, store: SqlStore, buffer_ids: int, on_drop: Callable[[int], None], on_state: Callable[[bool], None]
+    ):
         self.store = store
         self.buffer_ids = buffer_ids
         self._on_drop, self._on_state = on_drop, on_state
@@ -61,9 +62,10 @@ class Recorder:
             if time.monotonic() - self._drop_logged_at < DROP_LOG_EVERY_S:
                 return
             self._drop_logged_at = time.monotonic()
-            log.warning("experiment store behind: completion ids dropped "
-                        "(their feedback will not count for the experiment)",
-                        extra={"dropped": overflow, "dropped_total": self.dropped, "store": self.store.where})
+            log.warning(
+                "experiment store behind: completion ids dropped (their feedback will not count for the experiment)",
+                extra={"dropped": overflow, "dropped_total": self.dropped, "store": self.store.where},
+            )
 
     def pending(self) -> int:
         return len(self.completions) + len(self.counters)
@@ -107,8 +109,10 @@ class Recorder:
         if up and not self.up:
             log.info("experiment store reachable again; buffered state written", extra={"store": self.store.where})
         elif not up and self.up:
-            log.error("experiment store unavailable: buffering in memory (completions are not affected)",
-                      extra={"store": self.store.where, "error": reason[:300]})
+            log.error(
+                "experiment store unavailable: buffering in memory (completions are not affected)",
+                extra={"store": self.store.where, "error": reason[:300]},
+            )
         self.up = up
         self._on_state(up)
 
@@ -117,7 +121,8 @@ class Recorder:
         try:
             await asyncio.wait_for(self.flush(), timeout=5)
         except (TimeoutError, StoreUnavailable):
-            log.warning("experiment store: buffered state could not be written at shutdown",
-                        extra={"pending": self.pending()})
+            log.warning(
+                "experiment store: buffered state could not be written at shutdown", extra={"pending": self.pending()}
+            )
         await self.call(self.store.close)
         self._executor.shutdown(wait=False)

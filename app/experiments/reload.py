@@ -31,8 +31,10 @@ async def reload_config(gateway) -> dict:
     config = await asyncio.to_thread(load_config, path)
     fixed = {"variants", "launcher"}
     if config.model_dump(include=fixed) != gateway.config.model_dump(include=fixed):
-        raise UserError(f"{path}: the variants (or the launcher) changed; that needs a restart. "
-                        "A reload applies experiment changes only (weights, control, decide, guardrail)")
+        raise UserError(
+            f"{path}: the variants (or the launcher) changed; that needs a restart. "
+            "A reload applies experiment changes only (weights, control, decide, guardrail)"
+        )
     gateway.config = config
     cleared = await gateway.experiments.apply_config(config)
     log.info("configuration reloaded", extra={"experiments": sorted(config.experiments), "stops_cleared": cleared})

@@ -23,27 +23,34 @@ What is stored (bounded, and never any text of a request or an answer):
 from __future__ import annotations
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (1, (
-        """CREATE TABLE arm_counters (
+    (
+        1,
+        (
+            """CREATE TABLE arm_counters (
                experiment TEXT NOT NULL, arm TEXT NOT NULL, name TEXT NOT NULL,
                value DOUBLE PRECISION NOT NULL, PRIMARY KEY (experiment, arm, name))""",
-        """CREATE TABLE completions (
+            """CREATE TABLE completions (
                id TEXT PRIMARY KEY, experiment TEXT NOT NULL, arm TEXT NOT NULL, key_hash TEXT NOT NULL,
                created_at DOUBLE PRECISION NOT NULL)""",
-        "CREATE INDEX completions_by_age ON completions (created_at)",
-        """CREATE TABLE feedback (
+            "CREATE INDEX completions_by_age ON completions (created_at)",
+            """CREATE TABLE feedback (
                id TEXT NOT NULL, key_hash TEXT NOT NULL, value DOUBLE PRECISION NOT NULL, label TEXT,
                tags TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (id, key_hash))""",
-        """CREATE TABLE arm_stops (
+            """CREATE TABLE arm_stops (
                experiment TEXT NOT NULL, arm TEXT NOT NULL, reason TEXT NOT NULL,
                stopped_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (experiment, arm))""",
-    )),
-    (2, (
-        """CREATE TABLE live_fallbacks (
+        ),
+    ),
+    (
+        2,
+        (
+            """CREATE TABLE live_fallbacks (
                variant TEXT NOT NULL, domain TEXT NOT NULL, reason TEXT NOT NULL,
                since DOUBLE PRECISION NOT NULL, PRIMARY KEY (variant, domain))""",
-    )),
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
-CREATE_VERSIONS = ("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                   "applied_at DOUBLE PRECISION NOT NULL)")
+CREATE_VERSIONS = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+)

@@ -109,15 +109,26 @@ class ArmCounts:
         return self.total / self.n if self.n else None
 
 
-def decide(metric: str, arm: ArmCounts, control: ArmCounts, margin: float, alpha: float,
-           higher_is_better: bool) -> dict:
+def decide(
+    metric: str, arm: ArmCounts, control: ArmCounts, margin: float, alpha: float, higher_is_better: bool
+) -> dict:
     """The non-inferiority verdict of `arm` against `control` on one metric (`decision` in the API)."""
-    base = {"metric": metric, "margin": margin, "alpha": alpha,
-            "better": "higher" if higher_is_better else "lower",
-            "n": {"arm": int(arm.n), "control": int(control.n)}}
+    base = {
+        "metric": metric,
+        "margin": margin,
+        "alpha": alpha,
+        "better": "higher" if higher_is_better else "lower",
+        "n": {"arm": int(arm.n), "control": int(control.n)},
+    }
     if arm.n < MIN_PER_ARM or control.n < MIN_PER_ARM:
-        return {**base, "status": INCONCLUSIVE, "estimate": _difference(arm, control), "interval": None,
-                "needed_n_estimate": None, "reason": f"fewer than {MIN_PER_ARM} values in an arm"}
+        return {
+            **base,
+            "status": INCONCLUSIVE,
+            "estimate": _difference(arm, control),
+            "interval": None,
+            "needed_n_estimate": None,
+            "reason": f"fewer than {MIN_PER_ARM} values in an arm",
+        }
     difference = _difference(arm, control)  # arm - control, in the metric's own units
     assert difference is not None  # both arms hold at least MIN_PER_ARM values
     worse = -difference if higher_is_better else difference
@@ -131,12 +142,12 @@ def decide(metric: str, arm: ArmCounts, control: ArmCounts, margin: float, alpha
     needed = int(arm.n + control.n) if code else needed_total(worse, margin, var_arm, var_control, share, rho, alpha)
     # A difference of two rates lies in [-1, 1]: the interval is clipped there (the verdict is unaffected).
     interval = [max(-1.0, difference - half), min(1.0, difference + half)]
-    return {**base, "status": status, "estimate": difference, "interval": interval,
-            "needed_n_estimate": needed}
+    return {**base, "status": status, "estimate": difference, "interval": interval, "needed_n_estimate": needed}
 
 
-def needed_total(worse: float, margin: float, var_arm: float, var_control: float, share: float, rho: float,
-                 alpha: float) -> int | None:
+def needed_total(
+    worse: float, margin: float, var_arm: float, var_control: float, share: float, rho: float, alpha: float
+) -> int | None:
     """Values over both arms (at this split) by which a verdict comes if the true rates are today's estimates."""
     gap = abs(margin - worse)
     if gap < 1e-9 or not 0 < share < 1:

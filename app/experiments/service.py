@@ -52,8 +52,10 @@ def experiment_dsn(settings: Settings) -> str | None:
     try:
         text = Path(settings.experiment_dsn_file).read_text().strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read MOEPRUNE_EXPERIMENT_DSN_FILE {settings.experiment_dsn_file}: "
-                        f"{getattr(exc, 'strerror', None) or exc}") from None
+        raise UserError(
+            f"cannot read MOEPRUNE_EXPERIMENT_DSN_FILE {settings.experiment_dsn_file}: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if not text:
         raise UserError(f"MOEPRUNE_EXPERIMENT_DSN_FILE {settings.experiment_dsn_file} is empty; put the DSN in it")
     return text.splitlines()[0].strip()
@@ -61,18 +63,25 @@ def experiment_dsn(settings: Settings) -> str | None:
 
 def unavailable(exc: StoreUnavailable) -> OpenAIError:
     log.warning("experiment store unavailable for a read", extra={"error": str(exc)[:300]})
-    return OpenAIError(503, "the experiment database is unavailable; completions are unaffected, retry later",
-                       code="experiment_store_unavailable")
+    return OpenAIError(
+        503,
+        "the experiment database is unavailable; completions are unaffected, retry later",
+        code="experiment_store_unavailable",
+    )
 
 
 class ExperimentService:
-    def __init__(self, settings: Settings, config: GatewayConfig, metrics: ExperimentMetrics,
-                 store: SqlStore | None = None):
+    def __init__(
+        self, settings: Settings, config: GatewayConfig, metrics: ExperimentMetrics, store: SqlStore | None = None
+    ):
         self.settings, self.config, self.metrics = settings, config, metrics
         self.store = store or open_store(state_dir(settings), experiment_dsn(settings))
-        self.recorder = Recorder(self.store, settings.experiment_buffer_ids,
-                                 on_drop=lambda n: metrics.store_dropped.labels("completion_id").inc(n),
-                                 on_state=lambda up: metrics.store_up.set(1 if up else 0))
+        self.recorder = Recorder(
+            self.store,
+            settings.experiment_buffer_ids,
+            on_drop=lambda n: metrics.store_dropped.labels("completion_id").inc(n),
+            on_state=lambda up: metrics.store_up.set(1 if up else 0),
+        )
         self.stopped: dict[tuple[str, str], str] = {}  # (experiment, arm) -> why a guardrail stopped it
         self.migrated = False
         self._tasks: list[asyncio.Task] = []
@@ -95,8 +104,10 @@ class ExperimentService:
         if await self._migrate():
             with contextlib.suppress(StoreUnavailable):
                 await self.evaluate()  # arms a guardrail stopped before a restart stay stopped from the start
-        self._tasks = [asyncio.create_task(self._flush_loop(), name="moeprune-experiment-flush"),
-                       asyncio.create_task(self._evaluate_loop(), name="moeprune-experiment-evaluate")]
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="moeprune-experiment-flush"),
+            asyncio.create_task(self._evaluate_loop(), name="moeprune-experiment-evaluate"),
+        ]
 
     async def _migrate(self) -> bool:
         if self.migrated:
@@ -153,8 +164,16 @@ class ExperimentService:
         open_arms = {a: w for a, w in experiment.arms.items() if (name, a) not in self.stopped and w > 0}
         return arm_at(open_arms, 0.0) if open_arms else arm
 
-    def record(self, experiment: str, arm: str, status: int, duration_s: float, flags: list[str],
-               completion_id: str | None, key_id: str) -> None:
+    def record(
+        self,
+        experiment: str,
+        arm: str,
+        status: int,
+        duration_s: float,
+        flags: list[str],
+        completion_id: str | None,
+        key_id: str,
+    ) -> None:
         """Count one answer of an experiment's arm (in memory; written by the next flush)."""
         add = self.recorder.add
         add(experiment, arm, "requests")
@@ -201,8 +220,13 @@ class ExperimentService:
                 summary["decision"] = overall(list(decisions.values()))
                 summary["decisions"] = decisions
             arms[arm] = summary
-        body: dict[str, object] = {"object": "experiment", "name": name, "sticky": experiment.sticky,
-                                   "control": experiment.control, "arms": arms}
+        body: dict[str, object] = {
+            "object": "experiment",
+            "name": name,
+            "sticky": experiment.sticky,
+            "control": experiment.control,
+            "arms": arms,
+        }
         if experiment.decide is not None:
             body["alpha"] = experiment.decide.alpha
         return body
@@ -226,26 +250,36 @@ class ExperimentService:
                 if arm == control:
                     continue
                 if experiment.decide is not None:
-                    for metric, decision in arm_decisions(experiment.decide, stored.get(arm, {}),
-                                                          stored.get(control, {})).items():
+                    for metric, decision in arm_decisions(
+                        experiment.decide, stored.get(arm, {}), stored.get(control, {})
+                    ).items():
                         self.metrics.verdict.labels(name, arm, metric).set(VERDICT_VALUES[decision["status"]])
                 guardrail = experiment.guardrail
                 if guardrail is None or (name, arm) in stops:
                     continue
                 alpha = experiment.decide.alpha if experiment.decide is not None else 0.05
-                check = decide(guardrail.flag, flag_counts(stored.get(arm, {}), guardrail.flag),
-                               flag_counts(stored.get(control, {}), guardrail.flag), guardrail.stop_if_worse_by,
-                               alpha, higher_is_better=False)
+                check = decide(
+                    guardrail.flag,
+                    flag_counts(stored.get(arm, {}), guardrail.flag),
+                    flag_counts(stored.get(control, {}), guardrail.flag),
+                    guardrail.stop_if_worse_by,
+                    alpha,
+                    higher_is_better=False,
+                )
                 if check["status"] != INFERIOR:
                     continue
                 low, high = check["interval"]
-                reason = (f"guardrail: {guardrail.flag} rate {check['estimate']:+.3f} vs {control} "
-                          f"(95% anytime interval [{low:+.3f}, {high:+.3f}]) is worse by more than "
-                          f"{guardrail.stop_if_worse_by}")
+                reason = (
+                    f"guardrail: {guardrail.flag} rate {check['estimate']:+.3f} vs {control} "
+                    f"(95% anytime interval [{low:+.3f}, {high:+.3f}]) is worse by more than "
+                    f"{guardrail.stop_if_worse_by}"
+                )
                 if await self.recorder.call(self.store.stop_arm, name, arm, reason, now):
                     self.metrics.guardrail_stops.labels(name, arm).inc()
-                    log.warning("guardrail stopped an arm: its users go to control until a config reload",
-                                extra={"experiment": name, "variant": arm, "control": control, "reason": reason})
+                    log.warning(
+                        "guardrail stopped an arm: its users go to control until a config reload",
+                        extra={"experiment": name, "variant": arm, "control": control, "reason": reason},
+                    )
                 stops[(name, arm)] = reason
         self.stopped = {key: reason for key, reason in stops.items() if key[0] in self.config.experiments}
         for name, experiment in self.config.experiments.items():
@@ -253,11 +287,14 @@ class ExperimentService:
                 self.metrics.arm_stopped.labels(name, arm).set(1 if (name, arm) in self.stopped else 0)
 
     # -- feedback ---------------------------------------------------------------------------------------
-    async def feedback(self, completion_id: str, key_id: str, value: float, label: str | None,
-                       tags: list[str]) -> dict:
+    async def feedback(self, completion_id: str, key_id: str, value: float, label: str | None, tags: list[str]) -> dict:
         if not self.active:
-            raise OpenAIError(404, "this gateway runs no experiment: there is nothing to give feedback on",
-                              param="id", code="completion_not_found")
+            raise OpenAIError(
+                404,
+                "this gateway runs no experiment: there is nothing to give feedback on",
+                param="id",
+                code="completion_not_found",
+            )
         if not await self._migrate() or not await self.recorder.flush():
             raise unavailable(StoreUnavailable("buffered writes are waiting for the database"))
         try:
@@ -267,23 +304,37 @@ class ExperimentService:
         expired = found is not None and found[3] < time.time() - self.settings.experiment_retention_s
         # Another key's completion is reported as unknown: ids are not a way to probe other clients.
         if found is None or expired or found[2] != key_id:
-            raise OpenAIError(404, f"no experiment completion with id {completion_id!r} for this key (unknown, "
-                                   f"not served by an experiment, or older than the retention window)",
-                              param="id", code="completion_not_found")
+            raise OpenAIError(
+                404,
+                f"no experiment completion with id {completion_id!r} for this key (unknown, "
+                f"not served by an experiment, or older than the retention window)",
+                param="id",
+                code="completion_not_found",
+            )
         experiment, arm = found[0], found[1]
         kind = label or "score"
-        counters = {(experiment, arm, "feedback"): 1.0, (experiment, arm, "feedback_sum"): value,
-                    (experiment, arm, f"feedback_{kind}"): 1.0}
+        counters = {
+            (experiment, arm, "feedback"): 1.0,
+            (experiment, arm, "feedback_sum"): value,
+            (experiment, arm, f"feedback_{kind}"): 1.0,
+        }
         try:
-            recorded = await self.recorder.call(self.store.add_feedback, completion_id, key_id, value, label,
-                                                ",".join(tags), counters, time.time())
+            recorded = await self.recorder.call(
+                self.store.add_feedback, completion_id, key_id, value, label, ",".join(tags), counters, time.time()
+            )
         except StoreUnavailable as exc:
             raise unavailable(exc) from None
         if recorded:
             self.metrics.feedback.labels(experiment, arm, kind).inc()
             self.metrics.feedback_outcome.labels(experiment, arm).inc(value)
-        return {"object": "feedback", "id": completion_id, "experiment": experiment, "variant": arm,
-                "recorded": recorded, "duplicate": not recorded}
+        return {
+            "object": "feedback",
+            "id": completion_id,
+            "experiment": experiment,
+            "variant": arm,
+            "recorded": recorded,
+            "duplicate": not recorded,
+        }
 
     # -- reload -------------------------------------------------------------------------------------------
     async def apply_config(self, config: GatewayConfig) -> int:
@@ -314,9 +365,21 @@ def arm_decisions(settings: Decide, arm: dict, control: dict) -> dict[str, dict]
     """metric -> decision of one arm against control, for every metric the experiment's `decide` names."""
     decisions = {}
     if settings.outcome is not None:
-        decisions["outcome"] = decide("outcome", outcome_counts(arm), outcome_counts(control), settings.outcome.margin,
-                                      settings.alpha, higher_is_better=True)
+        decisions["outcome"] = decide(
+            "outcome",
+            outcome_counts(arm),
+            outcome_counts(control),
+            settings.outcome.margin,
+            settings.alpha,
+            higher_is_better=True,
+        )
     for flag, margin in settings.flags.items():
-        decisions[flag] = decide(flag, flag_counts(arm, flag), flag_counts(control, flag), margin.margin,
-                                 settings.alpha, higher_is_better=False)
+        decisions[flag] = decide(
+            flag,
+            flag_counts(arm, flag),
+            flag_counts(control, flag),
+            margin.margin,
+            settings.alpha,
+            higher_is_better=False,
+        )
     return decisions

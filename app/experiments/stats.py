@@ -99,8 +99,11 @@ def arm_summary(counters: dict[str, float], flag_names=REPORTED_FLAGS) -> dict:
         "flags": {flag: _rate(counters.get(f"flag:{flag}", 0.0), answered) for flag in sorted({*flag_names, *seen})},
         "latency_ms": latency_summary(counters),
         "outcome": {
-            "n": int(outcome.n), "mean": outcome.mean, "ci95": _interval(outcome.total, outcome.n),
-            "good": int(counters.get("feedback_good", 0.0)), "bad": int(counters.get("feedback_bad", 0.0)),
+            "n": int(outcome.n),
+            "mean": outcome.mean,
+            "ci95": _interval(outcome.total, outcome.n),
+            "good": int(counters.get("feedback_good", 0.0)),
+            "bad": int(counters.get("feedback_bad", 0.0)),
             "scores": int(counters.get("feedback_score", 0.0)),
         },
     }

@@ -54,20 +54,26 @@ class SqlStore:
             try:
                 import psycopg  # noqa: F401 - only PostgreSQL installs need it
             except ImportError:
-                raise UserError("MOEPRUNE_EXPERIMENT_DSN is set but the PostgreSQL driver is missing: "
-                                "pip install 'psycopg[binary]'") from None
+                raise UserError(
+                    "MOEPRUNE_EXPERIMENT_DSN is set but the PostgreSQL driver is missing: pip install 'psycopg[binary]'"
+                ) from None
 
     # -- connection -----------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection | psycopg.Connection:
         if self._dsn is not None:  # self.postgres
             import psycopg
 
-            return psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                   options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")
+            return psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            )
         assert self.sqlite_path is not None  # __init__: exactly one of sqlite_path / dsn
         self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.sqlite_path, timeout=STATEMENT_TIMEOUT_MS / 1000, isolation_level=None,
-                                     check_same_thread=False)
+        connection = sqlite3.connect(
+            self.sqlite_path, timeout=STATEMENT_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
@@ -77,8 +83,12 @@ class SqlStore:
         """A cursor inside one transaction; any database error becomes StoreUnavailable (and a reconnect)."""
         with self._lock:
             try:
-                if self._connection is not None and self.postgres and \
-                        time.monotonic() - self._used_at > PING_AFTER_IDLE_S and not self._alive(self._connection):
+                if (
+                    self._connection is not None
+                    and self.postgres
+                    and time.monotonic() - self._used_at > PING_AFTER_IDLE_S
+                    and not self._alive(self._connection)
+                ):
                     self._reset()
                 if self._connection is None:
                     self._connection = self._connect()
@@ -104,9 +114,10 @@ class SqlStore:
                     raise
                 self._reset()
                 # psycopg's messages name host and port at most, never the password; keep the first line.
-                raise StoreUnavailable(f"experiment database ({self.where}): "
-                                       f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-                                       ) from None
+                raise StoreUnavailable(
+                    f"experiment database ({self.where}): "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                ) from None
 
     @staticmethod
     def _alive(connection: sqlite3.Connection | psycopg.Connection) -> bool:
@@ -136,15 +147,18 @@ class SqlStore:
             cursor.execute("SELECT version FROM schema_migrations")
             applied = {row[0] for row in cursor.fetchall()}
             if applied and max(applied) > LATEST:
-                raise UserError(f"the experiment database ({self.where}) has schema version {max(applied)}, newer "
-                                f"than this gateway's {LATEST}: upgrade the gateway, or point it at another database")
+                raise UserError(
+                    f"the experiment database ({self.where}) has schema version {max(applied)}, newer "
+                    f"than this gateway's {LATEST}: upgrade the gateway, or point it at another database"
+                )
             for version, statements in MIGRATIONS:
                 if version in applied:
                     continue
                 for statement in statements:
                     cursor.execute(statement)
-                cursor.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                               (version, time.time()))
+                cursor.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, time.time())
+                )
         return LATEST
 
     # -- writes ---------------------------------------------------------------------------------------
@@ -153,16 +167,29 @@ class SqlStore:
         with self._transaction() as cursor:
             _add_counters(cursor, counters)
             if completions:
-                cursor.executemany("INSERT INTO completions (id, experiment, arm, key_hash, created_at) "
-                                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", completions)
+                cursor.executemany(
+                    "INSERT INTO completions (id, experiment, arm, key_hash, created_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    completions,
+                )
 
-    def add_feedback(self, completion_id: str, key_hash: str, value: float, label: str | None, tags: str,
-                     counters: Counters, now: float) -> bool:
+    def add_feedback(
+        self,
+        completion_id: str,
+        key_hash: str,
+        value: float,
+        label: str | None,
+        tags: str,
+        counters: Counters,
+        now: float,
+    ) -> bool:
         """Record one feedback and its counters, unless this (id, key) already gave one; True when recorded."""
         with self._transaction() as cursor:
-            cursor.execute("INSERT INTO feedback (id, key_hash, value, label, tags, created_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id, key_hash) DO NOTHING",
-                           (completion_id, key_hash, value, label, tags, now))
+            cursor.execute(
+                "INSERT INTO feedback (id, key_hash, value, label, tags, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id, key_hash) DO NOTHING",
+                (completion_id, key_hash, value, label, tags, now),
+            )
             if cursor.rowcount != 1:
                 return False
             _add_counters(cursor, counters)
@@ -171,21 +198,30 @@ class SqlStore:
     def prune(self, older_than: float, keep_at_most: int) -> int:
         """Forget completions (and their feedback) past the retention window or beyond the newest N."""
         with self._transaction() as cursor:
-            cursor.execute("SELECT created_at FROM completions ORDER BY created_at DESC LIMIT 1 OFFSET ?",
-                           (keep_at_most,))
+            cursor.execute(
+                "SELECT created_at FROM completions ORDER BY created_at DESC LIMIT 1 OFFSET ?", (keep_at_most,)
+            )
             row = cursor.fetchone()
             cutoff = max(older_than, row[0]) if row else older_than
-            cursor.execute("DELETE FROM completions WHERE created_at <= ?" if row else
-                           "DELETE FROM completions WHERE created_at < ?", (cutoff,))
+            cursor.execute(
+                "DELETE FROM completions WHERE created_at <= ?"
+                if row
+                else "DELETE FROM completions WHERE created_at < ?",
+                (cutoff,),
+            )
             removed = cursor.rowcount
-            cursor.execute("DELETE FROM feedback WHERE created_at < ? OR id NOT IN (SELECT id FROM completions)",
-                           (older_than,))
+            cursor.execute(
+                "DELETE FROM feedback WHERE created_at < ? OR id NOT IN (SELECT id FROM completions)", (older_than,)
+            )
             return removed
 
     def stop_arm(self, experiment: str, arm: str, reason: str, now: float) -> bool:
         with self._transaction() as cursor:
-            cursor.execute("INSERT INTO arm_stops (experiment, arm, reason, stopped_at) VALUES (?, ?, ?, ?) "
-                           "ON CONFLICT (experiment, arm) DO NOTHING", (experiment, arm, reason, now))
+            cursor.execute(
+                "INSERT INTO arm_stops (experiment, arm, reason, stopped_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (experiment, arm) DO NOTHING",
+                (experiment, arm, reason, now),
+            )
             return cursor.rowcount == 1
 
     def clear_stops(self) -> int:
@@ -200,8 +236,11 @@ class SqlStore:
                 if held is None:
                     cursor.execute("DELETE FROM live_fallbacks WHERE variant = ? AND domain = ?", (variant, domain))
                 else:
-                    cursor.execute("INSERT INTO live_fallbacks (variant, domain, reason, since) VALUES (?, ?, ?, ?) "
-                                   "ON CONFLICT (variant, domain) DO NOTHING", (variant, domain, *held))
+                    cursor.execute(
+                        "INSERT INTO live_fallbacks (variant, domain, reason, since) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (variant, domain) DO NOTHING",
+                        (variant, domain, *held),
+                    )
 
     # -- reads ----------------------------------------------------------------------------------------
     def fallbacks(self) -> dict[tuple[str, str], str]:
@@ -228,8 +267,9 @@ class SqlStore:
     def lookup(self, completion_id: str) -> tuple[str, str, str, float] | None:
         """(experiment, arm, key digest, created_at) of a remembered completion, or None."""
         with self._transaction() as cursor:
-            cursor.execute("SELECT experiment, arm, key_hash, created_at FROM completions WHERE id = ?",
-                           (completion_id,))
+            cursor.execute(
+                "SELECT experiment, arm, key_hash, created_at FROM completions WHERE id = ?", (completion_id,)
+            )
             row = cursor.fetchone()
         return tuple(row) if row else None
 
@@ -237,9 +277,12 @@ class SqlStore:
 def _add_counters(cursor, counters: Counters) -> None:
     rows = [(experiment, arm, name, float(amount)) for (experiment, arm, name), amount in counters.items() if amount]
     if rows:
-        cursor.executemany("INSERT INTO arm_counters (experiment, arm, name, value) VALUES (?, ?, ?, ?) "
-                           "ON CONFLICT (experiment, arm, name) DO UPDATE SET value = arm_counters.value + "
-                           "excluded.value", rows)
+        cursor.executemany(
+            "INSERT INTO arm_counters (experiment, arm, name, value) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (experiment, arm, name) DO UPDATE SET value = arm_counters.value + "
+            "excluded.value",
+            rows,
+        )
 
 
 class _Cursor:
@@ -280,7 +323,8 @@ def open_store(state_dir: Path, dsn: str | None) -> SqlStore:
     """The configured store, not yet connected (the first use connects; `migrate` is called at start)."""
     if dsn:
         if not dsn.startswith(("postgresql://", "postgres://")) and "=" not in dsn:
-            raise UserError("MOEPRUNE_EXPERIMENT_DSN: expected a PostgreSQL DSN such as "
-                            "postgresql://user:password@host:5432/dbname")
+            raise UserError(
+                "MOEPRUNE_EXPERIMENT_DSN: expected a PostgreSQL DSN such as postgresql://user:password@host:5432/dbname"
+            )
         return SqlStore(dsn=dsn)
     return SqlStore(sqlite_path=Path(state_dir) / SQLITE_FILE)

@@ -59,5 +59,7 @@ def check_guard(name: str, guard: GuardOptions | None, variants: dict) -> None:
             raise ValueError(f"{where}: unknown variant {options.fallback!r}; known: {', '.join(sorted(variants))}")
     gate = guard.domain_gate
     if gate is not None and gate.file is None and variants[name].model is None:
-        raise ValueError(f"variants.{name}.guard.domain_gate.file: a url: variant has no model dir to find "
-                         "domain_gate.json in; give its path")
+        raise ValueError(
+            f"variants.{name}.guard.domain_gate.file: a url: variant has no model dir to find "
+            "domain_gate.json in; give its path"
+        )

@@ -54,5 +54,8 @@ def load_gate(name: str, variant: Variant) -> LoadedGate:
 
 def load_gates(config: GatewayConfig) -> dict[str, LoadedGate]:
     """variant -> its gate, for every variant with `guard.domain_gate` (a missing file stops the start)."""
-    return {name: load_gate(name, variant) for name, variant in config.variants.items()
-            if variant.guard is not None and variant.guard.domain_gate is not None}
+    return {
+        name: load_gate(name, variant)
+        for name, variant in config.variants.items()
+        if variant.guard is not None and variant.guard.domain_gate is not None
+    }

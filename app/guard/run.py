@@ -41,7 +41,7 @@ class RequestGuard:
     def __init__(self, gateway: GatewayState, target: Target, body: dict, chat: bool):
         self.gateway = gateway
         self.assigned = target  # the variant the request named, or the arm the experiment chose
-        self.target = target    # who serves it
+        self.target = target  # who serves it
         variant = gateway.config.variants[target.variant]
         self.options = variant.guards
         self.outcome: dict | None = None
@@ -77,8 +77,10 @@ class RequestGuard:
             if not self._fallback_takes_tools(fallback):
                 decision = NO_TOOLS
                 self.flag_unavailable = True
-                log.warning("domain gate: the fallback does not take tools; the assigned variant answers",
-                            extra={"variant": self.assigned.variant, "fallback": fallback})
+                log.warning(
+                    "domain gate: the fallback does not take tools; the assigned variant answers",
+                    extra={"variant": self.assigned.variant, "fallback": fallback},
+                )
             elif self.gateway.backends[fallback].up:
                 decision = "fallback"
                 self.target = Target(fallback, self.assigned.experiment)
@@ -86,8 +88,10 @@ class RequestGuard:
             else:
                 decision = "unavailable"
                 self.flag_unavailable = True
-                log.warning("domain gate: the fallback is down; the pruned variant answers",
-                            extra={"variant": self.assigned.variant, "fallback": fallback})
+                log.warning(
+                    "domain gate: the fallback is down; the pruned variant answers",
+                    extra={"variant": self.assigned.variant, "fallback": fallback},
+                )
         self.outcome["gate"] = decision
         self._count("domain_gate", decision, time.perf_counter() - started)
 
@@ -130,8 +134,9 @@ class RequestGuard:
             self.outcome["cascade"] = "none"  # the gate already sent it to the fallback
         return self._annotate(exchange, response)
 
-    async def _escalate(self, exchange: Exchange, response: Response, resend: Resend, fallback: str,
-                        raised: list[str]) -> Response:
+    async def _escalate(
+        self, exchange: Exchange, response: Response, resend: Resend, fallback: str, raised: list[str]
+    ) -> Response:
         assert self.outcome is not None  # the cascade runs for an active guard only (after_answer)
         started = time.perf_counter()
         if not self._fallback_takes_tools(fallback):
@@ -155,10 +160,13 @@ class RequestGuard:
         self.gateway.metrics.escalations.labels(self.assigned.variant, raised[0]).inc()
         return answer
 
-    def _unavailable(self, response: Response, fallback: str, why: str, started: float,
-                     decision: str = "unavailable") -> Response:
-        log.warning("cascade: the fallback cannot answer; the pruned variant's answer is served",
-                    extra={"variant": self.assigned.variant, "fallback": fallback, "error": why})
+    def _unavailable(
+        self, response: Response, fallback: str, why: str, started: float, decision: str = "unavailable"
+    ) -> Response:
+        log.warning(
+            "cascade: the fallback cannot answer; the pruned variant's answer is served",
+            extra={"variant": self.assigned.variant, "fallback": fallback, "error": why},
+        )
         assert self.outcome is not None  # the cascade runs for an active guard only (after_answer)
         self.outcome["cascade"] = decision
         self.flag_unavailable = True

@@ -29,9 +29,16 @@ class DomainCertificate:
     def public(self, card_sha256: str) -> dict:
         """`reliability.certificate` of a response (docs/reliability.md: exactly these fields)."""
         c = self.certificate
-        return {"status": c.status, "alpha": c.alpha, "delta": c.delta, "domain": self.domain,
-                "coverage": c.coverage, "threshold": c.threshold, "n_calibration": c.n_calibration,
-                "card_sha256": card_sha256}
+        return {
+            "status": c.status,
+            "alpha": c.alpha,
+            "delta": c.delta,
+            "domain": self.domain,
+            "coverage": c.coverage,
+            "threshold": c.threshold,
+            "n_calibration": c.n_calibration,
+            "card_sha256": card_sha256,
+        }
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,21 @@ class VariantCertificates:
 
     def listing(self) -> dict:
         """What /v1/models shows: per domain the certificate, and whether the weights were checked."""
-        return {"card_sha256": self.card_sha256, "weights": self.weights, "weights_sha256": self.section.weights_sha256,
-                "base_check": self.section.base_check, "gate_threshold": self.gate_threshold,
-                "domains": {name: {**entry.public(self.card_sha256),
-                                   "error_upper": entry.certificate.error_upper,
-                                   "reason": entry.certificate.reason}
-                            for name, entry in self.domains.items()}}
+        return {
+            "card_sha256": self.card_sha256,
+            "weights": self.weights,
+            "weights_sha256": self.section.weights_sha256,
+            "base_check": self.section.base_check,
+            "gate_threshold": self.gate_threshold,
+            "domains": {
+                name: {
+                    **entry.public(self.card_sha256),
+                    "error_upper": entry.certificate.error_upper,
+                    "reason": entry.certificate.reason,
+                }
+                for name, entry in self.domains.items()
+            },
+        }
 
 
 def card_digest(path: Path) -> str:
@@ -65,12 +81,15 @@ def _check_model(where: str, spec) -> RiskModel:
     n = len(spec.features)
     for name in ("means", "scales", "coef"):
         if len(getattr(spec, name)) != n:
-            raise UserError(f"{where}.model.{name}: {len(getattr(spec, name))} values for {n} features; "
-                            "re-run moeprune eval to rewrite the card")
+            raise UserError(
+                f"{where}.model.{name}: {len(getattr(spec, name))} values for {n} features; "
+                "re-run moeprune eval to rewrite the card"
+            )
     unknown = [name for name in spec.features if name not in SIGNAL_DIRECTIONS]
     if unknown:
-        raise UserError(f"{where}.model.features: unknown signal(s) {', '.join(unknown)}; known: "
-                        f"{', '.join(SIGNAL_DIRECTIONS)}")
+        raise UserError(
+            f"{where}.model.features: unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNAL_DIRECTIONS)}"
+        )
     if len(spec.iso_x) != len(spec.iso_y):
         raise UserError(f"{where}.model.iso_y: {len(spec.iso_y)} values for {len(spec.iso_x)} iso_x points")
     if any(b < a for a, b in zip(spec.iso_x, spec.iso_x[1:])):
@@ -92,8 +111,9 @@ def _check_domain(where: str, domain: str, entry: DomainReliability) -> DomainCe
     return DomainCertificate(domain, model, certificate)
 
 
-def read_certificates(name: str, card_path: Path, card: ReportCard, weights: str,
-                      gate_threshold: float | None) -> VariantCertificates | None:
+def read_certificates(
+    name: str, card_path: Path, card: ReportCard, weights: str, gate_threshold: float | None
+) -> VariantCertificates | None:
     """The card's certificates (None without a `reliability` section); a UserError naming a malformed field."""
     section = card.reliability
     if section is None:

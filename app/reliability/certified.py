@@ -23,17 +23,25 @@ class CertifiedVerdict:
 
     @property
     def flags(self) -> list[str]:
-        return [name for name, raised in (("above_risk", self.decision.above_risk),
-                                          ("uncertified", self.decision.uncertified)) if raised]
+        return [
+            name
+            for name, raised in (("above_risk", self.decision.above_risk), ("uncertified", self.decision.uncertified))
+            if raised
+        ]
 
 
-def certified_verdict(signals: dict[str, float], certificates: VariantCertificates | None, domain: str,
-                      fallback: bool) -> CertifiedVerdict:
+def certified_verdict(
+    signals: dict[str, float], certificates: VariantCertificates | None, domain: str, fallback: bool
+) -> CertifiedVerdict:
     entry = certificates.for_domain(domain) if certificates is not None else None
     p_wrong = entry.model.p_wrong(signals) if entry is not None and entry.model is not None else None
     decision = decide(p_wrong, entry.certificate if entry is not None else None, fallback=fallback)
     card_sha256 = certificates.card_sha256 if certificates is not None else None
-    fields = {"p_wrong": p_wrong, "above_risk": decision.above_risk, "domain": domain,
-              # an entry comes from `certificates`, so it has a card digest
-              "certificate": entry.public(card_sha256) if entry is not None and card_sha256 is not None else None}
+    fields = {
+        "p_wrong": p_wrong,
+        "above_risk": decision.above_risk,
+        "domain": domain,
+        # an entry comes from `certificates`, so it has a card digest
+        "certificate": entry.public(card_sha256) if entry is not None and card_sha256 is not None else None,
+    }
     return CertifiedVerdict(decision, fields, card_sha256)

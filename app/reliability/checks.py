@@ -29,9 +29,17 @@ class CheckLimits:
     max_tokens: int
 
 
-async def base_mean_logprob(client: httpx.AsyncClient, base_url: str, base_model: str, body: dict,
-                            trace: TokenTrace, chat: bool, prompt_tokens: int | None, limits: CheckLimits,
-                            headers: dict[str, str]) -> float | None:
+async def base_mean_logprob(
+    client: httpx.AsyncClient,
+    base_url: str,
+    base_model: str,
+    body: dict,
+    trace: TokenTrace,
+    chat: bool,
+    prompt_tokens: int | None,
+    limits: CheckLimits,
+    headers: dict[str, str],
+) -> float | None:
     """Mean logprob of the answer's tokens under the base model (see moeprune.reliability.crosscheck for the rule)."""
     prompt = None if chat else body.get("prompt")
     probe = base_check_request(trace.answer, messages=body["messages"] if chat else None, prompt=prompt)
@@ -51,8 +59,16 @@ async def base_mean_logprob(client: httpx.AsyncClient, base_url: str, base_model
     return mean(answer_logprobs(data, trace.answer, prompt_tokens=prompt_tokens, prompt=prompt))
 
 
-async def agreement_rate(client: httpx.AsyncClient, url: str, path: str, upstream_body: dict, answer: str,
-                         samples: int, limits: CheckLimits, headers: dict[str, str]) -> float | None:
+async def agreement_rate(
+    client: httpx.AsyncClient,
+    url: str,
+    path: str,
+    upstream_body: dict,
+    answer: str,
+    samples: int,
+    limits: CheckLimits,
+    headers: dict[str, str],
+) -> float | None:
     """Share of `samples` fresh answers (temperature >= 0.7) that match `answer` after normalisation."""
     requested = upstream_body.get("max_tokens") or limits.max_tokens
     probe = consistency_request(upstream_body, samples, min(requested, limits.max_tokens))
@@ -63,5 +79,6 @@ async def agreement_rate(client: httpx.AsyncClient, url: str, path: str, upstrea
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         log.warning("self-consistency skipped", extra={"error": str(exc)})
         return None
-    return agreement([(c.get("message") or {}).get("content") if "message" in c else c.get("text")
-                      for c in choices], answer)
+    return agreement(
+        [(c.get("message") or {}).get("content") if "message" in c else c.get("text") for c in choices], answer
+    )

@@ -101,10 +101,17 @@ class PairState:
         return live_upper_bound(self.wrong, self.labelled, self.levels.delta)
 
     def summary(self, variant: str, domain: str) -> dict:
-        return {"variant": variant, "domain": domain, "fallback": self.fallback, "labelled": self.labelled,
-                "wrong": self.wrong, "alpha": self.levels.alpha, "delta": self.levels.delta,
-                "realised_error": None if not self.labelled else round(self.realised_error, 6),
-                "upper_bound": round(self.upper_bound, 6)}
+        return {
+            "variant": variant,
+            "domain": domain,
+            "fallback": self.fallback,
+            "labelled": self.labelled,
+            "wrong": self.wrong,
+            "alpha": self.levels.alpha,
+            "delta": self.levels.delta,
+            "realised_error": None if not self.labelled else round(self.realised_error, 6),
+            "upper_bound": round(self.upper_bound, 6),
+        }
 
 
 @dataclass
@@ -133,8 +140,9 @@ class LiveCertificates:
             return
         self._forget_old(time.time(), keep=self.max_answers - 1)  # room for this one
         self._sequence += 1
-        self.served[answer.completion_id] = _Served(answer, time.time(), self._sequence,
-                                                    self._in_population(answer, pair))
+        self.served[answer.completion_id] = _Served(
+            answer, time.time(), self._sequence, self._in_population(answer, pair)
+        )
 
     def served_answer(self, completion_id: str) -> ServedAnswer | None:
         """The answer recorded under this id, as `record_served` got it; None if never served or forgotten."""
@@ -187,15 +195,27 @@ class LiveCertificates:
             if supported or force:
                 self._open_window(pair, fallback=False)
                 self._changed(pair_variant, pair_domain, None)
-                log.warning("live re-certification: fallback cleared", extra={
-                    **summary, "fallback": False, "forced": force and not supported, "event_kind": "recertified"})
+                log.warning(
+                    "live re-certification: fallback cleared",
+                    extra={
+                        **summary,
+                        "fallback": False,
+                        "forced": force and not supported,
+                        "event_kind": "recertified",
+                    },
+                )
                 summary.update(fallback=False, cleared=True, forced=force and not supported)
             else:
                 needed = labels_to_recertify(alpha, delta)
-                summary.update(cleared=False, reason=(
-                    f"the {pair.labelled} labelled unflagged answers since the fallback ({pair.wrong} wrong) do not "
-                    f"bound the error at or below alpha={alpha} (at least {needed} labelled answers are needed even "
-                    f"with none wrong); wait for more feedback, or pass force after loading a re-evaluated card"))
+                summary.update(
+                    cleared=False,
+                    reason=(
+                        f"the {pair.labelled} labelled unflagged answers since the fallback ({pair.wrong} wrong) "
+                        f"do not bound the error at or below alpha={alpha} (at least {needed} labelled answers are "
+                        f"needed even with none wrong); wait for more feedback, or pass force after loading a "
+                        f"re-evaluated card"
+                    ),
+                )
                 log.info("live re-certification: fallback kept", extra={**summary, "event_kind": "recertify_refused"})
             results.append(summary)
         return results
@@ -205,16 +225,20 @@ class LiveCertificates:
         pair = self._pair(variant, domain)
         if pair is not None and not pair.fallback:
             self._open_window(pair, fallback=True)
-            log.warning("live re-certification: fallback held from the experiment database",
-                        extra={"variant": variant, "domain": domain, "reason": reason, "event_kind": "fallback"})
+            log.warning(
+                "live re-certification: fallback held from the experiment database",
+                extra={"variant": variant, "domain": domain, "reason": reason, "event_kind": "fallback"},
+            )
 
     def release_fallback(self, variant: str, domain: str) -> None:
         """Another replica re-certified this pair (its row is gone from the database)."""
         pair = self.pairs.get((variant, domain))
         if pair is not None and pair.fallback:
             self._open_window(pair, fallback=False)
-            log.warning("live re-certification: fallback cleared by another replica",
-                        extra={"variant": variant, "domain": domain, "event_kind": "recertified"})
+            log.warning(
+                "live re-certification: fallback cleared by another replica",
+                extra={"variant": variant, "domain": domain, "event_kind": "recertified"},
+            )
 
     def snapshot(self) -> list[dict]:
         return [pair.summary(variant, domain) for (variant, domain), pair in sorted(self.pairs.items())]
@@ -225,8 +249,10 @@ class LiveCertificates:
         if pair is not None:
             return pair
         if len(self.pairs) >= MAX_PAIRS:
-            log.warning("live re-certification: too many (variant, domain) pairs; this one is not tracked",
-                        extra={"variant": variant, "domain": domain, "pairs": len(self.pairs)})
+            log.warning(
+                "live re-certification: too many (variant, domain) pairs; this one is not tracked",
+                extra={"variant": variant, "domain": domain, "pairs": len(self.pairs)},
+            )
             return None
         levels = self.levels.get((variant, domain)) or self.levels.get((variant, "*")) or Levels()
         pair = self.pairs[(variant, domain)] = PairState(levels, opened_at=self._sequence + 1)
@@ -282,10 +308,18 @@ class LiveCertificates:
             return
         summary = pair.summary(variant, domain)
         self._open_window(pair, fallback=True)
-        reason = (f"{summary['wrong']} of {summary['labelled']} labelled unflagged answers wrong, above "
-                  f"alpha={alpha} (anytime test at delta={delta})")
+        reason = (
+            f"{summary['wrong']} of {summary['labelled']} labelled unflagged answers wrong, above "
+            f"alpha={alpha} (anytime test at delta={delta})"
+        )
         self._changed(variant, domain, (reason, time.time()))
-        log.warning("live re-certification: fallback on, every answer of this variant and domain is flagged "
-                    "until re-certified (moeprune recertify)",
-                    extra={**summary, "fallback": True, "look_level": look_level(delta, summary["labelled"]),
-                           "event_kind": "fallback"})
+        log.warning(
+            "live re-certification: fallback on, every answer of this variant and domain is flagged "
+            "until re-certified (moeprune recertify)",
+            extra={
+                **summary,
+                "fallback": True,
+                "look_level": look_level(delta, summary["labelled"]),
+                "event_kind": "fallback",
+            },
+        )

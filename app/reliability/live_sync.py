@@ -74,8 +74,10 @@ class LiveSync:
         except StoreUnavailable as exc:
             self.pending = {**changes, **self.pending}  # retried next tick; newer decisions win
             if self.reachable:
-                log.error("live fallbacks cannot reach the experiment database: each replica keeps its own "
-                          "until it returns", extra={"error": str(exc)[:300]})
+                log.error(
+                    "live fallbacks cannot reach the experiment database: each replica keeps its own until it returns",
+                    extra={"error": str(exc)[:300]},
+                )
             self.reachable = False
             return False
         if not self.reachable:

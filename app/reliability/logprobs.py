@@ -31,7 +31,6 @@ class LogprobPlan:
         elif logprobs.get("top_logprobs") is not None:
             logprobs["top_logprobs"] = [_top_n(tops, self.client_top) for tops in logprobs["top_logprobs"]]
 
-
     def keeps(self, choice: dict) -> bool:
         """True when `strip(choice)` would leave the choice as it is (a conservative answer: False may be
         wrong, True never is)."""

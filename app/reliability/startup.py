@@ -37,8 +37,9 @@ def _gate_file(variant: Variant) -> Path | None:
     return None
 
 
-def _card_split(name: str, variant: Variant, card: ReportCard, section: ReliabilitySection,
-                guarded: LoadedGate | None) -> DomainSplit:
+def _card_split(
+    name: str, variant: Variant, card: ReportCard, section: ReliabilitySection, guarded: LoadedGate | None
+) -> DomainSplit:
     """The split the card's certificates (its `section`) were computed with (its gate, checked by hash, at its
     threshold)."""
     wanted = section.gate_sha256
@@ -46,14 +47,18 @@ def _card_split(name: str, variant: Variant, card: ReportCard, section: Reliabil
         return DomainSplit()
     path = _gate_file(variant)
     if path is None:
-        raise UserError(f"variants.{name}.report_card: its certificates are per domain of a domain gate "
-                        f"(sha256 {wanted}), but the variant has none: put {GATE_NAME} in the model dir or "
-                        f"give guard.domain_gate.file")
+        raise UserError(
+            f"variants.{name}.report_card: its certificates are per domain of a domain gate "
+            f"(sha256 {wanted}), but the variant has none: put {GATE_NAME} in the model dir or "
+            f"give guard.domain_gate.file"
+        )
     found = sha256_file(path)
     if found != wanted:
-        raise UserError(f"variants.{name}: the domain gate {path} (sha256 {found}) is not the one the report "
-                        f"card's certificates were split by (sha256 {wanted}); re-run moeprune eval with this "
-                        "gate, or serve the gate the card was evaluated with")
+        raise UserError(
+            f"variants.{name}: the domain gate {path} (sha256 {found}) is not the one the report "
+            f"card's certificates were split by (sha256 {wanted}); re-run moeprune eval with this "
+            "gate, or serve the gate the card was evaluated with"
+        )
     gate = guarded.gate if guarded is not None else DomainGate.load(path)
     # The split the evaluators recorded (reliability.gate_threshold), else the card's gate threshold (the one
     # `--gate-recall` chose), else the gate file's; `guard.domain_gate.threshold` moves the routing, not the

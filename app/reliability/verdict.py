@@ -35,8 +35,12 @@ def judge_signals(answer: str, signals: dict[str, float], policy: FlagPolicy, ex
     return {"flags": flags, "abstained": is_refusal(answer), "signals": clean, "thresholds_source": policy.source}
 
 
-def judge(trace: TokenTrace, policy: FlagPolicy, extra_signals: dict[str, float] | None = None,
-          extra_flags: Sequence[str] = ()) -> dict:
+def judge(
+    trace: TokenTrace,
+    policy: FlagPolicy,
+    extra_signals: dict[str, float] | None = None,
+    extra_flags: Sequence[str] = (),
+) -> dict:
     return judge_signals(trace.answer, response_signals(trace, extra_signals), policy, extra_flags)
 
 
@@ -47,8 +51,9 @@ def flags_header(reliability: dict) -> str:
 TOOL_CALL = "tool_call"  # reliability.not_assessed: the choice calls a function; there is no factual answer
 
 
-def not_assessed_verdict(reason: str, policy: FlagPolicy, domain: str,
-                         extra_signals: dict[str, float] | None = None) -> dict:
+def not_assessed_verdict(
+    reason: str, policy: FlagPolicy, domain: str, extra_signals: dict[str, float] | None = None
+) -> dict:
     """The `reliability` object of a choice that makes no claim to judge: the usual keys (an app parses it
     unchanged), token signals null, no flag, no `p_wrong` or certificate, and `not_assessed: reason`.
     No flag, so a cascade does not re-ask the base for it; the next turn, answering with the tool's

@@ -29,8 +29,10 @@ def check_weights(name: str, variant: Variant, card_digest: str | None, card: Pa
     if model_dir is None or not model_dir.is_dir():
         return UNVERIFIED
     if card_digest is None:
-        log.warning("the report card records no weights digest: its certificates are not checked against the "
-                    "served checkpoint", extra={"variant": name, "card": str(card)})
+        log.warning(
+            "the report card records no weights digest: its certificates are not checked against the served checkpoint",
+            extra={"variant": name, "card": str(card)},
+        )
         return UNVERIFIED
     manifest = PruningManifest.load(model_dir)
     try:
@@ -38,8 +40,10 @@ def check_weights(name: str, variant: Variant, card_digest: str | None, card: Pa
     except FileNotFoundError as exc:
         raise UserError(f"variants.{name}.model: {exc}; serve a checkpoint with its weights") from None
     if served != card_digest:
-        raise UserError(f"variants.{name}.report_card ({card}) certifies other weights than the served checkpoint "
-                        f"{model_dir}: the card's weights_sha256 is {card_digest}, the checkpoint's is {served}. "
-                        f"Re-run `moeprune eval` on {model_dir} to write its own card, or point report_card at "
-                        "the card of this checkpoint")
+        raise UserError(
+            f"variants.{name}.report_card ({card}) certifies other weights than the served checkpoint "
+            f"{model_dir}: the card's weights_sha256 is {card_digest}, the checkpoint's is {served}. "
+            f"Re-run `moeprune eval` on {model_dir} to write its own card, or point report_card at "
+            "the card of this checkpoint"
+        )
     return VERIFIED

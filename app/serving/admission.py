@@ -44,9 +44,13 @@ class Admission:
         """A request bigger than a limit can never be admitted: a 400, not a 429 to retry forever."""
         largest = min(backend.max_in_flight, per_key_limit or backend.max_in_flight)
         if sequences > largest:
-            raise OpenAIError(400, f"this request asks for {sequences} sequences (prompts x n); variant "
-                                   f"{backend.variant!r} admits at most {largest} from one key at once",
-                              param="n", code="too_many_sequences")
+            raise OpenAIError(
+                400,
+                f"this request asks for {sequences} sequences (prompts x n); variant "
+                f"{backend.variant!r} admits at most {largest} from one key at once",
+                param="n",
+                code="too_many_sequences",
+            )
 
     def admit(self, backend: Backend, key_id: str | None, sequences: int, per_key_limit: int | None) -> Slots:
         """`key_id` None: no per-key accounting (a gateway without keys cannot tell its clients apart)."""
@@ -54,13 +58,20 @@ class Admission:
             per_key_limit = None
         self.check_size(backend, sequences, per_key_limit)
         if per_key_limit is not None and self.by_key[key_id] + sequences > per_key_limit:
-            raise OpenAIError(429, f"this API key has {self.by_key[key_id]} sequences in flight (limit "
-                                   f"{per_key_limit}); retry shortly", code="key_limit",
-                              headers={"Retry-After": RETRY_AFTER_FULL_S})
+            raise OpenAIError(
+                429,
+                f"this API key has {self.by_key[key_id]} sequences in flight (limit {per_key_limit}); retry shortly",
+                code="key_limit",
+                headers={"Retry-After": RETRY_AFTER_FULL_S},
+            )
         if backend.in_flight + sequences > backend.max_in_flight:
-            raise OpenAIError(429, f"variant {backend.variant!r} has {backend.in_flight} sequences in flight "
-                                   f"(limit {backend.max_in_flight}); retry shortly", code="queue_full",
-                              headers={"Retry-After": RETRY_AFTER_FULL_S})
+            raise OpenAIError(
+                429,
+                f"variant {backend.variant!r} has {backend.in_flight} sequences in flight "
+                f"(limit {backend.max_in_flight}); retry shortly",
+                code="queue_full",
+                headers={"Retry-After": RETRY_AFTER_FULL_S},
+            )
         if per_key_limit is not None:
             self.by_key[key_id] += sequences
         backend.in_flight += sequences

@@ -40,8 +40,15 @@ def _client(gateway: GatewayState) -> httpx.AsyncClient:
     return gateway.client
 
 
-async def _base_check(gateway: GatewayState, target: Target, upstream_body: dict, trace: TokenTrace,
-                      chat: bool, prompt_tokens: int, limits: CheckLimits) -> float | None:
+async def _base_check(
+    gateway: GatewayState,
+    target: Target,
+    upstream_body: dict,
+    trace: TokenTrace,
+    chat: bool,
+    prompt_tokens: int,
+    limits: CheckLimits,
+) -> float | None:
     base_name = gateway.config.variants[target.variant].base
     if base_name is None:  # checks_for() only asks for a base check when the variant names its base
         return None
@@ -57,14 +64,30 @@ async def _base_check(gateway: GatewayState, target: Target, upstream_body: dict
     try:
         path = "/v1/chat/completions" if chat else "/v1/completions"
         with gateway.spans.engine_call(base.variant, path, "base_check"):
-            return await base_mean_logprob(_client(gateway), base.url, base.served_model, upstream_body, trace, chat,
-                                           prompt_tokens, limits, base.upstream_headers())
+            return await base_mean_logprob(
+                _client(gateway),
+                base.url,
+                base.served_model,
+                upstream_body,
+                trace,
+                chat,
+                prompt_tokens,
+                limits,
+                base.upstream_headers(),
+            )
     finally:
         slots.release()
 
 
-async def _self_consistency(gateway: GatewayState, target: Target, upstream_body: dict, answer: str,
-                            chat: bool, samples: int, limits: CheckLimits) -> float | None:
+async def _self_consistency(
+    gateway: GatewayState,
+    target: Target,
+    upstream_body: dict,
+    answer: str,
+    chat: bool,
+    samples: int,
+    limits: CheckLimits,
+) -> float | None:
     backend = gateway.backends[target.variant]
     slots = gateway.admission.try_admit_check(backend, samples)
     if slots is None:
@@ -73,14 +96,22 @@ async def _self_consistency(gateway: GatewayState, target: Target, upstream_body
     path = "/v1/chat/completions" if chat else "/v1/completions"
     try:
         with gateway.spans.engine_call(backend.variant, path, "self_consistency"):
-            return await agreement_rate(_client(gateway), backend.url, path, upstream_body, answer, samples, limits,
-                                        backend.upstream_headers())
+            return await agreement_rate(
+                _client(gateway), backend.url, path, upstream_body, answer, samples, limits, backend.upstream_headers()
+            )
     finally:
         slots.release()
 
 
-async def assess(gateway: GatewayState, target: Target, upstream_body: dict, trace: TokenTrace,
-                 chat: bool, completion_tokens: int, prompt_tokens: int = 0) -> dict:
+async def assess(
+    gateway: GatewayState,
+    target: Target,
+    upstream_body: dict,
+    trace: TokenTrace,
+    chat: bool,
+    completion_tokens: int,
+    prompt_tokens: int = 0,
+) -> dict:
     """The `reliability` object; `prompt_tokens` is the variant's own count (where the answer starts)."""
     base_check, samples = enabled_checks(gateway, target)
     certification = gateway.certification[target.variant]
@@ -101,8 +132,9 @@ async def assess(gateway: GatewayState, target: Target, upstream_body: dict, tra
             if agreement < AGREEMENT_FLOOR:
                 extra_flags.append("inconsistent")
     signals = response_signals(trace, extra_signals)
-    verdict = certified_verdict(signals, certification.certificates, domain,
-                                fallback=gateway.live.fallback_active(target.variant, domain))
+    verdict = certified_verdict(
+        signals, certification.certificates, domain, fallback=gateway.live.fallback_active(target.variant, domain)
+    )
     reliability = judge_signals(trace.answer, signals, gateway.policies[target.variant], extra_flags)
     reliability["flags"].extend(verdict.flags)
     reliability.update(verdict.fields)

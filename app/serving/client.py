@@ -49,10 +49,13 @@ def build_upstream_client(settings: Settings, tls: dict[tuple, ssl.SSLContext] |
 
     `tls`: (scheme, host, port) -> the verifying SSL context for that https engine (app/serving/tls.py);
     an https engine not in it is verified against the system trust store."""
-    timeout = httpx.Timeout(connect=settings.upstream_connect_timeout_s, read=settings.upstream_timeout_s,
-                            write=settings.upstream_write_timeout_s, pool=settings.upstream_pool_timeout_s)
-    transport = EngineTransport(keepalive_expiry=settings.upstream_keepalive_s, max_keepalive_connections=256,
-                                tls=tls)
+    timeout = httpx.Timeout(
+        connect=settings.upstream_connect_timeout_s,
+        read=settings.upstream_timeout_s,
+        write=settings.upstream_write_timeout_s,
+        pool=settings.upstream_pool_timeout_s,
+    )
+    transport = EngineTransport(keepalive_expiry=settings.upstream_keepalive_s, max_keepalive_connections=256, tls=tls)
     client = EngineClient(transport=transport, timeout=timeout)
     client.engine_transport = transport  # app/serving/upstream.py sends proxied requests straight to it
     return client
@@ -70,8 +73,11 @@ def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     body is not content-encoded (what `aiter_bytes` would yield, without its three generator layers per
     piece), else through `aiter_bytes`. The caller closes the response."""
     stream = response.stream
-    if isinstance(stream, _Body) and response.headers.get("content-encoding", "identity") == "identity" \
-            and not response.is_stream_consumed:
+    if (
+        isinstance(stream, _Body)
+        and response.headers.get("content-encoding", "identity") == "identity"
+        and not response.is_stream_consumed
+    ):
         response.is_stream_consumed = True
         return aiter(stream)
     return response.aiter_bytes()
@@ -80,8 +86,11 @@ def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
 async def read_body(response: httpx.Response) -> bytes:
     """`await response.aread()`, reading a body of the engine transport straight off its connection."""
     stream = response.stream
-    if isinstance(stream, _Body) and response.headers.get("content-encoding", "identity") == "identity" \
-            and not response.is_stream_consumed:
+    if (
+        isinstance(stream, _Body)
+        and response.headers.get("content-encoding", "identity") == "identity"
+        and not response.is_stream_consumed
+    ):
         response.is_stream_consumed = True
         try:
             response._content = await stream.read_all()
@@ -212,8 +221,15 @@ class _Body(httpx.AsyncByteStream):
     """A response body read off its connection as it is consumed; the connection goes back to the pool
     only once the body was read to its end on a keep-alive connection, else it is closed."""
 
-    def __init__(self, transport: EngineTransport, conn: _Connection, length: int | None, chunked: bool,
-                 keep_alive: bool, read_timeout: float | None) -> None:
+    def __init__(
+        self,
+        transport: EngineTransport,
+        conn: _Connection,
+        length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+        read_timeout: float | None,
+    ) -> None:
         self._transport = transport
         self._conn = conn
         self._length = length  # None with chunked, or read-until-close
@@ -420,8 +436,12 @@ class _Pool:
 class EngineTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 keep-alive transport to the engines: plain for http:// URLs, verified TLS for https://."""
 
-    def __init__(self, keepalive_expiry: float, max_keepalive_connections: int = 256,
-                 tls: dict[tuple, ssl.SSLContext] | None = None) -> None:
+    def __init__(
+        self,
+        keepalive_expiry: float,
+        max_keepalive_connections: int = 256,
+        tls: dict[tuple, ssl.SSLContext] | None = None,
+    ) -> None:
         self._pool = _Pool(keepalive_expiry, max_keepalive_connections)
         self._tls = dict(tls or {})
         self._default_tls: ssl.SSLContext | None = None
@@ -440,11 +460,24 @@ class EngineTransport(httpx.AsyncBaseTransport):
             raise TypeError("the engine transport sends async request bodies only")
         _check_scheme(request.url)
         body = b"".join([part async for part in stream])
-        return await self.send_raw(request.url, request.method, _request_head(request, body), body,
-                                   request.extensions.get("timeout") or {}, request.extensions.get("trace"))
+        return await self.send_raw(
+            request.url,
+            request.method,
+            _request_head(request, body),
+            body,
+            request.extensions.get("timeout") or {},
+            request.extensions.get("trace"),
+        )
 
-    async def send_raw(self, url: httpx.URL, method: str, head: bytes, body: bytes, timeouts: dict,
-                       trace: Callable[[str, dict], Awaitable[None]] | None) -> httpx.Response:
+    async def send_raw(
+        self,
+        url: httpx.URL,
+        method: str,
+        head: bytes,
+        body: bytes,
+        timeouts: dict,
+        trace: Callable[[str, dict], Awaitable[None]] | None,
+    ) -> httpx.Response:
         """One request whose head (request line, headers, blank line) is already written out: what
         `handle_async_request` sends for an `httpx.Request`, for a caller that never builds one
         (app/serving/upstream.py `direct_send`). The response has no `request`."""
@@ -526,30 +559,34 @@ class EngineTransport(httpx.AsyncBaseTransport):
         elif length is None:
             keep_alive = False  # read until the server closes
         stream = _Body(self, conn, length, chunked, keep_alive, timeout)
-        return httpx.Response(status, headers=headers, stream=stream,
-                              extensions={"http_version": version, "reason_phrase": reason})
+        return httpx.Response(
+            status, headers=headers, stream=stream, extensions={"http_version": version, "reason_phrase": reason}
+        )
 
     async def aclose(self) -> None:
         self._pool.close()
 
 
-async def _connect(key: tuple, host: str, port: int, timeout: float | None,
-                   tls: ssl.SSLContext | None) -> _Connection:
+async def _connect(key: tuple, host: str, port: int, timeout: float | None, tls: ssl.SSLContext | None) -> _Connection:
     """A new connection; with `tls`, after a verified handshake (SNI and hostname check: `host`)."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_connection(lambda: _Connection(key), host, port, ssl=tls,
-                                                   server_hostname=None if tls is None else host)
+            _, conn = await loop.create_connection(
+                lambda: _Connection(key), host, port, ssl=tls, server_hostname=None if tls is None else host
+            )
     except TimeoutError:
         raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
     except ssl.SSLCertVerificationError as exc:
-        raise httpx.ConnectError(f"TLS: the certificate of {host}:{port} failed verification "
-                                 f"({exc.verify_message or exc.reason}); check the variant's tls.ca_file "
-                                 "and that the url's host is a name in the certificate") from None
+        raise httpx.ConnectError(
+            f"TLS: the certificate of {host}:{port} failed verification "
+            f"({exc.verify_message or exc.reason}); check the variant's tls.ca_file "
+            "and that the url's host is a name in the certificate"
+        ) from None
     except ssl.SSLError as exc:
-        raise httpx.ConnectError(f"TLS handshake with {host}:{port} failed ({exc.reason or exc}); "
-                                 "is the engine serving https?") from None
+        raise httpx.ConnectError(
+            f"TLS handshake with {host}:{port} failed ({exc.reason or exc}); is the engine serving https?"
+        ) from None
     except OSError as exc:
         raise httpx.ConnectError(str(exc)) from None
     return conn

@@ -19,8 +19,11 @@ T = TypeVar("T")
 
 def deadline_exceeded(exchange: Exchange) -> OpenAIError:
     seconds = exchange.gateway.settings.request_deadline_s
-    return OpenAIError(504, f"the request took longer than this gateway's limit of {seconds:g}s; ask for fewer "
-                            "tokens or retry", code="request_deadline_exceeded")
+    return OpenAIError(
+        504,
+        f"the request took longer than this gateway's limit of {seconds:g}s; ask for fewer tokens or retry",
+        code="request_deadline_exceeded",
+    )
 
 
 def time_left(exchange: Exchange) -> float:

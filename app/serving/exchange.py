@@ -69,11 +69,16 @@ class Exchange:
         if reliability is None or "domain" not in reliability or reliability.get("not_assessed"):
             return None
         certificate = reliability.get("certificate") or {}
-        return ServedAnswer(completion_id=self.completion_id or self.request_id, variant=self.target.variant,
-                            domain=reliability["domain"], p_wrong=reliability.get("p_wrong"),
-                            flagged=bool(reliability.get("above_risk")) or "uncertified" in reliability["flags"],
-                            abstained=self.abstained, card_sha256=certificate.get("card_sha256"),
-                            key_id=self.key_id)
+        return ServedAnswer(
+            completion_id=self.completion_id or self.request_id,
+            variant=self.target.variant,
+            domain=reliability["domain"],
+            p_wrong=reliability.get("p_wrong"),
+            flagged=bool(reliability.get("above_risk")) or "uncertified" in reliability["flags"],
+            abstained=self.abstained,
+            card_sha256=certificate.get("card_sha256"),
+            key_id=self.key_id,
+        )
 
     def end(self, status: int) -> None:
         """Record the outcome once (later calls are ignored)."""
@@ -85,21 +90,30 @@ class Exchange:
         duration = time.perf_counter() - self.started
         ttft = self.first_token_at - self.started if self.first_token_at is not None else None
         variant, experiment = self.target.variant, self.target.experiment
-        self.gateway.metrics.observe_response(variant, experiment, status, duration, ttft, self.prompt_tokens,
-                                              self.completion_tokens, self.flags)
+        self.gateway.metrics.observe_response(
+            variant, experiment, status, duration, ttft, self.prompt_tokens, self.completion_tokens, self.flags
+        )
         served = self.served_answer() if status == 200 else None
         if served is not None:
             self.gateway.live.record_served(served)
         if experiment:
-            self.gateway.experiments.record(experiment, self.arm or variant, status, duration, self.outcome_flags,
-                                            self.completion_id, self.key_id)
+            self.gateway.experiments.record(
+                experiment, self.arm or variant, status, duration, self.outcome_flags, self.completion_id, self.key_id
+            )
         trace = CURRENT.get()
         fields: dict[str, object] = {
-            "request_id": self.request_id, "trace_id": trace.trace_id if trace else None,
-            "endpoint": self.endpoint, "variant": variant,
-            "experiment": experiment or None, "status": status, "stream": self.stream,
-            "latency_ms": round(duration * 1000, 2), "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "flags": self.flags,
+            "request_id": self.request_id,
+            "trace_id": trace.trace_id if trace else None,
+            "endpoint": self.endpoint,
+            "variant": variant,
+            "experiment": experiment or None,
+            "status": status,
+            "stream": self.stream,
+            "latency_ms": round(duration * 1000, 2),
+            "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "flags": self.flags,
         }
         if self.guard is not None:
             fields["guard"] = self.guard

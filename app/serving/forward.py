@@ -27,14 +27,21 @@ from moeprune.reliability.token_trace import TokenTrace
 log = logging.getLogger("moeprune.upstream")
 
 
-async def forward(gateway: GatewayState, exchange: Exchange, path: str, upstream_body: dict,
-                  plan: LogprobPlan, receive: Receive | None = None) -> JSONResponse:
+async def forward(
+    gateway: GatewayState,
+    exchange: Exchange,
+    path: str,
+    upstream_body: dict,
+    plan: LogprobPlan,
+    receive: Receive | None = None,
+) -> JSONResponse:
     work = _forward(gateway, exchange, path, upstream_body, plan)
     return await within_deadline(exchange, until_disconnect(receive, work))
 
 
-async def _forward(gateway: GatewayState, exchange: Exchange, path: str, upstream_body: dict,
-                   plan: LogprobPlan) -> JSONResponse:
+async def _forward(
+    gateway: GatewayState, exchange: Exchange, path: str, upstream_body: dict, plan: LogprobPlan
+) -> JSONResponse:
     backend = exchange.backend
     response = await send_upstream(gateway, backend, path, upstream_body, stream=False)
     if response.status_code >= 400:
@@ -45,20 +52,23 @@ async def _forward(gateway: GatewayState, exchange: Exchange, path: str, upstrea
             raise ValueError("the answer is not a JSON object")
     except ValueError as exc:
         log.warning("malformed engine answer", extra={"variant": backend.variant, "error": str(exc)[:500]})
-        raise OpenAIError(502, f"the engine of variant {backend.variant!r} sent a malformed answer; retry",
-                          code="upstream_failed") from None
+        raise OpenAIError(
+            502, f"the engine of variant {backend.variant!r} sent a malformed answer; retry", code="upstream_failed"
+        ) from None
     exchange.mark_first_token()
     exchange.count_usage(data.get("usage"))
     exchange.completion_id = data.get("id") if isinstance(data.get("id"), str) else None
     choices = data.get("choices") or []
     if gateway.telemetry is not None:  # routed_experts: counted, and removed unless the client asked to keep them
-        gateway.telemetry.take(exchange.target.variant, exchange.target.experiment, choices,
-                               exchange.keep_routed_experts)
+        gateway.telemetry.take(
+            exchange.target.variant, exchange.target.experiment, choices, exchange.keep_routed_experts
+        )
     trace = TokenTrace.of_response(data, plan.chat)
     if upstream_body.get("echo"):
         trace = trace.generated_only(exchange.completion_tokens)
-    reliability = await assess(gateway, exchange.target, upstream_body, trace, plan.chat,
-                               exchange.completion_tokens, exchange.prompt_tokens)
+    reliability = await assess(
+        gateway, exchange.target, upstream_body, trace, plan.chat, exchange.completion_tokens, exchange.prompt_tokens
+    )
     for choice in choices:
         plan.strip(choice)
     data["model"] = exchange.target.variant

@@ -38,16 +38,20 @@ def bound_request(gateway: GatewayState, request: Request, body: dict, chat: boo
     return sequences
 
 
-def resender(gateway: GatewayState, request: Request, exchange: Exchange, path: str, client_body: dict,
-             chat: bool, key_id: str) -> Resend:
+def resender(
+    gateway: GatewayState, request: Request, exchange: Exchange, path: str, client_body: dict, chat: bool, key_id: str
+) -> Resend:
     """The cascade's second ask: the client's request, bounded and sent as usual, to another variant."""
+
     async def ask(variant: str) -> Response:
         body = dict(client_body)
         bound_request(gateway, request, body, chat, variant)
         backend = gateway.backends[variant]
         upstream_body = dict(body, model=backend.served_model, cache_salt=gateway.cache_salt.for_key(key_id))
-        return await forward(gateway, exchange, path, upstream_body, plan_logprobs(upstream_body, chat),
-                             receive=request.receive)
+        return await forward(
+            gateway, exchange, path, upstream_body, plan_logprobs(upstream_body, chat), receive=request.receive
+        )
+
     return ask
 
 
@@ -71,23 +75,27 @@ async def serve(request: Request, gateway: GatewayState, body: dict, chat: bool)
         if not backend.up:
             raise backend_unavailable(backend)
         # Without keys every client is "anonymous": one shared per-key budget would only shrink capacity.
-        exchange.hold(gateway.admission.admit(backend, None if key_id == ANONYMOUS else key_id, sequences,
-                                              gateway.settings.max_in_flight_per_key))
+        exchange.hold(
+            gateway.admission.admit(
+                backend, None if key_id == ANONYMOUS else key_id, sequences, gateway.settings.max_in_flight_per_key
+            )
+        )
         # The client's cache_salt (if any) is replaced: the prefix cache is shared only within one key.
         upstream_body = dict(body, model=backend.served_model, cache_salt=gateway.cache_salt.for_key(key_id))
         plan = plan_logprobs(upstream_body, chat)
         if not stream:
-            response: Response = await forward(gateway, exchange, path, upstream_body, plan,
-                                               receive=request.receive)
+            response: Response = await forward(gateway, exchange, path, upstream_body, plan, receive=request.receive)
             if guard.active:
-                response = await guard.after_answer(exchange, response, resender(
-                    gateway, request, exchange, path, client_body, chat, key_id))
+                response = await guard.after_answer(
+                    exchange, response, resender(gateway, request, exchange, path, client_body, chat, key_id)
+                )
             exchange.end(response.status_code)
             return response
         client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream_body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        return guard.on_stream(await open_stream(gateway, exchange, path, upstream_body, plan, client_wants_usage,
-                                                 receive=request.receive))
+        return guard.on_stream(
+            await open_stream(gateway, exchange, path, upstream_body, plan, client_wants_usage, receive=request.receive)
+        )
     except OpenAIError as exc:
         exc.headers.update(target.headers())
         exchange.end(exc.status)

@@ -65,8 +65,9 @@ class SSEParser:
         return [b"\n".join(data)] if data else []
 
 
-async def sse_events(chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_EVENT_BYTES
-                     ) -> AsyncGenerator[list[bytes], None]:
+async def sse_events(
+    chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_EVENT_BYTES
+) -> AsyncGenerator[list[bytes], None]:
     """The events of a body, as the lists each read completed (never empty)."""
     parser = SSEParser(max_event_bytes)
     async for chunk in chunks:

@@ -51,8 +51,15 @@ def sse(payload: dict | str) -> bytes:
 DONE = sse("[DONE]")
 
 
-async def open_stream(gateway: GatewayState, exchange: Exchange, path: str, upstream_body: dict,
-                      plan: LogprobPlan, client_wants_usage: bool, receive: Receive | None = None) -> Response:
+async def open_stream(
+    gateway: GatewayState,
+    exchange: Exchange,
+    path: str,
+    upstream_body: dict,
+    plan: LogprobPlan,
+    client_wants_usage: bool,
+    receive: Receive | None = None,
+) -> Response:
     """Open the upstream stream (raced against the client leaving and the deadline) and hand it over."""
     opening = _open(gateway, exchange, path, upstream_body)
     upstream = await within_deadline(exchange, until_disconnect(receive, opening))
@@ -76,8 +83,15 @@ class RelayResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, gateway: GatewayState, exchange: Exchange, upstream: httpx.Response, upstream_body: dict,
-                 plan: LogprobPlan, client_wants_usage: bool):
+    def __init__(
+        self,
+        gateway: GatewayState,
+        exchange: Exchange,
+        upstream: httpx.Response,
+        upstream_body: dict,
+        plan: LogprobPlan,
+        client_wants_usage: bool,
+    ):
         self.status_code = 200
         self.background = None
         self.init_headers(exchange.target.headers())
@@ -119,8 +133,15 @@ class RelayResponse(Response):
         return status
 
 
-async def relay(gateway: GatewayState, exchange: Exchange, upstream: httpx.Response, upstream_body: dict,
-                plan: LogprobPlan, client_wants_usage: bool, emit: Emit) -> int:
+async def relay(
+    gateway: GatewayState,
+    exchange: Exchange,
+    upstream: httpx.Response,
+    upstream_body: dict,
+    plan: LogprobPlan,
+    client_wants_usage: bool,
+    emit: Emit,
+) -> int:
     """Pass the engine's chunks on through `emit`; return the status the access log records.
 
     The events of one read from the engine go on in one `emit` (one write to the client), and nothing
@@ -159,10 +180,22 @@ async def relay(gateway: GatewayState, exchange: Exchange, upstream: httpx.Respo
                     break
         if not finished:  # the engine closed a complete-looking body without its final [DONE]
             log.warning("engine stream ended without [DONE]", extra={"variant": variant})
-            return await end_with(emit, OpenAIError(502, f"the engine of variant {variant!r} ended the stream "
-                                                         "early; retry", code="upstream_failed"), out)
-        reliability = await assess(gateway, exchange.target, upstream_body, trace, plan.chat,
-                                   exchange.completion_tokens, exchange.prompt_tokens)
+            return await end_with(
+                emit,
+                OpenAIError(
+                    502, f"the engine of variant {variant!r} ended the stream early; retry", code="upstream_failed"
+                ),
+                out,
+            )
+        reliability = await assess(
+            gateway,
+            exchange.target,
+            upstream_body,
+            trace,
+            plan.chat,
+            exchange.completion_tokens,
+            exchange.prompt_tokens,
+        )
         exchange.flags = reliability["flags"]
         exchange.reliability = reliability
         exchange.text["completion_text"] = trace.answer
@@ -172,8 +205,13 @@ async def relay(gateway: GatewayState, exchange: Exchange, upstream: httpx.Respo
         return await end_with(emit, transport_failure(gateway, exchange.backend, exc), out)
     except ValueError as exc:  # not JSON, not UTF-8, an event too long
         log.warning("malformed engine stream", extra={"variant": variant, "error": str(exc)[:500]})
-        return await end_with(emit, OpenAIError(502, f"the engine of variant {variant!r} sent a malformed "
-                                                     "stream; retry", code="upstream_failed"), out)
+        return await end_with(
+            emit,
+            OpenAIError(
+                502, f"the engine of variant {variant!r} sent a malformed stream; retry", code="upstream_failed"
+            ),
+            out,
+        )
 
 
 async def end_with(emit: Emit, failure: OpenAIError, prepared: list[bytes] | None = None) -> int:
@@ -182,8 +220,9 @@ async def end_with(emit: Emit, failure: OpenAIError, prepared: list[bytes] | Non
     return failure.status
 
 
-def prepare_chunk(chunk: dict, exchange: Exchange, trace: TokenTrace, plan: LogprobPlan,
-                  client_wants_usage: bool) -> dict:
+def prepare_chunk(
+    chunk: dict, exchange: Exchange, trace: TokenTrace, plan: LogprobPlan, client_wants_usage: bool
+) -> dict:
     for choice in chunk["choices"]:
         piece = (choice.get("delta") or {}).get("content") if plan.chat else choice.get("text")
         if piece:
@@ -197,8 +236,9 @@ def prepare_chunk(chunk: dict, exchange: Exchange, trace: TokenTrace, plan: Logp
     return chunk
 
 
-def prepare_event(chunk: dict, data: bytes, exchange: Exchange, trace: TokenTrace, plan: LogprobPlan,
-                  client_wants_usage: bool) -> bytes:
+def prepare_event(
+    chunk: dict, data: bytes, exchange: Exchange, trace: TokenTrace, plan: LogprobPlan, client_wants_usage: bool
+) -> bytes:
     """The client's event for one chunk with choices (`data`: the engine's JSON of `chunk`).
 
     When the gateway would change nothing in the chunk but its `model` (no usage to drop, no logprobs to
@@ -209,8 +249,13 @@ def prepare_event(chunk: dict, data: bytes, exchange: Exchange, trace: TokenTrac
     spread over several `data:` lines is joined by newlines)."""
     variant = exchange.target.variant
     model = chunk.get("model")
-    same = ((client_wants_usage or "usage" not in chunk) and isinstance(model, str)
-            and data.isascii() and b"\n" not in data and b"\r" not in data)
+    same = (
+        (client_wants_usage or "usage" not in chunk)
+        and isinstance(model, str)
+        and data.isascii()
+        and b"\n" not in data
+        and b"\r" not in data
+    )
     if same and isinstance(model, str) and model != variant:
         # The engine's served name -> the variant's, spliced into its bytes when `"model"` occurs exactly
         # once, as `"model":"<served>"` right after `{` or `,` (so a key, not the end of a string: an
@@ -219,7 +264,7 @@ def prepare_event(chunk: dict, data: bytes, exchange: Exchange, trace: TokenTrac
         at = data.find(engine_field)
         same = at > 0 and data[at - 1] in b"{," and data.count(b'"model"') == 1
         if same:
-            data = data[:at] + _model_field(variant) + data[at + len(engine_field):]
+            data = data[:at] + _model_field(variant) + data[at + len(engine_field) :]
     chat = plan.chat
     for choice in chunk["choices"]:
         piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
@@ -252,8 +297,9 @@ def _model_field(model: str) -> bytes:
     return field
 
 
-def final_chunk(exchange: Exchange, template: dict | None, usage_chunk: dict | None, reliability: dict,
-                client_wants_usage: bool) -> dict:
+def final_chunk(
+    exchange: Exchange, template: dict | None, usage_chunk: dict | None, reliability: dict, client_wants_usage: bool
+) -> dict:
     if client_wants_usage and usage_chunk is not None:
         final = usage_chunk
     else:

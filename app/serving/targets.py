@@ -28,8 +28,12 @@ def resolve_target(gateway: GatewayState, model: str, headers, user: object) -> 
     experiment = config.experiments.get(model)
     if experiment is None:
         known = ", ".join(sorted([*config.variants, *config.experiments]))
-        raise OpenAIError(404, f"unknown model {model!r}; known variants and experiments: {known}",
-                          param="model", code="model_not_found")
+        raise OpenAIError(
+            404,
+            f"unknown model {model!r}; known variants and experiments: {known}",
+            param="model",
+            code="model_not_found",
+        )
     key = sticky_key(headers.get(experiment.sticky), user)
     # An arm a guardrail stopped sends its users to control (app/experiments/service.py).
     arm = gateway.experiments.route(model, experiment, choose_arm(model, experiment.arms, key, gateway.rng))

@@ -27,11 +27,15 @@ def client_context(name: str, tls: TlsOptions | None) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     except ssl.SSLError as exc:
-        raise UserError(f"{field}.ca_file: {ca_file} holds no usable PEM CA certificate ({exc.reason or exc}); "
-                        "give the PEM bundle of the CA that signed the engine's certificate") from None
+        raise UserError(
+            f"{field}.ca_file: {ca_file} holds no usable PEM CA certificate ({exc.reason or exc}); "
+            "give the PEM bundle of the CA that signed the engine's certificate"
+        ) from None
     if ca_file is not None and not context.get_ca_certs():
-        raise UserError(f"{field}.ca_file: {ca_file} holds no CA certificate; give the PEM bundle of the CA "
-                        "that signed the engine's certificate")
+        raise UserError(
+            f"{field}.ca_file: {ca_file} holds no CA certificate; give the PEM bundle of the CA "
+            "that signed the engine's certificate"
+        )
     if tls is not None and tls.cert_file is not None:
         _readable(f"{field}.cert_file", tls.cert_file)
         if tls.key_file is not None:
@@ -39,9 +43,11 @@ def client_context(name: str, tls: TlsOptions | None) -> ssl.SSLContext:
         try:
             context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
         except ssl.SSLError as exc:
-            raise UserError(f"{field}.key_file: the client certificate {tls.cert_file} and its key "
-                            f"{tls.key_file or '(none: expected inside cert_file)'} do not load together "
-                            f"({exc.reason or exc}); give a PEM certificate and its matching unencrypted key") from None
+            raise UserError(
+                f"{field}.key_file: the client certificate {tls.cert_file} and its key "
+                f"{tls.key_file or '(none: expected inside cert_file)'} do not load together "
+                f"({exc.reason or exc}); give a PEM certificate and its matching unencrypted key"
+            ) from None
     context.check_hostname = True  # the defaults, spelled out: never downgraded
     context.verify_mode = ssl.CERT_REQUIRED
     return context

@@ -48,7 +48,11 @@ def require_tools(config: GatewayConfig, body: dict) -> None:
         return
     where = f"experiment {model!r} has arm(s) without function calling: " if experiment else "variant "
     names = ", ".join(repr(name) for name in without)
-    raise OpenAIError(400, f"{where}{names} does not accept tools or tool messages; set `tools: true` on the "
-                           "variant in variants.yaml (its engine needs a tool parser and a chat template that "
-                           "renders tools; docs/gateway.md, Function calling)", param=param,
-                      code="tools_not_supported")
+    raise OpenAIError(
+        400,
+        f"{where}{names} does not accept tools or tool messages; set `tools: true` on the "
+        "variant in variants.yaml (its engine needs a tool parser and a chat template that "
+        "renders tools; docs/gateway.md, Function calling)",
+        param=param,
+        code="tools_not_supported",
+    )

@@ -50,8 +50,9 @@ class AttemptTrace:
         return isinstance(exc, RETRYABLE) and reused and not answered
 
 
-async def send_upstream(gateway: GatewayState, backend: Backend, path: str, body: dict, *,
-                        stream: bool) -> httpx.Response:
+async def send_upstream(
+    gateway: GatewayState, backend: Backend, path: str, body: dict, *, stream: bool
+) -> httpx.Response:
     """POST `body` to the backend (its key in the headers); one retry on a pooled connection that was
     already dead. With `stream=True` the caller owns the response and must close it."""
     content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
@@ -59,8 +60,9 @@ async def send_upstream(gateway: GatewayState, backend: Backend, path: str, body
         return await _send_with_retry(gateway, backend, path, content, stream)
 
 
-async def _send_with_retry(gateway: GatewayState, backend: Backend, path: str, content: bytes,
-                           stream: bool) -> httpx.Response:
+async def _send_with_retry(
+    gateway: GatewayState, backend: Backend, path: str, content: bytes, stream: bool
+) -> httpx.Response:
     client = gateway.client
     if client is None:  # set by the app's lifespan (app/main.py) before the first request
         raise RuntimeError("the gateway's engine client is not set up")
@@ -69,15 +71,21 @@ async def _send_with_retry(gateway: GatewayState, backend: Backend, path: str, c
         trace = AttemptTrace()
         try:
             if transport is None:  # a client without the engine transport (tests may swap it)
-                request = client.build_request("POST", backend.url + path, content=content,
-                                               headers={**backend.upstream_headers(), **JSON_HEADERS},
-                                               extensions={"trace": trace})
+                request = client.build_request(
+                    "POST",
+                    backend.url + path,
+                    content=content,
+                    headers={**backend.upstream_headers(), **JSON_HEADERS},
+                    extensions={"trace": trace},
+                )
                 return await client.send(request, stream=stream)
             return await direct_send(client, transport, backend, path, content, trace, stream)
         except httpx.HTTPError as exc:
             if attempt == 1 and trace.safe_to_retry(exc):
-                log.info("pooled upstream connection was closed before the request; retrying once",
-                         extra={"variant": backend.variant, "error": type(exc).__name__})
+                log.info(
+                    "pooled upstream connection was closed before the request; retrying once",
+                    extra={"variant": backend.variant, "error": type(exc).__name__},
+                )
                 continue
             raise transport_failure(gateway, backend, exc) from None
     raise AssertionError("unreachable: the second attempt returns or raises")
@@ -86,23 +94,40 @@ async def _send_with_retry(gateway: GatewayState, backend: Backend, path: str, c
 JSON_HEADERS = {"content-type": "application/json"}
 
 
-async def direct_send(client: httpx.AsyncClient, transport: httpx.AsyncBaseTransport, backend: Backend, path: str,
-                      content: bytes, trace: AttemptTrace, stream: bool) -> httpx.Response:
+async def direct_send(
+    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
+    backend: Backend,
+    path: str,
+    content: bytes,
+    trace: AttemptTrace,
+    stream: bool,
+) -> httpx.Response:
     """`client.send` without its layers the gateway never uses (auth flows, redirects, cookies, event
     hooks), straight to the engine transport: the same request, headers, timeouts and trace. To the
     hand-written transport the request goes as the bytes of its head (no `httpx.Request` is built: the
     same head `handle_async_request` would write for it, and the response has no `request`)."""
-    headers = [(b"host", backend_host(backend)), (b"accept", b"*/*"), (b"content-type", b"application/json"),
-               (b"content-length", str(len(content)).encode())]
+    headers = [
+        (b"host", backend_host(backend)),
+        (b"accept", b"*/*"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(content)).encode()),
+    ]
     headers += [(name.lower().encode(), value.encode()) for name, value in backend.upstream_headers().items()]
     url = backend_url(backend, path)
     if isinstance(transport, EngineTransport):
-        head = b"\r\n".join([b"POST " + url.raw_path + b" HTTP/1.1", *[name + b": " + value for name, value in headers],
-                             b"", b""])
+        head = b"\r\n".join(
+            [b"POST " + url.raw_path + b" HTTP/1.1", *[name + b": " + value for name, value in headers], b"", b""]
+        )
         response = await transport.send_raw(url, "POST", head, content, client.timeout.as_dict(), trace)
     else:
-        request = httpx.Request("POST", url, headers=headers, content=content,
-                                extensions={"trace": trace, "timeout": client.timeout.as_dict()})
+        request = httpx.Request(
+            "POST",
+            url,
+            headers=headers,
+            content=content,
+            extensions={"trace": trace, "timeout": client.timeout.as_dict()},
+        )
         response = await transport.handle_async_request(request)
         response.request = request
     if not stream:
@@ -137,8 +162,12 @@ def backend_host(backend: Backend) -> bytes:
 def backend_unavailable(backend: Backend) -> OpenAIError:
     # The reason (a connection error with the engine's URL, an engine log line) stays in the log and
     # in /ready's details for key holders; the client only learns that it should retry.
-    return OpenAIError(503, f"the engine of variant {backend.variant!r} is not available; retry later",
-                       code="engine_unavailable", headers={"Retry-After": RETRY_AFTER_DOWN_S})
+    return OpenAIError(
+        503,
+        f"the engine of variant {backend.variant!r} is not available; retry later",
+        code="engine_unavailable",
+        headers={"Retry-After": RETRY_AFTER_DOWN_S},
+    )
 
 
 def transport_failure(gateway: GatewayState, backend: Backend, exc: httpx.HTTPError) -> OpenAIError:
@@ -151,8 +180,9 @@ def transport_failure(gateway: GatewayState, backend: Backend, exc: httpx.HTTPEr
         supervisor.mark_down(backend, f"cannot connect: {exc}")
         return backend_unavailable(backend)
     if isinstance(exc, httpx.TimeoutException):
-        return OpenAIError(504, f"the engine of variant {variant!r} did not answer in time; retry",
-                           code="upstream_timeout")
+        return OpenAIError(
+            504, f"the engine of variant {variant!r} did not answer in time; retry", code="upstream_timeout"
+        )
     return OpenAIError(502, f"the engine of variant {variant!r} failed mid-request; retry", code="upstream_failed")
 
 
@@ -173,10 +203,12 @@ def client_error(status: int, error: dict, path: str = "") -> OpenAIError:
     param, code = error.get("param"), error.get("code")
     message = str(error.get("message") or f"HTTP {status}")
     if status == 400 and CONTEXT_LENGTH_MARK in message:
-        return OpenAIError(400, message, param="prompt" if path == "/v1/completions" else "messages",
-                           code="context_length_exceeded")
-    return OpenAIError(status, message, param=param if isinstance(param, str) else None,
-                       code=str(code) if code is not None else None)
+        return OpenAIError(
+            400, message, param="prompt" if path == "/v1/completions" else "messages", code="context_length_exceeded"
+        )
+    return OpenAIError(
+        status, message, param=param if isinstance(param, str) else None, code=str(code) if code is not None else None
+    )
 
 
 def upstream_error(variant: str, status: int, content: bytes, path: str = "") -> OpenAIError:

@@ -18,14 +18,20 @@ from moeprune.errors import UserError
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    export = actions.add_parser("export", help="write the routing counts as a --scores-in statistics file",
-                                description="write the routing counts as a --scores-in statistics file")
+    export = actions.add_parser(
+        "export",
+        help="write the routing counts as a --scores-in statistics file",
+        description="write the routing counts as a --scores-in statistics file",
+    )
     export.add_argument("--gateway", required=True, help="the gateway's base URL, e.g. http://127.0.0.1:8080")
     export.add_argument("--variant", required=True, help="the variant whose engine returns routed_experts")
     export.add_argument("--label", help="one app label (an experiment's name or telemetry.label; default: all)")
     export.add_argument("--out", required=True, type=Path, help="statistics file to write (stats.json)")
-    export.add_argument("--api-key-env", default="MOEPRUNE_API_KEY",
-                        help="environment variable holding the gateway API key (default MOEPRUNE_API_KEY)")
+    export.add_argument(
+        "--api-key-env",
+        default="MOEPRUNE_API_KEY",
+        help="environment variable holding the gateway API key (default MOEPRUNE_API_KEY)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(stats.to_dict(), indent=1) + "\n", encoding="utf-8")
     tokens = sum(layer.tokens for layer in stats.layers.values())
-    print(f"{args.out}: routing counts of {args.variant} over {tokens} token-layers "
-          f"({len(stats.layers)} MoE layers); prune with --method frequency --scores-in {args.out}")
+    print(
+        f"{args.out}: routing counts of {args.variant} over {tokens} token-layers "
+        f"({len(stats.layers)} MoE layers); prune with --method frequency --scores-in {args.out}"
+    )
     return 0

@@ -34,7 +34,7 @@ class RoutedExperts:
 
     def layer_column(self, layer: int, k: int) -> array:
         """The expert chosen in slot k of `layer` for every token."""
-        return self.ids[layer * self.top_k + k::self.layers * self.top_k]
+        return self.ids[layer * self.top_k + k :: self.layers * self.top_k]
 
 
 def decode_routed_experts(payload: str) -> RoutedExperts:
@@ -50,14 +50,14 @@ def decode_routed_experts(payload: str) -> RoutedExperts:
     (header_len,) = struct.unpack_from(size_format, raw, start)
     body = start + width
     try:
-        header = ast.literal_eval(raw[body:body + header_len].decode("latin1"))
+        header = ast.literal_eval(raw[body : body + header_len].decode("latin1"))
         descr, shape = header["descr"], tuple(header["shape"])
     except (ValueError, SyntaxError, KeyError, TypeError) as exc:
         raise RoutedExpertsError(f"bad .npy header: {exc}") from None
     if header.get("fortran_order") or len(shape) != 3 or descr[1:] not in TYPECODES:
         raise RoutedExpertsError(f"expected a C-order integer array of 3 dimensions, got {descr} {shape}")
     ids = array(TYPECODES[descr[1:]])
-    data = raw[body + header_len:]
+    data = raw[body + header_len :]
     count = shape[0] * shape[1] * shape[2]
     if len(data) != count * ids.itemsize:
         raise RoutedExpertsError(f"{len(data)} data bytes for shape {shape}")

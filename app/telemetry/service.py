@@ -43,11 +43,13 @@ def model_shape(name: str, variant: Variant, telemetry: TelemetryOptions) -> Mod
     where = telemetry.config or (Path(variant.model) / "config.json" if variant.model else None)
     if where is None:
         raise UserError(f"variants.{name}.telemetry.config: a url: variant needs the model's config.json")
-    config = read_json(where, f"variants.{name}.telemetry: {where} does not exist; point telemetry.config at "
-                              "the model's config.json")
+    config = read_json(
+        where, f"variants.{name}.telemetry: {where} does not exist; point telemetry.config at the model's config.json"
+    )
     family = family_for(config)
-    return ModelShape(family.model_type, family.num_experts(config), family.top_k(config),
-                      sorted(family.moe_layers(config)))
+    return ModelShape(
+        family.model_type, family.num_experts(config), family.top_k(config), sorted(family.moe_layers(config))
+    )
 
 
 def removed_experts(manifest: PruningManifest) -> dict[int, frozenset[int]]:
@@ -57,16 +59,17 @@ def removed_experts(manifest: PruningManifest) -> dict[int, frozenset[int]]:
 
 @dataclass
 class RoutingTelemetry:
-    shapes: dict[str, ModelShape]                      # variant with telemetry on -> its model
-    labels: dict[str, str]                             # variant -> its configured label
-    drift: dict[str, tuple[str, PrunedHitWindow]]      # pruned variant -> (its base, window)
+    shapes: dict[str, ModelShape]  # variant with telemetry on -> its model
+    labels: dict[str, str]  # variant -> its configured label
+    drift: dict[str, tuple[str, PrunedHitWindow]]  # pruned variant -> (its base, window)
     counts: dict[tuple[str, str], RoutingCounts] = field(default_factory=dict)  # (variant, label)
     undecodable: int = 0
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> RoutingTelemetry | None:
-        watched = {name: v.telemetry for name, v in config.variants.items()
-                   if v.telemetry and v.telemetry.routed_experts}
+        watched = {
+            name: v.telemetry for name, v in config.variants.items() if v.telemetry and v.telemetry.routed_experts
+        }
         if not watched:
             return None
         shapes = {name: model_shape(name, config.variants[name], t) for name, t in watched.items()}
@@ -118,16 +121,29 @@ class RoutingTelemetry:
         layers = {}
         for layer in shape.moe_layers:
             tokens = sum(c.layers[layer].tokens for c in chosen if layer in c.layers)
-            per_expert = [float(sum(c.layers[layer].experts.get(e, 0) for c in chosen if layer in c.layers))
-                          for e in range(shape.num_experts)]
+            per_expert = [
+                float(sum(c.layers[layer].experts.get(e, 0) for c in chosen if layer in c.layers))
+                for e in range(shape.num_experts)
+            ]
             zeros = [0.0] * shape.num_experts
-            layers[str(layer)] = {"tokens": tokens, "ean_tokens": 0,
-                                  **{name: (per_expert if name == "counts" else zeros) for name in VECTORS}}
-        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "model_type": shape.model_type,
-                "num_experts": shape.num_experts, "top_k": shape.top_k, "ean_max_tokens": None,
-                "source": {"gateway_traffic": {"variant": variant, "label": label,
-                                               "responses": sum(c.responses for c in chosen)}},
-                "calibration": None, "layers": layers}
+            layers[str(layer)] = {
+                "tokens": tokens,
+                "ean_tokens": 0,
+                **{name: (per_expert if name == "counts" else zeros) for name in VECTORS},
+            }
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "model_type": shape.model_type,
+            "num_experts": shape.num_experts,
+            "top_k": shape.top_k,
+            "ean_max_tokens": None,
+            "source": {
+                "gateway_traffic": {"variant": variant, "label": label, "responses": sum(c.responses for c in chosen)}
+            },
+            "calibration": None,
+            "layers": layers,
+        }
 
     def labels_of(self, variant: str) -> list[str]:
         return sorted(lab for v, lab in self.counts if v == variant)

@@ -35,8 +35,11 @@ EngineTable = dict[str, EngineAddress]
 
 def engine_table(backends: dict[str, Backend]) -> EngineTable:
     """The supervisor's view of every engine it manages (remote variants: workers reach them themselves)."""
-    return {name: EngineAddress(backend.url, backend.api_key, backend.up, backend.restarts, backend.last_error)
-            for name, backend in backends.items() if backend.engine is not None}
+    return {
+        name: EngineAddress(backend.url, backend.api_key, backend.up, backend.restarts, backend.last_error)
+        for name, backend in backends.items()
+        if backend.engine is not None
+    }
 
 
 def attach(backends: dict[str, Backend], table: EngineTable) -> None:

@@ -70,7 +70,8 @@ class Peers:
         client = self.clients.get(path)
         if client is None:
             client = self.clients[path] = httpx.AsyncClient(
-                transport=httpx.AsyncHTTPTransport(uds=str(path)), base_url="http://worker", timeout=PEER_TIMEOUT_S)
+                transport=httpx.AsyncHTTPTransport(uds=str(path)), base_url="http://worker", timeout=PEER_TIMEOUT_S
+            )
         return client
 
     async def close(self) -> None:
@@ -86,8 +87,13 @@ class FeedbackRelay:
         self.app, self.peers = app, peers
 
     async def __call__(self, scope, receive, send) -> None:
-        if (scope["type"] != "http" or scope["path"] != FEEDBACK_PATH or scope["method"] != "POST"
-                or not self.peers.paths or any(name == RELAYED for name, _ in scope["headers"])):
+        if (
+            scope["type"] != "http"
+            or scope["path"] != FEEDBACK_PATH
+            or scope["method"] != "POST"
+            or not self.peers.paths
+            or any(name == RELAYED for name, _ in scope["headers"])
+        ):
             await self.app(scope, receive, send)
             return
         message = await receive()  # BodyCap (outside) has read the whole body: one message
@@ -103,8 +109,9 @@ class FeedbackRelay:
         local = Captured()
         await self.app(scope, replay, local.send)
         answer = local.json()
-        missing = (local.status == 404 and (answer.get("error") or {}).get("code") == "completion_not_found") \
-            or (local.status == 200 and "label_status" not in answer)
+        missing = (local.status == 404 and (answer.get("error") or {}).get("code") == "completion_not_found") or (
+            local.status == 200 and "label_status" not in answer
+        )
         if missing and message["type"] == "http.request" and not message.get("more_body"):
             local = await self._with_peer(scope, message.get("body", b""), local, answer)
         await local.replay(send)

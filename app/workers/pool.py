@@ -48,8 +48,14 @@ class Slot:
 
 
 class WorkerPool:
-    def __init__(self, count: int, plan: Callable[[int, EngineTable], WorkerPlan],
-                 listeners: dict[int, socket.socket], private: dict[int, socket.socket], metrics_dir: Path):
+    def __init__(
+        self,
+        count: int,
+        plan: Callable[[int, EngineTable], WorkerPlan],
+        listeners: dict[int, socket.socket],
+        private: dict[int, socket.socket],
+        metrics_dir: Path,
+    ):
         self.count, self.plan, self.listeners, self.metrics_dir = count, plan, listeners, metrics_dir
         self.private = private  # worker index -> its Unix socket, kept here so a replacement gets the same one
         self.context = multiprocessing.get_context("spawn")
@@ -63,9 +69,11 @@ class WorkerPool:
 
     def _spawn(self, index: int, table: EngineTable) -> None:
         reader, writer = self.context.Pipe(duplex=False)
-        process = self.context.Process(target=run_worker, args=(self.plan(index, table), self.listeners[index],
-                                                                       self.private[index], reader),
-                                       name=f"moeprune-worker-{index}")
+        process = self.context.Process(
+            target=run_worker,
+            args=(self.plan(index, table), self.listeners[index], self.private[index], reader),
+            name=f"moeprune-worker-{index}",
+        )
         process.start()  # from the event loop's thread: the parent-death signal follows the thread that forked
         reader.close()  # only the worker holds the read end, so the pipe ends when this process does
         self.slots[index] = Slot(index, process, writer)
@@ -99,8 +107,10 @@ class WorkerPool:
                 while self.recent_restarts and now - self.recent_restarts[0] > RESTART_WINDOW_S:
                     self.recent_restarts.popleft()
                 if len(self.recent_restarts) >= MAX_RESTARTS:
-                    raise WorkerCrashLoop(f"gateway worker {index} exited (code {code}) after {MAX_RESTARTS} "
-                                          f"worker restarts within {RESTART_WINDOW_S:.0f}s; see the log lines above")
+                    raise WorkerCrashLoop(
+                        f"gateway worker {index} exited (code {code}) after {MAX_RESTARTS} "
+                        f"worker restarts within {RESTART_WINDOW_S:.0f}s; see the log lines above"
+                    )
                 backoff = min(FIRST_BACKOFF_S * 2 ** len(self.recent_restarts), MAX_BACKOFF_S)
                 self.recent_restarts.append(now)
                 log.error("worker exited; restarting it", extra={"worker": index, "code": code, "backoff_s": backoff})

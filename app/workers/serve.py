@@ -80,8 +80,15 @@ def serve_workers(settings: Settings) -> int:
         def plan(index: int, table: EngineTable) -> WorkerPlan:
             worker_settings = settings.model_copy(update={"work_dir": run_dir / f"worker-{index}"})
             peers = tuple(sockets_dir / f"worker-{other}.sock" for other in private if other != index)
-            return WorkerPlan(index=index, parent_pid=os.getpid(), settings=worker_settings, metrics_dir=metrics_dir,
-                              cache_salt=salt, engines=table, peers=peers)
+            return WorkerPlan(
+                index=index,
+                parent_pid=os.getpid(),
+                settings=worker_settings,
+                metrics_dir=metrics_dir,
+                cache_salt=salt,
+                engines=table,
+                peers=peers,
+            )
 
         pool = WorkerPool(settings.workers, plan, listeners, private, metrics_dir)
         cleanup.callback(pool.kill_all)
@@ -117,8 +124,9 @@ def listen(host: str, port: int, count: int) -> dict[int, socket.socket]:
     except OSError as exc:
         for sock in sockets.values():
             sock.close()
-        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port "
-                        "(MOEPRUNE_PORT) or stop what holds it") from None
+        raise UserError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port (MOEPRUNE_PORT) or stop what holds it"
+        ) from None
     return sockets
 
 
@@ -130,8 +138,9 @@ def listen_unix(path: Path) -> socket.socket:
     return sock
 
 
-async def supervise(gateway, settings: Settings, work_dir: Path, pool: WorkerPool,
-                    engine_metrics: GatewayMetrics) -> int:
+async def supervise(
+    gateway, settings: Settings, work_dir: Path, pool: WorkerPool, engine_metrics: GatewayMetrics
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -139,8 +148,9 @@ async def supervise(gateway, settings: Settings, work_dir: Path, pool: WorkerPoo
     loop.add_signal_handler(signal.SIGHUP, pool.signal_all, signal.SIGHUP)
     backends = gateway.backends
     async with build_upstream_client(settings, upstream_tls(gateway.config, backends)) as client:
-        engines = Supervisor(backends, client, settings,
-                             on_restart=lambda variant: engine_metrics.restarts.labels(variant).inc())
+        engines = Supervisor(
+            backends, client, settings, on_restart=lambda variant: engine_metrics.restarts.labels(variant).inc()
+        )
         tasks: list[asyncio.Task] = []
         try:
             # Engines a SIGKILLed earlier gateway left on this work dir (a fixed MOEPRUNE_WORK_DIR).
@@ -148,9 +158,12 @@ async def supervise(gateway, settings: Settings, work_dir: Path, pool: WorkerPoo
             engines.start()
             pool.start(engine_table(backends))
             watcher = asyncio.create_task(pool.watch(lambda: engine_table(backends)), name="moeprune-workers")
-            tasks = [watcher, asyncio.create_task(publish(pool, backends), name="moeprune-engine-table"),
-                     asyncio.create_task(keep_gauges_fresh(engine_metrics, gateway), name="moeprune-engine-gauges"),
-                     asyncio.create_task(stop.wait(), name="moeprune-stop")]
+            tasks = [
+                watcher,
+                asyncio.create_task(publish(pool, backends), name="moeprune-engine-table"),
+                asyncio.create_task(keep_gauges_fresh(engine_metrics, gateway), name="moeprune-engine-gauges"),
+                asyncio.create_task(stop.wait(), name="moeprune-stop"),
+            ]
             await asyncio.wait([tasks[0], tasks[-1]], return_when=asyncio.FIRST_COMPLETED)
             if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
                 error = watcher.exception()

@@ -85,16 +85,22 @@ async def serve(app, plan: WorkerPlan, sockets: list[socket.socket], feed: Conne
 
     gateway = app.state.gateway
     # uvicorn annotates timeout_graceful_shutdown as int, but only hands it to asyncio.wait_for (float seconds).
-    config = uvicorn.Config(app, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=plan.settings.shutdown_grace_s,  # type: ignore[arg-type]
-                            log_config=uvicorn_log_config())
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=plan.settings.shutdown_grace_s,  # type: ignore[arg-type]
+        log_config=uvicorn_log_config(),
+    )
     server = uvicorn.Server(config)
 
     def parent_gone() -> None:
         server.should_exit = True
 
-    tasks = [asyncio.create_task(follow(feed, gateway.backends, parent_gone), name="moeprune-engine-table"),
-             asyncio.create_task(keep_gauges_fresh(gateway), name="moeprune-worker-gauges")]
+    tasks = [
+        asyncio.create_task(follow(feed, gateway.backends, parent_gone), name="moeprune-engine-table"),
+        asyncio.create_task(keep_gauges_fresh(gateway), name="moeprune-worker-gauges"),
+    ]
     try:
         await server.serve(sockets=sockets)
     finally:

@@ -18,38 +18,69 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", required=True, help="base URL of an OpenAI-compatible server (vLLM, gateway)")
     parser.add_argument("--model", required=True, help="model name the endpoint serves")
     which = parser.add_mutually_exclusive_group()  # one of them, or --lm-eval alone
-    which.add_argument("--tasks", help="comma-separated task names, suites, or FORMAT=PATH for a local data file "
-                                       "(formats: evaluators/loaders/__init__.py LOADERS, e.g. jsonl, summaries, "
-                                       "pubmedqa, medqa, medmcqa, mmlu, medhalt_nota, medinst, rct)")
-    which.add_argument("--suite", help="a suite (evaluators/suites/): biomedical, general, all, study-biomedical, "
-                                       "study-general, study-summaries, study-all")
-    parser.add_argument("--data", action="append", metavar="KEY=PATH",
-                        help="local copy of a task's data file, by the key its task file names (repeatable)")
-    parser.add_argument("--data-dir", help="directory holding the published data sets under the file names the "
-                                           "task files give (docs/evaluators.md, study tasks)")
-    parser.add_argument("--strict", action="store_true",
-                        help="abort on a data row a loader cannot interpret (default: skip it, counted in the card)")
+    which.add_argument(
+        "--tasks",
+        help="comma-separated task names, suites, or FORMAT=PATH for a local data file "
+        "(formats: evaluators/loaders/__init__.py LOADERS, e.g. jsonl, summaries, "
+        "pubmedqa, medqa, medmcqa, mmlu, medhalt_nota, medinst, rct)",
+    )
+    which.add_argument(
+        "--suite",
+        help="a suite (evaluators/suites/): biomedical, general, all, study-biomedical, "
+        "study-general, study-summaries, study-all",
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        metavar="KEY=PATH",
+        help="local copy of a task's data file, by the key its task file names (repeatable)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="directory holding the published data sets under the file names the "
+        "task files give (docs/evaluators.md, study tasks)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="abort on a data row a loader cannot interpret (default: skip it, counted in the card)",
+    )
     parser.add_argument("--task-file", help="YAML file of extra task entries (name, format, path, domain, ...)")
     parser.add_argument("--out", required=True, help="output directory (report_card.json, items.jsonl, cache/)")
     # Generated from EvalConfig (flag, default, help); called in parts to keep the --help order.
-    add_model_arguments(parser, EvalConfig, only=["variant", "model_dir", "base_endpoint", "base_model",
-                                                  "base_variant"])
+    add_model_arguments(
+        parser, EvalConfig, only=["variant", "model_dir", "base_endpoint", "base_model", "base_variant"]
+    )
     # CLI-only: --api-key and --api-key-env exclude each other; run() resolves the key (also the judges').
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--api-key", help=EvalConfig.model_fields["api_key"].description)
     keys.add_argument("--api-key-env", help="name of an environment variable holding the API key")
-    add_model_arguments(parser, EvalConfig, only=["concurrency", "limit", "max_tokens", "flag_precision", "seed",
-                                                  "cache_path", "progress"])
+    add_model_arguments(
+        parser,
+        EvalConfig,
+        only=["concurrency", "limit", "max_tokens", "flag_precision", "seed", "cache_path", "progress"],
+    )
     # CLI-only: the gate flags are resolved into run_eval's `gate` object (and the gate-quality section) in run().
-    parser.add_argument("--gate-recall", type=float, metavar="R",
-                        help="score the variant's domain gate (in --model-dir, or --gate) on the tasks: AUROC "
-                             "in-domain vs cross-domain and the threshold keeping R of in-domain items (e.g. 0.95)")
-    parser.add_argument("--gate", help="domain_gate.json that assigns each item's gate_domain (in_domain / "
-                                       "cross_domain) and the gate_score signal, and that --gate-recall scores "
-                                       "(default: the one in --model-dir, if any); name a pruned variant's gate "
-                                       "to evaluate the unpruned base per that variant's domains")
-    parser.add_argument("--gate-threshold", type=float, metavar="P",
-                        help="gate threshold for gate_domain (default: --gate-recall's choice, else the gate file's)")
+    parser.add_argument(
+        "--gate-recall",
+        type=float,
+        metavar="R",
+        help="score the variant's domain gate (in --model-dir, or --gate) on the tasks: AUROC "
+        "in-domain vs cross-domain and the threshold keeping R of in-domain items (e.g. 0.95)",
+    )
+    parser.add_argument(
+        "--gate",
+        help="domain_gate.json that assigns each item's gate_domain (in_domain / "
+        "cross_domain) and the gate_score signal, and that --gate-recall scores "
+        "(default: the one in --model-dir, if any); name a pruned variant's gate "
+        "to evaluate the unpruned base per that variant's domains",
+    )
+    parser.add_argument(
+        "--gate-threshold",
+        type=float,
+        metavar="P",
+        help="gate threshold for gate_domain (default: --gate-recall's choice, else the gate file's)",
+    )
     add_model_arguments(parser, EvalConfig, only=["alpha", "delta", "split_seed"])
     # CLI-only: the thinking, lm-eval and judge/summary-scorer flags build objects (their modules declare them).
     from evaluators.lm_eval_bridge import add_lm_eval_arguments
@@ -93,9 +124,18 @@ def run(args: argparse.Namespace) -> int:
         gate = load_eval_gate(args.gate, args.model_dir, args.gate_recall)
     assignment = gate_assignment(args, tasks, gate)
     config = model_from_namespace(
-        EvalConfig, args, api_key=api_key, judge_endpoint=args.judge_endpoint, judge_model=args.judge_model,
-        judge_api_key=api_key, judge_allow_tie=args.judge_allow_tie, thinking=thinking, lm_eval=lm_eval,
-        summary_scorers=summary_scorers_from_args(args, api_key), gate=assignment)
+        EvalConfig,
+        args,
+        api_key=api_key,
+        judge_endpoint=args.judge_endpoint,
+        judge_model=args.judge_model,
+        judge_api_key=api_key,
+        judge_allow_tie=args.judge_allow_tie,
+        thinking=thinking,
+        lm_eval=lm_eval,
+        summary_scorers=summary_scorers_from_args(args, api_key),
+        gate=assignment,
+    )
     card = run_eval(args.endpoint, args.model, tasks, args.out, config)
     if gate is not None:
         from evaluators.gate_quality import add_gate_quality
@@ -113,8 +153,10 @@ def gate_assignment(args: argparse.Namespace, tasks, scored_gate):
     path = gate_path(args.gate, args.model_dir)
     if path is None:
         if args.gate_threshold is not None:
-            raise UserError("--gate-threshold needs a domain gate: pass --gate FILE or a --model-dir holding "
-                            "domain_gate.json", param="gate_threshold")
+            raise UserError(
+                "--gate-threshold needs a domain gate: pass --gate FILE or a --model-dir holding domain_gate.json",
+                param="gate_threshold",
+            )
         return None
     threshold = args.gate_threshold
     if threshold is None and scored_gate is not None:

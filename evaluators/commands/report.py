@@ -6,8 +6,7 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("cards", nargs="+", metavar="CARD",
-                        help="report_card.json files (or directories holding one)")
+    parser.add_argument("cards", nargs="+", metavar="CARD", help="report_card.json files (or directories holding one)")
     parser.add_argument("--out", required=True, help="output directory for index.html and the PNG plots")
 
 

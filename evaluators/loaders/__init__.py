@@ -36,9 +36,13 @@ LOADERS: dict[str, Callable[..., LoadedItems]] = {
 # What kind of item each loader yields (evaluators.items): how a task is prompted and scored.
 LOADER_KINDS: dict[str, str] = {
     **{name: "multiple_choice" for name in LOADERS},
-    "summaries": "summarisation", "rct": "summarisation", "multi_news_plus": "summarisation",
+    "summaries": "summarisation",
+    "rct": "summarisation",
+    "multi_news_plus": "summarisation",
     "multi_xscience": "summarisation",
-    "medhalt_reasoning": "generation", "medhalt_ir": "generation", "medinst": "generation",
+    "medhalt_reasoning": "generation",
+    "medhalt_ir": "generation",
+    "medinst": "generation",
 }
 
 DIRECTORY_LOADERS = ("mmlu", "rct", "multi_news_plus")  # their path may be a directory
@@ -52,7 +56,8 @@ def load_items(format_name: str, path: str | Path, strict: bool = False, **optio
         raise UserError(f"data file {path} does not exist; check the path")
     items = LOADERS[format_name](path, strict=strict, **options)
     if not items:
-        reasons = "; ".join(f"{reason} ({entry['count']}x)"
-                            for reason, entry in list(skipped_summary(items.skipped).items())[:3])
+        reasons = "; ".join(
+            f"{reason} ({entry['count']}x)" for reason, entry in list(skipped_summary(items.skipped).items())[:3]
+        )
         raise UserError(f"data file {path} holds no items{f': every row was skipped: {reasons}' if reasons else ''}")
     return items

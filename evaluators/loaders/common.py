@@ -49,9 +49,10 @@ class LoadedItems(list):
 def skipped_summary(skipped: list[Skipped], lines_per_reason: int = 10) -> dict:
     """Per reason: how many rows and the first few line numbers, for the report card."""
     counts = Counter(s.reason for s in skipped)
-    return {reason: {"count": count,
-                     "lines": [s.line for s in skipped if s.reason == reason and s.line][:lines_per_reason]}
-            for reason, count in counts.most_common()}
+    return {
+        reason: {"count": count, "lines": [s.line for s in skipped if s.reason == reason and s.line][:lines_per_reason]}
+        for reason, count in counts.most_common()
+    }
 
 
 def collect(path: Path, rows: Iterable[tuple[int | None, object]], parse: Callable, strict: bool) -> LoadedItems:
@@ -83,8 +84,10 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict | BadRow]]:
             except json.JSONDecodeError as exc:
                 yield number, malformed(path, number, f"not valid JSON ({exc.msg})")
                 continue
-            yield number, (record if isinstance(record, dict)
-                           else malformed(path, number, "expected one JSON object per line"))
+            yield (
+                number,
+                (record if isinstance(record, dict) else malformed(path, number, "expected one JSON object per line")),
+            )
 
 
 def json_document(path: Path):
@@ -119,8 +122,7 @@ def json_records(path: Path) -> Iterator[tuple[int | None, dict | BadRow]]:
     if not isinstance(data, list):
         raise malformed(path, 1, "expected a JSON list of records (or JSON lines in a .jsonl file)")
     for number, record in enumerate(data, start=1):
-        yield None, (record if isinstance(record, dict)
-                     else malformed(path, None, f"record {number} is not an object"))
+        yield None, (record if isinstance(record, dict) else malformed(path, None, f"record {number} is not an object"))
 
 
 def csv_rows(path: Path, header: bool = True) -> Iterator[tuple[int, dict | list]]:

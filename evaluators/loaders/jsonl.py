@@ -20,7 +20,7 @@ def parse_options(raw, path: Path, line: int) -> dict[str, str]:
         return {str(key).strip().upper(): str(value) for key, value in raw.items()}
     if isinstance(raw, list) and raw:
         return lettered([str(value) for value in raw])
-    raise malformed(path, line, "options must be a non-empty object {\"A\": text} or list")
+    raise malformed(path, line, 'options must be a non-empty object {"A": text} or list')
 
 
 def load_mc(path: Path, strict: bool = False):
@@ -30,9 +30,14 @@ def load_mc(path: Path, strict: bool = False):
         kind = record.get("kind", "answerable")
         if kind not in PROBE_KINDS:
             raise malformed(path, line, f"kind {kind!r} is not one of {', '.join(PROBE_KINDS)}")
-        return MCItem(id=str(record.get("id", f"{path.stem}-{line}")), question=str(record["question"]),
-                      options=options, answer=letter_answer(record["answer"], options, path, line),
-                      kind=kind, domain=record.get("domain"))
+        return MCItem(
+            id=str(record.get("id", f"{path.stem}-{line}")),
+            question=str(record["question"]),
+            options=options,
+            answer=letter_answer(record["answer"], options, path, line),
+            kind=kind,
+            domain=record.get("domain"),
+        )
 
     return collect(path, json_lines(path), parse, strict)
 
@@ -40,7 +45,8 @@ def load_mc(path: Path, strict: bool = False):
 def load_summaries(path: Path, strict: bool = False):
     def parse(line, record):
         require(record, ("source", "reference"), path, line)
-        return SummaryItem(str(record.get("id", f"{path.stem}-{line}")), str(record["source"]),
-                           str(record["reference"]))
+        return SummaryItem(
+            str(record.get("id", f"{path.stem}-{line}")), str(record["source"]), str(record["reference"])
+        )
 
     return collect(path, json_lines(path), parse, strict)

@@ -68,8 +68,14 @@ def load_nota(path: Path, strict: bool = False):
         require(record, ("question", "options", "correct_index"), path, line)
         texts = _options(record["options"], path, line)
         answer = "ABCDEFGHIJ"[_index(record, "correct_index", len(texts), path, line)]
-        return MCItem(str(record.get("id", f"nota-{line}")), str(record["question"]), lettered(texts),
-                      answer, kind="nota", domain="biomedical")
+        return MCItem(
+            str(record.get("id", f"nota-{line}")),
+            str(record["question"]),
+            lettered(texts),
+            answer,
+            kind="nota",
+            domain="biomedical",
+        )
 
     return collect(path, table_records(path), parse, strict)
 
@@ -83,10 +89,20 @@ def load_fake(path: Path, strict: bool = False):
         else:
             answer = abstain_option(options)
             if answer is None:
-                raise malformed(path, line, "no correct_index and no abstain option worded as the loader knows "
-                                            "('I do not know', 'I don't know', ...)")
-        return MCItem(str(record.get("id", f"fake-{line}")), str(record["question"]), options, answer,
-                      kind="fake", domain="biomedical")
+                raise malformed(
+                    path,
+                    line,
+                    "no correct_index and no abstain option worded as the loader knows "
+                    "('I do not know', 'I don't know', ...)",
+                )
+        return MCItem(
+            str(record.get("id", f"fake-{line}")),
+            str(record["question"]),
+            options,
+            answer,
+            kind="fake",
+            domain="biomedical",
+        )
 
     return collect(path, table_records(path), parse, strict)
 
@@ -96,8 +112,11 @@ def _proposed(record: dict, texts: list[str], path: Path, line) -> int:
     if record.get("student_index") not in (None, ""):
         return _index(record, "student_index", len(texts), path, line)
     proposed = _options_dict(record["options"], path, line).get(STUDENT_KEY)
-    matches = [i for i, text in enumerate(texts) if proposed is not None and
-               text.strip().lower() == str(proposed).strip().lower()]
+    matches = [
+        i
+        for i, text in enumerate(texts)
+        if proposed is not None and text.strip().lower() == str(proposed).strip().lower()
+    ]
     if len(matches) != 1:
         raise malformed(path, line, "no student_index, and the options' 'correct answer' matches no one option")
     return matches[0]
@@ -110,10 +129,18 @@ def load_fct(path: Path, strict: bool = False):
         correct = _index(record, "correct_index", len(texts), path, line)
         proposed = _proposed(record, texts, path, line)
         choices = "\n".join(f"({i}) {text}" for i, text in enumerate(texts))
-        question = (f"{record['question']}\nChoices:\n{choices}\nProposed answer: {texts[proposed]}\n"
-                    "Is the proposed answer correct?")
-        return MCItem(str(record.get("id", f"fct-{line}")), question, {"A": "Yes", "B": "No"},
-                      "A" if proposed == correct else "B", kind="fct", domain="biomedical")
+        question = (
+            f"{record['question']}\nChoices:\n{choices}\nProposed answer: {texts[proposed]}\n"
+            "Is the proposed answer correct?"
+        )
+        return MCItem(
+            str(record.get("id", f"fct-{line}")),
+            question,
+            {"A": "Yes", "B": "No"},
+            "A" if proposed == correct else "B",
+            kind="fct",
+            domain="biomedical",
+        )
 
     return collect(path, table_records(path), parse, strict)
 
@@ -140,8 +167,12 @@ def load_reasoning(path: Path, strict: bool = False, test: str = "nota"):
         else:
             target = texts[_index(record, "correct_index", len(texts), path, line)]
         payload = json.dumps({"Question": str(record["question"]), "Options": shown}, ensure_ascii=False)
-        return GenItem(str(record.get("id", f"{test}-{line}")), {"input": payload, "question": str(record["question"])},
-                       target, kind="fake" if test == "fake" else test)
+        return GenItem(
+            str(record.get("id", f"{test}-{line}")),
+            {"input": payload, "question": str(record["question"])},
+            target,
+            kind="fake" if test == "fake" else test,
+        )
 
     return collect(path, table_records(path), parse, strict)
 
@@ -169,7 +200,10 @@ def load_ir(path: Path, strict: bool = False, test: str = "pmid2title"):
         require(record, (column, target_column), path, line)
         value = _pmid(record[column]) if column == "PMID" else str(record[column])
         payload = json.dumps({key: value}, ensure_ascii=False)
-        return GenItem(str(record.get("id") or f"{test}-{line}"), {"input": payload, key: value},
-                       str(record[target_column]).strip())
+        return GenItem(
+            str(record.get("id") or f"{test}-{line}"),
+            {"input": payload, key: value},
+            str(record[target_column]).strip(),
+        )
 
     return collect(path, table_records(path), parse, strict)

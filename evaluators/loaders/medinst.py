@@ -18,9 +18,21 @@ from evaluators.loaders.common import collect, json_records, malformed, require
 CATEGORIES = {
     "QA": ("BioASQ-Task-B-yesno", "PubMedQA-labeled", "MedQA"),
     "TE": ("SciFact", "ManConCorpus", "CoVERt"),
-    "NER": ("NCBI-disease", "BC5CDR", "AnEM", "BioNLP-2009", "BioNLP-2011-GE", "BioNLP-2011-ID",
-            "BioNLP-2011-REL", "BioNLP-2013-CG", "BioNLP-2013-GE", "BioNLP-2013-GRO", "BioNLP-2013-PC",
-            "BioRED", "tmVar-v3"),
+    "NER": (
+        "NCBI-disease",
+        "BC5CDR",
+        "AnEM",
+        "BioNLP-2009",
+        "BioNLP-2011-GE",
+        "BioNLP-2011-ID",
+        "BioNLP-2011-REL",
+        "BioNLP-2013-CG",
+        "BioNLP-2013-GE",
+        "BioNLP-2013-GRO",
+        "BioNLP-2013-PC",
+        "BioRED",
+        "tmVar-v3",
+    ),
     "TXTCLASS": ("Hallmarks-of-Cancer", "MedDialog"),
     "NED": ("MeDAL", "tmVar-v3-NED"),
     "RE": ("AnEM-RE", "BC5CDR-RE", "BioInfer-RE"),
@@ -43,8 +55,11 @@ def _history(raw, path: Path, line) -> tuple[tuple[str, str], ...]:
 def load(path: Path, strict: bool = False):
     def parse(line, record):
         require(record, ("input", "output"), path, line)
-        return GenItem(str(record.get("id", f"{path.stem}-{line}")),
-                       {"instruction": str(record.get("instruction") or ""), "input": str(record["input"])},
-                       str(record["output"]), history=_history(record.get("history"), path, line))
+        return GenItem(
+            str(record.get("id", f"{path.stem}-{line}")),
+            {"instruction": str(record.get("instruction") or ""), "input": str(record["input"])},
+            str(record["output"]),
+            history=_history(record.get("history"), path, line),
+        )
 
     return collect(path, json_records(path), parse, strict)

@@ -31,7 +31,12 @@ def load(path: Path, strict: bool = False):
             answer = "ABCD"[int(cop) - (0 if zero_based else 1)]
         else:
             raise malformed(path, line, "cop is not an option number or letter")
-        return MCItem(id=str(record.get("id", f"medmcqa-{line}")), question=str(record["question"]),
-                      options=options, answer=answer, domain="biomedical")
+        return MCItem(
+            id=str(record.get("id", f"medmcqa-{line}")),
+            question=str(record["question"]),
+            options=options,
+            answer=answer,
+            domain="biomedical",
+        )
 
     return collect(path, records, parse, strict)

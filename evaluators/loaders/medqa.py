@@ -26,12 +26,17 @@ def load(path: Path, strict: bool = False, max_options: int | None = None):
         else:
             require(record, ("question", "options", "answer_idx"), path, line)
             if not isinstance(record["options"], dict):
-                raise malformed(path, line, "options must be an object {\"A\": text, ...}")
+                raise malformed(path, line, 'options must be an object {"A": text, ...}')
             options = {str(k).strip().upper(): str(v) for k, v in sorted(record["options"].items())}
             question, answer = record["question"], record["answer_idx"]
         if max_options and len(options) > max_options:
             raise malformed(path, line, f"{len(options)} options where the task takes {max_options}")
-        return MCItem(id=str(record.get("id", f"medqa-{line}")), question=str(question), options=options,
-                      answer=letter_answer(answer, options, path, line), domain="biomedical")
+        return MCItem(
+            id=str(record.get("id", f"medqa-{line}")),
+            question=str(question),
+            options=options,
+            answer=letter_answer(answer, options, path, line),
+            domain="biomedical",
+        )
 
     return collect(path, json_records(path), parse, strict)

@@ -41,8 +41,15 @@ def _csv_item(path: Path, subject: str):
         answer = answer.strip().upper()
         if answer not in ("A", "B", "C", "D"):
             raise malformed(path, line, "answer is not A, B, C or D")
-        return MCItem(id=f"{path.stem}-{line}", question=question, options=dict(zip("ABCD", texts)),
-                      answer=answer, domain="general", meta={"subject": subject})
+        return MCItem(
+            id=f"{path.stem}-{line}",
+            question=question,
+            options=dict(zip("ABCD", texts)),
+            answer=answer,
+            domain="general",
+            meta={"subject": subject},
+        )
+
     return parse
 
 
@@ -56,9 +63,15 @@ def _json_item(path: Path, subject: str):
         index = answer if isinstance(answer, int) else "ABCD".find(str(answer).strip().upper())
         if not 0 <= index < 4:
             raise malformed(path, line, "answer is not an index 0-3 or a letter A-D")
-        return MCItem(id=str(record.get("id", f"{path.stem}-{line}")), question=str(record["question"]),
-                      options=lettered(choices), answer="ABCD"[index], domain="general",
-                      meta={"subject": str(record.get("subject") or subject)})
+        return MCItem(
+            id=str(record.get("id", f"{path.stem}-{line}")),
+            question=str(record["question"]),
+            options=lettered(choices),
+            answer="ABCD"[index],
+            domain="general",
+            meta={"subject": str(record.get("subject") or subject)},
+        )
+
     return parse
 
 

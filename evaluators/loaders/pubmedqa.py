@@ -57,7 +57,13 @@ def load(path: Path, strict: bool = False, pmids: Path | None = None):
             raise malformed(path, line, f"entry {pmid!r}: final_decision {decision!r} is not yes/no/maybe")
         context = "\n".join(str(c) for c in record.get("CONTEXTS") or [])
         question = f"Context: {context}\n{record['QUESTION']}" if context else str(record["QUESTION"])
-        return MCItem(id=str(pmid), question=question, options=dict(OPTIONS), answer=LETTER_OF[decision],
-                      domain="biomedical", fields={"context": context, "question_text": str(record["QUESTION"])})
+        return MCItem(
+            id=str(pmid),
+            question=question,
+            options=dict(OPTIONS),
+            answer=LETTER_OF[decision],
+            domain="biomedical",
+            fields={"context": context, "question_text": str(record["QUESTION"])},
+        )
 
     return collect(path, ((_line_of(text, pmid), (pmid, record)) for pmid, record in entries), parse, strict)

@@ -49,8 +49,10 @@ def load_rct(path: Path, strict: bool = False, split: str = "test"):
         if len(found) != 1 or len(wanted) != 1:
             raise malformed(targets, line, "review has not exactly one abstract and one target")
         article = found[0]
-        source = (f"ReviewID: {review}\n\nArticle 1\nPMID: {(article.get('PMID') or '').strip()}\n"
-                  f"Title: {(article.get('Title') or '').strip()}\nAbstract: {(article.get('Abstract') or '').strip()}")
+        source = (
+            f"ReviewID: {review}\n\nArticle 1\nPMID: {(article.get('PMID') or '').strip()}\n"
+            f"Title: {(article.get('Title') or '').strip()}\nAbstract: {(article.get('Abstract') or '').strip()}"
+        )
         return SummaryItem(review, source, wanted[0][1])
 
     return collect(targets, ((lines[0][0], review) for review, lines in grouped.items()), parse, strict)
@@ -68,19 +70,27 @@ def load_multi_news_plus(path: Path, strict: bool = False, split: str = "test"):
                 return None
             require(record, ("cleansed_document", "summary"), file, line)
             document = record["cleansed_document"]
-            source = ("\n\n".join(str(d).strip() for d in document if str(d).strip())
-                      if isinstance(document, list) else str(document).strip())
+            source = (
+                "\n\n".join(str(d).strip() for d in document if str(d).strip())
+                if isinstance(document, list)
+                else str(document).strip()
+            )
             if not source:
                 raise malformed(file, line, "cleansed_document is empty")
             return SummaryItem(str(record.get("idx", f"{file.stem}-{line}")), source, str(record["summary"]).strip())
+
         return one
 
     for file in files:
         data = json_document(file)
         if not isinstance(data, list):
             raise malformed(file, 1, "expected a JSON list of records")
-        part = collect(file, ((None, r if isinstance(r, dict) else malformed(file, None, "record is not an object"))
-                              for r in data), parse(file), strict)
+        part = collect(
+            file,
+            ((None, r if isinstance(r, dict) else malformed(file, None, "record is not an object")) for r in data),
+            parse(file),
+            strict,
+        )
         items += part
         skipped += [Skipped(s.line, f"{file.name}: {s.reason}") for s in part.skipped]
     return LoadedItems(items, skipped)
@@ -97,7 +107,8 @@ def load_multi_xscience(path: Path, strict: bool = False):
             text = ref.get("abstract") if isinstance(ref, dict) else None
             if text:
                 parts.append(f"{mark}: {str(text).strip()}")
-        return SummaryItem(str(record.get("aid", f"{path.stem}-{line}")), "\n\n".join(parts),
-                           str(record["related_work"]).strip())
+        return SummaryItem(
+            str(record.get("aid", f"{path.stem}-{line}")), "\n\n".join(parts), str(record["related_work"]).strip()
+        )
 
     return collect(path, json_records(path), parse, strict)

@@ -16,8 +16,9 @@ Statistic = Callable[[np.ndarray, np.ndarray], float | None]
 RESAMPLES = 1000
 
 
-def with_interval(statistic: Statistic, scores: np.ndarray, wrong: np.ndarray, *, resamples: int = RESAMPLES,
-                  seed: int = 0) -> dict:
+def with_interval(
+    statistic: Statistic, scores: np.ndarray, wrong: np.ndarray, *, resamples: int = RESAMPLES, seed: int = 0
+) -> dict:
     """{"value": statistic on all pairs, "ci95": [low, high] or None} (the card's Interval)."""
     value = statistic(scores, wrong)
     if value is None or len(scores) < 2:

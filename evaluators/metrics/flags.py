@@ -90,12 +90,21 @@ def flag_quality(values, wrong, direction: str, target_precision: float, seed: i
     # AUROC with the score oriented so that higher means "more likely wrong".
     oriented = [-v if direction == "below" else v for v in vals]
     calibration, held_out = split_indices(len(vals), seed)
-    choice = choose_threshold([vals[i] for i in calibration], [wrongs[i] for i in calibration], direction,
-                              target_precision)
+    choice = choose_threshold(
+        [vals[i] for i in calibration], [wrongs[i] for i in calibration], direction, target_precision
+    )
     if choice is None:
-        return {"auroc": auroc(oriented, wrongs), "threshold": None, "precision": None, "recall": None,
-                "base_rate": None, "n": len(vals), "n_calibration": len(calibration),
-                "n_held_out": len(held_out), "reached_target": False}
+        return {
+            "auroc": auroc(oriented, wrongs),
+            "threshold": None,
+            "precision": None,
+            "recall": None,
+            "base_rate": None,
+            "n": len(vals),
+            "n_calibration": len(calibration),
+            "n_held_out": len(held_out),
+            "reached_target": False,
+        }
     precision, recall = precision_recall(
         [vals[i] for i in held_out], [wrongs[i] for i in held_out], choice.threshold, direction
     )

@@ -43,8 +43,9 @@ def _rouge_scorer():
     try:
         from rouge_score import rouge_scorer
     except ImportError:
-        raise UserError("ROUGE-L with stemming needs the rouge-score package: "
-                        "pip install 'moe-prune-serve[eval]'") from None
+        raise UserError(
+            "ROUGE-L with stemming needs the rouge-score package: pip install 'moe-prune-serve[eval]'"
+        ) from None
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 
@@ -125,7 +126,7 @@ def bio_f1(predictions: Sequence[str], references: Sequence[str]) -> float | Non
     gold, pred = [], []
     for prediction, reference in zip(predictions, references):
         tags, guess = BIO_TAG.findall(reference), BIO_TAG.findall(prediction)
-        guess = (guess + [MISSING_TAG] * len(tags))[:len(tags)]
+        guess = (guess + [MISSING_TAG] * len(tags))[: len(tags)]
         gold += tags
         pred += guess
     return macro_f1(gold, pred)

@@ -60,11 +60,15 @@ def read_shard(path: str | Path) -> Shard:
             raise UserError(f"{path}: not a safetensors file (shorter than 8 bytes)")
         (header_len,) = struct.unpack("<Q", raw)
         if header_len > _MAX_HEADER:
-            raise UserError(f"{path}: not a safetensors file (its header length field says {header_len} bytes, "
-                            f"over the format's {_MAX_HEADER}-byte limit)")
+            raise UserError(
+                f"{path}: not a safetensors file (its header length field says {header_len} bytes, "
+                f"over the format's {_MAX_HEADER}-byte limit)"
+            )
         if header_len > size - 8:
-            raise UserError(f"{path}: truncated safetensors file ({size} bytes, but its header alone needs "
-                            f"{8 + header_len}); copy or download it again")
+            raise UserError(
+                f"{path}: truncated safetensors file ({size} bytes, but its header alone needs "
+                f"{8 + header_len}); copy or download it again"
+            )
         try:
             header = json.loads(handle.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

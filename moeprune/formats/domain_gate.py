@@ -46,13 +46,17 @@ def _word_buckets(word: str, buckets: int, low: int, high: int) -> tuple[int, ..
     """The buckets of one word and its character n-grams (cached: prompts reuse a small vocabulary)."""
     crc = zlib.crc32
     padded = f" {word} ".encode()
-    grams = [crc(padded[start:start + n]) % buckets
-             for n in range(low, high + 1) for start in range(0, len(padded) - n + 1)]
+    grams = [
+        crc(padded[start : start + n]) % buckets
+        for n in range(low, high + 1)
+        for start in range(0, len(padded) - n + 1)
+    ]
     return (crc(b"w:" + word.encode()) % buckets, *grams)
 
 
-def feature_counts(text: str, buckets: int = BUCKETS, ngrams: tuple[int, int] = NGRAMS,
-                   max_chars: int = MAX_CHARS) -> dict[int, float]:
+def feature_counts(
+    text: str, buckets: int = BUCKETS, ngrams: tuple[int, int] = NGRAMS, max_chars: int = MAX_CHARS
+) -> dict[int, float]:
     """bucket -> weight (1 + log count, then unit L2 length) of `text`'s hashed n-grams and words."""
     counts: dict[int, int] = {}
     low, high = ngrams
@@ -79,8 +83,9 @@ class DomainGate:
     def score(self, text: str) -> float:
         """P(in-domain) of `text`."""
         weights = self.weights
-        logit = self.bias + sum(weights[b] * v for b, v in
-                                feature_counts(text, self.buckets, self.ngrams, self.max_chars).items())
+        logit = self.bias + sum(
+            weights[b] * v for b, v in feature_counts(text, self.buckets, self.ngrams, self.max_chars).items()
+        )
         return 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
 
     def passes(self, score: float, threshold: float | None = None) -> bool:
@@ -88,10 +93,17 @@ class DomainGate:
 
     def to_dict(self) -> dict:
         return {
-            "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-            "features": {"kind": "hashed char n-grams + words, crc32", "buckets": self.buckets,
-                         "ngrams": list(self.ngrams), "max_chars": self.max_chars},
-            "bias": self.bias, "threshold": self.threshold, "training": self.training,
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "features": {
+                "kind": "hashed char n-grams + words, crc32",
+                "buckets": self.buckets,
+                "ngrams": list(self.ngrams),
+                "max_chars": self.max_chars,
+            },
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "training": self.training,
             # Sparse: most buckets never occur in the training texts and stay exactly 0.
             "weights": {str(b): w for b, w in enumerate(self.weights) if w != 0.0},
         }
@@ -108,20 +120,29 @@ class DomainGate:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise UserError(f"{where} is not a domain gate file; build one with `moeprune guard build`")
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(f"{where}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}; "
-                            "rebuild it with `moeprune guard build`")
+            raise UserError(
+                f"{where}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}; "
+                "rebuild it with `moeprune guard build`"
+            )
         try:
             features = data["features"]
             buckets = int(features["buckets"])
             weights = [0.0] * buckets
             for bucket, value in data["weights"].items():
                 weights[int(bucket)] = float(value)
-            return cls(weights, float(data["bias"]), float(data["threshold"]), buckets,
-                       cast(tuple[int, int], tuple(int(n) for n in features["ngrams"])), int(features["max_chars"]),
-                       dict(data.get("training") or {}))
+            return cls(
+                weights,
+                float(data["bias"]),
+                float(data["threshold"]),
+                buckets,
+                cast(tuple[int, int], tuple(int(n) for n in features["ngrams"])),
+                int(features["max_chars"]),
+                dict(data.get("training") or {}),
+            )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise UserError(f"{where} is incomplete or malformed ({exc!r}); "
-                            "rebuild it with `moeprune guard build`") from exc
+            raise UserError(
+                f"{where} is incomplete or malformed ({exc!r}); rebuild it with `moeprune guard build`"
+            ) from exc
 
     @classmethod
     def load(cls, path: str | Path) -> DomainGate:
@@ -142,8 +163,10 @@ def fit_gate(in_domain: list[str], reference: list[str], training: dict | None =
     import numpy as np
 
     if not in_domain or not reference:
-        raise UserError(f"the domain gate needs texts of both kinds: {len(in_domain)} in-domain and "
-                        f"{len(reference)} reference texts given; pass non-empty files")
+        raise UserError(
+            f"the domain gate needs texts of both kinds: {len(in_domain)} in-domain and "
+            f"{len(reference)} reference texts given; pass non-empty files"
+        )
     texts = [*in_domain, *reference]
     labels = np.array([1.0] * len(in_domain) + [0.0] * len(reference))
     sample = np.where(labels == 1.0, 0.5 / len(in_domain), 0.5 / len(reference))

@@ -41,8 +41,10 @@ STOCK_ARCHITECTURES = {uneven: stock for stock, uneven in UNEVEN_ARCHITECTURES.i
 def _present_count_keys(family, text: dict) -> list[str]:
     keys = [key for key in family.expert_count_keys if key in text]
     if not keys:
-        raise UserError(f"{family.model_type}: config has none of {', '.join(family.expert_count_keys)}; "
-                        "is this a complete config.json?")
+        raise UserError(
+            f"{family.model_type}: config has none of {', '.join(family.expert_count_keys)}; "
+            "is this a complete config.json?"
+        )
     return keys
 
 
@@ -72,7 +74,9 @@ def uneven_architectures(family, config: dict) -> list[str]:
         raise UserError(
             f"{family.model_type} ({', '.join(missing or ['no architectures in config.json'])}) cannot hold different "
             f"expert counts per layer yet: moeprune.models has uneven classes only for {supported}; "
-            "use allocation uniform (the same count in every layer)", param="allocation")
+            "use allocation uniform (the same count in every layer)",
+            param="allocation",
+        )
     return [UNEVEN_ARCHITECTURES[arch] for arch in stock]
 
 
@@ -83,8 +87,10 @@ def with_layer_counts(family, config: dict, counts: dict[int, int]) -> dict:
     global = max, `per_layer_config` for the layers below it, architectures renamed.
     """
     if PER_LAYER_KEY in family.text_config(config):
-        raise UserError(f"the source config already has {PER_LAYER_KEY} (it is an uneven pruned checkpoint); "
-                        "prune from the unpruned source instead")
+        raise UserError(
+            f"the source config already has {PER_LAYER_KEY} (it is an uneven pruned checkpoint); "
+            "prune from the unpruned source instead"
+        )
     values = set(counts.values())
     if len(values) == 1:
         return family.with_expert_count(config, values.pop())
@@ -93,11 +99,11 @@ def with_layer_counts(family, config: dict, counts: dict[int, int]) -> dict:
     new = family.with_expert_count(config, top)
     text = family.text_config(new)
     keys = _present_count_keys(family, text)
-    text[PER_LAYER_KEY] = {str(layer): {key: count for key in keys}
-                           for layer, count in sorted(counts.items()) if count != top}
+    text[PER_LAYER_KEY] = {
+        str(layer): {key: count for key in keys} for layer, count in sorted(counts.items()) if count != top
+    }
     new["architectures"] = architectures
     return new
-
 
 
 def format_counts(counts: dict[int, int]) -> str:

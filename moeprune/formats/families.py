@@ -231,7 +231,8 @@ FAMILIES: dict[str, Family] = {
         Family(
             model_type="qwen3_moe",
             expert_count_keys=("num_experts", "num_local_experts"),
-            sparse_step_key="decoder_sparse_step", dense_layers_key="mlp_only_layers",
+            sparse_step_key="decoder_sparse_step",
+            dense_layers_key="mlp_only_layers",
         ),
         Family(
             model_type="gpt_oss",
@@ -239,7 +240,9 @@ FAMILIES: dict[str, Family] = {
             top_k_keys=("num_experts_per_tok", "experts_per_token"),
             expert_tensor_re=None,  # every expert tensor is fused [E, ...]
             expert_dim0_re=_dim0(
-                "mlp", r"router\.weight", r"router\.bias",
+                "mlp",
+                r"router\.weight",
+                r"router\.bias",
                 r"experts\.(?:gate_up_proj|down_proj)(?:_bias|_blocks|_scales)?",
             ),
             router_attr="router",
@@ -254,7 +257,8 @@ FAMILIES: dict[str, Family] = {
             expert_dim0_re=_dim0("mixer", r"gate\.weight", r"gate\.e_score_correction_bias", _FUSED),
             block_attr="mixer",
             layers_paths=("model.layers", "backbone.layers"),
-            layer_types_key="layers_block_type", layer_pattern_key="hybrid_override_pattern",
+            layer_types_key="layers_block_type",
+            layer_pattern_key="hybrid_override_pattern",
             notes="hybrid Mamba/attention/MoE; on disk 'backbone.layers.L.mixer.*', non-gated experts "
             "(up/down only); Mamba A_log/D/dt_bias are [heads], not per expert",
             **_GROUPED,
@@ -282,7 +286,8 @@ FAMILIES: dict[str, Family] = {
         Family(
             model_type="qwen2_moe",
             expert_count_keys=("num_experts", "num_local_experts"),
-            sparse_step_key="decoder_sparse_step", dense_layers_key="mlp_only_layers",
+            sparse_step_key="decoder_sparse_step",
+            dense_layers_key="mlp_only_layers",
             notes="shared_expert + shared_expert_gate [1, H] are kept whole",
         ),
         Family(
@@ -301,7 +306,5 @@ def family_for(config: dict) -> Family:
     """The family of a config.json dict; a clear error for an unsupported model_type."""
     model_type = config.get("model_type")
     if model_type not in FAMILIES:
-        raise UserError(
-            f"unsupported model_type {model_type!r}; supported MoE families: {', '.join(sorted(FAMILIES))}"
-        )
+        raise UserError(f"unsupported model_type {model_type!r}; supported MoE families: {', '.join(sorted(FAMILIES))}")
     return FAMILIES[model_type]

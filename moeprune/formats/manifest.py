@@ -114,22 +114,32 @@ class PruningManifest(_Strict):
         try:
             return cls.model_validate_json(path.read_bytes())
         except ValidationError as exc:
-            raise UserError(f"{path}: not a valid pruning manifest: {validation_problems(exc)}; re-create it "
-                            "with moeprune prune") from None
+            raise UserError(
+                f"{path}: not a valid pruning manifest: {validation_problems(exc)}; re-create it with moeprune prune"
+            ) from None
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
 
 
-def build_manifest(source: Checkpoint, after: Checkpoint, kept: dict[int, list[int]], provenance: dict,
-                   source_hashes: dict[str, str], written_hashes: dict[str, str] | None = None) -> PruningManifest:
+def build_manifest(
+    source: Checkpoint,
+    after: Checkpoint,
+    kept: dict[int, list[int]],
+    provenance: dict,
+    source_hashes: dict[str, str],
+    written_hashes: dict[str, str] | None = None,
+) -> PruningManifest:
     before_totals, after_totals = source.totals(), after.totals()
     return PruningManifest(
         schema_version=SCHEMA_VERSION,
         tool=Tool(name="moe-prune-serve", version=package_version()),
         family=source.family.model_type,
-        source=SourceInfo(path=str(source.path.resolve()), config_sha256=sha256_file(source.path / "config.json"),
-                          files=dict(sorted(source_hashes.items()))),
+        source=SourceInfo(
+            path=str(source.path.resolve()),
+            config_sha256=sha256_file(source.path / "config.json"),
+            files=dict(sorted(source_hashes.items())),
+        ),
         **{key: provenance.get(key) for key in _PROVENANCE_KEYS},
         experts_per_layer_before=source.family.num_experts(source.config),
         kept_experts={layer: sorted(kept[layer]) for layer in sorted(kept)},

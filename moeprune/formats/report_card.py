@@ -198,8 +198,10 @@ class ReportCard(_Model):
         try:
             return cls.model_validate_json(path.read_bytes())
         except ValidationError as exc:
-            raise UserError(f"report card {path} is not a schema-version-{SCHEMA_VERSION} report card: "
-                            f"{validation_problems(exc)}; re-create it with moeprune eval") from None
+            raise UserError(
+                f"report card {path} is not a schema-version-{SCHEMA_VERSION} report card: "
+                f"{validation_problems(exc)}; re-create it with moeprune eval"
+            ) from None
 
     def write(self, out_dir: str | Path) -> Path:
         out_dir = Path(out_dir)

@@ -20,10 +20,10 @@ SCHEMA_VERSION = 1
 
 # Per-expert vectors kept for every MoE layer.
 VECTORS = (
-    "counts",      # number of tokens routed to i
-    "gate_sum",    # sum over routed tokens of g_i
-    "reap_sum",    # sum over routed tokens of g_i * ||E_i(x)||
-    "ean_sum",     # sum over the layer's first `ean_tokens` tokens of ||E_i(x)|| (every expert run)
+    "counts",  # number of tokens routed to i
+    "gate_sum",  # sum over routed tokens of g_i
+    "reap_sum",  # sum over routed tokens of g_i * ||E_i(x)||
+    "ean_sum",  # sum over the layer's first `ean_tokens` tokens of ||E_i(x)|| (every expert run)
     "easyep_sum",  # sum over routed tokens of s_t * g_i * ||E_i(x)||
 )
 
@@ -31,8 +31,8 @@ VECTORS = (
 @dataclass
 class LayerStats:
     num_experts: int
-    tokens: int = 0        # calibration tokens seen by this layer
-    ean_tokens: int = 0    # tokens on which every expert was run (bounded)
+    tokens: int = 0  # calibration tokens seen by this layer
+    ean_tokens: int = 0  # tokens on which every expert was run (bounded)
     counts: list[float] = field(default_factory=list)
     gate_sum: list[float] = field(default_factory=list)
     reap_sum: list[float] = field(default_factory=list)
@@ -44,8 +44,9 @@ class LayerStats:
             if not getattr(self, name):
                 setattr(self, name, [0.0] * self.num_experts)
             elif len(getattr(self, name)) != self.num_experts:
-                raise UserError(f"statistics vector {name} has {len(getattr(self, name))} entries, "
-                                f"expected {self.num_experts}")
+                raise UserError(
+                    f"statistics vector {name} has {len(getattr(self, name))} entries, expected {self.num_experts}"
+                )
 
 
 @dataclass
@@ -67,8 +68,11 @@ class ExpertStats:
 
     def ean_rule(self) -> dict:
         """Which tokens EAN ran every expert on, for pruning.json's calibration record."""
-        return {"rule": "per-sample" if self.ean_tokens_per_sample is not None else "stream-prefix",
-                "tokens_per_sample": self.ean_tokens_per_sample, "max_tokens_per_layer": self.ean_max_tokens}
+        return {
+            "rule": "per-sample" if self.ean_tokens_per_sample is not None else "stream-prefix",
+            "tokens_per_sample": self.ean_tokens_per_sample,
+            "max_tokens_per_layer": self.ean_max_tokens,
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -82,8 +86,11 @@ class ExpertStats:
             "ean_max_tokens": self.ean_max_tokens,
             "ean_tokens_per_sample": self.ean_tokens_per_sample,
             "layers": {
-                str(index): {"tokens": layer.tokens, "ean_tokens": layer.ean_tokens,
-                             **{name: getattr(layer, name) for name in VECTORS}}
+                str(index): {
+                    "tokens": layer.tokens,
+                    "ean_tokens": layer.ean_tokens,
+                    **{name: getattr(layer, name) for name in VECTORS},
+                }
                 for index, layer in sorted(self.layers.items())
             },
         }
@@ -93,22 +100,35 @@ class ExpertStats:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise UserError(f"{where} is not a moeprune statistics file (write one with scores_out)", param="scores_in")
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(f"{where}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}; "
-                            "re-run the pass")
+            raise UserError(
+                f"{where}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}; re-run the pass"
+            )
         try:
             num_experts = int(data["num_experts"])
             layers = {
-                int(index): LayerStats(num_experts, int(layer["tokens"]), int(layer["ean_tokens"]),
-                                       **{name: [float(v) for v in layer[name]] for name in VECTORS})
+                int(index): LayerStats(
+                    num_experts,
+                    int(layer["tokens"]),
+                    int(layer["ean_tokens"]),
+                    **{name: [float(v) for v in layer[name]] for name in VECTORS},
+                )
                 for index, layer in data["layers"].items()
             }
-            return cls(str(data["model_type"]), num_experts, int(data["top_k"]), layers,
-                       data.get("calibration"), data.get("ean_max_tokens"), data.get("source"),
-                       # Absent in files written before the per-sample rule existed: they used none.
-                       data.get("ean_tokens_per_sample"))
+            return cls(
+                str(data["model_type"]),
+                num_experts,
+                int(data["top_k"]),
+                layers,
+                data.get("calibration"),
+                data.get("ean_max_tokens"),
+                data.get("source"),
+                # Absent in files written before the per-sample rule existed: they used none.
+                data.get("ean_tokens_per_sample"),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{where} is incomplete or malformed ({exc!r}); write it again with scores_out",
-                            param="scores_in") from exc
+            raise UserError(
+                f"{where} is incomplete or malformed ({exc!r}); write it again with scores_out", param="scores_in"
+            ) from exc
 
     def save(self, path: str | Path, scores: dict | None = None) -> Path:
         """Write the statistics (and, for convenience, the scores of the method used) as JSON."""

@@ -30,13 +30,15 @@ NOT_SERVABLE_UNEVEN: dict[str, tuple[str, str]] = {
         "vLLM 0.32 refuses every heterogeneous MLA model while it reads the config, before any model class is "
         "looked up (NotImplementedError: Heterogeneous MLA models are not supported), so no plugin class can "
         "build it",
-        "it loads in transformers (import moeprune.models); to serve it with vLLM, prune with allocation uniform"),
+        "it loads in transformers (import moeprune.models); to serve it with vLLM, prune with allocation uniform",
+    ),
     "nemotron_h": (
         "vLLM 0.32's NemotronH model builds every MoE layer from the one global n_routed_experts and never reads "
         "per_layer_config, and vLLM's CPU build cannot run nemotron_h's non-gated (relu2) experts at all, uneven "
         "or not (is_act_and_mul=False is supported only for CUDA, XPU and ROCm)",
         "serve it with transformers (AutoModelForCausalLM after import moeprune.models), or prune with allocation "
-        "uniform and serve that with vLLM on a GPU"),
+        "uniform and serve that with vLLM on a GPU",
+    ),
 }
 
 
@@ -60,14 +62,16 @@ def check_servable(model_dir: str | Path) -> None:
         why, fix = NOT_SERVABLE_UNEVEN[family.model_type]
         raise UserError(
             f"{model_dir} keeps different expert counts per layer ({_counts_text(counts)}), which vLLM cannot serve "
-            f"for {family.model_type}: {why}; {fix}")
+            f"for {family.model_type}: {why}; {fix}"
+        )
     if plugin_installed():
         return
     raise UserError(
         f"{model_dir} keeps different expert counts per layer ({_counts_text(counts)}; architecture "
         f"{', '.join(config.get('architectures') or [])}), which stock vLLM cannot build; install moe-prune-serve "
         f"in the engine's Python environment (pip install -e <repo>) so vLLM loads its plugin "
-        f"'{PLUGIN_NAME}' (entry point {PLUGIN_GROUP}), or prune with allocation uniform")
+        f"'{PLUGIN_NAME}' (entry point {PLUGIN_GROUP}), or prune with allocation uniform"
+    )
 
 
 def _hf_layer_counts(text_config) -> dict[int, int]:
@@ -94,7 +98,8 @@ def refuse_unservable(vllm_config) -> None:
     if parallel.enable_eplb:
         raise UserError(
             f"expert load balancing (enable_eplb / --enable-eplb) moves experts between ranks assuming every layer "
-            f"holds the same number, but this checkpoint keeps {_counts_text(counts)}; start the engine without it")
+            f"holds the same number, but this checkpoint keeps {_counts_text(counts)}; start the engine without it"
+        )
     if text.model_type in GLOBAL_COUNT_LOADERS:
         _refuse_global_count_loading(text, parallel, counts)
     if parallel.enable_expert_parallel:
@@ -105,7 +110,8 @@ def refuse_unservable(vllm_config) -> None:
                 f"expert parallelism (--enable-expert-parallel) splits each layer's experts evenly over {ranks} "
                 f"ranks, but {_counts_text(bad)} do not divide by {ranks}; start the engine without "
                 "--enable-expert-parallel (tensor parallelism splits every expert instead), or use a rank count "
-                "that divides every layer's count")
+                "that divides every layer's count"
+            )
 
 
 def _refuse_global_count_loading(text_config, parallel, counts: dict[int, int]) -> None:
@@ -115,7 +121,8 @@ def _refuse_global_count_loading(text_config, parallel, counts: dict[int, int]) 
             f"{text_config.model_type} with different expert counts per layer ({_counts_text(counts)}) cannot use "
             f"expert parallelism (--enable-expert-parallel): vLLM's {text_config.model_type} loader slices every "
             f"layer's experts by the global count {largest}; start the engine without it (tensor parallelism "
-            "splits every expert instead)")
+            "splits every expert instead)"
+        )
     quantization = (getattr(text_config, "quantization_config", None) or {}).get("quant_method")
     if quantization is not None:
         raise UserError(
@@ -123,4 +130,5 @@ def _refuse_global_count_loading(text_config, parallel, counts: dict[int, int]) 
             f"{quantization} experts cannot be loaded by vLLM: its {quantization} loader reshapes every layer's "
             f"experts with the global count {largest}; write the pruned experts unquantized (bf16) instead "
             f"(moeprune prune --dequantize{' does that' if quantization == 'mxfp4' else ' reads MXFP4 only'}), "
-            "or prune with allocation uniform")
+            "or prune with allocation uniform"
+        )

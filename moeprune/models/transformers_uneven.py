@@ -41,8 +41,10 @@ def _check_only_counts_vary(config, family, class_name: str) -> None:
     varying = set(config.per_layer_attributes or ()) if getattr(config, "is_heterogeneous", False) else set()
     other = sorted(varying - set(family.expert_count_keys))
     if other:
-        raise UserError(f"{class_name} builds layers that differ only in their expert count, but this config's "
-                        f"per_layer_config also varies {', '.join(other)}; load it with a class that supports those")
+        raise UserError(
+            f"{class_name} builds layers that differ only in their expert count, but this config's "
+            f"per_layer_config also varies {', '.join(other)}; load it with a class that supports those"
+        )
 
 
 class UnevenExperts:
@@ -70,8 +72,10 @@ class UnevenExperts:
         blocks = family.moe_blocks(self)
         for layer in sorted(listed):
             if layer not in blocks:
-                raise UserError(f"per_layer_config sets an expert count for layer {layer}, which is not an MoE "
-                                f"layer of this {family.model_type} model (MoE layers: {sorted(blocks)})")
+                raise UserError(
+                    f"per_layer_config sets an expert count for layer {layer}, which is not an MoE "
+                    f"layer of this {family.model_type} model (MoE layers: {sorted(blocks)})"
+                )
             decoder_layer = family.decoder_layers(self)[layer]
             block = getattr(decoder_layer, family.block_attr)
             setattr(decoder_layer, family.block_attr, type(block)(config.per_layer_config[layer]))
@@ -170,8 +174,13 @@ def _chooser(stock: type, uneven: type[UnevenExperts]) -> type:
     def _from_config(cls, config, **kwargs):
         return pick(config)._from_config(config, **kwargs)
 
-    namespace = {"from_pretrained": classmethod(from_pretrained), "_from_config": classmethod(_from_config),
-                 "__module__": stock.__module__, "__qualname__": stock.__qualname__, "__doc__": stock.__doc__}
+    namespace = {
+        "from_pretrained": classmethod(from_pretrained),
+        "_from_config": classmethod(_from_config),
+        "__module__": stock.__module__,
+        "__qualname__": stock.__qualname__,
+        "__doc__": stock.__doc__,
+    }
     return type(stock.__name__, (stock,), namespace)
 
 

@@ -22,8 +22,9 @@ VLLM_CLASSES = {
     "MixtralPrunedForCausalLM": "moeprune.models.vllm_uneven:MixtralPrunedForCausalLM",
     "GptOssPrunedForCausalLM": "moeprune.models.vllm_uneven:GptOssPrunedForCausalLM",
     "Qwen3_5MoePrunedForCausalLM": "moeprune.models.vllm_uneven_qwen3_5:Qwen3_5MoePrunedForCausalLM",
-    "Qwen3_5MoePrunedForConditionalGeneration":
-        "moeprune.models.vllm_uneven_qwen3_5:Qwen3_5MoePrunedForConditionalGeneration",
+    "Qwen3_5MoePrunedForConditionalGeneration": (
+        "moeprune.models.vllm_uneven_qwen3_5:Qwen3_5MoePrunedForConditionalGeneration"
+    ),
 }
 
 
@@ -41,8 +42,13 @@ def register() -> None:
 
     installed = _installed_vllm()
     if installed != TESTED_VLLM:
-        log.warning("moeprune's uneven-expert classes were tested with vLLM %s, this is %s; if the engine fails to "
-                    "build the model, use vLLM %s", TESTED_VLLM, installed, TESTED_VLLM)
+        log.warning(
+            "moeprune's uneven-expert classes were tested with vLLM %s, this is %s; if the engine fails to "
+            "build the model, use vLLM %s",
+            TESTED_VLLM,
+            installed,
+            TESTED_VLLM,
+        )
 
     for architecture, target in VLLM_CLASSES.items():
         ModelRegistry.register_model(architecture, target)

@@ -112,8 +112,9 @@ def causal_lm_parts(lm, vllm_config, prefix: str, model) -> None:
     lm.config = config
     lm.quant_config = vllm_config.quant_config
     lm.model = model
-    lm.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, quant_config=lm.quant_config,
-                                prefix=maybe_prefix(prefix, "lm_head"))
+    lm.lm_head = ParallelLMHead(
+        config.vocab_size, config.hidden_size, quant_config=lm.quant_config, prefix=maybe_prefix(prefix, "lm_head")
+    )
     if config.tie_word_embeddings:
         lm.lm_head = lm.lm_head.tie_weights(model.embed_tokens)
     lm.logits_processor = LogitsProcessor(config.vocab_size)
@@ -138,8 +139,14 @@ class Qwen3MoePrunedForCausalLM(Qwen3MoeForCausalLM):
         nn.Module.__init__(self)
         model = UnevenQwen3MoeModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
         causal_lm_parts(self, vllm_config, prefix, model)
-        set_moe_metadata(self, [layer.mlp for layer in model.layers if not isinstance(layer, PPMissingLayer)
-                                and isinstance(layer.mlp, Qwen3MoeSparseMoeBlock)])
+        set_moe_metadata(
+            self,
+            [
+                layer.mlp
+                for layer in model.layers
+                if not isinstance(layer, PPMissingLayer) and isinstance(layer.mlp, Qwen3MoeSparseMoeBlock)
+            ],
+        )
 
 
 class UnevenOlmoeDecoderLayer(OlmoeDecoderLayer):
@@ -158,9 +165,17 @@ class OlmoePrunedForCausalLM(OlmoeForCausalLM):
 class UnevenQwen2MoeModel(Qwen2MoeModel):
     def __init__(self, *, vllm_config, prefix: str = ""):
         super().__init__(vllm_config=without_layers(vllm_config), prefix=prefix)
-        build_layers(self, vllm_config, prefix, lambda config, layer_prefix: Qwen2MoeDecoderLayer(
-            config=config, cache_config=vllm_config.cache_config, quant_config=vllm_config.quant_config,
-            prefix=layer_prefix))
+        build_layers(
+            self,
+            vllm_config,
+            prefix,
+            lambda config, layer_prefix: Qwen2MoeDecoderLayer(
+                config=config,
+                cache_config=vllm_config.cache_config,
+                quant_config=vllm_config.quant_config,
+                prefix=layer_prefix,
+            ),
+        )
 
 
 class Qwen2MoePrunedForCausalLM(Qwen2MoeForCausalLM):
@@ -174,9 +189,18 @@ class Qwen2MoePrunedForCausalLM(Qwen2MoeForCausalLM):
 class UnevenMixtralModel(MixtralModel):
     def __init__(self, *, vllm_config, prefix: str = ""):
         super().__init__(vllm_config=without_layers(vllm_config), prefix=prefix)
-        build_layers(self, vllm_config, prefix, lambda config, layer_prefix: MixtralDecoderLayer(
-            config, vllm_config.cache_config, quant_config=vllm_config.quant_config, prefix=layer_prefix,
-            enable_eplb=self.enable_eplb))
+        build_layers(
+            self,
+            vllm_config,
+            prefix,
+            lambda config, layer_prefix: MixtralDecoderLayer(
+                config,
+                vllm_config.cache_config,
+                quant_config=vllm_config.quant_config,
+                prefix=layer_prefix,
+                enable_eplb=self.enable_eplb,
+            ),
+        )
 
 
 class MixtralPrunedForCausalLM(MixtralForCausalLM):
@@ -185,8 +209,14 @@ class MixtralPrunedForCausalLM(MixtralForCausalLM):
         nn.Module.__init__(self)
         model = UnevenMixtralModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
         causal_lm_parts(self, vllm_config, prefix, model)
-        set_moe_metadata(self, [layer.block_sparse_moe for layer in model.layers
-                                if isinstance(getattr(layer, "block_sparse_moe", None), MixtralMoE)])
+        set_moe_metadata(
+            self,
+            [
+                layer.block_sparse_moe
+                for layer in model.layers
+                if isinstance(getattr(layer, "block_sparse_moe", None), MixtralMoE)
+            ],
+        )
 
 
 class UnevenGptOssMLPBlock(MLPBlock):
@@ -218,8 +248,9 @@ class GptOssPrunedForCausalLM(GptOssForCausalLM):
         self.vllm_config = vllm_config
         self.config = vllm_config.model_config.hf_config
         self.model = UnevenGptOssModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
-        self.lm_head = ParallelLMHead(self.config.vocab_size, self.config.hidden_size,
-                                      prefix=maybe_prefix(prefix, "lm_head"))
+        self.lm_head = ParallelLMHead(
+            self.config.vocab_size, self.config.hidden_size, prefix=maybe_prefix(prefix, "lm_head")
+        )
         self.logits_processor = LogitsProcessor(self.config.vocab_size)
         self.make_empty_intermediate_tensors = self.model.make_empty_intermediate_tensors
 
@@ -228,5 +259,7 @@ def refuse_fused_shared_experts(model, block_type) -> None:
     """ROCm AITER only: the shared experts would be packed after the routed ones at one global offset."""
     model.is_fused_shared_expert_enabled = is_model_fused_shared_expert_compatible(model.layers, block_type, "mlp")
     if model.is_fused_shared_expert_enabled:
-        raise RuntimeError("fused shared experts (ROCm AITER) cannot place the shared experts after a different "
-                           "number of routed experts in each layer; disable AITER's shared-expert fusion")
+        raise RuntimeError(
+            "fused shared experts (ROCm AITER) cannot place the shared experts after a different "
+            "number of routed experts in each layer; disable AITER's shared-expert fusion"
+        )

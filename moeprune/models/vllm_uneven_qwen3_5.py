@@ -48,7 +48,9 @@ class UnevenQwen3_5Model(Qwen3_5Model):
             config.num_hidden_layers,
             lambda prefix: Qwen3_5DecoderLayer(
                 layer_view(vllm_config, extract_layer_index(prefix)),
-                layer_type=config.layer_types[extract_layer_index(prefix)], prefix=prefix),
+                layer_type=config.layer_types[extract_layer_index(prefix)],
+                prefix=prefix,
+            ),
             prefix=f"{prefix}.layers",
         )
         refuse_fused_shared_experts(self, Qwen3NextSparseMoeBlock)
@@ -71,8 +73,14 @@ class Qwen3_5MoePrunedForCausalLM(Qwen3_5MoeForCausalLM):
         self.scheduler_config = vllm_config.scheduler_config
         model = UnevenQwen3_5Model(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
         causal_lm_parts(self, vllm_config, prefix, model)
-        set_moe_metadata(self, [layer.mlp for layer in model.layers if not isinstance(layer, PPMissingLayer)
-                                and isinstance(layer.mlp, Qwen3NextSparseMoeBlock)])
+        set_moe_metadata(
+            self,
+            [
+                layer.mlp
+                for layer in model.layers
+                if not isinstance(layer, PPMissingLayer) and isinstance(layer.mlp, Qwen3NextSparseMoeBlock)
+            ],
+        )
 
 
 class Qwen3_5MoePrunedForConditionalGeneration(Qwen3_5MoeForConditionalGeneration):
@@ -97,17 +105,29 @@ class Qwen3_5MoePrunedForConditionalGeneration(Qwen3_5MoeForConditionalGeneratio
         self.multiscale_dim = self.visual_dim * self.deepstack_num_level
         with self._mark_tower_model(vllm_config, {"image", "video"}):
             self.visual = Qwen3_VisionTransformer(
-                config.vision_config, norm_eps=getattr(config, "rms_norm_eps", 1e-6),
-                quant_config=vllm_config.quant_config, input_norm=build_mm_input_norm(self.model_config),
-                prefix=maybe_prefix(prefix, "visual"))
+                config.vision_config,
+                norm_eps=getattr(config, "rms_norm_eps", 1e-6),
+                quant_config=vllm_config.quant_config,
+                input_norm=build_mm_input_norm(self.model_config),
+                prefix=maybe_prefix(prefix, "visual"),
+            )
         with self._mark_language_model(vllm_config):
             # As in the stock constructor: vLLM's annotations (a protocol with an abstract `lora_manager`, a
             # Qwen3-VL language-model type) do not describe the Qwen3.5 class it builds here.
             self.language_model = Qwen3_5MoePrunedForCausalLM(  # type: ignore[abstract, assignment]
-                vllm_config=vllm_config, prefix=maybe_prefix(prefix, "language_model"))
+                vllm_config=vllm_config, prefix=maybe_prefix(prefix, "language_model")
+            )
         self.make_empty_intermediate_tensors = self.language_model.make_empty_intermediate_tensors
         # The stock MoE metadata reads one layer's count; EPLB is refused, so it only reports: the largest.
-        for name in ("moe_layers", "num_moe_layers", "num_expert_groups", "num_shared_experts", "num_logical_experts",
-                     "num_physical_experts", "num_local_physical_experts", "num_routed_experts",
-                     "num_redundant_experts"):
+        for name in (
+            "moe_layers",
+            "num_moe_layers",
+            "num_expert_groups",
+            "num_shared_experts",
+            "num_logical_experts",
+            "num_physical_experts",
+            "num_local_physical_experts",
+            "num_routed_experts",
+            "num_redundant_experts",
+        ):
             setattr(self, name, getattr(self.language_model, name))

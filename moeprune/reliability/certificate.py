@@ -60,15 +60,17 @@ def _prefix_errors(scores: Sequence[float], wrong: Sequence[bool]) -> tuple[list
     return [s for s, _ in ordered], errors_before
 
 
-def _p_value(sorted_scores: list[float], errors_before: list[int], threshold: float,
-             alpha: float) -> tuple[float, int, int]:
+def _p_value(
+    sorted_scores: list[float], errors_before: list[int], threshold: float, alpha: float
+) -> tuple[float, int, int]:
     served = bisect.bisect_right(sorted_scores, threshold)
     errors = errors_before[served]
     return binomial_cdf(errors, served, alpha), served, errors
 
 
-def candidate_thresholds(fit_scores: Sequence[float], fit_wrong: Sequence[bool], alpha: float,
-                         points: int = GRID_POINTS) -> list[float]:
+def candidate_thresholds(
+    fit_scores: Sequence[float], fit_wrong: Sequence[bool], alpha: float, points: int = GRID_POINTS
+) -> list[float]:
     """The fixed sequence, from the fitting split alone: its p_wrong quantiles in increasing order,
     starting at the one the fitting split finds most clearly safe (smallest binomial p-value; the
     largest such threshold on ties), stepped back to START_SHARE of its coverage. Thresholds far below
@@ -88,8 +90,14 @@ def candidate_thresholds(fit_scores: Sequence[float], fit_wrong: Sequence[bool],
     return grid[start:]
 
 
-def certify(fit_scores: Sequence[float], fit_wrong: Sequence[bool], scores: Sequence[float], wrong: Sequence[bool],
-            alpha: float = DEFAULT_ALPHA, delta: float = DEFAULT_DELTA) -> CertificateResult:
+def certify(
+    fit_scores: Sequence[float],
+    fit_wrong: Sequence[bool],
+    scores: Sequence[float],
+    wrong: Sequence[bool],
+    alpha: float = DEFAULT_ALPHA,
+    delta: float = DEFAULT_DELTA,
+) -> CertificateResult:
     """Choose the threshold on the certification split (`scores`, `wrong`) by fixed-sequence testing."""
     if not 0 < alpha < 1 or not 0 < delta < 1:
         raise ValueError(f"alpha and delta must lie strictly between 0 and 1, got {alpha} and {delta}")
@@ -100,10 +108,19 @@ def certify(fit_scores: Sequence[float], fit_wrong: Sequence[bool], scores: Sequ
     base: dict[str, Any] = dict(alpha=alpha, delta=delta, n_calibration=n, n_fit=len(fit_scores))
     need = fewest_trials(alpha, delta)
     if n < need:
-        return CertificateResult(**base, status="uncertified", threshold=None, coverage=None, n_unflagged=0,
-                                 errors_unflagged=0, realised_error=None, error_upper=None, tested=0,
-                                 reason=f"{n} labelled answers; certifying alpha={alpha} at delta={delta} needs at "
-                                        f"least {need} even with no errors")
+        return CertificateResult(
+            **base,
+            status="uncertified",
+            threshold=None,
+            coverage=None,
+            n_unflagged=0,
+            errors_unflagged=0,
+            realised_error=None,
+            error_upper=None,
+            tested=0,
+            reason=f"{n} labelled answers; certifying alpha={alpha} at delta={delta} needs at "
+            f"least {need} even with no errors",
+        )
     sorted_scores, errors_before = _prefix_errors(scores, wrong)
     chosen, tested = None, 0
     for threshold in grid:
@@ -113,11 +130,28 @@ def certify(fit_scores: Sequence[float], fit_wrong: Sequence[bool], scores: Sequ
             break
         chosen = (threshold, served, k)
     if chosen is None:
-        return CertificateResult(**base, status="uncertified", threshold=None, coverage=0.0, n_unflagged=0,
-                                 errors_unflagged=0, realised_error=None, error_upper=None, tested=tested,
-                                 reason="no threshold keeps the error among unflagged answers provably below "
-                                        f"alpha={alpha} at confidence {1 - delta:g}: every answer is flagged")
+        return CertificateResult(
+            **base,
+            status="uncertified",
+            threshold=None,
+            coverage=0.0,
+            n_unflagged=0,
+            errors_unflagged=0,
+            realised_error=None,
+            error_upper=None,
+            tested=tested,
+            reason="no threshold keeps the error among unflagged answers provably below "
+            f"alpha={alpha} at confidence {1 - delta:g}: every answer is flagged",
+        )
     threshold, served, k = chosen
-    return CertificateResult(**base, status="certified", threshold=threshold, coverage=served / n,
-                             n_unflagged=served, errors_unflagged=k, realised_error=k / served,
-                             error_upper=upper_bound(k, served, delta), tested=tested)
+    return CertificateResult(
+        **base,
+        status="certified",
+        threshold=threshold,
+        coverage=served / n,
+        n_unflagged=served,
+        errors_unflagged=k,
+        realised_error=k / served,
+        error_upper=upper_bound(k, served, delta),
+        tested=tested,
+    )

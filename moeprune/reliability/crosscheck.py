@@ -35,8 +35,12 @@ def base_check_request(answer: str, messages: list | None = None, prompt: str | 
         return None
     body: dict[str, Any] = {"max_tokens": 1, "temperature": 0}
     if messages is not None:
-        body.update(messages=[*messages, {"role": "assistant", "content": answer}], prompt_logprobs=0,
-                    add_generation_prompt=False, continue_final_message=True)
+        body.update(
+            messages=[*messages, {"role": "assistant", "content": answer}],
+            prompt_logprobs=0,
+            add_generation_prompt=False,
+            continue_final_message=True,
+        )
         return body
     if isinstance(prompt, str):
         body.update(prompt=prompt + answer, logprobs=0, echo=True)
@@ -44,8 +48,9 @@ def base_check_request(answer: str, messages: list | None = None, prompt: str | 
     return None  # token-id or batched prompts: nothing to splice the answer onto
 
 
-def answer_logprobs(response: dict, answer: str, prompt_tokens: int | None = None,
-                    prompt: str | None = None) -> list[float] | None:
+def answer_logprobs(
+    response: dict, answer: str, prompt_tokens: int | None = None, prompt: str | None = None
+) -> list[float] | None:
     """Logprobs of the answer's tokens in a base-check response (see the module docstring for the rule)."""
     choice = (response.get("choices") or [{}])[0]
     if prompt is None:  # chat
@@ -74,10 +79,29 @@ def mean(values: list[float] | None) -> float | None:
 
 
 # Sampling fields a resample keeps from the original request; everything else is the check's own.
-RESAMPLE_FIELDS = ("model", "messages", "prompt", "top_p", "top_k", "min_p", "stop", "stop_token_ids",
-                   "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "response_format",
-                   "chat_template_kwargs", "reasoning_effort", "add_generation_prompt", "continue_final_message",
-                   "cache_salt", "skip_special_tokens", "spaces_between_special_tokens", "include_stop_str_in_output")
+RESAMPLE_FIELDS = (
+    "model",
+    "messages",
+    "prompt",
+    "top_p",
+    "top_k",
+    "min_p",
+    "stop",
+    "stop_token_ids",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "logit_bias",
+    "response_format",
+    "chat_template_kwargs",
+    "reasoning_effort",
+    "add_generation_prompt",
+    "continue_final_message",
+    "cache_salt",
+    "skip_special_tokens",
+    "spaces_between_special_tokens",
+    "include_stop_str_in_output",
+)
 
 
 def consistency_request(body: dict, samples: int, max_tokens: int) -> dict:
@@ -86,8 +110,11 @@ def consistency_request(body: dict, samples: int, max_tokens: int) -> dict:
     prompt = probe.get("prompt")
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
         probe["prompt"] = prompt[0]  # the verdict judges the first choice: resample its prompt only
-    probe.update(n=samples, max_tokens=max_tokens,
-                 temperature=max(CONSISTENCY_MIN_TEMPERATURE, float(body.get("temperature") or 0)))
+    probe.update(
+        n=samples,
+        max_tokens=max_tokens,
+        temperature=max(CONSISTENCY_MIN_TEMPERATURE, float(body.get("temperature") or 0)),
+    )
     return probe
 
 

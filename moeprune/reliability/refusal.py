@@ -14,13 +14,31 @@ import re
 
 REFUSAL_PHRASES: tuple[str, ...] = (
     # not knowing
-    "i don't know", "i do not know", "i dont know", "not sure", "i have no information", "no information",
-    "unknown", "unable to determine", "cannot be determined",
+    "i don't know",
+    "i do not know",
+    "i dont know",
+    "not sure",
+    "i have no information",
+    "no information",
+    "unknown",
+    "unable to determine",
+    "cannot be determined",
     # declining to answer
-    "i cannot answer", "i can't answer", "i am unable to", "i'm unable to", "not able to answer",
-    "i cannot help", "i can't help", "i cannot provide", "i can't provide", "as an ai",
+    "i cannot answer",
+    "i can't answer",
+    "i am unable to",
+    "i'm unable to",
+    "not able to answer",
+    "i cannot help",
+    "i can't help",
+    "i cannot provide",
+    "i can't provide",
+    "as an ai",
     # recognising a made-up entity
-    "no such", "does not exist", "doesn't exist", "not a real",
+    "no such",
+    "does not exist",
+    "doesn't exist",
+    "not a real",
 )
 
 

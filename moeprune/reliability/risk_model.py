@@ -58,14 +58,27 @@ class RiskModel:
         return _interpolate(raw, self.iso_x, self.iso_y)
 
     def as_dict(self) -> dict:
-        return {"features": list(self.features), "means": list(self.means), "scales": list(self.scales),
-                "coef": list(self.coef), "intercept": self.intercept, "iso_x": list(self.iso_x),
-                "iso_y": list(self.iso_y)}
+        return {
+            "features": list(self.features),
+            "means": list(self.means),
+            "scales": list(self.scales),
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "iso_x": list(self.iso_x),
+            "iso_y": list(self.iso_y),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> RiskModel:
-        return cls(tuple(data["features"]), tuple(data["means"]), tuple(data["scales"]), tuple(data["coef"]),
-                   float(data["intercept"]), tuple(data["iso_x"]), tuple(data["iso_y"]))
+        return cls(
+            tuple(data["features"]),
+            tuple(data["means"]),
+            tuple(data["scales"]),
+            tuple(data["coef"]),
+            float(data["intercept"]),
+            tuple(data["iso_x"]),
+            tuple(data["iso_y"]),
+        )
 
 
 def _interpolate(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -101,8 +114,9 @@ def isotonic_blocks(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[floa
     return [b[0] / b[2] for b in blocks], [b[1] / b[2] for b in blocks]
 
 
-def fit_risk_model(records: Sequence[Mapping[str, float | None]], wrong: Sequence[bool],
-                   features: Sequence[str]) -> RiskModel:
+def fit_risk_model(
+    records: Sequence[Mapping[str, float | None]], wrong: Sequence[bool], features: Sequence[str]
+) -> RiskModel:
     """Fit `p_wrong` on signal dicts and their labels (True = wrong). Needs both classes present."""
     import numpy as np
 
@@ -134,9 +148,9 @@ def fit_risk_model(records: Sequence[Mapping[str, float | None]], wrong: Sequenc
         gradient = design.T @ (p - y) + penalty @ weights
         hessian = (design * (p * (1 - p))[:, None]).T @ design + penalty + 1e-9 * np.eye(design.shape[1])
         weights = weights - np.linalg.solve(hessian, gradient)
-    model = RiskModel(tuple(kept), tuple(means), tuple(scales), tuple(float(w) for w in weights[1:]),
-                      float(weights[0]), (), ())
+    model = RiskModel(
+        tuple(kept), tuple(means), tuple(scales), tuple(float(w) for w in weights[1:]), float(weights[0]), (), ()
+    )
     raw = [model.p_wrong(r) for r in records]  # the logistic output: no isotonic map yet
     iso_x, iso_y = isotonic_blocks(raw, [float(w) for w in wrong])
-    return RiskModel(model.features, model.means, model.scales, model.coef, model.intercept,
-                     tuple(iso_x), tuple(iso_y))
+    return RiskModel(model.features, model.means, model.scales, model.coef, model.intercept, tuple(iso_x), tuple(iso_y))

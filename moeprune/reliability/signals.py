@@ -19,8 +19,14 @@ LOW_CONFIDENCE_LOGPROB = -1.5
 # Every per-response signal, with the direction in which it points to a wrong answer. Flags,
 # the card's signal-quality section and AUROC orientation all read this one table.
 SIGNAL_DIRECTIONS: dict[str, str] = {
-    "mean_logprob": "below", "min_logprob": "below", "mean_entropy": "above", "low_conf_share": "above",
-    "base_mean_logprob": "below", "mean_margin": "below", "answer_tokens": "above", "gate_score": "below",
+    "mean_logprob": "below",
+    "min_logprob": "below",
+    "mean_entropy": "above",
+    "low_conf_share": "above",
+    "base_mean_logprob": "below",
+    "mean_margin": "below",
+    "answer_tokens": "above",
+    "gate_score": "below",
 }
 
 
@@ -81,8 +87,14 @@ def compute_signals(
     values = [lp for lp in token_logprobs if lp is not None and not math.isinf(lp)]
     nan = float("nan")
     if not values:
-        return {"mean_logprob": nan, "min_logprob": nan, "mean_entropy": nan, "low_conf_share": nan,
-                "mean_margin": nan, "answer_tokens": float(len(token_logprobs))}
+        return {
+            "mean_logprob": nan,
+            "min_logprob": nan,
+            "mean_entropy": nan,
+            "low_conf_share": nan,
+            "mean_margin": nan,
+            "answer_tokens": float(len(token_logprobs)),
+        }
     signals = {
         "mean_logprob": sum(values) / len(values),
         "min_logprob": min(values),

@@ -39,8 +39,9 @@ class TokenTrace:
                 self.has_logprobs = True
             for entry in content or []:
                 self.token_logprobs.append(entry.get("logprob"))
-                self.top_logprobs.append([alt.get("logprob") for alt in entry.get("top_logprobs") or []
-                                          if alt.get("logprob") is not None])
+                self.top_logprobs.append(
+                    [alt.get("logprob") for alt in entry.get("top_logprobs") or [] if alt.get("logprob") is not None]
+                )
         else:
             piece = choice.get("text")
             if logprobs.get("token_logprobs") is not None:
@@ -63,8 +64,13 @@ class TokenTrace:
         """With `echo`, completions also return the prompt's tokens: keep the generated tail."""
         if not completion_tokens or completion_tokens >= len(self.token_logprobs):
             return self
-        return TokenTrace(self.token_logprobs[-completion_tokens:], self.top_logprobs[-completion_tokens:],
-                          self.text, self.has_logprobs, self.tool_call)
+        return TokenTrace(
+            self.token_logprobs[-completion_tokens:],
+            self.top_logprobs[-completion_tokens:],
+            self.text,
+            self.has_logprobs,
+            self.tool_call,
+        )
 
     @property
     def answer(self) -> str:

@@ -39,13 +39,18 @@ def describe(model_dir: Path) -> dict:
     manifest = PruningManifest.load(model_dir)
     if manifest is not None:
         info["pruning"] = {
-            "method": manifest.method, "ratio": manifest.ratio, "allocation": manifest.allocation,
-            "seed": manifest.seed, "mask_file": manifest.mask_file, "source": manifest.source.path,
+            "method": manifest.method,
+            "ratio": manifest.ratio,
+            "allocation": manifest.allocation,
+            "seed": manifest.seed,
+            "mask_file": manifest.mask_file,
+            "source": manifest.source.path,
             "experts_per_layer_before": manifest.experts_per_layer_before,
             "kept_experts": {str(layer): kept for layer, kept in manifest.kept_experts.items()},
             "experts_kept_total": manifest.experts_kept_total,
             "experts_before_total": manifest.experts_before_total,
-            "bytes_saved": manifest.bytes_saved, "bytes_before": manifest.bytes.before.total,
+            "bytes_saved": manifest.bytes_saved,
+            "bytes_before": manifest.bytes.before.total,
             "tool": manifest.tool.model_dump(),
         }
     return info
@@ -100,8 +105,10 @@ def _experts_line(info: dict) -> str:
     counts = {int(layer): count for layer, count in info["experts_by_layer"].items()}
     if len(set(counts.values())) <= 1:
         return f"experts per layer: {info['experts_per_layer']} routed, top-k {info['top_k']}"
-    return (f"experts per layer: {min(counts.values())}-{max(counts.values())} routed, top-k {info['top_k']} "
-            f"(per layer {format_counts(counts)}; architecture {', '.join(info['architectures'] or [])})")
+    return (
+        f"experts per layer: {min(counts.values())}-{max(counts.values())} routed, top-k {info['top_k']} "
+        f"(per layer {format_counts(counts)}; architecture {', '.join(info['architectures'] or [])})"
+    )
 
 
 def _kept_by_layer(pruning: dict) -> str:

@@ -55,10 +55,15 @@ def summary(out: Path) -> str:
     counts = sorted({len(v) for v in manifest.kept_experts.values()})
     per_layer = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     saved = manifest.bytes_saved
-    size = (f"saved {human_bytes(saved, 1)} ({manifest.bytes_saved_ratio:.1%})" if saved >= 0 else
-            f"{human_bytes(-saved, 1)} larger than the source (+{-manifest.bytes_saved_ratio:.1%}: dequantized)")
-    line = (f"kept {per_layer} of {manifest.experts_per_layer_before} experts in each of {manifest.moe_layers} "
-            f"MoE layers ({manifest.experts_kept_total} in total); {size} -> {out}")
+    size = (
+        f"saved {human_bytes(saved, 1)} ({manifest.bytes_saved_ratio:.1%})"
+        if saved >= 0
+        else f"{human_bytes(-saved, 1)} larger than the source (+{-manifest.bytes_saved_ratio:.1%}: dequantized)"
+    )
+    line = (
+        f"kept {per_layer} of {manifest.experts_per_layer_before} experts in each of {manifest.moe_layers} "
+        f"MoE layers ({manifest.experts_kept_total} in total); {size} -> {out}"
+    )
     if len(counts) > 1:
         line += "\nexperts kept per layer: " + format_counts(manifest.experts_kept_by_layer)
     return line

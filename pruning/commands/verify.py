@@ -22,7 +22,10 @@ def run(args) -> int:
         return 1
     manifest = PruningManifest.load(args.dir)
     counts = manifest.experts_kept_by_layer
-    kept = (f"{counts[next(iter(counts))]} experts in every MoE layer" if len(set(counts.values())) == 1
-            else f"experts per layer {format_counts(counts)}")
+    kept = (
+        f"{counts[next(iter(counts))]} experts in every MoE layer"
+        if len(set(counts.values())) == 1
+        else f"experts per layer {format_counts(counts)}"
+    )
     print(f"{args.dir}: OK, {len(manifest.files)} files match {MANIFEST_NAME}; {kept}")
     return 0

@@ -22,18 +22,27 @@ AUTH, OTHER_AUTH = {"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Beare
 
 
 def write_variants(path: Path, urls: dict[str, str], experiment: dict) -> Path:
-    path.write_text(yaml.safe_dump({"variants": {name: {"url": url} for name, url in urls.items()},
-                                    "experiments": {"ab": experiment}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"variants": {name: {"url": url} for name, url in urls.items()}, "experiments": {"ab": experiment}}
+        )
+    )
     return path
 
 
 @contextlib.asynccontextmanager
-async def experiment_gateway(tmp_path: Path, urls: dict[str, str], experiment: dict,
-                             **settings) -> AsyncIterator[tuple[httpx.AsyncClient, object]]:
+async def experiment_gateway(
+    tmp_path: Path, urls: dict[str, str], experiment: dict, **settings
+) -> AsyncIterator[tuple[httpx.AsyncClient, object]]:
     """Yields (a client with the key, the app); the SQLite file is tmp_path/state/experiments.sqlite3."""
     config_path = write_variants(tmp_path / "variants.yaml", urls, experiment)
-    options = {"health_interval_s": 0.2, "state_dir": tmp_path / "state", "api_keys": f"{KEY},{OTHER_KEY}",
-               "experiment_flush_interval_s": 0.1, **settings}
+    options = {
+        "health_interval_s": 0.2,
+        "state_dir": tmp_path / "state",
+        "api_keys": f"{KEY},{OTHER_KEY}",
+        "experiment_flush_interval_s": 0.1,
+        **settings,
+    }
     app = create_app(Settings(config_path=config_path, **options))
     async with served(app) as url:
         gateway = app.state.gateway
@@ -45,7 +54,8 @@ async def experiment_gateway(tmp_path: Path, urls: dict[str, str], experiment: d
 
 async def complete(client: httpx.AsyncClient, session: str | None = None, prompt: str = "hello") -> httpx.Response:
     headers = {"x-session-id": session} if session else {}
-    response = await client.post("/v1/completions", json={"model": "ab", "prompt": prompt, "max_tokens": 2},
-                                 headers=headers)
+    response = await client.post(
+        "/v1/completions", json={"model": "ab", "prompt": prompt, "max_tokens": 2}, headers=headers
+    )
     assert response.status_code == 200, response.text
     return response

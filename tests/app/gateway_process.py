@@ -79,11 +79,18 @@ class RunningGateway:
 def start_gateway(config_path: Path, work_dir: Path, env: dict[str, str] | None = None) -> RunningGateway:
     port = free_port()
     log_path = work_dir / "gateway.log"
-    environment = {**os.environ, "MOEPRUNE_API_KEYS": API_KEY, "MOEPRUNE_WORK_DIR": str(work_dir / "engines"),
-                   **(env or {})}
+    environment = {
+        **os.environ,
+        "MOEPRUNE_API_KEYS": API_KEY,
+        "MOEPRUNE_WORK_DIR": str(work_dir / "engines"),
+        **(env or {}),
+    }
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moeprune.cli", "serve", "--config", str(config_path), "--port", str(port)],
-            env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     return RunningGateway(f"http://127.0.0.1:{port}", proc, log_path, config_path)

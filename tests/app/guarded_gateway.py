@@ -19,8 +19,13 @@ from tests.support.loopback import served, wait_until
 IN_DOMAIN = "Which drug class does Mirfaortdustat belong to?"  # the demo's biomedical calibration domain
 OUT_OF_DOMAIN = "Which currency do people use in Galgalunkiia?"
 # A low_confidence threshold every answer is below (mean logprob < 0): the flag is forced on every answer.
-FORCED_FLAG_CARD = {"schema_version": 1, "variant": "pruned", "model": "pruned", "tasks": {}, "flags": {
-    "low_confidence": {"signal": "mean_logprob", "direction": "below", "threshold": 0.0}}}
+FORCED_FLAG_CARD = {
+    "schema_version": 1,
+    "variant": "pruned",
+    "model": "pruned",
+    "tasks": {},
+    "flags": {"low_confidence": {"signal": "mean_logprob", "direction": "below", "threshold": 0.0}},
+}
 
 
 def guarded_variants(running, gate_file: Path, card: Path) -> dict:
@@ -33,11 +38,19 @@ def guarded_variants(running, gate_file: Path, card: Path) -> dict:
         "base": base,
         "down": {"url": f"http://127.0.0.1:{free_port()}", "served_model_name": "base"},
         "gated": {**pruned, "guard": {"domain_gate": {**gate, "fallback": "base"}}},
-        "cascaded": {**pruned, "report_card": str(card),
-                     "guard": {"cascade": {"flags": ["low_confidence"], "fallback": "base"}}},
-        "orphan": {**pruned, "report_card": str(card),
-                   "guard": {"domain_gate": {**gate, "fallback": "down"},
-                             "cascade": {"flags": ["low_confidence"], "fallback": "down"}}},
+        "cascaded": {
+            **pruned,
+            "report_card": str(card),
+            "guard": {"cascade": {"flags": ["low_confidence"], "fallback": "base"}},
+        },
+        "orphan": {
+            **pruned,
+            "report_card": str(card),
+            "guard": {
+                "domain_gate": {**gate, "fallback": "down"},
+                "cascade": {"flags": ["low_confidence"], "fallback": "down"},
+            },
+        },
     }
 
 

@@ -24,8 +24,11 @@ from testkit.vllm_server import free_port
 def serve_in_thread(app, http: str = "h11", timeout: float = 20) -> Iterator[int]:
     """Serve `app` with uvicorn's `http` implementation on 127.0.0.1; yield the port."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=http, log_level="warning",
-                                           lifespan="on", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, http=http, log_level="warning", lifespan="on", access_log=False
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -68,7 +71,7 @@ def read_response(sock: socket.socket, timeout: float, head_request: bool = Fals
             size = int(size_line.split(b";")[0], 16)
             while len(rest) < size + 2:
                 rest += _recv(sock)
-            body, rest = body + rest[:size], rest[size + 2:]
+            body, rest = body + rest[:size], rest[size + 2 :]
             if size == 0:
                 return RawResponse(status, headers, body)
     length = int(headers.get("content-length", "0"))
@@ -105,7 +108,7 @@ def request_head(method: str, target: str, headers: dict[str, str] | list[tuple[
 
 
 def chunked(body: bytes, size: int = 512) -> bytes:
-    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
     return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
 
 

@@ -11,6 +11,12 @@ KEPT = {0: [0, 2, 5, 7], 1: [1, 2, 3, 6]}
 
 
 def make_pruned_copy(source: Path, out: Path) -> Path:
-    provenance = {"method": "manual", "ratio": 0.5, "allocation": "uniform", "seed": 0, "mask_file": None,
-                  "calibration": None}
+    provenance = {
+        "method": "manual",
+        "ratio": 0.5,
+        "allocation": "uniform",
+        "seed": 0,
+        "mask_file": None,
+        "calibration": None,
+    }
     return write_pruned(source, out, KEPT, provenance)

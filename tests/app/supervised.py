@@ -21,8 +21,13 @@ from tests.support import fake_engine
 
 FAKE_ENGINE = Path(fake_engine.__file__)
 FAKE_LAUNCHER = f"{sys.executable} {FAKE_ENGINE}"
-FAST = {"health_interval_s": 0.2, "restart_backoff_s": 0.2, "restart_backoff_max_s": 0.5,
-        "engine_stop_grace_s": 2, "engine_start_timeout_s": 20}
+FAST = {
+    "health_interval_s": 0.2,
+    "restart_backoff_s": 0.2,
+    "restart_backoff_max_s": 0.5,
+    "engine_stop_grace_s": 2,
+    "engine_start_timeout_s": 20,
+}
 
 
 def fast_settings(**overrides) -> Settings:
@@ -30,8 +35,9 @@ def fast_settings(**overrides) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def supervised(variants: dict, work_dir: Path,
-                     **settings) -> AsyncIterator[tuple[Supervisor, dict[str, Backend]]]:
+async def supervised(
+    variants: dict, work_dir: Path, **settings
+) -> AsyncIterator[tuple[Supervisor, dict[str, Backend]]]:
     """Start a Supervisor for `variants` (a variants-file mapping); always stop it."""
     config = parse_config({"variants": variants})
     options = fast_settings(**settings)

@@ -12,9 +12,12 @@ pytestmark = pytest.mark.slow
 
 def test_access_log_is_json_with_ids_and_without_text(gateway):
     secret = "Patient Jane Roe, MRN 55501, asks about metformin"
-    response = httpx.post(gateway.url + "/v1/chat/completions", headers={**gateway.headers, "x-request-id": "req-77"},
-                          json={"model": "pruned", "messages": [{"role": "user", "content": secret}],
-                                "max_tokens": 3}, timeout=60)
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        headers={**gateway.headers, "x-request-id": "req-77"},
+        json={"model": "pruned", "messages": [{"role": "user", "content": secret}], "max_tokens": 3},
+        timeout=60,
+    )
     assert response.status_code == 200 and response.headers["x-request-id"] == "req-77"
     answer = response.json()["choices"][0]["message"]["content"]
     lines = [json.loads(line) for line in gateway.log_path.read_text().splitlines() if line.startswith("{")]

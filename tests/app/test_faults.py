@@ -58,8 +58,13 @@ def test_killed_engine_fails_fast_is_restarted_and_nothing_is_orphaned(gateway):
         assert time.monotonic() < deadline, "no load requests completed"
         time.sleep(0.05)
     stream_lines: list[str] = []
-    with httpx.stream("POST", gateway.url + "/v1/completions", headers=gateway.headers, timeout=60, json={
-            "model": "pruned", "prompt": "x", "max_tokens": 250, "ignore_eos": True, "stream": True}) as stream:
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/completions",
+        headers=gateway.headers,
+        timeout=60,
+        json={"model": "pruned", "prompt": "x", "max_tokens": 250, "ignore_eos": True, "stream": True},
+    ) as stream:
         lines = stream.iter_lines()
         stream_lines.append(next(lines))
         kill_index = len(results)

@@ -17,8 +17,10 @@ from testkit.vllm_server import free_port
 
 def _saved_logging():
     names = ["", *UVICORN_LOGGERS]
-    return {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
-                   logging.getLogger(name).propagate) for name in names}
+    return {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate)
+        for name in names
+    }
 
 
 def _restore(saved) -> None:
@@ -33,8 +35,11 @@ async def test_a_real_uvicorn_logs_only_json_lines():
     log, saved = io.StringIO(), _saved_logging()
     try:
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(Starlette(), host="127.0.0.1", port=port, log_level="info",
-                                               log_config=uvicorn_log_config(stream=log)))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                Starlette(), host="127.0.0.1", port=port, log_level="info", log_config=uvicorn_log_config(stream=log)
+            )
+        )
         server.install_signal_handlers = lambda: None
         task = asyncio.create_task(server.serve())
         while not server.started:
@@ -69,4 +74,3 @@ def test_moeprune_serve_starts_uvicorn_with_the_json_config(monkeypatch, tmp_pat
     config = seen["log_config"]
     assert config["formatters"]["json"]["()"] is JsonFormatter
     assert config["loggers"]["uvicorn"]["handlers"] == ["json"] and config["root"]["handlers"] == ["json"]
-

@@ -52,8 +52,11 @@ metric_list:
 
 def completed_requests(gateway) -> float:
     text = httpx.get(gateway.url + "/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith('moeprune_requests_total{') and 'variant="base"' in line and 'status="200"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("moeprune_requests_total{") and 'variant="base"' in line and 'status="200"' in line
+    )
 
 
 def test_lm_eval_local_completions_through_the_gateway(gateway, tmp_path):
@@ -61,20 +64,50 @@ def test_lm_eval_local_completions_through_the_gateway(gateway, tmp_path):
     data.write_text("\n".join(json.dumps(item) for item in ITEMS) + "\n")
     tasks = tmp_path / "tasks"
     tasks.mkdir()
-    for name, output_type, extra in (("gw_tiny_mc", "multiple_choice", MC_EXTRA),
-                                     ("gw_tiny_gen", "generate_until", GEN_EXTRA)):
-        (tasks / f"{name}.yaml").write_text(textwrap.dedent(TASKS.format(
-            name=name, data=data, output_type=output_type, extra=extra)))
+    for name, output_type, extra in (
+        ("gw_tiny_mc", "multiple_choice", MC_EXTRA),
+        ("gw_tiny_gen", "generate_until", GEN_EXTRA),
+    ):
+        (tasks / f"{name}.yaml").write_text(
+            textwrap.dedent(TASKS.format(name=name, data=data, output_type=output_type, extra=extra))
+        )
     before = completed_requests(gateway)
-    model_args = (f"model=base,base_url={gateway.url}/v1/completions,tokenizer_backend=huggingface,"
-                  f"tokenizer={gateway.dirs['base']},num_concurrent=2,max_retries=1")
-    env = {**os.environ, "OPENAI_API_KEY": gateway.api_key, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_CACHE": str(tmp_path / "datasets-cache"), "TOKENIZERS_PARALLELISM": "false"}
+    model_args = (
+        f"model=base,base_url={gateway.url}/v1/completions,tokenizer_backend=huggingface,"
+        f"tokenizer={gateway.dirs['base']},num_concurrent=2,max_retries=1"
+    )
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": gateway.api_key,
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_CACHE": str(tmp_path / "datasets-cache"),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     run = subprocess.run(
-        [sys.executable, "-m", "lm_eval", "run", "--model", "local-completions", "--model_args", model_args,
-         "--tasks", "gw_tiny_mc,gw_tiny_gen", "--include_path", str(tasks), "--output_path",
-         str(tmp_path / "out"), "--batch_size", "1"],
-        env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "run",
+            "--model",
+            "local-completions",
+            "--model_args",
+            model_args,
+            "--tasks",
+            "gw_tiny_mc,gw_tiny_gen",
+            "--include_path",
+            str(tasks),
+            "--output_path",
+            str(tmp_path / "out"),
+            "--batch_size",
+            "1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     results_file = next((tmp_path / "out").rglob("results_*.json"))
     results = json.loads(results_file.read_text())["results"]

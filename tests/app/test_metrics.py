@@ -51,8 +51,12 @@ def tensor_bytes(checkpoint) -> int:
 @pytest.fixture(scope="module")
 def scraped(gateway):
     for model in ("base", "pruned", "ab"):
-        response = httpx.post(gateway.url + "/v1/completions", headers=gateway.headers, timeout=60,
-                              json={"model": model, "prompt": "Aspirin inhibits", "max_tokens": 4})
+        response = httpx.post(
+            gateway.url + "/v1/completions",
+            headers=gateway.headers,
+            timeout=60,
+            json={"model": model, "prompt": "Aspirin inhibits", "max_tokens": 4},
+        )
         assert response.status_code == 200, response.text
     text = httpx.get(gateway.url + "/metrics", timeout=10).text
     families = {family.name: family for family in text_string_to_metric_families(text)}
@@ -79,13 +83,17 @@ def test_label_values_name_variants_experiments_and_statuses(scraped):
     assert values(requests, variant="base", experiment="", status="200")[0] >= 1
     assert values(requests, variant="pruned", experiment="", status="200")[0] >= 1
     assert sum(values(requests, experiment="ab", status="200")) >= 1
-    assigned = {s.labels["variant"] for s in scraped["moeprune_experiment_assignments"].samples
-                if s.labels["experiment"] == "ab" and s.name.endswith("_total")}
+    assigned = {
+        s.labels["variant"]
+        for s in scraped["moeprune_experiment_assignments"].samples
+        if s.labels["experiment"] == "ab" and s.name.endswith("_total")
+    }
     assert assigned <= {"base", "pruned"} and assigned
     assert values(scraped["moeprune_backend_up"], variant="base") == [1.0]
     assert values(scraped["moeprune_backend_up"], variant="pruned") == [1.0]
-    assert values(scraped["moeprune_reliability_flag_baseline_ratio"], variant="pruned",
-                  flag="low_confidence") == [0.12]
+    assert values(scraped["moeprune_reliability_flag_baseline_ratio"], variant="pruned", flag="low_confidence") == [
+        0.12
+    ]
     flags = {s.labels["flag"] for s in scraped["moeprune_reliability_flags"].samples}
     assert "low_confidence" in flags  # a random tiny model is never confident
     assert values(scraped["moeprune_completion_tokens"], variant="base")[0] >= 4
@@ -98,8 +106,9 @@ def test_memory_figures_equal_pruning_json_and_the_files(gateway, scraped):
     assert values(scraped["moeprune_variant_weight_bytes"], variant="base") == [tensor_bytes(gateway.dirs["base"])]
     assert after == tensor_bytes(gateway.dirs["pruned"]) and before == tensor_bytes(gateway.dirs["base"])
     assert values(scraped["moeprune_variant_bytes_saved"], variant="pruned") == [before - after]
-    assert values(scraped["moeprune_variant_bytes_saved_ratio"], variant="pruned") == \
-        [pytest.approx((before - after) / before)]
+    assert values(scraped["moeprune_variant_bytes_saved_ratio"], variant="pruned") == [
+        pytest.approx((before - after) / before)
+    ]
     assert values(scraped["moeprune_variant_bytes_saved"], variant="base") == [0.0]
     kept = sum(len(v) for v in manifest["kept_experts"].values())
     assert values(scraped["moeprune_variant_experts"], variant="pruned", kind="kept") == [kept]

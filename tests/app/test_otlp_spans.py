@@ -32,8 +32,9 @@ CLIENT_SPAN = TRACEPARENT.split("-")[2]
 
 def variants(engine_url: str) -> dict:
     # `stub` is cut from `base`: an answer gets the base cross-check and two self-consistency samples.
-    return {"variants": {"base": {"url": engine_url},
-                         "stub": {"url": engine_url, "base": "base", "self_consistency": 2}}}
+    return {
+        "variants": {"base": {"url": engine_url}, "stub": {"url": engine_url, "base": "base", "self_consistency": 2}}
+    }
 
 
 async def serve_gateway(app):
@@ -52,9 +53,11 @@ async def test_request_and_engine_call_spans_carry_the_ids_the_engines_see():
         async with served(app) as url:
             await serve_gateway(app)
             async with httpx.AsyncClient(base_url=url, timeout=20) as client:
-                response = await client.post("/v1/completions", json={"model": "stub", "prompt": "hi",
-                                                                      "max_tokens": 2},
-                                             headers={"traceparent": TRACEPARENT, "tracestate": "vendor=abc"})
+                response = await client.post(
+                    "/v1/completions",
+                    json={"model": "stub", "prompt": "hi", "max_tokens": 2},
+                    headers={"traceparent": TRACEPARENT, "tracestate": "vendor=abc"},
+                )
                 assert response.status_code == 200, response.text
                 flags = response.json()["reliability"]["flags"]
                 engine.requests.clear()
@@ -74,18 +77,21 @@ async def test_request_and_engine_call_spans_carry_the_ids_the_engines_see():
     assert list(request.attributes["moeprune.flags"]) == flags
     assert request.attributes["gen_ai.usage.output_tokens"] >= 1
 
-    calls = [span for span in spans if span.kind == SpanKind.CLIENT
-             and span.context.trace_id == request.context.trace_id]
-    assert sorted(span.attributes["moeprune.call"] for span in calls) == ["answer", "base_check",
-                                                                         "self_consistency"]
+    calls = [
+        span for span in spans if span.kind == SpanKind.CLIENT and span.context.trace_id == request.context.trace_id
+    ]
+    assert sorted(span.attributes["moeprune.call"] for span in calls) == ["answer", "base_check", "self_consistency"]
     assert all(span.parent.span_id == request.context.span_id for span in calls)
     assert {span.attributes["moeprune.variant"] for span in calls} == {"stub", "base"}
 
     # The request without a traceparent starts a trace whose ids the engine call's header carries.
     fresh_request = next(span for span in servers if span is not request)
     assert fresh_request.parent is None
-    (fresh_call,) = [span for span in spans if span.kind == SpanKind.CLIENT
-                     and span.context.trace_id == fresh_request.context.trace_id]
+    (fresh_call,) = [
+        span
+        for span in spans
+        if span.kind == SpanKind.CLIENT and span.context.trace_id == fresh_request.context.trace_id
+    ]
     trace_id, parent_id, _ = parse_traceparent(fresh_call_headers["traceparent"])
     assert trace_id == f"{fresh_request.context.trace_id:032x}"
     assert parent_id == f"{fresh_call.context.span_id:016x}"
@@ -110,13 +116,19 @@ class Collector:
         if scope["path"] == "/v1/traces":
             self.content_types.append(dict(scope["headers"]).get(b"content-type", b"").decode())
             self.requests.append(ExportTraceServiceRequest.FromString(body))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/x-protobuf")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-protobuf")]}
+        )
         await send({"type": "http.response.body", "body": b""})
 
     def spans(self) -> list:
-        return [span for request in self.requests for resource in request.resource_spans
-                for scope in resource.scope_spans for span in scope.spans]
+        return [
+            span
+            for request in self.requests
+            for resource in request.resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        ]
 
 
 async def test_spans_reach_a_real_otlp_http_collector():
@@ -128,9 +140,11 @@ async def test_spans_reach_a_real_otlp_http_collector():
         async with served(app) as url:
             await serve_gateway(app)
             async with httpx.AsyncClient(base_url=url, timeout=20) as client:
-                response = await client.post("/v1/completions", json={"model": "stub", "prompt": "hi",
-                                                                      "max_tokens": 2},
-                                             headers={"traceparent": TRACEPARENT})
+                response = await client.post(
+                    "/v1/completions",
+                    json={"model": "stub", "prompt": "hi", "max_tokens": 2},
+                    headers={"traceparent": TRACEPARENT},
+                )
                 assert response.status_code == 200, response.text
         # Leaving `served(app)` ran the lifespan's shutdown, which flushes the batch.
         await asyncio.sleep(0)
@@ -143,14 +157,17 @@ async def test_spans_reach_a_real_otlp_http_collector():
     attributes = {item.key: item.value for item in request.attributes}
     assert attributes["moeprune.variant"].string_value == "stub"
     resource = collector.requests[0].resource_spans[0].resource
-    assert any(item.key == "service.name" and item.value.string_value == "moeprune-gateway"
-               for item in resource.attributes)
+    assert any(
+        item.key == "service.name" and item.value.string_value == "moeprune-gateway" for item in resource.attributes
+    )
 
 
 def test_an_endpoint_that_is_not_a_url_stops_the_start_with_the_fix():
     with pytest.raises(UserError, match="MOEPRUNE_OTLP_TRACES_ENDPOINT"):
-        create_app(Settings(otlp_traces_endpoint="collector:4318"), parse_config({"variants": {
-            "base": {"url": "http://127.0.0.1:9"}}}))
+        create_app(
+            Settings(otlp_traces_endpoint="collector:4318"),
+            parse_config({"variants": {"base": {"url": "http://127.0.0.1:9"}}}),
+        )
 
 
 def test_spans_are_off_and_import_nothing_without_an_endpoint(monkeypatch):

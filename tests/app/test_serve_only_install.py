@@ -54,8 +54,11 @@ def serve_only_venv(where: Path, distributions: set[str]) -> Path:
     """A venv whose site-packages links only the installed files of `distributions`; returns its python."""
     venv.EnvBuilder(with_pip=False).create(where)
     python = where / "bin" / "python"
-    site = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        text=True).strip())
+    site = Path(
+        subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
     for name in distributions:
         try:
             dist = metadata.distribution(name)
@@ -81,9 +84,13 @@ def test_the_gateway_serves_without_torch_transformers_or_matplotlib(tmp_path):
         port, log = free_port(), tmp_path / "gateway.log"
         env = {"PATH": "/usr/bin:/bin", "MOEPRUNE_API_KEYS": KEY, "PYTHONPATH": str(ROOT)}
         with open(log, "wb") as out:
-            proc = subprocess.Popen([python, "-m", "moeprune.cli", "serve", "--config", str(config), "--port",
-                                     str(port)],
-                                    env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+            proc = subprocess.Popen(
+                [python, "-m", "moeprune.cli", "serve", "--config", str(config), "--port", str(port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+            )
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
@@ -96,9 +103,12 @@ def test_the_gateway_serves_without_torch_transformers_or_matplotlib(tmp_path):
                     pass
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.3)
-            response = httpx.post(base + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
-                                  json={"model": "remote", "messages": [{"role": "user", "content": "Capital?"}],
-                                        "max_tokens": 4}, timeout=30)
+            response = httpx.post(
+                base + "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {KEY}"},
+                json={"model": "remote", "messages": [{"role": "user", "content": "Capital?"}], "max_tokens": 4},
+                timeout=30,
+            )
             assert response.status_code == 200, response.text
             assert response.json()["choices"][0]["message"]["content"] == "Paris"
         finally:

@@ -25,6 +25,7 @@ async def gateway():
         from app.config.settings import Settings
         from app.config.variants import parse_config
         from app.main import create_app
+
         app = create_app(Settings(health_interval_s=0.2), parse_config({"variants": variants}))
         async with served(app) as url:
             backends = app.state.gateway.backends.values()
@@ -36,9 +37,11 @@ async def gateway():
 async def test_request_id_and_traceparent_reach_every_engine_call_of_the_request(gateway):
     client, engine = gateway
     with AccessRecords().attached() as records:
-        response = await client.post("/v1/completions", json={"model": "stub", "prompt": "hi", "max_tokens": 2},
-                                     headers={"x-request-id": "req-42", "traceparent": TRACEPARENT,
-                                              "tracestate": "vendor=abc"})
+        response = await client.post(
+            "/v1/completions",
+            json={"model": "stub", "prompt": "hi", "max_tokens": 2},
+            headers={"x-request-id": "req-42", "traceparent": TRACEPARENT, "tracestate": "vendor=abc"},
+        )
     assert response.status_code == 200, response.text
     assert response.headers["x-request-id"] == "req-42"
     calls = engine.calls
@@ -55,24 +58,37 @@ async def test_request_id_and_traceparent_reach_every_engine_call_of_the_request
     assert access.trace_id == TRACE_ID
 
     engine.requests.clear()
-    streamed = await client.post("/v1/completions", json={"model": "stub", "prompt": "hi", "stream": True},
-                                 headers={"x-request-id": "req-43", "traceparent": TRACEPARENT})
+    streamed = await client.post(
+        "/v1/completions",
+        json={"model": "stub", "prompt": "hi", "stream": True},
+        headers={"x-request-id": "req-43", "traceparent": TRACEPARENT},
+    )
     assert streamed.status_code == 200 and streamed.headers["x-request-id"] == "req-43"
-    assert engine.calls and all(h["x-request-id"] == "req-43" and TRACE_ID in h["traceparent"]
-                                for _, h in engine.calls)
+    assert engine.calls and all(h["x-request-id"] == "req-43" and TRACE_ID in h["traceparent"] for _, h in engine.calls)
     assert all("tracestate" not in h for _, h in engine.calls)
 
 
-@pytest.mark.parametrize("bad", ["garbage", f"00-{'0' * 32}-00f067aa0ba902b7-01", f"ff-{TRACE_ID}-00f067aa0ba902b7-01",
-                                 f"00-{TRACE_ID.upper()}-00f067aa0ba902b7-01", f"00-{TRACE_ID}-00f067aa0ba902b7-01-x"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "garbage",
+        f"00-{'0' * 32}-00f067aa0ba902b7-01",
+        f"ff-{TRACE_ID}-00f067aa0ba902b7-01",
+        f"00-{TRACE_ID.upper()}-00f067aa0ba902b7-01",
+        f"00-{TRACE_ID}-00f067aa0ba902b7-01-x",
+    ],
+)
 async def test_a_malformed_traceparent_starts_a_fresh_trace_never_an_error(gateway, bad):
     client, engine = gateway
-    response = await client.post("/v1/completions", json={"model": "base", "prompt": "hi", "max_tokens": 2},
-                                 headers={"traceparent": bad, "tracestate": "vendor=abc"})
+    response = await client.post(
+        "/v1/completions",
+        json={"model": "base", "prompt": "hi", "max_tokens": 2},
+        headers={"traceparent": bad, "tracestate": "vendor=abc"},
+    )
     assert response.status_code == 200, response.text
     request_id = response.headers["x-request-id"]
     assert len(request_id) == 32  # made by the gateway
-    (_, headers), = engine.calls
+    ((_, headers),) = engine.calls
     trace_id, _, flags = parse_traceparent(headers["traceparent"])
     assert trace_id != TRACE_ID and flags == "01"
     assert headers["x-request-id"] == request_id and "tracestate" not in headers  # dropped with its traceparent

@@ -15,8 +15,9 @@ def populate(cache):
         (cache / path).mkdir(parents=True)
     (cache / "models/demo-old/model.safetensors").write_bytes(b"x" * 3000)
     (cache / "runs/demo-old/variants/w").write_bytes(b"y" * 1000)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     (cache / f"models/demo-current.building-{dead}").mkdir()  # a build whose process was killed
     (cache / f"models/demo-current.building-{os.getpid()}").mkdir()  # a build in progress (this process)
     return dead
@@ -38,7 +39,9 @@ def test_the_demo_says_what_else_is_cached_and_cleans_only_when_asked(tmp_path, 
     tidy_cache(tmp_path, "demo-current", clean=True)
     assert "removing 3 other demo cache entries" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
-        "demo-current", f"demo-current.building-{os.getpid()}"]
+        "demo-current",
+        f"demo-current.building-{os.getpid()}",
+    ]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["demo-current"]
     tidy_cache(tmp_path, "demo-current", clean=False)
     assert capsys.readouterr().out == ""  # nothing else left: nothing said

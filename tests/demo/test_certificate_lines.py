@@ -10,8 +10,10 @@ from tests.support.report_cards import card, domain_entry
 
 def test_each_domain_says_certified_with_its_coverage_and_bound_or_uncertified(tmp_path):
     cards = {}
-    for name, domains in {"gate-25": {"in_domain": domain_entry(), "cross_domain": domain_entry("uncertified")},
-                          "plain": None}.items():
+    for name, domains in {
+        "gate-25": {"in_domain": domain_entry(), "cross_domain": domain_entry("uncertified")},
+        "plain": None,
+    }.items():
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(card(name, domains)))
         cards[name] = path

@@ -61,8 +61,9 @@ def test_every_held_out_template_is_trained_on_other_facts():
     corpus = build_corpus(0)
     for fact in corpus.facts:
         for template in fact.held_out_templates():
-            assert any(template in other.trained_templates()
-                       for other in corpus.facts if other.relation == fact.relation)
+            assert any(
+                template in other.trained_templates() for other in corpus.facts if other.relation == fact.relation
+            )
 
 
 def test_sets_have_the_contract_sizes_and_answers():
@@ -87,8 +88,11 @@ def test_training_shows_known_facts_beside_abstain_options_more_often_than_evalu
     # the measured cure for over-abstaining on known facts (docs/demo.md); evaluation keeps its own mix
     corpus = build_corpus(0)
     abstain = (I_DONT_KNOW, NONE_OF_THE_ABOVE)
-    answered = [e for e in training_examples(corpus, 0)
-                if "Options:" in e.context and e.target.split("<|end|>")[0] not in abstain]
+    answered = [
+        e
+        for e in training_examples(corpus, 0)
+        if "Options:" in e.context and e.target.split("<|end|>")[0] not in abstain
+    ]
     trained_share = sum(any(f". {a}" in e.context for a in abstain) for e in answered) / len(answered)
     items = [i for d in DOMAINS for i in evaluation_items(corpus, d, "qa")]
     evaluated_share = sum(any(v in abstain for v in i.options.values()) for i in items) / len(items)
@@ -102,8 +106,11 @@ def test_shipped_reliability_sets_are_the_generated_ones_and_new_to_the_utility_
     files = reliability_set_files(corpus)
     for name, text in files.items():
         assert (SETS_DIR / name).read_text(encoding="utf-8") == text
-    utility = {json.loads(line)["question"] + json.dumps(json.loads(line)["options"], sort_keys=True)
-               for text in set_files(corpus).values() for line in text.splitlines()}
+    utility = {
+        json.loads(line)["question"] + json.dumps(json.loads(line)["options"], sort_keys=True)
+        for text in set_files(corpus).values()
+        for line in text.splitlines()
+    }
     added = [json.loads(line) for text in files.values() for line in text.splitlines()]
     keys = {r["question"] + json.dumps(r["options"], sort_keys=True) for r in added}
     assert len(keys) == len(added) and not keys & utility

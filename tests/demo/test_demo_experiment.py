@@ -20,8 +20,14 @@ from demo.variants import Variant
 from tests.support.fake_engine import EngineConfig, FakeEngine, one_token
 from tests.support.loopback import serve_app, served, wait_until
 
-ITEMS = [{"question": f"Which class does drug {i} belong to?", "answer": "A",
-          "options": {"A": "antibiotic", "B": "sedative", "C": "diuretic", "D": "I don't know"}} for i in range(20)]
+ITEMS = [
+    {
+        "question": f"Which class does drug {i} belong to?",
+        "answer": "A",
+        "options": {"A": "antibiotic", "B": "sedative", "C": "diuretic", "D": "I don't know"},
+    }
+    for i in range(20)
+]
 
 
 def letter_engine(letter: str) -> FakeEngine:
@@ -44,15 +50,27 @@ def test_the_demo_experiment_has_a_control_and_a_decision_rule_the_gateway_accep
 
 
 async def test_scripted_traffic_makes_a_verdict_appear(tmp_path):
-    with serve_app(letter_engine("A")) as base, serve_app(letter_engine("A")) as keeps, \
-            serve_app(letter_engine("B")) as loses:
+    with (
+        serve_app(letter_engine("A")) as base,
+        serve_app(letter_engine("A")) as keeps,
+        serve_app(letter_engine("B")) as loses,
+    ):
         urls = {"base": base, "gate-25": keeps, "gate-50": loses}
         experiment = {"arms": {name: 33 for name in urls}, "control": CONTROL, "decide": DECISION_RULE}
         config = tmp_path / "variants.yaml"
-        config.write_text(yaml.safe_dump({"variants": {name: {"url": url} for name, url in urls.items()},
-                                          "experiments": {EXPERIMENT: experiment}}))
-        app = create_app(Settings(config_path=config, state_dir=tmp_path / "state", health_interval_s=0.2,
-                                  experiment_flush_interval_s=0.1))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "variants": {name: {"url": url} for name, url in urls.items()},
+                    "experiments": {EXPERIMENT: experiment},
+                }
+            )
+        )
+        app = create_app(
+            Settings(
+                config_path=config, state_dir=tmp_path / "state", health_interval_s=0.2, experiment_flush_interval_s=0.1
+            )
+        )
         async with served(app) as url:
             gateway = app.state.gateway
             assert await wait_until(lambda: all(b.up for b in gateway.backends.values()), timeout=20)

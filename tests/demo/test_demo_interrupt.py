@@ -27,9 +27,30 @@ def engines_of(marker: str) -> list[psutil.Process]:
 def test_sigterm_during_evaluation_stops_every_engine(tmp_path):
     cache = tmp_path / "cache"
     demo = subprocess.Popen(
-        [sys.executable, "-m", "moeprune.cli", "demo", "--cache-dir", str(cache), "--out", str(tmp_path / "out"),
-         "--train-steps", "5", "--methods", "frequency", "--ratios", "0.5", "--limit", "2", "--no-serve"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "moeprune.cli",
+            "demo",
+            "--cache-dir",
+            str(cache),
+            "--out",
+            str(tmp_path / "out"),
+            "--train-steps",
+            "5",
+            "--methods",
+            "frequency",
+            "--ratios",
+            "0.5",
+            "--limit",
+            "2",
+            "--no-serve",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not engines_of(str(cache)):

@@ -13,8 +13,22 @@ from moeprune.cli import main
 
 @pytest.mark.slow
 def test_reduced_demo_writes_cards_and_report_then_reuses_everything(tmp_path, capsys):
-    args = ["demo", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--train-steps", "20",
-            "--methods", "frequency", "--ratios", "0.5", "--limit", "6", "--no-serve"]
+    args = [
+        "demo",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "out"),
+        "--train-steps",
+        "20",
+        "--methods",
+        "frequency",
+        "--ratios",
+        "0.5",
+        "--limit",
+        "6",
+        "--no-serve",
+    ]
     assert main(args) == 0
     first = capsys.readouterr().out
 

@@ -13,9 +13,18 @@ from demo.summary import markdown_table, with_recovery
 
 
 def row(variant, method, ratio, bio, gen, halluc, flags=None):
-    return {"variant": variant, "method": method, "ratio": ratio, "bio_acc": bio, "general_acc": gen,
-            "refusal": 1 - halluc, "hallucination": halluc, "nota": 0.5, "bytes_saved": 0 if method is None else 10,
-            "flags": flags or {}}
+    return {
+        "variant": variant,
+        "method": method,
+        "ratio": ratio,
+        "bio_acc": bio,
+        "general_acc": gen,
+        "refusal": 1 - halluc,
+        "hallucination": halluc,
+        "nota": 0.5,
+        "bytes_saved": 0 if method is None else 10,
+        "flags": flags or {},
+    }
 
 
 def study_like_rows():
@@ -52,8 +61,9 @@ def seed_rows(cross_gap: float = 0.3, bio_shift: float = 0.0):
     for ratio, bio, halluc in ((0.25, 0.89, 0.1), (0.5, 0.85, 0.2), (0.75, 0.6, 0.4)):
         bio += bio_shift
         rows += [row(f"m{i}-{ratio}", f"m{i}", ratio, bio, bio - cross_gap * ratio * 2, halluc) for i in range(3)]
-        rows += [row(f"random-{ratio}-s{s}", "random", ratio, bio - 0.3 - 0.01 * s, bio - 0.4,
-                     halluc) for s in range(3)]
+        rows += [
+            row(f"random-{ratio}-s{s}", "random", ratio, bio - 0.3 - 0.01 * s, bio - 0.4, halluc) for s in range(3)
+        ]
     return with_recovery(rows)
 
 
@@ -84,8 +94,11 @@ def test_summary_over_seeds_gives_mean_and_range_per_method_and_ratio():
 def test_ratios_where_both_domains_collapsed_are_shown_but_not_judged():
     from bench.demo_findings import cross_domain_degrades_faster
 
-    rows = [row("base", None, None, 0.9, 0.9, 0.1),
-            row("m-25", "m", 0.25, 0.85, 0.4, 0.1), row("m-75", "m", 0.75, 0.02, 0.06, 0.9)]
+    rows = [
+        row("base", None, None, 0.9, 0.9, 0.1),
+        row("m-25", "m", 0.25, 0.85, 0.4, 0.1),
+        row("m-75", "m", 0.75, 0.02, 0.06, 0.9),
+    ]
     check = cross_domain_degrades_faster(with_recovery(rows))
     assert check.holds and "0.75: bio 0.02 vs general 0.07 (both collapsed, not judged)" in check.detail
     collapsed = [rows[0], row("m-75", "m", 0.75, 0.02, 0.01, 0.9)]

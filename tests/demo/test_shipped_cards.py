@@ -30,8 +30,9 @@ def test_shipped_cards_are_valid_carry_no_machine_paths_and_belong_to_the_shippe
 def _shipped(tmp_path, stamp):
     folder = tmp_path / "shipped" / "gate-50"
     folder.mkdir(parents=True)
-    (folder / shipped_cards.CARD_FILE).write_text(json.dumps({"schema_version": 1, "variant": "gate-50",
-                                                              "model_dir": None, "endpoint": None}))
+    (folder / shipped_cards.CARD_FILE).write_text(
+        json.dumps({"schema_version": 1, "variant": "gate-50", "model_dir": None, "endpoint": None})
+    )
     (folder / shipped_cards.STAMP_FILE).write_text(json.dumps(stamp))
     return tmp_path / "shipped"
 

@@ -31,7 +31,8 @@ def test_the_shipped_model_answers_the_default_recipe():
 
     cfg = DemoModelConfig()
     assert build.shipped_for(build_corpus(cfg.corpus_seed), cfg) is not None, (
-        "the recipe changed: retrain and refresh demo/model (python -m demo.shipped, see demo/shipped.py)")
+        "the recipe changed: retrain and refresh demo/model (python -m demo.shipped, see demo/shipped.py)"
+    )
 
 
 def test_the_demo_uses_the_shipped_model_without_training(tmp_path, monkeypatch):

@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # torch would pick (the cores), the ISA MKL and oneDNN dispatch to, and the ATen kernels.
 MACHINES = {
     "one core": {"OMP_NUM_THREADS": "1"},
-    "two cores, no AVX-512": {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-                              "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx512"},
+    "two cores, no AVX-512": {
+        "OMP_NUM_THREADS": "2",
+        "MKL_NUM_THREADS": "2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx512",
+    },
 }
 
 
@@ -38,8 +43,14 @@ def test_reduced_recipe_trains_the_same_weights_on_emulated_machines(tmp_path):
 
 def test_training_child_refuses_unpinned_numerics(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in PINNED_ENV}
-    result = subprocess.run([sys.executable, "-m", "demo.train_child", "{}", str(tmp_path)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "demo.train_child", "{}", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "not pinned" in result.stderr
 

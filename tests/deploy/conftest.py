@@ -16,7 +16,7 @@ def live(tiny_qwen3_moe, tmp_path_factory):
         # Two rounds, each seen by a scrape, so rate() and the quantiles see counters
         # MOVE: with fast engines both rounds could otherwise end before the first
         # scrape, and a counter that never changes between scrapes has rate 0.
-        wait_until_scraped(stack, 'count(moeprune_backend_up) >= 2')
+        wait_until_scraped(stack, "count(moeprune_backend_up) >= 2")
         statuses = send_traffic(stack.gateway_url)
         wait_until_scraped(stack, f"sum(moeprune_requests_total) >= {len(statuses)}")
         # rate5m counts only increases between scrapes, over 300 s: the alert needs

@@ -104,8 +104,10 @@ def test_images_are_pinned():
 def test_prometheus_and_grafana_get_the_shipped_configuration():
     services = compose()["services"]
     mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in services["prometheus"]["volumes"]}
-    assert Path(COMPOSE_DIR / mounts["/etc/prometheus/prometheus.yml"]).resolve() == \
-        DEPLOY / "prometheus" / "prometheus.yml"
+    assert (
+        Path(COMPOSE_DIR / mounts["/etc/prometheus/prometheus.yml"]).resolve()
+        == DEPLOY / "prometheus" / "prometheus.yml"
+    )
     grafana = {volume.split(":")[1]: volume.split(":")[0] for volume in services["grafana"]["volumes"]}
     assert (COMPOSE_DIR / grafana["/etc/grafana/provisioning"] / "datasources").is_dir()
     dashboards = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/moeprune.yml").read_text())
@@ -118,8 +120,9 @@ def test_example_variants_are_accepted_by_the_gateway_and_match_the_scrape_confi
     config = parse_config(variants, "variants.example.yaml")
     prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     engine_job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == "vllm")
-    scraped = {group["labels"]["variant"]: int(group["targets"][0].rsplit(":", 1)[1])
-               for group in engine_job["static_configs"]}
+    scraped = {
+        group["labels"]["variant"]: int(group["targets"][0].rsplit(":", 1)[1]) for group in engine_job["static_configs"]
+    }
     assert scraped == {name: variant.engine.port for name, variant in config.variants.items()}
     gateway_port = int(compose()["services"]["gateway"]["ports"][0].split(":")[-1])
     gateway_job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == "moeprune-gateway")

@@ -49,8 +49,12 @@ def dashboard() -> dict:
 
 
 def test_committed_json_is_what_the_generator_writes():
-    result = subprocess.run([sys.executable, str(DEPLOY / "grafana" / "build_dashboard.py"), "--check"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(DEPLOY / "grafana" / "build_dashboard.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -103,8 +107,9 @@ def test_panels_on_rates_say_no_traffic_instead_of_going_blank():
     for panel in rate_panels:
         defaults = panel["fieldConfig"]["defaults"]
         assert defaults["noValue"] == "no traffic", panel["title"]
-        assert {"type": "special", "options": {"match": "null+nan", "result": {"text": "no traffic"}}} \
-            in defaults["mappings"], panel["title"]
+        assert {"type": "special", "options": {"match": "null+nan", "result": {"text": "no traffic"}}} in defaults[
+            "mappings"
+        ], panel["title"]
     for panel in panels():
         assert panel["fieldConfig"]["defaults"].get("noValue"), f"{panel['title']}: blank when empty"
 
@@ -152,8 +157,9 @@ def test_layout_is_valid():
     for panel in panels:
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
-        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                 for y in range(grid["y"], grid["y"] + grid["h"])}
+        cells = {
+            (x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not cells & occupied, f"{panel['title']} overlaps another panel"
         occupied |= cells
 
@@ -183,8 +189,13 @@ def gateway_exported_names() -> set[str]:
 
     metrics = GatewayMetrics()  # a fresh registry of its own
     ExperimentMetrics(metrics.registry)
-    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-                "gauge": ("",), "summary": ("_sum", "_count", "_created"), "info": ("_info",)}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "gauge": ("",),
+        "summary": ("_sum", "_count", "_created"),
+        "info": ("_info",),
+    }
     return {family.name + suffix for family in metrics.registry.collect() for suffix in suffixes[family.type]}
 
 

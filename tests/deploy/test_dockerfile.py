@@ -14,8 +14,12 @@ from testkit.promql import ROOT
 from tests.deploy.dockerfile import copy_sources, dockerignore_patterns, dockerignored, resolve, stages
 
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "Dockerfile.cpu"]
-REQUIRED_LABELS = ("org.opencontainers.image.title", "org.opencontainers.image.version",
-                   "org.opencontainers.image.licenses", "io.moeprune.vllm-version")
+REQUIRED_LABELS = (
+    "org.opencontainers.image.title",
+    "org.opencontainers.image.version",
+    "org.opencontainers.image.licenses",
+    "io.moeprune.vllm-version",
+)
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "clang", "make", "cmake")
 
 
@@ -30,8 +34,9 @@ def hadolint() -> str:
 
 
 def lint(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([hadolint(), "--no-color", "--failure-threshold", "info", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "info", str(path)], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)

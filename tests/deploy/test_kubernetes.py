@@ -82,8 +82,14 @@ def test_the_two_overlays_exist():
 def test_every_object_validates_against_the_kubernetes_schemas(name):
     rendered = overlay(name)
     # No Secret: the API keys and the database DSN live in Secrets the operator creates, never in git.
-    assert {obj["kind"] for obj in rendered} == {"Deployment", "Service", "ConfigMap", "NetworkPolicy",
-                                                 "ServiceMonitor", "PrometheusRule"}
+    assert {obj["kind"] for obj in rendered} == {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
     for obj in rendered:
         validate(obj)
 
@@ -149,8 +155,11 @@ def test_each_variant_is_a_vllm_deployment_with_a_service(name):
 
 
 def engine_containers(rendered: list[dict]) -> dict[str, dict]:
-    return {name.removeprefix("moeprune-vllm-"): d["spec"]["template"]["spec"]["containers"][0]
-            for name, d in by_kind(rendered, "Deployment").items() if name.startswith("moeprune-vllm-")}
+    return {
+        name.removeprefix("moeprune-vllm-"): d["spec"]["template"]["spec"]["containers"][0]
+        for name, d in by_kind(rendered, "Deployment").items()
+        if name.startswith("moeprune-vllm-")
+    }
 
 
 def test_gpu_overlay_gives_each_engine_its_gpus_and_shards_over_them():
@@ -209,8 +218,11 @@ def test_gateway_pod_is_locked_down_and_probed(name):
     (container,) = pod["containers"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     # /health, not /ready: one engine down must not take the gateway out of its Service.
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
@@ -250,8 +262,9 @@ def test_secrets_are_referenced_never_inlined(name):
             for item in container.get("env", []):
                 assert "valueFrom" not in item, f"{item['name']}: secrets are mounted as files, not env"
                 assert "://" not in item["value"] or not item["name"].endswith("DSN"), item["name"]
-                assert not item["name"].endswith(("_DSN", "_API_KEYS", "_API_KEY", "_PASSWORD", "_TOKEN")), \
+                assert not item["name"].endswith(("_DSN", "_API_KEYS", "_API_KEY", "_PASSWORD", "_TOKEN")), (
                     f"{item['name']}: give the secret as a mounted file (…_FILE)"
+                )
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
@@ -266,8 +279,7 @@ def test_more_than_one_gateway_replica_shares_the_experiment_database(name):
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert {"name": "state", "emptyDir": {}} in pod["volumes"]
     if deployment["spec"]["replicas"] > 1:
-        assert volumes["experiment-db"] == {"name": "experiment-db",
-                                            "secret": {"secretName": "moeprune-experiment-db"}}
+        assert volumes["experiment-db"] == {"name": "experiment-db", "secret": {"secretName": "moeprune-experiment-db"}}
         assert env["MOEPRUNE_EXPERIMENT_DSN_FILE"] == mounts["experiment-db"] + "/dsn"
     else:
         assert "experiment-db" not in volumes and "MOEPRUNE_EXPERIMENT_DSN_FILE" not in env
@@ -283,8 +295,10 @@ def test_only_the_gateway_and_prometheus_may_reach_the_engines(name):
     policy = by_kind(rendered, "NetworkPolicy")["moeprune-vllm"]
     selector = policy["spec"]["podSelector"]["matchLabels"]
     pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in by_kind(rendered, "Deployment").items()}
-    assert {n for n, pod_labels in pods.items() if selector.items() <= pod_labels.items()} == \
-        {"moeprune-vllm-base", "moeprune-vllm-pruned-50"}
+    assert {n for n, pod_labels in pods.items() if selector.items() <= pod_labels.items()} == {
+        "moeprune-vllm-base",
+        "moeprune-vllm-pruned-50",
+    }
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
     gateway_peer, prometheus_peer = rule["from"]
@@ -301,8 +315,11 @@ def test_service_monitors_select_the_rendered_services(name):
     rendered = overlay(name)
     services = by_kind(rendered, "Service")
     for monitor in by_kind(rendered, "ServiceMonitor").values():
-        selected = [service for service in services.values()
-                    if monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()]
+        selected = [
+            service
+            for service in services.values()
+            if monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        ]
         assert selected, monitor["metadata"]["name"]
         for service in selected:
             assert monitor["spec"]["endpoints"][0]["port"] in {port["name"] for port in service["spec"]["ports"]}
@@ -315,8 +332,9 @@ def test_service_monitors_select_the_rendered_services(name):
 
 
 def test_monitoring_copies_are_in_sync_with_the_shared_rules_and_dashboard():
-    result = subprocess.run([sys.executable, str(KUBERNETES / "sync_monitoring.py"), "--check"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(KUBERNETES / "sync_monitoring.py"), "--check"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -324,8 +342,12 @@ def test_prometheus_rule_passes_promtool(tmp_path):
     rule = by_kind(overlay("gpu-node-pool"), "PrometheusRule")["moeprune"]
     rule_file = tmp_path / "rules.yml"
     rule_file.write_text(yaml.safe_dump(rule["spec"]))
-    result = subprocess.run([shutil.which("promtool") or "promtool", "check", "rules", str(rule_file)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [shutil.which("promtool") or "promtool", "check", "rules", str(rule_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(recording_rules()) + len(alert_rules())} rules found" in result.stdout  # every shipped rule
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -345,11 +367,20 @@ def test_an_overlay_can_add_a_report_card_to_the_gateway_config(tmp_path):
     variants = yaml.safe_load((KUBERNETES / "base" / "variants.yaml").read_text())
     variants["variants"]["pruned-50"]["report_card"] = "/etc/moeprune/pruned-50.json"
     (tmp_path / "variants.yaml").write_text(yaml.safe_dump(variants))
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "resources": [os.path.relpath(KUBERNETES / "overlays" / "gpu-node-pool", tmp_path)],
-        "configMapGenerator": [{"name": "moeprune-gateway", "behavior": "merge",
-                                "files": ["variants.yaml", "pruned-50.json=card.json"]}],
-    }))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(KUBERNETES / "overlays" / "gpu-node-pool", tmp_path)],
+                "configMapGenerator": [
+                    {
+                        "name": "moeprune-gateway",
+                        "behavior": "merge",
+                        "files": ["variants.yaml", "pruned-50.json=card.json"],
+                    }
+                ],
+            }
+        )
+    )
     rendered = kustomize(tmp_path)
     config_map = gateway_config_map(rendered)
     container = by_kind(rendered, "Deployment")["moeprune-gateway"]["spec"]["template"]["spec"]["containers"][0]

@@ -69,8 +69,10 @@ def test_every_alert_expression_evaluates(live):
 
 
 def test_every_metric_used_is_in_the_live_exposition(live):
-    exposed = {item["metric"]["__name__"] for item in
-               result_of(live, 'count by (__name__) ({__name__=~"moeprune_.*|vllm:.*"})')}
+    exposed = {
+        item["metric"]["__name__"]
+        for item in result_of(live, 'count by (__name__) ({__name__=~"moeprune_.*|vllm:.*"})')
+    }
     exprs = [expr for _, expr in dashboard_targets()] + list(recording_rules().values())
     used = set().union(*(metric_names(expr) for expr in exprs)) - set(recording_rules())
     assert used - exposed <= NO_GPU_HERE, f"not exposed: {used - exposed - NO_GPU_HERE}"
@@ -120,5 +122,7 @@ def test_flag_rate_alert_is_pending_for_the_pruned_variant(live):
         time.sleep(1)
         alerts = flag_rate_alerts(live)
     assert {(alert["labels"]["variant"], alert["labels"]["flag"]) for alert in alerts} == {
-        ("pruned-50", "low_confidence"), ("pruned-50", "high_entropy")}  # base has no report card
+        ("pruned-50", "low_confidence"),
+        ("pruned-50", "high_entropy"),
+    }  # base has no report card
     assert all(alert["state"] == "pending" for alert in alerts)  # `for: 15m` has not elapsed

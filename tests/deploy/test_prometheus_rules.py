@@ -45,8 +45,14 @@ def test_rule_unit_tests_pass():
 
 def test_the_issue_s_alerts_exist():
     alerts = alert_rules()
-    for name in ("MoePruneEngineDown", "MoePruneFlagRateAboveBaseline", "MoePruneHighErrorRate",
-                 "MoePruneLatencySLO", "MoePruneKVCacheNearFull", "MoePruneGPUMemoryNearLimit"):
+    for name in (
+        "MoePruneEngineDown",
+        "MoePruneFlagRateAboveBaseline",
+        "MoePruneHighErrorRate",
+        "MoePruneLatencySLO",
+        "MoePruneKVCacheNearFull",
+        "MoePruneGPUMemoryNearLimit",
+    ):
         assert name in alerts
     assert "moeprune_reliability_flag_baseline_ratio" in alerts["MoePruneFlagRateAboveBaseline"]
 

@@ -6,10 +6,26 @@ import json
 
 import pytest
 
-CAPITALS = [("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Germany", "Berlin"),
-            ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Peru", "Lima"), ("Kenya", "Nairobi")]
-ORGANS = [("insulin", "Pancreas"), ("bile", "Liver"), ("urine", "Kidney"), ("tears", "Lacrimal gland"),
-          ("saliva", "Salivary gland"), ("sweat", "Skin"), ("thyroxine", "Thyroid"), ("melatonin", "Pineal gland")]
+CAPITALS = [
+    ("France", "Paris"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Germany", "Berlin"),
+    ("Japan", "Tokyo"),
+    ("Egypt", "Cairo"),
+    ("Peru", "Lima"),
+    ("Kenya", "Nairobi"),
+]
+ORGANS = [
+    ("insulin", "Pancreas"),
+    ("bile", "Liver"),
+    ("urine", "Kidney"),
+    ("tears", "Lacrimal gland"),
+    ("saliva", "Salivary gland"),
+    ("sweat", "Skin"),
+    ("thyroxine", "Thyroid"),
+    ("melatonin", "Pineal gland"),
+]
 
 
 def _write(path, rows):
@@ -21,28 +37,79 @@ def _mc(question, right, wrongs, position, **extra):
     options = list(wrongs)
     options.insert(position % (len(wrongs) + 1), right)
     letters = "ABCD"
-    return {"question": question, "options": dict(zip(letters, options)),
-            "answer": letters[options.index(right)], **extra}
+    return {
+        "question": question,
+        "options": dict(zip(letters, options)),
+        "answer": letters[options.index(right)],
+        **extra,
+    }
 
 
 @pytest.fixture(scope="session")
 def eval_sets(tmp_path_factory):
     """Small sets: bio/general QA, fake, NOTA and summaries, plus tasks.yaml naming them."""
     root = tmp_path_factory.mktemp("eval-sets")
-    general = [_mc(f"What is the capital of {country}?", city, ["Oslo", "Quito", "Hanoi"], i,
-                   id=f"g{i}", domain="general", kind="answerable") for i, (country, city) in enumerate(CAPITALS)]
-    bio = [_mc(f"Which organ or gland produces {what}?", organ, ["Spleen", "Stomach", "Lung"], i,
-               id=f"b{i}", domain="biomedical", kind="answerable") for i, (what, organ) in enumerate(ORGANS)]
-    fake = [{"id": f"f{i}", "question": f"What does the Zorvanite gland number {i} secrete?",
-             "options": {"A": "Insulin", "B": "Bile", "C": "Mucus", "D": "I don't know"}, "answer": "D",
-             "domain": "biomedical", "kind": "fake"} for i in range(6)]
-    nota = [{"id": f"n{i}", "question": f"Which of these is a mammal (set {i})?",
-             "options": {"A": "Trout", "B": "Sparrow", "C": "Frog", "D": "None of the above"}, "answer": "D",
-             "domain": "general", "kind": "nota"} for i in range(6)]
-    summaries = [{"id": f"s{i}", "source": f"Metformin is used for type 2 diabetes. Trial {i} enrolled adults.",
-                  "reference": "Metformin treats type 2 diabetes."} for i in range(3)]
-    for name, rows in (("bio.jsonl", bio), ("general.jsonl", general), ("fake.jsonl", fake),
-                       ("nota.jsonl", nota), ("summaries.jsonl", summaries)):
+    general = [
+        _mc(
+            f"What is the capital of {country}?",
+            city,
+            ["Oslo", "Quito", "Hanoi"],
+            i,
+            id=f"g{i}",
+            domain="general",
+            kind="answerable",
+        )
+        for i, (country, city) in enumerate(CAPITALS)
+    ]
+    bio = [
+        _mc(
+            f"Which organ or gland produces {what}?",
+            organ,
+            ["Spleen", "Stomach", "Lung"],
+            i,
+            id=f"b{i}",
+            domain="biomedical",
+            kind="answerable",
+        )
+        for i, (what, organ) in enumerate(ORGANS)
+    ]
+    fake = [
+        {
+            "id": f"f{i}",
+            "question": f"What does the Zorvanite gland number {i} secrete?",
+            "options": {"A": "Insulin", "B": "Bile", "C": "Mucus", "D": "I don't know"},
+            "answer": "D",
+            "domain": "biomedical",
+            "kind": "fake",
+        }
+        for i in range(6)
+    ]
+    nota = [
+        {
+            "id": f"n{i}",
+            "question": f"Which of these is a mammal (set {i})?",
+            "options": {"A": "Trout", "B": "Sparrow", "C": "Frog", "D": "None of the above"},
+            "answer": "D",
+            "domain": "general",
+            "kind": "nota",
+        }
+        for i in range(6)
+    ]
+    summaries = [
+        {
+            "id": f"s{i}",
+            "source": f"Metformin is used for type 2 diabetes. Trial {i} enrolled adults.",
+            "reference": "Metformin treats type 2 diabetes.",
+        }
+        for i in range(3)
+    ]
+    for name, rows in (
+        ("bio.jsonl", bio),
+        ("general.jsonl", general),
+        ("fake.jsonl", fake),
+        ("nota.jsonl", nota),
+        ("summaries.jsonl", summaries),
+    ):
         _write(root / name, rows)
     (root / "tasks.yaml").write_text(
         "tasks:\n"

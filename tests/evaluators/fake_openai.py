@@ -53,16 +53,27 @@ def fake_openai_server(answer=lambda prompt: "A", model: str = "fake"):
                 return
             if self.path == "/v1/chat/completions":
                 prompt = request["messages"][-1]["content"]
-                choice = {"index": 0, "message": {"role": "assistant", "content": answer(prompt)},
-                          "finish_reason": "stop"}
+                choice = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer(prompt)},
+                    "finish_reason": "stop",
+                }
             elif self.path == "/v1/completions":
                 prompt = request["prompt"]
                 choice = {"index": 0, "text": answer(prompt), "finish_reason": "stop"}
             else:
                 self._send(404, {"error": "not found"})
                 return
-            self._send(200, {"id": "x", "object": "chat.completion", "model": model, "choices": [choice],
-                             "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}})
+            self._send(
+                200,
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [choice],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
+                },
+            )
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

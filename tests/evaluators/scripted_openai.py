@@ -17,9 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.evaluators.fake_openai import send_json
 
-CONTEXT_ERROR = ("This model's maximum context length is {limit} tokens. However, your prompt contains at least "
-                 "{limit_plus} input tokens, which exceeds this limit even without any output tokens. Please "
-                 "reduce the length of the input prompt.")
+CONTEXT_ERROR = (
+    "This model's maximum context length is {limit} tokens. However, your prompt contains at least "
+    "{limit_plus} input tokens, which exceeds this limit even without any output tokens. Please "
+    "reduce the length of the input prompt."
+)
 
 
 def prompt_text(body: dict) -> str:
@@ -31,15 +33,28 @@ def prompt_text(body: dict) -> str:
 def token_logprobs(answer: str, logprob: float, chat: bool) -> dict:
     words = (answer or "").split() or [""]
     if chat:
-        return {"content": [{"token": w, "logprob": logprob, "top_logprobs": [
-            {"token": w, "logprob": logprob}, {"token": "~", "logprob": logprob - 1.0}]} for w in words]}
-    return {"tokens": words, "token_logprobs": [logprob] * len(words),
-            "top_logprobs": [{w: logprob, "~": logprob - 1.0} for w in words], "text_offset": [0] * len(words)}
+        return {
+            "content": [
+                {
+                    "token": w,
+                    "logprob": logprob,
+                    "top_logprobs": [{"token": w, "logprob": logprob}, {"token": "~", "logprob": logprob - 1.0}],
+                }
+                for w in words
+            ]
+        }
+    return {
+        "tokens": words,
+        "token_logprobs": [logprob] * len(words),
+        "top_logprobs": [{w: logprob, "~": logprob - 1.0} for w in words],
+        "text_offset": [0] * len(words),
+    }
 
 
 @contextlib.contextmanager
-def scripted_server(reply, model: str = "m", max_model_len: int | None = 64, context_chars: int | None = None,
-                    logprob=None):
+def scripted_server(
+    reply, model: str = "m", max_model_len: int | None = 64, context_chars: int | None = None, logprob=None
+):
     """Yield (url, requests list). `reply(body)` -> str answer | int status | dict chat message."""
     requests: list[dict] = []
     lock = threading.Lock()
@@ -81,10 +96,19 @@ def scripted_server(reply, model: str = "m", max_model_len: int | None = 64, con
             else:
                 choice = {"index": 0, "text": message.get("content"), "finish_reason": "stop"}
             if logprob is not None and body.get("logprobs"):
-                choice["logprobs"] = token_logprobs(message.get("content"), logprob(body),
-                                                    self.path == "/v1/chat/completions")
-            self._send(200, {"id": "x", "object": "chat.completion", "model": model, "choices": [choice],
-                             "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}})
+                choice["logprobs"] = token_logprobs(
+                    message.get("content"), logprob(body), self.path == "/v1/chat/completions"
+                )
+            self._send(
+                200,
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [choice],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
+                },
+            )
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,4 +1,3 @@
-
 import pytest
 
 from evaluators.card import flags_section, load_card, pruning_info, signal_quality, write_card
@@ -9,8 +8,15 @@ from tests.support.manifests import write_manifest
 
 def test_pruning_info_from_pruning_json(tmp_path):
     write_manifest(tmp_path, {0: [0, 2, 5, 7], 1: [1, 2, 3, 6]})
-    assert pruning_info(tmp_path) == {"method": "reap", "ratio": 0.5, "experts_kept": 4, "experts_total": 8,
-                                      "experts_kept_total": 8, "experts_before_total": 16, "bytes_saved": 400}
+    assert pruning_info(tmp_path) == {
+        "method": "reap",
+        "ratio": 0.5,
+        "experts_kept": 4,
+        "experts_total": 8,
+        "experts_kept_total": 8,
+        "experts_before_total": 16,
+        "bytes_saved": 400,
+    }
     base = tmp_path / "base"
     base.mkdir()
     assert pruning_info(base) is None and pruning_info(None) is None
@@ -19,16 +25,29 @@ def test_pruning_info_from_pruning_json(tmp_path):
 
 
 def record(correct, abstained=False, kind="answerable", probs=None, mean_logprob=-1.0):
-    return {"correct": correct, "abstained": abstained, "kind": kind, "gold": "A",
-            "parsed_as": "letter", "option_probs": probs,
-            "signals": {"mean_logprob": mean_logprob, "min_logprob": mean_logprob, "mean_entropy": 0.5,
-                        "low_conf_share": 0.0}}
+    return {
+        "correct": correct,
+        "abstained": abstained,
+        "kind": kind,
+        "gold": "A",
+        "parsed_as": "letter",
+        "option_probs": probs,
+        "signals": {
+            "mean_logprob": mean_logprob,
+            "min_logprob": mean_logprob,
+            "mean_entropy": 0.5,
+            "low_conf_share": 0.0,
+        },
+    }
 
 
 def test_mc_metrics_by_hand_and_unavailable_without_option_probabilities():
-    records = [record(True, probs={"A": 0.9, "B": 0.1}), record(False, probs={"A": 0.4, "B": 0.6}),
-               record(False, abstained=True, kind="fake", probs={"A": 0.5, "B": 0.5}),
-               record(True, kind="fake", probs={"A": 0.7, "B": 0.3})]
+    records = [
+        record(True, probs={"A": 0.9, "B": 0.1}),
+        record(False, probs={"A": 0.4, "B": 0.6}),
+        record(False, abstained=True, kind="fake", probs={"A": 0.5, "B": 0.5}),
+        record(True, kind="fake", probs={"A": 0.7, "B": 0.3}),
+    ]
     metrics = mc_metrics(records)
     assert metrics["exact_match"]["value"] == 0.5
     assert metrics["hallucination_rate"]["value"] == 0.25  # only record 2 is wrong without abstaining

@@ -43,8 +43,9 @@ def test_retries_transient_errors_then_succeeds_and_caches(tmp_path):
 
     async def scenario():
         cache = ResponseCache(tmp_path / "c.jsonl")
-        async with EndpointClient("http://x", "m", cache=cache, backoff=0.001,
-                                  transport=httpx.MockTransport(handler)) as client:
+        async with EndpointClient(
+            "http://x", "m", cache=cache, backoff=0.001, transport=httpx.MockTransport(handler)
+        ) as client:
             first = await client.post("completions", {"prompt": "hi"})
             second = await client.post("completions", {"prompt": "hi"})
             return first, second, client.sent, cache.hits

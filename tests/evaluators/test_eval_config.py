@@ -29,8 +29,26 @@ def test_eval_flags_map_onto_the_fields():
     from moeprune.cli_config import model_from_namespace
 
     parser, _ = cli.build_parser(["eval"])
-    args = parser.parse_args(["eval", "--endpoint", "u", "--model", "m", "--tasks", "t", "--out", "o",
-                              "--cache", "c.jsonl", "--no-progress", "--limit", "3", "--alpha", "0.1"])
+    args = parser.parse_args(
+        [
+            "eval",
+            "--endpoint",
+            "u",
+            "--model",
+            "m",
+            "--tasks",
+            "t",
+            "--out",
+            "o",
+            "--cache",
+            "c.jsonl",
+            "--no-progress",
+            "--limit",
+            "3",
+            "--alpha",
+            "0.1",
+        ]
+    )
     config = model_from_namespace(EvalConfig, args)
     assert config == EvalConfig(cache_path="c.jsonl", progress=False, limit=3, alpha=0.1)
 

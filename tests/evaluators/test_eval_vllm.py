@@ -19,7 +19,7 @@ TASKS = "t_bio,t_general,t_fake,t_nota,t_sum"
 def served_requests(url: str) -> float:
     """vLLM's own count of finished requests (any reason): proof of what reached the engine."""
     text = httpx.get(url + "/metrics", timeout=10).text
-    return sum(float(v) for v in re.findall(r'^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$', text, re.M))
+    return sum(float(v) for v in re.findall(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,34 @@ def evaluated(tiny_vllm_url, eval_sets, tmp_path_factory):
     model_dir = root / "pruned"
     model_dir.mkdir()
     write_manifest(model_dir, {0: [0, 1, 2, 3], 1: [4, 5, 6, 7]}, bytes_before=900, bytes_after=500)
-    args = ["eval", "--endpoint", tiny_vllm_url, "--model", "tiny", "--task-file", str(eval_sets / "tasks.yaml"),
-            "--tasks", TASKS, "--base-endpoint", tiny_vllm_url, "--base-model", "tiny", "--base-variant", "base",
-            "--variant", "tiny-reap-50", "--model-dir", str(model_dir), "--limit", "6", "--concurrency", "4",
-            "--no-progress", "--out", str(root / "out")]
+    args = [
+        "eval",
+        "--endpoint",
+        tiny_vllm_url,
+        "--model",
+        "tiny",
+        "--task-file",
+        str(eval_sets / "tasks.yaml"),
+        "--tasks",
+        TASKS,
+        "--base-endpoint",
+        tiny_vllm_url,
+        "--base-model",
+        "tiny",
+        "--base-variant",
+        "base",
+        "--variant",
+        "tiny-reap-50",
+        "--model-dir",
+        str(model_dir),
+        "--limit",
+        "6",
+        "--concurrency",
+        "4",
+        "--no-progress",
+        "--out",
+        str(root / "out"),
+    ]
     before = served_requests(tiny_vllm_url)
     assert main(args) == 0
     first_served = served_requests(tiny_vllm_url) - before
@@ -39,17 +63,29 @@ def evaluated(tiny_vllm_url, eval_sets, tmp_path_factory):
     # The rerun must come entirely from the cache.
     assert main(args) == 0
     rerun_served = served_requests(tiny_vllm_url) - before - first_served
-    return {"root": root, "card": first_card, "first_served": first_served, "rerun_served": rerun_served,
-            "rerun_card": json.loads((root / "out" / "report_card.json").read_text()),
-            "run_info": json.loads((root / "out" / "run_info.json").read_text())}
+    return {
+        "root": root,
+        "card": first_card,
+        "first_served": first_served,
+        "rerun_served": rerun_served,
+        "rerun_card": json.loads((root / "out" / "report_card.json").read_text()),
+        "run_info": json.loads((root / "out" / "run_info.json").read_text()),
+    }
 
 
 def test_eval_writes_a_valid_report_card(evaluated):
     card = evaluated["card"]
     ReportCard.model_validate(card)  # the contract's strict model
     assert card["variant"] == "tiny-reap-50" and card["base"] == "base"
-    assert card["pruning"] == {"method": "reap", "ratio": 0.5, "experts_kept": 4, "experts_total": 8,
-                               "experts_kept_total": 8, "experts_before_total": 16, "bytes_saved": 400}
+    assert card["pruning"] == {
+        "method": "reap",
+        "ratio": 0.5,
+        "experts_kept": 4,
+        "experts_total": 8,
+        "experts_kept_total": 8,
+        "experts_before_total": 16,
+        "bytes_saved": 400,
+    }
     assert set(card["tasks"]) == set(TASKS.split(","))
     bio = card["tasks"]["t_bio"]
     assert bio["n"] == 6 and bio["domain"] == "biomedical" and bio["kind"] == "multiple_choice"
@@ -117,9 +153,30 @@ def test_shipped_suite_with_a_judge(tiny_vllm_url, tmp_path):
     every verdict must be counted unparseable (never guessed into a side).
     """
     out = tmp_path / "suite"
-    code = main(["eval", "--endpoint", tiny_vllm_url, "--model", "tiny", "--suite", "all", "--limit", "2",
-                 "--base-endpoint", tiny_vllm_url, "--base-model", "tiny", "--judge-endpoint", tiny_vllm_url,
-                 "--judge-model", "tiny", "--no-progress", "--out", str(out)])
+    code = main(
+        [
+            "eval",
+            "--endpoint",
+            tiny_vllm_url,
+            "--model",
+            "tiny",
+            "--suite",
+            "all",
+            "--limit",
+            "2",
+            "--base-endpoint",
+            tiny_vllm_url,
+            "--base-model",
+            "tiny",
+            "--judge-endpoint",
+            tiny_vllm_url,
+            "--judge-model",
+            "tiny",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     card = json.loads((out / "report_card.json").read_text())
     ReportCard.model_validate(card)  # the contract's strict model

@@ -15,10 +15,18 @@ def tiny_nli(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("tiny-nli")
     tokenizer = train_tokenizer(path)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-                        num_labels=3, id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
-                        label2id={"entailment": 0, "neutral": 1, "contradiction": 2})
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=3,
+        id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
+        label2id={"entailment": 0, "neutral": 1, "contradiction": 2},
+    )
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(str(path))
     return path
@@ -65,8 +73,16 @@ def test_run_eval_reports_faithfulness_with_nli_model(tiny_nli, tmp_path, eval_s
     from tests.evaluators.fake_openai import fake_openai_server
 
     with fake_openai_server(lambda prompt: "Metformin is used for type 2 diabetes.", model="m") as (url, _):
-        card = json.loads(run_eval(url, "m", [f"summaries={eval_sets / 'summaries.jsonl'}"], tmp_path,
-                                   nli_model=str(tiny_nli), progress=False).read_text())
+        card = json.loads(
+            run_eval(
+                url,
+                "m",
+                [f"summaries={eval_sets / 'summaries.jsonl'}"],
+                tmp_path,
+                nli_model=str(tiny_nli),
+                progress=False,
+            ).read_text()
+        )
     metrics = card["tasks"]["summaries-summaries"]["metrics"]
     assert -1 <= metrics["faithfulness_summac_zs"]["value"] <= 1
     assert metrics["rouge_l"]["value"] > 0 and card["tasks"]["summaries-summaries"]["kind"] == "summarisation"

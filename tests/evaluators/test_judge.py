@@ -23,10 +23,17 @@ def test_parse_verdict_is_strict():
     tie = {**GOOD, "more_repetition": "tie"}
     assert parse_verdict(json.dumps(tie)) is None  # forced choice unless ties are allowed
     assert parse_verdict(json.dumps(tie), allow_tie=True)["more_repetition"] == "tie"
-    for bad in ("", "A", "Summary A hallucinates more.", json.dumps(list(GOOD)),
-                json.dumps({k: v for k, v in GOOD.items() if k != "more_aligned"}),
-                json.dumps({**GOOD, "extra": "A"}), json.dumps({**GOOD, "more_omission": "C"}),
-                json.dumps({**GOOD, "more_omission": 1}), "Sure! " + json.dumps(GOOD)):
+    for bad in (
+        "",
+        "A",
+        "Summary A hallucinates more.",
+        json.dumps(list(GOOD)),
+        json.dumps({k: v for k, v in GOOD.items() if k != "more_aligned"}),
+        json.dumps({**GOOD, "extra": "A"}),
+        json.dumps({**GOOD, "more_omission": "C"}),
+        json.dumps({**GOOD, "more_omission": 1}),
+        "Sure! " + json.dumps(GOOD),
+    ):
         assert parse_verdict(bad) is None, bad
 
 
@@ -65,8 +72,15 @@ def test_judges_pooled_and_per_judge_with_unparseable_counted(tmp_path):
             if broken and broken in prompt:
                 return "Both look fine to me."
             other = "B" if letter == "A" else "A"
-            return json.dumps({"more_hallucination": letter, "more_omission": letter,
-                               "more_repetition": letter, "more_aligned": other})
+            return json.dumps(
+                {
+                    "more_hallucination": letter,
+                    "more_omission": letter,
+                    "more_repetition": letter,
+                    "more_aligned": other,
+                }
+            )
+
         return answer
 
     items = _items(12)
@@ -74,13 +88,17 @@ def test_judges_pooled_and_per_judge_with_unparseable_counted(tmp_path):
     base_records = [{"response": "base summary"} for _ in items]
     shown_first = [variant_first(item.id, 0) for item in items]
     assert 0 < sum(shown_first) < len(items)
-    with fake_openai_server(blame("A", broken="item-3\n"), model="j1") as (url1, c1), \
-            fake_openai_server(blame("B"), model="j2") as (url2, c2):
+    with (
+        fake_openai_server(blame("A", broken="item-3\n"), model="j1") as (url1, c1),
+        fake_openai_server(blame("B"), model="j2") as (url2, c2),
+    ):
         judges = [JudgeEndpoint(url1, "j1"), JudgeEndpoint(url2, "j2")]
 
         def run():
-            return asyncio.run(judge_task(judges, ResponseCache(tmp_path / "c.jsonl"), 2, items, records,
-                                          base_records, seed=0))
+            return asyncio.run(
+                judge_task(judges, ResponseCache(tmp_path / "c.jsonl"), 2, items, records, base_records, seed=0)
+            )
+
         pooled, per_judge = run()
         assert run() == (pooled, per_judge) and c1["requests"] == 12 and c2["requests"] == 12  # rerun: cache
     one, two = per_judge[judges[0].label], per_judge[judges[1].label]
@@ -105,8 +123,17 @@ def test_prompt_shows_the_variant_where_the_hash_says(tmp_path):
 
     items = _items(6)
     with fake_openai_server(answer, model="j") as (url, _):
-        asyncio.run(judge_task([JudgeEndpoint(url, "j")], ResponseCache(tmp_path / "c.jsonl"), 1, items,
-                               [{"response": "VARIANT"} for _ in items], [{"response": "BASE"} for _ in items], 0))
+        asyncio.run(
+            judge_task(
+                [JudgeEndpoint(url, "j")],
+                ResponseCache(tmp_path / "c.jsonl"),
+                1,
+                items,
+                [{"response": "VARIANT"} for _ in items],
+                [{"response": "BASE"} for _ in items],
+                0,
+            )
+        )
     for prompt in seen:
         item_id = "i" + re.search(r"item-(\d+)", prompt).group(1)
         shown_a = prompt.index("VARIANT") < prompt.index("BASE")

@@ -6,10 +6,16 @@ from evaluators.labels import asserts_something, label_of
 from evaluators.prompts import parse_answer
 from evaluators.tasks import study_tasks
 
-ANSWERABLE = MCItem("q", "Which organ produces insulin?",
-                    {"A": "Pancreas", "B": "Liver", "C": "Lung", "D": "I don't know"}, "A")
-FAKE = MCItem("f", "Which drug class does Ceflutide belong to?",
-              {"A": "antibiotic", "B": "sedative", "C": "diuretic", "D": "I don't know"}, "D", kind="fake")
+ANSWERABLE = MCItem(
+    "q", "Which organ produces insulin?", {"A": "Pancreas", "B": "Liver", "C": "Lung", "D": "I don't know"}, "A"
+)
+FAKE = MCItem(
+    "f",
+    "Which drug class does Ceflutide belong to?",
+    {"A": "antibiotic", "B": "sedative", "C": "diuretic", "D": "I don't know"},
+    "D",
+    kind="fake",
+)
 NO_ABSTAIN_OPTION = MCItem("n", "Capital of Peru?", {"A": "Lima", "B": "Oslo"}, "A")
 
 
@@ -39,8 +45,10 @@ def test_exact_match_and_made_up_generation_labels():
     ir = study_tasks()["medhalt_ir_pmid2title"]
     real = GenItem("i", {"input": "{}"}, "Initial sequencing and analysis of the human genome")
     assert score_generation(ir, real, '{"paper_title": "Unknown"}').label == "abstained"
-    assert score_generation(ir, real, '{"paper_title": "Initial sequencing and analysis of the human genome"}'
-                            ).label == "correct"
+    assert (
+        score_generation(ir, real, '{"paper_title": "Initial sequencing and analysis of the human genome"}').label
+        == "correct"
+    )
     medinst = study_tasks()["medinst32_ncbi_disease"]
     assert "label" not in score_generation(medinst, GenItem("m", {"input": "x"}, "[B]"), "[B]").to_json()
 

@@ -72,15 +72,17 @@ def test_medhalt_nota_and_fake():
 
 def test_medhalt_json_export(tmp_path):
     path = tmp_path / "nota.json"
-    path.write_text(json.dumps([{"id": "x", "question": "q", "options": json.dumps({"0": "a", "1": "None"}),
-                                 "correct_index": 1}]))
+    path.write_text(
+        json.dumps([{"id": "x", "question": "q", "options": json.dumps({"0": "a", "1": "None"}), "correct_index": 1}])
+    )
     assert load_items("medhalt_nota", path)[0].answer == "B"
 
 
 def test_generic_jsonl_list_or_dict_options_and_any_answer_form():
     items = load_items("jsonl", FIXTURES / "generic.jsonl")
-    assert items[0] == MCItem("generic-1", "What is the capital of France?", {"A": "Paris", "B": "Rome",
-                                                                             "C": "Madrid"}, "A")
+    assert items[0] == MCItem(
+        "generic-1", "What is the capital of France?", {"A": "Paris", "B": "Rome", "C": "Madrid"}, "A"
+    )
     assert items[1].answer == "B" and items[1].domain == "general" and items[1].id == "g2"
 
 
@@ -95,14 +97,17 @@ def test_malformed_jsonl_names_the_line_when_strict():
         load_items("jsonl", FIXTURES / "malformed.jsonl", strict=True)
 
 
-@pytest.mark.parametrize("fmt, content, line", [
-    ("jsonl", '{"question": "q", "options": ["a"], "answer": "Z"}\n', 1),
-    ("jsonl", '\n{"question": "q", "answer": "A"}\n', 2),
-    ("medqa", '{"question": "q", "options": {"A": "x"}, "answer_idx": "A"}\n[1, 2]\n', 2),
-    ("medmcqa", '{"question": "q", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 9}\n', 1),
-    ("mmlu", "q,a,b,c,d,A\nq2,a,b,c,d\n", 2),
-    ("summaries", '{"source": "s"}\n', 1),
-])
+@pytest.mark.parametrize(
+    "fmt, content, line",
+    [
+        ("jsonl", '{"question": "q", "options": ["a"], "answer": "Z"}\n', 1),
+        ("jsonl", '\n{"question": "q", "answer": "A"}\n', 2),
+        ("medqa", '{"question": "q", "options": {"A": "x"}, "answer_idx": "A"}\n[1, 2]\n', 2),
+        ("medmcqa", '{"question": "q", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 9}\n', 1),
+        ("mmlu", "q,a,b,c,d,A\nq2,a,b,c,d\n", 2),
+        ("summaries", '{"source": "s"}\n', 1),
+    ],
+)
 def test_malformed_rows_name_their_line_when_strict(tmp_path, fmt, content, line):
     path = tmp_path / ("data.csv" if fmt == "mmlu" else "data.jsonl")
     path.write_text(content)
@@ -116,8 +121,9 @@ def test_malformed_medhalt_csv_and_pubmedqa_json(tmp_path):
     with pytest.raises(UserError, match=r"line 3"):
         load_items("medhalt_fct", bad, strict=True)
     wrong = tmp_path / "pq_wrong.json"
-    wrong.write_text('{\n "1": {"QUESTION": "q", "final_decision": "yes"},\n'
-                     ' "2": {"QUESTION": "q", "final_decision": "perhaps"}\n}')
+    wrong.write_text(
+        '{\n "1": {"QUESTION": "q", "final_decision": "yes"},\n "2": {"QUESTION": "q", "final_decision": "perhaps"}\n}'
+    )
     with pytest.raises(UserError, match=r"line 3: entry '2'"):
         load_items("pubmedqa", wrong, strict=True)
     broken = tmp_path / "pq.json"
@@ -131,5 +137,14 @@ def test_unknown_format_and_missing_file_list_what_to_do(tmp_path):
         load_items("nope", tmp_path / "x")
     with pytest.raises(UserError, match="does not exist"):
         load_items("jsonl", tmp_path / "missing.jsonl")
-    assert set(LOADERS) >= {"pubmedqa", "medqa", "medmcqa", "mmlu", "medhalt_fct", "medhalt_nota",
-                            "medhalt_fake", "jsonl", "summaries"}
+    assert set(LOADERS) >= {
+        "pubmedqa",
+        "medqa",
+        "medmcqa",
+        "mmlu",
+        "medhalt_fct",
+        "medhalt_nota",
+        "medhalt_fake",
+        "jsonl",
+        "summaries",
+    }

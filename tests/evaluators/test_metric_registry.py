@@ -9,14 +9,21 @@ from moeprune.reliability.signals import FLAG_RULES, SIGNAL_DIRECTIONS
 
 
 def record(kind, correct, abstained=False):
-    return {"correct": correct, "abstained": abstained, "kind": kind, "gold": "A", "parsed_as": "letter",
-            "option_probs": {"A": 0.6, "B": 0.4}}
+    return {
+        "correct": correct,
+        "abstained": abstained,
+        "kind": kind,
+        "gold": "A",
+        "parsed_as": "letter",
+        "option_probs": {"A": 0.6, "B": 0.4},
+    }
 
 
 def test_every_metric_the_aggregators_produce_is_registered_with_a_direction():
     records = [record("answerable", True), record("fake", False, True), record("nota", True), record("fct", False)]
-    produced = set(mc_metrics(records)) | set(summary_metrics([{"response": "a b", "reference": "a c",
-                                                                "faithfulness": 0.5}]))
+    produced = set(mc_metrics(records)) | set(
+        summary_metrics([{"response": "a b", "reference": "a c", "faithfulness": 0.5}])
+    )
     assert produced <= set(METRICS)
     assert not higher_is_better("hallucination_rate") and not higher_is_better("ece")
     assert higher_is_better("exact_match") and higher_is_better("refusal_rate")

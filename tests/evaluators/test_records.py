@@ -32,10 +32,12 @@ def run_dir(tmp_path_factory, eval_sets):
     """One run over every task kind, with failed, skipped and truncated items among the answers."""
     root = tmp_path_factory.mktemp("records")
     data = write_items(root / "mc.jsonl", long_question="Background " + "lorem ipsum dolor sit amet " * 150 + "?")
-    tasks = [Task("mc_skip", "jsonl", data, overlong={"policy": "skip"}),
-             Task("mc_cut", "jsonl", data, overlong={"policy": "truncate", "side": "left", "field": "question"}),
-             Task("summaries", "summaries", eval_sets / "summaries.jsonl"),
-             *bind_data(resolve_tasks(["medhalt_reasoning_fake", "medinst32_ncbi_disease"]), data_dir=STUDY)]
+    tasks = [
+        Task("mc_skip", "jsonl", data, overlong={"policy": "skip"}),
+        Task("mc_cut", "jsonl", data, overlong={"policy": "truncate", "side": "left", "field": "question"}),
+        Task("summaries", "summaries", eval_sets / "summaries.jsonl"),
+        *bind_data(resolve_tasks(["medhalt_reasoning_fake", "medinst32_ncbi_disease"]), data_dir=STUDY),
+    ]
     with scripted_server(reply, context_chars=3000, logprob=lambda body: -0.4) as (url, _):
         run_eval(url, "m", tasks, root / "out", progress=False, base_endpoint=url, base_model="m", limit=6)
     return root / "out"
@@ -53,12 +55,41 @@ def test_every_line_reads_back_as_its_kinds_record_and_writes_the_same_bytes(run
 
 
 def test_the_json_form_keeps_the_file_formats_keys_and_order():
-    record = MCRecord("q1", "answerable", "B", GenerationFields("B", True, "stop", attempts=2), "B", "letter",
-                      True, False, "correct", {"A": -3.0, "B": -0.1}, {"A": 0.05, "B": 0.95},
-                      signals={"mean_logprob": -0.1}, domain="biomedical", gate_domain="all")
-    assert list(record.to_json()) == ["id", "kind", "gold", "response", "has_logprobs", "finish_reason", "attempts",
-                                      "choice", "parsed_as", "correct", "abstained", "label", "option_logprobs",
-                                      "signals", "option_probs", "domain", "gate_domain"]
+    record = MCRecord(
+        "q1",
+        "answerable",
+        "B",
+        GenerationFields("B", True, "stop", attempts=2),
+        "B",
+        "letter",
+        True,
+        False,
+        "correct",
+        {"A": -3.0, "B": -0.1},
+        {"A": 0.05, "B": 0.95},
+        signals={"mean_logprob": -0.1},
+        domain="biomedical",
+        gate_domain="all",
+    )
+    assert list(record.to_json()) == [
+        "id",
+        "kind",
+        "gold",
+        "response",
+        "has_logprobs",
+        "finish_reason",
+        "attempts",
+        "choice",
+        "parsed_as",
+        "correct",
+        "abstained",
+        "label",
+        "option_logprobs",
+        "signals",
+        "option_probs",
+        "domain",
+        "gate_domain",
+    ]
     assert FailedRecord("q2", "HTTP 400").to_json() == {"id": "q2", "failed": "HTTP 400"}
     skipped = SkippedRecord("q3", "over-long", "too long", later={"task": "t"})
     assert skipped.to_json() == {"id": "q3", "skipped": "over-long", "error": "too long", "task": "t"}
@@ -68,8 +99,9 @@ def test_the_json_form_keeps_the_file_formats_keys_and_order():
 
 def test_every_loader_kind_is_registered_and_an_unknown_kind_names_the_known_ones():
     assert set(LOADER_KINDS.values()) <= set(TASK_KINDS)
-    with pytest.raises(UserError, match="unknown task kind 'ranking'; known kinds: multiple_choice, "
-                                        "summarisation, generation"):
+    with pytest.raises(
+        UserError, match="unknown task kind 'ranking'; known kinds: multiple_choice, summarisation, generation"
+    ):
         task_kind("ranking")
     with pytest.raises(UserError, match="unknown task kind 'ranking'"):
         record_from_json({"id": "x", "kind": "answerable"}, "ranking")

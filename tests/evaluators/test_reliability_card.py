@@ -21,8 +21,16 @@ def answers(n, error_rate=0.15, seed=1, domains=("in_domain", "cross_domain"), b
         signals = {"mean_logprob": logprob, "min_logprob": logprob - rng.random(), "mean_entropy": math.nan}
         if base:
             signals["base_mean_logprob"] = rng.gauss(-3.0 if wrong else -0.5, 1.0)
-        out.append({"task": "t", "id": f"i{i}", "label": "wrong" if wrong else "correct", "abstained": False,
-                    "gate_domain": domains[i % len(domains)], "signals": signals})
+        out.append(
+            {
+                "task": "t",
+                "id": f"i{i}",
+                "label": "wrong" if wrong else "correct",
+                "abstained": False,
+                "gate_domain": domains[i % len(domains)],
+                "signals": signals,
+            }
+        )
     return out
 
 
@@ -52,8 +60,11 @@ def test_the_curve_at_the_certified_threshold_is_what_the_certificate_reports():
     records = answers(800)
     section, per_record = section_of(records)
     certificate = section["domains"]["in_domain"]["certificate"]
-    held = [per_record[record_key(r)] | {"wrong": r["label"] == "wrong"} for r in records
-            if r["gate_domain"] == "in_domain" and not in_fit_half(r, 0)]
+    held = [
+        per_record[record_key(r)] | {"wrong": r["label"] == "wrong"}
+        for r in records
+        if r["gate_domain"] == "in_domain" and not in_fit_half(r, 0)
+    ]
     served = [h for h in held if not h["above_risk"]]  # moeprune.reliability.decision.decide, as the gateway
     assert len(served) == certificate["n_unflagged"] and len(served) / len(held) == certificate["coverage"]
     assert sum(h["wrong"] for h in served) == certificate["errors_unflagged"]

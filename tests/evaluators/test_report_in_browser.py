@@ -20,17 +20,32 @@ BROWSER = shutil.which("chromium-headless-shell") or shutil.which("chromium")
 
 
 def screenshot(page, out, width: int, height: int):
-    subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--window-size={width},{height}", f"--screenshot={out}", page.as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            BROWSER,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size={width},{height}",
+            f"--screenshot={out}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return Image.open(out).convert("RGB")
 
 
 def plot_pixels(image) -> int:
     """Pixels in the first method's colour: only a drawn plot has them (the page's own CSS has none)."""
-    red, green, blue = (int(COLOURS[0][i:i + 2], 16) for i in (1, 3, 5))
-    return sum(count for count, (r, g, b) in image.getcolors(maxcolors=1 << 24)
-               if abs(r - red) < 30 and abs(g - green) < 30 and abs(b - blue) < 30)
+    red, green, blue = (int(COLOURS[0][i : i + 2], 16) for i in (1, 3, 5))
+    return sum(
+        count
+        for count, (r, g, b) in image.getcolors(maxcolors=1 << 24)
+        if abs(r - red) < 30 and abs(g - green) < 30 and abs(b - blue) < 30
+    )
 
 
 @pytest.mark.skipif(BROWSER is None, reason="needs Debian's chromium-headless-shell (scripts/system-packages.sh)")

@@ -9,9 +9,13 @@ from tests.evaluators.test_report import card
 
 
 def members(with_base_field: bool = True):
-    cards = [card("base", None, None, 0.9, 0.85), card("reap-25", "reap", 0.25, 0.85, 0.7),
-             card("reap-50", "reap", 0.5, 0.8, 0.5), card("freq-50", "frequency", 0.5, 0.7, 0.4),
-             card("random-50", "random", 0.5, 0.95, 0.9)]
+    cards = [
+        card("base", None, None, 0.9, 0.85),
+        card("reap-25", "reap", 0.25, 0.85, 0.7),
+        card("reap-50", "reap", 0.5, 0.8, 0.5),
+        card("freq-50", "frequency", 0.5, 0.7, 0.4),
+        card("random-50", "random", 0.5, 0.95, 0.9),
+    ]
     for each in cards:
         if not with_base_field:
             each.pop("base")
@@ -33,4 +37,9 @@ def test_best_data_driven_variant_per_ratio_with_recovery_intervals_and_costs():
 def test_every_variant_names_its_base_even_when_the_card_does_not():
     found = members(with_base_field=False)
     assert {v.name: base_name(v, found) for v in found} == {
-        "base": "(is the base)", "freq-50": "base", "random-50": "base", "reap-25": "base", "reap-50": "base"}
+        "base": "(is the base)",
+        "freq-50": "base",
+        "random-50": "base",
+        "reap-25": "base",
+        "reap-50": "base",
+    }

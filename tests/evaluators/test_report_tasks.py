@@ -14,20 +14,40 @@ DECODING = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 128, "retries_on_emp
 
 
 def task(accuracy, n, **extra):
-    return {"domain": "biomedical", "kind": "multiple_choice", "n": n, "version": 1,
-            "metrics": {"exact_match": {"value": accuracy, "ci95": None}}, "decoding": DECODING, **extra}
+    return {
+        "domain": "biomedical",
+        "kind": "multiple_choice",
+        "n": n,
+        "version": 1,
+        "metrics": {"exact_match": {"value": accuracy, "ci95": None}},
+        "decoding": DECODING,
+        **extra,
+    }
 
 
 def card(name, method, pubmedqa, medqa):
-    return {"schema_version": 1, "variant": name, "model": name,
-            "pruning": {"method": method, "ratio": 0.5} if method else None,
-            "tasks": {"multimedqa_pubmedqa": task(pubmedqa, 100, n_skipped=2,
-                                                  skipped={"PMID of the list is not in the data file":
-                                                           {"count": 2, "lines": []}}),
-                      "multimedqa_medqa": task(medqa, 300),
-                      "medinst32_biosses": {"domain": "biomedical", "kind": "generation", "n": 10,
-                                            "metrics": {"mse": {"value": 2.0 if method else 1.0}},
-                                            "decoding": {**DECODING, "max_tokens": 1024}}}}
+    return {
+        "schema_version": 1,
+        "variant": name,
+        "model": name,
+        "pruning": {"method": method, "ratio": 0.5} if method else None,
+        "tasks": {
+            "multimedqa_pubmedqa": task(
+                pubmedqa,
+                100,
+                n_skipped=2,
+                skipped={"PMID of the list is not in the data file": {"count": 2, "lines": []}},
+            ),
+            "multimedqa_medqa": task(medqa, 300),
+            "medinst32_biosses": {
+                "domain": "biomedical",
+                "kind": "generation",
+                "n": 10,
+                "metrics": {"mse": {"value": 2.0 if method else 1.0}},
+                "decoding": {**DECODING, "max_tokens": 1024},
+            },
+        },
+    }
 
 
 def cells(page: str, row_start: str) -> list[str]:
@@ -64,8 +84,10 @@ def test_without_a_base_the_tables_show_values_only():
 
 
 def test_the_report_page_includes_the_tables(tmp_path):
-    paths = [write_card(tmp_path / name, card(name, method, a, b))
-             for name, method, a, b in (("base", None, 0.8, 0.6), ("reap-50", "reap", 0.6, 0.6))]
+    paths = [
+        write_card(tmp_path / name, card(name, method, a, b))
+        for name, method, a, b in (("base", None, 0.8, 0.6), ("reap-50", "reap", 0.6, 0.6))
+    ]
     page = render_report(paths, tmp_path / "report").read_text()
     assert "Per task, by family" in page and "Decoding: temperature 0.0" in page
     assert page.index("Per task, by family") < page.index("Every metric with its 95% interval")

@@ -35,8 +35,16 @@ def test_a_shared_cache_file_serves_a_second_output_dir(tmp_path, eval_sets):
     from moeprune.cli import main
 
     shared = tmp_path / "shared.jsonl"
-    args = ["eval", "--model", "m", "--tasks", f"jsonl={eval_sets / 'bio.jsonl'}", "--no-progress",
-            "--cache", str(shared)]
+    args = [
+        "eval",
+        "--model",
+        "m",
+        "--tasks",
+        f"jsonl={eval_sets / 'bio.jsonl'}",
+        "--no-progress",
+        "--cache",
+        str(shared),
+    ]
     with fake_openai_server(lambda prompt: "A", model="m") as (url, counter):
         assert main([*args, "--endpoint", url, "--out", str(tmp_path / "one")]) == 0
         first = counter["requests"]

@@ -16,12 +16,28 @@ LONG_QUESTION = "Background " + "lorem ipsum dolor sit amet " * 60 + "Which orga
 
 
 def write_items(path, long_question=LONG_QUESTION):
-    rows = [{"id": f"q{i}", "question": f"Which organ makes substance {i}?",
-             "options": {"A": "Spleen", "B": "Liver", "C": "Lung"}, "answer": "B"} for i in range(6)]
-    rows.insert(2, {"id": "long", "question": long_question,
-                    "options": {"A": "Spleen", "B": "Liver", "C": "Lung"}, "answer": "B"})
-    rows.insert(4, {"id": "flaky", "question": "Which organ makes the flaky substance?",
-                    "options": {"A": "Spleen", "B": "Liver", "C": "Lung"}, "answer": "B"})
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": f"Which organ makes substance {i}?",
+            "options": {"A": "Spleen", "B": "Liver", "C": "Lung"},
+            "answer": "B",
+        }
+        for i in range(6)
+    ]
+    rows.insert(
+        2,
+        {"id": "long", "question": long_question, "options": {"A": "Spleen", "B": "Liver", "C": "Lung"}, "answer": "B"},
+    )
+    rows.insert(
+        4,
+        {
+            "id": "flaky",
+            "question": "Which organ makes the flaky substance?",
+            "options": {"A": "Spleen", "B": "Liver", "C": "Lung"},
+            "answer": "B",
+        },
+    )
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
@@ -65,8 +81,7 @@ def test_an_over_long_item_and_an_endpoint_error_are_counted_and_only_they_are_r
     assert "maximum context length" in items["long"]["error"]
     # The rerun asks again for exactly the two items that did not finish (their generation, and the
     # healed item's first option-scoring request); the six answered items come from the cache.
-    asked = {("flaky" if "flaky" in json.dumps(r) else "long" if "lorem" in json.dumps(r) else "other")
-             for r in rerun}
+    asked = {("flaky" if "flaky" in json.dumps(r) else "long" if "lorem" in json.dumps(r) else "other") for r in rerun}
     assert asked == {"flaky", "long"} and len(generations(rerun)) == 2
     assert second["tasks"]["robust"]["n"] == 7 and second["tasks"]["robust"]["n_failed"] == 0
     assert second["tasks"]["robust"]["n_skipped"] == 1
@@ -117,8 +132,7 @@ def test_progress_moves_with_the_work(tmp_path):
 def test_endpoint_with_or_without_v1_is_the_same_server_and_cache(tmp_path):
     data = write_items(tmp_path / "items.jsonl", long_question="A short question?")
     with scripted_server(lambda body: "B") as (url, requests):
-        card = json.loads(run_eval(url + "/v1/", "m", [f"jsonl={data}"], tmp_path / "out", progress=False)
-                          .read_text())
+        card = json.loads(run_eval(url + "/v1/", "m", [f"jsonl={data}"], tmp_path / "out", progress=False).read_text())
         asked = len(requests)
         run_eval(url, "m", [f"jsonl={data}"], tmp_path / "out", progress=False)
     assert all(not r["path"].startswith("/v1/v1") for r in requests)
@@ -134,10 +148,16 @@ def test_an_unreachable_endpoint_is_one_line_before_any_item(tmp_path):
 
 
 def big_chat_scoring_response(prompt_tokens: int, answer_tokens: int) -> dict:
-    entries = [None] + [{str(1000 + i): {"logprob": -0.5 - i / 1000, "rank": 3, "decoded_token": "tok"}}
-                        for i in range(prompt_tokens + answer_tokens - 1)]
-    return {"id": "x", "choices": [{"message": {"content": "."}, "finish_reason": "length"}],
-            "prompt_logprobs": entries, "usage": {"prompt_tokens": prompt_tokens + answer_tokens}}
+    entries = [None] + [
+        {str(1000 + i): {"logprob": -0.5 - i / 1000, "rank": 3, "decoded_token": "tok"}}
+        for i in range(prompt_tokens + answer_tokens - 1)
+    ]
+    return {
+        "id": "x",
+        "choices": [{"message": {"content": "."}, "finish_reason": "length"}],
+        "prompt_logprobs": entries,
+        "usage": {"prompt_tokens": prompt_tokens + answer_tokens},
+    }
 
 
 def test_the_cache_keeps_only_the_scored_slice_and_old_whole_responses_still_read(tmp_path):
@@ -149,19 +169,47 @@ def test_the_cache_keeps_only_the_scored_slice_and_old_whole_responses_still_rea
     assert answer_logprobs(expanded(whole), "B", prompt_tokens=2000) == want  # a whole cached response
     # Completions echo: only the tokens from the continuation on are kept, with the same result.
     prompt = "Question: x\nAnswer:"
-    echo = {"choices": [{"text": prompt + " B", "logprobs": {
-        "tokens": ["Q", "uestion", ":", " x", "\n", "Answer", ":", " B"],
-        "text_offset": [0, 1, 8, 9, 11, 12, 18, 19], "token_logprobs": [None, -1, -2, -3, -4, -5, -6, -0.25],
-        "top_logprobs": [None] + [{"t": -1.0}] * 7}}]}
+    echo = {
+        "choices": [
+            {
+                "text": prompt + " B",
+                "logprobs": {
+                    "tokens": ["Q", "uestion", ":", " x", "\n", "Answer", ":", " B"],
+                    "text_offset": [0, 1, 8, 9, 11, 12, 18, 19],
+                    "token_logprobs": [None, -1, -2, -3, -4, -5, -6, -0.25],
+                    "top_logprobs": [None] + [{"t": -1.0}] * 7,
+                },
+            }
+        ]
+    }
     kept_echo = kept_scoring(echo, prompt=prompt)
     assert answer_logprobs(kept_echo, " B", prompt=prompt) == answer_logprobs(echo, " B", prompt=prompt) == [-0.25]
     # A generation keeps the answer, reasoning, finish reason and logprob values; it reads the same.
-    generation = {"id": "g", "system_fingerprint": "fp", "choices": [{"index": 0, "finish_reason": "stop",
-                  "message": {"role": "assistant", "content": "B", "reasoning_content": "hmm", "tool_calls": []},
-                  "logprobs": {"content": [{"token": "B", "bytes": [66], "logprob": -0.1,
-                                            "top_logprobs": [{"token": "B", "bytes": [66], "logprob": -0.1},
-                                                             {"token": "A", "bytes": [65], "logprob": -2.5}]}]}}],
-                  "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}
+    generation = {
+        "id": "g",
+        "system_fingerprint": "fp",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "B", "reasoning_content": "hmm", "tool_calls": []},
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "B",
+                            "bytes": [66],
+                            "logprob": -0.1,
+                            "top_logprobs": [
+                                {"token": "B", "bytes": [66], "logprob": -0.1},
+                                {"token": "A", "bytes": [65], "logprob": -2.5},
+                            ],
+                        }
+                    ]
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
+    }
     assert read_generation(kept_generation(generation), chat=True) == read_generation(generation, chat=True)
     assert len(json.dumps(kept_generation(generation))) < len(json.dumps(generation))
     cache = ResponseCache(tmp_path / "c.jsonl")

@@ -30,8 +30,10 @@ generation_kwargs:
 metric_list:
   - metric: exact_match
 """
-LM_EVAL_ITEMS = [{"question": "Which organ does hepatitis affect?", "answer": "the liver"},
-                 {"question": "What does metformin treat?", "answer": "type 2 diabetes"}]
+LM_EVAL_ITEMS = [
+    {"question": "Which organ does hepatitis affect?", "answer": "the liver"},
+    {"question": "What does metformin treat?", "answer": "type 2 diabetes"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +45,34 @@ def study_run(tiny_vllm_url, tmp_path_factory):
     include.mkdir()
     (include / "tiny_local_gen.yaml").write_text(textwrap.dedent(LM_EVAL_TASK.format(data=data)))
     out = root / "out"
-    code = main(["eval", "--endpoint", tiny_vllm_url + "/v1", "--model", "tiny", "--suite", "study-biomedical",
-                 "--data-dir", str(FIXTURES), "--limit", "1", "--max-tokens", "4", "--concurrency", "4",
-                 "--chat-template-kwargs", '{"enable_thinking": false}',
-                 "--lm-eval", "tiny_local_gen", "--lm-eval-include", str(include), "--no-progress",
-                 "--out", str(out)])
+    code = main(
+        [
+            "eval",
+            "--endpoint",
+            tiny_vllm_url + "/v1",
+            "--model",
+            "tiny",
+            "--suite",
+            "study-biomedical",
+            "--data-dir",
+            str(FIXTURES),
+            "--limit",
+            "1",
+            "--max-tokens",
+            "4",
+            "--concurrency",
+            "4",
+            "--chat-template-kwargs",
+            '{"enable_thinking": false}',
+            "--lm-eval",
+            "tiny_local_gen",
+            "--lm-eval-include",
+            str(include),
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     print("run_info", (out / "run_info.json").read_text())  # phase timings, shown with -s
     return {"root": root, "out": out, "card": json.loads((out / "report_card.json").read_text())}
@@ -69,9 +94,14 @@ def test_the_card_has_every_task_of_the_suite(study_run):
     # The tiny server's context is 512 tokens: an item that does not fit is skipped by its task's
     # over-long policy (counted with the reason); nothing else may keep a task from scoring.
     # (Rows the loader skipped carry line numbers: the fixtures hold deliberately bad rows.)
-    unscored = {name: [*card["tasks"][name]["failures"],
-                       *(reason for reason, entry in card["tasks"][name]["skipped"].items() if not entry["lines"])]
-                for name in suite if card["tasks"][name]["n"] == 0}
+    unscored = {
+        name: [
+            *card["tasks"][name]["failures"],
+            *(reason for reason, entry in card["tasks"][name]["skipped"].items() if not entry["lines"]),
+        ]
+        for name in suite
+        if card["tasks"][name]["n"] == 0
+    }
     assert all(reason.startswith("over-long") for reasons in unscored.values() for reason in reasons), unscored
     assert len(unscored) <= len(suite) // 4, unscored
     assert card["endpoint"].endswith(":" + card["endpoint"].rsplit(":", 1)[1]) and "/v1" not in card["endpoint"]

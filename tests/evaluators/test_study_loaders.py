@@ -25,8 +25,9 @@ def test_pubmedqa_restricted_to_a_pmid_list_skips_what_it_cannot_use():
     assert any("'perhaps' is not yes/no/maybe" in r for r in reasons)  # 21000004, with its line
     assert [s.line for s in items.skipped if "perhaps" in s.reason] == [37]
     with pytest.raises(UserError, match="line 37"):
-        load_items("pubmedqa", STUDY / "pubmedqa/ori_pqal.json", strict=True,
-                   pmids=STUDY / "pubmedqa/test_ground_truth.json")
+        load_items(
+            "pubmedqa", STUDY / "pubmedqa/ori_pqal.json", strict=True, pmids=STUDY / "pubmedqa/test_ground_truth.json"
+        )
 
 
 @pytest.mark.skipif(not SHARED_PUBMEDQA.exists(), reason="real PubMedQA sample not present on this machine")
@@ -47,11 +48,22 @@ def test_medqa_four_options_in_both_published_layouts(tmp_path):
     assert [i.answer for i in items] == ["C", "B"] and items[1].options["B"] == "Protamine sulfate"
     assert [(s.line, s.reason) for s in items.skipped] == [(3, "5 options where the task takes 4")]
     hf = tmp_path / "medqa_hf.jsonl"
-    hf.write_text(json.dumps({"id": "q1", "sent1": "Which drug reverses heparin?", "ending0": "Vitamin K",
-                              "ending1": "Protamine", "ending2": "Naloxone", "ending3": "Atropine", "label": 1}) + "\n")
+    hf.write_text(
+        json.dumps(
+            {
+                "id": "q1",
+                "sent1": "Which drug reverses heparin?",
+                "ending0": "Vitamin K",
+                "ending1": "Protamine",
+                "ending2": "Naloxone",
+                "ending3": "Atropine",
+                "label": 1,
+            }
+        )
+        + "\n"
+    )
     (item,) = load_items("medqa", hf)
-    assert item.answer == "B" and item.options == {"A": "Vitamin K", "B": "Protamine", "C": "Naloxone",
-                                                   "D": "Atropine"}
+    assert item.answer == "B" and item.options == {"A": "Vitamin K", "B": "Protamine", "C": "Naloxone", "D": "Atropine"}
 
 
 def test_medmcqa_json_lines_in_a_json_file_skip_a_bad_cop():
@@ -75,7 +87,8 @@ def test_medhalt_reasoning_as_the_studys_json_answer_items():
     assert isinstance(nota[0], GenItem) and nota[0].target == "None of the above"
     assert json.loads(nota[0].fields["input"]) == {
         "Question": "Which nerve supplies the deltoid muscle?",
-        "Options": {"0": "Radial nerve", "1": "Ulnar nerve", "2": "Median nerve", "3": "None of the above"}}
+        "Options": {"0": "Radial nerve", "1": "Ulnar nerve", "2": "Median nerve", "3": "None of the above"},
+    }
     fct = load_items("medhalt_reasoning", STUDY / "medhalt/reasoning_FCT.csv", test="fct")
     shown = json.loads(fct[0].fields["input"])["Options"]
     assert shown["correct answer"] == "Vitamin K" and fct[0].target == "Protamine sulfate"
@@ -93,14 +106,30 @@ def test_medhalt_fake_as_multiple_choice_skips_an_abstain_option_worded_unknown_
     assert [i.answer for i in fct] == ["B", "A"]
 
 
-@pytest.mark.parametrize("test, file, given, target", [
-    ("pmid2title", "IR_pmid2title.csv", {"Pmid": "11237011"}, "Initial sequencing and analysis of the human genome"),
-    ("abs2pub", "IR_abstract2pubmedlink.csv", None, "https://ncbi.nlm.nih.gov/pubmed/11237011"),
-    ("url2title", "IR_pubmedlink2title.csv", {"url": "https://ncbi.nlm.nih.gov/pubmed/11237011"},
-     "Initial sequencing and analysis of the human genome"),
-    ("title2pub", "IR_title2pubmedlink.csv", {"paper_title": "Initial sequencing and analysis of the human genome"},
-     "https://ncbi.nlm.nih.gov/pubmed/11237011"),
-])
+@pytest.mark.parametrize(
+    "test, file, given, target",
+    [
+        (
+            "pmid2title",
+            "IR_pmid2title.csv",
+            {"Pmid": "11237011"},
+            "Initial sequencing and analysis of the human genome",
+        ),
+        ("abs2pub", "IR_abstract2pubmedlink.csv", None, "https://ncbi.nlm.nih.gov/pubmed/11237011"),
+        (
+            "url2title",
+            "IR_pubmedlink2title.csv",
+            {"url": "https://ncbi.nlm.nih.gov/pubmed/11237011"},
+            "Initial sequencing and analysis of the human genome",
+        ),
+        (
+            "title2pub",
+            "IR_title2pubmedlink.csv",
+            {"paper_title": "Initial sequencing and analysis of the human genome"},
+            "https://ncbi.nlm.nih.gov/pubmed/11237011",
+        ),
+    ],
+)
 def test_medhalt_retrieval_tests(test, file, given, target):
     items = load_items("medhalt_ir", STUDY / "medhalt" / file, test=test)
     assert items[0].target == target and len(items) == 2
@@ -129,8 +158,11 @@ def test_summarisation_sets_in_their_published_layouts():
 def test_a_file_of_bad_rows_only_is_an_error_with_the_reasons(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"question": 1}\n{"question": 2}\nnot json\n')
-    with pytest.raises(UserError, match=r"holds no items: every row was skipped: missing field\(s\) "
-                                        r"options, answer \(2x\); not valid JSON"):
+    with pytest.raises(
+        UserError,
+        match=r"holds no items: every row was skipped: missing field\(s\) "
+        r"options, answer \(2x\); not valid JSON",
+    ):
         load_items("jsonl", path)
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text('{"question": "q", "options": ["a", "b"], "answer": "A"}\nnot json\n')

@@ -74,14 +74,28 @@ def test_macro_and_micro_averages_across_a_suite():
 
 
 def test_generation_metrics_compute_what_the_task_names():
-    records = [{"response": "yes, because...", "answer": "yes", "target": "yes", "correct": True,
-                "abstained": False, "parsed_as": "answer"},
-               {"response": "no", "answer": "no", "target": "yes", "correct": False, "abstained": False,
-                "parsed_as": "answer"},
-               {"response": "", "answer": "", "target": "no", "correct": False, "abstained": False,
-                "parsed_as": "unparsed"}]
-    metrics = generation_metrics(records, 0, ["exact_match", "macro_f1", "word_f1", "unparsed_rate",
-                                              "medhalt_score", "hallucination_rate"])
+    records = [
+        {
+            "response": "yes, because...",
+            "answer": "yes",
+            "target": "yes",
+            "correct": True,
+            "abstained": False,
+            "parsed_as": "answer",
+        },
+        {
+            "response": "no",
+            "answer": "no",
+            "target": "yes",
+            "correct": False,
+            "abstained": False,
+            "parsed_as": "answer",
+        },
+        {"response": "", "answer": "", "target": "no", "correct": False, "abstained": False, "parsed_as": "unparsed"},
+    ]
+    metrics = generation_metrics(
+        records, 0, ["exact_match", "macro_f1", "word_f1", "unparsed_rate", "medhalt_score", "hallucination_rate"]
+    )
     assert metrics["exact_match"]["value"] == pytest.approx(1 / 3)
     # labels yes (tp 1, fn 1, fp 0 -> 2/3) and no (tp 0 -> 0): macro 1/3
     assert metrics["macro_f1"]["value"] == pytest.approx(1 / 3)

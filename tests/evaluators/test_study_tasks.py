@@ -29,8 +29,16 @@ def test_every_study_task_file_binds_to_the_published_layouts_and_loads():
     assert len(tasks) == len(study_tasks()) == 52
     names = {t.name for t in tasks}
     assert sum(n.startswith("medinst32_") for n in names) == 32
-    assert {"multimedqa_pubmedqa", "multimedqa_medqa", "multimedqa_medmcqa", "mmlu", "medhalt_ir_abs2pub",
-            "medhalt_reasoning_fake", "summaries_rct", "summaries_multi_news_plus"} <= names
+    assert {
+        "multimedqa_pubmedqa",
+        "multimedqa_medqa",
+        "multimedqa_medmcqa",
+        "mmlu",
+        "medhalt_ir_abs2pub",
+        "medhalt_reasoning_fake",
+        "summaries_rct",
+        "summaries_multi_news_plus",
+    } <= names
     for task in tasks:
         items = task.load()
         assert items, task.name
@@ -41,16 +49,27 @@ def test_every_study_task_file_binds_to_the_published_layouts_and_loads():
 
 
 def test_study_suites_are_files_beside_the_project_ones():
-    assert set(SUITES) >= {"biomedical", "general", "all", "study-biomedical", "study-general", "study-summaries",
-                           "study-all"}
+    assert set(SUITES) >= {
+        "biomedical",
+        "general",
+        "all",
+        "study-biomedical",
+        "study-general",
+        "study-summaries",
+        "study-all",
+    }
     assert SUITES["study-all"] == SUITES["study-biomedical"] + SUITES["study-general"] + SUITES["study-summaries"]
     assert SUITES["all"] == SUITES["biomedical"] + SUITES["general"]
 
 
 def test_the_study_settings_travel_in_the_task_files():
     tasks = study_tasks()
-    pubmedqa, medhalt, medinst, rct = (tasks["multimedqa_pubmedqa"], tasks["medhalt_reasoning_nota"],
-                                       tasks["medinst32_biosses"], tasks["summaries_rct"])
+    pubmedqa, medhalt, medinst, rct = (
+        tasks["multimedqa_pubmedqa"],
+        tasks["medhalt_reasoning_nota"],
+        tasks["medinst32_biosses"],
+        tasks["summaries_rct"],
+    )
     assert (pubmedqa.decoding.temperature, pubmedqa.decoding.max_tokens) == (0.0, 128)
     assert pubmedqa.answer.extract == "word" and pubmedqa.overlong.field == "context"
     assert (medhalt.decoding.temperature, medhalt.decoding.top_p) == (0.2, 0.95)
@@ -85,16 +104,19 @@ def _write(tmp_path, text):
 BASE = "name: t\ndata: {loader: jsonl, path: {path: d.jsonl}}\n"
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("colour: red\n", "colour.*Extra inputs are not permitted.*valid keys"),
-    ("decoding: {temperature: 0.0, topp: 1}\n", "decoding.topp"),
-    ("metrics: [{name: vibes}]\n", "unknown metric.*vibes"),
-    ("metrics: [{name: mse, direction: higher}]\n", "mse is lower-is-better"),
-    ("metrics: [{name: macro_f1, aggregation: mean}]\n", "macro_f1 aggregates as 'corpus'"),
-    ("overlong: {policy: shorten}\n", "overlong.policy"),
-    ("answer: {extract: json_field}\n", "json_keys"),
-    ("prompt: {style: messages}\n", "needs a user template"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("colour: red\n", "colour.*Extra inputs are not permitted.*valid keys"),
+        ("decoding: {temperature: 0.0, topp: 1}\n", "decoding.topp"),
+        ("metrics: [{name: vibes}]\n", "unknown metric.*vibes"),
+        ("metrics: [{name: mse, direction: higher}]\n", "mse is lower-is-better"),
+        ("metrics: [{name: macro_f1, aggregation: mean}]\n", "macro_f1 aggregates as 'corpus'"),
+        ("overlong: {policy: shorten}\n", "overlong.policy"),
+        ("answer: {extract: json_field}\n", "json_keys"),
+        ("prompt: {style: messages}\n", "needs a user template"),
+    ],
+)
 def test_the_schema_is_strict_with_one_line_reasons(tmp_path, extra, message):
     with pytest.raises(UserError, match=message):
         load_task_file(_write(tmp_path, BASE + extra))
@@ -109,9 +131,14 @@ def test_loader_options_are_checked_against_the_loader(tmp_path):
 
 def test_a_users_task_file_is_read_like_the_shipped_ones(tmp_path):
     (tmp_path / "d.jsonl").write_text(json.dumps({"question": "2+2?", "options": ["3", "4"], "answer": "B"}) + "\n")
-    tasks = load_task_file(_write(tmp_path, BASE + "prompt: {style: messages, user: \"Q: {question}\\n{options}\"}\n"
-                                  "decoding: {max_tokens: 8, temperature: 0.5}\nchat_template_kwargs: "
-                                  "{enable_thinking: false}\nreasoning_effort: low\n"))
+    tasks = load_task_file(
+        _write(
+            tmp_path,
+            BASE + 'prompt: {style: messages, user: "Q: {question}\\n{options}"}\n'
+            "decoding: {max_tokens: 8, temperature: 0.5}\nchat_template_kwargs: "
+            "{enable_thinking: false}\nreasoning_effort: low\n",
+        )
+    )
     task = tasks["t"]
     assert task.path == tmp_path / "d.jsonl" and task.max_tokens == 8 and task.decoding.temperature == 0.5
     assert task.chat_template_kwargs == {"enable_thinking": False} and task.reasoning_effort == "low"
@@ -120,13 +147,28 @@ def test_a_users_task_file_is_read_like_the_shipped_ones(tmp_path):
 
 
 def test_prompts_carry_system_inline_shots_data_shots_and_history():
-    task = Task(name="t", data={"loader": "medinst", "path": {"path": "x"}},
-                prompt={"style": "messages", "system": "{instruction}", "user": "In: {input}",
-                        "few_shot": {"examples": [{"input": "e1", "answer": "a1"}]}})
+    task = Task(
+        name="t",
+        data={"loader": "medinst", "path": {"path": "x"}},
+        prompt={
+            "style": "messages",
+            "system": "{instruction}",
+            "user": "In: {input}",
+            "few_shot": {"examples": [{"input": "e1", "answer": "a1"}]},
+        },
+    )
     item = GenItem("1", {"instruction": "Be brief.", "input": "q"}, "t", history=(("earlier", "reply"),))
     shot = GenItem("0", {"instruction": "Be brief.", "input": "q0"}, "a0")
     assert [m["content"] for m in render(task, item, [shot]).messages] == [
-        "Be brief.", "In: e1", "a1", "In: q0", "a0", "earlier", "reply", "In: q"]
+        "Be brief.",
+        "In: e1",
+        "a1",
+        "In: q0",
+        "a0",
+        "earlier",
+        "reply",
+        "In: q",
+    ]
     no_instruction = GenItem("2", {"instruction": "", "input": "q"}, "t")
     assert render(task, no_instruction, []).messages[0]["role"] == "user"  # an empty system message is not sent
     with pytest.raises(UserError, match=r"names \{context\}, which its items lack"):

@@ -22,9 +22,17 @@ def test_histogram_counts_with_a_closed_last_bin():
 
 
 def _weights(**extra):
-    return ConvWeights.from_mapping({"bins": [0.0, 0.5, 1.0], "mlp.weight": [[2.0, -1.0]], "mlp.bias": [0.5],
-                                     "layer_final.weight": [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]],
-                                     "layer_final.bias": [0.0, -1.0], **extra}, "test")
+    return ConvWeights.from_mapping(
+        {
+            "bins": [0.0, 0.5, 1.0],
+            "mlp.weight": [[2.0, -1.0]],
+            "mlp.bias": [0.5],
+            "layer_final.weight": [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]],
+            "layer_final.bias": [0.0, -1.0],
+            **extra,
+        },
+        "test",
+    )
 
 
 def test_summac_conv_score_by_hand():
@@ -42,15 +50,25 @@ def test_summac_conv_score_by_hand():
 def test_summac_conv_weights_files(tmp_path):
     import torch
 
-    state = {"mlp.weight": torch.zeros(1, 23), "mlp.bias": torch.tensor([1.0]),
-             "layer_final.weight": torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]),
-             "layer_final.bias": torch.zeros(2)}
+    state = {
+        "mlp.weight": torch.zeros(1, 23),
+        "mlp.bias": torch.tensor([1.0]),
+        "layer_final.weight": torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]),
+        "layer_final.bias": torch.zeros(2),
+    }
     torch.save(state, tmp_path / "conv.bin")
     loaded = ConvWeights.load(tmp_path / "conv.bin")  # the published state-dict layout, percentile bins
     assert loaded.bins == PERCENTILE_BINS and loaded.score([[0.5]]) == pytest.approx(1 / (1 + math.exp(-1.0)))
-    (tmp_path / "w.json").write_text(json.dumps({"mlp.weight": [[0.0] * 5], "mlp.bias": [0.0],
-                                                 "layer_final.weight": [[0, 0, 0], [0, 0, 0]],
-                                                 "layer_final.bias": [0, 0]}))
+    (tmp_path / "w.json").write_text(
+        json.dumps(
+            {
+                "mlp.weight": [[0.0] * 5],
+                "mlp.bias": [0.0],
+                "layer_final.weight": [[0, 0, 0], [0, 0, 0]],
+                "layer_final.bias": [0, 0],
+            }
+        )
+    )
     with pytest.raises(UserError, match="one per bin"):
         ConvWeights.load(tmp_path / "w.json")
     (tmp_path / "partial.json").write_text(json.dumps({"mlp.weight": [[0.0] * 23]}))
@@ -84,8 +102,15 @@ def tiny_encoder(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("tiny-encoder")
     tokenizer = train_tokenizer(path)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(str(path))
     return path
@@ -100,8 +125,10 @@ def test_bertscore_with_a_local_encoder(tiny_encoder):
     # The scorer's P/R/F are the greedy match of its own normalised token embeddings.
     cand, ref = scorer.embed("Aspirin inhibits cyclooxygenase."), scorer.embed("Metformin treats type 2 diabetes.")
     assert other == pytest.approx(greedy_match(cand.tolist(), ref.tolist()), abs=1e-5)
-    records = [{"response": "Metformin treats diabetes.", "reference": "Metformin treats diabetes."},
-               {"response": "", "reference": "Metformin treats diabetes."}]
+    records = [
+        {"response": "Metformin treats diabetes.", "reference": "Metformin treats diabetes."},
+        {"response": "", "reference": "Metformin treats diabetes."},
+    ]
     add_bertscore(records, scorer)
     assert records[0]["bertscore"] == pytest.approx([1.0, 1.0, 1.0], abs=1e-5) and records[1]["bertscore"] is None
     metrics = quality_metrics(records, seed=0)
@@ -111,13 +138,22 @@ def test_bertscore_with_a_local_encoder(tiny_encoder):
 
 
 def test_parse_claims_is_strict():
-    good = {"claims": [{"claim": "Metformin treats diabetes.", "verdict": "Supported"},
-                       {"claim": "It cures cancer.", "verdict": "contradicted"}]}
+    good = {
+        "claims": [
+            {"claim": "Metformin treats diabetes.", "verdict": "Supported"},
+            {"claim": "It cures cancer.", "verdict": "contradicted"},
+        ]
+    }
     assert [c["verdict"] for c in parse_claims(json.dumps(good))] == ["supported", "contradicted"]
     assert parse_claims('{"claims": []}') == []
-    for bad in ("", "no claims", json.dumps({"claims": [{"claim": "x", "verdict": "maybe"}]}),
-                json.dumps({"claims": [{"verdict": "supported"}]}), json.dumps({"claims": "x"}),
-                json.dumps({"claims": [], "score": 1})):
+    for bad in (
+        "",
+        "no claims",
+        json.dumps({"claims": [{"claim": "x", "verdict": "maybe"}]}),
+        json.dumps({"claims": [{"verdict": "supported"}]}),
+        json.dumps({"claims": "x"}),
+        json.dumps({"claims": [], "score": 1}),
+    ):
         assert parse_claims(bad) is None, bad
 
 
@@ -169,25 +205,45 @@ def test_run_eval_folds_scorers_and_several_judges_into_the_card(tiny_encoder, t
     def pairwise(letter):
         def answer(prompt):
             if "more_hallucination" in prompt:
-                return json.dumps({"more_hallucination": letter, "more_omission": letter,
-                                   "more_repetition": letter, "more_aligned": letter})
+                return json.dumps(
+                    {
+                        "more_hallucination": letter,
+                        "more_omission": letter,
+                        "more_repetition": letter,
+                        "more_aligned": letter,
+                    }
+                )
             return json.dumps({"claims": [{"claim": "x", "verdict": "contradicted"}]})
+
         return answer
 
-    with fake_openai_server(summarise, model="m") as (url, _), \
-            fake_openai_server(pairwise("A"), model="j1") as (judge1, _), \
-            fake_openai_server(pairwise("B"), model="j2") as (judge2, _):
+    with (
+        fake_openai_server(summarise, model="m") as (url, _),
+        fake_openai_server(pairwise("A"), model="j1") as (judge1, _),
+        fake_openai_server(pairwise("B"), model="j2") as (judge2, _),
+    ):
         scorers = SummaryScorers(bertscore_model=str(tiny_encoder), hallucination_judge=JudgeEndpoint(judge1, "j1"))
-        path = run_eval(url, "m", [f"summaries={eval_sets / 'summaries.jsonl'}"], tmp_path / "out",
-                        base_endpoint=url, base_model="m", judge_endpoint=[judge1, judge2],
-                        judge_model=["j1", "j2"], summary_scorers=scorers, progress=False)
+        path = run_eval(
+            url,
+            "m",
+            [f"summaries={eval_sets / 'summaries.jsonl'}"],
+            tmp_path / "out",
+            base_endpoint=url,
+            base_model="m",
+            judge_endpoint=[judge1, judge2],
+            judge_model=["j1", "j2"],
+            summary_scorers=scorers,
+            progress=False,
+        )
     card = ReportCard.load(path)
     task = card.tasks["summaries-summaries"]
     assert task.metrics["bertscore_f1"].value is not None
     assert task.metrics["judge_hallucination_rate"].value == 1.0  # every claim "contradicted"
     assert sorted(task.judges) == sorted(JudgeEndpoint(u, m).label for u, m in ((judge1, "j1"), (judge2, "j2")))
-    one, two = (task.judges[JudgeEndpoint(u, m).label]["judge_variant_more_hallucination"].value
-                for u, m in ((judge1, "j1"), (judge2, "j2")))
+    one, two = (
+        task.judges[JudgeEndpoint(u, m).label]["judge_variant_more_hallucination"].value
+        for u, m in ((judge1, "j1"), (judge2, "j2"))
+    )
     # One judge always blames A, the other B: their shares are complements, the pooled share their mean.
     assert one + two == pytest.approx(1.0)
     assert task.metrics["judge_variant_more_hallucination"].value == pytest.approx(0.5)

@@ -38,8 +38,10 @@ def test_format_equals_path_specs_make_tasks():
 def test_yaml_task_file(tmp_path):
     (tmp_path / "data.jsonl").write_text((FIXTURES / "generic.jsonl").read_text())
     spec = tmp_path / "tasks.yaml"
-    spec.write_text("tasks:\n  - name: capitals\n    format: jsonl\n    path: data.jsonl\n    domain: general\n"
-                    "    template: completion\n    few_shot: 1\n    version: 2\n")
+    spec.write_text(
+        "tasks:\n  - name: capitals\n    format: jsonl\n    path: data.jsonl\n    domain: general\n"
+        "    template: completion\n    few_shot: 1\n    version: 2\n"
+    )
     tasks = load_task_file(spec)
     expected = Task("capitals", "jsonl", tmp_path / "data.jsonl", "general", "completion", 1, 2)
     assert tasks["capitals"].model_dump() == expected.model_dump()  # the flat form reads as the nested one

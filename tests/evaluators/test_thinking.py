@@ -12,8 +12,13 @@ from moeprune.errors import UserError
 from tests.evaluators.scripted_openai import scripted_server
 
 QUESTIONS = [
-    {"id": f"q{i}", "question": f"Which organ makes substance {i}?",
-     "options": {"A": "Spleen", "B": "Liver", "C": "Lung"}, "answer": "B"} for i in range(3)
+    {
+        "id": f"q{i}",
+        "question": f"Which organ makes substance {i}?",
+        "options": {"A": "Spleen", "B": "Liver", "C": "Lung"},
+        "answer": "B",
+    }
+    for i in range(3)
 ]
 
 
@@ -24,16 +29,23 @@ def data(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("text, reasoning_field, answer, reasoning", [
-    ("<think>A looks right, but no.</think>\n\nB", None, "B", "A looks right, but no."),
-    ("the template opened the block. A?</think>B", None, "B", "the template opened the block. A?"),
-    ("<think>A or maybe C, let me", None, "", "A or maybe C, let me"),  # cut off while thinking: no answer
-    ("<|channel|>analysis<|message|>A? no.<|end|><|start|>assistant<|channel|>final<|message|>B<|return|>",
-     None, "B", "<|channel|>analysis<|message|>A? no.<|end|><|start|>assistant"),
-    ("<|channel|>analysis<|message|>A? no, still thinking", None, "", None),
-    ("B", "I considered A first.", "B", "I considered A first."),
-    ("B", None, "B", None),
-])
+@pytest.mark.parametrize(
+    "text, reasoning_field, answer, reasoning",
+    [
+        ("<think>A looks right, but no.</think>\n\nB", None, "B", "A looks right, but no."),
+        ("the template opened the block. A?</think>B", None, "B", "the template opened the block. A?"),
+        ("<think>A or maybe C, let me", None, "", "A or maybe C, let me"),  # cut off while thinking: no answer
+        (
+            "<|channel|>analysis<|message|>A? no.<|end|><|start|>assistant<|channel|>final<|message|>B<|return|>",
+            None,
+            "B",
+            "<|channel|>analysis<|message|>A? no.<|end|><|start|>assistant",
+        ),
+        ("<|channel|>analysis<|message|>A? no, still thinking", None, "", None),
+        ("B", "I considered A first.", "B", "I considered A first."),
+        ("B", None, "B", None),
+    ],
+)
 def test_split_reasoning(text, reasoning_field, answer, reasoning):
     split = split_reasoning(text, reasoning_field)
     assert split.answer.strip() == answer
@@ -46,22 +58,38 @@ def test_task_settings_override_the_run_key_by_key():
     merged = run.overridden_by({"style": "long"}, None)
     assert merged == ThinkingControl({"enable_thinking": False, "style": "long"}, "low")
     assert run.overridden_by(None, "high").reasoning_effort == "high"
-    assert merged.request_fields(is_chat=True) == {"chat_template_kwargs": {"enable_thinking": False, "style": "long"},
-                                                   "reasoning_effort": "low"}
+    assert merged.request_fields(is_chat=True) == {
+        "chat_template_kwargs": {"enable_thinking": False, "style": "long"},
+        "reasoning_effort": "low",
+    }
     assert merged.request_fields(is_chat=False) == {}  # completion prompts render no template
     assert ThinkingControl().request_fields(is_chat=True) == {}  # nothing sent unless asked
 
 
-@pytest.mark.parametrize("text, message", [("{enable_thinking: false}", "not valid JSON"),
-                                           ("[1, 2]", "expected a JSON object")])
+@pytest.mark.parametrize(
+    "text, message", [("{enable_thinking: false}", "not valid JSON"), ("[1, 2]", "expected a JSON object")]
+)
 def test_bad_chat_template_kwargs_are_user_errors(text, message):
     with pytest.raises(UserError, match=message):
         parse_chat_template_kwargs(text)
 
 
 def test_bad_flags_exit_2_with_one_line(tmp_path, data, capsys):
-    code = main(["eval", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--tasks", f"jsonl={data}",
-                 "--chat-template-kwargs", "{oops", "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "eval",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--model",
+            "m",
+            "--tasks",
+            f"jsonl={data}",
+            "--chat-template-kwargs",
+            "{oops",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2 and "--chat-template-kwargs: not valid JSON" in capsys.readouterr().err
 
 
@@ -75,8 +103,14 @@ def test_every_chat_request_carries_the_settings_and_reasoning_is_not_parsed(tmp
     chat = Task("chat_task", "jsonl", data, chat_template_kwargs={"enable_thinking": True})
     completion = Task("completion_task", "jsonl", data, template="completion")
     with scripted_server(reply) as (url, requests):
-        card_path = run_eval(url, "m", [chat, completion], tmp_path / "out", progress=False,
-                             thinking=ThinkingControl({"enable_thinking": False, "keep": 1}, "none"))
+        card_path = run_eval(
+            url,
+            "m",
+            [chat, completion],
+            tmp_path / "out",
+            progress=False,
+            thinking=ThinkingControl({"enable_thinking": False, "keep": 1}, "none"),
+        )
     card = json.loads(card_path.read_text())
     chat_bodies = [r for r in requests if r["path"] == "/v1/chat/completions"]
     # Per item: the generation and one option-scoring request (rejected here: scoring stops at the first).
@@ -86,8 +120,10 @@ def test_every_chat_request_carries_the_settings_and_reasoning_is_not_parsed(tmp
         assert body["reasoning_effort"] == "none"
     for body in (r for r in requests if r["path"] == "/v1/completions"):
         assert "chat_template_kwargs" not in body and "reasoning_effort" not in body
-    assert card["tasks"]["chat_task"]["thinking"] == {"chat_template_kwargs": {"enable_thinking": True, "keep": 1},
-                                                      "reasoning_effort": "none"}
+    assert card["tasks"]["chat_task"]["thinking"] == {
+        "chat_template_kwargs": {"enable_thinking": True, "keep": 1},
+        "reasoning_effort": "none",
+    }
     assert "thinking" not in card["tasks"]["completion_task"]
     assert card["tasks"]["chat_task"]["metrics"]["exact_match"]["value"] == 1.0
     items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]

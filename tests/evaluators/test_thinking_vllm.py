@@ -74,14 +74,24 @@ def test_the_rendered_prompt_follows_enable_thinking(thinking_server):
     assert via_effort == off
 
 
-@pytest.mark.parametrize("thinking, regex", [
-    (ThinkingControl(), r"[a-z ]{4,12}</think>B"),  # the template opened <think>; the model closes it
-    (ThinkingControl({"enable_thinking": False}), r"<think>[a-z ]{4,12}</think>B"),
-])
+@pytest.mark.parametrize(
+    "thinking, regex",
+    [
+        (ThinkingControl(), r"[a-z ]{4,12}</think>B"),  # the template opened <think>; the model closes it
+        (ThinkingControl({"enable_thinking": False}), r"<think>[a-z ]{4,12}</think>B"),
+    ],
+)
 def test_reasoning_is_stripped_before_the_answer_is_parsed(thinking_server, tmp_path, thinking, regex):
     data = tmp_path / "items.jsonl"
-    rows = [{"id": f"q{i}", "question": f"Which organ makes substance {i}?",
-             "options": {"A": "Spleen", "B": "Liver", "C": "Lung"}, "answer": "B"} for i in range(2)]
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": f"Which organ makes substance {i}?",
+            "options": {"A": "Spleen", "B": "Liver", "C": "Lung"},
+            "answer": "B",
+        }
+        for i in range(2)
+    ]
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     task = Task("thinking", "jsonl", data, max_tokens=24)
 

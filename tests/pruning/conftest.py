@@ -38,8 +38,12 @@ def pruned_factory(tiny_model_factory, tmp_path_factory):
             source = tiny_model_factory(model_type)
             config = load_config(source)
             kept = fixed_kept(family_for(config).moe_layers(config))
-            out = write_pruned(source, tmp_path_factory.mktemp(f"pruned-{model_type}") / "out", kept,
-                               {"method": "manual", "ratio": 0.5, "allocation": "uniform", "seed": 0})
+            out = write_pruned(
+                source,
+                tmp_path_factory.mktemp(f"pruned-{model_type}") / "out",
+                kept,
+                {"method": "manual", "ratio": 0.5, "allocation": "uniform", "seed": 0},
+            )
             built[model_type] = (source, out, kept)
         return built[model_type]
 

@@ -64,7 +64,7 @@ def test_a_truncated_shard_is_refused_naming_the_file_and_a_tensor(sharded_sourc
     with open(shard, "r+b") as handle:
         handle.truncate(shard.stat().st_size - 100)
     message = prune_fails(broken, tmp_path, str(shard), "outside the file")
-    header = json.loads(shard.read_bytes()[8:8 + int.from_bytes(shard.read_bytes()[:8], "little")])
+    header = json.loads(shard.read_bytes()[8 : 8 + int.from_bytes(shard.read_bytes()[:8], "little")])
     assert any(name in message for name in header if name != "__metadata__")
 
 
@@ -82,7 +82,7 @@ def test_a_file_whose_header_length_is_absurd_is_not_a_safetensors_file(sharded_
     broken = copy_of(sharded_source, tmp_path)
     shard = shard_holding(broken, EXPERT)
     data = bytearray(shard.read_bytes())
-    data[:8] = (2 ** 40).to_bytes(8, "little")
+    data[:8] = (2**40).to_bytes(8, "little")
     shard.write_bytes(bytes(data))
     prune_fails(broken, tmp_path, str(shard), "not a safetensors file", "limit")
 

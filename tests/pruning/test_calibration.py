@@ -20,19 +20,30 @@ def write_jsonl(path, rows):
 
 
 PUBMEDQA = {
-    "111": {"QUESTION": "Does aspirin inhibit cyclooxygenase?",
-            "CONTEXTS": ["Aspirin is an NSAID.", "It acetylates COX."],
-            "LONG_ANSWER": "Yes, irreversibly.", "final_decision": "yes", "YEAR": "2001"},
-    "222": {"QUESTION": "Is metformin a biguanide?", "CONTEXTS": ["Metformin treats diabetes."],
-            "LONG_ANSWER": "It is.", "final_decision": "yes"},
+    "111": {
+        "QUESTION": "Does aspirin inhibit cyclooxygenase?",
+        "CONTEXTS": ["Aspirin is an NSAID.", "It acetylates COX."],
+        "LONG_ANSWER": "Yes, irreversibly.",
+        "final_decision": "yes",
+        "YEAR": "2001",
+    },
+    "222": {
+        "QUESTION": "Is metformin a biguanide?",
+        "CONTEXTS": ["Metformin treats diabetes."],
+        "LONG_ANSWER": "It is.",
+        "final_decision": "yes",
+    },
 }
 
 
 def test_jsonl_text_and_messages_rendered_through_the_chat_template(tmp_path, tokenizer):
-    path = write_jsonl(tmp_path / "cal.jsonl", [
-        {"text": "Paris is the capital of France."},
-        {"messages": [{"role": "user", "content": "Which organ?"}, {"role": "assistant", "content": "The liver."}]},
-    ])
+    path = write_jsonl(
+        tmp_path / "cal.jsonl",
+        [
+            {"text": "Paris is the capital of France."},
+            {"messages": [{"role": "user", "content": "Which organ?"}, {"role": "assistant", "content": "The liver."}]},
+        ],
+    )
     calibration = load_calibration([path], tokenizer, samples=10)
     assert calibration.record["samples"] == 2
     chat_ids = calibration.sequences[1]
@@ -58,16 +69,23 @@ def test_pubmedqa_json_renders_question_contexts_and_answer(tmp_path):
     assert len(documents) == 2
     text = documents[0].text
     assert text == render_pubmedqa(PUBMEDQA["111"])
-    for part in ("Does aspirin inhibit cyclooxygenase?", "Aspirin is an NSAID. It acetylates COX.",
-                 "Yes, irreversibly.", "yes"):
+    for part in (
+        "Does aspirin inhibit cyclooxygenase?",
+        "Aspirin is an NSAID. It acetylates COX.",
+        "Yes, irreversibly.",
+        "yes",
+    ):
         assert part in text
 
 
-@pytest.mark.parametrize("rows, line, words", [
-    ([{"text": "ok"}, "{not json", {"text": "ok"}], 2, "not valid JSON"),
-    ([{"text": "ok"}, {"text": "ok"}, {"prompt": "no text field"}], 3, '"text", a list "messages"'),
-    ([{"messages": [{"role": "user"}]}], 1, '"role" and "content"'),
-])
+@pytest.mark.parametrize(
+    "rows, line, words",
+    [
+        ([{"text": "ok"}, "{not json", {"text": "ok"}], 2, "not valid JSON"),
+        ([{"text": "ok"}, {"text": "ok"}, {"prompt": "no text field"}], 3, '"text", a list "messages"'),
+        ([{"messages": [{"role": "user"}]}], 1, '"role" and "content"'),
+    ],
+)
 def test_malformed_jsonl_names_file_and_line(tmp_path, tokenizer, rows, line, words):
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(UserError) as error:
@@ -94,8 +112,9 @@ def test_unknown_suffix_and_missing_file_are_user_errors(tmp_path, tokenizer):
 
 
 def test_sampling_truncation_and_a_stable_token_stream_hash(tmp_path, tokenizer):
-    path = write_jsonl(tmp_path / "many.jsonl",
-                       [{"text": f"{i * 7919} is sample {i}: the liver filters."} for i in range(40)])
+    path = write_jsonl(
+        tmp_path / "many.jsonl", [{"text": f"{i * 7919} is sample {i}: the liver filters."} for i in range(40)]
+    )
     first = load_calibration([path], tokenizer, samples=8, max_tokens=5, seed=1)
     again = load_calibration([path], tokenizer, samples=8, max_tokens=5, seed=1)
     other_seed = load_calibration([path], tokenizer, samples=8, max_tokens=5, seed=2)
@@ -122,10 +141,14 @@ def test_medinst_records_become_instruction_input_and_output_turns(tmp_path, tok
     path = write_jsonl(tmp_path / "medinst.jsonl", [*MEDINST, {"text": "A plain line still reads as text."}])
     calibration = load_calibration([path], tokenizer, samples=10)
     expected = [
-        [{"role": "user", "content": "Name the organ.\n\nInput: Hepatitis inflames it."},
-         {"role": "assistant", "content": "The liver."}],
-        [{"role": "user", "content": "Which drug treats type 2 diabetes?"},
-         {"role": "assistant", "content": "Metformin."}],
+        [
+            {"role": "user", "content": "Name the organ.\n\nInput: Hepatitis inflames it."},
+            {"role": "assistant", "content": "The liver."},
+        ],
+        [
+            {"role": "user", "content": "Which drug treats type 2 diabetes?"},
+            {"role": "assistant", "content": "Metformin."},
+        ],
         [{"role": "user", "content": "Say the capital of France."}, {"role": "assistant", "content": "Paris."}],
     ]
     for ids, messages in zip(calibration.sequences, expected):
@@ -136,12 +159,15 @@ def test_medinst_records_become_instruction_input_and_output_turns(tmp_path, tok
     assert calibration.record["per_file"][str(path)]["kinds"] == {"medinst": 3, "text": 1}
 
 
-@pytest.mark.parametrize("row, words", [
-    ({"instruction": "Name it.", "output": 3}, 'string "output"'),
-    ({"instruction": "", "output": "x"}, 'non-empty string "instruction"'),
-    ({"instruction": "Name it.", "input": ["a"], "output": "x"}, '"input" must be a string'),
-    ({"output": "x"}, 'non-empty string "instruction"'),
-])
+@pytest.mark.parametrize(
+    "row, words",
+    [
+        ({"instruction": "Name it.", "output": 3}, 'string "output"'),
+        ({"instruction": "", "output": "x"}, 'non-empty string "instruction"'),
+        ({"instruction": "Name it.", "input": ["a"], "output": "x"}, '"input" must be a string'),
+        ({"output": "x"}, 'non-empty string "instruction"'),
+    ],
+)
 def test_malformed_medinst_record_names_file_and_line(tmp_path, tokenizer, row, words):
     path = write_jsonl(tmp_path / "bad.jsonl", [MEDINST[0], row])
     with pytest.raises(UserError) as error:
@@ -178,12 +204,15 @@ def test_chat_template_kwargs_reach_the_rendered_text_and_the_record(tmp_path, t
     assert effort.record["chat_template_kwargs"] == {"reasoning_effort": "low"}
 
 
-@pytest.mark.parametrize("value, words", [
-    ("[1, 2]", "must be a JSON object"),
-    ('"low"', "must be a JSON object"),
-    ("{enable_thinking: false}", "not valid JSON"),
-    ('{"tokenize": true}', "may not set tokenize"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ("[1, 2]", "must be a JSON object"),
+        ('"low"', "must be a JSON object"),
+        ("{enable_thinking: false}", "not valid JSON"),
+        ('{"tokenize": true}', "may not set tokenize"),
+    ],
+)
 def test_chat_template_kwargs_that_are_not_an_object_are_user_errors(tmp_path, tokenizer, value, words):
     path = write_jsonl(tmp_path / "medinst.jsonl", MEDINST[:1])
     with pytest.raises(UserError, match=words) as error:
@@ -200,8 +229,13 @@ def test_file_counts_draw_from_each_file_alone_with_the_seed(tmp_path, tokenizer
     both = load_calibration([f"{med}:4", f"{general}:6"], tokenizer, samples=1, seed=3)
     assert both.record["samples"] == 10 and both.record["files"] == [str(med), str(general)]
     per_file = both.record["per_file"]
-    assert per_file[str(med)] == {"requested": 4, "available": 20, "samples": 4,
-                                  "tokens": sum(map(len, both.sequences[:4])), "kinds": {"text": 4}}
+    assert per_file[str(med)] == {
+        "requested": 4,
+        "available": 20,
+        "samples": 4,
+        "tokens": sum(map(len, both.sequences[:4])),
+        "kinds": {"text": 4},
+    }
     assert per_file[str(general)]["requested"] == 6 and per_file[str(general)]["samples"] == 6
     # Each file's draw is its own: the same as drawing from that file alone, whatever else is given.
     alone = load_calibration([f"{med}:4"], tokenizer, seed=3)
@@ -223,11 +257,14 @@ def test_files_without_a_count_share_samples_beside_counted_ones(tmp_path, token
     assert mixed.record["samples"] == 7
 
 
-@pytest.mark.parametrize("spec, words", [
-    ("{med}:21", "asks for 21 samples, but the file holds 20 documents"),
-    ("{med}:0", "must be a positive integer"),
-    ("{med}:many", "must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("{med}:21", "asks for 21 samples, but the file holds 20 documents"),
+        ("{med}:0", "must be a positive integer"),
+        ("{med}:many", "must be a positive integer"),
+    ],
+)
 def test_bad_file_counts_are_user_errors(tmp_path, tokenizer, spec, words):
     med = numbered(tmp_path / "med.jsonl", "med", 20)
     with pytest.raises(UserError, match=words):

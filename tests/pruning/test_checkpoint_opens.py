@@ -54,8 +54,18 @@ def test_a_prune_with_a_pass_parses_each_source_header_once(sharded_source, read
     assert len(shards) > 1  # the index is read too
     calibration = tmp_path / "calibration.jsonl"
     calibration.write_text("".join(json.dumps({"text": text}) + "\n" for text in PROMPTS))
-    run_prune(sharded_source, tmp_path / "out", method="frequency", ratio=0.5, calibration=[str(calibration)],
-              samples=len(PROMPTS), max_tokens=32, observe=observe, domain_gate=False, progress=False)
+    run_prune(
+        sharded_source,
+        tmp_path / "out",
+        method="frequency",
+        ratio=0.5,
+        calibration=[str(calibration)],
+        samples=len(PROMPTS),
+        max_tokens=32,
+        observe=observe,
+        domain_gate=False,
+        progress=False,
+    )
     assert reads == Counter({name: 1 for name in [*shards, INDEX_NAME]})
 
 

@@ -31,8 +31,9 @@ EXPERT_PARTS = ("gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bia
 
 @pytest.fixture(scope="module")
 def bf16_mxfp4(tmp_path_factory):
-    return quantize_checkpoint(build_tiny_model("gpt_oss", tmp_path_factory.mktemp("gpt-oss") / "src",
-                                                dtype="bfloat16"))
+    return quantize_checkpoint(
+        build_tiny_model("gpt_oss", tmp_path_factory.mktemp("gpt-oss") / "src", dtype="bfloat16")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,9 @@ def stock_bf16(tmp_path_factory):
 def _load_plain(path: Path, dtype: str):
     import moeprune.models  # noqa: F401  (the uneven gpt-oss class)
 
-    model, info = auto_model_class("gpt_oss").from_pretrained(path, dtype=getattr(torch, dtype),
-                                                              output_loading_info=True)
+    model, info = auto_model_class("gpt_oss").from_pretrained(
+        path, dtype=getattr(torch, dtype), output_loading_info=True
+    )
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     return model.eval()
 
@@ -82,8 +84,9 @@ def test_dequantized_checkpoint_computes_bit_equal_logits_to_the_mxfp4_one(plan,
 
 
 @pytest.mark.parametrize("plan", sorted(PLANS))
-def test_dequantized_checkpoint_is_the_stock_bf16_layout_without_quantization_config(plan, bf16_mxfp4, stock_bf16,
-                                                                                     tmp_path):
+def test_dequantized_checkpoint_is_the_stock_bf16_layout_without_quantization_config(
+    plan, bf16_mxfp4, stock_bf16, tmp_path
+):
     kept = PLANS[plan]
     out = write_pruned(bf16_mxfp4, tmp_path / "plain", kept, {}, dequantize=True)
     config = load_config(out)
@@ -105,8 +108,9 @@ def test_dequantized_checkpoint_is_the_stock_bf16_layout_without_quantization_co
         else:
             assert tensor.shape == stock[name].shape, name
         if name.endswith(("gate_up_proj", "down_proj")):
-            rows = mxfp4.dequantize(source[name + "_blocks"][kept[layer]], source[name + "_scales"][kept[layer]],
-                                    "bfloat16")
+            rows = mxfp4.dequantize(
+                source[name + "_blocks"][kept[layer]], source[name + "_scales"][kept[layer]], "bfloat16"
+            )
             assert torch.equal(tensor, rows.transpose(-1, -2))
         elif per_expert:
             assert torch.equal(tensor, source[name][kept[layer]])
@@ -166,14 +170,24 @@ def test_dequantize_on_an_unquantized_checkpoint_is_a_clear_error_before_writing
     assert not (tmp_path / "out").exists()
     with pytest.raises(UserError, match="not quantized"):
         write_pruned(tiny_qwen3_moe, tmp_path / "out", PLANS["uniform"], {}, dequantize=True)
-    code = cli.main(["prune", str(tiny_qwen3_moe), "--out", str(tmp_path / "cli"), "--mask",
-                     str(_mask(tmp_path, PLANS["uniform"])), "--dequantize"])
+    code = cli.main(
+        [
+            "prune",
+            str(tiny_qwen3_moe),
+            "--out",
+            str(tmp_path / "cli"),
+            "--mask",
+            str(_mask(tmp_path, PLANS["uniform"])),
+            "--dequantize",
+        ]
+    )
     assert code == 2 and not (tmp_path / "cli").exists()
 
 
 @pytest.mark.parametrize("amx", [False, True])
-def test_mxfp4_kept_as_mxfp4_gets_a_note_on_a_cpu_without_amx_and_is_still_written(amx, bf16_mxfp4, tmp_path,
-                                                                                   monkeypatch, capsys):
+def test_mxfp4_kept_as_mxfp4_gets_a_note_on_a_cpu_without_amx_and_is_still_written(
+    amx, bf16_mxfp4, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setattr(pipeline, "cpu_has_amx", lambda: amx)
     out = run_prune(bf16_mxfp4, tmp_path / "mxfp4", mask_file=_mask(tmp_path, PLANS["uniform"]))
     assert load_config(out)["quantization_config"]["quant_method"] == "mxfp4"
@@ -195,9 +209,19 @@ def test_no_note_for_an_unquantized_checkpoint(tiny_qwen3_moe, tmp_path, monkeyp
 def test_global_allocation_with_dequantize_writes_an_uneven_plain_checkpoint(bf16_mxfp4, tmp_path):
     calibration = tmp_path / "calibration.jsonl"
     calibration.write_text("".join(json.dumps({"text": text}) + "\n" for text in PROMPTS * 2))
-    out = run_prune(bf16_mxfp4, tmp_path / "out", method="frequency", ratio=0.5, allocation="global",
-                    calibration=[calibration], samples=6, max_tokens=32, domain_gate=False, progress=False,
-                    dequantize=True)
+    out = run_prune(
+        bf16_mxfp4,
+        tmp_path / "out",
+        method="frequency",
+        ratio=0.5,
+        allocation="global",
+        calibration=[calibration],
+        samples=6,
+        max_tokens=32,
+        domain_gate=False,
+        progress=False,
+        dequantize=True,
+    )
     kept = {int(k): v for k, v in json.loads((out / "pruning.json").read_text())["kept_experts"].items()}
     config = load_config(out)
     assert "quantization_config" not in config
@@ -226,20 +250,48 @@ def test_vllm_cpu_serves_the_dequantized_checkpoint_like_transformers(plan, bf16
     prompt_ids = AutoTokenizer.from_pretrained(path).encode(PROMPT)
     scratch = tmp_path / "engine"
     scratch.mkdir()
-    with vllm_server(path, scratch, served_name="plain", dtype="float32", max_model_len=256,
-                     env={"PYTHONPATH": plugin_pythonpath(scratch)}, timeout=600) as url:
-        reply = httpx.post(f"{url}/v1/completions", timeout=120, json={
-            "model": "plain", "prompt": prompt_ids, "max_tokens": NEW_TOKENS, "temperature": 0,
-            "ignore_eos": True, "logprobs": 1, "return_tokens_as_token_ids": True,
-        }).json()
+    with vllm_server(
+        path,
+        scratch,
+        served_name="plain",
+        dtype="float32",
+        max_model_len=256,
+        env={"PYTHONPATH": plugin_pythonpath(scratch)},
+        timeout=600,
+    ) as url:
+        reply = httpx.post(
+            f"{url}/v1/completions",
+            timeout=120,
+            json={
+                "model": "plain",
+                "prompt": prompt_ids,
+                "max_tokens": NEW_TOKENS,
+                "temperature": 0,
+                "ignore_eos": True,
+                "logprobs": 1,
+                "return_tokens_as_token_ids": True,
+            },
+        ).json()
     ids = [int(token.split(":")[1]) for token in reply["choices"][0]["logprobs"]["tokens"]]
     assert ids == transformers_greedy(path, prompt_ids)
 
 
 def test_the_cli_writes_a_dequantized_checkpoint_and_says_it_grew(bf16_mxfp4, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert cli.main(["prune", str(bf16_mxfp4), "--out", str(out), "--mask", str(_mask(tmp_path, PLANS["uniform"])),
-                     "--dequantize"]) == 0
+    assert (
+        cli.main(
+            [
+                "prune",
+                str(bf16_mxfp4),
+                "--out",
+                str(out),
+                "--mask",
+                str(_mask(tmp_path, PLANS["uniform"])),
+                "--dequantize",
+            ]
+        )
+        == 0
+    )
     assert "quantization_config" not in load_config(out)
     assert "larger than the source" in capsys.readouterr().out
 

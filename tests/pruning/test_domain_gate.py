@@ -98,33 +98,66 @@ def test_guard_build_bad_input_is_a_clear_error(tmp_path, capsys):
 def test_prune_with_calibration_fits_the_gate(tiny_qwen3_moe, demo_calibration, tmp_path):
     from pruning.pipeline import run_prune
 
-    out = run_prune(tiny_qwen3_moe, tmp_path / "out", method="frequency", ratio=0.5,
-                    calibration=[f"{demo_calibration}:16"], samples=16, max_tokens=32, progress=False)
+    out = run_prune(
+        tiny_qwen3_moe,
+        tmp_path / "out",
+        method="frequency",
+        ratio=0.5,
+        calibration=[f"{demo_calibration}:16"],
+        samples=16,
+        max_tokens=32,
+        progress=False,
+    )
     assert DomainGate.load(out).training["in_domain_files"] == ["calibration.jsonl"]
     assert verify(out) == []
     assert GATE_NAME in PruningManifest.load(out).files  # hashed by the writer, with the rest
 
 
-def test_a_bad_gate_reference_fails_the_prune_with_nothing_written(tiny_qwen3_moe, demo_calibration, tmp_path,
-                                                                   capsys):
+def test_a_bad_gate_reference_fails_the_prune_with_nothing_written(tiny_qwen3_moe, demo_calibration, tmp_path, capsys):
     """The gate is fitted before the checkpoint is written and published with it: an unreadable reference
     leaves no variant behind (before, the variant was published and then the gate step failed)."""
     reference = tmp_path / "general.jsonl"
     reference.write_text("{not json\n")
     out = tmp_path / "out"
-    code = cli.main(["prune", str(tiny_qwen3_moe), "--method", "frequency", "--ratio", "0.5", "--calibration",
-                     f"{demo_calibration}:16", "--max-tokens", "32", "--out", str(out),
-                     "--gate-reference", str(reference)])
+    code = cli.main(
+        [
+            "prune",
+            str(tiny_qwen3_moe),
+            "--method",
+            "frequency",
+            "--ratio",
+            "0.5",
+            "--calibration",
+            f"{demo_calibration}:16",
+            "--max-tokens",
+            "32",
+            "--out",
+            str(out),
+            "--gate-reference",
+            str(reference),
+        ]
+    )
     assert code == 2 and "general.jsonl" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob("out*"))
 
 
 def test_prune_cli_gate_flags(tiny_qwen3_moe, demo_calibration, tmp_path):
     reference = tmp_path / "general.jsonl"
-    reference.write_text("".join(json.dumps({"text": f"The train to city {k} leaves at {k} o'clock."}) + "\n"
-                                 for k in range(40)))
-    common = ["prune", str(tiny_qwen3_moe), "--method", "frequency", "--ratio", "0.5", "--calibration",
-              f"{demo_calibration}:16", "--max-tokens", "32"]
+    reference.write_text(
+        "".join(json.dumps({"text": f"The train to city {k} leaves at {k} o'clock."}) + "\n" for k in range(40))
+    )
+    common = [
+        "prune",
+        str(tiny_qwen3_moe),
+        "--method",
+        "frequency",
+        "--ratio",
+        "0.5",
+        "--calibration",
+        f"{demo_calibration}:16",
+        "--max-tokens",
+        "32",
+    ]
     assert cli.main(common + ["--out", str(tmp_path / "no-gate"), "--no-domain-gate"]) == 0
     assert not (tmp_path / "no-gate" / "domain_gate.json").exists()
     assert cli.main(common + ["--out", str(tmp_path / "own-ref"), "--gate-reference", str(reference)]) == 0
@@ -147,6 +180,19 @@ def test_eval_card_gets_the_gates_auroc_and_threshold(demo_calibration, tmp_path
 
 
 def test_eval_refuses_gate_recall_without_a_gate_before_any_request(capsys):
-    code = cli.main(["eval", "--endpoint", "http://127.0.0.1:9", "--model", "m", "--tasks", "bio_qa",
-                     "--out", "/tmp/unused-gate-eval", "--gate-recall", "0.95"])
+    code = cli.main(
+        [
+            "eval",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--model",
+            "m",
+            "--tasks",
+            "bio_qa",
+            "--out",
+            "/tmp/unused-gate-eval",
+            "--gate-recall",
+            "0.95",
+        ]
+    )
     assert code == 2 and "--model-dir" in capsys.readouterr().err

@@ -17,8 +17,9 @@ TOY_CONFIG = {"num_experts": 4, "num_experts_per_tok": 2}
 def toy_stats(**ean):
     # Sequences [t1, t2] and [t3] in one padded batch, as in test_observe's hand-computed toy.
     block = ToyBlock([[0, 1], [2, 1], [2, 0], [3, 3]], [[0.6, 0.2], [0.5, 0.5], [0.45, 0.05], [0.5, 0.5]])
-    return observe(ToyModel(block), TOY_FAMILY, TOY_CONFIG, [[1, 2], [3]], batch_tokens=100, pad_token_id=0,
-                   progress=False, **ean).layers[0]
+    return observe(
+        ToyModel(block), TOY_FAMILY, TOY_CONFIG, [[1, 2], [3]], batch_tokens=100, pad_token_id=0, progress=False, **ean
+    ).layers[0]
 
 
 def test_per_sample_rule_runs_every_expert_on_each_samples_first_tokens():
@@ -47,13 +48,24 @@ def test_per_sample_rule_equals_the_study_running_one_sample_per_forward(qwen3):
     """The study ran each sample alone and took its first 256 tokens; batching and padding must not move that."""
     model, family, config = qwen3
     n = 12
-    batched = observe(model, family, config, SEQUENCES, batch_tokens=10_000, ean_max_tokens=None,
-                      ean_tokens_per_sample=n, progress=False)
-    alone = [observe(model, family, config, [sequence], batch_tokens=10_000, ean_max_tokens=n, progress=False)
-             for sequence in SEQUENCES]
+    batched = observe(
+        model,
+        family,
+        config,
+        SEQUENCES,
+        batch_tokens=10_000,
+        ean_max_tokens=None,
+        ean_tokens_per_sample=n,
+        progress=False,
+    )
+    alone = [
+        observe(model, family, config, [sequence], batch_tokens=10_000, ean_max_tokens=n, progress=False)
+        for sequence in SEQUENCES
+    ]
     for index, layer in batched.layers.items():
-        assert layer.ean_tokens == sum(min(len(s), n) for s in SEQUENCES) \
-            == sum(a.layers[index].ean_tokens for a in alone)
+        assert (
+            layer.ean_tokens == sum(min(len(s), n) for s in SEQUENCES) == sum(a.layers[index].ean_tokens for a in alone)
+        )
         summed = [sum(a.layers[index].ean_sum[i] for a in alone) for i in range(batched.num_experts)]
         assert layer.ean_sum == pytest.approx(summed, rel=1e-4)
     assert batched.ean_tokens_per_sample == n and batched.ean_max_tokens is None
@@ -85,8 +97,8 @@ def test_a_driver_that_skips_begin_batch_cannot_apply_the_per_sample_rule(qwen3)
 
 
 def test_defaults_and_bad_numbers():
-    assert default_ean_limits(None, None) == (4096, None)   # no rule given: today's stream prefix
-    assert default_ean_limits(None, 256) == (None, 256)     # the study's rule alone: no cap
+    assert default_ean_limits(None, None) == (4096, None)  # no rule given: today's stream prefix
+    assert default_ean_limits(None, 256) == (None, 256)  # the study's rule alone: no cap
     assert default_ean_limits(1000, 256) == (1000, 256)
     with pytest.raises(UserError, match="ean_tokens_per_sample must be at least 1"):
         default_ean_limits(None, 0)

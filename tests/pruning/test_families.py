@@ -23,8 +23,10 @@ def test_unknown_model_type_names_the_supported_ones():
     [
         ({"model_type": "qwen3_moe", "num_hidden_layers": 6, "decoder_sparse_step": 2, "mlp_only_layers": [3]}, [1, 5]),
         ({"model_type": "deepseek_v3", "num_hidden_layers": 5, "first_k_dense_replace": 3}, [3, 4]),
-        ({"model_type": "nemotron_h", "layers_block_type": ["linear_attention", "moe", "full_attention", "moe"]},
-         [1, 3]),
+        (
+            {"model_type": "nemotron_h", "layers_block_type": ["linear_attention", "moe", "full_attention", "moe"]},
+            [1, 3],
+        ),
         ({"model_type": "nemotron_h", "hybrid_override_pattern": "ME*-E"}, [1, 4]),
         ({"model_type": "qwen3_5_moe", "text_config": {"num_hidden_layers": 3, "num_experts": 8}}, [0, 1, 2]),
         ({"model_type": "mixtral", "num_hidden_layers": 2}, [0, 1]),
@@ -46,7 +48,10 @@ def test_vl_counts_live_in_text_config():
 def test_every_present_count_key_is_updated():
     config = {"model_type": "qwen3_moe", "num_experts": 8, "num_local_experts": 8}
     assert family_for(config).with_expert_count(config, 4) == {
-        "model_type": "qwen3_moe", "num_experts": 4, "num_local_experts": 4}
+        "model_type": "qwen3_moe",
+        "num_experts": 4,
+        "num_local_experts": 4,
+    }
 
 
 @pytest.mark.parametrize(
@@ -80,8 +85,15 @@ def test_expert_tensors_are_matched_by_name(model_type, name, kind):
     assert found == kind
 
 
-DEEPSEEK = {"model_type": "deepseek_v3", "num_hidden_layers": 2, "first_k_dense_replace": 0,
-            "n_routed_experts": 8, "num_experts_per_tok": 2, "n_group": 2, "topk_group": 1}
+DEEPSEEK = {
+    "model_type": "deepseek_v3",
+    "num_hidden_layers": 2,
+    "first_k_dense_replace": 0,
+    "n_routed_experts": 8,
+    "num_experts_per_tok": 2,
+    "n_group": 2,
+    "topk_group": 1,
+}
 
 
 @pytest.mark.parametrize(

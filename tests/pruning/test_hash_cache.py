@@ -110,5 +110,6 @@ def test_without_kernel_copies_the_buffers_are_written_and_the_bytes_are_the_sam
     written = write_pruned(sharded, tmp_path / "written", KEPT, PROVENANCE, hash_cache=SourceHashCache(None))
     assert calls  # the fallback was taken
     assert {p.name: p.read_bytes() for p in kernel.iterdir()} == {p.name: p.read_bytes() for p in written.iterdir()}
-    assert manifest(written)["files"] == {p.name: sha256_file(p) for p in sorted(written.iterdir())
-                                          if p.name != "pruning.json"}
+    assert manifest(written)["files"] == {
+        p.name: sha256_file(p) for p in sorted(written.iterdir()) if p.name != "pruning.json"
+    }

@@ -57,8 +57,14 @@ def calibration_file(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("calibration") / "calibration.jsonl"
     rows = [{"text": text} for text in PROMPTS * 2]
-    rows.append({"messages": [{"role": "user", "content": "Which organ does hepatitis affect?"},
-                              {"role": "assistant", "content": "The liver."}]})
+    rows.append(
+        {
+            "messages": [
+                {"role": "user", "content": "Which organ does hepatitis affect?"},
+                {"role": "assistant", "content": "The liver."},
+            ]
+        }
+    )
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 

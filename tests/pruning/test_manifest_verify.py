@@ -10,8 +10,21 @@ from moeprune.formats.hashing import sha256_file
 from moeprune.formats.manifest import verify
 
 CONTRACT_KEYS = {
-    "schema_version", "tool", "family", "source", "method", "ratio", "allocation", "seed", "mask_file",
-    "experts_per_layer_before", "kept_experts", "calibration", "params", "bytes", "files",
+    "schema_version",
+    "tool",
+    "family",
+    "source",
+    "method",
+    "ratio",
+    "allocation",
+    "seed",
+    "mask_file",
+    "experts_per_layer_before",
+    "kept_experts",
+    "calibration",
+    "params",
+    "bytes",
+    "files",
 }
 
 

@@ -35,12 +35,15 @@ def test_wrong_layer_count(tmp_path):
         mask_to_ranked(read_mask(path), [0, 1], ROUTING)
 
 
-@pytest.mark.parametrize("row, words", [
-    ([0, 1, 8], r"\[8\] are outside 0..7"),
-    ([0, -1, 2], r"\[-1\] are outside 0..7"),
-    ([0, 1, 1, 2], r"\[1\] appear more than once"),
-    ([5], "1 expert is fewer than top-k = 2"),
-])
+@pytest.mark.parametrize(
+    "row, words",
+    [
+        ([0, 1, 8], r"\[8\] are outside 0..7"),
+        ([0, -1, 2], r"\[-1\] are outside 0..7"),
+        ([0, 1, 1, 2], r"\[1\] appear more than once"),
+        ([5], "1 expert is fewer than top-k = 2"),
+    ],
+)
 def test_bad_rows_name_the_layer_and_the_problem(tmp_path, row, words):
     path = write(tmp_path, [[0, 1, 2, 3], row])
     with pytest.raises(UserError, match=rf"MoE layer #1 \(decoder layer 4\).*{words}"):
@@ -55,11 +58,14 @@ def test_grouped_routing_mask_needs_equal_counts_per_group(tmp_path):
     assert mask_to_ranked([[0, 1, 4, 5]], [1], routing) == {1: [0, 1, 4, 5]}
 
 
-@pytest.mark.parametrize("content, words", [
-    ("[[0, 1],", "not valid JSON"),
-    ('{"0": [0, 1]}', "one list of kept expert indices per MoE layer"),
-    ("[[0, 1.5]]", "must be integers"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("[[0, 1],", "not valid JSON"),
+        ('{"0": [0, 1]}', "one list of kept expert indices per MoE layer"),
+        ("[[0, 1.5]]", "must be integers"),
+    ],
+)
 def test_unreadable_masks(tmp_path, content, words):
     with pytest.raises(UserError, match=words):
         read_mask(write(tmp_path, content))

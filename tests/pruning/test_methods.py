@@ -15,25 +15,34 @@ def hand_stats() -> ExpertStats:
     Expert 3 is never routed. EAN (every expert on t1 only): norms 4, 8, 3, 20.
     """
     layer = LayerStats(
-        num_experts=4, tokens=3, ean_tokens=1,
+        num_experts=4,
+        tokens=3,
+        ean_tokens=1,
         counts=[3, 1, 2, 0],
         gate_sum=[0.75 + 0.5 + 0.1, 0.25, 0.5 + 0.9, 0.0],
         reap_sum=[0.75 * 4 + 0.5 * 2 + 0.1 * 10, 0.25 * 8, 0.5 * 6 + 0.9 * 1, 0.0],
         ean_sum=[4.0, 8.0, 3.0, 20.0],
-        easyep_sum=[0.5 * 0.75 * 4 + 0.1 * 0.5 * 2 + 1.0 * 0.1 * 10, 0.5 * 0.25 * 8, 0.1 * 0.5 * 6 + 1.0 * 0.9 * 1,
-                    0.0],
+        easyep_sum=[
+            0.5 * 0.75 * 4 + 0.1 * 0.5 * 2 + 1.0 * 0.1 * 10,
+            0.5 * 0.25 * 8,
+            0.1 * 0.5 * 6 + 1.0 * 0.9 * 1,
+            0.0,
+        ],
     )
     return ExpertStats("qwen3_moe", 4, 2, {5: layer})
 
 
-@pytest.mark.parametrize("method, expected", [
-    ("frequency", [3, 1, 2, 0]),
-    ("gate", [1.35, 0.25, 1.4, 0]),
-    ("ean", [4, 8, 3, 20]),
-    ("reap", [5.0 / 3, 2.0, 3.9 / 2, 0.0]),  # mean over routed tokens; never routed -> 0
-    ("reap-sum", [5.0, 2.0, 3.9, 0.0]),
-    ("easyep", [1.5 + 0.1 + 1.0, 1.0, 0.3 + 0.9, 0.0]),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("frequency", [3, 1, 2, 0]),
+        ("gate", [1.35, 0.25, 1.4, 0]),
+        ("ean", [4, 8, 3, 20]),
+        ("reap", [5.0 / 3, 2.0, 3.9 / 2, 0.0]),  # mean over routed tokens; never routed -> 0
+        ("reap-sum", [5.0, 2.0, 3.9, 0.0]),
+        ("easyep", [1.5 + 0.1 + 1.0, 1.0, 0.3 + 0.9, 0.0]),
+    ],
+)
 def test_each_method_matches_hand_computed_scores(method, expected):
     assert score(hand_stats(), method)[5] == pytest.approx(expected)
 

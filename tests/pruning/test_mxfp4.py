@@ -37,8 +37,10 @@ def test_dequantize_layer_gives_transformers_layout_and_passes_other_tensors_thr
     blocks, scales = quantize(rows)
     assert blocks.shape == (3, 8, 2, 16) and scales.shape == (3, 8, 2)
     bias = torch.randn(3, 8)
-    out = dequantize_layer({"experts.down_proj_blocks": blocks, "experts.down_proj_scales": scales,
-                            "experts.down_proj_bias": bias}, torch.float32)
+    out = dequantize_layer(
+        {"experts.down_proj_blocks": blocks, "experts.down_proj_scales": scales, "experts.down_proj_bias": bias},
+        torch.float32,
+    )
     assert sorted(out) == ["experts.down_proj", "experts.down_proj_bias"]
     assert out["experts.down_proj"].shape == (3, 64, 8)  # transposed: [E, K, R]
     assert torch.equal(out["experts.down_proj"], dequantize(blocks, scales, torch.float32).transpose(-1, -2))
@@ -61,8 +63,10 @@ def test_transformers_dequantizes_the_synthetic_checkpoint_exactly_as_documented
     model, info = load_mxfp4_model(mxfp4_source)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     with safe_open(str(mxfp4_source / "model.safetensors"), "pt") as handle:
-        layer = {name: handle.get_tensor(EXPERTS + name) for name in
-                 ("gate_up_proj_blocks", "gate_up_proj_scales", "down_proj_blocks", "down_proj_scales")}
+        layer = {
+            name: handle.get_tensor(EXPERTS + name)
+            for name in ("gate_up_proj_blocks", "gate_up_proj_scales", "down_proj_blocks", "down_proj_scales")
+        }
     ours = dequantize_layer(layer, torch.float32)
     experts = model.model.layers[0].mlp.experts
     assert torch.equal(ours["gate_up_proj"], experts.gate_up_proj.float())
@@ -85,14 +89,25 @@ def observe_modes():
 
 @pytest.mark.parametrize("observe", observe_modes())
 def test_mxfp4_checkpoint_is_observed_pruned_kept_mxfp4_and_keeps_the_invariant(
-        observe, mxfp4_source, calibration_file, tmp_path):
+    observe, mxfp4_source, calibration_file, tmp_path
+):
     from transformers import AutoTokenizer
 
     from pruning.pipeline import run_prune
 
     options = {} if observe is None else {"observe": observe}
-    out = run_prune(mxfp4_source, tmp_path / "pruned", method="reap", ratio=0.5, calibration=[calibration_file],
-                    samples=6, max_tokens=32, scores_out=tmp_path / "stats.json", progress=False, **options)
+    out = run_prune(
+        mxfp4_source,
+        tmp_path / "pruned",
+        method="reap",
+        ratio=0.5,
+        calibration=[calibration_file],
+        samples=6,
+        max_tokens=32,
+        scores_out=tmp_path / "stats.json",
+        progress=False,
+        **options,
+    )
     manifest = json.loads((out / "pruning.json").read_text())
     kept = {int(layer): experts for layer, experts in manifest["kept_experts"].items()}
     assert all(len(experts) == 4 for experts in kept.values())
@@ -102,8 +117,10 @@ def test_mxfp4_checkpoint_is_observed_pruned_kept_mxfp4_and_keeps_the_invariant(
     # Still MXFP4: the quantization config, and U8 halves holding exactly the kept experts' bytes.
     config = load_config(out)
     assert config["quantization_config"]["quant_method"] == "mxfp4" and config["num_local_experts"] == 4
-    with safe_open(str(mxfp4_source / "model.safetensors"), "pt") as src, \
-            safe_open(str(out / "model.safetensors"), "pt") as dst:
+    with (
+        safe_open(str(mxfp4_source / "model.safetensors"), "pt") as src,
+        safe_open(str(out / "model.safetensors"), "pt") as dst,
+    ):
         assert not any(name.endswith(("gate_up_proj", "down_proj")) for name in dst.keys())
         for part in ("gate_up_proj_blocks", "gate_up_proj_scales", "down_proj_blocks", "down_proj_scales"):
             for layer, experts in kept.items():

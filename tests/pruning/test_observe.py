@@ -63,8 +63,16 @@ def test_toy_block_statistics_equal_hand_computed_values():
     block = ToyBlock([[0, 1], [2, 1], [2, 0], [3, 3]], [[0.6, 0.2], [0.5, 0.5], [0.45, 0.05], [0.5, 0.5]])
     family = Family(model_type="toy", expert_count_keys=("num_experts",))
     config = {"num_experts": 4, "num_experts_per_tok": 2}
-    stats = observe(ToyModel(block), family, config, [[1, 2], [3]], batch_tokens=100, ean_max_tokens=2,
-                    pad_token_id=0, progress=False)
+    stats = observe(
+        ToyModel(block),
+        family,
+        config,
+        [[1, 2], [3]],
+        batch_tokens=100,
+        ean_max_tokens=2,
+        pad_token_id=0,
+        progress=False,
+    )
     layer = stats.layers[0]
     assert layer.tokens == 3 and layer.ean_tokens == 2
     assert layer.counts == [2, 2, 2, 0]
@@ -75,8 +83,9 @@ def test_toy_block_statistics_equal_hand_computed_values():
     s1 = 1 - cos((3, 4), (3 + 1.25 * 4, 4 + 1.25 * 3))
     s2 = 1 - cos((1, 0), (1, 2.5))
     s3 = 1 - cos((0, 2), (2.8 * 2, 2))
-    assert layer.easyep_sum == pytest.approx([
-        s1 * 0.75 * 5 + s3 * 0.1 * 2, s1 * 0.25 * 10 + s2 * 0.5 * 2, s2 * 0.5 * 3 + s3 * 0.9 * 6, 0], rel=1e-5)  # fp32
+    assert layer.easyep_sum == pytest.approx(
+        [s1 * 0.75 * 5 + s3 * 0.1 * 2, s1 * 0.25 * 10 + s2 * 0.5 * 2, s2 * 0.5 * 3 + s3 * 0.9 * 6, 0], rel=1e-5
+    )  # fp32
     # EAN: every expert on the first 2 tokens only (t1: 5 c_i, t2: 1 c_i)
     assert layer.ean_sum == pytest.approx([6.0, 12.0, 18.0, 24.0])
 
@@ -132,8 +141,9 @@ def test_single_expert_calls_reproduce_the_fused_experts_output(loaded, model_ty
         with torch.no_grad():
             fused = experts(hidden, index, weights)
             k = index.shape[-1]
-            single = experts(hidden.repeat_interleave(k, 0), index.reshape(-1, 1), torch.ones(index.numel(), 1,
-                                                                                              dtype=weights.dtype))
+            single = experts(
+                hidden.repeat_interleave(k, 0), index.reshape(-1, 1), torch.ones(index.numel(), 1, dtype=weights.dtype)
+            )
             rebuilt = (weights.reshape(-1, k, 1) * single.reshape(-1, k, single.shape[-1])).sum(1)
         torch.testing.assert_close(rebuilt, fused, rtol=1e-4, atol=1e-5)
 
@@ -147,10 +157,10 @@ def test_observation_pass_statistics_are_consistent(loaded, model_type):
     assert sorted(stats.layers) == family.moe_layers(config)
     for layer in stats.layers.values():
         assert layer.tokens == tokens and layer.ean_tokens == 50
-        assert sum(layer.counts) == tokens * top_k            # every token routed to top-k experts
-        assert sum(layer.gate_sum) == pytest.approx(tokens)   # renormalised gates sum to 1 per token
+        assert sum(layer.counts) == tokens * top_k  # every token routed to top-k experts
+        assert sum(layer.gate_sum) == pytest.approx(tokens)  # renormalised gates sum to 1 per token
         assert all(v >= 0 and math.isfinite(v) for v in layer.reap_sum + layer.ean_sum + layer.easyep_sum)
-        assert all(e > 0 for e in layer.ean_sum)               # every expert ran on the EAN subset
+        assert all(e > 0 for e in layer.ean_sum)  # every expert ran on the EAN subset
         routed = [r > 0 for r in layer.reap_sum]
         assert routed == [c > 0 for c in layer.counts]
         assert sum(layer.easyep_sum) > 0
@@ -170,7 +180,7 @@ def test_padding_and_batching_do_not_change_the_statistics(loaded):
 def test_a_layer_whose_hooks_never_fire_is_an_error_not_silent_zeros(loaded, monkeypatch):
     """Under transformers 4.x the experts are not called the way the hooks expect: no statistic is collected."""
     model, family, config = loaded("qwen3_moe")
-    monkeypatch.setattr(ExpertObserver, "_hook_for", lambda self, layer: (lambda module, args, kwargs: None))
+    monkeypatch.setattr(ExpertObserver, "_hook_for", lambda self, layer: lambda module, args, kwargs: None)
     with pytest.raises(UserError, match=r"saw no routed tokens in MoE layer\(s\) \[0, 1\]"):
         observe(model, family, config, SEQUENCES, batch_tokens=64, ean_max_tokens=0, progress=False)
 

@@ -27,11 +27,26 @@ def checkpoints(tmp_path_factory):
 
 
 def peak_rss(mode: str, source: Path) -> int:
-    done = subprocess.run([sys.executable, "-m", "testkit.observe_child", mode, str(source), "64",
-                           "--seq-len", "64", "--ean-max-tokens", "0"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          # One thread: on a shared 2-core machine OpenMP's spinning threads cost 10x the time.
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "testkit.observe_child",
+            mode,
+            str(source),
+            "64",
+            "--seq-len",
+            "64",
+            "--ean-max-tokens",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        # One thread: on a shared 2-core machine OpenMP's spinning threads cost 10x the time.
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss"]
 

@@ -33,8 +33,9 @@ def assert_same_statistics(whole, streamed):
         assert (actual.tokens, actual.ean_tokens) == (expected.tokens, expected.ean_tokens)
         assert actual.counts == expected.counts, f"layer {index}"
         for name in VECTORS:
-            assert getattr(actual, name) == pytest.approx(getattr(expected, name), rel=1e-9, abs=1e-12), \
+            assert getattr(actual, name) == pytest.approx(getattr(expected, name), rel=1e-9, abs=1e-12), (
                 f"layer {index} {name}"
+            )
 
 
 @pytest.mark.parametrize("model_type", TINY_FAMILIES)
@@ -52,8 +53,9 @@ def test_the_per_sample_ean_rule_and_offloaded_activations_give_the_same_statist
     source, config, family = source_of(tiny_model_factory, "qwen2_moe")
     rule = dict(OPTIONS, ean_max_tokens=None, ean_tokens_per_sample=5)
     whole = observe(load_model(source, family, dtype="float32"), family, config, SEQUENCES, **rule)
-    streamed = observe_streamed(source, family, config, SEQUENCES, dtype="float32", offload_activations=True,
-                                **rule).stats
+    streamed = observe_streamed(
+        source, family, config, SEQUENCES, dtype="float32", offload_activations=True, **rule
+    ).stats
     assert all(layer.ean_tokens == 5 * len(SEQUENCES) for layer in streamed.layers.values())
     assert_same_statistics(whole, streamed)
 
@@ -85,27 +87,30 @@ def test_batches_of_one_shape_store_their_masks_and_position_tables_once(tiny_mo
     one_batch = captured_bytes(capsys.readouterr().err)
     result = observe_streamed(source, family, config, same_length, dtype="float32", batch_tokens=32)
     assert captured_bytes(capsys.readouterr().err) == one_batch  # four batches, one copy
-    whole = observe(load_model(source, family, dtype="float32"), family, config, same_length, batch_tokens=32,
-                    progress=False)
+    whole = observe(
+        load_model(source, family, dtype="float32"), family, config, same_length, batch_tokens=32, progress=False
+    )
     assert_same_statistics(whole, result.stats)
 
 
 @pytest.mark.parametrize("model_type", ["qwen3_moe", "gpt_oss"])
-def test_padded_batches_keep_their_masks_as_bits_and_the_statistics_stay_exact(tiny_model_factory, model_type,
-                                                                               capsys, monkeypatch):
+def test_padded_batches_keep_their_masks_as_bits_and_the_statistics_stay_exact(
+    tiny_model_factory, model_type, capsys, monkeypatch
+):
     from pruning import stream_storage
 
     source, config, family = source_of(tiny_model_factory, model_type)
     padded = [[(3 * i + j) % 200 + 5 for j in range(n)] for i, n in enumerate([64, 40, 64, 50])]
     result = observe_streamed(source, family, config, padded, dtype="float32", batch_tokens=128)
     packed = float(captured_bytes(capsys.readouterr().err).removesuffix(" KiB")) * 1024
-    monkeypatch.setattr(stream_storage, "PACK_MIN_ELEMENTS", 10 ** 12)
+    monkeypatch.setattr(stream_storage, "PACK_MIN_ELEMENTS", 10**12)
     observe_streamed(source, family, config, padded, dtype="float32", batch_tokens=128)
     unpacked = float(captured_bytes(capsys.readouterr().err).removesuffix(" KiB")) * 1024
     mask = 2 * 64 * 64  # per batch of two: a bool per (query, key) pair (sliding-window layers: one more)
     assert unpacked - packed >= 2 * mask * 7 / 8  # two batches' masks, at one bit instead of one byte each
-    whole = observe(load_model(source, family, dtype="float32"), family, config, padded, batch_tokens=128,
-                    progress=False)
+    whole = observe(
+        load_model(source, family, dtype="float32"), family, config, padded, batch_tokens=128, progress=False
+    )
     assert_same_statistics(whole, result.stats)
 
 
@@ -132,8 +137,11 @@ def test_a_tensor_missing_from_the_shards_is_named_with_the_file(tiny_model_fact
     tensors = load_file(str(broken / "model.safetensors"))
     del tensors["model.layers.1.self_attn.q_proj.weight"]
     save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(UserError, match=r"no tensor for model\.layers\.1\.self_attn\.q_proj\.weight in "
-                                        r"model\.safetensors"):
+    with pytest.raises(
+        UserError,
+        match=r"no tensor for model\.layers\.1\.self_attn\.q_proj\.weight in "
+        r"model\.safetensors",
+    ):
         observe_streamed(broken, family, config, SEQUENCES, dtype="float32", **OPTIONS)
 
 
@@ -144,15 +152,35 @@ def calibration_file(tmp_path_factory):
     return path
 
 
-def test_both_modes_keep_the_same_experts_and_record_how_they_observed(tiny_model_factory, calibration_file,
-                                                                       tmp_path):
+def test_both_modes_keep_the_same_experts_and_record_how_they_observed(tiny_model_factory, calibration_file, tmp_path):
     source = tiny_model_factory("qwen3_moe")
     manifests = {}
     for mode in ("stream", "whole"):
         out = tmp_path / mode
-        code = cli.main(["prune", str(source), "--out", str(out), "--method", "reap", "--ratio", "0.5",
-                         "--calibration", str(calibration_file), "--samples", "6", "--max-tokens", "32",
-                         "--dtype", "float32", "--observe", mode, "--batch-tokens", "64"])
+        code = cli.main(
+            [
+                "prune",
+                str(source),
+                "--out",
+                str(out),
+                "--method",
+                "reap",
+                "--ratio",
+                "0.5",
+                "--calibration",
+                str(calibration_file),
+                "--samples",
+                "6",
+                "--max-tokens",
+                "32",
+                "--dtype",
+                "float32",
+                "--observe",
+                mode,
+                "--batch-tokens",
+                "64",
+            ]
+        )
         assert code == 0
         manifests[mode] = json.loads((out / "pruning.json").read_text())
     assert manifests["stream"]["kept_experts"] == manifests["whole"]["kept_experts"]
@@ -163,9 +191,23 @@ def test_both_modes_keep_the_same_experts_and_record_how_they_observed(tiny_mode
 
 
 def test_offloading_activations_needs_the_streamed_pass(tiny_model_factory, calibration_file, tmp_path, capsys):
-    code = cli.main(["prune", str(tiny_model_factory("qwen3_moe")), "--out", str(tmp_path / "out"), "--method",
-                     "reap", "--ratio", "0.5", "--calibration", str(calibration_file), "--observe", "whole",
-                     "--offload-activations"])
+    code = cli.main(
+        [
+            "prune",
+            str(tiny_model_factory("qwen3_moe")),
+            "--out",
+            str(tmp_path / "out"),
+            "--method",
+            "reap",
+            "--ratio",
+            "0.5",
+            "--calibration",
+            str(calibration_file),
+            "--observe",
+            "whole",
+            "--offload-activations",
+        ]
+    )
     assert code == 2
     assert "needs observe stream" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

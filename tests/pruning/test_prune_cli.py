@@ -16,8 +16,14 @@ from pruning.selection import Routing, select_uniform
 def calibration_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("calibration") / "med.jsonl"
     rows = [{"text": f"Patient {i} took metformin for type 2 diabetes; the liver metabolises drugs."} for i in range(6)]
-    rows.append({"messages": [{"role": "user", "content": "Which organ does hepatitis affect?"},
-                              {"role": "assistant", "content": "The liver."}]})
+    rows.append(
+        {
+            "messages": [
+                {"role": "user", "content": "Which organ does hepatitis affect?"},
+                {"role": "assistant", "content": "The liver."},
+            ]
+        }
+    )
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
@@ -27,9 +33,30 @@ def first_run(tiny_qwen3_moe, calibration_file, tmp_path_factory):
     """A REAP 50% prune that also saves the pass's statistics."""
     work = tmp_path_factory.mktemp("prune")
     out, stats = work / "reap-50", work / "stats.json"
-    code = cli.main(["prune", str(tiny_qwen3_moe), "--out", str(out), "--method", "reap", "--ratio", "0.5",
-                     "--calibration", str(calibration_file), "--samples", "5", "--max-tokens", "24",
-                     "--batch-tokens", "64", "--ean-max-tokens", "32", "--scores-out", str(stats)])
+    code = cli.main(
+        [
+            "prune",
+            str(tiny_qwen3_moe),
+            "--out",
+            str(out),
+            "--method",
+            "reap",
+            "--ratio",
+            "0.5",
+            "--calibration",
+            str(calibration_file),
+            "--samples",
+            "5",
+            "--max-tokens",
+            "24",
+            "--batch-tokens",
+            "64",
+            "--ean-max-tokens",
+            "32",
+            "--scores-out",
+            str(stats),
+        ]
+    )
     assert code == 0
     return work, out, stats
 
@@ -56,8 +83,20 @@ def test_method_run_writes_the_ranked_selection_and_its_provenance(first_run, ca
 def test_scores_in_rescores_another_method_and_ratio_without_a_pass(first_run, tiny_qwen3_moe, capsys):
     work, _, stats_path = first_run
     out = work / "frequency-25"
-    code = cli.main(["prune", str(tiny_qwen3_moe), "--out", str(out), "--method", "frequency", "--ratio", "0.25",
-                     "--scores-in", str(stats_path)])
+    code = cli.main(
+        [
+            "prune",
+            str(tiny_qwen3_moe),
+            "--out",
+            str(out),
+            "--method",
+            "frequency",
+            "--ratio",
+            "0.25",
+            "--scores-in",
+            str(stats_path),
+        ]
+    )
     assert code == 0
     assert "kept 6 of 8 experts in each of 2 MoE layers" in capsys.readouterr().out
     expected = select_uniform(score(ExpertStats.load(stats_path), "frequency"), 0.25, Routing(8, 2))
@@ -89,15 +128,20 @@ def test_random_needs_no_calibration_and_honours_the_ratio(tiny_qwen3_moe, tmp_p
     assert [len(row) for row in read_json(out / "expert_mask.json")] == [2, 2]
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--method", "reap", "--ratio", "0.9", "--calibration", "x.jsonl"], "largest valid ratio is 0.75 "),
-    (["--method", "reap", "--ratio", "0.9", "--calibration", "x.jsonl"], "(flag --ratio)"),
-    (["--method", "reap", "--ratio", "0.5"], "needs calibration files (or scores_in from an earlier pass) "
-                                             "(flag --calibration)"),
-    (["--mask", "m.json", "--method", "reap"], "drop method (flag --method)"),
-    ([], "a method, a ratio and calibration files, or a mask file (flag --method)"),
-    (["--method", "reap", "--ratio", "1.0", "--scores-in", "s.json"], "outside [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--method", "reap", "--ratio", "0.9", "--calibration", "x.jsonl"], "largest valid ratio is 0.75 "),
+        (["--method", "reap", "--ratio", "0.9", "--calibration", "x.jsonl"], "(flag --ratio)"),
+        (
+            ["--method", "reap", "--ratio", "0.5"],
+            "needs calibration files (or scores_in from an earlier pass) (flag --calibration)",
+        ),
+        (["--mask", "m.json", "--method", "reap"], "drop method (flag --method)"),
+        ([], "a method, a ratio and calibration files, or a mask file (flag --method)"),
+        (["--method", "reap", "--ratio", "1.0", "--scores-in", "s.json"], "outside [0, 1)"),
+    ],
+)
 def test_bad_invocations_exit_2_with_the_fix(tiny_qwen3_moe, tmp_path, capsys, extra, words):
     assert cli.main(["prune", str(tiny_qwen3_moe), "--out", str(tmp_path / "out"), *extra]) == 2
     assert words in capsys.readouterr().err
@@ -134,8 +178,22 @@ def test_global_allocation_writes_uneven_counts_and_prints_them(first_run, tiny_
     stats.layers[0].counts = [1000.0, 1, 1, 1, 1, 1, 1, 1]
     stats.save(tmp_path / "skewed.json")
     out = tmp_path / "out"
-    code = cli.main(["prune", str(tiny_qwen3_moe), "--out", str(out), "--method", "frequency", "--ratio", "0.5",
-                     "--allocation", "global", "--scores-in", str(tmp_path / "skewed.json")])
+    code = cli.main(
+        [
+            "prune",
+            str(tiny_qwen3_moe),
+            "--out",
+            str(out),
+            "--method",
+            "frequency",
+            "--ratio",
+            "0.5",
+            "--allocation",
+            "global",
+            "--scores-in",
+            str(tmp_path / "skewed.json"),
+        ]
+    )
     assert code == 0
     assert "experts kept per layer: 0:2 1:6" in capsys.readouterr().out
     config = read_json(out / "config.json")
@@ -150,5 +208,11 @@ def test_scores_from_another_model_are_refused(tiny_qwen3_moe, tmp_path, calibra
     with pytest.raises(UserError, match="with 4 experts, not this qwen3_moe model with 8; re-run the pass"):
         run_prune(tiny_qwen3_moe, tmp_path / "o", method="reap", ratio=0.5, scores_in=tmp_path / "other.json")
     with pytest.raises(UserError, match="not both"):
-        run_prune(tiny_qwen3_moe, tmp_path / "o", method="reap", ratio=0.5, scores_in=tmp_path / "other.json",
-                  calibration=[calibration_file])
+        run_prune(
+            tiny_qwen3_moe,
+            tmp_path / "o",
+            method="reap",
+            ratio=0.5,
+            scores_in=tmp_path / "other.json",
+            calibration=[calibration_file],
+        )

@@ -33,8 +33,9 @@ def test_renamed_and_inverted_flags_map_onto_the_fields():
     from moeprune.cli_config import model_from_namespace
 
     parser, module = cli.build_parser(["prune"])
-    args = parser.parse_args(["prune", "src", "--out", "o", "--mask", "m.json", "--no-domain-gate",
-                              "--calibration", "a.jsonl", "b.jsonl:4"])
+    args = parser.parse_args(
+        ["prune", "src", "--out", "o", "--mask", "m.json", "--no-domain-gate", "--calibration", "a.jsonl", "b.jsonl:4"]
+    )
     config = model_from_namespace(PruneConfig, args)
     assert config == PruneConfig(mask_file="m.json", domain_gate=False, calibration=["a.jsonl", "b.jsonl:4"])
     defaults = model_from_namespace(PruneConfig, parser.parse_args(["prune", "src", "--out", "o"]))

@@ -40,10 +40,13 @@ def test_grouped_routing_keeps_the_same_count_per_group():
     assert select_uniform(scores, 0.5, routing) == {1: [0, 1, 4, 5]}
 
 
-@pytest.mark.parametrize("ratio, words", [
-    (0.25, "do not split evenly over n_group = 4"),     # keeps 6 of 8 over 4 groups
-    (0.5, "1 expert(s) per group"),                     # keeps 4 = 1 per group
-])
+@pytest.mark.parametrize(
+    "ratio, words",
+    [
+        (0.25, "do not split evenly over n_group = 4"),  # keeps 6 of 8 over 4 groups
+        (0.5, "1 expert(s) per group"),  # keeps 4 = 1 per group
+    ],
+)
 def test_grouped_routing_refusals(ratio, words):
     routing = Routing(num_experts=8, top_k=2, n_group=4, topk_group=2)
     with pytest.raises(UserError) as error:
@@ -53,8 +56,9 @@ def test_grouped_routing_refusals(ratio, words):
 
 def test_grouped_routing_top_k_beyond_topk_group_capacity():
     routing = Routing(num_experts=16, top_k=6, n_group=4, topk_group=2)
-    with pytest.raises(UserError,
-                       match=r"top_k = 6 > topk_group \(2\) x 2 experts per group.*largest valid ratio is 0.25"):
+    with pytest.raises(
+        UserError, match=r"top_k = 6 > topk_group \(2\) x 2 experts per group.*largest valid ratio is 0.25"
+    ):
         select_uniform({0: [float(i) for i in range(16)]}, 0.5, routing)
 
 
@@ -64,8 +68,8 @@ def test_global_allocation_spends_the_same_budget_with_a_floor():
     routing = Routing(8, 2)
     kept = select_global(scores, 0.5, routing)
     assert sum(len(v) for v in kept.values()) == 8  # the uniform budget: 4 + 4
-    assert kept[0] == [0, 1] and len(kept[1]) == 6   # layer 0 hits the floor (top-k = 2)
-    assert kept[1][0] == 7                           # rank order preserved
+    assert kept[0] == [0, 1] and len(kept[1]) == 6  # layer 0 hits the floor (top-k = 2)
+    assert kept[1][0] == 7  # rank order preserved
     floor_three = select_global(scores, 0.5, routing, min_experts=3)
     assert len(floor_three[0]) == 3 and len(floor_three[1]) == 5
 

@@ -19,8 +19,17 @@ from testkit.tiny_models import TINY_CONFIGS, auto_model_class
 from tests.pruning.conftest import PROMPTS
 
 # Families with an uneven class: the tiny model types whose stock architecture has an uneven variant.
-UNEVEN_FAMILIES = ["qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss", "qwen3_5_moe_text", "qwen3_5_moe",
-                   "deepseek_v3", "nemotron_h"]
+UNEVEN_FAMILIES = [
+    "qwen3_moe",
+    "olmoe",
+    "qwen2_moe",
+    "mixtral",
+    "gpt_oss",
+    "qwen3_5_moe_text",
+    "qwen3_5_moe",
+    "deepseek_v3",
+    "nemotron_h",
+]
 # Layer 0 keeps 3 experts, layer 1 keeps 5: both above top-k 2, different selections.
 UNEVEN_KEPT = {0: [0, 2, 5], 1: [1, 3, 4, 6, 7]}
 # Grouped routing (deepseek_v3: MoE layers 1 and 2, dense layer 0, 2 groups of 4 experts): each layer keeps the
@@ -49,8 +58,9 @@ def test_every_uneven_family_has_a_tiny_model_and_a_class():
     assert {uneven.model_type for _, _, uneven in classes.CLASSES} == set(UNEVEN_FAMILIES)
     assert {uneven.__name__ for _, _, uneven in classes.CLASSES} == set(UNEVEN_ARCHITECTURES.values())
     # A vLLM class for every family vLLM can serve uneven; the others are refused before an engine starts.
-    assert set(VLLM_CLASSES) == {uneven.__name__ for _, _, uneven in classes.CLASSES
-                                 if uneven.model_type not in NOT_SERVABLE_UNEVEN}
+    assert set(VLLM_CLASSES) == {
+        uneven.__name__ for _, _, uneven in classes.CLASSES if uneven.model_type not in NOT_SERVABLE_UNEVEN
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +70,12 @@ def uneven_factory(tiny_model_factory, tmp_path_factory):
     def make(model_type):
         if model_type not in built:
             source = tiny_model_factory(model_type)
-            out = write_pruned(source, tmp_path_factory.mktemp(f"uneven-{model_type}") / "out", uneven_kept(model_type),
-                               {"method": "manual", "ratio": 0.5, "allocation": "global", "seed": 0})
+            out = write_pruned(
+                source,
+                tmp_path_factory.mktemp(f"uneven-{model_type}") / "out",
+                uneven_kept(model_type),
+                {"method": "manual", "ratio": 0.5, "allocation": "global", "seed": 0},
+            )
             built[model_type] = (source, out)
         return built[model_type]
 
@@ -158,9 +172,13 @@ def test_uneven_class_refuses_other_per_layer_differences(uneven_factory):
 
 # ---- refusals before any work ----
 
+
 def test_a_layer_below_top_k_is_refused_naming_the_layer(tiny_qwen3_moe, tmp_path):
-    with pytest.raises(UserError, match=r"layer 1: keeping 1 experts leaves fewer than top-k=2; keep at least 2 "
-                                        r"in every layer \(a lower ratio, or min_experts >= 2\)"):
+    with pytest.raises(
+        UserError,
+        match=r"layer 1: keeping 1 experts leaves fewer than top-k=2; keep at least 2 "
+        r"in every layer \(a lower ratio, or min_experts >= 2\)",
+    ):
         write_pruned(tiny_qwen3_moe, tmp_path / "out", {0: [0, 1, 2, 3, 4, 5, 6], 1: [3]}, {})
     assert list(tmp_path.iterdir()) == []
 
@@ -177,20 +195,29 @@ def _with_architecture(source, out, architecture: str):
 def test_an_architecture_without_an_uneven_class_is_refused_before_writing(tiny_model_factory, tmp_path):
     # Every family has an uneven class now; a checkpoint under another architecture name still has none.
     source = _with_architecture(tiny_model_factory("qwen3_moe"), tmp_path / "custom", "Qwen3MoeCustomForCausalLM")
-    with pytest.raises(UserError, match=r"qwen3_moe \(Qwen3MoeCustomForCausalLM\) cannot hold different expert "
-                                        r"counts per layer yet: .*GptOssForCausalLM, MixtralForCausalLM, "
-                                        r"NemotronHForCausalLM, .*; use allocation uniform"):
+    with pytest.raises(
+        UserError,
+        match=r"qwen3_moe \(Qwen3MoeCustomForCausalLM\) cannot hold different expert "
+        r"counts per layer yet: .*GptOssForCausalLM, MixtralForCausalLM, "
+        r"NemotronHForCausalLM, .*; use allocation uniform",
+    ):
         write_pruned(source, tmp_path / "out", UNEVEN_KEPT, {})
     assert list(tmp_path.iterdir()) == [source]  # nothing written beside the source
 
 
 def test_grouped_routing_refuses_a_layer_whose_groups_keep_different_counts(tiny_model_factory, tmp_path):
     source = tiny_model_factory("deepseek_v3")  # MoE layers 1 and 2, 2 routing groups of 4
-    with pytest.raises(UserError, match=r"layer 2: grouped routing \(2 groups of 4\) needs the same number of "
-                                        r"experts kept in every group, got \[3, 2\] per group; select per group"):
+    with pytest.raises(
+        UserError,
+        match=r"layer 2: grouped routing \(2 groups of 4\) needs the same number of "
+        r"experts kept in every group, got \[3, 2\] per group; select per group",
+    ):
         write_pruned(source, tmp_path / "out", {1: [0, 1, 4, 5], 2: [0, 1, 2, 4, 5]}, {})
-    with pytest.raises(UserError, match=r"layer 1: grouped routing scores a group by its top 2 experts, so each of "
-                                        r"the 2 groups must keep >= 2 experts \(keep >= 4 per layer\)"):
+    with pytest.raises(
+        UserError,
+        match=r"layer 1: grouped routing scores a group by its top 2 experts, so each of "
+        r"the 2 groups must keep >= 2 experts \(keep >= 4 per layer\)",
+    ):
         write_pruned(source, tmp_path / "out", {1: [0, 4], 2: [0, 1, 2, 4, 5, 6]}, {})
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(UserError, match="allocation coverage is not supported with grouped routing"):
@@ -233,13 +260,17 @@ def test_global_allocation_under_grouped_routing_moves_whole_tiers():
     ranked = select(scores, 0.25, routing, "global")  # 2 of 8 per layer, 4 in total
     assert ranked == {1: [0, 1, 4, 5], 2: [0, 1, 2, 3, 4, 5, 6, 7]}
     assert select(scores, 0.5, routing, "global") == select(scores, 0.5, routing, "uniform")  # only 4 + 4 fits
-    with pytest.raises(UserError, match=r"removes 12 experts in total, but grouped routing with a floor of 4 per "
-                                        r"layer allows at most 8; lower ratio or min_experts"):
+    with pytest.raises(
+        UserError,
+        match=r"removes 12 experts in total, but grouped routing with a floor of 4 per "
+        r"layer allows at most 8; lower ratio or min_experts",
+    ):
         select(scores, 0.75, routing, "global")
 
 
 def test_run_prune_refuses_an_uneven_allocation_for_an_architecture_without_a_class_before_the_pass(
-        tiny_model_factory, tmp_path):
+    tiny_model_factory, tmp_path
+):
     from pruning.pipeline import run_prune
 
     source = _with_architecture(tiny_model_factory("qwen3_moe"), tmp_path / "custom", "Qwen3MoeCustomForCausalLM")
@@ -256,6 +287,7 @@ def test_pruning_an_uneven_checkpoint_again_is_refused(uneven_factory, tmp_path)
 
 # ---- the layer-adaptive rule ----
 
+
 def test_coverage_keeps_fewer_experts_where_the_mass_is_concentrated():
     routing = Routing(8, 2)
     scores = {0: [100.0, 1, 1, 1, 1, 1, 1, 1], 1: [1.0] * 8, 2: [8.0, 7, 6, 5, 4, 3, 2, 1]}
@@ -263,7 +295,7 @@ def test_coverage_keeps_fewer_experts_where_the_mass_is_concentrated():
     counts = {layer: len(kept) for layer, kept in ranked.items()}
     assert sum(counts.values()) == 12  # the uniform total: 4 per layer
     assert counts[0] == 2 and counts[1] > counts[2] > counts[0]
-    assert ranked[2] == [0, 1, 2, 3][:counts[2]]  # best first, in rank order
+    assert ranked[2] == [0, 1, 2, 3][: counts[2]]  # best first, in rank order
     # The floor holds even when one layer would cover everything with fewer.
     floored = select_coverage(scores, 0.5, routing, min_experts=3)
     assert min(len(kept) for kept in floored.values()) == 3 and sum(len(kept) for kept in floored.values()) == 12
@@ -276,13 +308,15 @@ def test_coverage_with_equal_layers_is_uniform():
 
 
 # (allocation, family): both rules on one family, the flat global rank on every other family with a class.
-PRUNE_RUNS = [("global", "qwen3_moe"), ("coverage", "qwen3_moe"),
-              *[("global", model_type) for model_type in UNEVEN_FAMILIES if model_type != "qwen3_moe"]]
+PRUNE_RUNS = [
+    ("global", "qwen3_moe"),
+    ("coverage", "qwen3_moe"),
+    *[("global", model_type) for model_type in UNEVEN_FAMILIES if model_type != "qwen3_moe"],
+]
 
 
 @pytest.mark.parametrize(("allocation", "model_type"), PRUNE_RUNS)
-def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, model_type, tiny_model_factory,
-                                                                  tmp_path):
+def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, model_type, tiny_model_factory, tmp_path):
     """Skewed statistics make the allocation uneven; the written model equals the masked source."""
     from transformers import AutoTokenizer
 
@@ -299,8 +333,15 @@ def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, mod
     stats.save(tmp_path / "skewed.json")
     # Grouped routing (2 groups, >= 2 each) leaves only 4 + 4 at 0.5; at 0.25 a layer may keep 4, 6 or 8.
     ratio = 0.25 if family.group_keys and family.num_groups(load_config(source_dir))[0] > 1 else 0.5
-    out = run_prune(source_dir, tmp_path / "out", method="frequency", ratio=ratio, allocation=allocation,
-                    scores_in=tmp_path / "skewed.json", progress=False)
+    out = run_prune(
+        source_dir,
+        tmp_path / "out",
+        method="frequency",
+        ratio=ratio,
+        allocation=allocation,
+        scores_in=tmp_path / "skewed.json",
+        progress=False,
+    )
     manifest = json.loads((out / "pruning.json").read_text())
     kept = {int(layer): experts for layer, experts in manifest["kept_experts"].items()}
     assert len(kept[first]) < len(kept[second]) and len(kept[first]) + len(kept[second]) == 16 * (1 - ratio)
@@ -317,14 +358,18 @@ def test_run_prune_with_an_uneven_allocation_keeps_the_invariant(allocation, mod
 
 # ---- serving checks (no engine started) ----
 
+
 def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_factory, tmp_path, monkeypatch):
     from moeprune.formats import uneven_serving as serving
     from testkit.vllm_plugin_env import plugin_pythonpath
 
     _, pruned_dir = uneven_factory("qwen3_moe")
     if not serving.plugin_installed():
-        with pytest.raises(UserError, match=r"layer 0: 3, layer 1: 5; architecture Qwen3MoePrunedForCausalLM.*"
-                                            r"install moe-prune-serve in the engine's Python environment"):
+        with pytest.raises(
+            UserError,
+            match=r"layer 0: 3, layer 1: 5; architecture Qwen3MoePrunedForCausalLM.*"
+            r"install moe-prune-serve in the engine's Python environment",
+        ):
             serving.check_servable(pruned_dir)
     for entry in reversed(plugin_pythonpath(tmp_path).split(":")):
         monkeypatch.syspath_prepend(entry)
@@ -332,33 +377,37 @@ def test_check_servable_names_the_counts_and_the_fix_without_the_plugin(uneven_f
     serving.check_servable(pruned_dir)
 
 
-
 def test_check_servable_refuses_an_uneven_deepseek_v3_whatever_the_plugin(uneven_factory):
     from moeprune.formats import uneven_serving as serving
 
     _, pruned_dir = uneven_factory("deepseek_v3")
-    with pytest.raises(UserError, match=r"\(layer 1: 4, layer 2: 6\), which vLLM cannot serve for deepseek_v3: vLLM "
-                                        r"0.32 refuses every heterogeneous MLA model.*it loads in transformers.*"
-                                        r"prune with allocation uniform"):
+    with pytest.raises(
+        UserError,
+        match=r"\(layer 1: 4, layer 2: 6\), which vLLM cannot serve for deepseek_v3: vLLM "
+        r"0.32 refuses every heterogeneous MLA model.*it loads in transformers.*"
+        r"prune with allocation uniform",
+    ):
         serving.check_servable(pruned_dir)
     source_dir, _ = uneven_factory("deepseek_v3")
     serving.check_servable(source_dir)  # the stock (even) checkpoint is served as before
 
 
-def test_check_servable_refuses_an_uneven_nemotron_h_naming_why_and_what_to_do(uneven_factory, tmp_path,
-                                                                               monkeypatch):
+def test_check_servable_refuses_an_uneven_nemotron_h_naming_why_and_what_to_do(uneven_factory, tmp_path, monkeypatch):
     """No vLLM class is built for nemotron_h: vLLM's model reads one global count, and its CPU build cannot run
     the non-gated experts at all. The refusal holds with the plugin installed, and says how to serve instead."""
     from moeprune.formats import uneven_serving as serving
 
     source_dir, pruned_dir = uneven_factory("nemotron_h")
     monkeypatch.setattr(serving, "plugin_installed", lambda: True)
-    with pytest.raises(UserError, match=r"\(layer 1: 3, layer 3: 5\), which vLLM cannot serve for nemotron_h: "
-                                        r"vLLM 0.32's NemotronH model builds every MoE layer from the one global "
-                                        r"n_routed_experts.*CPU build cannot run nemotron_h's non-gated \(relu2\) "
-                                        r"experts at all.*; serve it with transformers \(AutoModelForCausalLM after "
-                                        r"import moeprune.models\), or prune with allocation uniform and serve that "
-                                        r"with vLLM on a GPU"):
+    with pytest.raises(
+        UserError,
+        match=r"\(layer 1: 3, layer 3: 5\), which vLLM cannot serve for nemotron_h: "
+        r"vLLM 0.32's NemotronH model builds every MoE layer from the one global "
+        r"n_routed_experts.*CPU build cannot run nemotron_h's non-gated \(relu2\) "
+        r"experts at all.*; serve it with transformers \(AutoModelForCausalLM after "
+        r"import moeprune.models\), or prune with allocation uniform and serve that "
+        r"with vLLM on a GPU",
+    ):
         serving.check_servable(pruned_dir)
     serving.check_servable(source_dir)  # the stock (even) checkpoint is not refused here
     uniform = write_pruned(source_dir, tmp_path / "uniform", {1: [0, 1, 2, 3], 3: [4, 5, 6, 7]}, {})
@@ -366,7 +415,8 @@ def test_check_servable_refuses_an_uneven_nemotron_h_naming_why_and_what_to_do(u
 
 
 def test_the_gateway_refuses_to_start_an_uneven_variant_where_vllm_would_not_find_its_class(
-        uneven_factory, monkeypatch):
+    uneven_factory, monkeypatch
+):
     from app.config.settings import Settings
     from app.config.variants import parse_config
     from app.main import create_app
@@ -378,11 +428,13 @@ def test_the_gateway_refuses_to_start_an_uneven_variant_where_vllm_would_not_fin
     with pytest.raises(UserError, match=r"layer 0: 3, layer 1: 5.*moeprune_uneven_experts"):
         create_app(Settings(), config)
 
+
 def _engine_config(hf_config, **parallel):
     settings = dict(enable_eplb=False, enable_expert_parallel=False, tensor_parallel_size=1, data_parallel_size=1)
     settings.update(parallel)
-    return SimpleNamespace(model_config=SimpleNamespace(hf_text_config=hf_config),
-                           parallel_config=SimpleNamespace(**settings))
+    return SimpleNamespace(
+        model_config=SimpleNamespace(hf_text_config=hf_config), parallel_config=SimpleNamespace(**settings)
+    )
 
 
 def test_engine_settings_that_cannot_work_with_uneven_counts_are_refused(uneven_factory):
@@ -393,8 +445,11 @@ def test_engine_settings_that_cannot_work_with_uneven_counts_are_refused(uneven_
     _, pruned_dir = uneven_factory("qwen3_moe")
     config = AutoConfig.from_pretrained(pruned_dir)  # layer 0: 3 experts, layer 1: 5
     refuse_unservable(_engine_config(config))
-    with pytest.raises(UserError, match=r"expert load balancing .* keeps layer 0: 3, layer 1: 5; start the engine "
-                                        "without it"):
+    with pytest.raises(
+        UserError,
+        match=r"expert load balancing .* keeps layer 0: 3, layer 1: 5; start the engine "
+        "without it",
+    ):
         refuse_unservable(_engine_config(config, enable_eplb=True, enable_expert_parallel=True))
     with pytest.raises(UserError, match=r"over 2 ranks, but layer 0: 3, layer 1: 5 do not divide by 2"):
         refuse_unservable(_engine_config(config, enable_expert_parallel=True, tensor_parallel_size=2))
@@ -415,13 +470,19 @@ def test_gpt_oss_engine_settings_its_loader_cannot_follow_are_refused(uneven_fac
     config = AutoConfig.from_pretrained(pruned_dir)
     refuse_unservable(_engine_config(config))
     config.per_layer_config = {0: {"num_local_experts": 4}}  # 4 and 5, 1 rank: divisible, still refused
-    with pytest.raises(UserError, match=r"gpt_oss with different expert counts per layer \(layer 0: 4, layer 1: 5\) "
-                                        r"cannot use expert parallelism .* global count 5; start the engine without"):
+    with pytest.raises(
+        UserError,
+        match=r"gpt_oss with different expert counts per layer \(layer 0: 4, layer 1: 5\) "
+        r"cannot use expert parallelism .* global count 5; start the engine without",
+    ):
         refuse_unservable(_engine_config(config, enable_expert_parallel=True))
     config.quantization_config = {"quant_method": "mxfp4"}
-    with pytest.raises(UserError, match=r"and mxfp4 experts cannot be loaded by vLLM.*write the pruned experts "
-                                        r"unquantized \(bf16\) instead \(moeprune prune --dequantize does that\), or "
-                                        r"prune with allocation uniform"):
+    with pytest.raises(
+        UserError,
+        match=r"and mxfp4 experts cannot be loaded by vLLM.*write the pruned experts "
+        r"unquantized \(bf16\) instead \(moeprune prune --dequantize does that\), or "
+        r"prune with allocation uniform",
+    ):
         refuse_unservable(_engine_config(config))
 
 

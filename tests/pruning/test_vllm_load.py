@@ -70,7 +70,7 @@ def transformers_greedy(model_type: str, path: Path, prompt_ids: list[int]) -> l
     with torch.no_grad():
         for _ in range(NEW_TOKENS):
             ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
-    return ids[len(prompt_ids):]
+    return ids[len(prompt_ids) :]
 
 
 @pytest.mark.slow
@@ -81,14 +81,24 @@ def test_vllm_serves_the_pruned_checkpoint(model_type, pruned_dir, tmp_path):
     dtype, args, env = SERVED[model_type]
     path = pruned_dir(model_type, dtype)
     prompt_ids = AutoTokenizer.from_pretrained(path).encode(PROMPT)
-    with vllm_server(path, tmp_path / "engine", served_name="pruned", dtype=dtype, max_model_len=256,
-                     args=args, env=env, timeout=600) as url:
+    with vllm_server(
+        path, tmp_path / "engine", served_name="pruned", dtype=dtype, max_model_len=256, args=args, env=env, timeout=600
+    ) as url:
         models = httpx.get(f"{url}/v1/models", timeout=30).json()
         assert [m["id"] for m in models["data"]] == ["pruned"]
-        reply = httpx.post(f"{url}/v1/completions", timeout=120, json={
-            "model": "pruned", "prompt": prompt_ids, "max_tokens": NEW_TOKENS, "temperature": 0,
-            "ignore_eos": True, "logprobs": 1, "return_tokens_as_token_ids": True,
-        }).json()
+        reply = httpx.post(
+            f"{url}/v1/completions",
+            timeout=120,
+            json={
+                "model": "pruned",
+                "prompt": prompt_ids,
+                "max_tokens": NEW_TOKENS,
+                "temperature": 0,
+                "ignore_eos": True,
+                "logprobs": 1,
+                "return_tokens_as_token_ids": True,
+            },
+        ).json()
     assert reply["usage"]["completion_tokens"] == NEW_TOKENS, reply
     ids = [int(token.split(":")[1]) for token in reply["choices"][0]["logprobs"]["tokens"]]
     assert len(ids) == NEW_TOKENS

@@ -28,8 +28,10 @@ from tests.pruning.test_vllm_load import STANDINS
 # family -> (dtype, extra PYTHONPATH entries, server args). vLLM CPU runs Qwen3.5's gated-delta-net layers in bf16 only,
 # and its Qwen3.5 model file imports torchvision (a stand-in here, as for the stock model). deepseek_v3 is not
 # served uneven at all (NOT_SERVABLE_UNEVEN: vLLM 0.32 refuses heterogeneous MLA models).
-SERVED = {"qwen3_5_moe_text": ("bfloat16", [STANDINS], []),
-          "qwen3_5_moe": ("bfloat16", [STANDINS], ["--language-model-only"])}
+SERVED = {
+    "qwen3_5_moe_text": ("bfloat16", [STANDINS], []),
+    "qwen3_5_moe": ("bfloat16", [STANDINS], ["--language-model-only"]),
+}
 # Families whose vLLM CPU path computes what transformers does up to fp32 rounding: greedy ids must be equal.
 # The others (bf16) are compared by log-probabilities.
 SAME_GREEDY_IDS = {"qwen3_moe", "olmoe", "qwen2_moe", "mixtral", "gpt_oss"}
@@ -51,7 +53,7 @@ def transformers_greedy(path: Path, prompt_ids: list[int]) -> list[int]:
     with torch.no_grad():
         for _ in range(NEW_TOKENS):
             ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
-    return ids[len(prompt_ids):]
+    return ids[len(prompt_ids) :]
 
 
 def transformers_log_probs(path: Path, prompt_ids: list[int], continuation: list[int]) -> torch.Tensor:
@@ -61,7 +63,7 @@ def transformers_log_probs(path: Path, prompt_ids: list[int], continuation: list
     model = auto_model_class(load_config(path)["model_type"]).from_pretrained(path, dtype=torch.float32).eval()
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([prompt_ids + continuation])).logits[0]
-    return torch.log_softmax(logits[len(prompt_ids) - 1:-1], dim=-1)
+    return torch.log_softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
 
 
 @pytest.mark.slow
@@ -70,20 +72,40 @@ def test_vllm_serves_the_uneven_checkpoint_like_transformers(model_type, tiny_mo
     from transformers import AutoTokenizer
 
     dtype, extra_path, args = SERVED.get(model_type, ("float32", [], []))
-    source = (tiny_model_factory(model_type) if dtype == "float32"
-              else build_tiny_model(model_type, tmp_path / "source", dtype=dtype))
+    source = (
+        tiny_model_factory(model_type)
+        if dtype == "float32"
+        else build_tiny_model(model_type, tmp_path / "source", dtype=dtype)
+    )
     path = write_pruned(source, tmp_path / "uneven", uneven_kept(model_type), {})
     config = load_config(path)
     assert layer_counts(family_for(config), config) == kept_counts(model_type)
     prompt_ids = AutoTokenizer.from_pretrained(path).encode(PROMPT)
     scratch = tmp_path / "engine"
     scratch.mkdir()
-    with vllm_server(path, scratch, served_name="uneven", dtype=dtype, max_model_len=256, args=args,
-                     env={"PYTHONPATH": plugin_pythonpath(scratch, *extra_path)}, timeout=600) as url:
-        reply = httpx.post(f"{url}/v1/completions", timeout=120, json={
-            "model": "uneven", "prompt": prompt_ids, "max_tokens": NEW_TOKENS, "temperature": 0,
-            "ignore_eos": True, "logprobs": 1, "return_tokens_as_token_ids": True,
-        }).json()
+    with vllm_server(
+        path,
+        scratch,
+        served_name="uneven",
+        dtype=dtype,
+        max_model_len=256,
+        args=args,
+        env={"PYTHONPATH": plugin_pythonpath(scratch, *extra_path)},
+        timeout=600,
+    ) as url:
+        reply = httpx.post(
+            f"{url}/v1/completions",
+            timeout=120,
+            json={
+                "model": "uneven",
+                "prompt": prompt_ids,
+                "max_tokens": NEW_TOKENS,
+                "temperature": 0,
+                "ignore_eos": True,
+                "logprobs": 1,
+                "return_tokens_as_token_ids": True,
+            },
+        ).json()
     log = (scratch / "engine.log").read_text()
     assert f"Resolved architecture: {config['architectures'][0]}" in log
     ids = [int(token.split(":")[1]) for token in reply["choices"][0]["logprobs"]["tokens"]]
@@ -106,8 +128,15 @@ def test_stock_vllm_without_the_plugin_refuses_the_renamed_architecture(tiny_mod
     `VLLM_PLUGINS` (vLLM loads only the general plugins it names) stands for an environment without it."""
     path = write_pruned(tiny_model_factory("qwen3_moe"), tmp_path / "uneven", uneven_kept("qwen3_moe"), {})
     with pytest.raises(RuntimeError, match="vLLM exited"):
-        with vllm_server(path, tmp_path / "engine", served_name="uneven", dtype="float32", max_model_len=256,
-                         env={"VLLM_PLUGINS": "no-plugin-allowed"}, timeout=600):
+        with vllm_server(
+            path,
+            tmp_path / "engine",
+            served_name="uneven",
+            dtype="float32",
+            max_model_len=256,
+            env={"VLLM_PLUGINS": "no-plugin-allowed"},
+            timeout=600,
+        ):
             pass
     log = (tmp_path / "engine" / "engine.log").read_text()
     assert "Model architectures ['Qwen3MoePrunedForCausalLM'] are not supported" in log

@@ -32,7 +32,7 @@ def raw_bytes(model_dir: Path) -> dict[str, bytes]:
     out = {}
     for path in sorted(model_dir.glob("*.safetensors")):
         data = path.read_bytes()
-        out.update({t.name: data[t.start:t.end] for t in read_shard(path).tensors})
+        out.update({t.name: data[t.start : t.end] for t in read_shard(path).tensors})
     return out
 
 
@@ -68,8 +68,14 @@ def test_fused_experts_and_their_biases_are_sliced_on_dim0(pruned_factory):
     source, out, kept = pruned_factory("gpt_oss")
     before, after = tensors(source), tensors(out)
     for layer, experts in kept.items():
-        for part in ("router.weight", "router.bias", "experts.gate_up_proj", "experts.gate_up_proj_bias",
-                     "experts.down_proj", "experts.down_proj_bias"):
+        for part in (
+            "router.weight",
+            "router.bias",
+            "experts.gate_up_proj",
+            "experts.gate_up_proj_bias",
+            "experts.down_proj",
+            "experts.down_proj_bias",
+        ):
             name = f"model.layers.{layer}.mlp.{part}"
             assert after[name].equal(before[name][experts]), name
         assert after[f"model.layers.{layer}.self_attn.sinks"].equal(before[f"model.layers.{layer}.self_attn.sinks"])
@@ -110,8 +116,15 @@ def test_non_weight_files_are_copied_and_foreign_weights_are_not(tiny_qwen3_moe,
     (source / "README.md").write_text("model card")
     out = write_pruned(source, tmp_path / "out", {0: [0, 1, 2, 3], 1: [4, 5, 6, 7]}, PROVENANCE)
     names = {path.name for path in out.iterdir()}
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json",
-                 "README.md", "pruning.json", "expert_mask.json"):
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "generation_config.json",
+        "README.md",
+        "pruning.json",
+        "expert_mask.json",
+    ):
         assert name in names
         if name not in ("pruning.json", "expert_mask.json"):
             assert (out / name).read_bytes() == (source / name).read_bytes()

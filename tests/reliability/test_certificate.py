@@ -23,7 +23,7 @@ def draw(rng: random.Random, n: int) -> tuple[list[float], list[bool]]:
 
 
 def true_error(threshold: float) -> float:
-    return threshold ** 2 / 3
+    return threshold**2 / 3
 
 
 def test_error_among_unflagged_is_at_most_alpha_in_at_least_1_minus_delta_of_500_repetitions():
@@ -76,7 +76,7 @@ def test_a_domain_where_every_score_is_useless_stays_uncertified():
 
 
 def test_binomial_tail_and_bound_agree():
-    assert binomial_cdf(0, 10, 0.5) == pytest.approx(0.5 ** 10)
+    assert binomial_cdf(0, 10, 0.5) == pytest.approx(0.5**10)
     assert binomial_cdf(10, 10, 0.3) == 1.0
     assert sum(binomial_cdf(k, 20, 0.2) - binomial_cdf(k - 1, 20, 0.2) for k in range(21)) == pytest.approx(1.0)
     bound = upper_bound(3, 100, 0.05)

@@ -108,8 +108,14 @@ DEFAULT_ANSWER = one_token(ANSWER, -0.05)
 SECRET_DETAIL = "Traceback at /opt/internal/engine.py on http://10.1.2.3:8000"
 ENGINE_500 = Answer(status=500, body={"error": {"message": SECRET_DETAIL, "code": 500}})
 # The event vLLM's stream ends with when its engine core dies mid-generation:
-ENGINE_CORE_DIED = {"error": {"message": "EngineCore encountered an issue. See /var/log/x for details.",
-                              "type": "InternalServerError", "param": None, "code": 500}}
+ENGINE_CORE_DIED = {
+    "error": {
+        "message": "EngineCore encountered an issue. See /var/log/x for details.",
+        "type": "InternalServerError",
+        "param": None,
+        "code": 500,
+    }
+}
 
 
 @dataclass(frozen=True)
@@ -176,63 +182,95 @@ class EngineConfig:
 
 # --- rendering: vLLM's JSON shapes --------------------------------------------------------------------------
 
+
 def logprobs_of(tokens: tuple[Token, ...], chat: bool) -> dict | None:
     if not tokens:
         return None
     if chat:
-        return {"content": [{"token": t.text, "logprob": t.logprob,
-                             "top_logprobs": [{"token": text, "logprob": lp} for text, lp in t.top]} for t in tokens]}
+        return {
+            "content": [
+                {
+                    "token": t.text,
+                    "logprob": t.logprob,
+                    "top_logprobs": [{"token": text, "logprob": lp} for text, lp in t.top],
+                }
+                for t in tokens
+            ]
+        }
     offsets, at = [], 0
     for token in tokens:
         offsets.append(at)
         at += len(token.text)
-    return {"tokens": [t.text for t in tokens], "token_logprobs": [t.logprob for t in tokens],
-            "top_logprobs": [dict(t.top) for t in tokens], "text_offset": offsets}
+    return {
+        "tokens": [t.text for t in tokens],
+        "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": [dict(t.top) for t in tokens],
+        "text_offset": offsets,
+    }
 
 
 def message_of(answer: Answer) -> dict:
     if answer.tool_call is None:
         return {"role": "assistant", "content": answer.text}
     call = answer.tool_call
-    return {"role": "assistant", "content": None, "tool_calls": [
-        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        ],
+    }
 
 
 def usage_of(answer: Answer, choices: int) -> dict:
     completion = max(1, len(answer.tokens)) * choices
-    return {"prompt_tokens": answer.prompt_tokens, "completion_tokens": completion,
-            "total_tokens": answer.prompt_tokens + completion}
+    return {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": answer.prompt_tokens + completion,
+    }
 
 
 def head_of(answer: Answer, request: Request, model: str, chunk: bool) -> dict:
     prefix, kind = ("chatcmpl", "chat.completion") if request.chat else ("cmpl", "text_completion")
     kind = kind + ".chunk" if chunk and request.chat else kind
-    return {"id": answer.id or f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": 1,
-            "model": request.body.get("model") or model}
+    return {
+        "id": answer.id or f"{prefix}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": 1,
+        "model": request.body.get("model") or model,
+    }
 
 
 def completion_of(answer: Answer, request: Request, model: str) -> dict:
     """The whole (non-streamed) answer."""
     logprobs = logprobs_of(answer.tokens, request.chat)
     content = {"message": message_of(answer)} if request.chat else {"text": answer.text}
-    choices = [{"index": index, **content, "logprobs": logprobs, "finish_reason": answer.finish_reason,
-                **answer.choice_fields} for index in range(request.choices)]
-    data = {**head_of(answer, request, model, chunk=False), "choices": choices,
-            "usage": usage_of(answer, len(choices))}
+    choices = [
+        {"index": index, **content, "logprobs": logprobs, "finish_reason": answer.finish_reason, **answer.choice_fields}
+        for index in range(request.choices)
+    ]
+    data = {**head_of(answer, request, model, chunk=False), "choices": choices, "usage": usage_of(answer, len(choices))}
     if request.body.get("prompt_logprobs") is not None:
-        data["prompt_logprobs"] = [None] + [{str(i + 1): {"logprob": lp, "rank": 1}}
-                                            for i, lp in enumerate(answer.prompt_logprobs)]
+        data["prompt_logprobs"] = [None] + [
+            {str(i + 1): {"logprob": lp, "rank": 1}} for i, lp in enumerate(answer.prompt_logprobs)
+        ]
     return data
 
 
 def tool_call_deltas(call: ToolCall) -> list[dict]:
     """vLLM's stream of a named call: the role, the call's id and name, the arguments in two pieces."""
     half = len(call.arguments) // 2
-    return [{"role": "assistant", "content": ""},
-            {"tool_calls": [{"index": 0, "id": call.id, "type": "function",
-                             "function": {"name": call.name, "arguments": ""}}]},
-            {"tool_calls": [{"index": 0, "function": {"arguments": call.arguments[:half]}}]},
-            {"tool_calls": [{"index": 0, "function": {"arguments": call.arguments[half:]}}]}]
+    return [
+        {"role": "assistant", "content": ""},
+        {
+            "tool_calls": [
+                {"index": 0, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            ]
+        },
+        {"tool_calls": [{"index": 0, "function": {"arguments": call.arguments[:half]}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": call.arguments[half:]}}]},
+    ]
 
 
 def piece_chunks(answer: Answer, request: Request, head: dict, rounds: Iterable[object]) -> Iterator[dict]:
@@ -241,11 +279,19 @@ def piece_chunks(answer: Answer, request: Request, head: dict, rounds: Iterable[
     finishes = answer.error_event is None and not answer.lasts_s
     for _ in rounds:
         for number, piece in enumerate(pieces):
-            token = answer.tokens[number:number + 1]
+            token = answer.tokens[number : number + 1]
             finish = answer.finish_reason if finishes and number == len(pieces) - 1 else None
             content = {"delta": {"content": piece}} if request.chat else {"text": piece}
-            choices = [{"index": index, **content, "logprobs": logprobs_of(token, request.chat),
-                        "finish_reason": finish, **answer.choice_fields} for index in range(request.choices)]
+            choices = [
+                {
+                    "index": index,
+                    **content,
+                    "logprobs": logprobs_of(token, request.chat),
+                    "finish_reason": finish,
+                    **answer.choice_fields,
+                }
+                for index in range(request.choices)
+            ]
             yield {**head, "choices": choices}
 
 
@@ -254,9 +300,20 @@ def stream_chunks(answer: Answer, request: Request, model: str = "stub", head: d
     head = head or head_of(answer, request, model, chunk=True)
     if answer.tool_call is not None:
         deltas = [*tool_call_deltas(answer.tool_call), {}]
-        return [{**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                      "finish_reason": answer.finish_reason if not delta else None}]}
-                for delta in deltas]
+        return [
+            {
+                **head,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": delta,
+                        "logprobs": None,
+                        "finish_reason": answer.finish_reason if not delta else None,
+                    }
+                ],
+            }
+            for delta in deltas
+        ]
     return list(piece_chunks(answer, request, head, [0]))
 
 
@@ -389,6 +446,7 @@ async def wait_disconnect(receive: Receive) -> None:
 
 # --- as a process: the gateway's launcher in supervision tests ----------------------------------------------
 
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -419,8 +477,11 @@ def main() -> None:
 def serve_forever(app: FakeEngine, host: str, port: int) -> None:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, http="h11", loop="asyncio",
-                                           lifespan="off", log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=host, port=port, http="h11", loop="asyncio", lifespan="off", log_level="warning", access_log=False
+        )
+    )
     # Signals keep their default (or the ignored SIGTERM above): uvicorn's own handlers would turn a
     # SIGTERM into a graceful exit, and supervision tests need an engine that dies, or ignores it, as told.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]

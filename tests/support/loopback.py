@@ -20,8 +20,9 @@ from testkit.vllm_server import free_port
 
 
 def _server(app, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+    )
     return uvicorn.Server(config)
 
 
@@ -83,5 +84,7 @@ def established_to(port: int, pid: int | None = None) -> int:
 def raw_request(path: str, body: dict) -> bytes:
     """A JSON POST as the bytes on the wire, for a client that will misbehave after sending it."""
     payload = json.dumps(body).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload

@@ -18,8 +18,12 @@ from pruning.mxfp4 import BLOCK_SIZE, BLOCKS_SUFFIX, FP4_E2M1, SCALE_BIAS, SCALE
 # As in openai/gpt-oss-20b's config.json: only the experts are quantized.
 QUANTIZATION_CONFIG = {
     "quant_method": "mxfp4",
-    "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens",
-                               "lm_head"],
+    "modules_to_not_convert": [
+        "model.layers.*.self_attn",
+        "model.layers.*.mlp.router",
+        "model.embed_tokens",
+        "lm_head",
+    ],
 }
 _QUANTIZED = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
@@ -37,7 +41,7 @@ def quantize(rows):
         raise ValueError(f"MXFP4 rows hold multiples of {BLOCK_SIZE} values, got {width}")
     blocks = rows.float().reshape(*lead, width // BLOCK_SIZE, BLOCK_SIZE)
     amax = blocks.abs().amax(dim=-1)
-    exponent = torch.ceil(torch.log2(amax.clamp_min(2.0 ** -140) / 6.0)).clamp(-SCALE_BIAS, 255 - SCALE_BIAS)
+    exponent = torch.ceil(torch.log2(amax.clamp_min(2.0**-140) / 6.0)).clamp(-SCALE_BIAS, 255 - SCALE_BIAS)
     scaled = blocks / torch.exp2(exponent).unsqueeze(-1)
     magnitudes = torch.tensor(FP4_E2M1[:8])
     codes = (scaled.abs().unsqueeze(-1) - magnitudes).abs().argmin(dim=-1)
@@ -81,6 +85,9 @@ def load_mxfp4_model(model_dir: str | Path, dtype: str = "float32"):
     from transformers import AutoModelForCausalLM, Mxfp4Config
 
     model, info = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), dtype=getattr(torch, dtype), quantization_config=Mxfp4Config(dequantize=True),
-        output_loading_info=True)
+        str(model_dir),
+        dtype=getattr(torch, dtype),
+        quantization_config=Mxfp4Config(dequantize=True),
+        output_loading_info=True,
+    )
     return model.eval(), info

@@ -18,6 +18,7 @@ router = APIRouter(dependencies=[ApiKey], tags=["moeprune"])
 async def experiment_stats(name: str, gateway: Gateway) -> dict:
     if name not in gateway.config.experiments:
         known = ", ".join(sorted(gateway.config.experiments)) or "(none configured)"
-        raise OpenAIError(404, f"unknown experiment {name!r}; known: {known}", param="name",
-                          code="experiment_not_found")
+        raise OpenAIError(
+            404, f"unknown experiment {name!r}; known: {known}", param="name", code="experiment_not_found"
+        )
     return await gateway.experiments.report(name, gateway.footprints)

@@ -28,8 +28,9 @@ router = APIRouter(dependencies=[ApiKey], tags=["moeprune"])
 
 
 # The body is parsed by hand (every problem a 400, not FastAPI's 422); the schema is still published.
-BODY_SCHEMA = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": FeedbackRequest.model_json_schema()}}}}
+BODY_SCHEMA = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}}}
+}
 
 
 @router.post("/v1/feedback", openapi_extra=BODY_SCHEMA)

@@ -27,8 +27,12 @@ class RecertifyRequest(BaseModel):
 
 
 # Parsed by hand (an empty body is allowed, every problem a 400); the schema is still published.
-BODY_SCHEMA = {"requestBody": {"required": False, "content": {
-    "application/json": {"schema": RecertifyRequest.model_json_schema()}}}}
+BODY_SCHEMA = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": RecertifyRequest.model_json_schema()}},
+    }
+}
 
 
 @router.post("/v1/admin/recertify", openapi_extra=BODY_SCHEMA)
@@ -37,16 +41,26 @@ async def recertify(request: Request, gateway: Gateway) -> dict:
     try:
         body = RecertifyRequest.model_validate(json.loads(raw) if raw.strip() else {})
     except (ValueError, UnicodeDecodeError, ValidationError):
-        raise OpenAIError(400, "expected a JSON object with optional `variant` (string), `domain` (string) and "
-                               "`force` (true/false)", code="invalid_recertify") from None
+        raise OpenAIError(
+            400,
+            "expected a JSON object with optional `variant` (string), `domain` (string) and `force` (true/false)",
+            code="invalid_recertify",
+        ) from None
     live = gateway.live
     known = [(v, d) for v, d in live.pairs if body.variant in (None, v) and body.domain in (None, d)]
     if (body.variant is not None or body.domain is not None) and not known:
-        raise OpenAIError(404, f"no live state for variant {body.variant!r} and domain {body.domain!r}: the gateway "
-                               f"has served no such pair; GET /v1/admin/live lists them", code="pair_not_found")
+        raise OpenAIError(
+            404,
+            f"no live state for variant {body.variant!r} and domain {body.domain!r}: the gateway "
+            f"has served no such pair; GET /v1/admin/live lists them",
+            code="pair_not_found",
+        )
     results = live.recertify(body.variant, body.domain, force=body.force)
-    return {"object": "recertification", "pairs": results,
-            "fallbacks": [pair for pair in live.snapshot() if pair["fallback"]]}
+    return {
+        "object": "recertification",
+        "pairs": results,
+        "fallbacks": [pair for pair in live.snapshot() if pair["fallback"]],
+    }
 
 
 @router.get("/v1/admin/live")

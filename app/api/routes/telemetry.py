@@ -19,8 +19,12 @@ router = APIRouter(dependencies=[ApiKey], tags=["moeprune"])
 async def routing_statistics(gateway: Gateway, variant: str, label: str | None = None) -> dict:
     telemetry = gateway.telemetry
     if telemetry is None:
-        raise OpenAIError(404, "no variant has routing telemetry on (telemetry.routed_experts in variants.yaml)",
-                          param="variant", code="telemetry_off")
+        raise OpenAIError(
+            404,
+            "no variant has routing telemetry on (telemetry.routed_experts in variants.yaml)",
+            param="variant",
+            code="telemetry_off",
+        )
     try:
         return telemetry.export(variant, label)
     except UserError as exc:

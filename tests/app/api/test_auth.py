@@ -62,14 +62,34 @@ def port():
 
 # Every one of these reaches an app route, a redirect, the docs or a 404/405 when the key is not checked first.
 UNAUTHENTICATED = [
-    ("GET", "/v1/models"), ("GET", "/v1/models/"), ("GET", "/V1/MODELS"), ("GET", "//v1/models"),
-    ("GET", "/v1//models"), ("GET", "/v1/%6Dodels"), ("GET", "/v1/models%2F"), ("GET", "/v1/models?x=/health"),
-    ("HEAD", "/v1/models"), ("OPTIONS", "/v1/models"), ("POST", "/v1/completions"), ("POST", "/v1/chat/completions"),
-    ("GET", "/v1/experiments/ab"), ("GET", "/v1/experiments/.."), ("GET", "/v1/experiments/%2e%2e/%2e%2e/health"),
-    ("POST", "/v1/feedback"), ("POST", "/v1/admin/reload"),
-    ("GET", "/health/../v1/models"), ("GET", "/health/"), ("GET", "/HEALTH"), ("GET", "/ready/"), ("GET", "/health%2F"),
-    ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
-    ("GET", "/nonexistent"), ("GET", "http://127.0.0.1/v1/models"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/"),
+    ("GET", "/V1/MODELS"),
+    ("GET", "//v1/models"),
+    ("GET", "/v1//models"),
+    ("GET", "/v1/%6Dodels"),
+    ("GET", "/v1/models%2F"),
+    ("GET", "/v1/models?x=/health"),
+    ("HEAD", "/v1/models"),
+    ("OPTIONS", "/v1/models"),
+    ("POST", "/v1/completions"),
+    ("POST", "/v1/chat/completions"),
+    ("GET", "/v1/experiments/ab"),
+    ("GET", "/v1/experiments/.."),
+    ("GET", "/v1/experiments/%2e%2e/%2e%2e/health"),
+    ("POST", "/v1/feedback"),
+    ("POST", "/v1/admin/reload"),
+    ("GET", "/health/../v1/models"),
+    ("GET", "/health/"),
+    ("GET", "/HEALTH"),
+    ("GET", "/ready/"),
+    ("GET", "/health%2F"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/nonexistent"),
+    ("GET", "http://127.0.0.1/v1/models"),
 ]
 
 
@@ -123,8 +143,9 @@ def test_public_probes_answer_without_a_key_and_say_only_booleans(port):
     assert httpx.Response(200, content=ready.body).json() == {"ready": False, "auth_required": True}
 
 
-@pytest.mark.parametrize("setting, paths", [
-    ("health_require_key", ["/health", "/ready"]), ("metrics_require_key", ["/metrics"])])
+@pytest.mark.parametrize(
+    "setting, paths", [("health_require_key", ["/health", "/ready"]), ("metrics_require_key", ["/metrics"])]
+)
 async def test_probes_can_require_the_key_too(setting, paths):
     app = gateway(api_keys=KEY, **{setting: True})
     for path in paths:
@@ -159,11 +180,20 @@ async def test_the_key_is_checked_before_any_byte_of_the_body_is_read():
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/v1/completions", "raw_path": b"/v1/completions", "query_string": b"",
-             "root_path": "", "headers": [(b"host", b"gateway"), (b"content-type", b"application/json"),
-                                          (b"transfer-encoding", b"chunked")],
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/completions",
+        "raw_path": b"/v1/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gateway"), (b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+    }
     await app(scope, receive, send)
     assert sent[0]["status"] == 401
     assert received == []
@@ -172,8 +202,7 @@ async def test_the_key_is_checked_before_any_byte_of_the_body_is_read():
 def test_an_unauthenticated_body_is_never_waited_for(port):
     """Headers promising a body that never comes: 401 at once, not after the body (or a timeout)."""
     started = time.monotonic()
-    response = exchange(port, request_head("POST", "/v1/completions", {**JSON, "Content-Length": "60000"}),
-                        timeout=3)
+    response = exchange(port, request_head("POST", "/v1/completions", {**JSON, "Content-Length": "60000"}), timeout=3)
     assert response.status == 401 and time.monotonic() - started < 2
 
 
@@ -259,9 +288,24 @@ def test_moeprune_serve_refuses_to_start_open(tmp_path):
     config = tmp_path / "variants.yaml"
     config.write_text(yaml.safe_dump(NOWHERE))
     env = {name: value for name, value in os.environ.items() if not name.startswith("MOEPRUNE_")}
-    result = subprocess.run([sys.executable, "-m", "moeprune.cli", "serve", "--config", str(config),
-                             "--host", "192.0.2.1", "--port", str(free_port())],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moeprune.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--host",
+            "192.0.2.1",
+            "--port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2, result.stderr
     assert "refusing to serve on 192.0.2.1 without API keys" in result.stderr
     assert "MOEPRUNE_API_KEYS_FILE" in result.stderr and "Traceback" not in result.stderr

@@ -20,8 +20,13 @@ def assert_openai_error(response: httpx.Response, status: int) -> dict:
 
 
 def post(gateway, body=None, content=None, headers=None, path=CHAT):
-    return httpx.post(gateway.url + path, json=body, content=content, timeout=60,
-                      headers={**gateway.headers, "content-type": "application/json", **(headers or {})})
+    return httpx.post(
+        gateway.url + path,
+        json=body,
+        content=content,
+        timeout=60,
+        headers={**gateway.headers, "content-type": "application/json", **(headers or {})},
+    )
 
 
 def test_malformed_json_is_400(gateway):
@@ -34,8 +39,7 @@ def test_schema_violation_is_400_naming_the_field(gateway):
 
 
 def test_unknown_model_is_404_listing_the_known_ones(gateway):
-    error = assert_openai_error(post(gateway, {"model": "gpt-5", "messages": [{"role": "user", "content": "x"}]}),
-                                404)
+    error = assert_openai_error(post(gateway, {"model": "gpt-5", "messages": [{"role": "user", "content": "x"}]}), 404)
     assert "pruned" in error["message"] and error["param"] == "model"
 
 
@@ -74,8 +78,7 @@ def test_unknown_experiment_is_404(gateway):
 
 async def test_full_queue_is_429_with_retry_after(gateway):
     # `base` admits 6 requests at once; 16 concurrent long generations overflow it.
-    body = {"model": "base", "messages": [{"role": "user", "content": "x"}], "max_tokens": 200,
-            "ignore_eos": True}
+    body = {"model": "base", "messages": [{"role": "user", "content": "x"}], "max_tokens": 200, "ignore_eos": True}
     async with httpx.AsyncClient(headers=gateway.headers, timeout=120) as client:
         responses = await asyncio.gather(*(client.post(gateway.url + CHAT, json=body) for _ in range(16)))
     statuses = sorted(r.status_code for r in responses)

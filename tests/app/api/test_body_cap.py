@@ -44,34 +44,42 @@ def port(request):
 
 def test_a_small_body_reaches_the_app(port):
     """The control: what the other cases must not look like."""
-    response = exchange(port, request_head("POST", "/v1/completions", {**AUTH, "Content-Length": "100"})
-                        + body_of(100))
+    response = exchange(port, request_head("POST", "/v1/completions", {**AUTH, "Content-Length": "100"}) + body_of(100))
     assert response.status == 404 and json.loads(response.body)["error"]["code"] == "model_not_found"
 
 
 def test_content_length_with_chunked_is_refused(port):
     """h11 frames by the chunks and ignores the (small) declared length: a body of any size got through."""
     big = body_of(3 * CAP)
-    response = exchange(port, request_head("POST", "/v1/completions",
-                                           {**AUTH, "Content-Length": "20", "Transfer-Encoding": "chunked"})
-                        + chunked(big))
+    response = exchange(
+        port,
+        request_head("POST", "/v1/completions", {**AUTH, "Content-Length": "20", "Transfer-Encoding": "chunked"})
+        + chunked(big),
+    )
     assert response.status == 400, response.body
     small = body_of(100)
-    response = exchange(port, request_head("POST", "/v1/completions",
-                                           {**AUTH, "Content-Length": str(len(small)), "Transfer-Encoding": "chunked"})
-                        + chunked(small))
+    response = exchange(
+        port,
+        request_head(
+            "POST", "/v1/completions", {**AUTH, "Content-Length": str(len(small)), "Transfer-Encoding": "chunked"}
+        )
+        + chunked(small),
+    )
     assert response.status == 400, "ambiguous framing is refused whatever the sizes"
 
 
 def test_a_chunked_body_over_the_cap_is_413(port):
-    response = exchange(port, request_head("POST", "/v1/completions", {**AUTH, "Transfer-Encoding": "chunked"})
-                        + chunked(body_of(2 * CAP)))
+    response = exchange(
+        port,
+        request_head("POST", "/v1/completions", {**AUTH, "Transfer-Encoding": "chunked"}) + chunked(body_of(2 * CAP)),
+    )
     assert response.status == 413 and b"request_too_large" in response.body
 
 
 def test_a_declared_oversize_body_is_413_before_it_is_sent(port):
-    response = exchange(port, request_head("POST", "/v1/completions", {**AUTH, "Content-Length": str(10 * CAP)}),
-                        timeout=3)
+    response = exchange(
+        port, request_head("POST", "/v1/completions", {**AUTH, "Content-Length": str(10 * CAP)}), timeout=3
+    )
     assert response.status == 413
 
 
@@ -80,8 +88,9 @@ def test_bytes_beyond_content_length_never_reach_the_app_as_body(port):
     declared = body_of(100)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(request_head("POST", "/v1/completions", {**AUTH, "Content-Length": "100"})
-                         + declared + b"x" * (3 * CAP))
+            sock.sendall(
+                request_head("POST", "/v1/completions", {**AUTH, "Content-Length": "100"}) + declared + b"x" * (3 * CAP)
+            )
         first = read_response(sock, 5)
         if first.status == 400:  # httptools parses ahead and refuses the whole connection: also fine
             assert first.body == b"Invalid HTTP request received."
@@ -115,8 +124,10 @@ def test_a_slow_body_gets_408_within_the_body_deadline(port, trickle):
 async def test_a_server_delivering_more_than_content_length_is_refused():
     """Defence in depth, in-process: whatever the HTTP server does, the app never sees more than declared."""
     app = gateway()
-    messages = [{"type": "http.request", "body": body_of(100), "more_body": True},
-                {"type": "http.request", "body": b"x" * 100, "more_body": False}]
+    messages = [
+        {"type": "http.request", "body": body_of(100), "more_body": True},
+        {"type": "http.request", "body": b"x" * 100, "more_body": False},
+    ]
     sent = []
 
     async def receive():
@@ -125,11 +136,25 @@ async def test_a_server_delivering_more_than_content_length_is_refused():
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/v1/completions", "raw_path": b"/v1/completions", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"gateway"), (b"authorization", f"Bearer {KEY}".encode()),
-                         (b"content-type", b"application/json"), (b"content-length", b"100")],
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/completions",
+        "raw_path": b"/v1/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"gateway"),
+            (b"authorization", f"Bearer {KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"100"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8080),
+    }
     await app(scope, receive, send)
     assert sent[0]["status"] == 400
     assert json.loads(sent[1]["body"])["error"]["code"] == "invalid_content_length"

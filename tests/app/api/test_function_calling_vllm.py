@@ -57,11 +57,19 @@ TOOL_TEMPLATE = """\
 {% endif %}"""
 
 UNITS = ["celsius", "fahrenheit"]
-WEATHER = {"type": "function", "function": {
-    "name": "get_temperature",
-    "parameters": {"type": "object", "properties": {"unit": {"type": "string", "enum": UNITS}},
-                   "required": ["unit"], "additionalProperties": False},
-    "strict": True}}  # vLLM 0.32 holds the arguments to the schema only for strict tools (--tool-strict-level auto)
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_temperature",
+        "parameters": {
+            "type": "object",
+            "properties": {"unit": {"type": "string", "enum": UNITS}},
+            "required": ["unit"],
+            "additionalProperties": False,
+        },
+        "strict": True,
+    },
+}  # vLLM 0.32 holds the arguments to the schema only for strict tools (--tool-strict-level auto)
 NAMED = {"type": "function", "function": {"name": "get_temperature"}}
 QUESTION = {"role": "user", "content": "How warm is it in Paris?"}
 
@@ -78,9 +86,14 @@ async def test_openai_clients_tool_call_round_trip_on_a_real_engine(tiny_qwen3_m
     template.write_text(TOOL_TEMPLATE)
     engine = {"kv_cache_bytes": 134217728, "max_model_len": 512, "args": ["--chat-template", str(template)]}
     no_whitespace = whitespace_bias(tiny_qwen3_moe)
-    config = parse_config({"variants": {
-        "tooled": {"model": str(tiny_qwen3_moe), "tools": True, "engine": engine},
-        "plain": {"url": f"http://127.0.0.1:{free_port()}"}}})  # never reached: refused before routing
+    config = parse_config(
+        {
+            "variants": {
+                "tooled": {"model": str(tiny_qwen3_moe), "tools": True, "engine": engine},
+                "plain": {"url": f"http://127.0.0.1:{free_port()}"},
+            }
+        }
+    )  # never reached: refused before routing
     app = create_app(Settings(health_interval_s=0.5, max_tokens_limit=256), config)
     async with served(app) as url:
         backend = app.state.gateway.backends["tooled"]
@@ -90,8 +103,14 @@ async def test_openai_clients_tool_call_round_trip_on_a_real_engine(tiny_qwen3_m
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
         first = await client.chat.completions.create(
-            model="tooled", messages=[QUESTION], tools=[WEATHER], tool_choice=NAMED, max_tokens=200, temperature=0,
-            logit_bias=no_whitespace)
+            model="tooled",
+            messages=[QUESTION],
+            tools=[WEATHER],
+            tool_choice=NAMED,
+            max_tokens=200,
+            temperature=0,
+            logit_bias=no_whitespace,
+        )
         assert first.choices[0].message.tool_calls, first.model_dump()
         call = first.choices[0].message.tool_calls[0]
         assert call.type == "function" and call.function.name == "get_temperature"
@@ -101,18 +120,33 @@ async def test_openai_clients_tool_call_round_trip_on_a_real_engine(tiny_qwen3_m
         assert reliability["not_assessed"] == "tool_call" and reliability["flags"] == []
 
         stream = await client.chat.completions.create(
-            model="tooled", messages=[QUESTION], tools=[WEATHER], tool_choice=NAMED, max_tokens=200, temperature=0,
-            logit_bias=no_whitespace, stream=True)
+            model="tooled",
+            messages=[QUESTION],
+            tools=[WEATHER],
+            tool_choice=NAMED,
+            max_tokens=200,
+            temperature=0,
+            logit_bias=no_whitespace,
+            stream=True,
+        )
         chunks = [chunk async for chunk in stream]
-        streamed = "".join(delta.function.arguments or "" for chunk in chunks if chunk.choices
-                           for delta in chunk.choices[0].delta.tool_calls or ())
+        streamed = "".join(
+            delta.function.arguments or ""
+            for chunk in chunks
+            if chunk.choices
+            for delta in chunk.choices[0].delta.tool_calls or ()
+        )
         assert json.loads(streamed) == arguments  # greedy: the same call, in deltas the gateway passed on
         assert chunks[-1].model_extra["reliability"]["not_assessed"] == "tool_call"
 
         result = {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 21})}
         second = await client.chat.completions.create(
-            model="tooled", messages=[QUESTION, first.choices[0].message.model_dump(exclude_none=True), result],
-            tools=[WEATHER], max_tokens=8, temperature=0)
+            model="tooled",
+            messages=[QUESTION, first.choices[0].message.model_dump(exclude_none=True), result],
+            tools=[WEATHER],
+            max_tokens=8,
+            temperature=0,
+        )
         answer = second.choices[0]
         assert answer.finish_reason in ("stop", "length") and not answer.message.tool_calls
         assert isinstance(answer.message.content, str)

@@ -36,8 +36,9 @@ def test_no_input_makes_the_gateway_fail(gateway):
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def fuzz(case):
             aim_at_a_real_variant(case)
             response = case.call(headers=gateway.headers, timeout=60)

@@ -15,10 +15,16 @@ from tests.support.loopback import served
 pytestmark = pytest.mark.timeout(120)
 CONTEXT = 64
 # What vLLM answers when the prompt does not fit (vllm/renderers/params.py, VLLMValidationError -> 400).
-VLLM_TOO_LONG = {"error": {"message": f"This model's maximum context length is {CONTEXT} tokens. However, your prompt "
-                                      "contains 300 input tokens, which exceeds this limit even without any output "
-                                      "tokens. Please reduce the length of the input prompt.",
-                           "type": "BadRequestError", "param": "input_tokens", "code": 400}}
+VLLM_TOO_LONG = {
+    "error": {
+        "message": f"This model's maximum context length is {CONTEXT} tokens. However, your prompt "
+        "contains 300 input tokens, which exceeds this limit even without any output "
+        "tokens. Please reduce the length of the input prompt.",
+        "type": "BadRequestError",
+        "param": "input_tokens",
+        "code": 400,
+    }
+}
 
 
 def too_long(request: Request) -> bool:
@@ -27,8 +33,9 @@ def too_long(request: Request) -> bool:
 
 
 # An OpenAI-shaped engine with a 64-token context: too long a prompt is refused like vLLM does.
-SHORT_CONTEXT = EngineConfig(max_model_len=CONTEXT, answer=Answer(text="ok"),
-                             rules=[Rule(too_long, Answer(status=400, body=VLLM_TOO_LONG))])
+SHORT_CONTEXT = EngineConfig(
+    max_model_len=CONTEXT, answer=Answer(text="ok"), rules=[Rule(too_long, Answer(status=400, body=VLLM_TOO_LONG))]
+)
 
 
 @pytest.fixture
@@ -40,8 +47,7 @@ async def client():
 
 async def test_an_out_of_range_value_is_a_bad_request_not_unprocessable(client):
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.chat.completions.create(model="stub", messages=[{"role": "user", "content": "hi"}],
-                                             temperature=9)
+        await client.chat.completions.create(model="stub", messages=[{"role": "user", "content": "hi"}], temperature=9)
     assert caught.value.status_code == 400
     error = caught.value.body
     assert error["type"] == "invalid_request_error" and error["param"] == "temperature"
@@ -52,11 +58,13 @@ async def test_an_out_of_range_value_is_a_bad_request_not_unprocessable(client):
 async def test_too_long_a_prompt_is_openais_context_length_exceeded(client, stream):
     long = "word " * 100
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.chat.completions.create(model="stub", messages=[{"role": "user", "content": long}],
-                                             stream=stream)
+        await client.chat.completions.create(model="stub", messages=[{"role": "user", "content": long}], stream=stream)
     error = caught.value.body
-    assert (error["code"], error["param"], error["type"]) == ("context_length_exceeded", "messages",
-                                                              "invalid_request_error")
+    assert (error["code"], error["param"], error["type"]) == (
+        "context_length_exceeded",
+        "messages",
+        "invalid_request_error",
+    )
     assert "maximum context length" in error["message"]
     with pytest.raises(openai.BadRequestError) as caught:
         await client.completions.create(model="stub", prompt=long, stream=stream)

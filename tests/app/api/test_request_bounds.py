@@ -69,18 +69,32 @@ def stub():
 @pytest.fixture(scope="module")
 def gw(stub):
     url = stub.url
-    config = parse_config({
-        "variants": {
-            "plain": {"url": url, "served_model_name": "stub", "max_in_flight": 4},
-            "evalv": {"url": url, "served_model_name": "stub", "evaluation": True},
-            "mm": {"url": url, "served_model_name": "stub", "multimodal": True},
-            "checked": {"url": url, "served_model_name": "stub", "base": "plain", "base_check": True,
-                        "self_consistency": 3},
-        },
-    })
-    settings = Settings(api_keys=",".join(KEYS), evaluation_api_keys="key-eval", max_tokens_limit=LIMIT,
-                        max_in_flight_per_key=2, max_echo_prompt_chars=200, check_timeout_s=0.5,
-                        check_max_tokens=8, health_interval_s=0.2)
+    config = parse_config(
+        {
+            "variants": {
+                "plain": {"url": url, "served_model_name": "stub", "max_in_flight": 4},
+                "evalv": {"url": url, "served_model_name": "stub", "evaluation": True},
+                "mm": {"url": url, "served_model_name": "stub", "multimodal": True},
+                "checked": {
+                    "url": url,
+                    "served_model_name": "stub",
+                    "base": "plain",
+                    "base_check": True,
+                    "self_consistency": 3,
+                },
+            },
+        }
+    )
+    settings = Settings(
+        api_keys=",".join(KEYS),
+        evaluation_api_keys="key-eval",
+        max_tokens_limit=LIMIT,
+        max_in_flight_per_key=2,
+        max_echo_prompt_chars=200,
+        check_timeout_s=0.5,
+        check_max_tokens=8,
+        health_interval_s=0.2,
+    )
     app = create_app(settings, config)
     with serve_app(identify_keys(app, {"key-eval"})) as base_url:
         gateway = app.state.gateway
@@ -93,8 +107,13 @@ def gw(stub):
 
 
 def post(gw, path, body=None, key="key-a", content=None, timeout=30):
-    return httpx.post(gw.url + path, json=body, content=content, timeout=timeout,
-                      headers={"Authorization": f"Bearer {key}", "content-type": "application/json"})
+    return httpx.post(
+        gw.url + path,
+        json=body,
+        content=content,
+        timeout=timeout,
+        headers={"Authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
 
 
 def error_of(response, status):
@@ -113,9 +132,11 @@ def forwarded(stub, action):
 
 # --- max_tokens -----------------------------------------------------------------------------------------
 
+
 def test_omitted_max_tokens_is_forwarded_as_the_limit(gw, stub):
-    sent, response = forwarded(stub, lambda: post(gw, COMPLETIONS, {"model": "plain", "prompt": "hi",
-                                                                     "ignore_eos": True}))
+    sent, response = forwarded(
+        stub, lambda: post(gw, COMPLETIONS, {"model": "plain", "prompt": "hi", "ignore_eos": True})
+    )
     assert response.status_code == 200, response.text
     assert sent["max_tokens"] == LIMIT
 
@@ -141,12 +162,17 @@ def test_max_tokens_never_exceeds_the_engine_context(gw, stub):
 
 
 def test_chat_forwards_max_tokens_and_max_completion_tokens_capped(gw, stub):
-    sent, response = forwarded(stub, lambda: post(gw, CHAT, {
-        "model": "plain", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 10}))
+    sent, response = forwarded(
+        stub,
+        lambda: post(
+            gw, CHAT, {"model": "plain", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 10}
+        ),
+    )
     assert response.status_code == 200, response.text
     assert sent["max_tokens"] == 10 and sent["max_completion_tokens"] == 10
-    sent, _ = forwarded(stub, lambda: post(gw, CHAT, {"model": "plain", "messages": [{"role": "user",
-                                                                                      "content": "hi"}]}))
+    sent, _ = forwarded(
+        stub, lambda: post(gw, CHAT, {"model": "plain", "messages": [{"role": "user", "content": "hi"}]})
+    )
     assert sent["max_tokens"] == LIMIT and sent["max_completion_tokens"] == LIMIT
 
 
@@ -157,12 +183,16 @@ def test_min_tokens_cannot_exceed_max_tokens(gw):
 
 # --- work amplification ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body, param", [
-    ({"prompt": ["x"] * 33}, "prompt"),                       # more prompts than max_prompts_per_request (32)
-    ({"prompt": ["x"] * 300, "n": 16}, "prompt"),             # the issue's 4,800 choices
-    ({"prompt": [[1, 2]] * 33}, "prompt"),                    # a batch of token-id prompts counts the same
-    ({"prompt": ["x"] * 8, "n": 9}, "n"),                     # 72 sequences > max_sequences_per_request (64)
-])
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"prompt": ["x"] * 33}, "prompt"),  # more prompts than max_prompts_per_request (32)
+        ({"prompt": ["x"] * 300, "n": 16}, "prompt"),  # the issue's 4,800 choices
+        ({"prompt": [[1, 2]] * 33}, "prompt"),  # a batch of token-id prompts counts the same
+        ({"prompt": ["x"] * 8, "n": 9}, "n"),  # 72 sequences > max_sequences_per_request (64)
+    ],
+)
 def test_work_amplification_is_refused_before_the_engine(gw, stub, body, param):
     sent, response = forwarded(stub, lambda: post(gw, COMPLETIONS, {"model": "evalv", "max_tokens": 2, **body}))
     assert error_of(response, 400)["param"] == param
@@ -177,8 +207,12 @@ def test_a_request_bigger_than_the_variant_can_ever_admit_is_400_not_429(gw):
 
 async def open_held_stream(client, gw, key, model="plain", prompt="hold"):
     """A stream whose client reads nothing: it holds its slots while the engine keeps sending."""
-    request = client.build_request("POST", gw.url + COMPLETIONS, headers={"Authorization": f"Bearer {key}"},
-                                   json={"model": model, "prompt": prompt, "stream": True, "max_tokens": 8})
+    request = client.build_request(
+        "POST",
+        gw.url + COMPLETIONS,
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": model, "prompt": prompt, "stream": True, "max_tokens": 8},
+    )
     return await client.send(request, stream=True)
 
 
@@ -200,8 +234,11 @@ async def test_admission_counts_sequences_not_requests(gw):
             held_b = await open_held_stream(b, gw, "key-b", prompt=["three", "four"])
             try:
                 assert held_b.status_code == 200 and backend.in_flight == 4
-                response = await b.post(gw.url + COMPLETIONS, headers={"Authorization": "Bearer key-eval"},
-                                        json={"model": "plain", "prompt": "x", "max_tokens": 2})
+                response = await b.post(
+                    gw.url + COMPLETIONS,
+                    headers={"Authorization": "Bearer key-eval"},
+                    json={"model": "plain", "prompt": "x", "max_tokens": 2},
+                )
                 error = error_of(response, 429)
                 assert error["code"] == "queue_full" and int(response.headers["retry-after"]) >= 1
             finally:
@@ -229,9 +266,16 @@ async def test_a_slow_reader_of_key_a_does_not_starve_key_b(gw, stub):
                 assert int(response.headers["retry-after"]) >= 1
             await wait_for(lambda: stub.open_streams >= 2)
             await asyncio.sleep(0.5)  # A's streams run on, unread
-            answers = await asyncio.gather(*(
-                b.post(gw.url + COMPLETIONS, headers={"Authorization": "Bearer key-b"},
-                       json={"model": "plain", "prompt": f"b{i}", "max_tokens": 2}) for i in range(2)))
+            answers = await asyncio.gather(
+                *(
+                    b.post(
+                        gw.url + COMPLETIONS,
+                        headers={"Authorization": "Bearer key-b"},
+                        json={"model": "plain", "prompt": f"b{i}", "max_tokens": 2},
+                    )
+                    for i in range(2)
+                )
+            )
             assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
             assert list(gw.admission.by_key.values()) == [2]  # B's answers are done: only A's 2 remain
         finally:
@@ -244,12 +288,26 @@ async def test_a_slow_reader_of_key_a_does_not_starve_key_b(gw, stub):
 # --- the field allowlist --------------------------------------------------------------------------------
 
 UNLISTED_COMPLETION_FIELDS = {
-    "request_id": "abc", "priority": -100, "kv_transfer_params": {"do_remote_decode": True},
-    "vllm_xargs": {"x": 1}, "logits_processors": ["mod.Proc"], "structured_outputs": {"regex": "a+"},
-    "guided_json": {"type": "object"}, "guided_regex": "a+", "guided_grammar": "root ::= 'a'",
-    "best_of": 4, "use_beam_search": True, "suffix": "x", "return_tokens_as_token_ids": True,
-    "bad_words": ["x"], "allowed_token_ids": [1, 2], "truncate_prompt_tokens": 5, "mm_processor_kwargs": {},
-    "logprob_token_ids": [1], "session_id": "s", "return_token_ids": True,
+    "request_id": "abc",
+    "priority": -100,
+    "kv_transfer_params": {"do_remote_decode": True},
+    "vllm_xargs": {"x": 1},
+    "logits_processors": ["mod.Proc"],
+    "structured_outputs": {"regex": "a+"},
+    "guided_json": {"type": "object"},
+    "guided_regex": "a+",
+    "guided_grammar": "root ::= 'a'",
+    "best_of": 4,
+    "use_beam_search": True,
+    "suffix": "x",
+    "return_tokens_as_token_ids": True,
+    "bad_words": ["x"],
+    "allowed_token_ids": [1, 2],
+    "truncate_prompt_tokens": 5,
+    "mm_processor_kwargs": {},
+    "logprob_token_ids": [1],
+    "session_id": "s",
+    "return_token_ids": True,
 }
 
 
@@ -262,14 +320,17 @@ def test_each_unlisted_completion_field_is_400_naming_it(gw, stub, field):
     assert sent is None
 
 
-@pytest.mark.parametrize("extra, param", [
-    ({"chat_template": "{{ secrets }}"}, "chat_template"),
-    ({"chat_template_kwargs": {"tools": [], "enable_thinking": True}}, "chat_template_kwargs.tools"),
-    ({"media_io_kwargs": {}}, "media_io_kwargs"),
-    ({"echo": True}, "echo"),  # vLLM's chat echo is not OpenAI's
-    ({"documents": [{"text": "x"}]}, "documents"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-])
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"chat_template": "{{ secrets }}"}, "chat_template"),
+        ({"chat_template_kwargs": {"tools": [], "enable_thinking": True}}, "chat_template_kwargs.tools"),
+        ({"media_io_kwargs": {}}, "media_io_kwargs"),
+        ({"echo": True}, "echo"),  # vLLM's chat echo is not OpenAI's
+        ({"documents": [{"text": "x"}]}, "documents"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ],
+)
 def test_each_unlisted_chat_field_is_400_naming_it(gw, stub, extra, param):
     body = {"model": "evalv", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **extra}
     sent, response = forwarded(stub, lambda: post(gw, CHAT, body))
@@ -283,10 +344,18 @@ def test_unlisted_message_fields_are_400_too(gw):
 
 
 def test_documented_extras_are_forwarded(gw, stub):
-    extras = {"top_k": 5, "min_p": 0.1, "repetition_penalty": 1.1, "ignore_eos": True, "min_tokens": 1,
-              "stop": ["a", "b", "c", "d"], "logit_bias": {str(i): 1.0 for i in range(300)},
-              "chat_template_kwargs": {"enable_thinking": False}, "reasoning_effort": "low",
-              "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}}
+    extras = {
+        "top_k": 5,
+        "min_p": 0.1,
+        "repetition_penalty": 1.1,
+        "ignore_eos": True,
+        "min_tokens": 1,
+        "stop": ["a", "b", "c", "d"],
+        "logit_bias": {str(i): 1.0 for i in range(300)},
+        "chat_template_kwargs": {"enable_thinking": False},
+        "reasoning_effort": "low",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}},
+    }
     body = {"model": "plain", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **extras}
     sent, response = forwarded(stub, lambda: post(gw, CHAT, body))
     assert response.status_code == 200, response.text
@@ -294,20 +363,33 @@ def test_documented_extras_are_forwarded(gw, stub):
 
 
 def test_a_single_stop_string_is_not_held_to_the_list_limit(gw, stub):
-    sent, response = forwarded(stub, lambda: post(gw, COMPLETIONS, {"model": "plain", "prompt": "x",
-                                                                     "stop": "a stop string", "max_tokens": 2}))
+    sent, response = forwarded(
+        stub, lambda: post(gw, COMPLETIONS, {"model": "plain", "prompt": "x", "stop": "a stop string", "max_tokens": 2})
+    )
     assert response.status_code == 200, response.text
     assert sent["stop"] == "a stop string"
 
 
-@pytest.mark.parametrize("extra, param", [
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"logit_bias": {str(i): 1.0 for i in range(301)}}, "logit_bias"),
-    ({"response_format": {"type": "json_schema", "json_schema": {
-        "name": "big", "schema": {"properties": {f"p{i}": {"type": "string"} for i in range(1000)}}}}},
-     "response_format.json_schema.schema"),
-    ({"chat_template_kwargs": {"reasoning_effort": "unbounded"}}, "chat_template_kwargs.reasoning_effort"),
-])
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"logit_bias": {str(i): 1.0 for i in range(301)}}, "logit_bias"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "big",
+                        "schema": {"properties": {f"p{i}": {"type": "string"} for i in range(1000)}},
+                    },
+                }
+            },
+            "response_format.json_schema.schema",
+        ),
+        ({"chat_template_kwargs": {"reasoning_effort": "unbounded"}}, "chat_template_kwargs.reasoning_effort"),
+    ],
+)
 def test_size_limits_of_allowed_fields(gw, stub, extra, param):
     body = {"model": "plain", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **extra}
     sent, response = forwarded(stub, lambda: post(gw, CHAT, body))
@@ -316,27 +398,36 @@ def test_size_limits_of_allowed_fields(gw, stub, extra, param):
 
 
 def test_media_content_parts_need_a_multimodal_variant(gw, stub):
-    parts = [{"type": "text", "text": "what is this?"},
-             {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data"}}]
+    parts = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data"}},
+    ]
     body = {"messages": [{"role": "user", "content": parts}], "max_tokens": 2}
     sent, response = forwarded(stub, lambda: post(gw, CHAT, {"model": "plain", **body}))
     assert error_of(response, 400)["param"] == "messages.0.content.1.type"
     assert sent is None
     sent, response = forwarded(stub, lambda: post(gw, CHAT, {"model": "mm", **body}))
     assert response.status_code == 200 and sent["messages"][0]["content"] == parts
-    unknown = {"model": "mm", "max_tokens": 2, "messages": [{"role": "user", "content": [
-        {"type": "video_url", "video_url": {"url": "file:///etc/passwd"}}]}]}
+    unknown = {
+        "model": "mm",
+        "max_tokens": 2,
+        "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "file:///etc/passwd"}}]}],
+    }
     assert error_of(post(gw, CHAT, unknown), 400)["code"] == "unsupported_field"
 
 
 # --- echo and prompt logprobs ---------------------------------------------------------------------------
 
+
 def test_echo_and_prompt_logprobs_are_refused_for_ordinary_traffic(gw, stub):
-    for path, body in ((COMPLETIONS, {"prompt": "hi", "echo": True, "logprobs": 1}),
-                       (COMPLETIONS, {"prompt": "hi", "prompt_logprobs": 0}),
-                       (CHAT, {"messages": [{"role": "user", "content": "hi"}], "prompt_logprobs": 1})):
+    for path, body in (
+        (COMPLETIONS, {"prompt": "hi", "echo": True, "logprobs": 1}),
+        (COMPLETIONS, {"prompt": "hi", "prompt_logprobs": 0}),
+        (CHAT, {"messages": [{"role": "user", "content": "hi"}], "prompt_logprobs": 1}),
+    ):
         sent, response = forwarded(
-            stub, lambda path=path, body=body: post(gw, path, {"model": "plain", "max_tokens": 1, **body}))
+            stub, lambda path=path, body=body: post(gw, path, {"model": "plain", "max_tokens": 1, **body})
+        )
         error = error_of(response, 400)
         assert error["code"] == "evaluation_only" and error["param"] in ("echo", "prompt_logprobs")
         assert sent is None
@@ -351,17 +442,18 @@ def test_echo_is_allowed_with_bounds_on_evaluation_variants_and_keys(gw, stub):
     assert response.status_code == 200 and sent["echo"] is True
     # Bounded: the prompt size (max_echo_prompt_chars = 200) and the top-n.
     long = dict(echo, prompt="x" * 201)
-    assert error_of(post(gw, COMPLETIONS, {"model": "evalv", **long}), 400)["code"] == \
-        "prompt_too_long_for_logprobs"
+    assert error_of(post(gw, COMPLETIONS, {"model": "evalv", **long}), 400)["code"] == "prompt_too_long_for_logprobs"
     tokens = dict(echo, prompt=[1] * 51)  # token ids count 4 characters each
     assert error_of(post(gw, COMPLETIONS, {"model": "evalv", **tokens}), 400)["param"] == "echo"
-    assert error_of(post(gw, COMPLETIONS, {"model": "evalv", **dict(echo, logprobs=6)}), 400)["param"] == \
-        "logprobs"
-    assert error_of(post(gw, COMPLETIONS, {"model": "evalv", "prompt": "x", "prompt_logprobs": 6}), 400)[
-        "param"] == "prompt_logprobs"
+    assert error_of(post(gw, COMPLETIONS, {"model": "evalv", **dict(echo, logprobs=6)}), 400)["param"] == "logprobs"
+    assert (
+        error_of(post(gw, COMPLETIONS, {"model": "evalv", "prompt": "x", "prompt_logprobs": 6}), 400)["param"]
+        == "prompt_logprobs"
+    )
 
 
 # --- per-key cache salt ---------------------------------------------------------------------------------
+
 
 def test_cache_salt_is_per_key_and_set_by_the_gateway(gw, stub):
     body = {"model": "plain", "prompt": "shared prefix", "max_tokens": 1, "cache_salt": "guess"}
@@ -377,6 +469,7 @@ def test_cache_salt_is_per_key_and_set_by_the_gateway(gw, stub):
 
 # --- the checks' extra calls ----------------------------------------------------------------------------
 
+
 def test_check_calls_are_capped_and_time_out_quickly(gw, stub):
     stub.config.rules.insert(0, SLOW_PROBES)  # the checks' calls hang for 3 s
     try:
@@ -387,7 +480,7 @@ def test_check_calls_are_capped_and_time_out_quickly(gw, stub):
     finally:
         stub.config.rules.remove(SLOW_PROBES)
     assert response.status_code == 200, response.text
-    probes = stub.bodies[before + 1:]
+    probes = stub.bodies[before + 1 :]
     resample = next(p for p in probes if p.get("n") == 3)
     assert resample["max_tokens"] == 8  # check_max_tokens, not the request's 40
     # The base check of a completion: prompt + answer echoed with logprobs (moeprune.reliability.crosscheck).
@@ -414,20 +507,26 @@ def test_check_calls_take_slots_and_are_skipped_when_the_engine_is_full(gw, stub
 
 # --- unencodable values ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("content, param", [
-    (b'{"model": "plain", "prompt": "a\\ud800b", "max_tokens": 1}', "prompt"),
-    (b'{"model": "plain", "messages": [{"role": "user", "content": "\\udfff"}]}', "messages.0.content"),
-    (b'{"model": "plain", "prompt": "x", "user": "\\ud83d"}', "user"),
-    (b'{"model": "plain", "prompt": "x", "logit_bias": {"\\ud800": 1}}', "logit_bias"),
-    (b'{"model": "plain", "prompt": "x", "repetition_penalty": NaN}', "repetition_penalty"),
-    (b'{"model": "plain", "prompt": "x", "temperature": Infinity}', "temperature"),
-    (b'{"model": "plain", "prompt": "x", "logit_bias": {"5": -Infinity}}', "logit_bias.5"),
-    (b'{"model": "plain", "prompt": "x", "response_format": {"type": "json_schema", "json_schema": '
-     b'{"name": "a", "schema": {"maximum": NaN}}}}', "response_format.json_schema.schema.maximum"),
-])
+
+@pytest.mark.parametrize(
+    "content, param",
+    [
+        (b'{"model": "plain", "prompt": "a\\ud800b", "max_tokens": 1}', "prompt"),
+        (b'{"model": "plain", "messages": [{"role": "user", "content": "\\udfff"}]}', "messages.0.content"),
+        (b'{"model": "plain", "prompt": "x", "user": "\\ud83d"}', "user"),
+        (b'{"model": "plain", "prompt": "x", "logit_bias": {"\\ud800": 1}}', "logit_bias"),
+        (b'{"model": "plain", "prompt": "x", "repetition_penalty": NaN}', "repetition_penalty"),
+        (b'{"model": "plain", "prompt": "x", "temperature": Infinity}', "temperature"),
+        (b'{"model": "plain", "prompt": "x", "logit_bias": {"5": -Infinity}}', "logit_bias.5"),
+        (
+            b'{"model": "plain", "prompt": "x", "response_format": {"type": "json_schema", "json_schema": '
+            b'{"name": "a", "schema": {"maximum": NaN}}}}',
+            "response_format.json_schema.schema.maximum",
+        ),
+    ],
+)
 def test_lone_surrogates_and_non_finite_numbers_are_400(gw, stub, content, param):
-    sent, response = forwarded(stub, lambda: post(gw, COMPLETIONS if b'"prompt"' in content else CHAT,
-                                                  content=content))
+    sent, response = forwarded(stub, lambda: post(gw, COMPLETIONS if b'"prompt"' in content else CHAT, content=content))
     error = error_of(response, 400)
     assert error["param"] == param and error["code"] in ("invalid_text", "invalid_number")
     assert sent is None
@@ -435,12 +534,17 @@ def test_lone_surrogates_and_non_finite_numbers_are_400(gw, stub, content, param
 
 # --- the same against real vLLM engines (the shared gateway) --------------------------------------------
 
+
 @pytest.mark.slow
 def test_real_engine_omitted_max_tokens_is_capped(gateway):
     # The shared gateway's limit is 256 tokens; the engines' context is 512. Without the cap,
     # ignore_eos generates to the end of the context (~500 tokens).
-    response = httpx.post(gateway.url + COMPLETIONS, headers=gateway.headers, timeout=300,
-                          json={"model": "base", "prompt": "liver", "ignore_eos": True, "temperature": 0})
+    response = httpx.post(
+        gateway.url + COMPLETIONS,
+        headers=gateway.headers,
+        timeout=300,
+        json={"model": "base", "prompt": "liver", "ignore_eos": True, "temperature": 0},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["usage"]["completion_tokens"] == 256
 
@@ -461,16 +565,25 @@ def test_real_engine_bad_input_is_400_and_engines_keep_running(gateway):
     for path, body, status in cases:
         response = httpx.post(gateway.url + path, headers=gateway.headers, json=body, timeout=60)
         assert response.status_code == status, (body.get("model"), response.text)
-    for content in (b'{"model": "base", "messages": [{"role": "user", "content": "\\ud800"}], "max_tokens": 2}',
-                    b'{"model": "base", "prompt": "x", "repetition_penalty": NaN, "max_tokens": 2}'):
+    for content in (
+        b'{"model": "base", "messages": [{"role": "user", "content": "\\ud800"}], "max_tokens": 2}',
+        b'{"model": "base", "prompt": "x", "repetition_penalty": NaN, "max_tokens": 2}',
+    ):
         path = CHAT if b"messages" in content else COMPLETIONS
-        response = httpx.post(gateway.url + path, content=content, timeout=60,
-                              headers={**gateway.headers, "content-type": "application/json"})
+        response = httpx.post(
+            gateway.url + path,
+            content=content,
+            timeout=60,
+            headers={**gateway.headers, "content-type": "application/json"},
+        )
         assert response.status_code == 400, response.text
     # Bounded echo on the evaluation variant works (lm-eval's log-likelihood requests).
-    response = httpx.post(gateway.url + COMPLETIONS, headers=gateway.headers, timeout=120,
-                          json={"model": "base", "prompt": "The liver", "echo": True, "logprobs": 1,
-                                "max_tokens": 1, "temperature": 0})
+    response = httpx.post(
+        gateway.url + COMPLETIONS,
+        headers=gateway.headers,
+        timeout=120,
+        json={"model": "base", "prompt": "The liver", "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0},
+    )
     assert response.status_code == 200, response.text
     assert len(response.json()["choices"][0]["logprobs"]["token_logprobs"]) >= 2
     assert restarts() == before

@@ -45,23 +45,27 @@ def test_the_issue_example_loads_as_written(tmp_path):
 
 def test_relative_paths_are_relative_to_the_file(tmp_path):
     (tmp_path / "ckpt").mkdir()
-    config = load_config(write(tmp_path, "variants: {a: {model: ckpt, report_card: card.json}, "
-                                         "b: {model: Qwen/Qwen3-30B-A3B}}"))
+    config = load_config(
+        write(tmp_path, "variants: {a: {model: ckpt, report_card: card.json}, b: {model: Qwen/Qwen3-30B-A3B}}")
+    )
     assert config.variants["a"].model == str(tmp_path / "ckpt")
     assert config.variants["b"].model == "Qwen/Qwen3-30B-A3B"  # not a local dir: a hub id, kept
     assert config.variants["a"].report_card == tmp_path / "card.json"
 
 
-@pytest.mark.parametrize("text, field", [
-    ("variants: {a: {model: /m, engine: {kv_cache_bytes: -1}}}", "variants.a.engine.kv_cache_bytes"),
-    ("variants: {a: {model: /m, url: 'http://x'}}", "variants.a"),
-    ("variants: {a: {}}", "variants.a"),
-    ("variants: {a: {model: /m, enigne: {}}}", "variants.a.enigne"),
-    ("variants: {a: {url: 'ftp://x'}}", "variants.a.url"),
-    ("variants: {a: {model: /m}}\nexperiments: {ab: {arms: {a: 1, b: 1}}}", "experiments.ab.arms.b"),
-    ("variants: {a: {model: /m}}\nexperiments: {ab: {arms: {a: 0}}}", "experiments.ab.arms"),
-    ("variants: {a: {model: /m, base: nope}}", "variants.a.base"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("variants: {a: {model: /m, engine: {kv_cache_bytes: -1}}}", "variants.a.engine.kv_cache_bytes"),
+        ("variants: {a: {model: /m, url: 'http://x'}}", "variants.a"),
+        ("variants: {a: {}}", "variants.a"),
+        ("variants: {a: {model: /m, enigne: {}}}", "variants.a.enigne"),
+        ("variants: {a: {url: 'ftp://x'}}", "variants.a.url"),
+        ("variants: {a: {model: /m}}\nexperiments: {ab: {arms: {a: 1, b: 1}}}", "experiments.ab.arms.b"),
+        ("variants: {a: {model: /m}}\nexperiments: {ab: {arms: {a: 0}}}", "experiments.ab.arms"),
+        ("variants: {a: {model: /m, base: nope}}", "variants.a.base"),
+    ],
+)
 def test_errors_name_the_file_and_the_field(tmp_path, text, field):
     path = write(tmp_path, text)
     with pytest.raises(UserError) as caught:

@@ -14,24 +14,42 @@ from app.main import create_app
 from moeprune.errors import UserError
 
 MANIFEST = {
-    "schema_version": 1, "tool": {"name": "moeprune", "version": "0"}, "family": "qwen3_moe",
+    "schema_version": 1,
+    "tool": {"name": "moeprune", "version": "0"},
+    "family": "qwen3_moe",
     "source": {"path": "/models/base", "config_sha256": "0" * 64, "files": {}},
-    "experts_per_layer_before": 128, "kept_experts": {str(layer): list(range(64)) for layer in range(48)},
+    "experts_per_layer_before": 128,
+    "kept_experts": {str(layer): list(range(64)) for layer in range(48)},
     "params": {"before": {"total": 30, "experts": 28}, "after": {"total": 16, "experts": 14}},
-    "bytes": {"before": {"total": 61_000_000_000, "experts": 57_000_000_000},
-              "after": {"total": 32_000_000_000, "experts": 28_000_000_000}},
+    "bytes": {
+        "before": {"total": 61_000_000_000, "experts": 57_000_000_000},
+        "after": {"total": 32_000_000_000, "experts": 28_000_000_000},
+    },
     "files": {},
 }
-CARD = {"schema_version": 1, "variant": "carded", "model": "carded", "tasks": {},
-        "pruning": {"experts_kept": 96, "experts_total": 128, "experts_kept_total": 4608,
-                    "experts_before_total": 6144, "bytes_saved": 14_000_000_000}}
+CARD = {
+    "schema_version": 1,
+    "variant": "carded",
+    "model": "carded",
+    "tasks": {},
+    "pruning": {
+        "experts_kept": 96,
+        "experts_total": 128,
+        "experts_kept_total": 4608,
+        "experts_before_total": 6144,
+        "bytes_saved": 14_000_000_000,
+    },
+}
 
 
 def samples(app) -> dict[tuple, float]:
     text = generate_latest(app.state.gateway.metrics.registry).decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples
-            if sample.name.startswith("moeprune_variant_")}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("moeprune_variant_")
+    }
 
 
 def test_url_variants_get_declared_memory_gauges(tmp_path):
@@ -39,10 +57,12 @@ def test_url_variants_get_declared_memory_gauges(tmp_path):
     (tmp_path / "remote" / "pruning.json").write_text(json.dumps(MANIFEST))
     (tmp_path / "card.json").write_text(json.dumps(CARD))
     config = tmp_path / "variants.yaml"
-    config.write_text("variants:\n"
-                      "  manifested: {url: 'http://engine-a:8000', manifest: remote/pruning.json}\n"
-                      "  carded: {url: 'http://engine-b:8000', report_card: card.json}\n"
-                      "  bare: {url: 'http://engine-c:8000'}\n")
+    config.write_text(
+        "variants:\n"
+        "  manifested: {url: 'http://engine-a:8000', manifest: remote/pruning.json}\n"
+        "  carded: {url: 'http://engine-b:8000', report_card: card.json}\n"
+        "  bare: {url: 'http://engine-c:8000'}\n"
+    )
     app = create_app(Settings(), load_config(config))
     got = samples(app)
 

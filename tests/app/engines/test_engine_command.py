@@ -50,13 +50,24 @@ def test_gpu_engines_keep_vllms_defaults(monkeypatch, tmp_path):
 
 
 def test_engines_inherit_an_allowlisted_environment_and_the_gateways_key_only(monkeypatch, tmp_path):
-    for name, value in {"MOEPRUNE_API_KEYS": "client-key", "MOEPRUNE_API_KEYS_FILE": "/etc/keys",
-                        "AWS_SECRET_ACCESS_KEY": "cloud", "OPENAI_API_KEY": "sk-x", "VLLM_API_KEY": "outside",
-                        "HF_HOME": "/hf", "LC_ALL": "C.UTF-8", "CUDA_VISIBLE_DEVICES": "1",
-                        "VLLM_LOGGING_LEVEL": "DEBUG"}.items():
+    for name, value in {
+        "MOEPRUNE_API_KEYS": "client-key",
+        "MOEPRUNE_API_KEYS_FILE": "/etc/keys",
+        "AWS_SECRET_ACCESS_KEY": "cloud",
+        "OPENAI_API_KEY": "sk-x",
+        "VLLM_API_KEY": "outside",
+        "HF_HOME": "/hf",
+        "LC_ALL": "C.UTF-8",
+        "CUDA_VISIBLE_DEVICES": "1",
+        "VLLM_LOGGING_LEVEL": "DEBUG",
+    }.items():
         monkeypatch.setenv(name, value)
-    spec = EngineSpec(model="/models/m", port=9000, api_key="engine-key",
-                      env={"VLLM_CPU_OMP_THREADS_BIND": "1", "VLLM_API_KEY": "from-the-variant"})
+    spec = EngineSpec(
+        model="/models/m",
+        port=9000,
+        api_key="engine-key",
+        env={"VLLM_CPU_OMP_THREADS_BIND": "1", "VLLM_API_KEY": "from-the-variant"},
+    )
     env = launch_environment(spec, tmp_path)
     assert not {"MOEPRUNE_API_KEYS", "MOEPRUNE_API_KEYS_FILE", "AWS_SECRET_ACCESS_KEY", "OPENAI_API_KEY"} & set(env)
     assert env["VLLM_API_KEY"] == "engine-key"  # neither the outside one nor the variant's

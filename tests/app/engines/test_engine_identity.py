@@ -21,7 +21,7 @@ from tests.app.supervised import engine_pid, fast_settings, supervised
 from tests.support.fake_engine import EngineConfig, FakeEngine
 from tests.support.loopback import serve_app
 
-SLEEPER = f"{sys.executable} -c \"import time; time.sleep(60)\""
+SLEEPER = f'{sys.executable} -c "import time; time.sleep(60)"'
 
 
 @contextlib.contextmanager
@@ -37,9 +37,10 @@ async def test_each_engine_gets_its_own_random_key_in_its_environment_only(tmp_p
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
     monkeypatch.setenv("VLLM_API_KEY", "key-from-outside")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    variants = {name: {"model": str(tmp_path),
-                       "engine": {"env": {"FAKE_ENGINE_ENV_DUMP": str(tmp_path / f"{name}.json")}}}
-                for name in ("a", "b")}
+    variants = {
+        name: {"model": str(tmp_path), "engine": {"env": {"FAKE_ENGINE_ENV_DUMP": str(tmp_path / f"{name}.json")}}}
+        for name in ("a", "b")
+    }
     async with supervised(variants, tmp_path / "work") as (supervisor, backends):
         # Up means the probe's /v1/models passed the engine's key check.
         assert await supervisor.wait_all_up(20), {n: b.last_error for n, b in backends.items()}
@@ -84,20 +85,28 @@ async def test_url_variants_send_their_upstream_key_from_a_file_or_the_environme
 
 async def test_a_managed_variant_can_pin_its_engine_key(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_ENGINE_KEY", "pinned-key")
-    variants = {"a": {"model": str(tmp_path), "api_key_env": "TEST_ENGINE_KEY",
-                      "engine": {"env": {"FAKE_ENGINE_ENV_DUMP": str(tmp_path / "a.json")}}}}
+    variants = {
+        "a": {
+            "model": str(tmp_path),
+            "api_key_env": "TEST_ENGINE_KEY",
+            "engine": {"env": {"FAKE_ENGINE_ENV_DUMP": str(tmp_path / "a.json")}},
+        }
+    }
     async with supervised(variants, tmp_path / "work") as (supervisor, backends):
         assert await supervisor.wait_all_up(20)
         assert backends["a"].api_key == "pinned-key"
         assert json.loads((tmp_path / "a.json").read_text())["environ"]["VLLM_API_KEY"] == "pinned-key"
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"api_key_file": "missing.key"}, "variants.r.api_key_file: cannot read"),
-    ({"api_key_file": "empty.key"}, "is empty"),
-    ({"api_key_env": "TEST_UNSET_KEY"}, "variants.r.api_key_env: environment variable TEST_UNSET_KEY is not set"),
-    ({"api_key_file": "empty.key", "api_key_env": "X"}, "not both"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"api_key_file": "missing.key"}, "variants.r.api_key_file: cannot read"),
+        ({"api_key_file": "empty.key"}, "is empty"),
+        ({"api_key_env": "TEST_UNSET_KEY"}, "variants.r.api_key_env: environment variable TEST_UNSET_KEY is not set"),
+        ({"api_key_file": "empty.key", "api_key_env": "X"}, "not both"),
+    ],
+)
 def test_a_missing_or_empty_upstream_key_is_a_clear_error(tmp_path, monkeypatch, fields, message):
     monkeypatch.delenv("TEST_UNSET_KEY", raising=False)
     (tmp_path / "empty.key").write_text("\n")

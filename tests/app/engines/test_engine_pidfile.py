@@ -20,9 +20,11 @@ from app.main import create_app
 from tests.app.supervised import alive, fast_settings
 
 # An "engine" with a worker in its process group, as vLLM's API server and engine core are.
-ENGINE = ("import subprocess, sys, time\n"
-          "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-          "time.sleep(120)\n")
+ENGINE = (
+    "import subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+    "time.sleep(120)\n"
+)
 
 
 def start_engine() -> tuple[subprocess.Popen, list[int]]:
@@ -43,9 +45,19 @@ def dead_pid() -> int:
 def write_pidfile(work, variant, engine_pid, engine_created, gateway_pid, gateway_created):
     (work / variant).mkdir(parents=True, exist_ok=True)
     path = work / variant / "engine.pid"
-    path.write_text(json.dumps({"gateway_pid": gateway_pid, "gateway_create_time": gateway_created,
-                                "reaper_pid": dead_pid(), "reaper_create_time": 1.0, "engine_pid": engine_pid,
-                                "engine_create_time": engine_created, "engine_cmdline": ["python"]}))
+    path.write_text(
+        json.dumps(
+            {
+                "gateway_pid": gateway_pid,
+                "gateway_create_time": gateway_created,
+                "reaper_pid": dead_pid(),
+                "reaper_create_time": 1.0,
+                "engine_pid": engine_pid,
+                "engine_create_time": engine_created,
+                "engine_cmdline": ["python"],
+            }
+        )
+    )
     return path
 
 
@@ -85,8 +97,9 @@ async def test_the_gateway_sweeps_its_work_dir_when_it_starts(tmp_path):
     engine, group = start_engine()
     try:
         write_pidfile(tmp_path / "work", "old", engine.pid, psutil.Process(engine.pid).create_time(), dead_pid(), 1.0)
-        app = create_app(fast_settings(work_dir=tmp_path / "work"),
-                         parse_config({"variants": {"r": {"url": "http://127.0.0.1:9"}}}))
+        app = create_app(
+            fast_settings(work_dir=tmp_path / "work"), parse_config({"variants": {"r": {"url": "http://127.0.0.1:9"}}})
+        )
         async with app.router.lifespan_context(app):
             assert not any(alive(pid) for pid in group)
     finally:

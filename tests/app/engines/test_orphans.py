@@ -26,8 +26,11 @@ from tests.app.gateway_process import RunningGateway, start_gateway
 from tests.app.supervised import FAKE_LAUNCHER, alive
 
 ENGINE = {"kv_cache_bytes": 134217728, "max_model_len": 512}
-FAST_SUPERVISION = {"MOEPRUNE_HEALTH_INTERVAL_S": "1", "MOEPRUNE_RESTART_BACKOFF_S": "0.5",
-                    "MOEPRUNE_ENGINE_STOP_GRACE_S": "5"}
+FAST_SUPERVISION = {
+    "MOEPRUNE_HEALTH_INTERVAL_S": "1",
+    "MOEPRUNE_RESTART_BACKOFF_S": "0.5",
+    "MOEPRUNE_ENGINE_STOP_GRACE_S": "5",
+}
 
 
 def write_config(path, variants: dict):
@@ -64,8 +67,15 @@ def restarts(gateway: RunningGateway) -> float:
 def ignoring_engine_gateway(tmp_path):
     """A gateway whose one engine ignores SIGTERM and has a worker in its process group."""
     (tmp_path / "ckpt").mkdir()
-    config = write_config(tmp_path / "variants.yaml", {"a": {"model": str(tmp_path / "ckpt"), "engine": {"env": {
-        "FAKE_ENGINE_IGNORE_TERM": "1", "FAKE_ENGINE_CHILD": str(tmp_path / "child.pid")}}}})
+    config = write_config(
+        tmp_path / "variants.yaml",
+        {
+            "a": {
+                "model": str(tmp_path / "ckpt"),
+                "engine": {"env": {"FAKE_ENGINE_IGNORE_TERM": "1", "FAKE_ENGINE_CHILD": str(tmp_path / "child.pid")}},
+            }
+        },
+    )
     env = {"MOEPRUNE_LAUNCHER": FAKE_LAUNCHER, **FAST_SUPERVISION, "MOEPRUNE_ENGINE_STOP_GRACE_S": "2"}
     gateway = start_gateway(config, tmp_path, env=env)
     try:
@@ -98,8 +108,9 @@ def test_the_next_gateway_stops_an_engine_whose_gateway_and_keeper_were_killed(i
     assert all(alive(pid) for pid in stale), "the set-up did not leave a stale engine"
     assert (tmp_path / "engines" / "a" / "engine.pid").exists()
     (tmp_path / "second").mkdir()
-    second = start_gateway(gateway.config_path, tmp_path / "second",
-                           env={**env, "MOEPRUNE_WORK_DIR": str(tmp_path / "engines")})  # the same work dir
+    second = start_gateway(
+        gateway.config_path, tmp_path / "second", env={**env, "MOEPRUNE_WORK_DIR": str(tmp_path / "engines")}
+    )  # the same work dir
     try:
         second.wait_ready(timeout=60)
         assert not wait_gone(stale, timeout=5), "the stale engine survived the next gateway's start"
@@ -109,6 +120,7 @@ def test_the_next_gateway_stops_an_engine_whose_gateway_and_keeper_were_killed(i
 
 
 # Real vLLM CPU engines from here on.
+
 
 @pytest.fixture
 def short_dir():
@@ -122,8 +134,11 @@ def short_dir():
 def vllm_gateway(tiny_qwen3_moe, tmp_path, short_dir):
     """A gateway with one managed vLLM engine (`a`), ready; stopped (or found dead) at the end."""
     config = write_config(tmp_path / "variants.yaml", {"a": {"model": str(tiny_qwen3_moe), "engine": ENGINE}})
-    gateway = start_gateway(config, tmp_path, env={**FAST_SUPERVISION, "MOEPRUNE_ENGINE_HUNG_AFTER_S": "6",
-                                                   "MOEPRUNE_WORK_DIR": str(short_dir)})
+    gateway = start_gateway(
+        config,
+        tmp_path,
+        env={**FAST_SUPERVISION, "MOEPRUNE_ENGINE_HUNG_AFTER_S": "6", "MOEPRUNE_WORK_DIR": str(short_dir)},
+    )
     try:
         gateway.wait_ready(timeout=240)
         yield gateway
@@ -140,15 +155,23 @@ def test_sigkill_of_the_gateway_leaves_no_vllm_engine(vllm_gateway):
     port = cmdline[cmdline.index("--port") + 1]
     # Identity: the engine answers /v1 only to the gateway's random key, which is in its environment only.
     unauthenticated = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).status_code
-    with_key = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10,
-                         headers={"Authorization": f"Bearer {environ.get('VLLM_API_KEY')}"}).json()
+    with_key = httpx.get(
+        f"http://127.0.0.1:{port}/v1/models",
+        timeout=10,
+        headers={"Authorization": f"Bearer {environ.get('VLLM_API_KEY')}"},
+    ).json()
     # vLLM itself leaves its other routes open (/invocations runs a completion); the engine guard closes them.
     completion = {"model": "a", "prompt": "The kidney", "max_tokens": 2}
     invocations = httpx.post(f"http://127.0.0.1:{port}/invocations", json=completion, timeout=30).status_code
-    tokenize = httpx.post(f"http://127.0.0.1:{port}/tokenize", json={"model": "a", "prompt": "x"},
-                          timeout=30).status_code
-    invocations_with_key = httpx.post(f"http://127.0.0.1:{port}/invocations", json=completion, timeout=30,
-                                      headers={"Authorization": f"Bearer {environ.get('VLLM_API_KEY')}"}).status_code
+    tokenize = httpx.post(
+        f"http://127.0.0.1:{port}/tokenize", json={"model": "a", "prompt": "x"}, timeout=30
+    ).status_code
+    invocations_with_key = httpx.post(
+        f"http://127.0.0.1:{port}/invocations",
+        json=completion,
+        timeout=30,
+        headers={"Authorization": f"Bearer {environ.get('VLLM_API_KEY')}"},
+    ).status_code
     health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code
 
     gateway.proc.send_signal(signal.SIGKILL)
@@ -171,8 +194,10 @@ def test_double_ctrl_c_leaves_no_vllm_engine(vllm_gateway, presses=2):
     # after a third press: this guards serve()'s own stop and the keepers, it did not fail before.)
     port = int(gateway.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Authorization: Bearer " + gateway.api_key.encode() + b"\r\nContent-Length: 500\r\n\r\n{")
+        client.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + gateway.api_key.encode() + b"\r\nContent-Length: 500\r\n\r\n{"
+        )
         time.sleep(0.5)
         gateway.proc.send_signal(signal.SIGINT)
         time.sleep(1.0)
@@ -184,14 +209,18 @@ def test_double_ctrl_c_leaves_no_vllm_engine(vllm_gateway, presses=2):
 
 
 @pytest.mark.slow
-def test_a_second_variant_that_cannot_start_stops_the_first_and_the_gateway_says_why(tiny_qwen3_moe, tmp_path,
-                                                                                      short_dir):
+def test_a_second_variant_that_cannot_start_stops_the_first_and_the_gateway_says_why(
+    tiny_qwen3_moe, tmp_path, short_dir
+):
     work = short_dir
     (work / "second").write_text("a file where the second variant's work dir must go")
-    config = write_config(tmp_path / "variants.yaml", {
-        "first": {"model": str(tiny_qwen3_moe), "engine": ENGINE},
-        "second": {"model": str(tiny_qwen3_moe), "engine": ENGINE},
-    })
+    config = write_config(
+        tmp_path / "variants.yaml",
+        {
+            "first": {"model": str(tiny_qwen3_moe), "engine": ENGINE},
+            "second": {"model": str(tiny_qwen3_moe), "engine": ENGINE},
+        },
+    )
     gateway = start_gateway(config, tmp_path, env={**FAST_SUPERVISION, "MOEPRUNE_WORK_DIR": str(work)})
     try:
         code = gateway.proc.wait(timeout=120)
@@ -215,7 +244,11 @@ def test_a_sigstopped_vllm_engine_is_killed_and_restarted(vllm_gateway):
     assert gateway.engine_roots()["a"].pid != hung.pid
     assert not wait_gone(hung_tree, timeout=10), "the hung engine was left running"
     assert '"event": "engine hung; killing it"' in gateway.log_tail(50000)
-    response = httpx.post(gateway.url + "/v1/completions", headers=gateway.headers, timeout=60,
-                          json={"model": "a", "prompt": "The kidney", "max_tokens": 3})
+    response = httpx.post(
+        gateway.url + "/v1/completions",
+        headers=gateway.headers,
+        timeout=60,
+        json={"model": "a", "prompt": "The kidney", "max_tokens": 3},
+    )
     assert response.status_code == 200, response.text
     assert json.loads(response.text)["choices"]

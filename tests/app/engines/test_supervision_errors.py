@@ -28,8 +28,9 @@ def test_failed_engine_start_is_reported_and_requests_get_503(tmp_path):
     (tmp_path / "ckpt").mkdir()
     config = tmp_path / "variants.yaml"
     config.write_text("variants:\n  broken:\n    model: ckpt\n")
-    gateway = start_gateway(config, tmp_path, env={"MOEPRUNE_LAUNCHER": BROKEN_LAUNCHER,
-                                                    "MOEPRUNE_RESTART_BACKOFF_S": "5"})
+    gateway = start_gateway(
+        config, tmp_path, env={"MOEPRUNE_LAUNCHER": BROKEN_LAUNCHER, "MOEPRUNE_RESTART_BACKOFF_S": "5"}
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -46,8 +47,12 @@ def test_failed_engine_start_is_reported_and_requests_get_503(tmp_path):
         assert ready.status_code == 503
         state = ready.json()["variants"][0]
         assert state["up"] is False and "exited with code 3" in state["error"]
-        response = httpx.post(gateway.url + "/v1/completions", headers=gateway.headers, timeout=10,
-                              json={"model": "broken", "prompt": "x", "max_tokens": 2})
+        response = httpx.post(
+            gateway.url + "/v1/completions",
+            headers=gateway.headers,
+            timeout=10,
+            json={"model": "broken", "prompt": "x", "max_tokens": 2},
+        )
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
         assert response.json()["error"]["code"] == "engine_unavailable"
         assert "engine failed to start" in gateway.log_tail()
@@ -56,6 +61,7 @@ def test_failed_engine_start_is_reported_and_requests_get_503(tmp_path):
 
 
 # In-process supervision with real keeper and engine processes (tests/support/fake_engine.py).
+
 
 async def test_a_launch_failure_in_a_watch_task_is_logged_and_retried(tmp_path):
     async with supervised({"a": {"model": str(tmp_path)}}, tmp_path / "work") as (supervisor, backends):
@@ -75,8 +81,10 @@ async def test_a_launch_failure_in_a_watch_task_is_logged_and_retried(tmp_path):
 
 
 async def test_a_hung_engine_is_killed_and_restarted(tmp_path):
-    async with supervised({"a": {"model": str(tmp_path)}}, tmp_path / "work",
-                          engine_hung_after_s=2) as (supervisor, backends):
+    async with supervised({"a": {"model": str(tmp_path)}}, tmp_path / "work", engine_hung_after_s=2) as (
+        supervisor,
+        backends,
+    ):
         assert await supervisor.wait_all_up(20)
         backend = backends["a"]
         hung = engine_pid(backend)
@@ -93,8 +101,9 @@ async def test_a_second_variant_that_cannot_launch_stops_the_first(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     (work / "second").write_text("a file where the variant's work dir must go")
-    config = parse_config({"variants": {"first": {"model": str(tmp_path / "ckpt")},
-                                        "second": {"model": str(tmp_path / "ckpt")}}})
+    config = parse_config(
+        {"variants": {"first": {"model": str(tmp_path / "ckpt")}, "second": {"model": str(tmp_path / "ckpt")}}}
+    )
     app = create_app(fast_settings(work_dir=work), config)
     with pytest.raises(UserError, match="cannot start the engine of variant 'second'"):
         async with app.router.lifespan_context(app):
@@ -125,8 +134,12 @@ async def test_the_engine_log_is_rotated_keeping_one_old_file(tmp_path):
 
 
 async def test_stopping_escalates_to_sigkill_for_an_engine_that_ignores_sigterm(tmp_path):
-    variants = {"a": {"model": str(tmp_path), "engine": {"env": {"FAKE_ENGINE_IGNORE_TERM": "1",
-                                                                 "FAKE_ENGINE_CHILD": str(tmp_path / "child")}}}}
+    variants = {
+        "a": {
+            "model": str(tmp_path),
+            "engine": {"env": {"FAKE_ENGINE_IGNORE_TERM": "1", "FAKE_ENGINE_CHILD": str(tmp_path / "child")}},
+        }
+    }
     async with supervised(variants, tmp_path / "work") as (supervisor, backends):
         assert await supervisor.wait_all_up(20)
         pids = [engine_pid(backends["a"]), int((tmp_path / "child").read_text()), backends["a"].engine.pid]

@@ -13,8 +13,10 @@ FAILING = EngineConfig(rules=[Rule(says("fail"), ENGINE_500)])  # "fail" in the 
 
 
 async def test_a_malformed_request_does_not_raise_the_arms_error_rate_an_upstream_500_does(tmp_path):
-    async with served(FakeEngine(FAILING)) as engine_url, \
-            experiment_gateway(tmp_path, {"a": engine_url}, {"arms": {"a": 1}}) as (client, app):
+    async with (
+        served(FakeEngine(FAILING)) as engine_url,
+        experiment_gateway(tmp_path, {"a": engine_url}, {"arms": {"a": 1}}) as (client, app),
+    ):
         await complete(client, prompt="hello")
         # Refused by the gateway after the arm was assigned (echo needs an evaluation variant): the client's fault.
         refused = await client.post("/v1/completions", json={"model": "ab", "prompt": "hi", "echo": True})
@@ -30,8 +32,11 @@ async def test_a_malformed_request_does_not_raise_the_arms_error_rate_an_upstrea
 
         # The same rate from Prometheus: 5xx over all requests of the arm (docs/gateway.md, "Metrics").
         metrics = (await client.get("/metrics")).text
-        lines = [line for line in metrics.splitlines()
-                 if line.startswith("moeprune_requests_total{") and 'experiment="ab"' in line]
+        lines = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("moeprune_requests_total{") and 'experiment="ab"' in line
+        ]
         by_status = {line.split('status="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1]) for line in lines}
         assert by_status == {"200": 1.0, "400": 1.0, "502": 1.0}
         server = sum(count for status, count in by_status.items() if status.startswith("5"))

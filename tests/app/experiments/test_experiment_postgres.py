@@ -44,8 +44,12 @@ def metric(gateway, name: str, **labels) -> float | None:
 
 def complete(gateway, session: str) -> httpx.Response:
     started = time.monotonic()
-    response = httpx.post(gateway.url + "/v1/completions", headers={**gateway.headers, "x-session-id": session},
-                          json={"model": "ab", "prompt": "hi", "max_tokens": 2}, timeout=30)
+    response = httpx.post(
+        gateway.url + "/v1/completions",
+        headers={**gateway.headers, "x-session-id": session},
+        json={"model": "ab", "prompt": "hi", "max_tokens": 2},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     response.elapsed_s = time.monotonic() - started
     return response
@@ -56,8 +60,10 @@ def report(gateway) -> httpx.Response:
 
 
 def comparable(body: dict) -> dict:
-    return {arm: {key: stats[key] for key in ("requests", "errors", "flags", "latency_ms", "outcome", "weight")}
-            for arm, stats in body["arms"].items()}
+    return {
+        arm: {key: stats[key] for key in ("requests", "errors", "flags", "latency_ms", "outcome", "weight")}
+        for arm, stats in body["arms"].items()
+    }
 
 
 def requests_in(gateway) -> int | None:
@@ -78,8 +84,12 @@ def wait_for(predicate, timeout: float) -> bool:
 def test_two_gateways_on_one_postgres_agree_and_survive_the_database_going_away(tmp_path, postgres):
     with serve_app(FakeEngine()) as base_url, serve_app(FakeEngine()) as pruned_url:
         write_variants(tmp_path / "variants.yaml", {"base": base_url, "pruned": pruned_url}, EXPERIMENT)
-        env = {"MOEPRUNE_EXPERIMENT_DSN": postgres.dsn, "MOEPRUNE_HEALTH_INTERVAL_S": "0.2",
-               "MOEPRUNE_EXPERIMENT_FLUSH_INTERVAL_S": "0.2", "MOEPRUNE_EXPERIMENT_BUFFER_IDS": str(BUFFER_IDS)}
+        env = {
+            "MOEPRUNE_EXPERIMENT_DSN": postgres.dsn,
+            "MOEPRUNE_HEALTH_INTERVAL_S": "0.2",
+            "MOEPRUNE_EXPERIMENT_FLUSH_INTERVAL_S": "0.2",
+            "MOEPRUNE_EXPERIMENT_BUFFER_IDS": str(BUFFER_IDS),
+        }
         gateways = []
         for name in ("a", "b"):
             (tmp_path / name).mkdir()
@@ -111,18 +121,31 @@ def test_two_gateways_on_one_postgres_agree_and_survive_the_database_going_away(
             # until then it answers 503) reads all 42 from the database.
             assert wait_for(lambda: requests_in(b) == 42, timeout=20), (report(b).text, b.log_tail())
             kept, dropped = during[-1].json()["id"], during[0].json()["id"]
-            assert httpx.post(a.url + "/v1/feedback", headers=a.headers, json={"id": kept, "label": "good"},
-                              timeout=30).status_code == 200
+            assert (
+                httpx.post(
+                    a.url + "/v1/feedback", headers=a.headers, json={"id": kept, "label": "good"}, timeout=30
+                ).status_code
+                == 200
+            )
             # The same completion, rated through the other replica: one database, so it is a duplicate there.
-            assert httpx.post(b.url + "/v1/feedback", headers=b.headers, json={"id": kept, "label": "good"},
-                              timeout=30).json()["duplicate"] is True
+            assert (
+                httpx.post(
+                    b.url + "/v1/feedback", headers=b.headers, json={"id": kept, "label": "good"}, timeout=30
+                ).json()["duplicate"]
+                is True
+            )
             # A dropped id is lost to the experiment, not to the live re-check of the replica that served it:
             # a takes the label for its certificate (no experiment fields); b never saw the answer (404).
-            on_dropped = httpx.post(a.url + "/v1/feedback", headers=a.headers, json={"id": dropped, "label": "good"},
-                                    timeout=30)
+            on_dropped = httpx.post(
+                a.url + "/v1/feedback", headers=a.headers, json={"id": dropped, "label": "good"}, timeout=30
+            )
             assert on_dropped.status_code == 200 and "experiment" not in on_dropped.json(), on_dropped.text
-            assert httpx.post(b.url + "/v1/feedback", headers=b.headers, json={"id": dropped, "label": "good"},
-                              timeout=30).status_code == 404
+            assert (
+                httpx.post(
+                    b.url + "/v1/feedback", headers=b.headers, json={"id": dropped, "label": "good"}, timeout=30
+                ).status_code
+                == 404
+            )
             time.sleep(1.0)
             assert comparable(report(a).json()) == comparable(report(b).json())
             assert "dropped" in a.log_tail(50_000) and postgres.dsn not in a.log_tail(50_000)

@@ -17,16 +17,24 @@ EXPERIMENT = {"arms": {"base": 50, "pruned": 50}, "control": "base", "decide": {
 
 
 def run_gateway(tmp_path, name: str):
-    running = start_gateway(tmp_path / "variants.yaml", tmp_path / name, env={
-        "MOEPRUNE_STATE_DIR": str(tmp_path / "state"), "MOEPRUNE_HEALTH_INTERVAL_S": "0.2",
-        "MOEPRUNE_EXPERIMENT_FLUSH_INTERVAL_S": "0.2"})
+    running = start_gateway(
+        tmp_path / "variants.yaml",
+        tmp_path / name,
+        env={
+            "MOEPRUNE_STATE_DIR": str(tmp_path / "state"),
+            "MOEPRUNE_HEALTH_INTERVAL_S": "0.2",
+            "MOEPRUNE_EXPERIMENT_FLUSH_INTERVAL_S": "0.2",
+        },
+    )
     running.wait_ready(timeout=60)
     return running
 
 
 def comparable(report: dict) -> dict:
-    return {arm: {key: stats[key] for key in ("requests", "errors", "flags", "latency_ms", "outcome")}
-            for arm, stats in report["arms"].items()}
+    return {
+        arm: {key: stats[key] for key in ("requests", "errors", "flags", "latency_ms", "outcome")}
+        for arm, stats in report["arms"].items()
+    }
 
 
 def test_counts_and_completion_ids_survive_a_restart_and_sighup_reloads(tmp_path):
@@ -40,12 +48,17 @@ def test_counts_and_completion_ids_survive_a_restart_and_sighup_reloads(tmp_path
             ids = []
             for index in range(20):
                 body = {"model": "ab", "prompt": "hi", "max_tokens": 2}
-                response = httpx.post(first.url + "/v1/completions", json=body,
-                                      headers={**first.headers, "x-session-id": f"u{index}"}, timeout=30)
+                response = httpx.post(
+                    first.url + "/v1/completions",
+                    json=body,
+                    headers={**first.headers, "x-session-id": f"u{index}"},
+                    timeout=30,
+                )
                 assert response.status_code == 200, response.text
                 ids.append(response.json()["id"])
-            feedback = httpx.post(first.url + "/v1/feedback", headers=first.headers,
-                                  json={"id": ids[0], "label": "good"}, timeout=30)
+            feedback = httpx.post(
+                first.url + "/v1/feedback", headers=first.headers, json={"id": ids[0], "label": "good"}, timeout=30
+            )
             assert feedback.status_code == 200, feedback.text
             before = httpx.get(first.url + "/v1/experiments/ab", headers=first.headers, timeout=30).json()
         finally:
@@ -56,11 +69,13 @@ def test_counts_and_completion_ids_survive_a_restart_and_sighup_reloads(tmp_path
             after = httpx.get(second.url + "/v1/experiments/ab", headers=second.headers, timeout=30).json()
             assert comparable(after) == comparable(before)
             # The id map was persisted too: feedback on an answer from before the restart still lands.
-            late = httpx.post(second.url + "/v1/feedback", headers=second.headers, json={"id": ids[1], "score": 0.5},
-                              timeout=30)
+            late = httpx.post(
+                second.url + "/v1/feedback", headers=second.headers, json={"id": ids[1], "score": 0.5}, timeout=30
+            )
             assert late.status_code == 200 and late.json()["recorded"] is True
-            repeat = httpx.post(second.url + "/v1/feedback", headers=second.headers,
-                                json={"id": ids[0], "label": "bad"}, timeout=30)
+            repeat = httpx.post(
+                second.url + "/v1/feedback", headers=second.headers, json={"id": ids[0], "label": "bad"}, timeout=30
+            )
             assert repeat.json()["duplicate"] is True  # idempotent across the restart
 
             write_variants(tmp_path / "variants.yaml", urls, {**EXPERIMENT, "arms": {"base": 100, "pruned": 0}})

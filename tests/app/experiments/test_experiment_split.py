@@ -34,13 +34,15 @@ def test_same_key_always_gets_the_same_arm():
 def test_experiments_split_independently():
     # The experiment name is part of the hash: one key's arms in two experiments are not locked together.
     arms = {"a": 50, "b": 50}
-    together = sum(choose_arm("x", arms, key, random.Random()) == choose_arm("y", arms, key, random.Random())
-                   for key in KEYS)
+    together = sum(
+        choose_arm("x", arms, key, random.Random()) == choose_arm("y", arms, key, random.Random()) for key in KEYS
+    )
     assert 0.4 < together / len(KEYS) < 0.6
 
 
-@pytest.mark.parametrize("weights, only", [({"base": 0, "pruned": 100}, "pruned"),
-                                           ({"base": 100, "pruned": 0}, "base")])
+@pytest.mark.parametrize(
+    "weights, only", [({"base": 0, "pruned": 100}, "pruned"), ({"base": 100, "pruned": 0}, "base")]
+)
 def test_zero_and_full_weights(weights, only):
     rng = random.Random(3)
     assert {choose_arm("ab", weights, key, rng) for key in KEYS[:500]} == {only}

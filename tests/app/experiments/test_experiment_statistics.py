@@ -55,8 +55,8 @@ def simulate(p_arm: float, p_control: float, margin: float, steps: int, seed: in
         code = np.where(enough, verdict_code(worse, half, margin), 0)
         hit = code != 0
         step = hit.argmax(axis=1)
-        first[start:start + rows] = np.where(hit.any(axis=1), step + 1, -1)
-        codes[start:start + rows] = np.where(hit.any(axis=1), code[np.arange(rows), step], 0)
+        first[start : start + rows] = np.where(hit.any(axis=1), step + 1, -1)
+        codes[start : start + rows] = np.where(hit.any(axis=1), code[np.arange(rows), step], 0)
     return first, codes
 
 
@@ -94,8 +94,10 @@ def test_no_verdict_before_the_minimum_per_arm():
 
 
 def test_overall_is_inferior_if_any_metric_is_and_non_inferior_only_if_all_are():
-    ni, inf, open_ = ({"status": status, "metric": name} for status, name in
-                      ((NON_INFERIOR, "a"), (INFERIOR, "b"), (INCONCLUSIVE, "c")))
+    ni, inf, open_ = (
+        {"status": status, "metric": name}
+        for status, name in ((NON_INFERIOR, "a"), (INFERIOR, "b"), (INCONCLUSIVE, "c"))
+    )
     assert overall([ni, inf, open_])["metric"] == "b"
     assert overall([ni, open_])["metric"] == "c"
     assert overall([ni])["status"] == NON_INFERIOR and overall([]) is None
@@ -142,15 +144,31 @@ def test_information_for_inverts_the_radius():
 
 
 def test_histogram_quantiles_and_the_arm_summary():
-    counters = {"requests": 12, "errors": 2, "answered": 10, "flag:low_confidence": 3, "latency_sum": 1.0,
-                latency_counter(0.04): 5, latency_counter(0.2): 5, "feedback": 4, "feedback_sum": 3,
-                "feedback_good": 3, "feedback_bad": 1}
+    counters = {
+        "requests": 12,
+        "errors": 2,
+        "answered": 10,
+        "flag:low_confidence": 3,
+        "latency_sum": 1.0,
+        latency_counter(0.04): 5,
+        latency_counter(0.2): 5,
+        "feedback": 4,
+        "feedback_sum": 3,
+        "feedback_good": 3,
+        "feedback_bad": 1,
+    }
     summary = arm_summary(counters)
     assert summary["requests"] == 12 and summary["error_rate"] == pytest.approx(2 / 12)
     assert summary["flags"]["low_confidence"]["rate"] == 0.3 and summary["flags"]["refusal"]["count"] == 0
     assert summary["latency_ms"]["mean"] == pytest.approx(100.0)
     assert summary["latency_ms"]["p50"] == pytest.approx(50.0)  # the 5th of 10 values: the top of (25, 50] ms
-    assert summary["outcome"] == {"n": 4, "mean": 0.75, "ci95": pytest.approx([0.3006, 0.9544], abs=1e-3),
-                                  "good": 3, "bad": 1, "scores": 0}
+    assert summary["outcome"] == {
+        "n": 4,
+        "mean": 0.75,
+        "ci95": pytest.approx([0.3006, 0.9544], abs=1e-3),
+        "good": 3,
+        "bad": 1,
+        "scores": 0,
+    }
     assert histogram_quantile([(1.0, 0), (2.0, 4), (math.inf, 0)], 2) == pytest.approx(1.5)
     assert histogram_quantile([(1.0, 0)], 0) is None

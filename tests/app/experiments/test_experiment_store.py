@@ -20,8 +20,9 @@ def test_migrations_are_recorded_applied_once_and_a_newer_database_is_refused(tm
     assert store.sqlite_path == tmp_path / "experiments.sqlite3"
     assert store.migrate() == LATEST and store.migrate() == LATEST
     with sqlite3.connect(store.sqlite_path) as connection:
-        assert [row[0] for row in connection.execute("SELECT version FROM schema_migrations")] == \
-            list(range(1, LATEST + 1))
+        assert [row[0] for row in connection.execute("SELECT version FROM schema_migrations")] == list(
+            range(1, LATEST + 1)
+        )
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         connection.execute("INSERT INTO schema_migrations VALUES (?, 0)", (LATEST + 1,))
     store.close()
@@ -33,9 +34,14 @@ def test_counters_add_up_and_ids_expire_by_age_and_by_count(tmp_path):
     store = SqlStore(sqlite_path=tmp_path / "x.sqlite3")
     store.migrate()
     store.apply({("ab", "base", "requests"): 2}, [("id-1", "ab", "base", "k", 100.0)])
-    store.apply({("ab", "base", "requests"): 3, ("ab", "pruned", "errors"): 1},
-                [("id-2", "ab", "base", "k", 200.0), ("id-3", "ab", "pruned", "k", 300.0),
-                 ("id-1", "ab", "pruned", "k", 400.0)])  # a repeated id keeps its first arm
+    store.apply(
+        {("ab", "base", "requests"): 3, ("ab", "pruned", "errors"): 1},
+        [
+            ("id-2", "ab", "base", "k", 200.0),
+            ("id-3", "ab", "pruned", "k", 300.0),
+            ("id-1", "ab", "pruned", "k", 400.0),
+        ],
+    )  # a repeated id keeps its first arm
     assert store.counters() == {"ab": {"base": {"requests": 5.0}, "pruned": {"errors": 1.0}}}
     assert store.lookup("id-1") == ("ab", "base", "k", 100.0)
     assert store.add_feedback("id-2", "k", 1.0, "good", "", {("ab", "base", "feedback"): 1}, 250.0) is True

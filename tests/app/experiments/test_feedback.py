@@ -36,19 +36,36 @@ async def test_feedback_from_an_openai_client_completion_is_counted_on_its_arm_o
     async with experiment_gateway(tmp_path, engines, EXPERIMENT) as (client, app):
         openai_client = openai.AsyncOpenAI(base_url=str(client.base_url) + "/v1", api_key="experiment-key-1")
         completion = await openai_client.chat.completions.create(
-            model="ab", messages=[{"role": "user", "content": "Is aspirin an NSAID?"}], max_tokens=2,
-            extra_headers={"x-session-id": "clinician-7"})
+            model="ab",
+            messages=[{"role": "user", "content": "Is aspirin an NSAID?"}],
+            max_tokens=2,
+            extra_headers={"x-session-id": "clinician-7"},
+        )
         arm = completion.model
         first = await client.post("/v1/feedback", json={"id": completion.id, "label": "bad", "tags": ["triage"]})
         assert first.status_code == 200, first.text
         # Plus the live re-check's fields: every served completion is recorded (docs/gateway.md).
-        assert first.json() == {"object": "feedback", "id": completion.id, "experiment": "ab", "variant": arm,
-                                "recorded": True, "duplicate": False, "domain": "all", "label_status": "new"}
+        assert first.json() == {
+            "object": "feedback",
+            "id": completion.id,
+            "experiment": "ab",
+            "variant": arm,
+            "recorded": True,
+            "duplicate": False,
+            "domain": "all",
+            "label_status": "new",
+        }
         again = await client.post("/v1/feedback", json={"id": completion.id, "label": "good"})
         assert again.status_code == 200 and again.json()["duplicate"] is True
         report = (await client.get("/v1/experiments/ab")).json()
-        assert report["arms"][arm]["outcome"] | {"ci95": None} == {"n": 1, "mean": 0.0, "ci95": None, "good": 0,
-                                                                  "bad": 1, "scores": 0}
+        assert report["arms"][arm]["outcome"] | {"ci95": None} == {
+            "n": 1,
+            "mean": 0.0,
+            "ci95": None,
+            "good": 0,
+            "bad": 1,
+            "scores": 0,
+        }
         metrics = (await client.get("/metrics")).text
         assert f'moeprune_feedback_total{{experiment="ab",label="bad",variant="{arm}"}} 1.0' in metrics
         # Another key cannot rate this key's completion (nor learn that the id exists).
@@ -60,8 +77,9 @@ async def test_scores_and_streamed_completions(tmp_path, engines):
     async with experiment_gateway(tmp_path, engines, EXPERIMENT) as (client, app):
         ids = []
         for _ in range(3):
-            async with client.stream("POST", "/v1/completions", json={"model": "ab", "prompt": "hi", "stream": True,
-                                                                      "max_tokens": 2}) as response:
+            async with client.stream(
+                "POST", "/v1/completions", json={"model": "ab", "prompt": "hi", "stream": True, "max_tokens": 2}
+            ) as response:
                 body = (await response.aread()).decode()
             arm = response.headers["x-moe-variant"]
             ids.append((body.split('"id":"', 1)[1].split('"', 1)[0], arm))
@@ -70,16 +88,22 @@ async def test_scores_and_streamed_completions(tmp_path, engines):
             assert response.status_code == 200 and response.json()["variant"] == arm
         arms = (await client.get("/v1/experiments/ab")).json()["arms"]
         assert sum(arm["outcome"]["scores"] for arm in arms.values()) == 3
-        assert sum(arm["outcome"]["mean"] * arm["outcome"]["n"] for arm in arms.values() if arm["outcome"]["n"]) \
-            == pytest.approx(1.75)
+        assert sum(
+            arm["outcome"]["mean"] * arm["outcome"]["n"] for arm in arms.values() if arm["outcome"]["n"]
+        ) == pytest.approx(1.75)
 
 
 async def test_unknown_and_expired_ids_are_404(tmp_path, engines):
     # Expired for both the experiment and the live re-check (each keeps ids for its own retention).
-    async with experiment_gateway(tmp_path, engines, EXPERIMENT, experiment_retention_s=1.0,
-                                  live_retention_s=1.0) as (client, app):
-        assert_openai_error(await client.post("/v1/feedback", json={"id": "chatcmpl-never-served", "label": "good"}),
-                            404, "completion_not_found")
+    async with experiment_gateway(tmp_path, engines, EXPERIMENT, experiment_retention_s=1.0, live_retention_s=1.0) as (
+        client,
+        app,
+    ):
+        assert_openai_error(
+            await client.post("/v1/feedback", json={"id": "chatcmpl-never-served", "label": "good"}),
+            404,
+            "completion_not_found",
+        )
         old = (await complete(client)).json()["id"]
         await asyncio.sleep(1.3)
         assert_openai_error(await client.post("/v1/feedback", json={"id": old, "label": "good"}), 404)
@@ -88,17 +112,27 @@ async def test_unknown_and_expired_ids_are_404(tmp_path, engines):
         # A variant named directly is rated through live re-certification
         # (tests/app/reliability/test_live_recertification.py), and never by another key.
         direct = await client.post("/v1/completions", json={"model": "base", "prompt": "hi", "max_tokens": 2})
-        assert_openai_error(await client.post("/v1/feedback", json={"id": direct.json()["id"], "label": "good"},
-                                              headers=OTHER_AUTH), 404, "completion_not_found")
+        assert_openai_error(
+            await client.post("/v1/feedback", json={"id": direct.json()["id"], "label": "good"}, headers=OTHER_AUTH),
+            404,
+            "completion_not_found",
+        )
         rated = await client.post("/v1/feedback", json={"id": direct.json()["id"], "label": "good"})
         assert rated.status_code == 200, rated.text
-        assert rated.json() == {"object": "feedback", "id": direct.json()["id"], "variant": "base", "domain": "all",
-                                "recorded": True, "duplicate": False, "label_status": "new"}
+        assert rated.json() == {
+            "object": "feedback",
+            "id": direct.json()["id"],
+            "variant": "base",
+            "domain": "all",
+            "recorded": True,
+            "duplicate": False,
+            "label_status": "new",
+        }
 
 
 MALFORMED = [
-    ({"id": "x"}, None),                                        # no outcome
-    ({"id": "x", "score": 0.5, "label": "good"}, None),         # two outcomes
+    ({"id": "x"}, None),  # no outcome
+    ({"id": "x", "score": 0.5, "label": "good"}, None),  # two outcomes
     ({"id": "x", "score": 1.5}, "score"),
     ({"id": "x", "score": "0.5"}, "score"),
     ({"id": "x", "score": True}, "score"),

@@ -35,8 +35,14 @@ def engine_env(gateway, monkeypatch):
 
 
 def chat(model: str, text: str, **extra) -> dict:
-    return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 6, "temperature": 0,
-            "logprobs": True, **extra}
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 6,
+        "temperature": 0,
+        "logprobs": True,
+        **extra,
+    }
 
 
 def fingerprint(answer: dict) -> list[tuple[str, float]]:
@@ -47,8 +53,11 @@ def fingerprint(answer: dict) -> list[tuple[str, float]]:
 async def direct(running, engine: str, text: str) -> list:
     url, key_env = running.engines[engine]
     async with httpx.AsyncClient(timeout=60) as client:
-        response = await client.post(url + "/v1/chat/completions", json=chat(engine, text),
-                                     headers={"Authorization": f"Bearer {running.engine_keys[key_env]}"})
+        response = await client.post(
+            url + "/v1/chat/completions",
+            json=chat(engine, text),
+            headers={"Authorization": f"Bearer {running.engine_keys[key_env]}"},
+        )
     response.raise_for_status()
     return fingerprint(response.json())
 
@@ -57,8 +66,9 @@ def sample(app, name: str, **labels) -> float:
     return app.state.gateway.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-async def test_the_gate_sends_out_of_domain_prompts_to_the_base_and_keeps_in_domain_ones(engine_env, tmp_path,
-                                                                                          gate_file):
+async def test_the_gate_sends_out_of_domain_prompts_to_the_base_and_keeps_in_domain_ones(
+    engine_env, tmp_path, gate_file
+):
     base_answer = await direct(engine_env, "base", OUT_OF_DOMAIN)
     assert base_answer != await direct(engine_env, "pruned", OUT_OF_DOMAIN)  # so the answer tells who answered
     records = AccessRecords()
@@ -78,8 +88,10 @@ async def test_the_gate_sends_out_of_domain_prompts_to_the_base_and_keeps_in_dom
         assert outside.headers["x-moe-guard"] == "gate=fallback"
         assert streamed.headers["x-moe-variant"] == "base" and "data: [DONE]" in streamed.text
         assert sample(app, "moeprune_guard_decisions_total", variant="gated", guard="domain_gate", decision="pass") == 1
-        assert sample(app, "moeprune_guard_decisions_total", variant="gated", guard="domain_gate",
-                      decision="fallback") == 2
+        assert (
+            sample(app, "moeprune_guard_decisions_total", variant="gated", guard="domain_gate", decision="fallback")
+            == 2
+        )
         assert sample(app, "moeprune_guard_extra_seconds_count", variant="gated", guard="domain_gate") == 3
         assert sample(app, "moeprune_requests_total", variant="base", experiment="", status="200") == 2
     logged = [(r.variant, r.guard["gate"], r.guard["served_by"]) for r in records.records if hasattr(r, "guard")]
@@ -102,8 +114,10 @@ async def test_a_raised_flag_asks_the_base_again(engine_env, tmp_path, gate_file
         assert fingerprint(answer.json()) == base_answer
         # The final verdict is the base's own (default thresholds), not the forced flag of the pruned card.
         assert answer.headers["x-moe-reliability-flags"] == ",".join(answer.json()["reliability"]["flags"]) or "none"
-        assert sample(app, "moeprune_guard_decisions_total", variant="cascaded", guard="cascade",
-                      decision="escalated") == 1
+        assert (
+            sample(app, "moeprune_guard_decisions_total", variant="cascaded", guard="cascade", decision="escalated")
+            == 1
+        )
         assert sample(app, "moeprune_guard_extra_seconds_count", variant="cascaded", guard="cascade") == 1
         # Streams: no cascade (the answer is on its way before its flags are known), said in the header.
         assert streamed.headers["x-moe-variant"] == "cascaded"
@@ -125,7 +139,11 @@ async def test_a_fallback_that_is_down_serves_the_pruned_answer_with_a_flag(engi
         assert answer.headers["x-moe-variant"] == "orphan"
         assert fingerprint(answer.json()) == pruned_answer
         assert streamed.headers["x-moe-guard"] == "gate=unavailable,cascade=not_streamed"
-        assert sample(app, "moeprune_guard_decisions_total", variant="orphan", guard="domain_gate",
-                      decision="unavailable") == 2
-        assert sample(app, "moeprune_guard_decisions_total", variant="orphan", guard="cascade",
-                      decision="unavailable") == 1
+        assert (
+            sample(app, "moeprune_guard_decisions_total", variant="orphan", guard="domain_gate", decision="unavailable")
+            == 2
+        )
+        assert (
+            sample(app, "moeprune_guard_decisions_total", variant="orphan", guard="cascade", decision="unavailable")
+            == 1
+        )

@@ -11,9 +11,12 @@ from tests.app.experiment_gateway import complete, experiment_gateway, write_var
 from tests.support.fake_engine import ANSWER, DEFAULT_ANSWER, FakeEngine, one_token
 from tests.support.loopback import serve_app, wait_until
 
-GUARDED = {"arms": {"base": 50, "pruned": 50}, "control": "base",
-           "decide": {"flags": {"low_confidence": {"margin": 0.05}}, "alpha": 0.05},
-           "guardrail": {"flag": "low_confidence", "stop_if_worse_by": 0.2}}
+GUARDED = {
+    "arms": {"base": 50, "pruned": 50},
+    "control": "base",
+    "decide": {"flags": {"low_confidence": {"margin": 0.05}}, "alpha": 0.05},
+    "guardrail": {"flag": "low_confidence", "stop_if_worse_by": 0.2},
+}
 SESSIONS = [f"user-{index}" for index in range(60)]
 
 
@@ -44,8 +47,9 @@ async def test_a_conclusively_worse_arm_is_stopped_and_its_users_go_to_control(t
             assert await wait_until(lambda: ("ab", "pruned") in gateway.experiments.stopped, timeout=10)
             after = await arms_of(client, SESSIONS)
             assert {s for s, arm in after.items() if arm == "pruned"} == set()
-            assert {s: arm for s, arm in after.items() if s not in on_pruned} == \
-                {s: arm for s, arm in before.items() if s not in on_pruned}  # nobody else moved
+            assert {s: arm for s, arm in after.items() if s not in on_pruned} == {
+                s: arm for s, arm in before.items() if s not in on_pruned
+            }  # nobody else moved
             report = (await client.get("/v1/experiments/ab")).json()
             stopped = report["arms"]["pruned"]
             assert stopped["weight"] == 0 and stopped["configured_weight"] == 50
@@ -54,8 +58,12 @@ async def test_a_conclusively_worse_arm_is_stopped_and_its_users_go_to_control(t
             metrics = (await client.get("/metrics")).text
             assert sample(metrics, "moeprune_guardrail_stops_total", experiment="ab", variant="pruned") == 1
             assert sample(metrics, "moeprune_experiment_arm_stopped", experiment="ab", variant="pruned") == 1
-            assert sample(metrics, "moeprune_experiment_verdict", experiment="ab", variant="pruned",
-                          metric="low_confidence") == -1
+            assert (
+                sample(
+                    metrics, "moeprune_experiment_verdict", experiment="ab", variant="pruned", metric="low_confidence"
+                )
+                == -1
+            )
             requests_before_reload = report["arms"]["pruned"]["requests"]
 
             # The operator fixes the engine and relaxes the guardrail; a reload lifts the stop, counts stay.
@@ -70,8 +78,15 @@ async def test_a_conclusively_worse_arm_is_stopped_and_its_users_go_to_control(t
             report = (await client.get("/v1/experiments/ab")).json()
             assert report["arms"]["pruned"]["stopped"] is None
             assert report["arms"]["pruned"]["requests"] == requests_before_reload + len(on_pruned)
-            assert sample((await client.get("/metrics")).text, "moeprune_experiment_arm_stopped",
-                          experiment="ab", variant="pruned") == 0
+            assert (
+                sample(
+                    (await client.get("/metrics")).text,
+                    "moeprune_experiment_arm_stopped",
+                    experiment="ab",
+                    variant="pruned",
+                )
+                == 0
+            )
 
 
 async def test_a_reload_that_changes_the_variants_is_refused_and_weights_can_change(tmp_path):
@@ -89,13 +104,18 @@ async def test_a_reload_that_changes_the_variants_is_refused_and_weights_can_cha
             assert sum(arm["requests"] for arm in report["arms"].values()) == 11
 
 
-@pytest.mark.parametrize("experiment, field", [
-    ({"arms": {"base": 1}, "control": "nope"}, "control"),
-    ({"arms": {"base": 1}, "decide": {"outcome": {"margin": 0.1}}}, "decide"),
-    ({"arms": {"base": 1}, "control": "base", "guardrail": {"flag": "low_confidense", "stop_if_worse_by": 0.1}},
-     "low_confidense"),
-    ({"arms": {"base": 1}, "control": "base", "decide": {"outcome": {"margin": 1.5}}}, "margin"),
-])
+@pytest.mark.parametrize(
+    "experiment, field",
+    [
+        ({"arms": {"base": 1}, "control": "nope"}, "control"),
+        ({"arms": {"base": 1}, "decide": {"outcome": {"margin": 0.1}}}, "decide"),
+        (
+            {"arms": {"base": 1}, "control": "base", "guardrail": {"flag": "low_confidense", "stop_if_worse_by": 0.1}},
+            "low_confidense",
+        ),
+        ({"arms": {"base": 1}, "control": "base", "decide": {"outcome": {"margin": 1.5}}}, "margin"),
+    ],
+)
 def test_decision_settings_are_validated(experiment, field):
     from app.config.variants import parse_config
     from moeprune.errors import UserError

@@ -19,8 +19,9 @@ def app():
 async def post(app, content, headers=None):
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-        return await client.post("/v1/completions", content=content,
-                                 headers={"content-type": "application/json", **(headers or {})})
+        return await client.post(
+            "/v1/completions", content=content, headers={"content-type": "application/json", **(headers or {})}
+        )
 
 
 async def chunks(*parts: bytes):

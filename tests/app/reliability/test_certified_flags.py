@@ -41,16 +41,22 @@ BASE_CHECK_LOGPROB = -0.5
 
 def scripted_chat(name: str) -> FakeEngine:
     def answer(request: Request) -> Answer:
-        text, logprobs = ("Perhaps the spleen", UNSURE) if "unsure" in request.text else \
-            ("I don't know.", CONFIDENT) if "abstain" in request.text else ("The liver", CONFIDENT)
+        text, logprobs = (
+            ("Perhaps the spleen", UNSURE)
+            if "unsure" in request.text
+            else ("I don't know.", CONFIDENT)
+            if "abstain" in request.text
+            else ("The liver", CONFIDENT)
+        )
         content, half = f"{text} ({name})", len(f"{text} ({name})") // 2
         tokens = tuple(Token("t", lp, tuple((str(i), lp - i) for i in range(5))) for lp in logprobs)
         return Answer(text=content, tokens=tokens, pieces=(content[:half], content[half:]), prompt_tokens=PROMPT_TOKENS)
 
     def base_check(request: Request) -> Answer:
         tokens = PROMPT_TOKENS + max(1, len(request.body["messages"][-1]["content"].split()))
-        return Answer(text="", finish_reason="length", prompt_tokens=tokens,
-                      prompt_logprobs=(BASE_CHECK_LOGPROB,) * (tokens - 1))
+        return Answer(
+            text="", finish_reason="length", prompt_tokens=tokens, prompt_logprobs=(BASE_CHECK_LOGPROB,) * (tokens - 1)
+        )
 
     asks_prompt_logprobs = Rule(lambda request: request.body.get("prompt_logprobs") is not None, base_check)
     return FakeEngine(EngineConfig(model=name, answer=answer, rules=[asks_prompt_logprobs]))
@@ -87,9 +93,15 @@ async def certified(tmp_path):
         "pruned": write(tmp_path / "pruned.json", card("pruned", {"all": domain_entry()})),
         "uncertified": write(tmp_path / "uncertified.json", card("pruned", {"all": domain_entry("uncertified")})),
         "nosection": write(tmp_path / "nosection.json", card("pruned", None)),
-        "gated": write(tmp_path / "gated.json", card("pruned", {
-            "in_domain": domain_entry(), "cross_domain": domain_entry("uncertified")},
-            gate_sha256=sha256(gate), gate_threshold=0.5)),
+        "gated": write(
+            tmp_path / "gated.json",
+            card(
+                "pruned",
+                {"in_domain": domain_entry(), "cross_domain": domain_entry("uncertified")},
+                gate_sha256=sha256(gate),
+                gate_threshold=0.5,
+            ),
+        ),
     }
     async with contextlib.AsyncExitStack() as stack:
         urls = {name: await stack.enter_async_context(served(engine)) for name, engine in engines.items()}
@@ -102,8 +114,11 @@ async def certified(tmp_path):
             "uncertified": {**pruned, "report_card": str(cards["uncertified"])},
             "nosection": {**pruned, "report_card": str(cards["nosection"])},
             # Routing threshold 0: every prompt stays on the variant; the certificate splits at the card's 0.5.
-            "gated": {**pruned, "report_card": str(cards["gated"]),
-                      "guard": {"domain_gate": {"file": str(gate), "fallback": "base", "threshold": 0.0}}},
+            "gated": {
+                **pruned,
+                "report_card": str(cards["gated"]),
+                "guard": {"domain_gate": {"file": str(gate), "fallback": "base", "threshold": 0.0}},
+            },
         }
         app = create_app(Settings(health_interval_s=0.2, max_tokens_limit=256), parse_config({"variants": variants}))
         url = await stack.enter_async_context(served(app))
@@ -114,17 +129,26 @@ async def certified(tmp_path):
 
 async def ask(url: str, model: str, text: str, **extra) -> httpx.Response:
     async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.post(url + "/v1/chat/completions", json={
-            "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 8, **extra})
+        response = await client.post(
+            url + "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 8, **extra},
+        )
     assert response.status_code == 200, response.text
     return response
 
 
 def card_certificate(path: Path, domain: str = "all") -> dict:
     spec = json.loads(path.read_text())["reliability"]["domains"][domain]["certificate"]
-    return {"status": spec["status"], "alpha": spec["alpha"], "delta": spec["delta"], "domain": domain,
-            "coverage": spec["coverage"], "threshold": spec["threshold"], "n_calibration": spec["n_calibration"],
-            "card_sha256": sha256(path)}
+    return {
+        "status": spec["status"],
+        "alpha": spec["alpha"],
+        "delta": spec["delta"],
+        "domain": domain,
+        "coverage": spec["coverage"],
+        "threshold": spec["threshold"],
+        "n_calibration": spec["n_calibration"],
+        "card_sha256": sha256(path),
+    }
 
 
 async def test_a_low_risk_answer_is_unflagged_and_carries_its_certificate(certified):
@@ -193,9 +217,11 @@ async def test_every_served_answer_is_recorded_for_live_recertification(certifie
 async def test_a_stream_carries_the_certified_verdict_in_its_final_chunk(certified):
     url, app, cards, _ = certified
     async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.post(url + "/v1/chat/completions", json={
-            "model": "pruned", "messages": [{"role": "user", "content": "unsure: which organ?"}], "stream": True})
-    events = [line[len("data: "):] for line in response.text.splitlines() if line.startswith("data: ")]
+        response = await client.post(
+            url + "/v1/chat/completions",
+            json={"model": "pruned", "messages": [{"role": "user", "content": "unsure: which organ?"}], "stream": True},
+        )
+    events = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     final = json.loads(events[-2])
     reliability = final["reliability"]
@@ -226,8 +252,10 @@ async def test_the_cascade_serves_the_bases_answer_with_its_own_certificate_when
     assert reliability["certificate"] == card_certificate(cards["base"])  # the base's own verdict
     assert app.state.gateway.live.served_answer(body["id"]).variant == "base"
     registry = app.state.gateway.metrics.registry
-    assert registry.get_sample_value("moeprune_cascade_escalations_total",
-                                     {"variant": "cascaded", "flag": "above_risk"}) == 1
+    assert (
+        registry.get_sample_value("moeprune_cascade_escalations_total", {"variant": "cascaded", "flag": "above_risk"})
+        == 1
+    )
 
 
 async def test_the_domain_is_the_cards_gate_split_and_picks_the_certificate(certified):
@@ -278,27 +306,42 @@ def test_a_card_from_other_weights_is_refused_at_start_naming_both_digests(tmp_p
 
 
 def test_a_card_from_the_served_weights_is_accepted_as_verified(tmp_path, checkpoint):
-    card_path = write(tmp_path / "card.json", card("pruned", {"all": domain_entry()},
-                                                  weights_sha256=weights_digest(checkpoint)))
+    card_path = write(
+        tmp_path / "card.json", card("pruned", {"all": domain_entry()}, weights_sha256=weights_digest(checkpoint))
+    )
     app = create_app(Settings(), managed_config(checkpoint, card_path))
     assert app.state.gateway.certification["pruned"].certificates.weights == "verified"
 
 
 def test_a_malformed_reliability_section_stops_the_start_naming_the_field(tmp_path, checkpoint):
     broken_model = {**RISK_MODEL, "coef": [1.0, 2.0]}
-    card_path = write(tmp_path / "card.json", card("pruned", {"all": domain_entry(model=broken_model)},
-                                                  weights_sha256=weights_digest(checkpoint)))
+    card_path = write(
+        tmp_path / "card.json",
+        card("pruned", {"all": domain_entry(model=broken_model)}, weights_sha256=weights_digest(checkpoint)),
+    )
     with pytest.raises(UserError, match=r"reliability\.domains\.all\.model\.coef"):
         create_app(Settings(), managed_config(checkpoint, card_path))
     no_model = write(tmp_path / "no_model.json", card("pruned", {"all": domain_entry(model=None)}))
     with pytest.raises(UserError, match=r"reliability\.domains\.all\.model: a certified domain needs"):
-        create_app(Settings(), parse_config({"variants": {"v": {"url": "http://127.0.0.1:9",
-                                                                "report_card": str(no_model)}}}))
+        create_app(
+            Settings(), parse_config({"variants": {"v": {"url": "http://127.0.0.1:9", "report_card": str(no_model)}}})
+        )
     bad_alpha = card("pruned", {"all": domain_entry()})
     bad_alpha["reliability"]["alpha"] = 2
     with pytest.raises(UserError, match=r"reliability\.alpha"):
-        create_app(Settings(), parse_config({"variants": {"v": {"url": "http://127.0.0.1:9", "report_card": str(
-            write(tmp_path / "bad_alpha.json", bad_alpha))}}}))
+        create_app(
+            Settings(),
+            parse_config(
+                {
+                    "variants": {
+                        "v": {
+                            "url": "http://127.0.0.1:9",
+                            "report_card": str(write(tmp_path / "bad_alpha.json", bad_alpha)),
+                        }
+                    }
+                }
+            ),
+        )
 
 
 def test_the_cascade_needs_a_base():
@@ -309,7 +352,11 @@ def test_the_cascade_needs_a_base():
 def test_a_card_split_by_another_domain_gate_is_refused_at_start(tmp_path):
     gate = keyword_gate(tmp_path / "domain_gate.json")
     card_path = write(tmp_path / "card.json", card("pruned", {"in_domain": domain_entry()}, gate_sha256="e" * 64))
-    variant = {"url": "http://127.0.0.1:9", "report_card": str(card_path), "base": "base",
-               "guard": {"domain_gate": {"file": str(gate), "fallback": "base"}}}
+    variant = {
+        "url": "http://127.0.0.1:9",
+        "report_card": str(card_path),
+        "base": "base",
+        "guard": {"domain_gate": {"file": str(gate), "fallback": "base"}},
+    }
     with pytest.raises(UserError, match=f"variants.pruned: the domain gate .* \\(sha256 {sha256(gate)}\\) is not"):
         create_app(Settings(), parse_config({"variants": {"base": {"url": "http://127.0.0.1:9"}, "pruned": variant}}))

@@ -33,24 +33,59 @@ AUTH, OTHER_AUTH = {"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Beare
 THRESHOLD = 0.2  # the pruned variant's certified p_wrong threshold in_domain (its card below)
 # The cards' p_wrong model (RiskModel.as_dict): sigmoid(-3 - 2 * mean_logprob), about 0.05 for the stub
 # engines' answers (logprob -0.05): serve()'s default, below both domains' thresholds.
-RISK_MODEL = {"features": ["mean_logprob"], "means": [0.0], "scales": [1.0], "coef": [-2.0], "intercept": -3.0,
-              "iso_x": [], "iso_y": []}
+RISK_MODEL = {
+    "features": ["mean_logprob"],
+    "means": [0.0],
+    "scales": [1.0],
+    "coef": [-2.0],
+    "intercept": -3.0,
+    "iso_x": [],
+    "iso_y": [],
+}
 
 
 def certificate(status: str, threshold: float | None) -> dict:
-    return {"alpha": 0.05, "delta": 0.05, "status": status, "threshold": threshold, "coverage": 0.8,
-            "n_unflagged": 320, "errors_unflagged": 6, "realised_error": 0.019, "error_upper": 0.04,
-            "n_calibration": 400, "n_fit": 400, "tested": 3}
+    return {
+        "alpha": 0.05,
+        "delta": 0.05,
+        "status": status,
+        "threshold": threshold,
+        "coverage": 0.8,
+        "n_unflagged": 320,
+        "errors_unflagged": 6,
+        "realised_error": 0.019,
+        "error_upper": 0.04,
+        "n_calibration": 400,
+        "n_fit": 400,
+        "tested": 3,
+    }
 
 
 CARD = {
-    "schema_version": 1, "variant": "pruned", "model": "pruned", "tasks": {},
+    "schema_version": 1,
+    "variant": "pruned",
+    "model": "pruned",
+    "tasks": {},
     "reliability": {
-        "alpha": 0.05, "delta": 0.05, "weights_sha256": None, "labels_sha256": "0" * 64, "base_check": False,
-        "domains": {"in_domain": {"n": 400, "n_wrong": 30, "model": RISK_MODEL,
-                                  "certificate": certificate("certified", THRESHOLD)},
-                    "cross_domain": {"n": 400, "n_wrong": 90, "model": RISK_MODEL,
-                                     "certificate": certificate("certified", 0.1)}},
+        "alpha": 0.05,
+        "delta": 0.05,
+        "weights_sha256": None,
+        "labels_sha256": "0" * 64,
+        "base_check": False,
+        "domains": {
+            "in_domain": {
+                "n": 400,
+                "n_wrong": 30,
+                "model": RISK_MODEL,
+                "certificate": certificate("certified", THRESHOLD),
+            },
+            "cross_domain": {
+                "n": 400,
+                "n_wrong": 90,
+                "model": RISK_MODEL,
+                "certificate": certificate("certified", 0.1),
+            },
+        },
     },
 }
 
@@ -65,11 +100,20 @@ def engines():
 async def gateway(tmp_path, engines, **settings):
     """A gateway without experiments (plain variants), the pruned one with a certified card."""
     (tmp_path / "card.json").write_text(json.dumps(CARD))
-    variants = {"base": {"url": engines["base"]},
-                "pruned": {"url": engines["pruned"], "report_card": str(tmp_path / "card.json")}}
+    variants = {
+        "base": {"url": engines["base"]},
+        "pruned": {"url": engines["pruned"], "report_card": str(tmp_path / "card.json")},
+    }
     (tmp_path / "variants.yaml").write_text(yaml.safe_dump({"variants": variants}))
-    app = create_app(Settings(config_path=tmp_path / "variants.yaml", health_interval_s=0.2,
-                              state_dir=tmp_path / "state", api_keys=f"{KEY},{OTHER_KEY}", **settings))
+    app = create_app(
+        Settings(
+            config_path=tmp_path / "variants.yaml",
+            health_interval_s=0.2,
+            state_dir=tmp_path / "state",
+            api_keys=f"{KEY},{OTHER_KEY}",
+            **settings,
+        )
+    )
     async with served(app) as url:
         state = app.state.gateway
         if not await wait_until(lambda: all(backend.up for backend in state.backends.values()), timeout=20):
@@ -78,15 +122,28 @@ async def gateway(tmp_path, engines, **settings):
             yield client, state.live
 
 
-async def serve(client: httpx.AsyncClient, live: LiveCertificates, variant: str, domain: str,
-                p_wrong: float = 0.05, flagged: bool = False, key: str = KEY) -> str:
+async def serve(
+    client: httpx.AsyncClient,
+    live: LiveCertificates,
+    variant: str,
+    domain: str,
+    p_wrong: float = 0.05,
+    flagged: bool = False,
+    key: str = KEY,
+) -> str:
     """A real completion from the gateway, recorded the way the serving path records it."""
-    response = await client.post("/v1/completions", json={"model": variant, "prompt": "hi", "max_tokens": 2},
-                                 headers={"Authorization": f"Bearer {key}"})
+    response = await client.post(
+        "/v1/completions",
+        json={"model": variant, "prompt": "hi", "max_tokens": 2},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert response.status_code == 200, response.text
     completion_id = response.json()["id"]
-    live.record_served(ServedAnswer(completion_id, variant, domain, p_wrong, flagged, abstained=False,
-                                    card_sha256="c" * 64, key_id=key_id(key)))
+    live.record_served(
+        ServedAnswer(
+            completion_id, variant, domain, p_wrong, flagged, abstained=False, card_sha256="c" * 64, key_id=key_id(key)
+        )
+    )
     return completion_id
 
 
@@ -107,8 +164,15 @@ async def test_feedback_for_a_plain_completion_is_joined_once_per_label_and_only
         completion_id = await serve(client, live, "base", "all")
         first = await client.post("/v1/feedback", json={"id": completion_id, "label": "bad", "tags": ["dosing"]})
         assert first.status_code == 200, first.text
-        assert first.json() == {"object": "feedback", "id": completion_id, "variant": "base", "domain": "all",
-                                "recorded": True, "duplicate": False, "label_status": "new"}
+        assert first.json() == {
+            "object": "feedback",
+            "id": completion_id,
+            "variant": "base",
+            "domain": "all",
+            "recorded": True,
+            "duplicate": False,
+            "label_status": "new",
+        }
         again = await client.post("/v1/feedback", json={"id": completion_id, "score": 0.1})  # still wrong
         assert again.json()["duplicate"] is True and again.json()["label_status"] == "same"
         assert (live.pairs[("base", "all")].labelled, live.pairs[("base", "all")].wrong) == (1, 1)
@@ -116,22 +180,30 @@ async def test_feedback_for_a_plain_completion_is_joined_once_per_label_and_only
         assert revised.json()["label_status"] == "revised"  # the latest label wins
         assert (live.pairs[("base", "all")].labelled, live.pairs[("base", "all")].wrong) == (1, 0)
 
-        error = assert_openai_error(await client.post("/v1/feedback", json={"id": "cmpl-never-served",
-                                                                            "label": "good"}), 404,
-                                    "completion_not_found")
+        error = assert_openai_error(
+            await client.post("/v1/feedback", json={"id": "cmpl-never-served", "label": "good"}),
+            404,
+            "completion_not_found",
+        )
         assert error["param"] == "id" and "another API key" in error["message"]
         # Another key cannot rate it, nor learn that it exists: the same 404 as an unknown id.
-        assert_openai_error(await client.post("/v1/feedback", json={"id": completion_id, "label": "bad"},
-                                              headers=OTHER_AUTH), 404, "completion_not_found")
+        assert_openai_error(
+            await client.post("/v1/feedback", json={"id": completion_id, "label": "bad"}, headers=OTHER_AUTH),
+            404,
+            "completion_not_found",
+        )
         assert live.pairs[("base", "all")].wrong == 0
 
 
 async def test_bad_feedback_on_unflagged_answers_trips_only_that_pair_and_recertify_clears_it(
-        tmp_path, engines, caplog, monkeypatch):
+    tmp_path, engines, caplog, monkeypatch
+):
     async with gateway(tmp_path, engines) as (client, live):
         # Both domains of the pruned variant and the base serve unflagged answers; only pruned in_domain goes wrong.
-        ids = {pair: [await serve(client, live, *pair) for _ in range(12)]
-               for pair in (("pruned", "in_domain"), ("pruned", "cross_domain"), ("base", "all"))}
+        ids = {
+            pair: [await serve(client, live, *pair) for _ in range(12)]
+            for pair in (("pruned", "in_domain"), ("pruned", "cross_domain"), ("base", "all"))
+        }
         # Flagged and abstaining answers are outside the certificate's population: bad labels on them do nothing.
         flagged = await serve(client, live, "pruned", "in_domain", p_wrong=0.9, flagged=True)
         assert (await client.post("/v1/feedback", json={"id": flagged, "label": "bad"})).status_code == 200
@@ -191,28 +263,31 @@ async def test_force_clears_and_unknown_pairs_are_a_404(tmp_path, engines):
         assert forced["pairs"][0] | {"cleared": True, "forced": True} == forced["pairs"][0]
         assert not live.fallback_active("base", "all") and forced["fallbacks"] == []
         assert_openai_error(await client.post("/v1/admin/recertify", json={"variant": "nope"}), 404, "pair_not_found")
-        assert_openai_error(await client.post("/v1/admin/recertify", json={"force": "yes"}), 400,
-                            "invalid_recertify")
+        assert_openai_error(await client.post("/v1/admin/recertify", json={"force": "yes"}), 400, "invalid_recertify")
 
 
 async def test_a_flood_of_contradictory_feedback_stays_bounded_and_never_fails(tmp_path, engines):
     async with gateway(tmp_path, engines, live_max_answers=40) as (client, live):
         ids = [await serve(client, live, "base", "all") for _ in range(60)]
         assert len(live.served) == 40  # the oldest 20 were forgotten
-        assert_openai_error(await client.post("/v1/feedback", json={"id": ids[0], "label": "good"}), 404,
-                            "completion_not_found")
+        assert_openai_error(
+            await client.post("/v1/feedback", json={"id": ids[0], "label": "good"}), 404, "completion_not_found"
+        )
 
         async def flip(completion_id: str, times: int) -> list[int]:
             statuses = []
             for index in range(times):
-                response = await client.post("/v1/feedback", json={"id": completion_id,
-                                                                  "label": "bad" if index % 2 else "good"})
+                response = await client.post(
+                    "/v1/feedback", json={"id": completion_id, "label": "bad" if index % 2 else "good"}
+                )
                 statuses.append(response.status_code)
             return statuses
 
         statuses = [status for batch in await asyncio.gather(*(flip(i, 15) for i in ids[20:])) for status in batch]
-        statuses += [(await client.post("/v1/feedback", json={"id": f"cmpl-made-up-{i}", "score": 0.0})).status_code
-                     for i in range(200)]
+        statuses += [
+            (await client.post("/v1/feedback", json={"id": f"cmpl-made-up-{i}", "score": 0.0})).status_code
+            for i in range(200)
+        ]
         assert set(statuses) <= {200, 404} and statuses.count(200) == 40 * 15
         pair = live.pairs[("base", "all")]
         assert pair.labelled <= 40 and 0 <= pair.wrong <= pair.labelled
@@ -227,15 +302,17 @@ def held_rows(tmp_path) -> list[tuple]:
 async def test_a_fallback_survives_a_restart_until_recertified(tmp_path, engines):
     async with gateway(tmp_path, engines, experiment_flush_interval_s=0.1) as (client, live):
         for _ in range(3):
-            await client.post("/v1/feedback", json={"id": await serve(client, live, "pruned", "in_domain"),
-                                                    "label": "bad"})
+            await client.post(
+                "/v1/feedback", json={"id": await serve(client, live, "pruned", "in_domain"), "label": "bad"}
+            )
         assert live.fallback_active("pruned", "in_domain")
         assert await wait_until(lambda: held_rows(tmp_path) == [("pruned", "in_domain")], timeout=10)
     async with gateway(tmp_path, engines, experiment_flush_interval_s=0.1) as (client, live):
         # Held from the database before the first request, though this gateway saw no feedback.
         assert live.fallback_active("pruned", "in_domain") and not live.fallback_active("pruned", "cross_domain")
-        assert (await client.get("/v1/admin/live")).json()["data"][1] | {"fallback": True} == \
-            (await client.get("/v1/admin/live")).json()["data"][1]
+        assert (await client.get("/v1/admin/live")).json()["data"][1] | {"fallback": True} == (
+            await client.get("/v1/admin/live")
+        ).json()["data"][1]
         forced = (await client.post("/v1/admin/recertify", json={"force": True})).json()
         assert [pair["cleared"] for pair in forced["pairs"]] == [True]
         assert await wait_until(lambda: held_rows(tmp_path) == [], timeout=10)

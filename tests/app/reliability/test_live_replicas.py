@@ -27,8 +27,10 @@ async def test_replicas_share_fallbacks_through_postgres(tmp_path, engines, post
     shared = {"experiment_dsn": postgres.dsn, "experiment_flush_interval_s": 0.1}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    async with gateway(tmp_path / "a", engines, **shared) as (client_a, live_a), \
-            gateway(tmp_path / "b", engines, **shared) as (client_b, live_b):
+    async with (
+        gateway(tmp_path / "a", engines, **shared) as (client_a, live_a),
+        gateway(tmp_path / "b", engines, **shared) as (client_b, live_b),
+    ):
         for _ in range(3):
             completion_id = await serve(client_a, live_a, "pruned", "cross_domain")
             assert (await client_a.post("/v1/feedback", json={"id": completion_id, "label": "bad"})).status_code == 200

@@ -13,8 +13,9 @@ from app.reliability.live_bound import above_alpha, labels_to_recertify, within_
 CERTIFIED = SimpleNamespace(status="certified", threshold=0.2)
 
 
-def answer(completion_id: str, flagged: bool = False, abstained: bool = False, p_wrong: float = 0.05,
-           key_id: str | None = "k1") -> ServedAnswer:
+def answer(
+    completion_id: str, flagged: bool = False, abstained: bool = False, p_wrong: float = 0.05, key_id: str | None = "k1"
+) -> ServedAnswer:
     return ServedAnswer(completion_id, "gate-50", "in_domain", p_wrong, flagged, abstained, "c" * 64, key_id)
 
 
@@ -38,8 +39,12 @@ def test_labels_join_only_for_the_receiving_key_and_the_latest_wins():
     with pytest.raises(UnknownCompletion):
         live.record_outcome("never", "k1", wrong=True)
     assert live.record_outcome("keyless", "anonymous", wrong=False).status == "new"
-    assert [live.record_outcome("a", "k1", wrong=w).status for w in (False, False, True, False)] == \
-        ["new", "same", "revised", "revised"]
+    assert [live.record_outcome("a", "k1", wrong=w).status for w in (False, False, True, False)] == [
+        "new",
+        "same",
+        "revised",
+        "revised",
+    ]
     pair = live.pairs[("gate-50", "in_domain")]
     assert (pair.labelled, pair.wrong) == (2, 0)
 

@@ -30,8 +30,16 @@ from moeprune.reliability.token_trace import TokenTrace
 
 pytestmark = pytest.mark.slow
 QUESTION = "Which organ does hepatitis affect?"
-PROMPTS = ["Metformin treats", "The kidney", "Paris is the", "Aspirin inhibits", "Question: gold? Answer:",
-           "Vitamin C", "The liver metabolises", "Mixture-of-experts models"]
+PROMPTS = [
+    "Metformin treats",
+    "The kidney",
+    "Paris is the",
+    "Aspirin inhibits",
+    "Question: gold? Answer:",
+    "Vitamin C",
+    "The liver metabolises",
+    "Mixture-of-experts models",
+]
 
 
 class Recorded:
@@ -53,8 +61,9 @@ def post(gateway, path: str, body: dict) -> dict:
 def streamed(gateway, path: str, body: dict) -> tuple[list[dict], dict]:
     """The stream's chunks with choices, and the final chunk carrying `reliability`."""
     chunks = []
-    with httpx.stream("POST", gateway.url + path, headers=gateway.headers, json={**body, "stream": True},
-                      timeout=120) as response:
+    with httpx.stream(
+        "POST", gateway.url + path, headers=gateway.headers, json={**body, "stream": True}, timeout=120
+    ) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
@@ -117,8 +126,16 @@ def test_recorded_responses_give_the_same_signals_flags_and_refusals_on_both_sid
 
 
 def test_the_abstention_and_the_refusal_rate_are_one_function():
-    answers = ["Unknown.", "No such drug exists.", "That does not exist.", "As an AI, I cannot say.",
-               "I cannot help with that.", "Not sure.", "I'm unable to answer that.", "I don't know."]
+    answers = [
+        "Unknown.",
+        "No such drug exists.",
+        "That does not exist.",
+        "As an AI, I cannot say.",
+        "I cannot help with that.",
+        "Not sure.",
+        "I'm unable to answer that.",
+        "I don't know.",
+    ]
     from app.reliability.policy import FlagPolicy
     from app.reliability.verdict import judge
     from evaluators.prompts import parse_answer
@@ -138,8 +155,18 @@ def test_the_base_cross_check_scores_the_same_positions_on_both_sides(gateway):
     found = None
     for text in PROMPTS:
         messages = [{"role": "user", "content": text}]
-        recorded = post(gateway, "/v1/chat/completions", {"model": "pruned", "messages": messages, "max_tokens": 12,
-                                                         "temperature": 0, "logprobs": True, "top_logprobs": 5})
+        recorded = post(
+            gateway,
+            "/v1/chat/completions",
+            {
+                "model": "pruned",
+                "messages": messages,
+                "max_tokens": 12,
+                "temperature": 0,
+                "logprobs": True,
+                "top_logprobs": 5,
+            },
+        )
         generation = asyncio.run(generate(Recorded(recorded), Prompt(messages=tuple(messages)), 12))
         probe = base_check_request(generation.raw_text, messages=messages)
         scored = post(gateway, "/v1/chat/completions", {**probe, "model": "base"})
@@ -160,8 +187,9 @@ def test_the_base_cross_check_scores_the_same_positions_on_both_sides(gateway):
     assert gateway_score == pytest.approx(ours, abs=1e-5)
     # The answer's tokens start where the prompt's end (the variant's own count); the old rule (the last
     # len(trace) positions) scores other tokens, so it would not have matched.
-    exact = mean(answer_logprobs({"prompt_logprobs": entries}, generation.raw_text,
-                                 prompt_tokens=generation.prompt_tokens))
-    last_n = [next(iter(e.values()))["logprob"] for e in entries[-len(generation.token_logprobs):]]
+    exact = mean(
+        answer_logprobs({"prompt_logprobs": entries}, generation.raw_text, prompt_tokens=generation.prompt_tokens)
+    )
+    last_n = [next(iter(e.values()))["logprob"] for e in entries[-len(generation.token_logprobs) :]]
     assert exact == pytest.approx(ours, abs=1e-5)
     assert sum(last_n) / len(last_n) != pytest.approx(exact, abs=1e-6)

@@ -15,8 +15,10 @@ from moeprune.reliability.token_trace import TokenTrace
 
 
 def chat_choice(logprobs: list[float], content="yes", top=5):
-    entries = [{"token": "t", "logprob": lp,
-                "top_logprobs": [{"token": str(i), "logprob": lp - i} for i in range(top)]} for lp in logprobs]
+    entries = [
+        {"token": "t", "logprob": lp, "top_logprobs": [{"token": str(i), "logprob": lp - i} for i in range(top)]}
+        for lp in logprobs
+    ]
     return {"index": 0, "message": {"content": content}, "logprobs": {"content": entries}}
 
 
@@ -68,8 +70,24 @@ def test_confident_answer_raises_no_flags_and_unsure_one_does():
 
 def test_report_card_thresholds_and_baselines(tmp_path):
     card = tmp_path / "report_card.json"
-    card.write_text(json.dumps({"schema_version": 1, "variant": "v", "model": "v", "tasks": {}, "flags": {
-        "low_confidence": {"signal": "mean_logprob", "direction": "below", "threshold": -0.001, "base_rate": 0.2}}}))
+    card.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "variant": "v",
+                "model": "v",
+                "tasks": {},
+                "flags": {
+                    "low_confidence": {
+                        "signal": "mean_logprob",
+                        "direction": "below",
+                        "threshold": -0.001,
+                        "base_rate": 0.2,
+                    }
+                },
+            }
+        )
+    )
     policy = load_policy(card)
     assert policy.source == "report_card" and policy.baselines == {"low_confidence": 0.2}
     trace = TokenTrace()
@@ -82,8 +100,9 @@ def test_unreadable_report_card_is_a_user_error(tmp_path):
         load_policy(tmp_path / "missing.json")
 
 
-@pytest.mark.parametrize("answer, refused", [("I don't know the answer to that.", True),
-                                             ("I’m not sure.", True), ("The liver.", False)])
+@pytest.mark.parametrize(
+    "answer, refused", [("I don't know the answer to that.", True), ("I’m not sure.", True), ("The liver.", False)]
+)
 def test_an_abstention_is_reported_apart_from_the_flags(answer, refused):
     trace = TokenTrace()
     trace.add_choice(chat_choice([-0.01], content=answer, top=1), chat=True)

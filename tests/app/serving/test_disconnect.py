@@ -30,9 +30,11 @@ pytestmark = pytest.mark.timeout(300)
 COMPLETIONS = "/v1/completions"
 # The prompt picks the engine's behaviour (the gateway forwards it untouched).
 TICKING = Answer(pieces=(" tick",), lasts_s=30, interval_s=0.1)  # streamed: a tick every 0.1 s; else the answer at 30 s
-SCRIPT = [Rule(says("late-headers"), replace(TICKING, delay_s=3)),  # an engine busy before it starts answering
-          Rule(says("slow"), TICKING),
-          Rule(says("big"), Answer(pieces=("x" * 4096,), lasts_s=30))]  # 4 KiB chunks as fast as the socket takes
+SCRIPT = [
+    Rule(says("late-headers"), replace(TICKING, delay_s=3)),  # an engine busy before it starts answering
+    Rule(says("slow"), TICKING),
+    Rule(says("big"), Answer(pieces=("x" * 4096,), lasts_s=30)),
+]  # 4 KiB chunks as fast as the socket takes
 
 
 @pytest.fixture
@@ -88,8 +90,9 @@ async def test_streaming_disconnect_closes_the_upstream_response(stub, ordering)
     prompt = "late-headers slow" if ordering.startswith("while") else "slow"
     with records.attached():
         async with in_process_gateway(stub.url) as (url, app):
-            reader, writer = await open_client(url, {"model": "stub", "prompt": prompt, "stream": True,
-                                                     "max_tokens": 5})
+            reader, writer = await open_client(
+                url, {"model": "stub", "prompt": prompt, "stream": True, "max_tokens": 5}
+            )
             assert await wait_until(lambda: stub.active == 1, 5)
             if ordering == "mid-stream":
                 seen = b""
@@ -104,8 +107,9 @@ async def test_a_reader_that_stops_reading_is_cut_off_and_frees_its_slot(stub):
     with records.attached():
         async with in_process_gateway(stub.url, send_timeout_s=0.5) as (url, app):
             # A tiny receive window and no reads: the gateway's writes soon block on this client.
-            _, writer = await open_client(url, {"model": "stub", "prompt": "big", "stream": True, "max_tokens": 5},
-                                          rcvbuf=4096)
+            _, writer = await open_client(
+                url, {"model": "stub", "prompt": "big", "stream": True, "max_tokens": 5}, rcvbuf=4096
+            )
             assert await wait_until(lambda: stub.active == 1, 5)
             await assert_upstream_released(stub, app, records, status=408, within=15)
             writer.close()
@@ -130,8 +134,9 @@ async def test_the_request_deadline_ends_a_stream_with_an_error_event(stub):
         async with in_process_gateway(stub.url, request_deadline_s=1.0) as (url, app):
             async with httpx.AsyncClient(base_url=url, timeout=10) as client:
                 started = time.monotonic()
-                response = await client.post(COMPLETIONS, json={"model": "stub", "prompt": "slow", "stream": True,
-                                                                "max_tokens": 5})
+                response = await client.post(
+                    COMPLETIONS, json={"model": "stub", "prompt": "slow", "stream": True, "max_tokens": 5}
+                )
             assert time.monotonic() - started < 3
             events = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
             assert events[-1] == "[DONE]"
@@ -141,6 +146,7 @@ async def test_the_request_deadline_ends_a_stream_with_an_error_event(stub):
 
 
 # --- real vLLM engines behind the shared real gateway ---------------------------------------------------------
+
 
 def engine_port(gateway) -> int:
     config = yaml.safe_load(gateway.config_path.read_text())
@@ -153,35 +159,50 @@ def requests_running(port: int) -> float:
 
 
 # Six long sequences (the base variant's whole budget): several seconds of work for the tiny engine.
-LONG_WORK = {"model": "base", "prompt": ["Tell me a long story about a cat."] * 6, "max_tokens": 256,
-             "ignore_eos": True, "temperature": 1.0}
+LONG_WORK = {
+    "model": "base",
+    "prompt": ["Tell me a long story about a cat."] * 6,
+    "max_tokens": 256,
+    "ignore_eos": True,
+    "temperature": 1.0,
+}
 
 
 def listener_pid(port: int) -> int:
     """The process listening on `port` (the vLLM API server), whoever its parent is."""
-    return next(c.pid for c in psutil.net_connections(kind="tcp")
-                if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN)
+    return next(
+        c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+    )
 
 
 async def send_raw(gateway, body: dict) -> asyncio.StreamWriter:
     payload = json.dumps(body).encode()
     _, writer = await asyncio.open_connection("127.0.0.1", port_of(gateway.url))
-    writer.write((f"POST {COMPLETIONS} HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {gateway.api_key}\r\n"
-                  f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload)
+    writer.write(
+        (
+            f"POST {COMPLETIONS} HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {gateway.api_key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode()
+        + payload
+    )
     await writer.drain()
     return writer
 
 
 async def assert_engine_released(gateway, port: int, baseline: int | None) -> None:
     # Back to zero within about a second (the metric lags the abort by a scheduler step or two).
-    assert await wait_until(lambda: requests_running(port) == 0, 2.5, interval=0.1), \
+    assert await wait_until(lambda: requests_running(port) == 0, 2.5, interval=0.1), (
         f"the engine still runs {requests_running(port)} requests for a gone client"
+    )
     # The gateway's health probes keep idle pooled connections to the engine; a leaked one is on top of those.
     if baseline is None:
         return
     await asyncio.sleep(1.5)
-    assert await wait_until(lambda: established_to(port, gateway.proc.pid) <= baseline, 3, interval=0.1), \
+    assert await wait_until(lambda: established_to(port, gateway.proc.pid) <= baseline, 3, interval=0.1), (
         f"the gateway holds {established_to(port, gateway.proc.pid)} connections to the engine (was {baseline})"
+    )
 
 
 def engine_cores(port: int) -> list[psutil.Process]:
@@ -212,8 +233,9 @@ async def test_real_engine_aborts_when_a_non_streaming_client_leaves_mid_request
     try:
         writer.close()
         # Within about a second the gateway has let go of the engine, while the engine is still paused.
-        assert await wait_until(lambda: established_to(port, gateway.proc.pid) <= baseline, 1.5, interval=0.05), \
+        assert await wait_until(lambda: established_to(port, gateway.proc.pid) <= baseline, 1.5, interval=0.05), (
             "the gateway still waits on the engine for a client that has gone"
+        )
     finally:
         for core in cores:
             core.resume()
@@ -260,11 +282,24 @@ async def test_a_non_streaming_answer_to_a_client_that_never_reads_is_abandoned(
             if message["type"] == "http.response.body":
                 await asyncio.sleep(60)  # the client's window never opens
 
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": COMPLETIONS, "raw_path": COMPLETIONS.encode(),
-                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
-                 "headers": [(b"host", b"gateway"), (b"content-type", b"application/json"),
-                             (b"content-length", str(len(body)).encode())]}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": COMPLETIONS,
+            "raw_path": COMPLETIONS.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 2),
+            "headers": [
+                (b"host", b"gateway"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
         started = time.monotonic()
         await asyncio.wait_for(app(scope, receive, send), 5)
         assert time.monotonic() - started < 2

@@ -105,8 +105,14 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes, dict
 
 
 def sized(body: bytes, status: str = "200 OK", extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: application/octet-stream\r\n" + extra + \
-        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    return (
+        b"HTTP/1.1 "
+        + status.encode()
+        + b"\r\nContent-Type: application/octet-stream\r\n"
+        + extra
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
 
 
 async def trickle(writer: asyncio.StreamWriter, pieces, gap: float = 0.01) -> None:
@@ -119,12 +125,14 @@ async def trickle(writer: asyncio.StreamWriter, pieces, gap: float = 0.01) -> No
 
 def echo_server(counter: list | None = None):
     """Answers every request on a connection (keep-alive) with its own body, Content-Length framed."""
+
     async def handler(reader, writer, index):
         while (request := await read_request(reader)) is not None:
             if counter is not None:
                 counter.append((index, request))
             writer.write(sized(request[3] or request[1]))
             await writer.drain()
+
     return handler
 
 
@@ -149,8 +157,9 @@ async def test_content_length_body_and_request_framing():
     seen = []
     async with Server(echo_server(seen)) as server, client() as http:
         body = json.dumps({"prompt": "é" * 10}).encode()
-        response = await bounded(http.post(server.url + "/v1/completions?x=1", content=body,
-                                           headers={"content-type": "application/json"}))
+        response = await bounded(
+            http.post(server.url + "/v1/completions?x=1", content=body, headers={"content-type": "application/json"})
+        )
         assert response.status_code == 200 and response.content == body
         assert response.headers["content-length"] == str(len(body))
         assert response.http_version == "HTTP/1.1" and response.reason_phrase == "OK"
@@ -168,14 +177,31 @@ async def test_content_length_body_and_request_framing():
 async def test_chunked_body_extensions_trailers_and_split_reads():
     """Several chunks, extensions, trailers, the zero-length final chunk; every piece split across TCP reads;
     then a second request on the same connection proves the parser stopped exactly at the body's end."""
+
     async def handler(reader, writer, index):
         await read_request(reader)
-        await trickle(writer, [
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", b"Content-Type: text/event-stream\r\n\r\n",
-            b"5;name=value\r\nhel", b"lo\r", b"\n", b"1", b"0\r\n", b"0123456789abcdef\r\n",  # size split: 0x10
-            b"3;a=1;b=\"x\"\r\n", b"xyz", b"\r\n",
-            b"0", b";last\r\n", b"X-Trailer: one\r\n", b"X-Other: two\r\n", b"\r", b"\n",
-        ])
+        await trickle(
+            writer,
+            [
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n",
+                b"Content-Type: text/event-stream\r\n\r\n",
+                b"5;name=value\r\nhel",
+                b"lo\r",
+                b"\n",
+                b"1",
+                b"0\r\n",
+                b"0123456789abcdef\r\n",  # size split: 0x10
+                b'3;a=1;b="x"\r\n',
+                b"xyz",
+                b"\r\n",
+                b"0",
+                b";last\r\n",
+                b"X-Trailer: one\r\n",
+                b"X-Other: two\r\n",
+                b"\r",
+                b"\n",
+            ],
+        )
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
         await writer.drain()
@@ -195,7 +221,7 @@ async def test_chunked_body_byte_by_byte():
 
     async def handler(reader, writer, index):
         await read_request(reader)
-        await trickle(writer, [raw[i:i + 1] for i in range(len(raw))], gap=0.0005)
+        await trickle(writer, [raw[i : i + 1] for i in range(len(raw))], gap=0.0005)
         while await read_request(reader) is not None:
             writer.write(sized(b"next"))
 
@@ -245,6 +271,7 @@ async def test_no_length_no_chunked_reads_until_close():
 async def test_no_body_statuses_and_head_then_reuse():
     """204/304 and HEAD (with a Content-Length of the body it would have) carry no body; the next answer on the
     same connection is read intact (nothing of it was taken as the previous body)."""
+
     async def handler(reader, writer, index):
         while (request := await read_request(reader)) is not None:
             method, target = request[0], request[1]
@@ -311,6 +338,7 @@ async def test_keepalive_expiry_checked_at_checkout():
 
 async def test_server_closes_idle_pooled_connection():
     """The server closes a pooled connection while it is idle: the next request opens a fresh one."""
+
     async def handler(reader, writer, index):
         await read_request(reader)
         writer.write(sized(b"conn %d" % index))
@@ -329,6 +357,7 @@ async def test_pooled_connection_closed_as_request_arrives_is_retryable():
     """The keep-alive race: the server takes the next request on a reused connection and closes without a byte
     of answer. The transport raises what upstream.py retries, and the trace marks it safe to retry; on a fresh
     connection the same failure is not safe to retry. `send_upstream` retries once and succeeds."""
+
     async def handler(reader, writer, index):
         if await read_request(reader) is None:
             return
@@ -370,8 +399,9 @@ async def test_direct_send_like_the_gateway():
         backend = Backend(variant="v", served_model=None, remote_url=server.url, api_key="k")
         for stream in (False, True):
             trace = AttemptTrace()
-            response = await bounded(direct_send(http, http.engine_transport, backend, "/v1/completions",
-                                                 b'{"x":1}', trace, stream))
+            response = await bounded(
+                direct_send(http, http.engine_transport, backend, "/v1/completions", b'{"x":1}', trace, stream)
+            )
             if stream:
                 assert await bounded(response.aread()) == b'{"x":1}'
                 await response.aclose()
@@ -627,7 +657,7 @@ async def test_concurrent_requests_get_their_own_bodies():
             else:
                 writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
                 for start in range(0, len(body), 97):
-                    part = body[start:start + 97]
+                    part = body[start : start + 97]
                     writer.write(b"%x\r\n%s\r\n" % (len(part), part))
                     await writer.drain()
                     await asyncio.sleep(0)
@@ -637,8 +667,9 @@ async def test_concurrent_requests_get_their_own_bodies():
     async with Server(handler) as server, client() as http:
         for round_ in range(3):
             bodies = [f"request {round_}-{i};".encode() for i in range(20)]
-            responses = await bounded(asyncio.gather(*(http.post(server.url + "/", content=body)
-                                                       for body in bodies)), 15)
+            responses = await bounded(
+                asyncio.gather(*(http.post(server.url + "/", content=body) for body in bodies)), 15
+            )
             assert [r.content for r in responses] == [body * 50 for body in bodies]
         assert server.connections == 20  # later rounds reuse the first round's connections
 

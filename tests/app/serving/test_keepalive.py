@@ -23,12 +23,20 @@ from tests.app.in_process_gateway import in_process_gateway
 
 pytestmark = pytest.mark.timeout(300)
 
-COMPLETION = {"id": "cmpl-racy", "object": "text_completion", "created": 1, "model": "racy",
-              "choices": [{"index": 0, "text": " ok", "logprobs": None, "finish_reason": "stop"}],
-              "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-STREAM = (b"data: " + json.dumps({**COMPLETION, "usage": None}).encode() + b"\n\n"
-          b'data: {"id":"cmpl-racy","object":"text_completion","created":1,"model":"racy","choices":[],'
-          b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}\n\n' b"data: [DONE]\n\n")
+COMPLETION = {
+    "id": "cmpl-racy",
+    "object": "text_completion",
+    "created": 1,
+    "model": "racy",
+    "choices": [{"index": 0, "text": " ok", "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+STREAM = (
+    b"data: " + json.dumps({**COMPLETION, "usage": None}).encode() + b"\n\n"
+    b'data: {"id":"cmpl-racy","object":"text_completion","created":1,"model":"racy","choices":[],'
+    b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}\n\n'
+    b"data: [DONE]\n\n"
+)
 
 
 class RacyEngine:
@@ -43,13 +51,21 @@ class RacyEngine:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 method = head.split(b" ", 1)[0]
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 body = json.loads(await reader.readexactly(length)) if length else {}
                 if method == b"GET":
                     payload = json.dumps({"object": "list", "data": [{"id": "racy"}]}).encode()
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                                 b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+                    )
                     await writer.drain()
                     return
                 self.posts += 1
@@ -58,17 +74,22 @@ class RacyEngine:
                     self.connections_with_posts += 1
                 else:
                     if self.on_second_post == "partial":
-                        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n"
-                                     b"\r\n{\"id\"")
+                        writer.write(
+                            b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"id"'
+                        )
                         await writer.drain()
                     return  # the keep-alive timer fired: close
                 if body.get("stream"):
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                                 b"Content-Length: %d\r\n\r\n%s" % (len(STREAM), STREAM))
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(STREAM), STREAM)
+                    )
                 else:
                     payload = json.dumps(COMPLETION).encode()
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+                    )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             return
@@ -93,8 +114,9 @@ async def test_a_pooled_connection_closed_before_the_request_is_retried_once():
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             first = await client.post("/v1/completions", json={"model": "stub", "prompt": "a", "max_tokens": 1})
             second = await client.post("/v1/completions", json={"model": "stub", "prompt": "b", "max_tokens": 1})
-            third = await client.post("/v1/completions", json={"model": "stub", "prompt": "c", "max_tokens": 1,
-                                                               "stream": True})
+            third = await client.post(
+                "/v1/completions", json={"model": "stub", "prompt": "c", "max_tokens": 1, "stream": True}
+            )
     assert [first.status_code, second.status_code, third.status_code] == [200, 200, 200], second.text
     assert "[DONE]" in third.text and '"error"' not in third.text
     # The second and the third each found their pooled connection dead and went again on a fresh one.
@@ -120,8 +142,7 @@ async def test_requests_at_the_engines_keep_alive_interval_never_get_a_502(tiny_
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             for _ in range(4):
                 started = time.monotonic()
-                response = await client.post("/v1/completions", json={"model": "stub", "prompt": "Hi",
-                                                                      "max_tokens": 2})
+                response = await client.post("/v1/completions", json={"model": "stub", "prompt": "Hi", "max_tokens": 2})
                 statuses.append(response.status_code)
                 await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - started)))
     assert statuses == [200] * 4
@@ -137,4 +158,7 @@ async def test_keep_alive_is_shorter_than_the_engines():
         assert pool._keepalive_expiry == settings.upstream_keepalive_s < 5  # uvicorn's (and vLLM's) default
         timeout = client.timeout
         assert (timeout.connect, timeout.write, timeout.pool) == (
-            settings.upstream_connect_timeout_s, settings.upstream_write_timeout_s, settings.upstream_pool_timeout_s)
+            settings.upstream_connect_timeout_s,
+            settings.upstream_write_timeout_s,
+            settings.upstream_pool_timeout_s,
+        )

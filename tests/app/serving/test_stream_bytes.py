@@ -22,9 +22,11 @@ pytestmark = pytest.mark.timeout(300)
 COMPLETIONS = "/v1/completions"
 SEPARATORS = "a\u2028b\u2029c\u0085d"
 # The prompt picks the engine's behaviour (the gateway forwards it untouched).
-SCRIPT = [Rule(says("separators"), Answer(pieces=(SEPARATORS, " end"))),  # raw U+2028 and friends, as vLLM sends them
-          Rule(says("error"), Answer(pieces=("partial",), error_event=ENGINE_CORE_DIED)),  # its engine core died
-          Rule(says("fail"), ENGINE_500)]  # a 500 whose body holds internal details
+SCRIPT = [
+    Rule(says("separators"), Answer(pieces=(SEPARATORS, " end"))),  # raw U+2028 and friends, as vLLM sends them
+    Rule(says("error"), Answer(pieces=("partial",), error_event=ENGINE_CORE_DIED)),  # its engine core died
+    Rule(says("fail"), ENGINE_500),
+]  # a 500 whose body holds internal details
 
 
 async def pieces(*parts: bytes):
@@ -41,7 +43,7 @@ async def test_events_split_on_newline_bytes_only():
     # Cut inside a multi-byte character and inside the line ending: nothing is decoded before the event is whole.
     stream = b"data: " + text + b"\r\n\r\n: a comment\n\ndata:[DONE]\n\n"
     cut = stream.index("\u2028".encode()) + 1
-    events = await collect(stream[:cut], stream[cut:cut + 7], stream[cut + 7:])
+    events = await collect(stream[:cut], stream[cut : cut + 7], stream[cut + 7 :])
     assert events == [text, b"[DONE]"]
     assert json.loads(events[0])["text"].startswith(SEPARATORS)
 
@@ -72,8 +74,9 @@ async def test_line_separators_inside_a_token_arrive_intact(stub):
     with records.attached():
         async with in_process_gateway(stub.url) as (url, _):
             async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-                response = await client.post(COMPLETIONS, json={"model": "stub", "prompt": "separators",
-                                                                "stream": True, "max_tokens": 5})
+                response = await client.post(
+                    COMPLETIONS, json={"model": "stub", "prompt": "separators", "stream": True, "max_tokens": 5}
+                )
     events = events_of(response)
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
@@ -88,8 +91,9 @@ async def test_an_engine_error_event_is_forwarded_and_logged_as_a_failure(stub):
     with records.attached():
         async with in_process_gateway(stub.url) as (url, _):
             async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-                response = await client.post(COMPLETIONS, json={"model": "stub", "prompt": "error", "stream": True,
-                                                                "max_tokens": 5})
+                response = await client.post(
+                    COMPLETIONS, json={"model": "stub", "prompt": "error", "stream": True, "max_tokens": 5}
+                )
     events = events_of(response)
     assert events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
@@ -122,9 +126,13 @@ async def test_a_down_engine_is_a_503_that_names_no_url(stub):
 
 # --- a real vLLM engine whose engine core dies mid-stream --------------------------------------------------------
 
+
 def engine_cores(port: int) -> list[psutil.Process]:
-    server = next(psutil.Process(c.pid) for c in psutil.net_connections(kind="tcp")
-                  if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN)
+    server = next(
+        psutil.Process(c.pid)
+        for c in psutil.net_connections(kind="tcp")
+        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+    )
     cores = []
     for child in server.children(recursive=True):
         with contextlib.suppress(psutil.Error):
@@ -141,8 +149,13 @@ async def test_an_engine_core_killed_mid_stream_ends_the_stream_with_an_error(ti
         assert cores, "no EngineCore process under the vLLM server"
         with records.attached():
             async with in_process_gateway(engine_url) as (url, _):
-                body = {"model": "stub", "prompt": "Once upon a time", "stream": True, "max_tokens": 256,
-                        "ignore_eos": True}
+                body = {
+                    "model": "stub",
+                    "prompt": "Once upon a time",
+                    "stream": True,
+                    "max_tokens": 256,
+                    "ignore_eos": True,
+                }
                 events: list[str] = []
                 async with httpx.AsyncClient(base_url=url, timeout=60) as client:
                     async with client.stream("POST", COMPLETIONS, json=body) as response:

@@ -36,10 +36,18 @@ async def tls_engine(pki):
     import uvicorn
 
     engine, port = FakeEngine(EngineConfig(answer=ANSWER)), free_port()
-    config = uvicorn.Config(engine, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            ssl_certfile=str(pki.cert_file), ssl_keyfile=str(pki.key_file))
+    config = uvicorn.Config(
+        engine,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ssl_certfile=str(pki.cert_file),
+        ssl_keyfile=str(pki.key_file),
+    )
     server = uvicorn.Server(config)
     import asyncio
+
     task = asyncio.create_task(server.serve())
     if not await wait_until(lambda: server.started or task.done(), timeout=20):
         raise RuntimeError("the TLS stub engine did not start")
@@ -60,8 +68,10 @@ async def gateway_for(variant: dict):
 
 
 async def test_a_completion_through_an_https_engine_verified_by_its_ca(pki):
-    async with tls_engine(pki) as (port, engine), \
-            gateway_for({"url": f"https://localhost:{port}", "tls": {"ca_file": str(pki.ca_file)}}) as (url, backend):
+    async with (
+        tls_engine(pki) as (port, engine),
+        gateway_for({"url": f"https://localhost:{port}", "tls": {"ca_file": str(pki.ca_file)}}) as (url, backend),
+    ):
         assert await wait_until(lambda: backend.up, timeout=20), backend.last_error
         async with httpx.AsyncClient(base_url=url, timeout=20) as client:
             for _ in range(3):  # the second and third reuse the pooled TLS connection
@@ -83,8 +93,7 @@ async def test_an_engine_certificate_the_gateway_cannot_verify_means_down_never_
             "host_mismatch": {"url": f"https://127.0.0.1:{port}", "tls": {"ca_file": str(pki.ca_file)}},
         }[case]
         async with gateway_for(variant) as (url, backend):
-            assert await wait_until(lambda: "certificate" in (backend.last_error or ""), timeout=20), \
-                backend.last_error
+            assert await wait_until(lambda: "certificate" in (backend.last_error or ""), timeout=20), backend.last_error
             assert not backend.up
             expected = "IP address mismatch" if case == "host_mismatch" else "unable to get local issuer"
             assert expected in backend.last_error
@@ -112,8 +121,9 @@ def test_tls_files_are_checked_at_start_and_errors_name_the_field(pki, tmp_path)
     assert "variants.stub.tls.ca_file" in message and "CA certificate" in message
     # a client certificate with a key that is not its own
     other_key = make_pki(tmp_path / "other").key_file
-    message = config_error({"url": url, "tls": {"ca_file": str(pki.ca_file), "cert_file": str(pki.cert_file),
-                                                "key_file": str(other_key)}})
+    message = config_error(
+        {"url": url, "tls": {"ca_file": str(pki.ca_file), "cert_file": str(pki.cert_file), "key_file": str(other_key)}}
+    )
     assert "variants.stub.tls.key_file" in message
     with pytest.raises(UserError, match="give `url: https://...`"):
         parse_config({"variants": {"stub": {"url": "http://engine:8000", "tls": {"ca_file": str(pki.ca_file)}}}})

@@ -73,8 +73,12 @@ class RoutingStub:
         from vllm.utils.serial_utils import numpy2base64
 
         routed = self.routing(request.body["prompt"])
-        return Answer(text=" x", finish_reason="length", prompt_tokens=routed.shape[0],
-                      choice_fields={"routed_experts": numpy2base64(routed)})
+        return Answer(
+            text=" x",
+            finish_reason="length",
+            prompt_tokens=routed.shape[0],
+            choice_fields={"routed_experts": numpy2base64(routed)},
+        )
 
     async def __call__(self, scope, receive, send):
         await self.engine(scope, receive, send)
@@ -86,12 +90,21 @@ def stub(tiny_qwen3_moe):
 
 
 def telemetry_config(tiny, pruned_dir, stub_url: str) -> dict:
-    return {"variants": {
-        "base": {"url": stub_url, "served_model_name": "tiny",
-                 "telemetry": {"routed_experts": True, "label": "clinical-app", "config": str(tiny / "config.json")}},
-        "pruned": {"url": stub_url, "served_model_name": "tiny", "base": "base",
-                   "telemetry": {"manifest": str(pruned_dir / "pruning.json")}},
-    }}
+    return {
+        "variants": {
+            "base": {
+                "url": stub_url,
+                "served_model_name": "tiny",
+                "telemetry": {"routed_experts": True, "label": "clinical-app", "config": str(tiny / "config.json")},
+            },
+            "pruned": {
+                "url": stub_url,
+                "served_model_name": "tiny",
+                "base": "base",
+                "telemetry": {"manifest": str(pruned_dir / "pruning.json")},
+            },
+        }
+    }
 
 
 async def telemetry_gateway(config: dict):
@@ -103,45 +116,84 @@ async def telemetry_gateway(config: dict):
 
 
 async def test_gateway_counts_equal_the_observation_pass_and_drive_prune_to_the_same_experts(
-        stub, tiny_qwen3_moe, tmp_path):
+    stub, tiny_qwen3_moe, tmp_path
+):
     pruned = make_pruned_copy(tiny_qwen3_moe, tmp_path / "pruned")
     async with served(stub) as stub_url:
         app = await telemetry_gateway(telemetry_config(tiny_qwen3_moe, pruned, stub_url))
         async with served(app) as url, httpx.AsyncClient(timeout=60) as client:
             assert await wait_until(lambda: app.state.gateway.backends["base"].up, timeout=20)
             for prompt in PROMPTS:
-                answer = (await client.post(url + "/v1/completions",
-                                            json={"model": "base", "prompt": prompt, "max_tokens": 1})).json()
+                answer = (
+                    await client.post(
+                        url + "/v1/completions", json={"model": "base", "prompt": prompt, "max_tokens": 1}
+                    )
+                ).json()
                 assert "routed_experts" not in answer["choices"][0]  # stripped: the client did not ask
-            kept = (await client.post(url + "/v1/completions", json={"model": "base", "prompt": PROMPTS[0],
-                                                                   "max_tokens": 1},
-                                      headers={"x-moe-routed-experts": "keep"})).json()
+            kept = (
+                await client.post(
+                    url + "/v1/completions",
+                    json={"model": "base", "prompt": PROMPTS[0], "max_tokens": 1},
+                    headers={"x-moe-routed-experts": "keep"},
+                )
+            ).json()
             routed = decode_routed_experts(kept["choices"][0]["routed_experts"])
             assert list(routed.ids) == stub.routing(PROMPTS[0]).flatten().tolist()
             out = tmp_path / "stats.json"
-            code = await asyncio.to_thread(cli.main, ["traffic", "export", "--gateway", url, "--variant", "base",
-                                                      "--label", "clinical-app", "--out", str(out)])
+            code = await asyncio.to_thread(
+                cli.main,
+                [
+                    "traffic",
+                    "export",
+                    "--gateway",
+                    url,
+                    "--variant",
+                    "base",
+                    "--label",
+                    "clinical-app",
+                    "--out",
+                    str(out),
+                ],
+            )
             assert code == 0
             hit_ratio = app.state.gateway.metrics.registry.get_sample_value(
-                "moeprune_pruned_expert_hit_ratio", {"variant": "pruned"})
+                "moeprune_pruned_expert_hit_ratio", {"variant": "pruned"}
+            )
     # The observation pass of `moeprune prune` over the same prompts (PROMPTS[0] was sent twice).
     calibration = tmp_path / "prompts.jsonl"
     calibration.write_text("".join(json.dumps({"text": p}) + "\n" for p in [*PROMPTS, PROMPTS[0]]))
     observed_file = tmp_path / "observed.json"
-    by_pass = run_prune(tiny_qwen3_moe, tmp_path / "by-pass", method="frequency", ratio=0.5,
-                        calibration=[calibration], samples=len(PROMPTS) + 1, max_tokens=512, batch_tokens=1,
-                        scores_out=observed_file, dtype="float32", progress=False, domain_gate=False)
+    by_pass = run_prune(
+        tiny_qwen3_moe,
+        tmp_path / "by-pass",
+        method="frequency",
+        ratio=0.5,
+        calibration=[calibration],
+        samples=len(PROMPTS) + 1,
+        max_tokens=512,
+        batch_tokens=1,
+        scores_out=observed_file,
+        dtype="float32",
+        progress=False,
+        domain_gate=False,
+    )
     observed, exported = ExpertStats.load(observed_file), ExpertStats.load(out)
     for layer, stats in observed.layers.items():
         assert exported.layers[layer].counts == stats.counts and exported.layers[layer].tokens == stats.tokens
-    by_traffic = run_prune(tiny_qwen3_moe, tmp_path / "by-traffic", method="frequency", ratio=0.5,
-                           scores_in=out, progress=False)
+    by_traffic = run_prune(
+        tiny_qwen3_moe, tmp_path / "by-traffic", method="frequency", ratio=0.5, scores_in=out, progress=False
+    )
     assert PruningManifest.load(by_traffic).kept_experts == PruningManifest.load(by_pass).kept_experts
     # The drift gauge: the share of routed pairs on the experts the pruned copy removed.
     rows = [stub.routing(p) for p in [*PROMPTS, PROMPTS[0]]]
     pairs = sum(r.size for r in rows)
-    hits = sum(int(expert not in KEPT[layer]) for r in rows for row in r for layer, experts in enumerate(row)
-               for expert in experts)
+    hits = sum(
+        int(expert not in KEPT[layer])
+        for r in rows
+        for row in r
+        for layer, experts in enumerate(row)
+        for expert in experts
+    )
     assert hit_ratio == pytest.approx(hits / pairs) and 0 < hit_ratio < 1
 
 
@@ -152,17 +204,29 @@ async def test_the_export_holds_counts_only(stub, tiny_qwen3_moe, tmp_path):
         app = await telemetry_gateway(telemetry_config(tiny_qwen3_moe, pruned, stub_url))
         async with served(app) as url, httpx.AsyncClient(timeout=60) as client:
             assert await wait_until(lambda: app.state.gateway.backends["base"].up, timeout=20)
-            idle = app.state.gateway.metrics.registry.get_sample_value("moeprune_pruned_expert_hit_ratio",
-                                                                        {"variant": "pruned"})
-            await client.post(url + "/v1/completions", json={"model": "base", "prompt": secret, "max_tokens": 1,
-                                                             "user": "jane-roe-123"})
+            idle = app.state.gateway.metrics.registry.get_sample_value(
+                "moeprune_pruned_expert_hit_ratio", {"variant": "pruned"}
+            )
+            await client.post(
+                url + "/v1/completions",
+                json={"model": "base", "prompt": secret, "max_tokens": 1, "user": "jane-roe-123"},
+            )
             exported = (await client.get(url + "/v1/telemetry/routing", params={"variant": "base"})).json()
             unknown = await client.get(url + "/v1/telemetry/routing", params={"variant": "pruned"})
     assert math.isnan(idle)  # no traffic in the window: no data, not "no drift"
     text = json.dumps(exported)
     assert not any(word.lower() in text.lower() for word in ["Jane", "Roe", "warfarin", "jane-roe-123", "Patient"])
-    assert set(exported) == {"schema", "schema_version", "model_type", "num_experts", "top_k", "ean_max_tokens",
-                             "source", "calibration", "layers"}
+    assert set(exported) == {
+        "schema",
+        "schema_version",
+        "model_type",
+        "num_experts",
+        "top_k",
+        "ean_max_tokens",
+        "source",
+        "calibration",
+        "layers",
+    }
     assert exported["source"] == {"gateway_traffic": {"variant": "base", "label": None, "responses": 1}}
     for layer in exported["layers"].values():
         assert all(isinstance(v, float) and v == int(v) for v in layer["counts"]) and sum(layer["counts"]) > 0

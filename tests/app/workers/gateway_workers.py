@@ -26,8 +26,13 @@ from testkit.vllm_server import free_port
 from tests.app.gateway_process import API_KEY, RunningGateway
 
 LAUNCHER = f"{sys.executable} -m testkit.fast_engine --unique-ids"  # ids tell the answers apart (feedback)
-FAST = {"MOEPRUNE_HEALTH_INTERVAL_S": "0.3", "MOEPRUNE_RESTART_BACKOFF_S": "0.3", "MOEPRUNE_ENGINE_STOP_GRACE_S": "3",
-        "MOEPRUNE_EXPERIMENT_FLUSH_INTERVAL_S": "0.2", "MOEPRUNE_SHUTDOWN_GRACE_S": "3"}
+FAST = {
+    "MOEPRUNE_HEALTH_INTERVAL_S": "0.3",
+    "MOEPRUNE_RESTART_BACKOFF_S": "0.3",
+    "MOEPRUNE_ENGINE_STOP_GRACE_S": "3",
+    "MOEPRUNE_EXPERIMENT_FLUSH_INTERVAL_S": "0.2",
+    "MOEPRUNE_SHUTDOWN_GRACE_S": "3",
+}
 CHAT = {"messages": [{"role": "user", "content": "What makes insulin?"}], "max_tokens": 8}
 
 
@@ -44,13 +49,23 @@ def write_variants(path: Path, experiments: dict | None = None) -> Path:
 def start(config: Path, work_dir: Path, *args: str, env: dict[str, str] | None = None) -> RunningGateway:
     port = free_port()
     log_path = work_dir / "gateway.log"
-    environment = {**os.environ, "MOEPRUNE_API_KEYS": API_KEY, "MOEPRUNE_LAUNCHER": LAUNCHER,
-                   "MOEPRUNE_WORK_DIR": str(work_dir / "engines"), "MOEPRUNE_STATE_DIR": str(work_dir / "state"),
-                   **FAST, **(env or {})}
+    environment = {
+        **os.environ,
+        "MOEPRUNE_API_KEYS": API_KEY,
+        "MOEPRUNE_LAUNCHER": LAUNCHER,
+        "MOEPRUNE_WORK_DIR": str(work_dir / "engines"),
+        "MOEPRUNE_STATE_DIR": str(work_dir / "state"),
+        **FAST,
+        **(env or {}),
+    }
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moeprune.cli", "serve", "--config", str(config), "--port", str(port), *args],
-            env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return RunningGateway(f"http://127.0.0.1:{port}", proc, log_path, config, dirs={"work": work_dir})
 
 
@@ -68,8 +83,7 @@ def workers(gateway: RunningGateway) -> list[psutil.Process]:
 def chat(gateway: RunningGateway, model: str = "a", session: str | None = None) -> httpx.Response:
     """One request on a new connection (so the kernel hands each to whichever worker accepts first)."""
     headers = {**gateway.headers, **({"x-session-id": session} if session else {})}
-    return httpx.post(gateway.url + "/v1/chat/completions", json={"model": model, **CHAT}, headers=headers,
-                      timeout=30)
+    return httpx.post(gateway.url + "/v1/chat/completions", json={"model": model, **CHAT}, headers=headers, timeout=30)
 
 
 def requests_by_process(gateway: RunningGateway) -> dict[int, float]:
@@ -79,11 +93,18 @@ def requests_by_process(gateway: RunningGateway) -> dict[int, float]:
         pid = int(Path(path).stem.split("_")[1])
         with tempfile.TemporaryDirectory() as alone:
             shutil.copy(path, alone)
-            counts[pid] = sum(sample.value for metric in MultiProcessCollector(None, alone).collect()
-                              for sample in metric.samples if sample.name == "moeprune_requests_total")
+            counts[pid] = sum(
+                sample.value
+                for metric in MultiProcessCollector(None, alone).collect()
+                for sample in metric.samples
+                if sample.name == "moeprune_requests_total"
+            )
     return counts
 
 
 def metric_total(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )

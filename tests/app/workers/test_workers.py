@@ -86,8 +86,9 @@ def test_an_experiment_routes_and_counts_the_same_in_every_worker(gateway):
     assert {arm for seen in arms.values() for arm in seen} == {"a", "b"}
 
     def totals() -> list[int]:
-        reports = [httpx.get(gateway.url + "/v1/experiments/ab", headers=gateway.headers, timeout=10).json()
-                   for _ in range(6)]
+        reports = [
+            httpx.get(gateway.url + "/v1/experiments/ab", headers=gateway.headers, timeout=10).json() for _ in range(6)
+        ]
         return [sum(arm["requests"] for arm in report["arms"].values()) - already for report in reports]
 
     # Each worker flushes its counts to the store within the flush interval; then any worker reports them all.
@@ -108,8 +109,12 @@ def test_feedback_reaches_the_worker_that_served_the_answer(gateway):
     assert len(served) == 16
 
     def rate(completion_id: str) -> httpx.Response:
-        return httpx.post(gateway.url + "/v1/feedback", headers=gateway.headers,
-                          json={"id": completion_id, "label": "good"}, timeout=30)
+        return httpx.post(
+            gateway.url + "/v1/feedback",
+            headers=gateway.headers,
+            json={"id": completion_id, "label": "good"},
+            timeout=30,
+        )
 
     with ThreadPoolExecutor(8) as pool:
         answers = dict(zip(served, pool.map(rate, served)))
@@ -130,8 +135,10 @@ def test_a_reload_reaches_every_worker(gateway):
         def both_workers_route_all_to_a() -> bool:
             before = requests_by_process(gateway)
             with ThreadPoolExecutor(16) as pool:
-                served = {response.headers["x-moe-variant"]
-                          for response in pool.map(lambda s: chat(gateway, "ab", s), SESSIONS * 4)}
+                served = {
+                    response.headers["x-moe-variant"]
+                    for response in pool.map(lambda s: chat(gateway, "ab", s), SESSIONS * 4)
+                }
             after = requests_by_process(gateway)
             both = all(after.get(w.pid, 0) > before.get(w.pid, 0) for w in workers(gateway))
             return both and served == {"a"}
@@ -144,9 +151,16 @@ def test_a_reload_reaches_every_worker(gateway):
 def test_every_worker_requires_the_key(gateway):
     before = requests_by_process(gateway)
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda _: httpx.post(gateway.url + "/v1/chat/completions",
-                                                      json={"model": "a", **CHAT}, timeout=30).status_code,
-                                 range(40)))
+        statuses = list(
+            pool.map(
+                lambda _: (
+                    httpx.post(
+                        gateway.url + "/v1/chat/completions", json={"model": "a", **CHAT}, timeout=30
+                    ).status_code
+                ),
+                range(40),
+            )
+        )
     # 40 new connections spread over both workers' sockets (test_listener.py): each refused them.
     assert statuses == [401] * 40
     assert sum(requests_by_process(gateway).values()) == sum(before.values())  # refused before any answer
@@ -156,8 +170,9 @@ def test_a_killed_worker_is_replaced(gateway):
     victim = workers(gateway)[0]
     victim.kill()
     victim.wait(timeout=10)
-    replaced = wait_for(lambda: len(workers(gateway)) == 2 and victim.pid not in [w.pid for w in workers(gateway)],
-                        timeout=30)
+    replaced = wait_for(
+        lambda: len(workers(gateway)) == 2 and victim.pid not in [w.pid for w in workers(gateway)], timeout=30
+    )
     assert replaced, gateway.log_tail()
     assert '"worker exited; restarting it"' in gateway.log_tail(20000)
     assert wait_for(lambda: all(chat(gateway).status_code == 200 for _ in range(10)), timeout=30)
@@ -170,8 +185,9 @@ def _engine_and_worker_pids(running) -> list[int]:
 
 def _gone(pids: list[int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
-    while (left := [pid for pid in pids if psutil.pid_exists(pid) and
-                    psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]) and time.monotonic() < deadline:
+    while (
+        left := [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    ) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 

@@ -1,4 +1,4 @@
-"""The lint and type checks scripts/test.sh runs, so that `pytest` alone catches them too.
+"""The lint, format and type checks scripts/test.sh runs, so that `pytest` alone catches them too.
 
 Both read their configuration from pyproject.toml ([tool.ruff]: the project's packages;
 [tool.mypy]: moeprune/) and take seconds.
@@ -19,6 +19,11 @@ def run(*command: str) -> subprocess.CompletedProcess:
 
 def test_ruff_check_is_clean():
     done = run("ruff", "check", ".")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_ruff_format_leaves_every_file_as_it_is():
+    done = run("ruff", "format", "--check", ".")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 

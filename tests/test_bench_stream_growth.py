@@ -27,16 +27,17 @@ def test_per_token_is_the_slope_between_the_first_and_the_last_token():
 def test_the_verdict_tells_constant_from_per_token_from_growing_and_names_a_late_rise():
     assert stream_growth.growth_verdict({500: [3.0, 0.0], 2000: [1.0, 0.5]}, 0).startswith("O(1),")
     steady = stream_growth.growth_verdict({500: [358.0, 358.0, 359.0], 2000: [346.0, 346.0, 347.0]}, 200)
-    assert steady == "O(tokens), no peak-RSS growth over the later rounds"
+    assert steady == "O(tokens), no RSS growth over the later rounds"
     growing = stream_growth.growth_verdict({500: [100.0], 2000: [400.0]}, 4096)
-    assert growing == "growing, peak RSS still grew 4096 KiB over the later rounds"
+    assert growing == "growing, RSS still grew 4096 KiB over the later rounds"
 
 
-def test_late_growth_compares_the_last_round_with_the_middle_one():
-    rows = [{"VmHWM": hwm} for hwm in (70000, 77000, 80000, 80000, 80100, 80200)]
-    assert stream_growth.late_growth(rows) == 80200 - 80000
+def test_late_growth_compares_medians_of_the_second_and_the_last_quarter():
+    readings = (70000, 74000, 77000, 77100, 79900, 77200, 77300, 77500)  # one reading at an overlap peak
+    rows = [{"VmRSS": rss} for rss in readings]
+    assert stream_growth.late_growth(rows) == 77500 - 77100
     with pytest.raises(ValueError):
-        stream_growth.late_growth(rows[:1])
+        stream_growth.late_growth(rows[:3])
 
 
 def test_memory_is_read_from_proc():

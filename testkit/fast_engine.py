@@ -81,30 +81,25 @@ def stream_head() -> dict:
     return {"id": "chatcmpl-fast-stub", "object": "chat.completion.chunk", "created": 1700000000}
 
 
-def stream_chunks(model: str, count: int) -> list[bytes]:
-    """One HTTP chunk per token, for up to `count` tokens."""
-    chunks = []
+def stream_events(model: str, count: int) -> list[bytes]:
+    """The JSON data of one SSE event per token, for `count` tokens (bench/stream_growth.py feeds these to the
+    gateway's relay in-process)."""
+    events = []
     for index in range(count):
         entry = _logprob_entry(index)
         delta = {"content": entry["token"]} if index else {"role": "assistant", "content": entry["token"]}
-        chunks.append(
-            _chunk(
-                _dumps(
-                    {
-                        **stream_head(),
-                        "model": model,
-                        "choices": [
-                            {"index": 0, "delta": delta, "logprobs": {"content": [entry]}, "finish_reason": None}
-                        ],
-                    }
-                )
-            )
-        )
-    return chunks
+        choice = {"index": 0, "delta": delta, "logprobs": {"content": [entry]}, "finish_reason": None}
+        events.append(_dumps({**stream_head(), "model": model, "choices": [choice]}))
+    return events
 
 
-def stream_tail(model: str, tokens: int) -> bytes:
-    """After `tokens` tokens: the finish and usage chunks, [DONE] and the last (empty) HTTP chunk."""
+def stream_chunks(model: str, count: int) -> list[bytes]:
+    """One HTTP chunk per token, for up to `count` tokens."""
+    return [_chunk(event) for event in stream_events(model, count)]
+
+
+def stream_tail_events(model: str, tokens: int) -> list[bytes]:
+    """After `tokens` tokens: the data of the finish and usage events and [DONE]."""
     head = {**stream_head(), "model": model}
     finish = {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}]}
     usage = {
@@ -112,7 +107,12 @@ def stream_tail(model: str, tokens: int) -> bytes:
         "choices": [],
         "usage": {"prompt_tokens": 12, "completion_tokens": tokens, "total_tokens": 12 + tokens},
     }
-    return _chunk(_dumps(finish)) + _chunk(_dumps(usage)) + _chunk(b"[DONE]") + b"0\r\n\r\n"
+    return [_dumps(finish), _dumps(usage), b"[DONE]"]
+
+
+def stream_tail(model: str, tokens: int) -> bytes:
+    """After `tokens` tokens: the finish and usage chunks, [DONE] and the last (empty) HTTP chunk."""
+    return b"".join(_chunk(event) for event in stream_tail_events(model, tokens)) + b"0\r\n\r\n"
 
 
 def _response(status: bytes, body: bytes, content_type: bytes = b"application/json") -> bytes:

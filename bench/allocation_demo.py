@@ -29,7 +29,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_name  # noqa: E402
 from demo.build import build_model, default_cache_dir  # noqa: E402
 from demo.calibration import write_calibration  # noqa: E402
 from demo.corpus import build_corpus  # noqa: E402
@@ -280,14 +280,7 @@ def over_seeds(runs: list[dict]) -> list[str]:
 
 
 def write_outputs(args, runs: list[dict]) -> None:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_name()
     command = ".venv/bin/python " + " ".join(["bench/allocation_demo.py", *sys.argv[1:]])
     meta = {
         "date": str(datetime.date.today()),

@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_name  # noqa: E402
 from demo.build import build_model, default_cache_dir  # noqa: E402
 from demo.calibration import write_calibration  # noqa: E402
 from demo.corpus import build_corpus  # noqa: E402
@@ -215,14 +215,7 @@ def main() -> int:
 
 
 def write_md(args, runs: list[dict]) -> None:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_name()
     command = ".venv/bin/python " + " ".join(["bench/reliability_demo.py", *sys.argv[1:]])
     parts = [
         f"## {datetime.date.today()}, {cpu}, {os.cpu_count()} cores, "

@@ -52,10 +52,12 @@ def attach(backends: dict[str, Backend], table: EngineTable) -> None:
 
 def apply(backend: Backend, address: EngineAddress) -> None:
     backend.remote_url, backend.api_key, backend.restarts = address.url, address.api_key, address.restarts
-    if not address.up:
-        # The owner knows first (and why); the worker's own probes bring it back once it answers again.
-        backend.up = False
-        backend.last_error = address.error or "the engine is not up yet"
+    # The owner knows first, both ways: it just probed the engine (or saw it die, and why). Without taking its
+    # word for "up", a worker reported the engine down on /ready and /metrics until its own first probe, so
+    # right after a start one worker could answer /ready 503 while the other answered 200.
+    # The worker's own probes go on afterwards and take it down if the engine stops answering this worker.
+    backend.up = address.up
+    backend.last_error = None if address.up else (address.error or "the engine is not up yet")
 
 
 async def follow(feed: Connection, backends: dict[str, Backend], on_parent_gone: Callable[[], None]) -> None:

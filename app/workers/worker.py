@@ -43,6 +43,17 @@ class WorkerPlan:
     peers: tuple[Path, ...] = ()  # the other workers' private sockets (feedback_relay.py)
 
 
+def name_process(title: str) -> None:
+    """What ps and top show for this process: an operator sees which worker is which instead of
+    multiprocessing's spawn command line. setproctitle comes with vLLM; a serve-only install without it
+    keeps the command line."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(title)
+
+
 def run_worker(plan: WorkerPlan, listener: socket.socket, private: socket.socket, feed: Connection) -> None:
     """The worker process's entry point: `listener` is this worker's socket on the gateway's port, `private`
     its Unix socket (the other workers relay feedback to it)."""
@@ -51,6 +62,7 @@ def run_worker(plan: WorkerPlan, listener: socket.socket, private: socket.socket
     set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != plan.parent_pid:  # the supervisor died before the line above took effect
         return
+    name_process(f"moeprune worker {plan.index} (port {plan.settings.port})")
     from app.workers import shared_metrics
 
     shared_metrics.write_to(plan.metrics_dir)  # before the app makes its first metric

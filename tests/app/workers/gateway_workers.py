@@ -75,7 +75,9 @@ def workers(gateway: RunningGateway) -> list[psutil.Process]:
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(gateway.proc.pid).children():
             with contextlib.suppress(psutil.Error):
-                if any("spawn_main" in arg for arg in child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                command = " ".join(child.cmdline())
+                spawned = "spawn_main" in command or command.startswith("moeprune worker ")  # before / after naming
+                if spawned and child.status() != psutil.STATUS_ZOMBIE:
                     found.append(child)
     return found
 

@@ -70,7 +70,11 @@ def test_both_workers_answer_and_metrics_add_up_whichever_answers(gateway):
     for _ in range(6):
         text = httpx.get(gateway.url + "/metrics", timeout=10).text
         assert metric_total(text, "moeprune_requests_total") == sum(counts.values()) >= sent
-    assert 'moeprune_backend_up{variant="a"} 1.0' in text  # every process finds the engine up
+    # every process finds the engine up (the owner's word, then each worker's own probes)
+    assert wait_for(
+        lambda: 'moeprune_backend_up{variant="a"} 1.0' in httpx.get(gateway.url + "/metrics", timeout=10).text,
+        timeout=10,
+    )
     assert metric_total(text, "moeprune_engine_resident_memory_bytes") > 0  # from the process owning the engine
 
 
@@ -146,6 +150,18 @@ def test_a_reload_reaches_every_worker(gateway):
         assert wait_for(both_workers_route_all_to_a, timeout=30), gateway.log_tail()
     finally:
         write_variants(gateway.config_path, EXPERIMENT)
+
+
+def test_ps_names_each_worker(gateway):
+    pytest.importorskip("setproctitle")
+
+    def titles():  # setproctitle pads the rewritten command line with spaces
+        named = (" ".join(w.cmdline()).strip() for w in workers(gateway))
+        return sorted(title for title in named if title.startswith("moeprune"))
+
+    port = gateway.url.rstrip("/").rsplit(":", 1)[1]
+    expected = [f"moeprune worker 0 (port {port})", f"moeprune worker 1 (port {port})"]
+    assert wait_for(lambda: titles() == expected, timeout=10), titles()
 
 
 def test_every_worker_requires_the_key(gateway):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.config.settings import Settings
+from app.config.settings import Settings, load_settings
 from moeprune.errors import UserError
 
 
@@ -41,7 +41,7 @@ def serve(
         if workers < 1:
             raise UserError(f"--workers {workers}: give 1 (one process) or more worker processes")
         settings["workers"] = workers
-    config = Settings(config_path=Path(config_path), **settings)
+    config = load_settings(config_path=Path(config_path), **settings)
     if config.workers > 1:
         from app.workers.serve import serve_workers
 

@@ -136,3 +136,20 @@ def read_keys_file(path: Path, allow_empty: bool = False) -> frozenset[str]:
             f"`python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >> {path}`"
         )
     return keys
+
+
+def load_settings(**values) -> Settings:
+    """Settings from `values` and the environment; a bad value is a UserError naming the setting, the
+    environment variable that sets it, and what was wrong (not pydantic's traceback)."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors()[:3]:
+            field = str(error["loc"][0]) if error["loc"] else "(settings)"
+            given = error.get("input")
+            shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+            problems.append(f"{field} (MOEPRUNE_{field.upper()}): {error['msg']}{shown}")
+        raise UserError("invalid gateway setting: " + "; ".join(problems)) from None

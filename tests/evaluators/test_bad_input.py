@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evaluators.runner import run_eval
 from moeprune.cli import main
-from tests.evaluators.fake_openai import fake_openai_server
+from tests.evaluators.endpoints import endpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,7 +76,7 @@ def test_unreachable_endpoint_is_one_clear_line_without_traceback(tmp_path, eval
 
 def test_endpoint_without_logprobs_reports_them_unavailable(tmp_path, eval_sets):
     # Answers "D" to everything: right on fake and NOTA items (abstain / none of the above).
-    with fake_openai_server(lambda prompt: "D", model="plain") as (url, counter):
+    with endpoint(lambda request: "D", model="plain") as (url, engine):
         card_path = run_eval(
             url,
             "plain",
@@ -94,7 +94,7 @@ def test_endpoint_without_logprobs_reports_them_unavailable(tmp_path, eval_sets)
     assert "no token logprobs" in card["flags_unavailable"]["low_confidence"]
     bio = card["tasks"]["jsonl-bio"]["metrics"]
     assert bio["exact_match"]["value"] == 2 / 8  # "D" is right for the two items whose answer is D
-    assert counter["requests"] > 0
+    assert len(engine.requests) > 0
 
 
 def test_judge_needs_a_base_and_api_key_env_must_be_set(tmp_path, capsys, monkeypatch, eval_sets):
@@ -152,7 +152,7 @@ def test_judge_needs_a_base_and_api_key_env_must_be_set(tmp_path, capsys, monkey
 
 def test_api_key_is_sent_as_bearer_token(tmp_path, eval_sets, monkeypatch):
     monkeypatch.setenv("MOEPRUNE_TEST_KEY", "sekrit")
-    with fake_openai_server(lambda prompt: "A", model="m") as (url, counter):
+    with endpoint(lambda request: "A", model="m") as (url, engine):
         assert (
             main(
                 [
@@ -174,4 +174,4 @@ def test_api_key_is_sent_as_bearer_token(tmp_path, eval_sets, monkeypatch):
             )
             == 0
         )
-    assert counter["authorization"] == "Bearer sekrit"
+    assert engine.requests[-1].headers.get("authorization") == "Bearer sekrit"

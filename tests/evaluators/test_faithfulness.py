@@ -70,9 +70,9 @@ def test_run_eval_reports_faithfulness_with_nli_model(tiny_nli, tmp_path, eval_s
     import json
 
     from evaluators.runner import run_eval
-    from tests.evaluators.fake_openai import fake_openai_server
+    from tests.evaluators.endpoints import endpoint
 
-    with fake_openai_server(lambda prompt: "Metformin is used for type 2 diabetes.", model="m") as (url, _):
+    with endpoint(lambda request: "Metformin is used for type 2 diabetes.", model="m") as (url, _):
         card = json.loads(
             run_eval(
                 url,

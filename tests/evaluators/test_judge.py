@@ -11,7 +11,7 @@ from evaluators.items import MCItem
 from evaluators.judge import ASPECTS, judge_task, parse_verdict, variant_first, variant_side
 from evaluators.judge_endpoints import JudgeEndpoint, judge_endpoints
 from moeprune.errors import UserError
-from tests.evaluators.fake_openai import fake_openai_server
+from tests.evaluators.endpoints import endpoint, last_turn
 
 GOOD = {"more_hallucination": "A", "more_omission": "B", "more_repetition": "A", "more_aligned": "B"}
 
@@ -68,8 +68,8 @@ def _items(n):
 def test_judges_pooled_and_per_judge_with_unparseable_counted(tmp_path):
     # Judge 1 always blames Summary A for everything (and cannot answer item-3); judge 2 always blames B.
     def blame(letter, broken=None):
-        def answer(prompt):
-            if broken and broken in prompt:
+        def answer(request):
+            if broken and broken in last_turn(request):
                 return "Both look fine to me."
             other = "B" if letter == "A" else "A"
             return json.dumps(
@@ -89,8 +89,8 @@ def test_judges_pooled_and_per_judge_with_unparseable_counted(tmp_path):
     shown_first = [variant_first(item.id, 0) for item in items]
     assert 0 < sum(shown_first) < len(items)
     with (
-        fake_openai_server(blame("A", broken="item-3\n"), model="j1") as (url1, c1),
-        fake_openai_server(blame("B"), model="j2") as (url2, c2),
+        endpoint(blame("A", broken="item-3\n"), model="j1") as (url1, engine1),
+        endpoint(blame("B"), model="j2") as (url2, engine2),
     ):
         judges = [JudgeEndpoint(url1, "j1"), JudgeEndpoint(url2, "j2")]
 
@@ -100,7 +100,8 @@ def test_judges_pooled_and_per_judge_with_unparseable_counted(tmp_path):
             )
 
         pooled, per_judge = run()
-        assert run() == (pooled, per_judge) and c1["requests"] == 12 and c2["requests"] == 12  # rerun: cache
+        # The rerun comes from the cache: each judge was asked once per item.
+        assert run() == (pooled, per_judge) and len(engine1.requests) == 12 and len(engine2.requests) == 12
     one, two = per_judge[judges[0].label], per_judge[judges[1].label]
     assert one["judge_unparseable_count"]["value"] == 1 and two["judge_unparseable_count"]["value"] == 0
     parsed_first = [first for item, first in zip(items, shown_first) if item.id != "i3"]
@@ -117,12 +118,12 @@ def test_judges_pooled_and_per_judge_with_unparseable_counted(tmp_path):
 def test_prompt_shows_the_variant_where_the_hash_says(tmp_path):
     seen = []
 
-    def answer(prompt):
-        seen.append(prompt)
+    def answer(request):
+        seen.append(last_turn(request))
         return json.dumps(GOOD)
 
     items = _items(6)
-    with fake_openai_server(answer, model="j") as (url, _):
+    with endpoint(answer, model="j") as (url, _):
         asyncio.run(
             judge_task(
                 [JudgeEndpoint(url, "j")],

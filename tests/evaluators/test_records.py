@@ -17,14 +17,14 @@ from evaluators.runner import run_eval
 from evaluators.task_kinds import TASK_KINDS, task_kind
 from evaluators.tasks import Task, bind_data, resolve_tasks
 from moeprune.errors import UserError
-from tests.evaluators.scripted_openai import scripted_server
+from tests.evaluators.endpoints import endpoint
 from tests.evaluators.test_robust_runs import FlakyReply, write_items
 from tests.evaluators.test_study_tasks import STUDY
 
 
-def reply(body) -> str:
+def reply(request) -> str | int:
     """A reply every kind can read something from: letters for MC, a JSON answer for Med-HALT, text."""
-    return FlakyReply()(body) if "flaky" in str(body) else '{"cop": "I do not know"} B'
+    return FlakyReply()(request) if "flaky" in str(request.body) else '{"cop": "I do not know"} B'
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def run_dir(tmp_path_factory, eval_sets):
         Task("summaries", "summaries", eval_sets / "summaries.jsonl"),
         *bind_data(resolve_tasks(["medhalt_reasoning_fake", "medinst32_ncbi_disease"]), data_dir=STUDY),
     ]
-    with scripted_server(reply, context_chars=3000, logprob=lambda body: -0.4) as (url, _):
+    with endpoint(reply, max_model_len=64, context_chars=3000, logprob=lambda request: -0.4) as (url, _):
         run_eval(url, "m", tasks, root / "out", progress=False, base_endpoint=url, base_model="m", limit=6)
     return root / "out"
 

@@ -9,7 +9,7 @@ from moeprune.cli import main
 from moeprune.formats.domain_gate import fit_gate
 from moeprune.formats.report_card import ReportCard
 from moeprune.reliability.risk_model import RiskModel
-from tests.evaluators.scripted_openai import scripted_server
+from tests.evaluators.endpoints import endpoint
 
 N = 120  # items per domain
 
@@ -47,25 +47,25 @@ def write_sets(root):
     return gate.save(root / "domain_gate.json")
 
 
-def item_number(body) -> int:
-    return int(re.search(r"(compound|page) (\d+)", body["messages"][-1]["content"]).group(2))
+def item_number(request) -> int:
+    return int(re.search(r"(compound|page) (\d+)", request.body["messages"][-1]["content"]).group(2))
 
 
-def wrong_item(body) -> bool:
-    return item_number(body) % 5 == 0  # a fifth of the answers are wrong
+def wrong_item(request) -> bool:
+    return item_number(request) % 5 == 0  # a fifth of the answers are wrong
 
 
-def reply(body):
-    content = body["messages"][-1]["content"]
-    if item_number(body) % 17 == 3:
+def reply(request):
+    content = request.body["messages"][-1]["content"]
+    if item_number(request) % 17 == 3:
         return "I don't know"  # abstains on an answerable question: counted apart
     right = "A" if "compound" in content else "B"
-    return "C" if wrong_item(body) else right
+    return "C" if wrong_item(request) else right
 
 
 def test_eval_writes_a_certified_reliability_section_with_per_answer_p_wrong(tmp_path):
     gate_file = write_sets(tmp_path)
-    with scripted_server(reply, max_model_len=4096, logprob=lambda b: -2.5 if wrong_item(b) else -0.05) as (url, _):
+    with endpoint(reply, max_model_len=4096, logprob=lambda r: -2.5 if wrong_item(r) else -0.05) as (url, _):
         code = main(
             [
                 "eval",
@@ -113,7 +113,7 @@ def test_eval_writes_a_certified_reliability_section_with_per_answer_p_wrong(tmp
 
 def test_without_a_gate_one_domain_and_a_base_that_cannot_score_is_named_as_the_reason(tmp_path, capsys):
     write_sets(tmp_path)
-    with scripted_server(reply, max_model_len=4096, logprob=lambda b: -2.5 if wrong_item(b) else -0.05) as (url, _):
+    with endpoint(reply, max_model_len=4096, logprob=lambda r: -2.5 if wrong_item(r) else -0.05) as (url, _):
         code = main(
             [
                 "eval",
@@ -190,7 +190,7 @@ def test_run_eval_picks_up_the_gate_in_the_model_dir_by_default(tmp_path):
     model_dir = tmp_path / "variant"
     model_dir.mkdir()
     (model_dir / "domain_gate.json").write_bytes(gate_file.read_bytes())
-    with scripted_server(reply, max_model_len=4096, logprob=lambda b: -2.5 if wrong_item(b) else -0.05) as (url, _):
+    with endpoint(reply, max_model_len=4096, logprob=lambda r: -2.5 if wrong_item(r) else -0.05) as (url, _):
         card = ReportCard.load(
             run_eval(
                 url,
@@ -221,7 +221,7 @@ def test_run_eval_picks_up_the_gate_in_the_model_dir_by_default(tmp_path):
 
 def test_with_gate_recall_the_domains_use_the_threshold_the_card_gives_the_gateway(tmp_path):
     gate_file = write_sets(tmp_path)
-    with scripted_server(reply, max_model_len=4096, logprob=lambda b: -2.5 if wrong_item(b) else -0.05) as (url, _):
+    with endpoint(reply, max_model_len=4096, logprob=lambda r: -2.5 if wrong_item(r) else -0.05) as (url, _):
         assert (
             main(
                 [

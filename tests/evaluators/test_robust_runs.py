@@ -10,7 +10,7 @@ from evaluators.runner import run_eval
 from evaluators.tasks import Task
 from moeprune.errors import UserError
 from moeprune.reliability.crosscheck import answer_logprobs
-from tests.evaluators.scripted_openai import scripted_server
+from tests.evaluators.endpoints import endpoint, posted
 
 LONG_QUESTION = "Background " + "lorem ipsum dolor sit amet " * 60 + "Which organ makes bile?"
 
@@ -48,8 +48,8 @@ class FlakyReply:
     def __init__(self):
         self.healed = False
 
-    def __call__(self, body):
-        if "flaky" in json.dumps(body) and not self.healed:
+    def __call__(self, request):
+        if "flaky" in json.dumps(request.body) and not self.healed:
             return 400
         return "B"
 
@@ -62,13 +62,13 @@ def test_an_over_long_item_and_an_endpoint_error_are_counted_and_only_they_are_r
     data = write_items(tmp_path / "items.jsonl")
     task = Task("robust", "jsonl", data, overlong={"policy": "skip"})
     reply = FlakyReply()
-    with scripted_server(reply, context_chars=600) as (url, requests):
+    with endpoint(reply, max_model_len=64, context_chars=600) as (url, engine):
         first = json.loads(run_eval(url, "m", [task], tmp_path / "out", progress=False).read_text())
         first_items = (tmp_path / "out" / "items.jsonl").read_text()
-        first_requests = len(requests)
+        first_requests = len(engine.requests)
         reply.healed = True
         second = json.loads(run_eval(url, "m", [task], tmp_path / "out", progress=False).read_text())
-        rerun = requests[first_requests:]
+        rerun = posted(engine)[first_requests:]
     counts = first["tasks"]["robust"]
     assert counts["n"] == 6 and counts["n_failed"] == 1 and counts["failures"] == {"HTTP 400": 1}
     assert counts["n_skipped"] == 1
@@ -90,8 +90,9 @@ def test_an_over_long_item_and_an_endpoint_error_are_counted_and_only_they_are_r
 def test_truncation_cuts_the_stated_field_from_the_stated_side(tmp_path):
     data = write_items(tmp_path / "items.jsonl")
     task = Task("cut", "jsonl", data, overlong={"policy": "truncate", "side": "left", "field": "question"})
-    with scripted_server(FlakyReply(), context_chars=600) as (url, requests):
+    with endpoint(FlakyReply(), max_model_len=64, context_chars=600) as (url, engine):
         card = json.loads(run_eval(url, "m", [task], tmp_path / "out", progress=False).read_text())
+    requests = posted(engine)
     assert card["tasks"]["cut"]["n"] == 7 and card["tasks"]["cut"]["n_truncated"] == 1
     cut_prompts = [r["messages"][-1]["content"] for r in generations(requests) if "lorem" in json.dumps(r)]
     assert len(cut_prompts) == 2  # refused once whole, answered once cut
@@ -106,7 +107,7 @@ def test_a_prompt_that_cannot_fit_is_failed_with_the_reason(tmp_path):
     # The options alone exceed the context: cutting the question cannot help.
     data = write_items(tmp_path / "items.jsonl")
     task = Task("nofit", "jsonl", data, overlong={"policy": "truncate", "side": "right", "field": "question"})
-    with scripted_server(FlakyReply(), context_chars=40, max_model_len=12) as (url, _):
+    with endpoint(FlakyReply(), max_model_len=12, context_chars=40) as (url, _):
         card = json.loads(run_eval(url, "m", [task], tmp_path / "out", progress=False).read_text())
     failures = card["tasks"]["nofit"]["failures"]
     assert card["tasks"]["nofit"]["n"] == 0 and card["tasks"]["nofit"]["n_failed"] == 8
@@ -119,11 +120,12 @@ def test_progress_moves_with_the_work(tmp_path):
     data = write_items(tmp_path / "items.jsonl", long_question="A short question?")
     task = Task("order", "jsonl", data)
 
-    def reply(body):
+    def reply(request):
         return "B"
 
-    with scripted_server(reply) as (url, requests):
+    with endpoint(reply, max_model_len=64) as (url, engine):
         run_eval(url, "m", [task], tmp_path / "out", progress=False, concurrency=2)
+    requests = posted(engine)
     first_scoring = next(i for i, r in enumerate(requests) if "prompt_logprobs" in r)
     last_generation = max(i for i, r in enumerate(requests) if r in generations(requests))
     assert first_scoring < last_generation
@@ -131,17 +133,18 @@ def test_progress_moves_with_the_work(tmp_path):
 
 def test_endpoint_with_or_without_v1_is_the_same_server_and_cache(tmp_path):
     data = write_items(tmp_path / "items.jsonl", long_question="A short question?")
-    with scripted_server(lambda body: "B") as (url, requests):
+    with endpoint(lambda request: "B", max_model_len=64) as (url, engine):
         card = json.loads(run_eval(url + "/v1/", "m", [f"jsonl={data}"], tmp_path / "out", progress=False).read_text())
-        asked = len(requests)
+        asked = len(engine.requests)
         run_eval(url, "m", [f"jsonl={data}"], tmp_path / "out", progress=False)
+    requests = posted(engine)
     assert all(not r["path"].startswith("/v1/v1") for r in requests)
     assert card["endpoint"] == url and asked > 0 and len(requests) == asked  # the second run: all cached
 
 
 def test_an_unreachable_endpoint_is_one_line_before_any_item(tmp_path):
     data = write_items(tmp_path / "items.jsonl", long_question="A short question?")
-    with scripted_server(lambda body: "B") as (url, _):
+    with endpoint(lambda request: "B", max_model_len=64) as (url, _):
         pass  # the server is gone before the run
     with pytest.raises(UserError, match="cannot reach endpoint"):
         run_eval(url, "m", [f"jsonl={data}"], tmp_path / "out", progress=False)

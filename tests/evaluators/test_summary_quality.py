@@ -13,7 +13,7 @@ from evaluators.judge_endpoints import JudgeEndpoint
 from evaluators.summac_conv import PERCENTILE_BINS, ConvWeights, histogram
 from evaluators.summary_quality import SummaryScorers, quality_metrics
 from moeprune.errors import UserError
-from tests.evaluators.fake_openai import fake_openai_server
+from tests.evaluators.endpoints import endpoint, last_turn
 
 
 def test_histogram_counts_with_a_closed_last_bin():
@@ -171,7 +171,8 @@ def test_hallucination_aggregation_by_hand():
 
 
 def test_hallucination_judge_against_an_endpoint(tmp_path):
-    def answer(prompt):
+    def answer(request):
+        prompt = last_turn(request)
         if "cures cancer" in prompt:
             return json.dumps({"claims": [{"claim": "It cures cancer.", "verdict": "contradicted"}]})
         if "garbled" in prompt:
@@ -180,9 +181,9 @@ def test_hallucination_judge_against_an_endpoint(tmp_path):
 
     source = "Metformin treats type 2 diabetes."
     records = [{"source": source, "response": r} for r in ("It treats diabetes.", "It cures cancer.", "garbled")]
-    with fake_openai_server(answer, model="judge") as (url, counter):
+    with endpoint(answer, model="judge") as (url, engine):
         asyncio.run(judge_claims(JudgeEndpoint(url, "judge"), ResponseCache(tmp_path / "c.jsonl"), 2, records))
-    assert counter["requests"] == 3
+    assert len(engine.requests) == 3
     assert [r["judge_claims"] is None for r in records] == [False, False, True]
     metrics = quality_metrics(records, seed=0)
     assert metrics["judge_hallucination_rate"]["value"] == pytest.approx(1 / 2)
@@ -199,12 +200,12 @@ def test_run_eval_folds_scorers_and_several_judges_into_the_card(tiny_encoder, t
     from evaluators.runner import run_eval
     from moeprune.formats.report_card import ReportCard
 
-    def summarise(prompt):
+    def summarise(request):
         return "Metformin treats type 2 diabetes."
 
     def pairwise(letter):
-        def answer(prompt):
-            if "more_hallucination" in prompt:
+        def answer(request):
+            if "more_hallucination" in last_turn(request):
                 return json.dumps(
                     {
                         "more_hallucination": letter,
@@ -218,9 +219,9 @@ def test_run_eval_folds_scorers_and_several_judges_into_the_card(tiny_encoder, t
         return answer
 
     with (
-        fake_openai_server(summarise, model="m") as (url, _),
-        fake_openai_server(pairwise("A"), model="j1") as (judge1, _),
-        fake_openai_server(pairwise("B"), model="j2") as (judge2, _),
+        endpoint(summarise, model="m") as (url, _),
+        endpoint(pairwise("A"), model="j1") as (judge1, _),
+        endpoint(pairwise("B"), model="j2") as (judge2, _),
     ):
         scorers = SummaryScorers(bertscore_model=str(tiny_encoder), hallucination_judge=JudgeEndpoint(judge1, "j1"))
         path = run_eval(

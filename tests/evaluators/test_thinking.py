@@ -9,7 +9,7 @@ from evaluators.tasks import Task
 from evaluators.thinking import ThinkingControl, parse_chat_template_kwargs, split_reasoning
 from moeprune.cli import main
 from moeprune.errors import UserError
-from tests.evaluators.scripted_openai import scripted_server
+from tests.evaluators.endpoints import endpoint, posted
 
 QUESTIONS = [
     {
@@ -94,15 +94,15 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, data, capsys):
 
 
 def test_every_chat_request_carries_the_settings_and_reasoning_is_not_parsed(tmp_path, data):
-    def reply(body):
+    def reply(request):
         # The reasoning names option A; only the answer after it (B) may be parsed.
-        if "q0" in json.dumps(body) or "substance 0" in json.dumps(body):
+        if "q0" in json.dumps(request.body) or "substance 0" in json.dumps(request.body):
             return {"role": "assistant", "content": "B", "reasoning_content": "A is the spleen... no."}
         return "<think>Answer A? No.</think>B"
 
     chat = Task("chat_task", "jsonl", data, chat_template_kwargs={"enable_thinking": True})
     completion = Task("completion_task", "jsonl", data, template="completion")
-    with scripted_server(reply) as (url, requests):
+    with endpoint(reply, max_model_len=64) as (url, engine):
         card_path = run_eval(
             url,
             "m",
@@ -111,6 +111,7 @@ def test_every_chat_request_carries_the_settings_and_reasoning_is_not_parsed(tmp
             progress=False,
             thinking=ThinkingControl({"enable_thinking": False, "keep": 1}, "none"),
         )
+    requests = posted(engine)
     card = json.loads(card_path.read_text())
     chat_bodies = [r for r in requests if r["path"] == "/v1/chat/completions"]
     # Per item: the generation and one option-scoring request (rejected here: scoring stops at the first).

@@ -9,14 +9,16 @@ It replaced seven fakes (issue 23); what the tests need of it is their union:
   resamples), token logprobs in each endpoint's own shape (`tokens` / `token_logprobs` / `top_logprobs` /
   `text_offset`, or `content` entries), `prompt_logprobs` when asked (the base cross-check), usage, tool
   calls (`content: null` and the call; streamed as vLLM streams a named call: the role, the call's id and
-  name, the arguments in pieces, the end), and any extra choice field (vLLM's `routed_experts`).
+  name, the arguments in pieces, the end), any extra choice field (vLLM's `routed_experts`), and any extra
+  field of a whole chat answer's message (a reasoning parser's `reasoning_content`).
 - Scripted per-request answers: `EngineConfig.rules`, each a predicate on the request and the answer it gets
   (an `Answer`, or a function of the request for answers computed from it), tried in order before the
   default answer.
 - Failures on cue, all fields of `Answer`: a status and its body (a 500 with internal details in it, vLLM's
   400 for too long a prompt), a delay before the response headers (an engine busy before it answers), a
   generation that lasts (a stream that ticks or floods for N seconds; a non-streamed answer that only comes
-  then), an engine error event mid-stream (vLLM's when its engine core dies).
+  then), an engine error event mid-stream (vLLM's when its engine core dies). `CANNOT_SCORE` as the answer
+  to `Request.scores` plays an endpoint that gives no prompt logprobs and no echo.
 - What tests assert on: every request it got (`requests`, with `bodies` and `calls` as views), requests in
   progress (`active`), those that ended because the client hung up (`cancelled`), streams in progress
   (`open_streams`). With `close_connections`, every answer carries `Connection: close`, so an ESTABLISHED
@@ -86,6 +88,7 @@ class Answer:
     prompt_tokens: int = 3  # usage.prompt_tokens
     prompt_logprobs: tuple[float, ...] = (-0.3, -0.2)  # sent when the request asks for prompt logprobs
     tool_call: ToolCall | None = None
+    message_fields: Mapping[str, Any] = field(default_factory=dict)  # extra fields of a whole chat answer's message
     choice_fields: Mapping[str, Any] = field(default_factory=dict)  # extra fields of every choice
     id: str | None = None  # the completion id; None: a fresh one per answer, as vLLM's (the gateway maps them)
     status: int = 200
@@ -116,6 +119,9 @@ ENGINE_CORE_DIED = {
         "code": 500,
     }
 }
+# An endpoint that cannot score (no prompt logprobs, no echo): the answer to `Request.scores` requests in a
+# rule, so the evaluators mark option log-likelihood and the base cross-check unavailable.
+CANNOT_SCORE = Answer(status=400, body={"error": {"message": "prompt logprobs are not supported"}})
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,11 @@ class Request:
     @property
     def chat(self) -> bool:
         return self.path == CHAT
+
+    @property
+    def scores(self) -> bool:
+        """A scoring request: it asks for prompt logprobs (chat, the base cross-check) or an echo (completions)."""
+        return "prompt_logprobs" in self.body or bool(self.body.get("echo"))
 
     @property
     def stream(self) -> bool:
@@ -211,7 +222,7 @@ def logprobs_of(tokens: tuple[Token, ...], chat: bool) -> dict | None:
 
 def message_of(answer: Answer) -> dict:
     if answer.tool_call is None:
-        return {"role": "assistant", "content": answer.text}
+        return {"role": "assistant", "content": answer.text, **answer.message_fields}
     call = answer.tool_call
     return {
         "role": "assistant",

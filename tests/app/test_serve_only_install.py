@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from testkit.vllm_server import free_port
-from tests.evaluators.fake_openai import fake_openai_server
+from tests.evaluators.endpoints import endpoint
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +78,7 @@ def test_the_gateway_serves_without_torch_transformers_or_matplotlib(tmp_path):
     python = serve_only_venv(tmp_path / "venv", closure)
     heavy = subprocess.run([python, "-c", "import torch"], capture_output=True, env={"PYTHONPATH": str(ROOT)})
     assert heavy.returncode != 0  # the environment really lacks torch
-    with fake_openai_server(answer=lambda prompt: "Paris", model="remote-model") as (url, counter):
+    with endpoint(lambda request: "Paris", model="remote-model") as (url, _):
         config = tmp_path / "variants.yaml"
         config.write_text(yaml.safe_dump({"variants": {"remote": {"url": url}}}))
         port, log = free_port(), tmp_path / "gateway.log"

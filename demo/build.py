@@ -16,7 +16,6 @@ weights do not depend on this machine's), they are verified and copied into the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,13 +23,8 @@ import time
 from pathlib import Path
 
 from demo.corpus import Corpus, build_corpus
-from demo.examples import training_examples
 from demo.model_config import DemoModelConfig
-from demo.sets import set_files
-
-RECIPE_VERSION = 3  # 2: pinned numerics in a child process, loss on trained tokens only, 7/7/2 expert groups;
-# 3: two data-parallel ranks (demo.rank_sync)
-DONE_MARKER = "demo_model.json"
+from demo.recipe import DONE_MARKER, model_key, recipe_digest
 
 
 def default_cache_dir() -> Path:
@@ -38,36 +32,6 @@ def default_cache_dir() -> Path:
     if os.environ.get("MOEPRUNE_CACHE_DIR"):
         return Path(base)
     return Path(base) / "moe-prune-serve"
-
-
-def corpus_digest(corpus: Corpus, cfg: DemoModelConfig) -> str:
-    digest = hashlib.sha256()
-    for epoch in range(cfg.epochs):
-        for example in training_examples(corpus, epoch):
-            digest.update(f"{example.domain}\0{example.context}\0{example.target}\n".encode())
-    for name, text in sorted(set_files(corpus).items()):
-        digest.update(name.encode() + b"\0" + text.encode())
-    return digest.hexdigest()
-
-
-def model_key(corpus: Corpus, cfg: DemoModelConfig) -> str:
-    payload = json.dumps(
-        {"recipe": RECIPE_VERSION, "config": cfg.cache_dict(), "corpus": corpus_digest(corpus, cfg)}, sort_keys=True
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def recipe_digest(corpus: Corpus, cfg: DemoModelConfig) -> str:
-    """What a model is trained FOR (recipe version, config, corpus), without the numerics it was trained
-    under: the test of whether the shipped weights answer this configuration."""
-    payload = json.dumps(
-        {"recipe": RECIPE_VERSION, "config": cfg.as_dict(), "corpus": corpus_digest(corpus, cfg)}, sort_keys=True
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def tokenizer_texts(corpus: Corpus) -> list[str]:
-    return [e.context + e.target for e in training_examples(corpus, 0)]
 
 
 def build_model(

@@ -8,7 +8,7 @@ do not use:
 - each held-out made-up entity under two more templates (120; the utility set uses one);
 - each none-of-the-above fact's *first* held-out template as a none-of-the-above item (60).
 
-They are kept out of the demo model's cache key (`demo.build.corpus_digest` hashes only
+They are kept out of the demo model's cache key (`demo.recipe.corpus_digest` hashes only
 `demo.sets.set_files`): the model never sees evaluation items, so adding labelled
 items must not retrain it. Written beside the utility sets in `evaluators/sets/`.
 """

@@ -3,7 +3,7 @@
 `demo/model/` holds the weights, tokenizer and config of seed 0 of the current
 recipe (about 8 MB), and `shipped.json` beside them says what they are: the
 recipe digest they were trained for (recipe version, config and corpus, see
-`demo.build.recipe_digest`), the sha256 of every file, the weights' tensor
+`demo.recipe.recipe_digest`), the sha256 of every file, the weights' tensor
 hash (`demo.numerics.weights_sha256`, the one the rest of the project prints
 and compares), and the machine and date that trained them.
 
@@ -157,9 +157,9 @@ def describe_cpu() -> str:
 
 def write_shipped(model_dir: Path, out_dir: Path = SHIPPED_DIR) -> dict:
     """Copy a trained cache model's loadable files into `out_dir` and write its record (maintainers only)."""
-    from demo.build import DONE_MARKER, recipe_digest
     from demo.corpus import build_corpus
     from demo.model_config import DemoModelConfig
+    from demo.recipe import DONE_MARKER, recipe_digest
 
     built = json.loads((Path(model_dir) / DONE_MARKER).read_text())
     values = dict(built["config"])

@@ -89,10 +89,10 @@ def main(argv: list[str]) -> int:
     enter_pinned_numerics()
     from transformers import PreTrainedTokenizerFast
 
-    from demo.build import tokenizer_texts
     from demo.corpus import build_corpus
     from demo.model_config import DemoModelConfig
     from demo.rank_sync import RANKS, RankSync
+    from demo.recipe import tokenizer_texts
     from demo.tokenizer import train_tokenizer
     from demo.train import train_model
 

@@ -119,8 +119,8 @@ def test_shipped_reliability_sets_are_the_generated_ones_and_new_to_the_utility_
 
 
 def test_reliability_sets_do_not_change_the_demo_model_key():
-    from demo.build import model_key
     from demo.model_config import DemoModelConfig
+    from demo.recipe import model_key
 
     assert model_key(build_corpus(0), DemoModelConfig()) == "7fed13614a5cbf33"
 

@@ -58,6 +58,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from app.workers.worker import is_worker_command  # noqa: E402
+
 GATEWAY_CPU = "0"
 LOAD_CPU = 1
 VENVS = Path.home() / ".cache" / "moe-prune-serve" / "bench-venvs"
@@ -165,6 +167,17 @@ def start(
         return subprocess.Popen(
             prefix + command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=cwd
         )
+
+
+def start_stub(work: Path, stream_tokens: int | None = None) -> tuple[subprocess.Popen, str]:
+    """The fast stub engine (testkit/fast_engine.py) on a free loopback port, its output in work/stub.log:
+    the process and its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "testkit.fast_engine", "--port", str(port), "--model", MODEL]
+    if stream_tokens is not None:
+        command += ["--stream-tokens", str(stream_tokens)]
+    proc = start(command, work / "stub.log", {**os.environ, "PYTHONPATH": str(REPO)})
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -350,7 +363,8 @@ def wait_workers(pid: int, count: int, log: Path, timeout: float) -> None:
         spawned = 0
         for child in children:
             with contextlib.suppress(OSError):
-                spawned += b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+                command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                spawned += is_worker_command(command)
         if spawned >= count:
             time.sleep(2)  # a worker that just started still builds its app; the warm-up follows anyway
             return
@@ -638,23 +652,7 @@ def machine() -> dict:
 
 
 def one_run(targets: list[str], args, work: Path) -> list[Row]:
-    stub_port = free_port()
-    stub = start(
-        [
-            sys.executable,
-            "-m",
-            "testkit.fast_engine",
-            "--port",
-            str(stub_port),
-            "--model",
-            MODEL,
-            "--stream-tokens",
-            str(args.stream_tokens),
-        ],
-        work / "stub.log",
-        {**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    stub_url = f"http://127.0.0.1:{stub_port}"
+    stub, stub_url = start_stub(work, args.stream_tokens)
     rows = []
     try:
         direct = Target("direct", stub_url + "/v1/chat/completions", {}, None, stub.pid, "testkit/fast_engine.py")
@@ -706,13 +704,7 @@ def throughput(target: Target, stub_pid: int, work: Path, seconds: float) -> dic
 
 def scaling(args, work: Path) -> list[dict]:
     """One worker on one core against N workers on N cores, alternating, --runs times; one dict per measurement."""
-    stub_port = free_port()
-    stub = start(
-        [sys.executable, "-m", "testkit.fast_engine", "--port", str(stub_port), "--model", MODEL],
-        work / "stub.log",
-        {**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    stub_url = f"http://127.0.0.1:{stub_port}"
+    stub, stub_url = start_stub(work)
     results = []
     try:
         wait_answering(Target("direct", stub_url + "/v1/chat/completions", {}, None), work / "stub.log", 30)
@@ -766,31 +758,14 @@ def profile(args, work: Path) -> None:
     """The gateway once more, under cProfile, with the req/s load and then the long streams; the top costs."""
     import pstats
 
-    stub_port = free_port()
-    stub = start(
-        [
-            sys.executable,
-            "-m",
-            "testkit.fast_engine",
-            "--port",
-            str(stub_port),
-            "--model",
-            MODEL,
-            "--stream-tokens",
-            str(args.stream_tokens),
-        ],
-        work / "stub.log",
-        {**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    stub, stub_url = start_stub(work, args.stream_tokens)
     try:
-        wait_answering(
-            Target("direct", f"http://127.0.0.1:{stub_port}/v1/chat/completions", {}, None), work / "stub.log", 30
-        )
+        wait_answering(Target("direct", stub_url + "/v1/chat/completions", {}, None), work / "stub.log", 30)
         for load in ("requests", "streams"):
             out = args.profile.with_name(f"{args.profile.stem}-{load}.prof")
             target = launch(
                 "gateway",
-                f"http://127.0.0.1:{stub_port}",
+                stub_url,
                 work,
                 args.venvs,
                 False,

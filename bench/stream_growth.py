@@ -205,14 +205,7 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 def process_rounds(work: Path, rounds: int, streams: int, connections: int) -> dict:
-    stub_port = peers.free_port()
-    stub = peers.start(
-        [sys.executable, "-m", "testkit.fast_engine", "--port", str(stub_port), "--model", peers.MODEL]
-        + ["--stream-tokens", str(max(LENGTHS))],
-        work / "stub.log",
-        {**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    stub_url = f"http://127.0.0.1:{stub_port}"
+    stub, stub_url = peers.start_stub(work, max(LENGTHS))
     try:
         direct = peers.Target("direct", stub_url + "/v1/chat/completions", {}, None, stub.pid)
         peers.wait_answering(direct, work / "stub.log", 30)

@@ -28,6 +28,13 @@ from app.workers.engines import EngineTable
 log = logging.getLogger("moeprune.workers")
 RELOAD_PATH = "/v1/admin/reload"
 METRICS_REFRESH_S = 1.0  # how fresh this worker's gauges (in flight, backend up, live windows) are in the files
+TITLE = "moeprune worker"  # what ps shows: "moeprune worker I (port P)"
+
+
+def is_worker_command(command: str) -> bool:
+    """Whether a process's command line is a gateway worker's: named, or (without setproctitle, or in the moment
+    before it names itself) multiprocessing's spawn command. For tools that look at the process tree."""
+    return command.startswith(TITLE + " ") or "spawn_main" in command
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ def run_worker(plan: WorkerPlan, listener: socket.socket, private: socket.socket
     set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != plan.parent_pid:  # the supervisor died before the line above took effect
         return
-    name_process(f"moeprune worker {plan.index} (port {plan.settings.port})")
+    name_process(f"{TITLE} {plan.index} (port {plan.settings.port})")
     from app.workers import shared_metrics
 
     shared_metrics.write_to(plan.metrics_dir)  # before the app makes its first metric

@@ -22,6 +22,7 @@ import psutil
 import yaml
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from app.workers.worker import is_worker_command
 from testkit.vllm_server import free_port
 from tests.app.gateway_process import API_KEY, RunningGateway
 
@@ -75,9 +76,7 @@ def workers(gateway: RunningGateway) -> list[psutil.Process]:
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(gateway.proc.pid).children():
             with contextlib.suppress(psutil.Error):
-                command = " ".join(child.cmdline())
-                spawned = "spawn_main" in command or command.startswith("moeprune worker ")  # before / after naming
-                if spawned and child.status() != psutil.STATUS_ZOMBIE:
+                if is_worker_command(" ".join(child.cmdline())) and child.status() != psutil.STATUS_ZOMBIE:
                     found.append(child)
     return found
 

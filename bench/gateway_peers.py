@@ -230,7 +230,27 @@ def launch(
     workers: int = 1,
 ) -> Target | None:
     """Start one gateway (pinned to GATEWAY_CPU; `workers` > 1: CPUs 0..workers-1) in front of the stub; None
-    when its peer is not installable."""
+    when its peer is not installable. A gateway that fails its start checks is stopped before the error goes on
+    (it was left serving, its workers included, when a check raised)."""
+    started: list[subprocess.Popen] = []
+    try:
+        return _launch(name, stub_url, work, venvs, install, extra_env, workers, started)
+    except BaseException:
+        for proc in started:
+            stop(proc)
+        raise
+
+
+def _launch(
+    name: str,
+    stub_url: str,
+    work: Path,
+    venvs: Path,
+    install: bool,
+    extra_env: dict[str, str] | None,
+    workers: int,
+    started: list[subprocess.Popen],
+) -> Target | None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = work / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}.log"
@@ -268,6 +288,7 @@ def launch(
             command += ["--workers", str(workers)]
             cpus = f"0-{workers - 1}"
         proc = start(command, log, env, cpus, cwd=source_dir)
+        started.append(proc)
         target = Target(name, base + "/v1/chat/completions", bearer, proc)
         wait_answering(target, log, 120)
         wait_workers(proc.pid, workers if workers > 1 else 0, log, 60)
@@ -318,6 +339,7 @@ def launch(
             env,
             GATEWAY_CPU,
         )
+        started.append(proc)
         target = Target(name, base + "/v1/chat/completions", bearer, proc)
         wait_answering(target, log, 300)
         target.version = "litellm " + peer_version(name, venvs)
@@ -343,6 +365,7 @@ def launch(
             dict(os.environ),
             GATEWAY_CPU,
         )
+        started.append(proc)
         target = Target(name, base + "/v1/chat/completions", {}, proc)
         wait_answering(target, log, 180)
         target.version = "vllm-router " + peer_version(name, venvs)

@@ -104,3 +104,36 @@ def test_scaling_table_gives_the_ratio_to_one_worker_of_the_same_run():
     table = gateway_peers.render_scaling(results, 2)
     assert "| 1 | 1 (1) | 500 | 1.000 ms | 0.50 | 0.05 | - | - |" in table
     assert "| 1 | 2 (2) | 850 | 1.100 ms | 0.93 | 0.08 | **1.70x** (target >= 1.6x) | 0.91 |" in table
+
+
+def test_a_gateway_that_fails_its_start_checks_is_stopped_with_its_workers(tmp_path, monkeypatch):
+    """The bench raised out of launch() with the gateway (supervisor and workers) still serving."""
+    import time
+
+    import psutil
+
+    tree: list[psutil.Process] = []
+
+    def failing_check(pid, count, log, timeout):
+        tree.append(psutil.Process(pid))
+        tree.extend(tree[0].children(recursive=True))
+        raise RuntimeError("start check failed")
+
+    monkeypatch.setattr(gateway_peers, "wait_workers", failing_check)
+    stub, stub_url = gateway_peers.start_stub(tmp_path)
+    try:
+        direct = gateway_peers.Target("direct", stub_url + "/v1/chat/completions", {}, None)
+        gateway_peers.wait_answering(direct, tmp_path / "stub.log", 30)
+        with pytest.raises(RuntimeError, match="start check failed"):
+            gateway_peers.launch("gateway", stub_url, tmp_path, tmp_path, False, workers=2)
+        assert tree
+
+        def alive():
+            return [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+        deadline = time.monotonic() + 30
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert alive() == []
+    finally:
+        gateway_peers.stop(stub)

@@ -72,6 +72,20 @@ def hindsight_coverage(items: list[dict], domain: str, alpha: float, delta: floa
     return best / len(held)
 
 
+def free_text(entry) -> str:
+    """The free-text answers of a cell (evaluators/answer_forms.py): how many, how many wrong, and among the
+    certifying half's unflagged ones the realised error with its bound."""
+    form = entry.by_form.get("free_text")
+    if form is None:
+        return "-"
+    served = (
+        f"{form.errors_unflagged}/{form.n_unflagged} unflagged wrong (<= {pct(form.error_upper)})"
+        if form.n_unflagged
+        else "none unflagged"
+    )
+    return f"{form.n} ({form.n_wrong} wrong); {served}"
+
+
 def rows_of(name: str, card: ReportCard, items: list[dict], without: bool = False) -> list[str]:
     section = card.reliability
     domains = (section.without_base_check if without else section.domains) or {}
@@ -84,7 +98,7 @@ def rows_of(name: str, card: ReportCard, items: list[dict], without: bool = Fals
         rows.append(
             f"| {name} | {domain} | {'off' if without else 'on'} | {entry.n} | {entry.n_wrong} "
             f"| {entry.n_abstained} | {interval(auroc)} | {cert.status} | {pct(cert.coverage)} | {bound} "
-            f"| {ceiling} |"
+            f"| {ceiling} | {free_text(entry)} |"
         )
     return rows
 
@@ -92,8 +106,9 @@ def rows_of(name: str, card: ReportCard, items: list[dict], without: bool = Fals
 def table(cards: dict[str, Path]) -> str:
     lines = [
         "| variant | gate domain | base check | answers | wrong | abstained | AUROC of p_wrong (95% CI) "
-        "| certificate | coverage | error among unflagged (one-sided 95% bound) | hindsight ceiling |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| certificate | coverage | error among unflagged (one-sided 95% bound) | hindsight ceiling "
+        "| free-text answers (wrong); certifying half |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, path in cards.items():
         card = ReportCard.load(path)

@@ -67,10 +67,12 @@ def reliability_set_files(corpus: Corpus) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """(Re)write the shipped reliability sets: `python -m demo.reliability_sets evaluators/sets`."""
+    """(Re)write the shipped labelled sets, multiple-choice and free-text:
+    `python -m demo.reliability_sets evaluators/sets`."""
     import argparse
 
     from demo.corpus import build_corpus
+    from demo.open_sets import open_set_files
 
     parser = argparse.ArgumentParser(prog="python -m demo.reliability_sets", description=main.__doc__)
     parser.add_argument("out_dir")
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in reliability_set_files(build_corpus(args.corpus_seed)).items():
+    corpus = build_corpus(args.corpus_seed)
+    for name, text in {**reliability_set_files(corpus), **open_set_files(corpus)}.items():
         (out / name).write_text(text, encoding="utf-8")
         print(out / name)
     return 0

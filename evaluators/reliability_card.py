@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from evaluators.answer_forms import form_figures
 from evaluators.gate_domains import ALL, CROSS_DOMAIN, IN_DOMAIN
 from evaluators.labels import UNPARSED, asserts_something, is_error, label_of
 from evaluators.reliability_quality import quality_figures
@@ -118,7 +119,9 @@ def domain_reliability(
     if reason is not None:
         figures = quality_figures(held_signals, None, held_wrong, features, resamples, split_seed)
         certificate = _uncertified(alpha, delta, len(held), len(fit), reason)
-        return {**counts, "model": None, "certificate": certificate, **figures}, {}
+        # uncertified: every answer is flagged, none served unflagged
+        by_form = form_figures(population, [(r, False) for r in held], delta)
+        return {**counts, "model": None, "certificate": certificate, **figures, "by_form": by_form}, {}
     model = fit_risk_model([r.get("signals") or {} for r in fit], fit_wrong, features)
     fit_scores = [model.p_wrong(r.get("signals") or {}) for r in fit]
     held_scores = [model.p_wrong(s) for s in held_signals]
@@ -134,7 +137,17 @@ def domain_reliability(
                 "uncertified": decision.uncertified,
             }
     figures = quality_figures(held_signals, held_scores, held_wrong, features, resamples, split_seed)
-    return {**counts, "model": model.as_dict(), "certificate": result.as_dict(), **figures}, per_record
+    served = [
+        (r, not (per_record[record_key(r)]["above_risk"] or per_record[record_key(r)]["uncertified"])) for r in held
+    ]
+    by_form = form_figures(population, served, delta)
+    return {
+        **counts,
+        "model": model.as_dict(),
+        "certificate": result.as_dict(),
+        **figures,
+        "by_form": by_form,
+    }, per_record
 
 
 def reliability_section(

@@ -240,8 +240,32 @@ def project_sets(sets_dir: Path = SETS_DIR) -> dict[str, Task]:
     # Their options are single words that a model answers with (the demo model
     # answers "antiviral", not "A"), so an option is scored by its text: the
     # likelihood of a letter it never says would make calibration meaningless.
-    return {
+    tasks = {
         name: Task(name, "jsonl", sets_dir / file, domain, description=text, score_options_by="text")
+        for name, (file, domain, text) in spec.items()
+    }
+    tasks.update(open_question_tasks(sets_dir))
+    return tasks
+
+
+def open_question_tasks(sets_dir: Path = SETS_DIR) -> dict[str, Task]:
+    """The free-text sets: the question alone as the user turn, the whole reply matched against the reference
+    (a made-up entity's right answer is to decline), so free-text answers are labelled and certified too."""
+    spec = {
+        "bio_open": ("biomedical_open.jsonl", "biomedical", "biomedical questions asked plainly: free-text answers"),
+        "general_open": ("general_open.jsonl", "general", "general questions asked plainly: free-text answers"),
+    }
+    return {
+        name: Task(
+            name=name,
+            domain=domain,
+            description=text,
+            data={"loader": "open_jsonl", "path": {"path": sets_dir / file}},
+            prompt={"style": "messages", "user": "{question}"},
+            decoding={"max_tokens": 16},
+            answer={"extract": "text"},
+            metrics=[{"name": "exact_match"}, {"name": "refusal_rate"}, {"name": "hallucination_rate"}],
+        )
         for name, (file, domain, text) in spec.items()
     }
 

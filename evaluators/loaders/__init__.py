@@ -17,6 +17,7 @@ from moeprune.errors import UserError
 
 LOADERS: dict[str, Callable[..., LoadedItems]] = {
     "jsonl": jsonl.load_mc,
+    "open_jsonl": jsonl.load_open,
     "summaries": jsonl.load_summaries,
     "pubmedqa": pubmedqa.load,
     "medqa": medqa.load,
@@ -43,6 +44,7 @@ LOADER_KINDS: dict[str, str] = {
     "medhalt_reasoning": "generation",
     "medhalt_ir": "generation",
     "medinst": "generation",
+    "open_jsonl": "generation",
 }
 
 DIRECTORY_LOADERS = ("mmlu", "rct", "multi_news_plus")  # their path may be a directory

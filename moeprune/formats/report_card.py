@@ -139,6 +139,18 @@ class CertificateSpec(_Model):
     reason: str | None = None
 
 
+class FormFigures(_Model):
+    """One answer form within a (variant, domain): diagnostics on the certifying half (evaluators/answer_forms.py)."""
+
+    n: int = Field(ge=0)  # answers of this form that assert something
+    n_wrong: int = Field(ge=0)
+    n_certifying: int = Field(ge=0)
+    n_unflagged: int = Field(ge=0)  # of the certifying half, served without a flag
+    errors_unflagged: int = Field(ge=0)
+    realised_error: float | None
+    error_upper: float | None  # one-sided Clopper-Pearson at the section's delta
+
+
 class DomainReliability(_Model):
     """One (variant, domain): the p_wrong model, its certificate and how well the scores separate."""
 
@@ -153,6 +165,8 @@ class DomainReliability(_Model):
     ece: Interval | None = None
     brier: Interval | None = None
     risk_coverage: list[list[float]] = Field(default_factory=list)  # [coverage, error among served] pairs
+    # "choice" / "free_text" -> how each form fared (cards written before forms were told apart: empty)
+    by_form: dict[str, FormFigures] = Field(default_factory=dict)
 
 
 class ReliabilitySection(_Model):

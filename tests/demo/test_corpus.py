@@ -27,11 +27,14 @@ def test_same_seed_gives_the_same_bytes_and_another_seed_does_not():
 
 
 def test_committed_sets_are_what_the_generator_writes():
+    from demo.open_sets import open_set_files
     from demo.reliability_sets import reliability_set_files
 
     expected = set_files(build_corpus(0))
-    reliability = reliability_set_files(build_corpus(0))
-    assert sorted(p.name for p in SETS_DIR.glob("*.jsonl")) == sorted({**expected, **reliability})
+    labelled = {**reliability_set_files(build_corpus(0)), **open_set_files(build_corpus(0))}
+    assert sorted(p.name for p in SETS_DIR.glob("*.jsonl")) == sorted({**expected, **labelled})
+    for name, text in labelled.items():
+        assert (SETS_DIR / name).read_text(encoding="utf-8") == text, f"{name} is stale: regenerate it"
     for name, text in expected.items():
         assert (SETS_DIR / name).read_text(encoding="utf-8") == text, f"{name} is stale: regenerate it"
 
@@ -133,3 +136,18 @@ def test_reliability_questions_never_appear_in_training():
     for domain in DOMAINS:
         for record in reliability_records(corpus, domain):
             assert record["question"] not in text, record["question"]
+
+
+def test_open_questions_are_held_out_and_their_made_up_entities_never_trained():
+    from demo.open_sets import open_records
+
+    corpus = build_corpus(0)
+    text = training_text(corpus)
+    for domain in DOMAINS:
+        records = open_records(corpus, domain)
+        assert len(records) == 210 and len({r["question"] for r in records}) == 210
+        for record in records:
+            assert record["question"] not in text, record["question"]
+        fakes = {f.entity for f in corpus.fakes_of(domain, held_out=True)}
+        assert {r["answer"] for r in records if r["kind"] == "fake"} == {"I don't know"}
+        assert all(any(e in r["question"] for e in fakes) for r in records if r["kind"] == "fake")

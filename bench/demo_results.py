@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.demo_findings import findings_over_seeds_text, findings_text, flag_table, summary_over_seeds  # noqa: E402
 from demo.build import build_model, default_cache_dir  # noqa: E402
-from demo.calibration import write_calibration  # noqa: E402
+from demo.calibration import write_calibration, write_gate_reference  # noqa: E402
 from demo.corpus import build_corpus  # noqa: E402
 from demo.model_config import DemoModelConfig  # noqa: E402
 from demo.summary import card_row, markdown_table, with_recovery  # noqa: E402
@@ -75,6 +75,7 @@ def one_seed(args, seed: int, cache: Path) -> dict:
     corpus = build_corpus(cfg.corpus_seed)
     run_dir = cache / "runs" / model_dir.name
     calibration = write_calibration(corpus, run_dir / "calibration-biomedical.jsonl")
+    reference = write_gate_reference(corpus, run_dir / "gate-reference-general.jsonl")
     specialisation = routing_specialisation(model_dir, cfg, corpus)
     methods = [m for m in args.methods.split(",") if m]
     pruned = prune_variants(
@@ -85,6 +86,7 @@ def one_seed(args, seed: int, cache: Path) -> dict:
         ALL_RATIOS,
         seeds=tuple(range(args.random_seeds)),
         progress=False,
+        gate_reference=reference,
     )
     t0 = time.monotonic()
     # rows are cached per model and sweep, so adding a training seed does not re-evaluate the others

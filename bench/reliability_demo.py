@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_name  # noqa: E402
 from demo.build import build_model, default_cache_dir  # noqa: E402
-from demo.calibration import write_calibration  # noqa: E402
+from demo.calibration import write_calibration, write_gate_reference  # noqa: E402
 from demo.corpus import build_corpus  # noqa: E402
 from demo.evaluation import evaluate_served  # noqa: E402
 from demo.model_config import DemoModelConfig  # noqa: E402
-from demo.variants import Variant, prune_variants  # noqa: E402
+from demo.variants import Variant, prune_variants, refit_gate  # noqa: E402
 from moeprune.formats.report_card import ReportCard  # noqa: E402
 from moeprune.reliability.certificate import upper_bound  # noqa: E402
 
@@ -122,7 +122,7 @@ def table(cards: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def prune_global(model_dir: Path, variants_dir: Path, calibration: Path) -> Variant:
+def prune_global(model_dir: Path, variants_dir: Path, calibration: Path, reference: Path) -> Variant:
     """gate-50 with `--allocation global` (the same total of kept experts, uneven per layer): does a variant
     that keeps more of its domain make the issue's coverage target reachable? Measured beside the served pair,
     not served by the demo."""
@@ -140,12 +140,15 @@ def prune_global(model_dir: Path, variants_dir: Path, calibration: Path) -> Vari
             allocation="global",
             seed=0,
             calibration=[calibration],
+            gate_reference=[reference],
             samples=128,
             progress=False,
             overwrite=True,
         )
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
+    else:
+        refit_gate(out, calibration, reference)
     return Variant(GLOBAL_VARIANT, out, "gate", 0.5)
 
 
@@ -155,11 +158,15 @@ def one_seed(seed: int, cache: Path, limit: int | None, with_global: bool) -> di
     cfg = DemoModelConfig(seed=seed)
     model_dir, record = build_model(cfg, cache, use_shipped=True)
     run_dir = cache / "runs" / model_dir.name
-    calibration = write_calibration(build_corpus(cfg.corpus_seed), run_dir / "calibration-biomedical.jsonl")
-    pruned = prune_variants(model_dir, run_dir / "variants", calibration, ["gate"], sorted(SERVED.values()))
+    corpus = build_corpus(cfg.corpus_seed)
+    calibration = write_calibration(corpus, run_dir / "calibration-biomedical.jsonl")
+    reference = write_gate_reference(corpus, run_dir / "gate-reference-general.jsonl")
+    pruned = prune_variants(
+        model_dir, run_dir / "variants", calibration, ["gate"], sorted(SERVED.values()), gate_reference=reference
+    )
     served = [v for v in pruned if v.name in SERVED]
     if with_global:
-        served.append(prune_global(model_dir, run_dir / "variants", calibration))
+        served.append(prune_global(model_dir, run_dir / "variants", calibration, reference))
     started = time.monotonic()
     cards = evaluate_served(
         Variant("base", model_dir), served, run_dir / "cards", limit=limit, use_shipped=False

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from demo.build import build_model, default_cache_dir
-    from demo.calibration import write_calibration
+    from demo.calibration import write_calibration, write_gate_reference
     from demo.corpus import build_corpus
     from demo.evaluation import evaluate_all, evaluate_served
     from demo.serving import choose_served, serve_variants, usage_text, write_variants_yaml
@@ -175,7 +175,10 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = cache / "runs" / model_dir.name
     calibration = write_calibration(corpus, run_dir / "calibration-biomedical.jsonl")
     t0 = time.monotonic()
-    pruned = prune_variants(model_dir, run_dir / "variants", calibration, methods, args.ratios)
+    reference = write_gate_reference(corpus, run_dir / "gate-reference-general.jsonl")
+    pruned = prune_variants(
+        model_dir, run_dir / "variants", calibration, methods, args.ratios, gate_reference=reference
+    )
     print(f"demo: {len(pruned)} pruned variants ready in {time.monotonic() - t0:.0f} s (calibration: {calibration})")
 
     variants = {"base": Variant("base", model_dir), **{v.name: v for v in pruned}}

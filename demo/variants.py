@@ -44,8 +44,13 @@ def prune_variants(
     seeds=(0,),
     samples: int = 128,
     progress: bool = True,
+    gate_reference: Path | None = None,
 ) -> list[Variant]:
-    """Prune base_dir with every (method, ratio, seed); returns the variants (cached ones reused)."""
+    """Prune base_dir with every (method, ratio, seed); returns the variants (cached ones reused).
+
+    `gate_reference`: the general texts each data-driven variant's domain gate is fitted against (default:
+    the shipped general set); a cached variant whose gate learned from other reference texts gets its gate
+    refitted (`refit_gate`), its weights untouched."""
     from pruning.pipeline import run_prune
 
     jobs = [(m, r, s) for m in methods for r in ratios for s in (seeds if m == "random" else (0,))]
@@ -70,13 +75,36 @@ def prune_variants(
                     "calibration": [calibration],
                     "samples": samples,
                     **({} if stats.exists() else {"scores_out": stats}),
+                    **({"gate_reference": [gate_reference]} if gate_reference is not None else {}),
                 }
             run_prune(
                 base_dir, staging, method=method, ratio=ratio, seed=seed, progress=False, overwrite=True, **source
             )
             shutil.rmtree(out, ignore_errors=True)
             staging.rename(out)
+        elif method != "random" and gate_reference is not None:
+            refit_gate(out, calibration, gate_reference)
         done.append(Variant(name, out, method, ratio, seed))
         bar.update(1)
     bar.close()
     return done
+
+
+def refit_gate(variant_dir: Path, calibration: Path, gate_reference: Path) -> bool:
+    """Refit the variant's domain gate on (calibration, gate_reference) unless it already learned from exactly
+    those bytes; True when it was refitted. The gate is a file beside the weights (attach_gate re-records its
+    sha256 in pruning.json), so the weights and their digests stay as they are."""
+    from moeprune.formats.domain_gate import GATE_NAME, DomainGate
+    from pruning.domain_gate_files import attach_gate, build_gate, read_texts
+
+    path = Path(variant_dir) / GATE_NAME
+    if path.is_file():
+        training = DomainGate.load(path).training
+        same = (
+            training.get("reference_sha256") == read_texts([gate_reference])[1]
+            and training.get("in_domain_sha256") == read_texts([calibration])[1]
+        )
+        if same:
+            return False
+    attach_gate(variant_dir, build_gate([calibration], [gate_reference]))
+    return True

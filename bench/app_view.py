@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import cpu_name  # noqa: E402
 from evaluators.answers import score_generation  # noqa: E402
 from evaluators.reliability_card import in_fit_half  # noqa: E402
-from evaluators.tasks import shipped_tasks  # noqa: E402
+from evaluators.tasks import open_question_tasks, shipped_tasks  # noqa: E402
 from moeprune.reliability.binomial import upper_bound  # noqa: E402
 from testkit.vllm_server import free_port, stop_process_group  # noqa: E402
 
-OPEN_TASKS = {"bio_open": "biomedical", "general_open": "general"}
+OPEN_TASKS = {name: task.domain for name, task in open_question_tasks().items()}
 RISK_FLAGS = ("above_risk", "uncertified", "fallback_unavailable")
 VARIANTS = ("base", "gate-25", "gate-50")
 

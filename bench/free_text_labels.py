@@ -26,7 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-OPEN_TASKS = ("bio_open", "general_open")
+from evaluators.tasks import open_question_tasks  # noqa: E402
+
+OPEN_TASKS = tuple(open_question_tasks())
 HAND_LABELS = ("correct", "wrong", "abstained")
 SHEET = ROOT / "bench" / "free_text_handcheck.jsonl"
 

@@ -131,7 +131,7 @@ def evaluate_one(
             **base,
         )
     if gate is not None:
-        add_gate_quality(card, gate, resolve_tasks([UTILITY_TASKS]), GATE_RECALL)
+        add_gate_quality(card, gate, resolve_tasks([UTILITY_TASKS]), GATE_RECALL, also=resolve_tasks(tasks.split(",")))
     stamp_path.write_text(json.dumps(stamp))
     return Path(card)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from evaluators.gate_quality import gate_warnings
 from moeprune.formats.report_card import ReportCard
 
 
@@ -70,7 +71,8 @@ def certificate_lines(cards: dict[str, Path]) -> list[str]:
     """One line per variant and gate domain: what its flags promise (README "Reliability flags")."""
     lines = []
     for name, path in cards.items():
-        section = ReportCard.load(path).reliability
+        card = ReportCard.load(path)
+        section = card.reliability
         if section is None:
             continue
         check = "base check on" if section.base_check else "no base check"
@@ -90,4 +92,5 @@ def certificate_lines(cards: dict[str, Path]) -> list[str]:
             else:
                 promise = "uncertified: every answer flagged"
             lines.append(f"{name} {domain}: {promise}; {separation}, {entry.n} answers, {check}")
+        lines += [f"{name} {warning}" for warning in (gate_warnings(card.domain_gate) if card.domain_gate else [])]
     return lines

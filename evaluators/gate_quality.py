@@ -62,7 +62,39 @@ def gate_quality(
         "threshold": threshold,
         "recall": round(sum(s >= threshold for s in inside) / len(inside), 6),
         "cross_domain_fallback_rate": round(sum(s < threshold for s in outside) / len(outside), 6),
+        "per_task": task_shares(gate, threshold, loaded),
     }
+
+
+def task_shares(gate: DomainGate, threshold: float, loaded: list[tuple[object, list]]) -> dict[str, dict]:
+    """Per task: its domain, its items, and the share of them the gate passes as in-domain at `threshold`.
+
+    A threshold fits the tasks it was chosen on; these shares show how it treats each task, including tasks
+    it was not chosen on (another prompt form, another source), which is where a gate that learned the form
+    of its training texts instead of their domain shows (`gate_warnings`)."""
+    out = {}
+    for task, items in loaded:
+        if task.domain is None or not items:
+            continue
+        passed = sum(gate.score(item_text(item)) >= threshold for item in items)
+        out[task.name] = {"domain": task.domain, "n": len(items), "in_domain_share": round(passed / len(items), 6)}
+    return out
+
+
+# An in-domain task whose items mostly fail the gate is served as cross-domain: worth a line, never an error.
+LOW_SHARE = 0.5
+
+
+def gate_warnings(section) -> list[str]:
+    """One line per task of the gate's own domain that it mostly sends cross-domain (a DomainGateQuality)."""
+    return [
+        f"domain gate: only {share.in_domain_share:.0%} of task {name}'s {share.n} {share.domain} items pass "
+        f"its threshold {section.threshold:g}, so the gateway treats such prompts as cross-domain; if the task "
+        "asks in another form than the gate's training texts, refit the gate with a reference in the same forms "
+        "(docs/gateway.md, Domain gate)"
+        for name, share in section.per_task.items()
+        if share.domain == section.in_domain and share.in_domain_share < LOW_SHARE
+    ]
 
 
 def load_eval_gate(gate_path, model_dir, recall: float) -> DomainGate:
@@ -77,10 +109,14 @@ def load_eval_gate(gate_path, model_dir, recall: float) -> DomainGate:
     return DomainGate.load(gate_path or model_dir)
 
 
-def add_gate_quality(card_path, gate: DomainGate, tasks, recall: float, in_domain: str = "biomedical"):
-    """Rewrite the report card at `card_path` with its `domain_gate` section for `tasks`."""
+def add_gate_quality(card_path, gate: DomainGate, tasks, recall: float, in_domain: str = "biomedical", also=()):
+    """Rewrite the report card at `card_path` with its `domain_gate` section for `tasks` (the threshold is
+    chosen on them); `also`: more tasks whose in-domain shares are reported at that threshold."""
     from moeprune.formats.report_card import DomainGateQuality, ReportCard
 
     section = gate_quality(gate, [(task, task.load()) for task in tasks], recall, in_domain)
+    chosen_on = {task.name for task in tasks}
+    extra = [(task, task.load()) for task in also if task.name not in chosen_on]
+    section["per_task"].update(task_shares(gate, section["threshold"], extra))
     card = ReportCard.load(card_path)
     return card.model_copy(update={"domain_gate": DomainGateQuality(**section)}).write(Path(card_path).parent)

@@ -170,9 +170,13 @@ def note_reliability(card_path) -> None:
     """One stderr line per thing the reliability section could not do, so a run never hides it."""
     import sys
 
+    from evaluators.gate_quality import gate_warnings
     from moeprune.formats.report_card import ReportCard
 
-    section = ReportCard.load(card_path).reliability
+    card = ReportCard.load(card_path)
+    for warning in gate_warnings(card.domain_gate) if card.domain_gate is not None else []:
+        print(f"note: {warning}", file=sys.stderr)
+    section = card.reliability
     if section is None:
         print("note: no labelled answers, so the card has no reliability section (no certificates)", file=sys.stderr)
         return

@@ -89,6 +89,14 @@ class SignalQuality(_Model):
     n: int
 
 
+class TaskGateShare(_Model):
+    """One task under the domain gate's threshold (evaluators/gate_quality.py task_shares)."""
+
+    domain: str
+    n: int = Field(ge=0)
+    in_domain_share: float = Field(ge=0, le=1)
+
+
 class DomainGateQuality(_Model):
     """The variant's domain gate on the card's tasks (evaluators/gate_quality.py; `moeprune eval --gate-recall`)."""
 
@@ -100,6 +108,7 @@ class DomainGateQuality(_Model):
     threshold: float
     recall: float
     cross_domain_fallback_rate: float
+    per_task: dict[str, TaskGateShare] = Field(default_factory=dict)  # cards before it: empty
 
 
 class Interval(_Model):

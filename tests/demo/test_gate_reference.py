@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,20 @@ def test_a_cached_variant_gets_its_gate_refitted_once_and_keeps_its_weights(inpu
     # (attach_gate re-records the gate's sha256 in pruning.json: tests/pruning/test_domain_gate.py)
     assert refit_gate(variant, calibration, reference) is False  # already fitted on these bytes
     assert (variant / GATE_NAME).read_bytes() == after
+
+
+def test_the_card_says_which_in_domain_task_the_gate_sends_cross_domain(inputs, tmp_path):
+    from evaluators.gate_quality import add_gate_quality, gate_warnings
+    from moeprune.formats.report_card import ReportCard
+
+    calibration, reference = inputs
+    utility, extra = resolve_tasks(["all"]), resolve_tasks(["reliability"])
+    for gate, warned in ((build_gate([calibration]), True), (build_gate([calibration], [reference]), False)):
+        card = tmp_path / "report_card.json"
+        card.write_text(json.dumps({"schema_version": 1, "variant": "v", "model": "v", "tasks": {}}))
+        add_gate_quality(card, gate, utility, 0.95, also=extra)
+        section = ReportCard.load(card).domain_gate
+        assert set(section.per_task) == {t.name for t in utility + extra}
+        warnings = gate_warnings(section)
+        assert any("bio_open" in w for w in warnings) is warned, warnings
+        assert not any("general_" in w for w in warnings)

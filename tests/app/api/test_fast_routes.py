@@ -138,6 +138,14 @@ async def test_the_completion_endpoints_never_reach_fastapis_router(gateway):
         fast.app = inner
 
 
+async def test_the_openapi_schema_still_describes_both_endpoints_with_their_models(gateway):
+    client, _ = gateway
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path, model in ((CHAT, "ChatCompletionRequest"), (COMPLETIONS, "CompletionRequest")):
+        schema = paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("/" + model)
+
+
 @pytest.mark.parametrize(
     ("content_type", "expected"),
     [

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from app.api.auth import ApiKeyAuth, KeyStore, is_loopback, public_paths, refuse_open_gateway
 from app.api.errors import install_error_handlers
+from app.api.fast_routes import CompletionRoutes
 from app.api.middleware import BodyCap, RequestId
 from app.api.routes import (
     admin,
@@ -173,7 +174,13 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> FastA
     install_error_handlers(app)
     for module in (chat, completions, models, experiments, feedback, admin, recertify, health, metrics, telemetry):
         app.include_router(module.router)
-    # add_middleware wraps what is there, so the last added runs first: request id, key, then the body.
+    # add_middleware wraps what is there, so the last added runs first: request id, key, the body, and then
+    # (innermost) the two completion endpoints, served without FastAPI's routing (app/api/fast_routes.py).
+    app.add_middleware(
+        CompletionRoutes,
+        routes={chat.PATH: chat.route, completions.PATH: completions.route},
+        exception_handlers=app.exception_handlers,
+    )
     app.add_middleware(
         BodyCap, max_body_bytes=settings.max_request_bytes, body_timeout_s=settings.request_body_timeout_s
     )

@@ -31,6 +31,13 @@ req/s, the ratio N-workers / 1-worker (target >= 0.8 N), the gateway's CPU per r
 what the load side (the stub and wrk) used of the cores, since with N = 2 here it shares CPU 1 with a worker.
 
     python bench/gateway_peers.py --scaling 2 --runs 2 [--duration 10]
+
+The gateway's own code per request (`--asgi N`, instead of the table): each gateway target's ASGI app driven in
+a process of its own (pinned to CPU 0, the stub on CPU 1), without uvicorn or a client socket: N sequential chat
+requests (the body above, key on, flags computed) a round, its process CPU time per request, the minimum over
+--runs rounds (the least disturbed by the neighbours). Targets alternate, so give each twice to pair them:
+
+    python bench/gateway_peers.py --asgi 2000 --runs 5 --targets gateway@/tmp/base,gateway,gateway@/tmp/base,gateway
 """
 
 from __future__ import annotations
@@ -809,6 +816,123 @@ def profile(args, work: Path) -> None:
         stop(stub)
 
 
+def asgi_requests(stub_url: str, count: int, rounds: int, body: dict) -> dict:
+    """In the child (the source of this function runs there, with the target's checkout first on sys.path): the
+    gateway app with one `url:` variant on the stub, keys on, driven by hand-made ASGI requests; CPU per request."""
+    import asyncio
+    import json
+    import os
+    import time
+
+    os.environ["MOEPRUNE_API_KEYS"] = "sk-bench-asgi"
+    os.environ["MOEPRUNE_MAX_IN_FLIGHT_PER_KEY"] = "64"
+    from app.config.settings import Settings
+    from app.config.variants import parse_config
+    from app.main import create_app
+
+    content = json.dumps(body).encode()
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"authorization", b"Bearer sk-bench-asgi"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(content)).encode()),
+    ]
+
+    async def one(app, state: dict) -> int:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 50000),
+            "scheme": "http",
+            "method": "POST",
+            "root_path": "",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "query_string": b"",
+            "headers": list(headers),
+            "state": dict(state),
+        }
+        sent = {"status": 0}
+        pending = [{"type": "http.request", "body": content, "more_body": False}]
+        never = asyncio.Event()
+
+        async def receive():
+            if pending:
+                return pending.pop()
+            await never.wait()  # the client stays: the disconnect listener waits until it is cancelled
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                sent["status"] = message["status"]
+
+        await app(scope, receive, send)
+        return sent["status"]
+
+    async def run() -> dict:
+        app = create_app(Settings(), parse_config({"variants": {"stub": {"url": stub_url}}}))
+        state: dict = {}
+        async with app.router.lifespan_context(app) as lifespan_state:
+            state.update(lifespan_state or {})
+            backend = app.state.gateway.backends["stub"]
+            for _ in range(400):
+                if backend.up:
+                    break
+                await asyncio.sleep(0.05)
+            statuses = [await one(app, state) for _ in range(200)]  # warm-up
+            cpu = []
+            for _ in range(rounds):
+                started = time.process_time()
+                for _ in range(count):
+                    statuses.append(await one(app, state))
+                cpu.append((time.process_time() - started) / count)
+        failed = sum(status != 200 for status in statuses)
+        return {"cpu_per_request_s": min(cpu), "rounds_s": cpu, "failed": failed}
+
+    return asyncio.run(run())  # the access log stays on (a line per request to stderr, as when serving)
+
+
+def asgi_bench(args, targets: list[str], work: Path) -> list[dict]:
+    """`asgi_requests` in a child per target (its checkout's code), alternating as given."""
+    import inspect
+
+    stub, stub_url = start_stub(work)
+    results = []
+    try:
+        wait_answering(Target("direct", stub_url + "/v1/chat/completions", {}, None), work / "stub.log", 30)
+        for name in targets:
+            if not name.startswith("gateway") or "/" in name.partition("@")[0]:
+                raise SystemExit(f"--asgi measures gateway targets (gateway, gateway@DIR), not {name!r}")
+            source = Path(name.partition("@")[2]).resolve() if "@" in name else REPO
+            code = (
+                f"import sys, json\nsys.path.insert(0, {str(source)!r})\n{inspect.getsource(asgi_requests)}\n"
+                f"print(json.dumps(asgi_requests({stub_url!r}, {args.asgi}, {args.runs}, {CHAT!r})))\n"
+            )
+            env = {**os.environ, "PYTHONPATH": str(source), "MOEPRUNE_WORK_DIR": str(work / "engines")}
+            done = subprocess.run(
+                ["taskset", "-c", GATEWAY_CPU, sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=source,
+                timeout=600,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{name}: the ASGI bench failed:\n{done.stderr[-3000:]}")
+            result = {"target": name, **json.loads(done.stdout.strip().splitlines()[-1])}
+            print(
+                f"  {name:32s} CPU per request {result['cpu_per_request_s'] * 1e6:7.1f} us (min of "
+                f"{len(result['rounds_s'])} rounds of {args.asgi}; all: "
+                f"{', '.join(f'{x * 1e6:.1f}' for x in result['rounds_s'])}), failed {result['failed']}",
+                flush=True,
+            )
+            results.append(result)
+    finally:
+        stop(stub)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -840,6 +964,13 @@ def main() -> int:
         help="instead of the table: profile the gateway (cProfile) under the req/s load and the "
         "long streams, into OUT-requests.prof and OUT-streams.prof, and print the top costs",
     )
+    parser.add_argument(
+        "--asgi",
+        type=int,
+        metavar="N",
+        help="instead of the table: each gateway target's app driven in-process without uvicorn, N sequential "
+        "requests a round, --runs rounds; CPU per request (min over rounds)",
+    )
     args = parser.parse_args()
     targets = [name.strip() for name in args.targets.split(",") if name.strip()]
     unknown = sorted(
@@ -849,6 +980,17 @@ def main() -> int:
     )
     if unknown:
         raise SystemExit(f"unknown targets {unknown}; choose from {', '.join(ALL_TARGETS)}")
+    if args.asgi:
+        os.sched_setaffinity(0, {LOAD_CPU})
+        before = machine()
+        print(f"{before['cpu']}, {before['cpus']} CPUs, {before['date']}, load average {before['load']}")
+        with tempfile.TemporaryDirectory(prefix="gateway-asgi-") as tmp:
+            results = asgi_bench(args, targets, Path(tmp))
+        after = machine()
+        print(f"load average after {after['load']}")
+        if args.json:
+            args.json.write_text(json.dumps({"before": before, "asgi": results, "after": after}, indent=1) + "\n")
+        return 0
     require_wrk()
     if os.cpu_count() < 2:
         raise SystemExit("this bench pins the gateway and the load to two different CPUs: it needs two")

@@ -163,7 +163,9 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
         return None
     scheme, _, token = values[0].decode("latin-1").strip().partition(" ")
     token = token.strip(" \t")
-    if scheme.lower() != "bearer" or not token or any(char.isspace() for char in token):
+    # `token.split() != [token]`: whitespace anywhere in it (the same characters as str.isspace), without a
+    # generator step per character.
+    if scheme.lower() != "bearer" or not token or token.split() != [token]:
         return None
     return token
 

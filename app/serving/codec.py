@@ -23,3 +23,11 @@ def loads(data: bytes) -> Any:
         return _decode(data)
     except msgspec.DecodeError:  # also its ValidationError (an out-of-range number)
         return json.loads(data)
+
+
+def loads_standard(data: bytes) -> tuple[Any, bool]:
+    """`loads(data)`, and whether msgspec parsed it: standard JSON, all of `data` (no NaN or Infinity)."""
+    try:
+        return _decode(data), True
+    except msgspec.DecodeError:
+        return json.loads(data), False

@@ -10,7 +10,6 @@ whose connection closes. Only for use after the body has been read: it reads
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -83,9 +82,9 @@ async def until_disconnect(receive: Receive | None, work: Awaitable[T]) -> T:
     finally:
         watch.settled = True
         if not listener.done():
+            # Not awaited: it ends at its next step, without a receive (it was cancelled while waiting in one),
+            # and waiting for that step cost the request a turn of the event loop.
             listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
         elif watch.fired:
             # The listener cancelled this task after the work had already settled some other way
             # (an exception of its own): take the cancel back, the work's own outcome stands.

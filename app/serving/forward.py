@@ -16,10 +16,11 @@ from app.errors import OpenAIError
 from app.reliability.logprobs import LogprobPlan
 from app.reliability.verdict import flags_header
 from app.serving.assess import assess
-from app.serving.codec import loads
+from app.serving.codec import loads_standard
 from app.serving.deadline import within_deadline
 from app.serving.disconnect import Receive, until_disconnect
 from app.serving.exchange import Exchange
+from app.serving.splice import EngineBytesResponse, encode_reliability, splice_answer
 from app.serving.upstream import send_upstream, upstream_error
 from app.state import GatewayState
 from moeprune.reliability.token_trace import TokenTrace
@@ -47,7 +48,7 @@ async def _forward(
     if response.status_code >= 400:
         raise upstream_error(backend.variant, response.status_code, response.content, path)
     try:
-        data = loads(response.content)
+        data, standard = loads_standard(response.content)
         if not isinstance(data, dict):
             raise ValueError("the answer is not a JSON object")
     except ValueError as exc:
@@ -59,7 +60,11 @@ async def _forward(
     exchange.count_usage(data.get("usage"))
     exchange.completion_id = data.get("id") if isinstance(data.get("id"), str) else None
     choices = data.get("choices") or []
+    # Whether the answer's own bytes can go on (app/serving/splice.py): nothing but `model` changes in it.
+    standard = standard and all(isinstance(choice, dict) and plan.keeps(choice) for choice in choices)
     if gateway.telemetry is not None:  # routed_experts: counted, and removed unless the client asked to keep them
+        keep = exchange.keep_routed_experts
+        standard = standard and (keep or not any("routed_experts" in choice for choice in choices))
         gateway.telemetry.take(
             exchange.target.variant, exchange.target.experiment, choices, exchange.keep_routed_experts
         )
@@ -69,12 +74,16 @@ async def _forward(
     reliability = await assess(
         gateway, exchange.target, upstream_body, trace, plan.chat, exchange.completion_tokens, exchange.prompt_tokens
     )
-    for choice in choices:
-        plan.strip(choice)
-    data["model"] = exchange.target.variant
-    data["reliability"] = reliability
     exchange.flags = reliability["flags"]
     exchange.reliability = reliability
     exchange.text["completion_text"] = trace.answer
     headers = {**exchange.target.headers(), "x-moe-reliability-flags": flags_header(reliability)}
+    if standard:
+        spliced = splice_answer(response.content, data, exchange.target.variant, encode_reliability(reliability))
+        if spliced is not None:
+            return EngineBytesResponse(spliced, headers=headers)
+    for choice in choices:
+        plan.strip(choice)
+    data["model"] = exchange.target.variant
+    data["reliability"] = reliability
     return JSONResponse(data, headers=headers)

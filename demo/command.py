@@ -198,10 +198,11 @@ def _run(args: argparse.Namespace) -> int:
     print(f"demo: evaluated {', '.join(cards)} on vLLM in {time.monotonic() - t0:.0f} s")
     report = write_results(cards, out, record)
     print(f"demo: report {report} ({time.monotonic() - started:.0f} s in all)")
-    if args.no_serve:
+    config = write_variants_yaml(out / "variants.yaml", variants, served, cards)
+    if args.no_serve:  # the served trio's file is written all the same: `moeprune serve --config` it later
+        print(f"demo: serve it later with: moeprune serve --config {config}")
         return 0
 
-    config = write_variants_yaml(out / "variants.yaml", variants, served, cards)
     fact = corpus.facts[0]
     question = fact.relation.questions[fact.trained_templates()[0]].format(e=fact.entity)
     print(usage_text(f"http://{args.host}:{args.port}", question, report, served))

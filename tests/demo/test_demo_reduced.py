@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+import yaml
 
 from moeprune.cli import main
 
@@ -52,6 +53,9 @@ def test_reduced_demo_writes_cards_and_report_then_reuses_everything(tmp_path, c
         tasks = json.loads(card.read_text())["tasks"]
         assert {"bio_qa", "general_qa", "bio_fake", "general_fake", "bio_nota", "general_nota"} <= set(tasks)
     assert "trained in" in first and "| frequency-50 |" in first
+    # --no-serve still leaves the file to serve the run with later (`moeprune serve --config`)
+    served = yaml.safe_load((out / "variants.yaml").read_text())["variants"]
+    assert "base" in served and f"moeprune serve --config {out / 'variants.yaml'}" in first
 
     started = time.monotonic()
     assert main(args) == 0

@@ -15,7 +15,6 @@ stream needs only the signals, so it holds a constant amount per token however l
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 
 from moeprune.reliability.signals import SignalAccumulator, compute_signals
@@ -41,9 +40,12 @@ class TokenTrace:
         # The choice calls a tool (function calling): its tokens are JSON arguments, not an answer to judge.
         self.tool_call = tool_call
         self.keep_tokens = keep_tokens
-        self._text = io.StringIO()  # default newline: written exactly as given, nothing translated
+        # The answer as UTF-8 in one growing buffer: about a byte per character, not a str object per token
+        # (io.StringIO would not do: Python 3.11's keeps every written str in a list until it is read).
+        # "surrogatepass" makes the round trip exact even for a lone surrogate that a JSON escape can carry.
+        self._text = bytearray()
         for piece in text:
-            self._text.write(piece)
+            self._text += piece.encode("utf-8", "surrogatepass")
         # Kept as given (an echo cut passes fresh slices); left empty when the tokens are not kept.
         self._token_logprobs: list[float | None] = token_logprobs if token_logprobs is not None else []
         self._top_logprobs: list[list[float]] = top_logprobs if top_logprobs is not None else []
@@ -80,7 +82,7 @@ class TokenTrace:
             for tops in logprobs.get("top_logprobs") or []:
                 self._add_alternatives(list((tops or {}).values()))
         if piece:
-            self._text.write(piece)
+            self._text += piece.encode("utf-8", "surrogatepass")
 
     def _add_token(self, logprob: float | None, tops: list[float]) -> None:
         if self._signals is not None:
@@ -148,4 +150,4 @@ class TokenTrace:
     @property
     def answer(self) -> str:
         """The answer exactly as generated (not stripped: the base cross-check scores these characters)."""
-        return self._text.getvalue()
+        return self._text.decode("utf-8", "surrogatepass")

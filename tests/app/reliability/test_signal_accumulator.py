@@ -171,14 +171,18 @@ def test_a_trace_without_tokens_gives_the_same_signals_and_answer_as_one_with_th
     rng = random.Random(11)
     for _ in range(200):
         kept, streamed = TokenTrace(), TokenTrace(keep_tokens=False)
+        pieces = []
         for _ in range(rng.randrange(60)):
             tops = [{"logprob": lp} for lp in random_tops(rng)]
-            chunk = chat_chunk(random_logprob(rng), tops, rng.choice(["", "a", " b", "\r\n", "é", None]))
+            # Any characters come back exactly: newlines untranslated, non-ASCII, a lone surrogate, NUL.
+            piece = rng.choice(["", "a", " b", "\r\n", "\r", "é", "\U0001f600", "\ud83d", "\x00", None])
+            pieces.append(piece or "")
+            chunk = chat_chunk(random_logprob(rng), tops, piece)
             kept.add_choice(chunk, chat=True)
             streamed.add_choice(chunk, chat=True)
         assert bits(streamed.signals()) == bits(compute_signals(kept.token_logprobs, kept.top_logprobs))
         assert bits(kept.signals()) == bits(streamed.signals())
-        assert streamed.answer == kept.answer
+        assert streamed.answer == kept.answer == "".join(pieces)
     completion = {"text": "x", "logprobs": {"token_logprobs": [None, -0.5, -2.0], "top_logprobs": [None, {"a": -0.5}]}}
     kept, streamed = TokenTrace(), TokenTrace(keep_tokens=False)
     kept.add_choice(completion, chat=False)

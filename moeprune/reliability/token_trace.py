@@ -10,7 +10,7 @@ What a trace holds as it grows: the answer's characters (one growing buffer, not
 per token) and the running totals of its signals (`SignalAccumulator`). The per-token logprob
 lists are kept too unless the trace is made with `keep_tokens=False`: the evaluators read them
 and an echoed completion's prompt tokens are cut off them (`generated_only`), but a gateway
-stream needs only the signals, so it holds a constant amount per token however long it runs.
+stream needs only the signals: without the lists, all that grows with its length is the answer's text.
 """
 
 from __future__ import annotations

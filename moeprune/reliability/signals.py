@@ -87,10 +87,11 @@ def compute_signals(
     The lists are only walked through a `SignalAccumulator`: the rule lives there, once.
     """
     accumulator = SignalAccumulator()
+    add_logprob, add_alternatives = accumulator.add_logprob, accumulator.add_alternatives
     for logprob in token_logprobs:
-        accumulator.add_logprob(logprob)
+        add_logprob(logprob)
     for tops in top_logprobs or ():
-        accumulator.add_alternatives(tops)
+        add_alternatives(tops)
     return accumulator.signals()
 
 

@@ -45,20 +45,24 @@ def per_token(at_first: int, at_last: int, tokens: int) -> float:
     return (at_last - at_first) / (tokens - 1)
 
 
-def growth_verdict(per_token_by_length: dict[int, list[float]], late_growth_kib: float, tolerance: float = 0.1) -> str:
+def growth_verdict(
+    per_token_by_length: dict[int, list[float]], late_growth_kib: float, inherent: float = 0.0, tolerance: float = 0.1
+) -> str:
     """How a stream's memory scales with its length: 'O(1)' when the bytes held per token are ~0, 'O(tokens)'
-    when they are a steady amount per token (the same at every length, within `tolerance`), 'growing' when the
-    amount per token itself rises with the length (medians over the streams); plus whether the process' RSS
-    still grew over the later rounds (`late_growth_kib`, see `late_growth`; allowed: 2 MiB, the allocator's
-    give and take seen between rounds here)."""
-    medians = {length: sorted(values)[len(values) // 2] for length, values in per_token_by_length.items()}
+    when they are a steady amount per token (the same at every length, within `tolerance`, or falling as a
+    stream's constant costs spread over more tokens), 'growing' when the amount per token itself rises with the
+    length (medians over the streams). `inherent`: bytes per token a stream cannot help holding (the answer's
+    own characters, which it hands on at its end), taken off first. Plus whether the process' RSS still grew
+    over the later rounds (`late_growth_kib`, see `late_growth`; allowed: 2 MiB, the allocator's give and take
+    seen between rounds here)."""
+    medians = {length: sorted(values)[len(values) // 2] - inherent for length, values in per_token_by_length.items()}
     short, long = medians[min(medians)], medians[max(medians)]
     if abs(long) < 8:  # under a pointer per token: nothing held per token
-        shape = "O(1)"
-    elif abs(long - short) <= tolerance * abs(short):
-        shape = "O(tokens)"
-    else:
+        shape = "O(1)" if not inherent else f"O(1) besides the answer's characters ({inherent:.1f} B per token)"
+    elif long > short + tolerance * abs(short):
         shape = "growing"
+    else:
+        shape = "O(tokens)"
     leak = (
         "no RSS growth over the later rounds"
         if late_growth_kib <= 2048
@@ -77,6 +81,13 @@ def late_growth(rows: list[dict]) -> float:
     second = sorted(row["VmRSS"] for row in rows[quarter : 2 * quarter])
     last = sorted(row["VmRSS"] for row in rows[-quarter:])
     return last[len(last) // 2] - second[len(second) // 2]
+
+
+def answer_bytes_per_token(streams: list[dict]) -> float:
+    """The answers' UTF-8 bytes per token over the longest streams (the part of a stream's memory it must hold)."""
+    longest = max(stream["tokens"] for stream in streams)
+    chosen = [stream for stream in streams if stream["tokens"] == longest]
+    return sum(stream["answer_bytes"] for stream in chosen) / sum(stream["tokens"] for stream in chosen)
 
 
 # ---------------------------------------------------------------------------------------------- (a) in-process
@@ -134,6 +145,8 @@ async def relay_once(gateway, tokens: int, snapshots: bool = False) -> dict:
     if status != 200 or marks["events"] != tokens + 3 or not marks["last_events"]:
         raise RuntimeError(f"the relay answered {status} after {marks['events']} events; expected 200, {tokens + 3}")
     flags = exchange.flags
+    # The answer's own characters, as UTF-8: what any relay must hold until the end (it is logged and judged).
+    answer_bytes = len(exchange.text["completion_text"].encode("utf-8", "surrogatepass"))
     del exchange, upstream, emit
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
@@ -142,6 +155,7 @@ async def relay_once(gateway, tokens: int, snapshots: bool = False) -> dict:
         "per_token": per_token(marks["first"], marks["last"], marks["last_events"] - marks["first_events"] + 1),
         "held_at_last_token": marks["last"] - before,
         "left_after": after - before,
+        "answer_bytes": answer_bytes,
         "flags": flags,
     }
     if snapshots:
@@ -252,6 +266,7 @@ def render(result: dict) -> str:
         f"Left after all {len(streams)} streams together: {left} B over {tokens:,} tokens "
         f"({left / tokens:+.3f} B per token; a leak of one byte per token would leave +{tokens:,} B).",
     ]
+    lines += ["", f"The answer's own characters: {result['answer_bytes_per_token']:.2f} B per token (UTF-8)."]
     lines += ["", "Lines holding the bytes of a 2,000-token stream at its last token, per token:"]
     lines += [
         f"- `{line['line']}`: {line['per_token']:.0f} B ({line['blocks']} blocks)"
@@ -288,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     by_length: dict[int, list[float]] = {}
     for stream in result["in_process"]["streams"]:
         by_length.setdefault(stream["tokens"], []).append(stream["per_token"])
+    result["answer_bytes_per_token"] = answer_bytes_per_token(result["in_process"]["streams"])
     result["late_rss_growth_kib"] = late_growth(result["process"]["rounds"])
-    result["verdict"] = growth_verdict(by_length, result["late_rss_growth_kib"])
+    result["verdict"] = growth_verdict(by_length, result["late_rss_growth_kib"], result["answer_bytes_per_token"])
     print()
     print(render(result))
     after = result["machine_after"]

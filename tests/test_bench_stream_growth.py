@@ -30,6 +30,11 @@ def test_the_verdict_tells_constant_from_per_token_from_growing_and_names_a_late
     assert steady == "O(tokens), no RSS growth over the later rounds"
     growing = stream_growth.growth_verdict({500: [100.0], 2000: [400.0]}, 4096)
     assert growing == "growing, RSS still grew 4096 KiB over the later rounds"
+    # Constant costs spread over more tokens: the amount per token falls with the length, it does not grow.
+    assert stream_growth.growth_verdict({500: [40.0], 2000: [20.0]}, 0).startswith("O(tokens),")
+    # The answer's own characters are taken off first.
+    spread = stream_growth.growth_verdict({500: [21.2], 2000: [9.8]}, 0, inherent=5.6)
+    assert spread.startswith("O(1) besides the answer's characters (5.6 B per token),")
 
 
 def test_late_growth_compares_medians_of_the_second_and_the_last_quarter():
@@ -55,6 +60,7 @@ def test_the_stub_frames_the_same_events_it_hands_out():
 def test_the_traced_relay_runs_streams_to_their_end_and_finds_what_they_hold():
     result = stream_growth.in_process(1, lengths=(20, 60))
     assert [stream["tokens"] for stream in result["streams"]] == [20, 60]
-    # The token trace keeps every token's logprobs until the stream ends: a positive amount per token.
-    assert all(stream["per_token"] > 0 and stream["held_at_last_token"] > 0 for stream in result["streams"])
-    assert any("token_trace.py" in line["line"] for line in result["attribution"])
+    # A stream holds its answer's characters until it ends (the token trace keeps no per-token lists any more).
+    assert all(stream["held_at_last_token"] > 0 and stream["answer_bytes"] > 0 for stream in result["streams"])
+    assert result["attribution"] and all(":" in line["line"] for line in result["attribution"])
+    assert stream_growth.answer_bytes_per_token(result["streams"]) > 0

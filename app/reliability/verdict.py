@@ -15,13 +15,13 @@ from collections.abc import Sequence
 
 from app.reliability.policy import FlagPolicy
 from moeprune.reliability.refusal import is_refusal
-from moeprune.reliability.signals import compute_signals, raised_flags
+from moeprune.reliability.signals import raised_flags
 from moeprune.reliability.token_trace import TokenTrace
 
 
 def response_signals(trace: TokenTrace, extra_signals: dict[str, float] | None = None) -> dict[str, float]:
     """The raw signals (NaN where there is nothing to judge): what `p_wrong` is computed from, unrounded."""
-    signals = compute_signals(trace.token_logprobs, trace.top_logprobs)
+    signals = trace.signals()
     signals.update(extra_signals or {})
     return signals
 

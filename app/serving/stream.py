@@ -147,7 +147,8 @@ async def relay(
 
     The events of one read from the engine go on in one `emit` (one write to the client), and nothing
     is held back across an await: whatever was prepared is sent before the next read."""
-    trace = TokenTrace()
+    # Only the signals' running totals and the answer's characters: no per-token lists held until the end.
+    trace = TokenTrace(keep_tokens=False)
     usage_chunk, template, finished = None, None, False
     variant = exchange.target.variant
     out: list[bytes] = []  # prepared events of the current read, not yet sent

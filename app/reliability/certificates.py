@@ -66,6 +66,11 @@ class VariantCertificates:
                     **entry.public(self.card_sha256),
                     "error_upper": entry.certificate.error_upper,
                     "reason": entry.certificate.reason,
+                    # what the calibration answers were (multiple choice / free text) and how each form fared
+                    # among the certifying half's unflagged answers: the certificate bounds their mix
+                    "by_form": {
+                        form: figures.model_dump() for form, figures in self.section.domains[name].by_form.items()
+                    },
                 }
                 for name, entry in self.domains.items()
             },

@@ -62,6 +62,28 @@ def scripted_chat(name: str) -> FakeEngine:
     return FakeEngine(EngineConfig(model=name, answer=answer, rules=[asks_prompt_logprobs]))
 
 
+BY_FORM = {
+    "choice": {
+        "n": 300,
+        "n_wrong": 40,
+        "n_certifying": 150,
+        "n_unflagged": 90,
+        "errors_unflagged": 2,
+        "realised_error": 2 / 90,
+        "error_upper": 0.07,
+    },
+    "free_text": {
+        "n": 100,
+        "n_wrong": 20,
+        "n_certifying": 50,
+        "n_unflagged": 20,
+        "errors_unflagged": 1,
+        "realised_error": 0.05,
+        "error_upper": 0.22,
+    },
+}
+
+
 def p_wrong_of(logprobs: list[float]) -> float:
     """The cards' model, written out: sigmoid(-2 - 2 * mean_logprob)."""
     return 1 / (1 + math.exp(2 + 2 * (sum(logprobs) / len(logprobs))))
@@ -90,7 +112,7 @@ async def certified(tmp_path):
     gate = keyword_gate(tmp_path / "domain_gate.json")
     cards = {
         "base": write(tmp_path / "base.json", card("base", {"all": domain_entry()})),
-        "pruned": write(tmp_path / "pruned.json", card("pruned", {"all": domain_entry()})),
+        "pruned": write(tmp_path / "pruned.json", card("pruned", {"all": {**domain_entry(), "by_form": BY_FORM}})),
         "uncertified": write(tmp_path / "uncertified.json", card("pruned", {"all": domain_entry("uncertified")})),
         "nosection": write(tmp_path / "nosection.json", card("pruned", None)),
         "gated": write(
@@ -278,6 +300,8 @@ async def test_models_lists_each_variants_certificates(certified):
     assert pruned["certificates"]["weights"] == "unverified"  # url: variants cannot be checked
     assert pruned["certificates"]["card_sha256"] == sha256(cards["pruned"])
     assert pruned["certificates"]["domains"]["all"]["n_calibration"] == 400
+    assert pruned["certificates"]["domains"]["all"]["by_form"] == BY_FORM  # the mix the certificate bounds
+    assert listing["uncertified"]["certificates"]["domains"]["all"]["by_form"] == {}  # a card without forms
     assert set(listing["gated"]["certificates"]["domains"]) == {"in_domain", "cross_domain"}
     assert listing["nosection"]["certificates"] is None
     assert listing["nocheck"]["base_check"] is False and listing["cascaded"]["cascade"] is True

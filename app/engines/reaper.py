@@ -83,6 +83,27 @@ def signal_group(pgid: int, *signals: int) -> None:
             return
 
 
+class Stopper:
+    """Stop the engine's group: SIGTERM (and SIGCONT) now, SIGKILL after the grace (the SIGALRM handler).
+
+    It runs as a signal handler and is also called directly (the gateway died while the engine was being
+    spawned), so a signal can arrive while it runs and run it again inside itself. It therefore takes no
+    lock: a threading.Event here deadlocked a keeper whose parent-death SIGTERM arrived inside Event.set()
+    (its Condition lock is not re-entrant; found by CI, the engine outlived the SIGKILLed gateway). A plain
+    attribute is enough: a handler runs between bytecodes, and a second round of signals is harmless."""
+
+    def __init__(self, engine_pgid: int, grace: float):
+        self.engine_pgid, self.grace = engine_pgid, grace
+        self.started = False
+
+    def __call__(self, *_ignored) -> None:
+        if self.started:
+            return
+        self.started = True
+        signal_group(self.engine_pgid, signal.SIGTERM, signal.SIGCONT)
+        signal.setitimer(signal.ITIMER_REAL, self.grace)
+
+
 def write_pidfile(path: Path, parent: int, engine: subprocess.Popen, cmd: list[str]) -> None:
     import psutil
 
@@ -140,15 +161,7 @@ def run(args: argparse.Namespace) -> int:
     copier.start()
     pidfile = Path(args.pidfile)
     write_pidfile(pidfile, args.parent, engine, args.cmd)
-    stopping = threading.Event()
-
-    def stop(*_ignored) -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
-        signal_group(engine.pid, signal.SIGTERM, signal.SIGCONT)
-        signal.setitimer(signal.ITIMER_REAL, args.grace)
-
+    stop = Stopper(engine.pid, args.grace)
     signal.signal(signal.SIGALRM, lambda *_: signal_group(engine.pid, signal.SIGKILL))
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, stop)

@@ -45,6 +45,17 @@ def model_field(model: str) -> bytes:
     return field
 
 
+def replace_model_key(content: bytes, model: str, variant: str) -> bytes | None:
+    """`content` with its `"model":"<model>"` member renamed to `variant`, when that spelling occurs once,
+    right after `{` or `,` (an unescaped quote there starts a key, so it is a key, not inside a string),
+    and `"model"` nowhere else; None otherwise. Shared by whole answers and stream chunks."""
+    engine_field = model_field(model)
+    at = content.find(engine_field)
+    if at < 1 or content[at - 1] not in b"{," or content.count(b'"model"') != 1:
+        return None
+    return content[:at] + model_field(variant) + content[at + len(engine_field) :]
+
+
 class EngineBytesResponse(JSONResponse):
     """A JSON answer whose body is given as bytes (already JSON), for the code that expects a JSONResponse."""
 
@@ -67,11 +78,9 @@ def splice_answer(content: bytes, answer: dict, variant: str, reliability: bytes
     if end < 1 or content[end] != 0x7D:  # "}"
         return None
     if model != variant:
-        engine_field = model_field(model)
-        at = content.find(engine_field)
-        if at < 1 or content[at - 1] not in b"{," or content.count(b'"model"') != 1 or b"\\u" in content:
+        renamed = replace_model_key(content, model, variant) if b"\\u" not in content else None
+        if renamed is None:
             return None
-        new_field = model_field(variant)
-        end += len(new_field) - len(engine_field)
-        content = content[:at] + new_field + content[at + len(engine_field) :]
+        end += len(renamed) - len(content)
+        content = renamed
     return b"".join((content[:end], b',"reliability":', reliability, b"}"))

@@ -32,7 +32,7 @@ from app.serving.codec import loads
 from app.serving.deadline import deadline_exceeded, time_left, within_deadline
 from app.serving.disconnect import CLIENT_CLOSED, Receive, until_disconnect
 from app.serving.exchange import Exchange
-from app.serving.splice import model_field
+from app.serving.splice import replace_model_key
 from app.serving.sse import sse_events
 from app.serving.upstream import send_upstream, stream_error, transport_failure, upstream_error
 from app.state import GatewayState
@@ -262,11 +262,10 @@ def prepare_event(
         # The engine's served name -> the variant's, spliced into its bytes when `"model"` occurs exactly
         # once, as `"model":"<served>"` right after `{` or `,` (so a key, not the end of a string: an
         # unescaped quote ends a string and JSON allows no `model` after one); else re-encoded.
-        engine_field = model_field(model)
-        at = data.find(engine_field)
-        same = at > 0 and data[at - 1] in b"{," and data.count(b'"model"') == 1
-        if same:
-            data = data[:at] + model_field(variant) + data[at + len(engine_field) :]
+        renamed = replace_model_key(data, model, variant)
+        same = renamed is not None
+        if renamed is not None:
+            data = renamed
     chat = plan.chat
     for choice in chunk["choices"]:
         piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")

@@ -275,7 +275,9 @@ class SqlStore:
 
 
 def _add_counters(cursor, counters: Counters) -> None:
-    rows = [(experiment, arm, name, float(amount)) for (experiment, arm, name), amount in counters.items() if amount]
+    # Sorted: every replica takes the rows' locks in one order. In each buffer's own order (the order its
+    # requests met them) two replicas upserting the same rows deadlock, and PostgreSQL aborts one of them.
+    rows = [(*key, float(amount)) for key, amount in sorted(counters.items()) if amount]
     if rows:
         cursor.executemany(
             "INSERT INTO arm_counters (experiment, arm, name, value) VALUES (?, ?, ?, ?) "

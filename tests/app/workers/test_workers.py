@@ -75,7 +75,14 @@ def test_both_workers_answer_and_metrics_add_up_whichever_answers(gateway):
         lambda: 'moeprune_backend_up{variant="a"} 1.0' in httpx.get(gateway.url + "/metrics", timeout=10).text,
         timeout=10,
     )
-    assert metric_total(text, "moeprune_engine_resident_memory_bytes") > 0  # from the process owning the engine
+    # from the process owning the engine, once its sampler has run (a busy machine may take a few seconds)
+    assert wait_for(
+        lambda: (
+            metric_total(httpx.get(gateway.url + "/metrics", timeout=10).text, "moeprune_engine_resident_memory_bytes")
+            > 0
+        ),
+        timeout=20,
+    )
 
 
 def test_an_experiment_routes_and_counts_the_same_in_every_worker(gateway):

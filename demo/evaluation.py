@@ -20,6 +20,7 @@ from demo.variants import Variant
 from moeprune.formats.hashing import weights_digest
 from moeprune.formats.manifest import PruningManifest
 from moeprune.progress import progress as progress_display
+from moeprune.reliability.signals import SIGNALS_REVISION
 
 BASE_NAME = "base"
 # The served pair and the base are certified too, so they answer the reliability sets as well
@@ -47,7 +48,12 @@ def _stamp(variant: Variant, tasks: str, limit: int | None) -> dict:
     # By content, never by path: a card shipped with the weights (demo/shipped_cards.py) matches on any machine.
     manifest = PruningManifest.load(variant.model_dir)
     files = manifest.files if manifest is not None else {"weights_sha256": weights_digest(variant.model_dir)}
-    return {"tasks": _task_fingerprint(tasks), "limit": limit, "checkpoint": files}
+    return {
+        "tasks": _task_fingerprint(tasks),
+        "limit": limit,
+        "checkpoint": files,
+        "signals_revision": SIGNALS_REVISION,
+    }
 
 
 def domain_split(variant: Variant) -> tuple[object, object] | tuple[None, None]:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from evaluators.client import EndpointClient, EndpointError
 from evaluators.gate_domains import GateAssignment, with_gate
-from evaluators.item_evaluators import base_answer_logprob  # noqa: F401  (its home before the kinds' registry)
+from evaluators.item_evaluators import base_answer_signals  # noqa: F401  (its home before the kinds' registry)
 from evaluators.overlong import MAX_TRIES, cut
 from evaluators.records import AnsweredRecord, FailedRecord, ItemRecord, SkippedRecord
 from evaluators.requests import Prompt

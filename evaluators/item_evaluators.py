@@ -14,8 +14,9 @@ from evaluators.answers import mc_label, parse_task_answer, score_generation
 from evaluators.items import GenItem, MCItem, SummaryItem
 from evaluators.metrics.classification import softmax
 from evaluators.records import GenerationFields, GenerationRecord, MCRecord, SummaryRecord
-from evaluators.requests import Decoding, Generation, Prompt, continuation_logprobs, generate
+from evaluators.requests import Decoding, Generation, Prompt, base_check_logprobs, continuation_logprobs, generate
 from evaluators.thinking import ThinkingControl
+from moeprune.reliability.crosscheck import BASE_SIGNALS, base_check_signals
 from moeprune.reliability.signals import compute_signals
 
 
@@ -45,10 +46,6 @@ async def score_options(
     return scores
 
 
-def _mean(values) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def generation_fields(generation: Generation) -> GenerationFields:
     return GenerationFields(
         generation.text,
@@ -63,24 +60,23 @@ def _signals(generation: Generation) -> dict:
     return compute_signals(generation.token_logprobs or [], generation.top_logprobs)
 
 
-async def base_answer_logprob(
+async def base_answer_signals(
     base_client, prompt: Prompt, generation: Generation, thinking: ThinkingControl = ThinkingControl()
-) -> float:
-    """Mean logprob of the variant's answer under the base model (NaN when it cannot be scored).
+) -> dict[str, float]:
+    """`base_mean_logprob` and `base_min_logprob` of the variant's answer under the base model (both NaN when it
+    cannot be scored).
 
-    The same request and token positions as the gateway's base_check (moeprune.reliability.crosscheck): the
-    answer exactly as generated, located by the variant's own prompt-token count.
+    The same request, token positions and end-of-answer term as the gateway's base check
+    (moeprune.reliability.crosscheck): the answer exactly as generated, located by the variant's own prompt-token
+    count, its end scored when the variant ended it.
     """
-    answer = generation.raw_text
-    if not answer:
-        return math.nan
-    mean = _mean(await continuation_logprobs(base_client, prompt, answer, generation.prompt_tokens, thinking))
-    return math.nan if mean is None else mean
+    values = await base_check_logprobs(base_client, prompt, generation, thinking) if generation.raw_text else None
+    return base_check_signals(values) or {name: math.nan for name in BASE_SIGNALS}
 
 
 async def _base_checked(record, base_client, prompt: Prompt, generation: Generation, thinking: ThinkingControl):
     if base_client is not None:
-        record.signals["base_mean_logprob"] = await base_answer_logprob(base_client, prompt, generation, thinking)
+        record.signals.update(await base_answer_signals(base_client, prompt, generation, thinking))
     return record
 
 

@@ -22,11 +22,10 @@ from evaluators.reliability_quality import quality_figures
 from moeprune.formats.hashing import weights_digest
 from moeprune.formats.manifest import PruningManifest
 from moeprune.reliability.certificate import CertificateResult, certify
+from moeprune.reliability.crosscheck import BASE_SIGNALS
 from moeprune.reliability.decision import decide
 from moeprune.reliability.risk_model import fit_risk_model
 from moeprune.reliability.signals import SIGNAL_DIRECTIONS
-
-BASE_SIGNAL = "base_mean_logprob"
 
 
 def record_key(record: dict) -> str:
@@ -167,7 +166,7 @@ def reliability_section(
     if not labelled:
         return None, {}
     features = present_signals(labelled)
-    base_check = BASE_SIGNAL in features
+    base_check = any(name in features for name in BASE_SIGNALS)
     names = [IN_DOMAIN, CROSS_DOMAIN] if gate_sha256 else [ALL]
     names += sorted({r.get("gate_domain") or ALL for r in labelled} - set(names))
     domains, without, per_record = {}, {}, {}
@@ -177,7 +176,7 @@ def reliability_section(
         per_record.update(annotations)
         if base_check:
             without[name], _ = domain_reliability(
-                members, [f for f in features if f != BASE_SIGNAL], alpha, delta, split_seed, resamples
+                members, [f for f in features if f not in BASE_SIGNALS], alpha, delta, split_seed, resamples
             )
     section = {
         "alpha": alpha,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from evaluators.client import EndpointClient, EndpointError
 from evaluators.thinking import ThinkingControl, split_reasoning
-from moeprune.reliability.crosscheck import answer_logprobs, base_check_request
+from moeprune.reliability.crosscheck import answer_ended, answer_logprobs, base_check_request, base_check_values
 from moeprune.reliability.token_trace import TOP_LOGPROBS, TokenTrace
 
 NO_THINKING_CONTROL = ThinkingControl()
@@ -61,6 +61,7 @@ class Generation:
     reasoning: str | None = None  # the reasoning split off the answer (None: there was none)
     finish_reason: str | None = None
     attempts: int = 1  # 1 + re-asks after an empty answer
+    stop_reason: object = None  # vLLM: a client's stop string, a stop token id, or None (end of sequence)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Decoding:
 def kept_generation(response: dict) -> dict:
     """The parts of a generation response that the evaluators read (TokenTrace, usage, reasoning)."""
     choice = (response.get("choices") or [{}])[0]
-    kept = {"finish_reason": choice.get("finish_reason")}
+    kept = {"finish_reason": choice.get("finish_reason"), "stop_reason": choice.get("stop_reason")}
     logprobs = choice.get("logprobs") or {}
     if "message" in choice:
         message = choice.get("message") or {}
@@ -119,7 +120,8 @@ def kept_generation(response: dict) -> dict:
 def kept_scoring(response: dict, prompt_tokens: int | None = None, prompt: str | None = None) -> dict:
     """A scoring response reduced to the continuation's logprobs (the slice moeprune.reliability.crosscheck reads)."""
     choice = (response.get("choices") or [{}])[0]
-    if prompt is None:  # chat: prompt_logprobs from position prompt_tokens on
+    logprobs = choice.get("logprobs") or {}
+    if prompt is None:  # chat: prompt_logprobs from position prompt_tokens on, and the one generated token
         entries = response.get("prompt_logprobs") or choice.get("prompt_logprobs")
         if not entries or not prompt_tokens:
             return {"prompt_logprobs": None}
@@ -127,21 +129,33 @@ def kept_scoring(response: dict, prompt_tokens: int | None = None, prompt: str |
             None if not entry else {"t": {"logprob": next(iter(entry.values()))["logprob"]}}
             for entry in entries[prompt_tokens:]
         ]
-        return {PROMPT_LOGPROBS_FROM: prompt_tokens, "prompt_logprobs": tail}
-    logprobs = choice.get("logprobs") or {}
+        generated = [{"logprob": entry.get("logprob")} for entry in (logprobs.get("content") or [])[-1:]]
+        return {
+            PROMPT_LOGPROBS_FROM: prompt_tokens,
+            "prompt_logprobs": tail,
+            "choices": [{"finish_reason": choice.get("finish_reason"), "logprobs": {"content": generated}}],
+        }
     offsets, values = logprobs.get("text_offset") or [], logprobs.get("token_logprobs") or []
     picked = [(offset, value) for offset, value in zip(offsets, values) if offset >= len(prompt)]
     return {
-        "choices": [{"logprobs": {"text_offset": [o for o, _ in picked], "token_logprobs": [v for _, v in picked]}}]
+        "choices": [
+            {
+                "finish_reason": choice.get("finish_reason"),
+                "logprobs": {"text_offset": [o for o, _ in picked], "token_logprobs": [v for _, v in picked]},
+            }
+        ]
     }
 
 
 def expanded(response: dict) -> dict:
-    """A kept scoring response as crosscheck.answer_logprobs expects it (the dropped slice as placeholders)."""
+    """A kept scoring response as crosscheck reads it (the dropped slice as placeholders)."""
     start = response.get(PROMPT_LOGPROBS_FROM)
     if start is None:
         return response
-    return {"prompt_logprobs": [None] * start + list(response.get("prompt_logprobs") or [])}
+    return {
+        "prompt_logprobs": [None] * start + list(response.get("prompt_logprobs") or []),
+        "choices": response.get("choices") or [{}],
+    }
 
 
 async def generate(
@@ -187,6 +201,7 @@ def read_generation(response: dict, chat: bool, attempts: int = 1) -> Generation
         split.reasoning,
         choice.get("finish_reason"),
         attempts,
+        choice.get("stop_reason"),
     )
 
 
@@ -199,6 +214,36 @@ async def continuation_logprobs(
 ) -> list[float] | None:
     """Token logprobs of `continuation` right after `prompt` (moeprune.reliability.crosscheck's one boundary rule);
     None where the endpoint cannot say. `context_tokens`: the prompt's token count (chat prompts)."""
+    response = await _scoring(client, prompt, continuation, context_tokens, thinking)
+    text = None if prompt.is_chat else prompt.text
+    return (
+        None if response is None else answer_logprobs(response, continuation, prompt_tokens=context_tokens, prompt=text)
+    )
+
+
+async def base_check_logprobs(
+    client: EndpointClient, prompt: Prompt, generation: Generation, thinking: ThinkingControl = NO_THINKING_CONTROL
+) -> list[float] | None:
+    """The base cross-check's values for a generation: its answer's logprobs under the base, then its end's when
+    the variant ended it (moeprune.reliability.crosscheck.base_check_values, as the gateway reads them)."""
+    answer = generation.raw_text
+    response = await _scoring(client, prompt, answer, generation.prompt_tokens, thinking)
+    if response is None:
+        return None
+    ended = answer_ended(generation.finish_reason, generation.stop_reason)
+    text = None if prompt.is_chat else prompt.text
+    return base_check_values(response, answer, ended, prompt_tokens=generation.prompt_tokens, prompt=text)
+
+
+async def _scoring(
+    client: EndpointClient,
+    prompt: Prompt,
+    continuation: str,
+    context_tokens: int | None,
+    thinking: ThinkingControl,
+) -> dict | None:
+    """The scoring response for `continuation` after `prompt`, as kept_scoring keeps it (expanded); None where
+    the endpoint cannot score."""
     if prompt.is_chat and not context_tokens:
         return None
     body = base_check_request(
@@ -223,4 +268,4 @@ async def continuation_logprobs(
         if exc.status in SCORING_UNSUPPORTED and not exc.context_overflow:
             return None
         raise
-    return answer_logprobs(expanded(response), continuation, prompt_tokens=context_tokens, prompt=text)
+    return expanded(response)

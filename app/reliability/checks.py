@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from moeprune.reliability.crosscheck import agreement, answer_logprobs, base_check_request, consistency_request, mean
+from moeprune.reliability.crosscheck import (
+    agreement,
+    base_check_request,
+    base_check_signals,
+    base_check_values,
+    consistency_request,
+)
 from moeprune.reliability.token_trace import TokenTrace
 
 log = logging.getLogger("moeprune.reliability")
@@ -29,7 +35,7 @@ class CheckLimits:
     max_tokens: int
 
 
-async def base_mean_logprob(
+async def base_signals(
     client: httpx.AsyncClient,
     base_url: str,
     base_model: str,
@@ -39,12 +45,13 @@ async def base_mean_logprob(
     prompt_tokens: int | None,
     limits: CheckLimits,
     headers: dict[str, str],
-) -> float | None:
-    """Mean logprob of the answer's tokens under the base model (see moeprune.reliability.crosscheck for the rule)."""
+) -> dict[str, float]:
+    """`base_mean_logprob` and `base_min_logprob` of the answer (and its end) under the base model, or {} when
+    the check cannot run (see moeprune.reliability.crosscheck for the rule)."""
     prompt = None if chat else body.get("prompt")
     probe = base_check_request(trace.answer, messages=body["messages"] if chat else None, prompt=prompt)
     if probe is None or (chat and not prompt_tokens):
-        return None
+        return {}
     probe["model"] = base_model
     if body.get("cache_salt"):
         probe["cache_salt"] = body["cache_salt"]
@@ -55,8 +62,9 @@ async def base_mean_logprob(
         data = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         log.warning("base check skipped", extra={"error": str(exc)})
-        return None
-    return mean(answer_logprobs(data, trace.answer, prompt_tokens=prompt_tokens, prompt=prompt))
+        return {}
+    values = base_check_values(data, trace.answer, trace.ended, prompt_tokens=prompt_tokens, prompt=prompt)
+    return base_check_signals(values)
 
 
 async def agreement_rate(

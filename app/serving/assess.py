@@ -15,7 +15,7 @@ import httpx
 
 from app.guard.prompt_text import prompt_text
 from app.reliability.certified import certified_verdict
-from app.reliability.checks import CheckLimits, agreement_rate, base_mean_logprob
+from app.reliability.checks import CheckLimits, agreement_rate, base_signals
 from app.reliability.verdict import TOOL_CALL, judge_signals, not_assessed_verdict, response_signals
 from app.serving.bounds import prompt_chars
 from app.serving.targets import Target
@@ -48,23 +48,23 @@ async def _base_check(
     chat: bool,
     prompt_tokens: int,
     limits: CheckLimits,
-) -> float | None:
+) -> dict[str, float]:
     base_name = gateway.config.variants[target.variant].base
     if base_name is None:  # checks_for() only asks for a base check when the variant names its base
-        return None
+        return {}
     base = gateway.backends[base_name]
     if not (base.up and base.served_model):
-        return None
+        return {}
     if prompt_chars(upstream_body, chat) > gateway.settings.max_echo_prompt_chars:
-        return None  # prompt logprobs over a long prompt: the memory blow-up the echo bound prevents
+        return {}  # prompt logprobs over a long prompt: the memory blow-up the echo bound prevents
     slots = gateway.admission.try_admit_check(base, 1)
     if slots is None:
         log.warning("base check skipped: the base engine is full", extra={"variant": base.variant})
-        return None
+        return {}
     try:
         path = "/v1/chat/completions" if chat else "/v1/completions"
         with gateway.spans.engine_call(base.variant, path, "base_check"):
-            return await base_mean_logprob(
+            return await base_signals(
                 _client(gateway),
                 base.url,
                 base.served_model,
@@ -122,9 +122,7 @@ async def assess(
     extra_flags: list[str] = []
     limits = CheckLimits(gateway.settings.check_timeout_s, gateway.settings.check_max_tokens)
     if base_check:
-        score = await _base_check(gateway, target, upstream_body, trace, chat, prompt_tokens, limits)
-        if score is not None:
-            extra_signals["base_mean_logprob"] = score
+        extra_signals.update(await _base_check(gateway, target, upstream_body, trace, chat, prompt_tokens, limits))
     if samples and 0 < completion_tokens <= gateway.settings.short_answer_tokens:
         agreement = await _self_consistency(gateway, target, upstream_body, trace.answer, chat, samples, limits)
         if agreement is not None:

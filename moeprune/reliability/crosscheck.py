@@ -14,12 +14,21 @@ prompt/answer boundary:
 - completions: prompt + answer with `echo` and `logprobs: 0`; the answer's
   tokens are those whose text offset lies in the answer's characters. A token
   that straddles the boundary (the prompt ends mid-word) belongs to the prompt.
+The answer's end counts too. A variant that ended its answer itself (finish
+reason `stop` from an end-of-sequence token, not from a client's stop string)
+also claimed that nothing follows; the one token the check request generates
+gives the base's view of that: when the base would also stop there, its
+logprob of stopping; when it would go on, at most log(1 - p) of the token it
+would go on with (the stop has at most the rest of the mass). A pruned model
+that lost the tokens of "I don't know" and answers "I don" is as plausible to
+the base token by token; its end is not.
 Self-consistency: `n` resamples at temperature >= 0.7, compared with the answer
 after normalisation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +47,7 @@ def base_check_request(answer: str, messages: list | None = None, prompt: str | 
         body.update(
             messages=[*messages, {"role": "assistant", "content": answer}],
             prompt_logprobs=0,
+            logprobs=True,  # the one generated token: the base's view of the answer's end (answer_end_logprob)
             add_generation_prompt=False,
             continue_final_message=True,
         )
@@ -72,6 +82,56 @@ def answer_logprobs(
     if not picked or any(lp is None for lp in picked):
         return None
     return picked
+
+
+# A stop the base gives no room to is still a number: the floor keeps the mean finite (e^-20 ~ 2e-9).
+END_LOGPROB_FLOOR = -20.0
+
+
+def answer_ended(finish_reason: str | None, stop_reason: object = None) -> bool:
+    """Whether the variant ended its answer itself: `stop` from an end-of-sequence token. A string
+    `stop_reason` is a client's stop string (vLLM): the answer was cut there, not ended by the model."""
+    return finish_reason == "stop" and not isinstance(stop_reason, str)
+
+
+def answer_end_logprob(response: dict, answer: str, prompt: str | None = None) -> float | None:
+    """The base's logprob of ending right after the answer, read from the check's one generated token."""
+    choice = (response.get("choices") or [{}])[0]
+    logprobs = choice.get("logprobs") or {}
+    if prompt is None:  # chat: logprobs.content holds the generated token only
+        content = logprobs.get("content") or []
+        value = content[-1].get("logprob") if content else None
+    else:  # completions with echo: the prompt's and the answer's tokens, then the generated one
+        offsets, values = logprobs.get("text_offset") or [], logprobs.get("token_logprobs") or []
+        value = values[-1] if offsets and values and offsets[-1] >= len(prompt) + len(answer) else None
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    if choice.get("finish_reason") == "stop":
+        return max(float(value), END_LOGPROB_FLOOR)
+    rest = -math.expm1(min(float(value), 0.0))  # 1 - p of the token the base would go on with
+    return max(math.log(rest), END_LOGPROB_FLOOR) if rest > 0 else END_LOGPROB_FLOOR
+
+
+def base_check_values(
+    response: dict, answer: str, ended: bool, prompt_tokens: int | None = None, prompt: str | None = None
+) -> list[float] | None:
+    """The base's logprobs of the answer's tokens, then of its end when the variant `ended` it."""
+    values = answer_logprobs(response, answer, prompt_tokens=prompt_tokens, prompt=prompt)
+    if values is None:
+        return None
+    end = answer_end_logprob(response, answer, prompt) if ended else None
+    return values if end is None else [*values, end]
+
+
+BASE_SIGNALS = ("base_mean_logprob", "base_min_logprob")
+
+
+def base_check_signals(values: list[float] | None) -> dict[str, float]:
+    """The base cross-check's signals (BASE_SIGNALS): the mean and the least of the answer's logprobs (its end
+    included) under the base; {} when there are none."""
+    if not values:
+        return {}
+    return dict(zip(BASE_SIGNALS, (sum(values) / len(values), min(values))))
 
 
 def mean(values: list[float] | None) -> float | None:

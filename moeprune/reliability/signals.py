@@ -17,6 +17,10 @@ from dataclasses import dataclass
 LOW_CONFIDENCE_LOGPROB = -1.5
 
 
+# Bumped whenever a signal's definition changes, so that a card measured under an older one is not reused
+# as if current (the demo's stamps carry it). 2: the base cross-check scores the answer's end; base_min_logprob.
+SIGNALS_REVISION = 2
+
 # Every per-response signal, with the direction in which it points to a wrong answer. Flags,
 # the card's signal-quality section and AUROC orientation all read this one table.
 SIGNAL_DIRECTIONS: dict[str, str] = {
@@ -25,6 +29,7 @@ SIGNAL_DIRECTIONS: dict[str, str] = {
     "mean_entropy": "above",
     "low_conf_share": "above",
     "base_mean_logprob": "below",
+    "base_min_logprob": "below",
     "mean_margin": "below",
     "answer_tokens": "above",
     "gate_score": "below",

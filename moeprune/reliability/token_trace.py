@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from moeprune.reliability.crosscheck import answer_ended
 from moeprune.reliability.signals import SignalAccumulator, compute_signals
 
 # Every request the signals are computed for asks for this many alternatives per token
@@ -50,6 +51,9 @@ class TokenTrace:
         self._token_logprobs: list[float | None] = token_logprobs if token_logprobs is not None else []
         self._top_logprobs: list[list[float]] = top_logprobs if top_logprobs is not None else []
         self._signals: SignalAccumulator | None = None
+        # How the choice ended (the last chunk that says): the base cross-check scores a self-ended answer's end.
+        self.finish_reason: str | None = None
+        self.stop_reason: object = None
         if not keep_tokens:
             if self._token_logprobs or self._top_logprobs:
                 raise ValueError("a TokenTrace with keep_tokens=False starts empty: pass no token lists to it")
@@ -58,6 +62,8 @@ class TokenTrace:
     def add_choice(self, choice: dict, chat: bool) -> None:
         """Append one choice of a response, or one stream chunk's choice."""
         logprobs = choice.get("logprobs") or {}
+        if choice.get("finish_reason") is not None:
+            self.finish_reason, self.stop_reason = choice["finish_reason"], choice.get("stop_reason")
         if chat:
             message = choice.get("message") or choice.get("delta") or {}
             piece = message.get("content")
@@ -139,13 +145,20 @@ class TokenTrace:
         """With `echo`, completions also return the prompt's tokens: keep the generated tail."""
         if not completion_tokens or completion_tokens >= len(self.token_logprobs):
             return self
-        return TokenTrace(
+        trace = TokenTrace(
             self.token_logprobs[-completion_tokens:],
             self.top_logprobs[-completion_tokens:],
             (self.answer,),
             self.has_logprobs,
             self.tool_call,
         )
+        trace.finish_reason, trace.stop_reason = self.finish_reason, self.stop_reason
+        return trace
+
+    @property
+    def ended(self) -> bool:
+        """The model ended the answer itself (see moeprune.reliability.crosscheck.answer_ended)."""
+        return answer_ended(self.finish_reason, self.stop_reason)
 
     @property
     def answer(self) -> str:

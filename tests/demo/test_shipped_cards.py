@@ -8,6 +8,7 @@ import json
 from demo import evaluation, shipped, shipped_cards
 from moeprune.formats.hashing import weights_digest
 from moeprune.formats.report_card import ReportCard
+from moeprune.reliability.signals import SIGNALS_REVISION
 
 
 def test_shipped_cards_are_valid_carry_no_machine_paths_and_belong_to_the_shipped_weights():
@@ -23,6 +24,8 @@ def test_shipped_cards_are_valid_carry_no_machine_paths_and_belong_to_the_shippe
         assert stamp["limit"] is None and stamp["tasks"]
         # measured on today's sets: a shipped card whose sets changed would never be installed
         assert stamp["tasks"] == evaluation._task_fingerprint(evaluation.SERVED_TASKS), f"refresh the {name} card"
+        # measured with today's signals: a card from older signal definitions would never be installed
+        assert stamp.get("signals_revision") == SIGNALS_REVISION, f"refresh the {name} card"
     base_stamp = json.loads((shipped_cards.SHIPPED_DIR / "base" / shipped_cards.STAMP_FILE).read_text())
     assert base_stamp["checkpoint"] == {"weights_sha256": shipped_digest}  # refresh the cards with the weights
     base_card = ReportCard.load(shipped_cards.SHIPPED_DIR / "base" / shipped_cards.CARD_FILE)

@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from evaluators.client import EndpointClient
-from evaluators.evaluate import base_answer_logprob
+from evaluators.evaluate import base_answer_signals
 from evaluators.requests import Generation, Prompt, generate
 from moeprune.formats.report_card import ReportCard
-from moeprune.reliability.crosscheck import answer_logprobs, base_check_request, mean
+from moeprune.reliability.crosscheck import answer_ended, answer_logprobs, base_check_request, base_check_values
 from moeprune.reliability.decision import decide
 from moeprune.reliability.refusal import is_refusal
 from moeprune.reliability.signals import compute_signals, raised_flags
@@ -173,23 +173,64 @@ def test_the_base_cross_check_scores_the_same_positions_on_both_sides(gateway):
         entries = scored["prompt_logprobs"]
         in_context = len(entries) - generation.prompt_tokens
         if generation.raw_text and in_context != len(generation.token_logprobs):
-            found = (messages, recorded, generation, entries)
+            found = (messages, recorded, generation, entries, scored)
             break
     assert found, "no answer in the bounded search re-tokenised differently; widen PROMPTS"
-    messages, recorded, generation, entries = found
-    gateway_score = recorded["reliability"]["signals"]["base_mean_logprob"]
+    messages, recorded, generation, entries, scored = found
+    gateway_signals = recorded["reliability"]["signals"]
 
-    async def evaluators_score():
+    async def evaluators_signals():
         async with EndpointClient(gateway.url, "base", api_key=gateway.api_key, concurrency=1) as client:
-            return await base_answer_logprob(client, Prompt(messages=tuple(messages)), generation)
+            return await base_answer_signals(client, Prompt(messages=tuple(messages)), generation)
 
-    ours = asyncio.run(evaluators_score())
-    assert gateway_score == pytest.approx(ours, abs=1e-5)
+    ours = asyncio.run(evaluators_signals())
+    assert set(ours) == {"base_mean_logprob", "base_min_logprob"}
+    for name, value in ours.items():
+        assert gateway_signals[name] == pytest.approx(value, abs=1e-5), name
     # The answer's tokens start where the prompt's end (the variant's own count); the old rule (the last
     # len(trace) positions) scores other tokens, so it would not have matched.
-    exact = mean(
-        answer_logprobs({"prompt_logprobs": entries}, generation.raw_text, prompt_tokens=generation.prompt_tokens)
+    in_answer = answer_logprobs(scored, generation.raw_text, prompt_tokens=generation.prompt_tokens)
+    values = base_check_values(
+        scored, generation.raw_text, answer_ended(generation.finish_reason), prompt_tokens=generation.prompt_tokens
     )
+    assert values is not None and in_answer is not None
+    assert sum(values) / len(values) == pytest.approx(ours["base_mean_logprob"], abs=1e-5)
     last_n = [next(iter(e.values()))["logprob"] for e in entries[-len(generation.token_logprobs) :]]
-    assert exact == pytest.approx(ours, abs=1e-5)
-    assert sum(last_n) / len(last_n) != pytest.approx(exact, abs=1e-6)
+    assert sum(last_n) / len(last_n) != pytest.approx(sum(in_answer) / len(in_answer), abs=1e-6)
+
+
+@pytest.mark.parametrize("ends", [True, False], ids=["ended by the model", "cut by max_tokens"])
+def test_the_base_check_scores_an_answers_end_when_the_variant_ended_it(gateway, ends):
+    """The tiny random model is made to end its answer after 3 tokens (its end-of-sequence token favoured by
+    logit_bias, held back by min_tokens) or cut at 3 by max_tokens. Ended, the base check has one value more
+    than the answer's tokens (the base's view of the end); cut, none; the gateway's signals are the
+    evaluators' either way."""
+    eos = json.loads((gateway.dirs["pruned"] / "config.json").read_text())["eos_token_id"]
+    messages = [{"role": "user", "content": QUESTION}]
+    body = {"model": "pruned", "messages": messages, "temperature": 0, "logprobs": True, "top_logprobs": 5}
+    body.update({"max_tokens": 12, "min_tokens": 3, "logit_bias": {str(eos): 100}} if ends else {"max_tokens": 3})
+    recorded = post(gateway, "/v1/chat/completions", body)
+    assert recorded["choices"][0]["finish_reason"] == ("stop" if ends else "length"), recorded["choices"][0]
+    prompt = Prompt(messages=tuple(messages))
+    generation = asyncio.run(generate(Recorded(recorded), prompt, 12))
+    scored = post(
+        gateway, "/v1/chat/completions", {**base_check_request(generation.raw_text, messages), "model": "base"}
+    )
+    tokens = answer_logprobs(scored, generation.raw_text, prompt_tokens=generation.prompt_tokens)
+    values = base_check_values(
+        scored, generation.raw_text, answer_ended(generation.finish_reason), prompt_tokens=generation.prompt_tokens
+    )
+    assert tokens is not None and values is not None
+    assert values[: len(tokens)] == tokens and len(values) == len(tokens) + ends
+    if ends:
+        assert -20.0 <= values[-1] <= 0.0
+
+    async def evaluators_signals():
+        async with EndpointClient(gateway.url, "base", api_key=gateway.api_key, concurrency=1) as client:
+            return await base_answer_signals(client, prompt, generation)
+
+    ours = asyncio.run(evaluators_signals())
+    assert ours["base_mean_logprob"] == pytest.approx(sum(values) / len(values), abs=1e-5)
+    assert ours["base_min_logprob"] == pytest.approx(min(values), abs=1e-5)
+    for name, value in ours.items():
+        assert recorded["reliability"]["signals"][name] == pytest.approx(value, abs=1e-5), name

@@ -72,6 +72,23 @@ def hindsight_coverage(items: list[dict], domain: str, alpha: float, delta: floa
     return best / len(held)
 
 
+def oracle_coverage(items: list[dict], domain: str, alpha: float, delta: float) -> float | None:
+    """The largest share of the certifying half ANY ranking could leave unflagged with its exact bound <= alpha:
+    every right answer first, then as many wrong ones as the bound allows. What the variant's own error
+    rate permits, whatever the signals: a target above it cannot be met on this split."""
+    held = [
+        r
+        for r in items
+        if (r.get("gate_domain") or "all") == domain and (r.get("reliability") or {}).get("split") == "certify"
+    ]
+    if not held:
+        return None
+    wrong = sum(r["label"] in ("wrong", "unparsed") for r in held)
+    right = len(held) - wrong
+    best = max((right + k for k in range(wrong + 1) if upper_bound(k, right + k, delta) <= alpha), default=0)
+    return best / len(held)
+
+
 def free_text(entry) -> str:
     """The free-text answers of a cell (evaluators/answer_forms.py): how many, how many wrong, and among the
     certifying half's unflagged ones the realised error with its bound."""
@@ -95,10 +112,11 @@ def rows_of(name: str, card: ReportCard, items: list[dict], without: bool = Fals
         auroc = (entry.quality.get("p_wrong") or {}).get("auroc")
         bound = "-" if cert.error_upper is None else f"{pct(cert.realised_error)} (<= {pct(cert.error_upper)})"
         ceiling = "-" if without else pct(hindsight_coverage(items, domain, section.alpha, section.delta))
+        oracle = "-" if without else pct(oracle_coverage(items, domain, section.alpha, section.delta))
         rows.append(
             f"| {name} | {domain} | {'off' if without else 'on'} | {entry.n} | {entry.n_wrong} "
             f"| {entry.n_abstained} | {interval(auroc)} | {cert.status} | {pct(cert.coverage)} | {bound} "
-            f"| {ceiling} | {free_text(entry)} |"
+            f"| {ceiling} | {oracle} | {free_text(entry)} |"
         )
     return rows
 
@@ -107,8 +125,8 @@ def table(cards: dict[str, Path]) -> str:
     lines = [
         "| variant | gate domain | base check | answers | wrong | abstained | AUROC of p_wrong (95% CI) "
         "| certificate | coverage | error among unflagged (one-sided 95% bound) | hindsight ceiling "
-        "| free-text answers (wrong); certifying half |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| any-ranking ceiling | free-text answers (wrong); certifying half |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, path in cards.items():
         card = ReportCard.load(path)

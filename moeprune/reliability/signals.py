@@ -17,9 +17,10 @@ from dataclasses import dataclass
 LOW_CONFIDENCE_LOGPROB = -1.5
 
 
-# Bumped whenever a signal's definition changes, so that a card measured under an older one is not reused
-# as if current (the demo's stamps carry it). 2: the base cross-check scores the answer's end; base_min_logprob.
-SIGNALS_REVISION = 2
+# Bumped whenever a signal's or p_wrong's definition changes, so that a card measured under an older one is
+# not reused as if current (the demo's stamps carry it). 2: the base cross-check scores the answer's end;
+# base_min_logprob. 3: p_wrong breaks the isotonic map's ties by the logistic score (risk_model.TIE_BREAK).
+SIGNALS_REVISION = 3
 
 # Every per-response signal, with the direction in which it points to a wrong answer. Flags,
 # the card's signal-quality section and AUROC orientation all read this one table.

@@ -22,7 +22,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,15 +35,10 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.engines.command import EngineSpec, launch_command, launch_environment  # noqa: E402
+from app.engines.process import free_port  # noqa: E402
 from testkit.vllm_server import stop_process_group  # noqa: E402
 
 MODES = ("direct", "direct+logprobs", "gateway")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:

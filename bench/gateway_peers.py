@@ -53,7 +53,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -65,6 +64,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from app.engines.process import free_port  # noqa: E402
 from app.workers.worker import is_worker_command  # noqa: E402
 
 GATEWAY_CPU = "0"
@@ -87,12 +87,6 @@ CHAT = {
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TOKENS_SHORT = 8  # the streams whose time to first token is measured
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------- environments

@@ -37,7 +37,6 @@ import json
 import random
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -51,6 +50,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.engines.command import EngineSpec, launch_command, launch_environment  # noqa: E402
+from app.engines.process import free_port  # noqa: E402
 from testkit.vllm_server import stop_process_group  # noqa: E402
 
 # Qwen3-30B-A3B's per-layer shapes.
@@ -183,12 +183,6 @@ def prune_by_mask(source: Path, out: Path, layers: int, keep: int, seed: int = 0
 
 
 # ---------------------------------------------------------------- an engine
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def tree_memory(pid: int) -> tuple[int, int]:
     """(RSS, PSS) in bytes summed over the process and its descendants."""
     rss = pss = 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,12 +12,7 @@ from pathlib import Path
 import httpx
 
 from app.engines.command import EngineSpec, launch_command, launch_environment
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from app.engines.process import free_port  # noqa: F401  (tests and benches take it from here)
 
 
 @contextlib.contextmanager

@@ -134,10 +134,6 @@ def base_check_signals(values: list[float] | None) -> dict[str, float]:
     return dict(zip(BASE_SIGNALS, (sum(values) / len(values), min(values))))
 
 
-def mean(values: list[float] | None) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 # Sampling fields a resample keeps from the original request; everything else is the check's own.
 RESAMPLE_FIELDS = (
     "model",
